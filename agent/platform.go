@@ -1,0 +1,133 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/prewarm/prewarm/shared/config"
+)
+
+// The agent decides, the platform does: these small interfaces are all an
+// operating system must provide. linux/ and windows/ implement them; only
+// cmd/prewarm-agent wires an implementation in. Debounce, retry, ordering and
+// the decision of what to apply live in this package, once.
+
+// LinkEventKind says what happened to a link.
+type LinkEventKind int
+
+const (
+	// CarrierLost: the interface lost its carrier (or went down).
+	CarrierLost LinkEventKind = iota + 1
+	// CarrierBack: the carrier came back, or the carrier-change counter rose
+	// while the carrier is up (a bounce shorter than the kernel's
+	// link-event rate limit arrives as one message with the counter up by 2).
+	CarrierBack
+	// LinkAdded: a managed interface appeared.
+	LinkAdded
+	// LinkRemoved: a managed interface disappeared.
+	LinkRemoved
+)
+
+func (k LinkEventKind) String() string {
+	switch k {
+	case CarrierLost:
+		return "carrier-lost"
+	case CarrierBack:
+		return "carrier-back"
+	case LinkAdded:
+		return "added"
+	case LinkRemoved:
+		return "removed"
+	}
+	return "unknown"
+}
+
+// LinkEvent is one change of a managed interface.
+type LinkEvent struct {
+	Kind      LinkEventKind
+	Interface string // kernel name, e.g. "eth0"
+	Index     int
+	MAC       string // lower case, colon separated
+	// CarrierChanges is the interface's carrier-change counter after the
+	// event, where the OS has one (Linux IFLA_CARRIER_CHANGES), else 0.
+	CarrierChanges uint32
+	Time           time.Time
+}
+
+// LinkWatcher reports carrier changes of the interfaces the agent manages.
+type LinkWatcher interface {
+	// WatchLinks subscribes to link changes and returns at once, with the
+	// subscription already open (so a flap right after it is not missed).
+	// Events arrive on the channel until ctx is done; the channel is then
+	// closed. The watcher never blocks on a slow reader for long: it may
+	// coalesce or drop events for an interface, never the last one.
+	WatchLinks(ctx context.Context) (<-chan LinkEvent, error)
+}
+
+// Lease is what a DHCP renewal produced.
+type Lease struct {
+	Interface string
+	Addresses []netip.Prefix
+	// Client names the DHCP client that renewed ("dhclient", "dhcpcd",
+	// "udhcpc", "networkd", "networkmanager", "builtin", "windows").
+	Client string
+}
+
+// DHCPRenewer renews DHCP leases.
+type DHCPRenewer interface {
+	// DHCPInterfaces lists the interfaces whose addresses DHCP manages.
+	DHCPInterfaces(ctx context.Context) ([]string, error)
+	// RenewDHCP renews the lease of iface through whichever client owns it
+	// and returns the addresses the interface holds afterwards.
+	RenewDHCP(ctx context.Context, iface string) (Lease, error)
+}
+
+// StepResult is what an apply step did.
+type StepResult struct {
+	// Changed is false when the machine already matched the document.
+	Changed bool
+	// RebootRequired is true when the change takes full effect only after
+	// a restart.
+	RebootRequired bool
+	// Actions describes each change made, for the log ("set /etc/hostname").
+	Actions []string
+}
+
+// HostnameSetter applies the hostname step.
+type HostnameSetter interface {
+	ApplyHostname(ctx context.Context, hostname string) (StepResult, error)
+}
+
+// TimezoneSetter applies the timezone step.
+type TimezoneSetter interface {
+	ApplyTimezone(ctx context.Context, zone string) (StepResult, error)
+}
+
+// UserManager applies the users step: it ensures every listed user exists
+// with the given groups, sudo level, shell, password and SSH keys. Users not
+// listed are left alone; of a user's authorized keys, only those the agent
+// wrote before are replaced.
+type UserManager interface {
+	ApplyUsers(ctx context.Context, users []config.User) (StepResult, error)
+}
+
+// NetworkConfigurator applies the static part of the network section:
+// addresses, gateway, routes, MTU and DNS of the interfaces it names.
+type NetworkConfigurator interface {
+	ApplyNetwork(ctx context.Context, network *config.Network) (StepResult, error)
+}
+
+// Platform bundles what one operating system provides.
+type Platform struct {
+	Links    LinkWatcher
+	DHCP     DHCPRenewer
+	Hostname HostnameSetter
+	Timezone TimezoneSetter
+	Users    UserManager
+	Network  NetworkConfigurator
+}
+
+// ErrNotImplemented is returned by a platform step this OS does not support.
+var ErrNotImplemented = errors.New("not implemented on this OS")

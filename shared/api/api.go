@@ -1,0 +1,117 @@
+// Package api holds the paths, headers and JSON bodies of the Prewarm guest
+// and admin APIs (PROTOCOL.md sections 2 and 3) that are not the config
+// document or the status report.
+package api
+
+import (
+	"encoding/json"
+
+	"github.com/prewarm/prewarm/shared/config"
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// DefaultGuestAddr is where guests find the IMDS.
+const DefaultGuestAddr = "169.254.169.254:80"
+
+// DefaultAdminSocket is the admin API's Unix socket.
+const DefaultAdminSocket = "/run/prewarm/imds-admin.sock"
+
+// Guest API paths.
+const (
+	PathConfig   = "/metadata/v1/config"
+	PathStatus   = "/metadata/v1/status"
+	PathInstance = "/metadata/v1/instance"
+)
+
+// Admin API paths; {id} is the instance id.
+const (
+	PathInstances      = "/v1/instances"
+	PathInstance1      = "/v1/instances/{id}"
+	PathInstanceConfig = "/v1/instances/{id}/config"
+	PathInstanceStatus = "/v1/instances/{id}/status"
+	PathHealthz        = "/healthz"
+	PathMetrics        = "/metrics"
+)
+
+// Header names and values.
+const (
+	HeaderMetadata      = "Metadata"
+	MetadataTrue        = "true"
+	HeaderForwardedFor  = "X-Forwarded-For"
+	HeaderForwarded     = "Forwarded"
+	HeaderRetryAfter    = "Retry-After"
+	HeaderETag          = "ETag"
+	HeaderIfNoneMatch   = "If-None-Match"
+	HeaderIfMatch       = "If-Match"
+	HeaderAuthorization = "Authorization"
+	ContentTypeJSON     = "application/json; charset=utf-8"
+)
+
+// Long-poll limits of the guest config and admin status endpoints.
+const (
+	DefaultWaitSeconds = 60
+	MaxWaitSeconds     = 300
+)
+
+// MaxStatusHistory is how many reports the IMDS keeps per instance.
+const MaxStatusHistory = 256
+
+// InstanceIDPattern is the rule for instance ids.
+const InstanceIDPattern = `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`
+
+// FieldError names one offending field and the rule it breaks.
+type FieldError = config.FieldError
+
+// Error is the body of every error response.
+type Error struct {
+	Error  string       `json:"error"`
+	Fields []FieldError `json:"fields,omitempty"`
+}
+
+// InstanceInfo is the guest's GET /metadata/v1/instance answer.
+type InstanceInfo struct {
+	InstanceID string   `json:"instanceId"`
+	Addresses  []string `json:"addresses"`
+}
+
+// Registration is the body of PUT /v1/instances/{id}.
+type Registration struct {
+	Addresses     []string          `json:"addresses,omitempty"`
+	HostInterface string            `json:"hostInterface,omitempty"`
+	Labels        map[string]string `json:"labels,omitempty"`
+}
+
+// Instance is one instance as the admin API shows it.
+type Instance struct {
+	ID            string            `json:"id"`
+	Addresses     []string          `json:"addresses"`
+	HostInterface string            `json:"hostInterface,omitempty"`
+	Labels        map[string]string `json:"labels"`
+	Generation    int64             `json:"generation"`
+	LastStatus    *status.Report    `json:"lastStatus"`
+}
+
+// InstanceList is the body of GET /v1/instances.
+type InstanceList struct {
+	Instances []Instance `json:"instances"`
+}
+
+// PublishResult is the answer to a publish.
+type PublishResult struct {
+	Generation int64 `json:"generation"`
+}
+
+// StatusHistory is the answer of GET /v1/instances/{id}/status.
+type StatusHistory struct {
+	InstanceID string          `json:"instanceId"`
+	Reports    []status.Report `json:"reports"`
+}
+
+// PublishFile is a publish-directory file, DIR/<id>.json.
+type PublishFile struct {
+	Addresses     []string          `json:"addresses,omitempty"`
+	HostInterface string            `json:"hostInterface,omitempty"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	// Config is decoded with config.Decode, strictly, like a publish body.
+	Config json.RawMessage `json:"config"`
+}

@@ -1,0 +1,126 @@
+// Package status holds the status report of the Prewarm wire contract
+// (PROTOCOL.md section 4): what the agent sends to the IMDS and appends to
+// the tenant's status log.
+package status
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// MaxReportBytes is the largest status report body the IMDS accepts.
+const MaxReportBytes = 65536
+
+// States of a report.
+const (
+	StateStarting     = "starting"
+	StateWaiting      = "waiting"
+	StateApplying     = "applying"
+	StatePartialReady = "partial-ready"
+	StateProvisioned  = "provisioned"
+	StateFailed       = "failed"
+)
+
+// Events mark things that are not a change of state.
+const (
+	EventDHCPRenewed = "dhcp-renewed"
+	EventLinkFlap    = "link-flap"
+)
+
+// Step names, in the fixed order the agent applies them.
+const (
+	StepHostname = "hostname"
+	StepTimezone = "timezone"
+	StepUsers    = "users"
+	StepNetwork  = "network"
+)
+
+// TimeFormat is the report's time format: RFC 3339, UTC, milliseconds.
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// Report is one status report.
+type Report struct {
+	Seq          uint64 `json:"seq"`
+	Time         Time   `json:"time"`
+	Generation   int64  `json:"generation"`
+	State        string `json:"state"`
+	Steps        []Step `json:"steps,omitzero"`
+	Error        string `json:"error"`
+	AgentVersion string `json:"agentVersion"`
+	Event        string `json:"event"`
+
+	// Interface and Addresses accompany a dhcp-renewed or link-flap event:
+	// the interface concerned and its addresses after the renewal.
+	Interface string   `json:"interface,omitempty"`
+	Addresses []string `json:"addresses,omitzero"`
+	// RebootRequired is set when an applied step takes full effect only
+	// after a restart (the Windows hostname).
+	RebootRequired bool `json:"rebootRequired,omitempty"`
+}
+
+// Step is the outcome of one apply step.
+type Step struct {
+	Name           string `json:"name"`
+	OK             bool   `json:"ok"`
+	MS             int64  `json:"ms"`
+	Changed        bool   `json:"changed,omitempty"`
+	RebootRequired bool   `json:"rebootRequired,omitempty"`
+	Error          string `json:"error,omitempty"`
+}
+
+// Time is a time.Time that encodes in TimeFormat (UTC, milliseconds).
+type Time struct{ time.Time }
+
+// MarshalJSON encodes t in TimeFormat.
+func (t Time) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + t.UTC().Format(TimeFormat) + `"`), nil
+}
+
+// UnmarshalJSON accepts any RFC 3339 time.
+func (t *Time) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return errors.New("time must be an RFC 3339 string")
+	}
+	v, err := time.Parse(time.RFC3339Nano, string(b[1:len(b)-1]))
+	if err != nil {
+		return fmt.Errorf("time must be RFC 3339: %w", err)
+	}
+	t.Time = v
+	return nil
+}
+
+// ValidState reports whether s is one of the states of the contract.
+func ValidState(s string) bool {
+	switch s {
+	case StateStarting, StateWaiting, StateApplying, StatePartialReady, StateProvisioned, StateFailed:
+		return true
+	}
+	return false
+}
+
+// Validate checks the rules the IMDS enforces on a received report.
+func (r *Report) Validate() error {
+	var errs []error
+	if r.Seq == 0 {
+		errs = append(errs, errors.New("seq: must be at least 1"))
+	}
+	if !ValidState(r.State) {
+		errs = append(errs, fmt.Errorf("state: must be one of starting, waiting, applying, partial-ready, provisioned, failed (got %q)", r.State))
+	}
+	if r.Generation < 0 {
+		errs = append(errs, errors.New("generation: must not be negative"))
+	}
+	if r.Time.IsZero() {
+		errs = append(errs, errors.New("time: required"))
+	}
+	for i, s := range r.Steps {
+		if s.Name == "" {
+			errs = append(errs, fmt.Errorf("steps[%d].name: required", i))
+		}
+	}
+	return errors.Join(errs...)
+}
