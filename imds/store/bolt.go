@@ -1,0 +1,355 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// Bucket names of the bbolt layout.
+var (
+	bInstances  = []byte("instances")   // id -> Registration JSON
+	bAddresses  = []byte("addresses")   // address -> id
+	bInterfaces = []byte("interfaces")  // host interface -> id
+	bConfigs    = []byte("configs")     // id -> stamped document JSON
+	bGens       = []byte("generations") // id -> last generation (never deleted)
+	bStatus     = []byte("status")      // id -> bucket of seq(8 bytes BE) -> report JSON
+	bLast       = []byte("laststatus")  // id -> newest report JSON
+)
+
+// FileName is the database file inside a data directory.
+const FileName = "imds.db"
+
+// Bolt is the bbolt Store. Every write transaction is fsynced before it
+// returns (bbolt's default).
+type Bolt struct {
+	db     *bolt.DB
+	mu     sync.RWMutex
+	closed bool
+}
+
+var _ Store = (*Bolt)(nil)
+
+// OpenBolt opens (creating if needed) the database in dir. A second process
+// opening the same dir fails after a second instead of corrupting it.
+func OpenBolt(dir string) (*Bolt, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bInstances, bAddresses, bInterfaces, bConfigs, bGens, bStatus, bLast} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init store %s: %w", path, err)
+	}
+	return &Bolt{db: db}, nil
+}
+
+func (s *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.db.Update(fn)
+}
+
+func (s *Bolt) view(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.db.View(fn)
+}
+
+// Load implements Store.
+func (s *Bolt) Load(ctx context.Context) ([]Record, error) {
+	var out []Record
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bInstances).ForEach(func(k, v []byte) error {
+			rec, err := readRecord(tx, string(k), v)
+			if err != nil {
+				return err
+			}
+			out = append(out, rec)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load store: %w", err)
+	}
+	return out, nil
+}
+
+func readRecord(tx *bolt.Tx, id string, regJSON []byte) (Record, error) {
+	rec := Record{ID: id}
+	if err := json.Unmarshal(regJSON, &rec.Registration); err != nil {
+		return rec, fmt.Errorf("decode registration of %q: %w", id, err)
+	}
+	if c := tx.Bucket(bConfigs).Get([]byte(id)); c != nil {
+		rec.Config = append([]byte(nil), c...)
+		var g struct {
+			Generation int64 `json:"generation"`
+		}
+		if err := json.Unmarshal(c, &g); err != nil {
+			return rec, fmt.Errorf("decode config of %q: %w", id, err)
+		}
+		rec.Generation = g.Generation
+	}
+	if l := tx.Bucket(bLast).Get([]byte(id)); l != nil {
+		var r status.Report
+		if err := json.Unmarshal(l, &r); err != nil {
+			return rec, fmt.Errorf("decode last status of %q: %w", id, err)
+		}
+		rec.LastStatus = &r
+	}
+	return rec, nil
+}
+
+// Apply implements Store.
+func (s *Bolt) Apply(ctx context.Context, id string, c Change) (Record, error) {
+	var rec Record
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		key := []byte(id)
+		insts := tx.Bucket(bInstances)
+		cur := insts.Get(key)
+		if c.Register != nil {
+			if err := register(tx, id, cur, c.Register); err != nil {
+				return err
+			}
+		} else if cur == nil {
+			return ErrNotFound
+		}
+		if c.Publish != nil {
+			configs := tx.Bucket(bConfigs)
+			curGen := int64(0)
+			if cfg := configs.Get(key); cfg != nil {
+				var g struct {
+					Generation int64 `json:"generation"`
+				}
+				if err := json.Unmarshal(cfg, &g); err != nil {
+					return fmt.Errorf("decode config of %q: %w", id, err)
+				}
+				curGen = g.Generation
+			}
+			if c.IfMatch != nil && *c.IfMatch != curGen {
+				return &PreconditionError{Want: *c.IfMatch, Current: curGen}
+			}
+			gens := tx.Bucket(bGens)
+			last := int64(0)
+			if v := gens.Get(key); len(v) == 8 {
+				last = int64(binary.BigEndian.Uint64(v))
+			}
+			next := last + 1
+			doc, err := c.Publish(id, next)
+			if err != nil {
+				return err
+			}
+			if err := gens.Put(key, binary.BigEndian.AppendUint64(nil, uint64(next))); err != nil {
+				return err
+			}
+			if err := configs.Put(key, doc); err != nil {
+				return err
+			}
+		}
+		var err error
+		rec, err = readRecord(tx, id, insts.Get(key))
+		return err
+	})
+	return rec, err
+}
+
+// register replaces id's registration inside tx, enforcing ownership.
+func register(tx *bolt.Tx, id string, curJSON []byte, reg *Registration) error {
+	key := []byte(id)
+	addrs, ifaces := tx.Bucket(bAddresses), tx.Bucket(bInterfaces)
+	for _, a := range reg.Addresses {
+		if owner := addrs.Get([]byte(a)); owner != nil && string(owner) != id {
+			return &ConflictError{Kind: "address", Value: a, Owner: string(owner)}
+		}
+	}
+	if reg.HostInterface != "" {
+		if owner := ifaces.Get([]byte(reg.HostInterface)); owner != nil && string(owner) != id {
+			return &ConflictError{Kind: "hostInterface", Value: reg.HostInterface, Owner: string(owner)}
+		}
+	}
+	if curJSON != nil {
+		var old Registration
+		if err := json.Unmarshal(curJSON, &old); err != nil {
+			return fmt.Errorf("decode registration of %q: %w", id, err)
+		}
+		if err := unindex(tx, old); err != nil {
+			return err
+		}
+	}
+	for _, a := range reg.Addresses {
+		if err := addrs.Put([]byte(a), key); err != nil {
+			return err
+		}
+	}
+	if reg.HostInterface != "" {
+		if err := ifaces.Put([]byte(reg.HostInterface), key); err != nil {
+			return err
+		}
+	}
+	b, err := json.Marshal(reg)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bInstances).Put(key, b)
+}
+
+func unindex(tx *bolt.Tx, old Registration) error {
+	for _, a := range old.Addresses {
+		if err := tx.Bucket(bAddresses).Delete([]byte(a)); err != nil {
+			return err
+		}
+	}
+	if old.HostInterface != "" {
+		if err := tx.Bucket(bInterfaces).Delete([]byte(old.HostInterface)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delete implements Store.
+func (s *Bolt) Delete(ctx context.Context, id string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		key := []byte(id)
+		cur := tx.Bucket(bInstances).Get(key)
+		if cur == nil {
+			return ErrNotFound
+		}
+		var old Registration
+		if err := json.Unmarshal(cur, &old); err != nil {
+			return fmt.Errorf("decode registration of %q: %w", id, err)
+		}
+		if err := unindex(tx, old); err != nil {
+			return err
+		}
+		for _, b := range [][]byte{bInstances, bConfigs, bLast} {
+			if err := tx.Bucket(b).Delete(key); err != nil {
+				return err
+			}
+		}
+		if tx.Bucket(bStatus).Bucket(key) != nil {
+			return tx.Bucket(bStatus).DeleteBucket(key)
+		}
+		return nil
+	})
+}
+
+// AppendStatus implements Store.
+func (s *Bolt) AppendStatus(ctx context.Context, id string, r status.Report) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode status of %q: %w", id, err)
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		key := []byte(id)
+		if tx.Bucket(bInstances).Get(key) == nil {
+			return ErrNotFound
+		}
+		b, err := tx.Bucket(bStatus).CreateBucketIfNotExists(key)
+		if err != nil {
+			return err
+		}
+		n, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := b.Put(binary.BigEndian.AppendUint64(nil, n), data); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bLast).Put(key, data); err != nil {
+			return err
+		}
+		count := 0
+		if err := b.ForEach(func(_, _ []byte) error { count++; return nil }); err != nil {
+			return err
+		}
+		c := b.Cursor()
+		for ; count > MaxStatusHistory; count-- {
+			if k, _ := c.First(); k == nil {
+				break
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// StatusHistory implements Store.
+func (s *Bolt) StatusHistory(ctx context.Context, id string) ([]status.Report, error) {
+	out := []status.Report{}
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		key := []byte(id)
+		if tx.Bucket(bInstances).Get(key) == nil {
+			return ErrNotFound
+		}
+		b := tx.Bucket(bStatus).Bucket(key)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(_, v []byte) error {
+			var r status.Report
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode status of %q: %w", id, err)
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Close implements Store. It waits for running transactions.
+func (s *Bolt) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// IsConflict reports whether err is a *ConflictError.
+func IsConflict(err error) bool {
+	var c *ConflictError
+	return errors.As(err, &c)
+}

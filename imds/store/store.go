@@ -1,0 +1,119 @@
+// Package store is the durable state of prewarm-imds: the instance registry,
+// each instance's current config document with its generation, and each
+// instance's status history.
+//
+// The Store interface is small on purpose so that a replicated backend (etcd)
+// can sit behind it later: every method is one atomic transaction, every
+// write is durable before it returns, and the store itself enforces the
+// invariants another writer could break (an address or host interface owned
+// by one instance only, generations that never go back for an id, even after
+// Delete and re-registration). The server keeps its own in-memory index for
+// the hot path and uses the store to make changes durable and to load state
+// at start.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// Sentinel errors; callers branch on them with errors.Is.
+var (
+	// ErrNotFound means the instance id is not registered.
+	ErrNotFound = errors.New("instance not registered")
+	// ErrClosed means the store has been closed.
+	ErrClosed = errors.New("store closed")
+)
+
+// MaxStatusHistory is how many status reports are kept per instance.
+const MaxStatusHistory = 256
+
+// Registration is what the registry holds about an instance. Addresses are
+// in canonical form (netip.Addr.String of an unmapped address); the store
+// does not parse them.
+type Registration struct {
+	Addresses     []string          `json:"addresses,omitempty"`
+	HostInterface string            `json:"hostInterface,omitempty"`
+	Labels        map[string]string `json:"labels,omitempty"`
+}
+
+// Record is one instance as stored.
+type Record struct {
+	ID string
+	Registration
+	// Generation is the generation of Config, 0 while nothing is published.
+	Generation int64
+	// Config is the stamped document (instanceId and generation set) in its
+	// JSON encoding, nil while nothing is published.
+	Config []byte
+	// LastStatus is the newest status report, nil if none arrived.
+	LastStatus *status.Report
+}
+
+// Change is one atomic update of an instance: an optional (re-)registration
+// and an optional publish. A Change with both applies both or neither.
+type Change struct {
+	// Register, when set, replaces the instance's registration (creating the
+	// instance if needed). Without it the instance must already exist.
+	Register *Registration
+	// Publish, when set, is stamped with the next generation and becomes the
+	// current document.
+	Publish Stamper
+	// IfMatch, when set, makes the publish conditional: it must equal the
+	// current generation (0 = nothing published).
+	IfMatch *int64
+}
+
+// Stamper produces the stored JSON of a document for the given id and
+// generation. The store calls it inside the transaction, once the
+// generation is known.
+type Stamper func(id string, generation int64) ([]byte, error)
+
+// ConflictError says an address or host interface already belongs to
+// another instance.
+type ConflictError struct {
+	// Kind is "address" or "hostInterface".
+	Kind  string
+	Value string
+	Owner string
+}
+
+func (e *ConflictError) Error() string {
+	if e.Kind == "hostInterface" {
+		return fmt.Sprintf("host interface %q belongs to instance %q", e.Value, e.Owner)
+	}
+	return fmt.Sprintf("address %s belongs to instance %q", e.Value, e.Owner)
+}
+
+// PreconditionError says an If-Match did not match the current generation.
+type PreconditionError struct {
+	Want, Current int64
+}
+
+func (e *PreconditionError) Error() string {
+	return fmt.Sprintf("If-Match \"%d\" does not match the current generation \"%d\"", e.Want, e.Current)
+}
+
+// Store is the durable state behind prewarm-imds. Implementations are safe
+// for concurrent use; each method is atomic and durable when it returns nil.
+type Store interface {
+	// Load returns every registered instance.
+	Load(ctx context.Context) ([]Record, error)
+	// Apply applies c to instance id and returns the resulting record. It
+	// returns ErrNotFound (no Register and id unknown), *ConflictError or
+	// *PreconditionError without changing anything.
+	Apply(ctx context.Context, id string, c Change) (Record, error)
+	// Delete forgets instance id, its config and status history. The
+	// generation counter of id is kept so a generation is never reused.
+	Delete(ctx context.Context, id string) error
+	// AppendStatus adds a report to id's history, keeping the newest
+	// MaxStatusHistory.
+	AppendStatus(ctx context.Context, id string, r status.Report) error
+	// StatusHistory returns id's reports, oldest first.
+	StatusHistory(ctx context.Context, id string) ([]status.Report, error)
+	// Close releases the store.
+	Close() error
+}
