@@ -3,29 +3,304 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
 )
 
 // Decode parses a config document strictly and validates it. Every unknown
 // field, mistyped field and broken rule is reported, with its path, in one
 // *ValidationError; a document over MaxDocumentBytes gives ErrTooLarge.
+//
+// The document is first read into a generic tree and then walked against the
+// schema, so that one pass sees every problem; encoding/json alone stops at
+// the first unknown or mistyped field.
 func Decode(data []byte) (*Document, error) {
 	if len(data) > MaxDocumentBytes {
 		return nil, ErrTooLarge
 	}
-	var d Document
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
-		return nil, &ValidationError{Fields: []FieldError{{Path: "", Reason: err.Error()}}}
+	dec.UseNumber()
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		return nil, &ValidationError{Fields: []FieldError{{Path: "", Reason: "must be a JSON object: " + jsonReason(err)}}}
 	}
-	if err := d.Validate(); err != nil {
-		return nil, err
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, &ValidationError{Fields: []FieldError{{Path: "", Reason: "must hold exactly one JSON object, found data after it"}}}
 	}
-	return &d, nil
+	w := &walker{}
+	d := w.document(tree)
+	d.check(w)
+	if len(w.errs) > 0 {
+		return nil, &ValidationError{Fields: w.errs}
+	}
+	return d, nil
 }
 
-// Validate checks d against the rules of PROTOCOL.md section 1 and returns a
-// *ValidationError naming every offending field, or nil.
-func (d *Document) Validate() error {
-	return nil
+func jsonReason(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s at byte %d", se.Error(), se.Offset)
+	}
+	if errors.Is(err, io.EOF) {
+		return "empty body"
+	}
+	return err.Error()
+}
+
+// walker collects field errors while it turns the generic tree into typed
+// values. A null anywhere counts as absent (PROTOCOL.md section 1).
+type walker struct {
+	errs []FieldError
+}
+
+func (w *walker) fail(path, format string, args ...any) {
+	w.errs = append(w.errs, FieldError{Path: path, Reason: fmt.Sprintf(format, args...)})
+}
+
+func join(path, field string) string {
+	if path == "" {
+		return field
+	}
+	return path + "." + field
+}
+
+func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
+
+// object returns v as an object, reporting unknown fields against known.
+func (w *walker) object(path string, v any, known ...string) (map[string]any, bool) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		w.fail(path, "must be an object, not %s", kind(v))
+		return nil, false
+	}
+	var unknown []string
+	for k := range m {
+		if !slices.Contains(known, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	slices.Sort(unknown)
+	for _, k := range unknown {
+		w.fail(join(path, k), "unknown field")
+	}
+	return m, true
+}
+
+func (w *walker) str(path string, v any) (string, bool) {
+	switch t := v.(type) {
+	case nil:
+		return "", false
+	case string:
+		return t, true
+	}
+	w.fail(path, "must be a string, not %s", kind(v))
+	return "", false
+}
+
+// nonEmpty is str for fields whose empty value would be indistinguishable
+// from absence.
+func (w *walker) nonEmpty(path string, v any, hint string) string {
+	s, ok := w.str(path, v)
+	if ok && s == "" {
+		w.fail(path, "must not be empty (%s)", hint)
+	}
+	return s
+}
+
+func (w *walker) boolean(path string, v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return t
+	}
+	w.fail(path, "must be true or false, not %s", kind(v))
+	return false
+}
+
+func (w *walker) integer(path string, v any) (int64, bool) {
+	switch t := v.(type) {
+	case nil:
+		return 0, false
+	case json.Number:
+		n, err := strconv.ParseInt(t.String(), 10, 64)
+		if err != nil {
+			w.fail(path, "must be an integer, not %s", t.String())
+			return 0, false
+		}
+		return n, true
+	}
+	w.fail(path, "must be an integer, not %s", kind(v))
+	return 0, false
+}
+
+func (w *walker) list(path string, v any) ([]any, bool) {
+	switch t := v.(type) {
+	case nil:
+		return nil, false
+	case []any:
+		return t, true
+	}
+	w.fail(path, "must be an array, not %s", kind(v))
+	return nil, false
+}
+
+// strings returns nil for an absent list and a non-nil slice for a present
+// one, so "absent" and "empty" stay apart.
+func (w *walker) strings(path string, v any) []string {
+	l, ok := w.list(path, v)
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(l))
+	for i, e := range l {
+		if s, ok := w.str(index(path, i), e); ok {
+			out = append(out, s)
+		} else if e == nil {
+			w.fail(index(path, i), "must be a string, not null")
+		}
+	}
+	return out
+}
+
+func kind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case json.Number:
+		return "a number"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func (w *walker) document(v any) *Document {
+	d := &Document{}
+	m, ok := w.object("", v, "instanceId", "generation", "partial", "hostname", "timezone", "userData", "users", "network")
+	if !ok {
+		return d
+	}
+	// instanceId and generation are the IMDS's to stamp: it overwrites a
+	// publisher's values, and the agent reads the stamped ones.
+	d.InstanceID, _ = w.str("instanceId", m["instanceId"])
+	if g, ok := w.integer("generation", m["generation"]); ok {
+		if g < 0 {
+			w.fail("generation", "must not be negative")
+		}
+		d.Generation = g
+	}
+	d.Partial = w.boolean("partial", m["partial"])
+	d.Hostname = w.nonEmpty("hostname", m["hostname"], "omit the field to leave the hostname as it is")
+	d.Timezone = w.nonEmpty("timezone", m["timezone"], "omit the field to leave the time zone as it is")
+	if s, ok := w.str("userData", m["userData"]); ok {
+		d.UserData = &s
+	}
+	if l, ok := w.list("users", m["users"]); ok {
+		d.Users = make([]User, 0, len(l))
+		for i, e := range l {
+			d.Users = append(d.Users, w.user(index("users", i), e))
+		}
+	}
+	if m["network"] != nil {
+		d.Network = w.network("network", m["network"])
+	}
+	return d
+}
+
+func (w *walker) user(path string, v any) User {
+	var u User
+	m, ok := w.object(path, v, "name", "groups", "sudo", "shell", "sshAuthorizedKeys", "passwordHash", "password")
+	if !ok {
+		return u
+	}
+	u.Name, ok = w.str(join(path, "name"), m["name"])
+	if !ok && m["name"] == nil {
+		w.fail(join(path, "name"), "required")
+	}
+	u.Groups = w.strings(join(path, "groups"), m["groups"])
+	u.Sudo, _ = w.str(join(path, "sudo"), m["sudo"])
+	u.Shell, _ = w.str(join(path, "shell"), m["shell"])
+	u.SSHAuthorizedKeys = w.strings(join(path, "sshAuthorizedKeys"), m["sshAuthorizedKeys"])
+	u.PasswordHash = w.nonEmpty(join(path, "passwordHash"), m["passwordHash"], "omit the field to leave the password as it is")
+	u.Password = w.nonEmpty(join(path, "password"), m["password"], "omit the field to leave the password as it is")
+	return u
+}
+
+func (w *walker) network(path string, v any) *Network {
+	n := &Network{}
+	m, ok := w.object(path, v, "renewDhcp", "interfaces")
+	if !ok {
+		return n
+	}
+	if c, ok := w.integer(join(path, "renewDhcp"), m["renewDhcp"]); ok {
+		n.RenewDHCP = &c
+	}
+	if l, ok := w.list(join(path, "interfaces"), m["interfaces"]); ok {
+		n.Interfaces = make([]Interface, 0, len(l))
+		for i, e := range l {
+			n.Interfaces = append(n.Interfaces, w.iface(index(join(path, "interfaces"), i), e))
+		}
+	}
+	return n
+}
+
+func (w *walker) iface(path string, v any) Interface {
+	var in Interface
+	m, ok := w.object(path, v, "mac", "dhcp4", "addresses", "gateway4", "routes", "mtu", "nameservers", "searchDomains")
+	if !ok {
+		return in
+	}
+	in.MAC, ok = w.str(join(path, "mac"), m["mac"])
+	if !ok && m["mac"] == nil {
+		w.fail(join(path, "mac"), "required")
+	}
+	in.DHCP4 = w.boolean(join(path, "dhcp4"), m["dhcp4"])
+	in.Addresses = w.strings(join(path, "addresses"), m["addresses"])
+	in.Gateway4 = w.nonEmpty(join(path, "gateway4"), m["gateway4"], "omit the field for no default gateway")
+	if l, ok := w.list(join(path, "routes"), m["routes"]); ok {
+		in.Routes = make([]Route, 0, len(l))
+		for i, e := range l {
+			in.Routes = append(in.Routes, w.route(index(join(path, "routes"), i), e))
+		}
+	}
+	if mtu, ok := w.integer(join(path, "mtu"), m["mtu"]); ok {
+		if mtu == 0 {
+			// Zero would read as absent; say so here, the range rule
+			// in check covers every other value.
+			w.fail(join(path, "mtu"), "must be between %d and %d", MinMTU, MaxMTU)
+		}
+		in.MTU = int(mtu)
+	}
+	in.Nameservers = w.strings(join(path, "nameservers"), m["nameservers"])
+	in.SearchDomains = w.strings(join(path, "searchDomains"), m["searchDomains"])
+	return in
+}
+
+func (w *walker) route(path string, v any) Route {
+	var r Route
+	m, ok := w.object(path, v, "to", "via")
+	if !ok {
+		return r
+	}
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"to", &r.To}, {"via", &r.Via}} {
+		s, ok := w.str(join(path, f.name), m[f.name])
+		if !ok && m[f.name] == nil {
+			w.fail(join(path, f.name), "required")
+		}
+		*f.dst = s
+	}
+	return r
 }

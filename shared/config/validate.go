@@ -1,0 +1,285 @@
+package config
+
+import (
+	"net"
+	"net/netip"
+	"regexp"
+	"strings"
+	"time"
+	// The zone database is embedded so that every party (IMDS, Linux and
+	// Windows agents) agrees on which time zone names exist.
+	_ "time/tzdata"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// MTU bounds: 68 is the IPv4 minimum (RFC 791), 65535 the largest a link
+// can announce.
+const (
+	MinMTU = 68
+	MaxMTU = 65535
+)
+
+// MaxPasswordBytes bounds a plaintext password.
+const MaxPasswordBytes = 256
+
+var (
+	labelRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	zoneRE     = regexp.MustCompile(`^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$`)
+	// crypt(3) strings: SHA-512 ($6$, 86 characters of hash), SHA-256 ($5$,
+	// 43) with an optional rounds= parameter and a salt of up to 16, and
+	// yescrypt ($y$ parameters $ salt $ 43).
+	cryptSHARE    = regexp.MustCompile(`^\$(5|6)\$(rounds=[0-9]{1,9}\$)?[./0-9A-Za-z]{1,16}\$([./0-9A-Za-z]+)$`)
+	cryptYescrypt = regexp.MustCompile(`^\$y\$[./0-9A-Za-z]+\$[./0-9A-Za-z]{1,86}\$[./0-9A-Za-z]{43}$`)
+	shellRE       = regexp.MustCompile(`^/[^\s:\x00-\x1f\x7f]{0,254}$`)
+)
+
+// reservedUsers are well-known system account names of Linux and Windows
+// that a document may never manage.
+var reservedUsers = map[string]bool{
+	"root": true, "daemon": true, "bin": true, "sys": true, "sync": true,
+	"games": true, "man": true, "lp": true, "mail": true, "news": true,
+	"uucp": true, "proxy": true, "www-data": true, "backup": true,
+	"list": true, "irc": true, "gnats": true, "nobody": true, "_apt": true,
+	"messagebus": true, "sshd": true, "polkitd": true, "halt": true,
+	"shutdown": true, "operator": true, "systemd-network": true,
+	"systemd-resolve": true, "systemd-timesync": true,
+	"systemd-coredump": true, "administrator": true, "guest": true,
+	"defaultaccount": true, "wdagutilityaccount": true,
+}
+
+// Validate checks d against the rules of PROTOCOL.md section 1 and returns a
+// *ValidationError naming every offending field, or nil. Decode already
+// calls it; use it for documents built in code.
+func (d *Document) Validate() error {
+	w := &walker{}
+	d.check(w)
+	if len(w.errs) > 0 {
+		return &ValidationError{Fields: w.errs}
+	}
+	return nil
+}
+
+func (d *Document) check(w *walker) {
+	if d.Hostname != "" {
+		if reason := hostnameRule(d.Hostname); reason != "" {
+			w.fail("hostname", "%s", reason)
+		}
+	}
+	if d.Timezone != "" {
+		if reason := timezoneRule(d.Timezone); reason != "" {
+			w.fail("timezone", "%s", reason)
+		}
+	}
+	if d.UserData != nil && len(*d.UserData) > MaxUserDataBytes {
+		w.fail("userData", "must be at most %d bytes (is %d)", MaxUserDataBytes, len(*d.UserData))
+	}
+	seen := map[string]int{}
+	for i, u := range d.Users {
+		p := index("users", i)
+		if first, dup := seen[u.Name]; dup && u.Name != "" {
+			w.fail(join(p, "name"), "duplicate of users[%d].name", first)
+		} else {
+			seen[u.Name] = i
+		}
+		u.check(w, p)
+	}
+	if d.Network != nil {
+		d.Network.check(w, "network")
+	}
+}
+
+// hostnameRule returns why name is not an RFC 1123 host name, or "".
+func hostnameRule(name string) string {
+	const rule = "must be an RFC 1123 host name: dot-separated labels of 1-63 characters of [a-z0-9-], not starting or ending with '-', at most 253 characters"
+	if len(name) > 253 {
+		return rule
+	}
+	for _, l := range strings.Split(name, ".") {
+		if !labelRE.MatchString(l) {
+			return rule
+		}
+	}
+	return ""
+}
+
+func timezoneRule(zone string) string {
+	if zone == "Local" {
+		return "must name a tzdata zone; Local is not one"
+	}
+	if !zoneRE.MatchString(zone) || strings.Contains(zone, "..") {
+		return "must be a tzdata zone or link name like Europe/Berlin or UTC"
+	}
+	if _, err := time.LoadLocation(zone); err != nil {
+		return "unknown time zone " + quote(zone) + " (not in the tzdata database)"
+	}
+	return ""
+}
+
+func quote(s string) string { return `"` + s + `"` }
+
+func (u User) check(w *walker, p string) {
+	if w.has(p) {
+		return // not an object; nothing more to say
+	}
+	switch {
+	case u.Name == "" && w.has(join(p, "name")):
+		// The decoder already said it is missing or mistyped.
+	case !userNameRE.MatchString(u.Name):
+		w.fail(join(p, "name"), "must match ^[a-z_][a-z0-9_-]{0,31}$")
+	case reservedUsers[u.Name]:
+		w.fail(join(p, "name"), "%s is a reserved system account name", quote(u.Name))
+	}
+	for i, g := range u.Groups {
+		if !userNameRE.MatchString(g) {
+			w.fail(index(join(p, "groups"), i), "must match ^[a-z_][a-z0-9_-]{0,31}$")
+		}
+	}
+	switch u.Sudo {
+	case "", SudoNone, SudoPassword, SudoNoPasswd:
+	default:
+		w.fail(join(p, "sudo"), "must be one of none, password, nopasswd")
+	}
+	if u.Shell != "" && !shellRE.MatchString(u.Shell) {
+		w.fail(join(p, "shell"), "must be an absolute path without spaces, colons or control characters, at most 255 characters")
+	}
+	for i, k := range u.SSHAuthorizedKeys {
+		if reason := authorizedKeyRule(k); reason != "" {
+			w.fail(index(join(p, "sshAuthorizedKeys"), i), "%s", reason)
+		}
+	}
+	if u.PasswordHash != "" && !validCrypt(u.PasswordHash) {
+		w.fail(join(p, "passwordHash"), "must be a crypt(3) string: $6$ (SHA-512), $5$ (SHA-256) or $y$ (yescrypt)")
+	}
+	if u.Password != "" {
+		switch {
+		case u.PasswordHash != "":
+			w.fail(join(p, "password"), "at most one of password and passwordHash may be set")
+		case u.Password == Redacted:
+			w.fail(join(p, "password"), "must not be the placeholder REDACTED of an admin read-back; send the real password")
+		case len(u.Password) > MaxPasswordBytes:
+			w.fail(join(p, "password"), "must be at most %d bytes", MaxPasswordBytes)
+		case strings.ContainsAny(u.Password, "\x00\r\n"):
+			w.fail(join(p, "password"), "must not contain NUL or line breaks")
+		}
+	}
+}
+
+// has reports whether an error was already recorded for path.
+func (w *walker) has(path string) bool {
+	for _, e := range w.errs {
+		if e.Path == path {
+			return true
+		}
+	}
+	return false
+}
+
+func validCrypt(h string) bool {
+	if m := cryptSHARE.FindStringSubmatch(h); m != nil {
+		want := 86
+		if m[1] == "5" {
+			want = 43
+		}
+		return len(m[3]) == want
+	}
+	return cryptYescrypt.MatchString(h)
+}
+
+// authorizedKeyRule returns why line is not one OpenSSH authorized_keys
+// line, or "".
+func authorizedKeyRule(line string) string {
+	if strings.ContainsAny(line, "\r\n\x00") {
+		return "must be a single OpenSSH public key line (no line breaks)"
+	}
+	if len(line) > 16384 {
+		return "must be at most 16384 bytes"
+	}
+	if _, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(line)); err != nil || len(rest) > 0 {
+		return "must be an OpenSSH public key line like \"ssh-ed25519 AAAA... comment\""
+	}
+	return ""
+}
+
+func (n *Network) check(w *walker, p string) {
+	if n.RenewDHCP != nil && *n.RenewDHCP < 0 {
+		w.fail(join(p, "renewDhcp"), "must not be negative")
+	}
+	macs := map[string]int{}
+	for i, in := range n.Interfaces {
+		ip := index(join(p, "interfaces"), i)
+		if w.has(ip) {
+			continue
+		}
+		if mac, err := net.ParseMAC(in.MAC); err != nil || len(mac) != 6 {
+			if !w.has(join(ip, "mac")) {
+				w.fail(join(ip, "mac"), "must be a 48-bit MAC address like 52:54:00:12:34:56")
+			}
+		} else if first, dup := macs[mac.String()]; dup {
+			w.fail(join(ip, "mac"), "duplicate of %s.interfaces[%d].mac", p, first)
+		} else {
+			macs[mac.String()] = i
+		}
+		in.check(w, ip)
+	}
+}
+
+func (in Interface) check(w *walker, p string) {
+	if in.MTU != 0 && (in.MTU < MinMTU || in.MTU > MaxMTU) {
+		w.fail(join(p, "mtu"), "must be between %d and %d", MinMTU, MaxMTU)
+	}
+	for i, a := range in.Addresses {
+		pre, err := netip.ParsePrefix(a)
+		switch {
+		case err != nil:
+			w.fail(index(join(p, "addresses"), i), "must be an address with a prefix length, e.g. 10.1.0.5/24")
+		case !unicast(pre.Addr()):
+			w.fail(index(join(p, "addresses"), i), "must be a unicast address (not unspecified, loopback or multicast)")
+		}
+	}
+	if in.Gateway4 != "" {
+		if a, err := netip.ParseAddr(in.Gateway4); err != nil || !a.Is4() || !unicast(a) {
+			w.fail(join(p, "gateway4"), "must be a unicast IPv4 address, e.g. 10.1.0.1")
+		}
+	}
+	for i, r := range in.Routes {
+		rp := index(join(p, "routes"), i)
+		if w.has(rp) {
+			continue
+		}
+		to, errTo := netip.ParsePrefix(r.To)
+		if errTo != nil {
+			if !w.has(join(rp, "to")) {
+				w.fail(join(rp, "to"), "must be a network in CIDR notation, e.g. 10.2.0.0/16")
+			}
+		} else if to.Masked() != to {
+			w.fail(join(rp, "to"), "must be a network address with its host bits zero (%s)", to.Masked())
+		}
+		via, errVia := netip.ParseAddr(r.Via)
+		switch {
+		case errVia != nil:
+			if !w.has(join(rp, "via")) {
+				w.fail(join(rp, "via"), "must be an IP address, e.g. 10.1.0.254")
+			}
+		case !unicast(via):
+			w.fail(join(rp, "via"), "must be a unicast address")
+		case errTo == nil && to.Addr().Is4() != via.Is4():
+			w.fail(join(rp, "via"), "must be of the same address family as to")
+		}
+	}
+	for i, ns := range in.Nameservers {
+		if a, err := netip.ParseAddr(ns); err != nil || a.IsUnspecified() || a.IsMulticast() {
+			w.fail(index(join(p, "nameservers"), i), "must be an IP address, e.g. 10.1.0.2")
+		}
+	}
+	for i, s := range in.SearchDomains {
+		if hostnameRule(strings.ToLower(s)) != "" {
+			w.fail(index(join(p, "searchDomains"), i), "must be a DNS domain name, e.g. corp.example")
+		}
+	}
+}
+
+func unicast(a netip.Addr) bool {
+	return a.IsValid() && !a.IsUnspecified() && !a.IsLoopback() && !a.IsMulticast()
+}

@@ -1,0 +1,54 @@
+package status
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReportEncoding(t *testing.T) {
+	r := Report{
+		Seq: 7, Time: Time{time.Date(2026, 11, 21, 10, 0, 0, 123456789, time.FixedZone("x", 3600))},
+		Generation: 4, State: StateProvisioned,
+		Steps:        []Step{{Name: StepHostname, OK: true, MS: 3}, {Name: StepUsers, OK: true, MS: 41}},
+		AgentVersion: "0.1.0",
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"seq":7,"time":"2026-11-21T09:00:00.123Z","generation":4,"state":"provisioned","steps":[{"name":"hostname","ok":true,"ms":3},{"name":"users","ok":true,"ms":41}],"error":"","agentVersion":"0.1.0","event":""}`
+	if string(b) != want {
+		t.Errorf("got  %s\nwant %s", b, want)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !back.Time.Equal(r.Time.Truncate(time.Millisecond)) || back.Seq != 7 || len(back.Steps) != 2 {
+		t.Errorf("round trip: %+v", back)
+	}
+	if err := back.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+func TestReportValidate(t *testing.T) {
+	var r Report
+	if err := json.Unmarshal([]byte(`{"seq":0,"state":"done","generation":-1,"steps":[{"ok":true}]}`), &r); err != nil {
+		t.Fatal(err)
+	}
+	err := r.Validate()
+	if err == nil {
+		t.Fatal("want errors")
+	}
+	for _, s := range []string{"seq", "state", "generation", "time", "steps[0].name"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not name %s", err, s)
+		}
+	}
+	if err := json.Unmarshal([]byte(`{"time":"yesterday"}`), &r); err == nil {
+		t.Error("bad time accepted")
+	}
+}
