@@ -1,0 +1,63 @@
+# Prewarm. `make demo` runs the main job, `make test` every test; both install
+# what they need (apt packages, Go tools) first. Run as root on Debian 12.
+
+GO        ?= go
+BIN       := bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/prewarm/prewarm/agent.Version=$(VERSION)
+APT_PACKAGES := dnsmasq-base isc-dhcp-client busybox-static dhcpcd-base iproute2 \
+	passwd sudo tzdata wrk netcat-openbsd debootstrap systemd-container \
+	qemu-system-x86 cpio msitools osslsigncode lintian
+GOTEST_FLAGS ?= -count=1 -timeout 20m
+
+.PHONY: all build deps test unit e2e e2e-vm bench demo package lint fmt clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./agent/cmd/prewarm-agent ./imds/cmd/prewarm-imds
+
+# deps installs the Debian packages the tests and the demo drive for real
+# (DHCP servers and clients, namespaces tooling, wrk, QEMU, MSI tools).
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@$(GO) mod download
+
+test: deps lint unit e2e
+
+unit:
+	$(GO) test $(GOTEST_FLAGS) ./shared/... ./imds/... ./agent/... ./linux/... ./windows/...
+
+e2e: deps build
+	$(GO) test $(GOTEST_FLAGS) -v ./e2e/...
+
+bench: deps build
+	bash imds/bench/run.sh
+	bash agent/bench/run.sh
+	$(GO) test -run XXX -bench . -benchtime 200x ./shared/... ./imds/... ./agent/...
+
+demo: deps build
+	bash e2e/demo.sh
+
+package: build
+	bash packaging/build.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	GOOS=windows $(GO) vet ./...
+	$(GO) tool staticcheck ./...
+	GOOS=windows $(GO) build ./...
+	GOOS=windows $(GO) test -exec=true -count=1 ./... >/dev/null
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN) dist
