@@ -1,0 +1,493 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prewarm/prewarm/shared/config"
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// Defaults of Options.
+const (
+	DefaultWaitTimeout  = 60 * time.Second
+	DefaultPollInterval = 2 * time.Second
+	DefaultBackoffBase  = 100 * time.Millisecond
+	DefaultBackoffMax   = 10 * time.Second
+	DefaultLinkDebounce = time.Second
+)
+
+// Options configure an Agent.
+type Options struct {
+	// IMDSURL is the guest API's base URL, e.g. http://169.254.169.254.
+	IMDSURL string
+	// StateDir holds StateFile; LogDir the status log (status.jsonl);
+	// RunDir the current report (status.json).
+	StateDir, LogDir, RunDir string
+	Platform                 Platform
+	Logger                   *slog.Logger
+	// Redactor, if set, is the one the Logger's handler redacts with, so
+	// the secrets the agent learns are scrubbed from every component's log.
+	Redactor *Redactor
+	Version  string
+
+	// WaitTimeout is the long-poll timeout asked of the IMDS.
+	WaitTimeout time.Duration
+	// PollInterval paces plain polling when the IMDS does not long-poll.
+	PollInterval time.Duration
+	// BackoffBase and BackoffMax bound the full-jitter backoff of failures.
+	BackoffBase, BackoffMax time.Duration
+	// LinkDebounce is how long a link must stay up before its DHCP lease is
+	// renewed; every flap restarts the wait.
+	LinkDebounce time.Duration
+	// OnReport, if set, is called with each report once it is persisted and
+	// in the status log, before it is sent (main signals readiness with it).
+	OnReport func(status.Report)
+}
+
+// Agent is the provisioning state machine.
+type Agent struct {
+	opts   Options
+	log    *slog.Logger
+	red    *Redactor
+	imds   *imdsClient
+	status *statusLog
+	p      Platform
+
+	mu       sync.Mutex // guards st, curState, curGen
+	st       *State
+	curState string
+	curGen   int64
+
+	platMu sync.Mutex // one platform operation at a time
+
+	pollMu     sync.Mutex
+	cancelPoll context.CancelFunc
+
+	reportReady chan struct{} // a report was queued
+	wakeDeliver chan struct{} // reconnected: retry delivery at once
+	wakePoll    chan struct{} // reconnected: poll at once
+}
+
+// New checks opts and returns an Agent; Run starts it.
+func New(opts Options) (*Agent, error) {
+	if opts.StateDir == "" || opts.LogDir == "" || opts.RunDir == "" {
+		return nil, errors.New("agent: state, log and run dirs are required")
+	}
+	c, err := newIMDSClient(opts.IMDSURL)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&opts.WaitTimeout, DefaultWaitTimeout)
+	def(&opts.PollInterval, DefaultPollInterval)
+	def(&opts.BackoffBase, DefaultBackoffBase)
+	def(&opts.BackoffMax, DefaultBackoffMax)
+	def(&opts.LinkDebounce, DefaultLinkDebounce)
+	if opts.Version == "" {
+		opts.Version = Version
+	}
+	red := opts.Redactor
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if red == nil {
+		red = NewRedactor()
+		log = slog.New(red.Handler(log.Handler()))
+	}
+	return &Agent{
+		opts:        opts,
+		log:         log,
+		red:         red,
+		imds:        c,
+		p:           completePlatform(opts.Platform),
+		reportReady: make(chan struct{}, 1),
+		wakeDeliver: make(chan struct{}, 1),
+		wakePoll:    make(chan struct{}, 1),
+	}, nil
+}
+
+// completePlatform fills missing parts with ones that fail loudly.
+func completePlatform(p Platform) Platform {
+	u := Unsupported()
+	if p.Links == nil {
+		p.Links = u.Links
+	}
+	if p.DHCP == nil {
+		p.DHCP = u.DHCP
+	}
+	if p.Hostname == nil {
+		p.Hostname = u.Hostname
+	}
+	if p.Timezone == nil {
+		p.Timezone = u.Timezone
+	}
+	if p.Users == nil {
+		p.Users = u.Users
+	}
+	if p.Network == nil {
+		p.Network = u.Network
+	}
+	return p
+}
+
+// Run runs the agent until ctx is done. It returns an error only if it
+// cannot start (unreadable state, unwritable directories); once running,
+// every failure is logged, reported and retried.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(a.opts.StateDir, 0o700); err != nil {
+		return fmt.Errorf("agent: state dir: %w", err)
+	}
+	st, err := LoadState(a.opts.StateDir)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	sl, err := newStatusLog(a.opts.LogDir, a.opts.RunDir)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.st, a.status = st, sl
+
+	// A crash between persisting a report and logging it leaves it only in
+	// the queue: log it now, so the status log misses nothing.
+	last := sl.lastSeq()
+	for i := range st.Queue {
+		if st.Queue[i].Seq > last {
+			if err := sl.write(&st.Queue[i]); err != nil {
+				a.log.Error("write status log", "error", err)
+			}
+		}
+	}
+	a.log.Info("agent starting", "version", a.opts.Version, "imds", a.opts.IMDSURL,
+		"appliedGeneration", st.AppliedGeneration, "queued", len(st.Queue))
+
+	a.emit(status.Report{State: status.StateStarting, Generation: st.AppliedGeneration}, nil)
+	switch {
+	case st.AppliedGeneration > 0:
+		a.setCurrent(st.AppliedState, st.AppliedGeneration)
+	case st.AttemptedGeneration == 0:
+		a.emit(status.Report{State: status.StateWaiting}, nil)
+	}
+
+	var wg sync.WaitGroup
+	wg.Go(func() { a.deliver(ctx) })
+	wg.Go(func() { a.watchLinks(ctx) })
+	if p := st.PendingRenewDHCP; p != nil {
+		a.renewAll(ctx, *p)
+	}
+	a.watchConfig(ctx)
+	wg.Wait()
+	a.log.Info("agent stopped")
+	return nil
+}
+
+func (a *Agent) setCurrent(state string, gen int64) {
+	a.mu.Lock()
+	a.curState, a.curGen = state, gen
+	a.mu.Unlock()
+}
+
+// emit makes a report: it takes the next seq, applies mutate to the state,
+// queues the report, persists the state (so nothing the report claims is
+// lost to a crash), writes the status log, and only then lets the
+// delivery loop send it.
+func (a *Agent) emit(r status.Report, mutate func(*State)) status.Report {
+	a.mu.Lock()
+	a.st.Seq++
+	r.Seq = a.st.Seq
+	r.Time = status.Time{Time: time.Now()}
+	r.AgentVersion = a.opts.Version
+	r.Error = a.red.String(r.Error)
+	for i := range r.Steps {
+		r.Steps[i].Error = a.red.String(r.Steps[i].Error)
+	}
+	if r.Event == "" {
+		a.curState, a.curGen = r.State, r.Generation
+	}
+	if mutate != nil {
+		mutate(a.st)
+	}
+	a.st.Queue = append(a.st.Queue, r)
+	if n := len(a.st.Queue) - maxQueue; n > 0 {
+		a.log.Warn("report queue full: dropping the oldest undelivered reports", "dropped", n)
+		a.st.Queue = append([]status.Report(nil), a.st.Queue[n:]...)
+	}
+	if err := a.st.save(a.opts.StateDir); err != nil {
+		a.log.Error("persist state", "error", err)
+	}
+	if err := a.status.write(&r); err != nil {
+		a.log.Error("write status log", "error", err)
+	}
+	a.mu.Unlock()
+
+	a.log.Info("report", "seq", r.Seq, "state", r.State, "generation", r.Generation, "event", r.Event, "error", r.Error)
+	select {
+	case a.reportReady <- struct{}{}:
+	default:
+	}
+	if a.opts.OnReport != nil {
+		a.opts.OnReport(r)
+	}
+	return r
+}
+
+// deliver sends queued reports to the IMDS, oldest first, one at a time,
+// removing each from the persisted queue once the IMDS took it.
+func (a *Agent) deliver(ctx context.Context) {
+	bo := backoff{base: a.opts.BackoffBase, max: a.opts.BackoffMax}
+	fl := failureLog{log: a.log, op: "send status report"}
+	for {
+		a.mu.Lock()
+		var head status.Report
+		have := len(a.st.Queue) > 0
+		if have {
+			head = a.st.Queue[0]
+		}
+		a.mu.Unlock()
+		if !have {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.reportReady:
+			case <-a.wakeDeliver:
+			}
+			continue
+		}
+		err := a.imds.postStatus(ctx, &head)
+		if ctx.Err() != nil {
+			return
+		}
+		var he *HTTPError
+		if err != nil && errors.As(err, &he) && (he.StatusCode == 400 || he.StatusCode == 413) {
+			// The IMDS will never take this report: retrying it would block
+			// every later one.
+			a.log.Error("status report refused: dropping it", "seq", head.Seq, "error", err)
+			err = nil
+		}
+		if err != nil {
+			d := bo.next(retryAfterOf(err))
+			fl.fail(failureKind(err), err, d)
+			if !a.sleep(ctx, d, a.wakeDeliver) {
+				return
+			}
+			continue
+		}
+		fl.ok()
+		bo.reset()
+		a.mu.Lock()
+		if len(a.st.Queue) > 0 && a.st.Queue[0].Seq == head.Seq {
+			a.st.Queue = a.st.Queue[1:]
+			if err := a.st.save(a.opts.StateDir); err != nil {
+				a.log.Error("persist state", "error", err)
+			}
+		}
+		a.mu.Unlock()
+	}
+}
+
+// sleep waits d, or less if wake fires; false if ctx ended.
+func (a *Agent) sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-wake:
+	}
+	return true
+}
+
+// watchConfig long-polls the IMDS for new generations and applies them.
+func (a *Agent) watchConfig(ctx context.Context) {
+	bo := backoff{base: a.opts.BackoffBase, max: a.opts.BackoffMax}
+	fl := failureLog{log: a.log, op: "get config"}
+	for ctx.Err() == nil {
+		a.mu.Lock()
+		known := a.st.AttemptedGeneration
+		a.mu.Unlock()
+
+		pctx, cancel := context.WithCancel(ctx)
+		a.pollMu.Lock()
+		a.cancelPoll = cancel
+		a.pollMu.Unlock()
+		start := time.Now()
+		ans, err := a.imds.getConfig(pctx, known, a.opts.WaitTimeout)
+		a.pollMu.Lock()
+		a.cancelPoll = nil
+		a.pollMu.Unlock()
+		cut := pctx.Err() != nil
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if cut {
+				// A reconnect cut the parked poll: poll again at once.
+				bo.reset()
+				continue
+			}
+			var he *HTTPError
+			if errors.As(err, &he) && he.StatusCode == 404 && he.Message == msgNoConfig {
+				// A long-polling IMDS would have parked instead: this one
+				// only answers plain polls.
+				fl.ok()
+				bo.reset()
+				a.sleep(ctx, a.opts.PollInterval, a.wakePoll)
+				continue
+			}
+			d := bo.next(retryAfterOf(err))
+			fl.fail(failureKind(err), err, d)
+			a.sleep(ctx, d, a.wakePoll)
+			continue
+		}
+		fl.ok()
+		bo.reset()
+		if ans.NotModified || (known > 0 && ans.Generation == known) {
+			if ans.NotModified && time.Since(start) >= a.opts.WaitTimeout/2 {
+				continue // a genuine long-poll timeout
+			}
+			// The IMDS answered at once with nothing new: it does not
+			// long-poll, so poll at an interval instead of spinning.
+			a.sleep(ctx, a.opts.PollInterval, a.wakePoll)
+			continue
+		}
+		if err := a.handle(ctx, ans); err != nil {
+			d := bo.next(0)
+			fl.fail("bad document", err, d)
+			a.sleep(ctx, d, a.wakePoll)
+		}
+	}
+}
+
+// handle validates and applies one document.
+func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
+	a.red.Add(secretsIn(ans.Body)...)
+	gen := ans.Generation
+	if gen == 0 {
+		// No ETag: take the document's own generation, read leniently so a
+		// document that fails validation still gets its failed report.
+		var g struct {
+			Generation int64 `json:"generation"`
+		}
+		_ = json.Unmarshal(ans.Body, &g)
+		gen = g.Generation
+	}
+	if gen <= 0 {
+		return errors.New("config without a generation (no ETag, no generation member)")
+	}
+	a.log.Info("config received", "generation", gen, "bytes", len(ans.Body))
+	doc, err := config.Decode(ans.Body)
+	if err != nil {
+		a.emit(status.Report{State: status.StateFailed, Generation: gen, Error: err.Error()},
+			func(s *State) { s.AttemptedGeneration = gen })
+		return nil
+	}
+
+	a.emit(status.Report{State: status.StateApplying, Generation: gen}, nil)
+	steps, reboot, failures := a.apply(ctx, doc)
+	if ctx.Err() != nil {
+		// Stopped mid-apply: the generation is neither applied nor failed;
+		// the next start applies it again (every step is a reconcile).
+		return nil
+	}
+	r := status.Report{Generation: gen, Steps: steps, RebootRequired: reboot}
+	switch {
+	case len(failures) > 0:
+		r.State = status.StateFailed
+		r.Error = strings.Join(failures, "; ")
+	case doc.Partial:
+		r.State = status.StatePartialReady
+	default:
+		r.State = status.StateProvisioned
+	}
+	var renew *int64
+	a.mu.Lock()
+	if n := doc.Network; n != nil && n.RenewDHCP != nil && (a.st.RenewDHCP == nil || *a.st.RenewDHCP != *n.RenewDHCP) {
+		v := *n.RenewDHCP
+		renew = &v
+	}
+	a.mu.Unlock()
+	a.emit(r, func(s *State) {
+		s.AttemptedGeneration = gen
+		if len(failures) == 0 {
+			s.AppliedGeneration, s.AppliedState = gen, r.State
+		}
+		if renew != nil {
+			s.PendingRenewDHCP = renew
+		}
+	})
+	if renew != nil {
+		a.renewAll(ctx, *renew)
+	}
+	return nil
+}
+
+// apply runs the steps of doc in the fixed order hostname, timezone,
+// users, network. A section the document leaves out is not touched and
+// gets no step. A failed step does not stop the later ones: what can be
+// applied is, and the generation is reported failed.
+func (a *Agent) apply(ctx context.Context, doc *config.Document) (steps []status.Step, reboot bool, failures []string) {
+	type step struct {
+		name    string
+		present bool
+		run     func() (StepResult, error)
+	}
+	list := []step{
+		{status.StepHostname, doc.Hostname != "", func() (StepResult, error) { return a.p.Hostname.ApplyHostname(ctx, doc.Hostname) }},
+		{status.StepTimezone, doc.Timezone != "", func() (StepResult, error) { return a.p.Timezone.ApplyTimezone(ctx, doc.Timezone) }},
+		{status.StepUsers, doc.Users != nil, func() (StepResult, error) { return a.p.Users.ApplyUsers(ctx, doc.Users) }},
+		{status.StepNetwork, doc.Network != nil, func() (StepResult, error) { return a.p.Network.ApplyNetwork(ctx, doc.Network) }},
+	}
+	a.platMu.Lock()
+	defer a.platMu.Unlock()
+	for _, s := range list {
+		if !s.present || ctx.Err() != nil {
+			continue
+		}
+		a.log.Info("step started", "step", s.name, "generation", doc.Generation)
+		t0 := time.Now()
+		res, err := s.run()
+		out := status.Step{Name: s.name, OK: err == nil, MS: time.Since(t0).Milliseconds(), Changed: res.Changed, RebootRequired: res.RebootRequired}
+		if err != nil {
+			out.Error = a.red.String(err.Error())
+			failures = append(failures, s.name+": "+out.Error)
+			a.log.Warn("step failed", "step", s.name, "ms", out.MS, "error", err)
+		} else {
+			reboot = reboot || res.RebootRequired
+			a.log.Info("step finished", "step", s.name, "ms", out.MS, "changed", res.Changed, "actions", res.Actions)
+		}
+		steps = append(steps, out)
+	}
+	return steps, reboot, failures
+}
+
+// reconnect re-establishes the IMDS connection at once after the guest's
+// address may have changed: idle connections are dropped, a parked poll is
+// cut and redialled, and a waiting delivery retries.
+func (a *Agent) reconnect() {
+	a.imds.reconnect()
+	a.pollMu.Lock()
+	if a.cancelPoll != nil {
+		a.cancelPoll()
+	}
+	a.pollMu.Unlock()
+	for _, c := range []chan struct{}{a.wakePoll, a.wakeDeliver} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}

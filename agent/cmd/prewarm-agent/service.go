@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kardianos/service"
+)
+
+// stopDeadline bounds how long Stop waits for the agent to finish.
+const stopDeadline = 10 * time.Second
+
+// program adapts the agent to kardianos/service: Start runs it in a
+// goroutine, Stop cancels its context and waits, with a deadline.
+type program struct {
+	flags  *runFlags
+	stderr io.Writer
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	log    *slog.Logger
+}
+
+func (p *program) Start(service.Service) error {
+	var once sync.Once
+	a, log, err := newAgent(p.flags, p.stderr, func() {
+		// Readiness means the first report is written (PROTOCOL.md: the
+		// log is written before sending).
+		once.Do(func() {
+			if err := sdNotify("READY=1"); err != nil {
+				p.log.Warn("sd_notify READY=1", "error", err)
+			}
+		})
+	})
+	if err != nil {
+		return err
+	}
+	p.log = log
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel, p.done = cancel, make(chan struct{})
+	go func() {
+		defer close(p.done)
+		if err := a.Run(ctx); err != nil {
+			log.Error("agent failed", "error", err)
+			os.Exit(1)
+		}
+	}()
+	return nil
+}
+
+func (p *program) Stop(service.Service) error {
+	_ = sdNotify("STOPPING=1")
+	p.cancel()
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(stopDeadline):
+		return fmt.Errorf("agent did not stop within %s", stopDeadline)
+	}
+}
+
+// systemdUnit is kardianos' default unit with Type=notify, so systemd
+// waits for READY=1 (the first report written) before it counts the agent
+// as started.
+const systemdUnit = `[Unit]
+Description={{Description}}
+ConditionFileIsExecutable={{Path | cmdEscape}}
+After=network.target
+{{range Dependencies}}{{.}}
+{{end}}
+[Service]
+Type=notify
+NotifyAccess=main
+StartLimitInterval=5
+StartLimitBurst=10
+ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}
+{{if Restart}}Restart={{Restart}}
+{{end}}RestartSec=5
+TimeoutStopSec=15
+
+[Install]
+WantedBy=multi-user.target
+`
+
+func newService(p *program, args []string) (service.Service, error) {
+	return service.New(p, &service.Config{
+		Name:        "prewarm-agent",
+		DisplayName: "Prewarm guest agent",
+		Description: "Fetches this VM's configuration from the Prewarm IMDS, applies it and reports back.",
+		Arguments:   args,
+		Option: service.KeyValue{
+			"SystemdScript":          systemdUnit,
+			"Restart":                "always",
+			"OnFailure":              "restart",
+			"OnFailureDelayDuration": "5s",
+		},
+	})
+}
+
+// cmdRun runs the agent in the foreground, or under the service manager
+// when it started us (kardianos tells the two apart).
+func cmdRun(args []string, stderr io.Writer) error {
+	f := &runFlags{}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("run: unexpected arguments %q", fs.Args())
+	}
+	p := &program{flags: f, stderr: stderr}
+	s, err := newService(p, f.args())
+	if err != nil {
+		// No service manager detected (a container, a chroot): run plainly
+		// until SIGINT or SIGTERM.
+		if err := p.Start(nil); err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		<-ctx.Done()
+		return p.Stop(nil)
+	}
+	return s.Run()
+}
+
+func cmdService(action string, args []string, stderr io.Writer) error {
+	f := &runFlags{}
+	fs := flag.NewFlagSet(action, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if action == "install" {
+		f.register(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	s, err := newService(&program{flags: f, stderr: stderr}, f.args())
+	if err != nil {
+		return err
+	}
+	if err := service.Control(s, action); err != nil {
+		if errors.Is(err, service.ErrNotInstalled) {
+			return fmt.Errorf("%s: the prewarm-agent service is not installed", action)
+		}
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,39 @@
+package agent
+
+import (
+	"log/slog"
+	"math/bits"
+	"time"
+)
+
+// failureLog keeps a failing loop from flooding the log (cloud-init's
+// lesson): it logs the first failure, then only when the kind of failure
+// changes or the count of consecutive failures reaches a power of two, and
+// once more when the operation succeeds again.
+type failureLog struct {
+	log   *slog.Logger
+	op    string
+	kind  string
+	count int
+	since time.Time
+}
+
+// fail records one failure of the given kind and logs it if it is worth it.
+func (f *failureLog) fail(kind string, err error, wait time.Duration) {
+	f.count++
+	if f.count == 1 {
+		f.since = time.Now()
+	}
+	if kind != f.kind || bits.OnesCount(uint(f.count)) == 1 {
+		f.log.Warn(f.op+" failed", "kind", kind, "error", err, "failures", f.count, "retryIn", wait.Round(time.Millisecond))
+	}
+	f.kind = kind
+}
+
+// ok records a success, logging the recovery after failures.
+func (f *failureLog) ok() {
+	if f.count > 0 {
+		f.log.Info(f.op+" works again", "failures", f.count, "after", time.Since(f.since).Round(time.Millisecond))
+	}
+	f.count, f.kind = 0, ""
+}

@@ -1,0 +1,201 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prewarm/prewarm/shared/api"
+	"github.com/prewarm/prewarm/shared/config"
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// HTTPError is a non-success answer of the IMDS.
+type HTTPError struct {
+	Op         string // "get config", "post status"
+	StatusCode int
+	Message    string // the error body's "error", if any
+	RetryAfter time.Duration
+}
+
+func (e *HTTPError) Error() string {
+	if e.Message != "" {
+		return fmt.Sprintf("%s: HTTP %d: %s", e.Op, e.StatusCode, e.Message)
+	}
+	return fmt.Sprintf("%s: HTTP %d", e.Op, e.StatusCode)
+}
+
+// errNoConfig is the IMDS's "no config published" answer.
+const msgNoConfig = "no config published"
+
+// imdsClient speaks the guest API (PROTOCOL.md section 2).
+type imdsClient struct {
+	base string
+	tr   *http.Transport
+	hc   *http.Client
+}
+
+func newIMDSClient(base string) (*imdsClient, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("imds url %q: must be http://host[:port]", base)
+	}
+	tr := &http.Transport{
+		// The IMDS is link-local: never go through a proxy from the
+		// environment.
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost:   2,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 0, // long-polls park; each request has a context deadline instead
+		ForceAttemptHTTP2:     false,
+	}
+	return &imdsClient{base: strings.TrimRight(base, "/"), tr: tr, hc: &http.Client{Transport: tr}}, nil
+}
+
+// reconnect drops idle connections, so the next request dials afresh (after
+// a DHCP renewal the guest's address may have changed).
+func (c *imdsClient) reconnect() { c.tr.CloseIdleConnections() }
+
+// configAnswer is one answer of GET /metadata/v1/config.
+type configAnswer struct {
+	NotModified bool
+	Generation  int64 // from the ETag, 0 if there was none
+	Body        []byte
+}
+
+// getConfig fetches the config. With wait > 0 it long-polls for a
+// generation other than known (0: none known).
+func (c *imdsClient) getConfig(ctx context.Context, known int64, wait time.Duration) (configAnswer, error) {
+	u := c.base + api.PathConfig
+	if wait > 0 {
+		u += "?wait=true&timeout=" + strconv.Itoa(int(wait/time.Second))
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait+15*time.Second)
+		defer cancel()
+	} else {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return configAnswer{}, fmt.Errorf("get config: %w", err)
+	}
+	req.Header.Set(api.HeaderMetadata, api.MetadataTrue)
+	if known > 0 {
+		req.Header.Set(api.HeaderIfNoneMatch, etag(known))
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return configAnswer{}, fmt.Errorf("get config: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, config.MaxDocumentBytes+1))
+	if err != nil {
+		return configAnswer{}, fmt.Errorf("get config: read body: %w", err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		gen, _ := parseETag(resp.Header.Get(api.HeaderETag))
+		return configAnswer{Generation: gen, Body: body}, nil
+	case http.StatusNotModified:
+		return configAnswer{NotModified: true, Generation: known}, nil
+	}
+	return configAnswer{}, httpError("get config", resp, body)
+}
+
+// postStatus sends one report.
+func (c *imdsClient) postStatus(ctx context.Context, r *status.Report) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("post status: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+api.PathStatus, bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("post status: %w", err)
+	}
+	req.Header.Set(api.HeaderMetadata, api.MetadataTrue)
+	req.Header.Set("Content-Type", api.ContentTypeJSON)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("post status: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	return httpError("post status", resp, body)
+}
+
+func httpError(op string, resp *http.Response, body []byte) *HTTPError {
+	e := &HTTPError{Op: op, StatusCode: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get(api.HeaderRetryAfter))}
+	var eb api.Error
+	if json.Unmarshal(body, &eb) == nil {
+		e.Message = eb.Error
+	}
+	return e
+}
+
+func etag(gen int64) string { return `"` + strconv.FormatInt(gen, 10) + `"` }
+
+// parseETag reads `"N"` (a weak W/ prefix is tolerated).
+func parseETag(s string) (int64, bool) {
+	s = strings.TrimPrefix(strings.TrimSpace(s), "W/")
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s[1:len(s)-1], 10, 64)
+	return n, err == nil && n > 0
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date; it is capped at five
+// minutes so a broken server cannot park the agent for good.
+func parseRetryAfter(s string) time.Duration {
+	if s == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
+		d = time.Duration(n) * time.Second
+	} else if t, err := http.ParseTime(s); err == nil {
+		d = time.Until(t)
+	}
+	return min(max(d, 0), 5*time.Minute)
+}
+
+// failureKind names a failure for log-flood control and backoff decisions.
+func failureKind(err error) string {
+	var he *HTTPError
+	switch {
+	case errors.As(err, &he):
+		return "http " + strconv.Itoa(he.StatusCode)
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	var ne *net.OpError
+	if errors.As(err, &ne) {
+		return "network " + ne.Op
+	}
+	return "error"
+}
+
+func retryAfterOf(err error) time.Duration {
+	var he *HTTPError
+	if errors.As(err, &he) {
+		return he.RetryAfter
+	}
+	return 0
+}

@@ -1,0 +1,110 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// StateFile is the name of the agent's persisted state in the state dir.
+const StateFile = "agent-state.json"
+
+// stateVersion is the layout version of StateFile.
+const stateVersion = 1
+
+// maxQueue bounds the undelivered report queue; past it the oldest
+// report is dropped (and the drop logged) so a long IMDS outage cannot
+// grow the state file without bound.
+const maxQueue = 512
+
+// State is what the agent persists across restarts, in
+// <state-dir>/agent-state.json. It is written atomically (temporary file,
+// fsync, rename, fsync of the directory) before the report that depends on
+// it is logged or sent.
+type State struct {
+	Version int `json:"version"`
+	// AppliedGeneration is the last generation every step of which
+	// succeeded; AppliedState is the report it earned (partial-ready or
+	// provisioned). A restart never applies it again.
+	AppliedGeneration int64  `json:"appliedGeneration"`
+	AppliedState      string `json:"appliedState,omitempty"`
+	// AttemptedGeneration is the last generation whose outcome (applied or
+	// failed) was reported: the agent waits for a generation other than it.
+	AttemptedGeneration int64 `json:"attemptedGeneration"`
+	// RenewDHCP is the last network.renewDhcp acted on; PendingRenewDHCP a
+	// value recorded with an outcome whose renewal has not finished yet.
+	RenewDHCP        *int64 `json:"renewDhcp,omitempty"`
+	PendingRenewDHCP *int64 `json:"pendingRenewDhcp,omitempty"`
+	// Seq is the seq of the last report made.
+	Seq uint64 `json:"seq"`
+	// Queue holds the reports not yet delivered to the IMDS, oldest first.
+	Queue []status.Report `json:"queue"`
+}
+
+// LoadState reads the state file of dir; a missing file is a fresh state.
+func LoadState(dir string) (*State, error) {
+	p := filepath.Join(dir, StateFile)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &State{Version: stateVersion}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load state %s: %w", p, err)
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("load state %s: %w", p, err)
+	}
+	if s.Version != stateVersion {
+		return nil, fmt.Errorf("load state %s: unknown version %d", p, s.Version)
+	}
+	return &s, nil
+}
+
+func (s *State) save(dir string) error {
+	b, err := json.MarshalIndent(s, "", " ")
+	if err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, StateFile), append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to path through a temporary file in the same
+// directory, fsynced and renamed over path, then fsyncs the directory, so a
+// crash leaves either the old or the new content.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // a no-op after the rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}

@@ -1,0 +1,96 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// Names of the tenant's status files (PROTOCOL.md section 4).
+const (
+	StatusLogFile     = "status.jsonl" // in the log dir, one report per line
+	StatusCurrentFile = "status.json"  // in the run dir, the latest report
+)
+
+// statusLog writes the tenant's status log: every report appended as one
+// line to the JSONL file (0644) and the latest alone in the current file.
+type statusLog struct {
+	logPath, currentPath string
+}
+
+func newStatusLog(logDir, runDir string) (*statusLog, error) {
+	for _, d := range []string{logDir, runDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("status log: %w", err)
+		}
+	}
+	return &statusLog{
+		logPath:     filepath.Join(logDir, StatusLogFile),
+		currentPath: filepath.Join(runDir, StatusCurrentFile),
+	}, nil
+}
+
+// write appends r to the log and makes it the current report.
+func (l *statusLog) write(r *status.Report) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("status log: %w", err)
+	}
+	f, err := os.OpenFile(l.logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("status log: %w", err)
+	}
+	// The umask may have narrowed the mode: tenants must be able to read it.
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm() != 0o644 {
+		_ = f.Chmod(0o644)
+	}
+	_, err = f.Write(append(b, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("status log %s: %w", l.logPath, err)
+	}
+	if err := writeFileAtomic(l.currentPath, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("status file %s: %w", l.currentPath, err)
+	}
+	return nil
+}
+
+// lastSeq returns the seq of the last complete line of the log (0 if
+// none), so a start can log the queued reports a crash kept out of it.
+func (l *statusLog) lastSeq() uint64 {
+	f, err := os.Open(l.logPath)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	const tail = 128 << 10
+	if fi, err := f.Stat(); err == nil && fi.Size() > tail {
+		if _, err := f.Seek(fi.Size()-tail, io.SeekStart); err != nil {
+			return 0
+		}
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return 0
+	}
+	var last uint64
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, status.MaxReportBytes*2)
+	for sc.Scan() {
+		var r struct {
+			Seq uint64 `json:"seq"`
+		}
+		if json.Unmarshal(sc.Bytes(), &r) == nil && r.Seq > last {
+			last = r.Seq
+		}
+	}
+	return last
+}
