@@ -1,0 +1,260 @@
+package plan
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/prewarm/prewarm/shared/config"
+)
+
+// Route is a static route through a gateway.
+type Route struct {
+	To  netip.Prefix
+	Via netip.Addr
+}
+
+func (r Route) String() string { return r.To.String() + " via " + r.Via.String() }
+
+// DefaultRoute is the destination of a default gateway's route.
+var DefaultRoute = netip.MustParsePrefix("0.0.0.0/0")
+
+// Want is the static configuration the document asks of one interface.
+type Want struct {
+	MAC       string
+	Addresses []netip.Prefix // nil: leave addresses alone
+	Routes    []Route        // includes the default route of gateway4
+	// HasGateway and HasRoutes say whether gateway4 and routes were in the
+	// document at all: only then may the agent remove a default route or
+	// other routes it added earlier.
+	HasGateway, HasRoutes bool
+	MTU                   int          // 0: leave alone
+	DNS                   []netip.Addr // nil: leave alone
+	Search                []string     // nil: leave alone
+}
+
+// Have is the current state of one interface, as far as the agent manages it.
+type Have struct {
+	DHCP      bool
+	Addresses []netip.Prefix // manual (static) IPv4 addresses
+	Routes    []Route        // static IPv4 routes with a gateway
+	MTU       int
+	DNS       []netip.Addr // statically configured name servers
+	Search    []string
+}
+
+// Owned records what the agent itself added to an interface, so that a
+// later document may take it away again; nothing else is ever removed.
+type Owned struct {
+	Addresses []netip.Prefix `json:"addresses,omitempty"`
+	Routes    []Route        `json:"routes,omitempty"`
+}
+
+// Ops is what to do to one interface, in order: disable DHCP, remove, add,
+// then MTU and DNS.
+type Ops struct {
+	DisableDHCP bool
+	DelAddrs    []netip.Prefix
+	AddAddrs    []netip.Prefix
+	DelRoutes   []Route
+	AddRoutes   []Route
+	SetMTU      int
+	SetDNS      bool
+	DNS         []netip.Addr
+	SetSearch   bool
+	Search      []string
+}
+
+// Empty reports whether there is nothing to do.
+func (o Ops) Empty() bool {
+	return !o.DisableDHCP && len(o.DelAddrs)+len(o.AddAddrs)+len(o.DelRoutes)+len(o.AddRoutes) == 0 &&
+		o.SetMTU == 0 && !o.SetDNS && !o.SetSearch
+}
+
+// Actions describes o for the step's result.
+func (o Ops) Actions(iface string) []string {
+	var a []string
+	if o.DisableDHCP {
+		a = append(a, fmt.Sprintf("disable DHCP on %s", iface))
+	}
+	for _, p := range o.DelAddrs {
+		a = append(a, fmt.Sprintf("remove address %s from %s", p, iface))
+	}
+	for _, p := range o.AddAddrs {
+		a = append(a, fmt.Sprintf("add address %s to %s", p, iface))
+	}
+	for _, r := range o.DelRoutes {
+		a = append(a, fmt.Sprintf("remove route %s from %s", r, iface))
+	}
+	for _, r := range o.AddRoutes {
+		a = append(a, fmt.Sprintf("add route %s on %s", r, iface))
+	}
+	if o.SetMTU != 0 {
+		a = append(a, fmt.Sprintf("set MTU of %s to %d", iface, o.SetMTU))
+	}
+	if o.SetDNS {
+		a = append(a, fmt.Sprintf("set name servers of %s to %v", iface, o.DNS))
+	}
+	if o.SetSearch {
+		a = append(a, fmt.Sprintf("set search domains of %s to %v", iface, o.Search))
+	}
+	return a
+}
+
+// ParseInterface turns one interface of the document into a Want. It
+// reports every unusable value, not only the first.
+func ParseInterface(in config.Interface) (Want, error) {
+	w := Want{MAC: strings.ToLower(in.MAC), MTU: in.MTU}
+	var errs []string
+	if in.Addresses != nil {
+		w.Addresses = []netip.Prefix{}
+	}
+	for _, a := range in.Addresses {
+		p, err := netip.ParsePrefix(a)
+		if err != nil || !p.Addr().Is4() {
+			errs = append(errs, fmt.Sprintf("address %q: want an IPv4 address with prefix length", a))
+			continue
+		}
+		w.Addresses = append(w.Addresses, p)
+	}
+	if in.Gateway4 != "" {
+		gw, err := netip.ParseAddr(in.Gateway4)
+		if err != nil || !gw.Is4() {
+			errs = append(errs, fmt.Sprintf("gateway4 %q: want an IPv4 address", in.Gateway4))
+		} else {
+			w.Routes = append(w.Routes, Route{DefaultRoute, gw})
+			w.HasGateway = true
+		}
+	}
+	w.HasRoutes = in.Routes != nil
+	for _, r := range in.Routes {
+		to, err1 := netip.ParsePrefix(r.To)
+		via, err2 := netip.ParseAddr(r.Via)
+		if err1 != nil || err2 != nil || !to.Addr().Is4() || !via.Is4() {
+			errs = append(errs, fmt.Sprintf("route %s via %s: want IPv4 prefix and gateway", r.To, r.Via))
+			continue
+		}
+		w.Routes = append(w.Routes, Route{to.Masked(), via})
+	}
+	if in.Nameservers != nil {
+		w.DNS = []netip.Addr{}
+	}
+	for _, n := range in.Nameservers {
+		a, err := netip.ParseAddr(n)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("nameserver %q: not an IP address", n))
+			continue
+		}
+		w.DNS = append(w.DNS, a)
+	}
+	if in.SearchDomains != nil {
+		w.Search = append([]string{}, in.SearchDomains...)
+	}
+	if in.MTU < 0 || (in.MTU > 0 && in.MTU < 576) {
+		errs = append(errs, fmt.Sprintf("mtu %d: below IPv4's minimum of 576", in.MTU))
+	}
+	if len(errs) > 0 {
+		return w, fmt.Errorf("interface %s: %s", in.MAC, strings.Join(errs, "; "))
+	}
+	return w, nil
+}
+
+// Diff compares the wanted with the current state of an interface. Static
+// addresses and routes are added when missing; an address or route is
+// removed only when the agent added it (owned) and the document no longer
+// wants it. DNS and MTU are set when they differ.
+func Diff(want Want, dhcp4 bool, have Have, owned Owned) Ops {
+	var o Ops
+	if want.Addresses != nil && !dhcp4 {
+		o.DisableDHCP = have.DHCP && len(want.Addresses) > 0
+		for _, p := range want.Addresses {
+			if !slices.Contains(have.Addresses, p) {
+				o.AddAddrs = append(o.AddAddrs, p)
+			}
+		}
+		for _, p := range owned.Addresses {
+			if !slices.Contains(want.Addresses, p) && slices.Contains(have.Addresses, p) {
+				o.DelAddrs = append(o.DelAddrs, p)
+			}
+		}
+	}
+	for _, r := range want.Routes {
+		if !slices.Contains(have.Routes, r) {
+			o.AddRoutes = append(o.AddRoutes, r)
+		}
+	}
+	for _, r := range owned.Routes {
+		inDoc := want.HasRoutes
+		if r.To == DefaultRoute {
+			inDoc = want.HasGateway
+		}
+		if inDoc && !slices.Contains(want.Routes, r) && slices.Contains(have.Routes, r) {
+			o.DelRoutes = append(o.DelRoutes, r)
+		}
+	}
+	if want.MTU != 0 && want.MTU != have.MTU {
+		o.SetMTU = want.MTU
+	}
+	if want.DNS != nil && !slices.Equal(want.DNS, have.DNS) {
+		o.SetDNS, o.DNS = true, want.DNS
+	}
+	if want.Search != nil && !equalFold(want.Search, have.Search) {
+		o.SetSearch, o.Search = true, want.Search
+	}
+	return o
+}
+
+// NextOwned is the record to keep after ops were applied: what the agent
+// added, minus what it removed.
+func NextOwned(prev Owned, o Ops) Owned {
+	var n Owned
+	for _, p := range prev.Addresses {
+		if !slices.Contains(o.DelAddrs, p) {
+			n.Addresses = append(n.Addresses, p)
+		}
+	}
+	for _, p := range o.AddAddrs {
+		if !slices.Contains(n.Addresses, p) {
+			n.Addresses = append(n.Addresses, p)
+		}
+	}
+	for _, r := range prev.Routes {
+		if !slices.Contains(o.DelRoutes, r) {
+			n.Routes = append(n.Routes, r)
+		}
+	}
+	for _, r := range o.AddRoutes {
+		if !slices.Contains(n.Routes, r) {
+			n.Routes = append(n.Routes, r)
+		}
+	}
+	return n
+}
+
+func equalFold(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !strings.EqualFold(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// DNSList renders name servers or search domains as the comma-separated
+// list SetInterfaceDnsSettings takes.
+func DNSList[T fmt.Stringer](xs []T) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = x.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// ParseDNSList reads such a list back (commas or spaces as separators).
+func ParseDNSList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+}

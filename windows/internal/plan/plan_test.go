@@ -1,0 +1,255 @@
+package plan
+
+import (
+	"errors"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/shared/config"
+)
+
+func TestComputerName(t *testing.T) {
+	tests := []struct {
+		in, want string
+		err      error
+	}{
+		{"web-01", "web-01", nil},
+		{"web-01.corp.example", "web-01", nil},
+		{"abcdefghijklmno", "abcdefghijklmno", nil},
+		{"abcdefghijklmnop", "", ErrHostnameTooLong},
+		{"abcdefghijklmnop.example", "", ErrHostnameTooLong},
+		{"short.a-very-long-second-label-is-fine", "short", nil},
+		{"12345", "", ErrBadHostname},
+		{"-web", "", ErrBadHostname},
+		{"web_01", "", ErrBadHostname},
+		{"", "", ErrBadHostname},
+	}
+	for _, tt := range tests {
+		got, err := ComputerName(tt.in)
+		if got != tt.want || !errors.Is(err, tt.err) {
+			t.Errorf("ComputerName(%q) = %q, %v; want %q, %v", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+func TestHostname(t *testing.T) {
+	tests := []struct {
+		active, pending, want string
+		set, reboot           bool
+	}{
+		{"WIN-ABC", "", "web-01", true, true},
+		{"WIN-ABC", "WIN-ABC", "web-01", true, true},
+		{"WIN-ABC", "web-01", "web-01", false, true}, // set before, not restarted yet
+		{"web-01", "web-01", "web-01", false, false},
+		{"WEB-01", "", "web-01", false, false},
+		{"web-01", "other", "web-01", true, false}, // someone else set a pending name: put ours back
+	}
+	for _, tt := range tests {
+		set, reboot := Hostname(tt.active, tt.pending, tt.want)
+		if set != tt.set || reboot != tt.reboot {
+			t.Errorf("Hostname(%q, %q, %q) = %v, %v; want %v, %v", tt.active, tt.pending, tt.want, set, reboot, tt.set, tt.reboot)
+		}
+	}
+}
+
+func TestResult(t *testing.T) {
+	var r Result
+	if got := r.StepResult(); got.Changed || got.RebootRequired || got.Actions != nil {
+		t.Errorf("empty result = %+v", got)
+	}
+	r.Did("set computer name to web-01", true)
+	r.Merge(agent.StepResult{Changed: true, Actions: []string{"x"}})
+	got := r.StepResult()
+	want := agent.StepResult{Changed: true, RebootRequired: true, Actions: []string{"set computer name to web-01", "x"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("result = %+v; want %+v", got, want)
+	}
+	var p Result
+	p.Pending()
+	if got := p.StepResult(); got.Changed || !got.RebootRequired {
+		t.Errorf("pending result = %+v", got)
+	}
+}
+
+func TestSkipRenewal(t *testing.T) {
+	now := time.Date(2026, 11, 22, 0, 0, 30, 0, time.UTC)
+	old := now.Add(-time.Hour)
+	tests := []struct {
+		name        string
+		before, cur time.Time
+		want        bool
+	}{
+		{"renewed by Windows while waiting", old, now.Add(-time.Second), true},
+		{"renewed just before", now.Add(-2 * time.Second), now.Add(-2 * time.Second), true},
+		{"stale lease", old, old, false},
+		{"no lease info", time.Time{}, time.Time{}, false},
+		{"clock skew: lease in the future", now.Add(time.Hour), now.Add(time.Hour), false},
+	}
+	for _, tt := range tests {
+		if got := SkipRenewal(tt.before, tt.cur, now, 10*time.Second); got != tt.want {
+			t.Errorf("%s: SkipRenewal = %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestLinkEvents(t *testing.T) {
+	now := time.Unix(1, 0)
+	eth := Link{Index: 4, Name: "Ethernet", MAC: "52:54:00:12:34:56", Up: true}
+	down := eth
+	down.Up = false
+	eth2 := Link{Index: 9, Name: "Ethernet 2", MAC: "52:54:00:00:00:09", Up: false}
+	kinds := func(evs []agent.LinkEvent) []string {
+		var k []string
+		for _, e := range evs {
+			k = append(k, e.Kind.String()+":"+e.Interface)
+		}
+		return k
+	}
+	tests := []struct {
+		name      string
+		prev, cur map[int]Link
+		want      []string
+	}{
+		{"no change", map[int]Link{4: eth}, map[int]Link{4: eth}, nil},
+		{"lost", map[int]Link{4: eth}, map[int]Link{4: down}, []string{"carrier-lost:Ethernet"}},
+		{"back", map[int]Link{4: down}, map[int]Link{4: eth}, []string{"carrier-back:Ethernet"}},
+		{"added up", nil, map[int]Link{4: eth}, []string{"added:Ethernet", "carrier-back:Ethernet"}},
+		{"added down, removed", map[int]Link{4: eth}, map[int]Link{9: eth2}, []string{"removed:Ethernet", "added:Ethernet 2"}},
+	}
+	for _, tt := range tests {
+		evs := LinkEvents(tt.prev, tt.cur, now)
+		if got := kinds(evs); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: %v; want %v", tt.name, got, tt.want)
+		}
+		for _, e := range evs {
+			if e.Time != now || e.MAC == "" || e.Index == 0 {
+				t.Errorf("%s: incomplete event %+v", tt.name, e)
+			}
+		}
+	}
+}
+
+func TestUsers(t *testing.T) {
+	if !IsSystemAccount(500) || !IsSystemAccount(503) || IsSystemAccount(1001) {
+		t.Error("IsSystemAccount")
+	}
+	tests := []struct {
+		sudo              string
+		member, owned     bool
+		wantAdd, wantDrop bool
+	}{
+		{"", false, false, false, false},
+		{"none", true, false, false, false}, // an admin the agent did not make stays
+		{"none", true, true, false, true},
+		{"password", false, false, true, false},
+		{"nopasswd", true, true, false, false},
+	}
+	for _, tt := range tests {
+		add, drop := Membership(config.User{Name: "alice", Sudo: tt.sudo}, tt.member, tt.owned)
+		if add != tt.wantAdd || drop != tt.wantDrop {
+			t.Errorf("Membership(%q, %v, %v) = %v, %v", tt.sudo, tt.member, tt.owned, add, drop)
+		}
+	}
+	g := Groups(config.User{Groups: []string{"sudo", "Remote Desktop Users", "remote desktop users", "wheel", "docker"}})
+	if !reflect.DeepEqual(g, []string{"Remote Desktop Users", "docker"}) {
+		t.Errorf("Groups = %q", g)
+	}
+	if err := CheckUser(config.User{Name: "a", PasswordHash: "$6$x$y"}); err == nil {
+		t.Error("CheckUser accepted a hash-only user")
+	}
+	if err := CheckUser(config.User{Name: "a", Password: "pw"}); err != nil {
+		t.Error(err)
+	}
+}
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func addr(s string) netip.Addr  { return netip.MustParseAddr(s) }
+
+func TestParseInterface(t *testing.T) {
+	w, err := ParseInterface(config.Interface{
+		MAC: "52:54:00:12:34:56", Addresses: []string{"10.1.0.5/24"}, Gateway4: "10.1.0.1",
+		Routes: []config.Route{{To: "10.2.0.1/16", Via: "10.1.0.254"}}, MTU: 1500,
+		Nameservers: []string{"10.1.0.2"}, SearchDomains: []string{"corp.example"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Want{MAC: "52:54:00:12:34:56", Addresses: []netip.Prefix{pfx("10.1.0.5/24")},
+		Routes: []Route{{DefaultRoute, addr("10.1.0.1")}, {pfx("10.2.0.0/16"), addr("10.1.0.254")}},
+		MTU:    1500, DNS: []netip.Addr{addr("10.1.0.2")}, Search: []string{"corp.example"},
+		HasGateway: true, HasRoutes: true}
+	if !reflect.DeepEqual(w, want) {
+		t.Errorf("ParseInterface = %+v; want %+v", w, want)
+	}
+	_, err = ParseInterface(config.Interface{MAC: "x", Addresses: []string{"10.0.0.1", "fe80::1/64"}, Gateway4: "nope", MTU: 100})
+	if err == nil {
+		t.Fatal("bad interface parsed")
+	}
+	for _, s := range []string{`address "10.0.0.1"`, `address "fe80::1/64"`, `gateway4 "nope"`, "mtu 100"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not name %s", err, s)
+		}
+	}
+}
+
+func TestDiff(t *testing.T) {
+	want := Want{Addresses: []netip.Prefix{pfx("10.1.0.5/24")},
+		Routes: []Route{{DefaultRoute, addr("10.1.0.1")}}, HasGateway: true, MTU: 1500,
+		DNS: []netip.Addr{addr("10.1.0.2")}, Search: []string{"corp.example"}}
+	fresh := Have{DHCP: true, MTU: 1500}
+	o := Diff(want, false, fresh, Owned{})
+	if !o.DisableDHCP || len(o.AddAddrs) != 1 || len(o.AddRoutes) != 1 || !o.SetDNS || !o.SetSearch || o.SetMTU != 0 {
+		t.Errorf("fresh diff = %+v", o)
+	}
+	if len(o.Actions("Ethernet")) != 5 {
+		t.Errorf("actions = %q", o.Actions("Ethernet"))
+	}
+	owned := NextOwned(Owned{}, o)
+	applied := Have{Addresses: want.Addresses, Routes: want.Routes, MTU: 1500, DNS: want.DNS, Search: []string{"CORP.example"}}
+	if o := Diff(want, false, applied, owned); !o.Empty() {
+		t.Errorf("second diff not empty: %+v", o)
+	}
+	// The document moves the address: the old one, ours, goes; a foreign
+	// address stays.
+	want2 := want
+	want2.Addresses = []netip.Prefix{pfx("10.1.0.6/24")}
+	have := applied
+	have.Addresses = []netip.Prefix{pfx("10.1.0.5/24"), pfx("192.168.9.9/24")}
+	o = Diff(want2, false, have, owned)
+	if !reflect.DeepEqual(o.DelAddrs, []netip.Prefix{pfx("10.1.0.5/24")}) || !reflect.DeepEqual(o.AddAddrs, want2.Addresses) {
+		t.Errorf("move diff = %+v", o)
+	}
+	if n := NextOwned(owned, o); !reflect.DeepEqual(n.Addresses, want2.Addresses) {
+		t.Errorf("owned after move = %+v", n)
+	}
+	// dhcp4: true leaves addresses to DHCP.
+	if o := Diff(want, true, fresh, Owned{}); o.DisableDHCP || len(o.AddAddrs) != 0 {
+		t.Errorf("dhcp4 diff = %+v", o)
+	}
+	// Absent sections leave the machine alone.
+	if o := Diff(Want{}, false, applied, owned); !o.Empty() {
+		t.Errorf("empty want diff = %+v", o)
+	}
+	// A new gateway replaces the default route the agent added.
+	want3 := want
+	want3.Routes = []Route{{DefaultRoute, addr("10.1.0.254")}}
+	if o := Diff(want3, false, applied, owned); len(o.DelRoutes) != 1 || len(o.AddRoutes) != 1 {
+		t.Errorf("gateway change diff = %+v", o)
+	}
+	if o := Diff(Want{MTU: 9000}, false, applied, owned); o.SetMTU != 9000 {
+		t.Errorf("mtu diff = %+v", o)
+	}
+}
+
+func TestDNSList(t *testing.T) {
+	if got := DNSList([]netip.Addr{addr("10.0.0.1"), addr("10.0.0.2")}); got != "10.0.0.1,10.0.0.2" {
+		t.Errorf("DNSList = %q", got)
+	}
+	if got := ParseDNSList("10.0.0.1, 10.0.0.2 "); !reflect.DeepEqual(got, []string{"10.0.0.1", "10.0.0.2"}) {
+		t.Errorf("ParseDNSList = %q", got)
+	}
+}
