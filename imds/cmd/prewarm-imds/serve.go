@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prewarm/prewarm/imds/server"
+	"github.com/prewarm/prewarm/shared/api"
+)
+
+// serve runs the service until SIGTERM or SIGINT.
+func serve(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", api.DefaultGuestAddr, `guest API address ("" for none)`)
+	var ifaces multiFlag
+	fs.Var(&ifaces, "guest-interface", "host device (repeatable, or comma separated) to serve the guest API on with SO_BINDTODEVICE, on --listen's address; requests on it belong to the instance registered with that hostInterface")
+	adminSocket := fs.String("admin-socket", api.DefaultAdminSocket, `admin API Unix socket ("" for none)`)
+	adminListen := fs.String("admin-listen", "", "also serve the admin API on this TCP address (requires --admin-token-file)")
+	tokenFile := fs.String("admin-token-file", "", "file holding the bearer token of --admin-listen")
+	dataDir := fs.String("data-dir", "/var/lib/prewarm-imds", "directory of the embedded store")
+	publishDir := fs.String("publish-dir", "", "watch this directory for <id>.json publish files")
+	rate := fs.Float64("rate", server.DefaultRate, "per-instance guest requests per second (0 turns limiting off)")
+	burst := fs.Int("burst", server.DefaultBurst, "per-instance burst")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	grace := fs.Duration("shutdown-timeout", 10*time.Second, "how long shutdown waits for requests in flight")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	if len(ifaces) > 0 && *listen == "" {
+		return fmt.Errorf("%w: --guest-interface needs --listen", errUsage)
+	}
+	if (*adminListen == "") != (*tokenFile == "") {
+		return fmt.Errorf("%w: --admin-listen and --admin-token-file go together", errUsage)
+	}
+	var token string
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return fmt.Errorf("read admin token: %w", err)
+		}
+		if token = strings.TrimSpace(string(b)); token == "" {
+			return fmt.Errorf("admin token file %s is empty", *tokenFile)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	srv, err := server.New(server.Options{
+		DataDir:    *dataDir,
+		Rate:       *rate,
+		Burst:      *burst,
+		Logger:     log,
+		PublishDir: *publishDir,
+	})
+	if err != nil {
+		return err
+	}
+	type serveFn func() error
+	var fns []serveFn
+	var lns []net.Listener
+	fail := func(err error) error {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		srv.Shutdown(context.Background())
+		return err
+	}
+	if *listen != "" {
+		ln, err := server.ListenGuest(ctx, *listen, "")
+		if err != nil {
+			return fail(err)
+		}
+		lns = append(lns, ln)
+		fns = append(fns, func() error { return srv.ServeGuest(ln, "") })
+		for _, dev := range ifaces {
+			ln, err := server.ListenGuest(ctx, *listen, dev)
+			if err != nil {
+				return fail(err)
+			}
+			lns = append(lns, ln)
+			fns = append(fns, func() error { return srv.ServeGuest(ln, dev) })
+		}
+	}
+	if *adminSocket != "" {
+		ln, err := server.ListenAdminSocket(*adminSocket, 0o660)
+		if err != nil {
+			return fail(err)
+		}
+		lns = append(lns, ln)
+		fns = append(fns, func() error { return srv.ServeAdmin(ln, "") })
+	}
+	if *adminListen != "" {
+		ln, err := net.Listen("tcp", *adminListen)
+		if err != nil {
+			return fail(fmt.Errorf("admin listen: %w", err))
+		}
+		lns = append(lns, ln)
+		fns = append(fns, func() error { return srv.ServeAdmin(ln, token) })
+	}
+	if len(fns) == 0 {
+		return fail(fmt.Errorf("%w: nothing to serve (no --listen, --admin-socket or --admin-listen)", errUsage))
+	}
+	errc := make(chan error, len(fns))
+	for _, fn := range fns {
+		go func() { errc <- fn() }()
+	}
+	log.Info("prewarm-imds ready", "pid", os.Getpid())
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("signal received, shutting down")
+	case serveErr = <-errc:
+		log.Error("listener failed, shutting down", "err", serveErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), *grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Error("shutdown", "err", err)
+	}
+	return serveErr
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q: %v", errUsage, level, err)
+	}
+	o := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)).With("component", "imds"), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)).With("component", "imds"), nil
+	}
+	return nil, fmt.Errorf("%w: --log-format must be text or json (got %q)", errUsage, format)
+}

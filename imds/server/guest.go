@@ -1,0 +1,296 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prewarm/prewarm/shared/api"
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+var (
+	allowGET  = []string{http.MethodGet}
+	allowPOST = []string{http.MethodPost}
+)
+
+// serveGuest applies the guest rules in the contract's order (405, 400,
+// 403, 404, 429) and dispatches.
+func (s *Server) serveGuest(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	switch r.URL.Path {
+	case api.PathConfig, api.PathInstance:
+		allow = allowGET
+	case api.PathStatus:
+		allow = allowPOST
+	}
+	if allow != nil && r.Method != allow[0] {
+		w.Header()["Allow"] = allow
+		writeError(w, http.StatusMethodNotAllowed, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow[0])
+		return
+	}
+	if md := r.Header[api.HeaderMetadata]; len(md) != 1 || !strings.EqualFold(md[0], api.MetadataTrue) {
+		writeError(w, http.StatusBadRequest, "header %q is required", "Metadata: true")
+		return
+	}
+	if _, ok := r.Header[api.HeaderForwardedFor]; ok {
+		writeError(w, http.StatusForbidden, "forwarded requests are refused (header %s)", api.HeaderForwardedFor)
+		return
+	}
+	if _, ok := r.Header[api.HeaderForwarded]; ok {
+		writeError(w, http.StatusForbidden, "forwarded requests are refused (header %s)", api.HeaderForwarded)
+		return
+	}
+	if allow == nil {
+		writeError(w, http.StatusNotFound, "no such path: %s", r.URL.Path)
+		return
+	}
+	inst := s.identify(r)
+	if inst == nil {
+		writeError(w, http.StatusNotFound, "unknown instance")
+		return
+	}
+	if lim := inst.limiter; lim != nil {
+		now := s.opts.Now()
+		res := lim.ReserveN(now, 1)
+		if d := res.DelayFrom(now); !res.OK() || d > 0 {
+			res.CancelAt(now)
+			secs := int64(math.Ceil(d.Seconds()))
+			if secs < 1 {
+				secs = 1
+			}
+			w.Header().Set(api.HeaderRetryAfter, strconv.FormatInt(secs, 10))
+			s.m.rateLimited.Inc()
+			writeError(w, http.StatusTooManyRequests, "rate limit exceeded: retry after %d s", secs)
+			return
+		}
+	}
+	switch r.URL.Path {
+	case api.PathConfig:
+		s.guestConfig(w, r, inst)
+	case api.PathStatus:
+		s.guestStatus(w, r, inst)
+	case api.PathInstance:
+		sn := inst.cur.Load()
+		addrs := sn.reg.Addresses
+		if addrs == nil {
+			addrs = []string{}
+		}
+		writeJSON(w, http.StatusOK, api.InstanceInfo{InstanceID: inst.id, Addresses: addrs})
+	}
+}
+
+// identify attributes r to an instance, by host interface or source
+// address, never by anything the request says.
+func (s *Server) identify(r *http.Request) *instance {
+	iface, _ := r.Context().Value(ifaceKey{}).(string)
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	var addr netip.Addr
+	if err == nil {
+		addr = ap.Addr().Unmap().WithZone("")
+	}
+	return s.lookup(iface, addr)
+}
+
+// waitParams are the long-poll query parameters.
+type waitParams struct {
+	wait    bool
+	timeout time.Duration
+}
+
+// parseWait reads wait= and timeout= (seconds, default 60, clamped to 300).
+func parseWait(q url.Values) (waitParams, error) {
+	p := waitParams{timeout: api.DefaultWaitSeconds * time.Second}
+	if v, ok := q["wait"]; ok {
+		switch strings.ToLower(v[0]) {
+		case "true", "1":
+			p.wait = true
+		case "false", "0", "":
+		default:
+			return p, fmt.Errorf("query parameter wait must be true or false (got %q)", v[0])
+		}
+	}
+	if v, ok := q["timeout"]; ok {
+		f, err := strconv.ParseFloat(v[0], 64)
+		if err != nil || math.IsNaN(f) || f < 0 {
+			return p, fmt.Errorf("query parameter timeout must be a non-negative number of seconds (got %q)", v[0])
+		}
+		if f > api.MaxWaitSeconds {
+			f = api.MaxWaitSeconds
+		}
+		p.timeout = time.Duration(f * float64(time.Second))
+	}
+	return p, nil
+}
+
+// parseETag reads an entity tag holding a generation: "4", W/"4" or 4.
+// ok is false for "*" (any), which is reported with any=true.
+func parseETag(v string) (gen int64, any bool, err error) {
+	v = strings.TrimSpace(v)
+	if v == "*" {
+		return 0, true, nil
+	}
+	v = strings.TrimPrefix(v, "W/")
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	gen, err = strconv.ParseInt(v, 10, 64)
+	if err != nil || gen < 0 {
+		return 0, false, errors.New("must be a generation in quotes, like \"4\"")
+	}
+	return gen, false, nil
+}
+
+func writeDoc(w http.ResponseWriter, sn *snapshot) {
+	h := w.Header()
+	h["Content-Type"] = ctJSON
+	h["Etag"] = sn.etag
+	h["Content-Length"] = sn.length
+	h["Cache-Control"] = cacheNoStor
+	w.WriteHeader(http.StatusOK)
+	w.Write(sn.doc)
+}
+
+func writeNotModified(w http.ResponseWriter, sn *snapshot) {
+	if sn.etag != nil {
+		w.Header()["Etag"] = sn.etag
+	}
+	w.WriteHeader(http.StatusNotModified)
+}
+
+// guestConfig serves GET /metadata/v1/config, with or without wait.
+func (s *Server) guestConfig(w http.ResponseWriter, r *http.Request, inst *instance) {
+	var p waitParams
+	if r.URL.RawQuery != "" {
+		var err error
+		if p, err = parseWait(r.URL.Query()); err != nil {
+			writeError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+	}
+	have, hasINM, any := int64(0), false, false
+	if v := r.Header[api.HeaderIfNoneMatch]; len(v) > 0 {
+		var err error
+		if have, any, err = parseETag(v[0]); err != nil {
+			writeError(w, http.StatusBadRequest, "header If-None-Match %v (got %q)", err, v[0])
+			return
+		}
+		hasINM = true
+	}
+	fresh := func(sn *snapshot) bool {
+		return sn.doc != nil && (!hasINM || (!any && sn.generation != have))
+	}
+	sn := inst.cur.Load()
+	if !p.wait {
+		switch {
+		case sn.deleted:
+			writeError(w, http.StatusNotFound, "unknown instance")
+		case sn.doc == nil:
+			writeError(w, http.StatusNotFound, "no config published")
+		case fresh(sn):
+			writeDoc(w, sn)
+		default:
+			writeNotModified(w, sn)
+		}
+		return
+	}
+	if fresh(sn) {
+		writeDoc(w, sn)
+		return
+	}
+	timer := time.NewTimer(p.timeout)
+	defer timer.Stop()
+	g := s.m.parked.WithLabelValues("guest")
+	g.Inc()
+	defer g.Dec()
+	for {
+		if sn.deleted {
+			writeError(w, http.StatusNotFound, "unknown instance")
+			return
+		}
+		if fresh(sn) {
+			writeDoc(w, sn)
+			return
+		}
+		select {
+		case <-sn.changed:
+			sn = inst.cur.Load()
+		case <-timer.C:
+			writeNotModified(w, sn)
+			return
+		case <-s.shutdown:
+			w.Header().Set("Connection", "close")
+			writeNotModified(w, sn)
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// guestStatus serves POST /metadata/v1/status.
+func (s *Server) guestStatus(w http.ResponseWriter, r *http.Request, inst *instance) {
+	if r.ContentLength > status.MaxReportBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, "status report exceeds %d bytes", status.MaxReportBytes)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, status.MaxReportBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "status report exceeds %d bytes", status.MaxReportBytes)
+			return
+		}
+		writeError(w, http.StatusBadRequest, "read status report: %v", err)
+		return
+	}
+	rep, e := decodeReport(body)
+	if e != nil {
+		writeJSON(w, e.Status, e.Body)
+		return
+	}
+	if err := s.appendStatus(r.Context(), inst, *rep); err != nil {
+		var se *Error
+		if errors.As(err, &se) && se.Status == http.StatusNotFound {
+			writeError(w, http.StatusNotFound, "unknown instance")
+			return
+		}
+		s.log.Error("store status report", "instance", inst.id, "err", err)
+		writeErr(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// decodeReport parses and validates one status report.
+func decodeReport(body []byte) (*status.Report, *Error) {
+	var rep status.Report
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&rep); err != nil {
+		return nil, errorf(http.StatusBadRequest, "malformed status report: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errorf(http.StatusBadRequest, "malformed status report: data after the JSON object")
+	}
+	if err := rep.Validate(); err != nil {
+		e := &Error{Status: http.StatusBadRequest, Body: api.Error{Error: "invalid status report"}}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			path, reason, ok := strings.Cut(line, ": ")
+			if !ok {
+				path, reason = "", line
+			}
+			e.Body.Fields = append(e.Body.Fields, api.FieldError{Path: path, Reason: reason})
+		}
+		return nil, e
+	}
+	return &rep, nil
+}

@@ -1,0 +1,114 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/prewarm/prewarm/shared/api"
+)
+
+// metrics are the server's Prometheus metrics (all prefixed prewarm_imds_).
+type metrics struct {
+	requests    *prometheus.CounterVec
+	parked      *prometheus.GaugeVec
+	publishes   prometheus.Counter
+	rejects     *prometheus.CounterVec
+	rateLimited prometheus.Counter
+	reports     *prometheus.CounterVec
+	panics      prometheus.Counter
+	handler     http.Handler
+
+	cache sync.Map // reqKey -> prometheus.Counter
+}
+
+type reqKey struct {
+	api, route string
+	code       int
+}
+
+func newMetrics(reg prometheus.Registerer, gat prometheus.Gatherer, s *Server) (*metrics, error) {
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, gat = r, r
+		if err := r.Register(collectors.NewGoCollector()); err != nil {
+			return nil, err
+		}
+		if err := r.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+			return nil, err
+		}
+	} else if gat == nil {
+		gat = prometheus.DefaultGatherer
+	}
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "prewarm_imds_requests_total", Help: "HTTP requests answered, by API, route and status code.",
+		}, []string{"api", "route", "code"}),
+		parked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "prewarm_imds_parked_long_polls", Help: "Long-polls currently waiting, by API.",
+		}, []string{"api"}),
+		publishes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "prewarm_imds_publishes_total", Help: "Config documents published (durable).",
+		}),
+		rejects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "prewarm_imds_publish_rejects_total", Help: "Publishes rejected as invalid, by source (api, publish-dir).",
+		}, []string{"source"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "prewarm_imds_rate_limited_total", Help: "Guest requests answered 429.",
+		}),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "prewarm_imds_status_reports_total", Help: "Status reports received, by state.",
+		}, []string{"state"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "prewarm_imds_handler_panics_total", Help: "Handler panics recovered.",
+		}),
+	}
+	instances := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "prewarm_imds_instances", Help: "Registered instances.",
+	}, func() float64 {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return float64(len(s.byID))
+	})
+	for _, c := range []prometheus.Collector{m.requests, m.parked, m.publishes, m.rejects, m.rateLimited, m.reports, m.panics, instances} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	m.handler = promhttp.HandlerFor(gat, promhttp.HandlerOpts{})
+	return m, nil
+}
+
+func (m *metrics) request(api, route string, code int) {
+	k := reqKey{api, route, code}
+	c, ok := m.cache.Load(k)
+	if !ok {
+		c, _ = m.cache.LoadOrStore(k, m.requests.WithLabelValues(api, route, strconv.Itoa(code)))
+	}
+	c.(prometheus.Counter).Inc()
+}
+
+// routeOf maps a request path to a bounded route label.
+func routeOf(r *http.Request) string {
+	p := r.URL.Path
+	switch p {
+	case api.PathConfig, api.PathStatus, api.PathInstance, api.PathInstances, api.PathHealthz, api.PathMetrics:
+		return p
+	}
+	if rest, ok := strings.CutPrefix(p, api.PathInstances+"/"); ok && rest != "" {
+		switch {
+		case !strings.Contains(rest, "/"):
+			return api.PathInstance1
+		case strings.HasSuffix(rest, "/config") && strings.Count(rest, "/") == 1:
+			return api.PathInstanceConfig
+		case strings.HasSuffix(rest, "/status") && strings.Count(rest, "/") == 1:
+			return api.PathInstanceStatus
+		}
+	}
+	return "other"
+}

@@ -1,0 +1,707 @@
+// Package server is prewarm-imds: the guest API (PROTOCOL.md section 2), the
+// admin API (section 3), the publish directory and the metrics.
+//
+// Starting one in-process, for example in a test, takes four lines:
+//
+//	srv, err := server.New(server.Options{DataDir: t.TempDir()})
+//	ln, err := net.Listen("tcp", "127.0.0.1:0")
+//	go srv.ServeGuest(ln, "")
+//	_, err = srv.Register(ctx, "vm-1", api.Registration{Addresses: []string{"127.0.0.1"}})
+//
+// after which every request to ln from 127.0.0.1 is attributed to vm-1, and
+// srv.Publish(ctx, "vm-1", doc, nil) publishes its config. The admin API is
+// srv.AdminHandler() (serve it with ServeAdmin or httptest). Shutdown answers
+// parked long-polls, stops every listener served and closes the store.
+//
+// The server holds an in-memory index of the registry (address and host
+// interface to instance) and each instance's current document, encoded
+// once per publish, so that a guest GET is a map lookup and one write. The
+// store makes every change durable before the index shows it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/prewarm/prewarm/imds/store"
+	"github.com/prewarm/prewarm/shared/api"
+	"github.com/prewarm/prewarm/shared/config"
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// Defaults of the per-instance token bucket used by the CLI.
+const (
+	DefaultRate  = 20
+	DefaultBurst = 40
+)
+
+// Options configure a Server.
+type Options struct {
+	// Store is the durable state. When nil, New opens a bbolt store in
+	// DataDir and Shutdown closes it. A Store passed in is not closed.
+	Store store.Store
+	// DataDir is where the bbolt store lives when Store is nil.
+	DataDir string
+	// Rate is each instance's token bucket rate in requests per second;
+	// 0 turns rate limiting off (the CLI's default is DefaultRate).
+	Rate float64
+	// Burst is the bucket size; 0 means DefaultBurst.
+	Burst int
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// PublishDir, when set, is watched for DIR/<id>.json files (section 3).
+	PublishDir string
+	// Registerer receives the metrics; nil means a private registry, served
+	// on the admin API's /metrics either way.
+	Registerer prometheus.Registerer
+	// Gatherer serves /metrics when Registerer is set; nil means
+	// prometheus.DefaultGatherer in that case.
+	Gatherer prometheus.Gatherer
+	// Now is the clock; nil means time.Now. Tests may swap it.
+	Now func() time.Time
+}
+
+// Server is one prewarm-imds. Its methods are safe for concurrent use.
+type Server struct {
+	opts      Options
+	log       *slog.Logger
+	st        store.Store
+	ownsStore bool
+	m         *metrics
+
+	// writeMu serializes changes: store transaction then index update, so
+	// the index applies changes in the store's order.
+	writeMu sync.Mutex
+
+	mu      sync.RWMutex
+	byID    map[string]*instance
+	byAddr  map[netip.Addr]*instance
+	byIface map[string]*instance
+
+	shutdown     chan struct{}
+	shutdownOnce sync.Once
+	closing      atomic.Bool
+
+	srvMu   sync.Mutex
+	servers map[*http.Server]struct{}
+
+	pd *publishDir
+
+	guest http.Handler
+	admin http.Handler
+}
+
+// instance is the in-memory state of one registered instance. The fields
+// behind cur change by replacing the snapshot, so the guest path reads them
+// without a lock.
+type instance struct {
+	id      string
+	limiter *rate.Limiter // nil when rate limiting is off
+
+	cur atomic.Pointer[snapshot]
+
+	statusMu   sync.Mutex
+	lastStatus *status.Report
+	statusWake chan struct{} // closed and replaced when a report arrives
+}
+
+// snapshot is one immutable view of an instance: its registration and its
+// current document. changed is closed when a newer snapshot replaces it.
+type snapshot struct {
+	reg        store.Registration
+	generation int64
+	doc        []byte   // stamped document; nil while none is published
+	etag       []string // {`"<generation>"`}
+	length     []string // {len(doc)}
+	deleted    bool
+	changed    chan struct{}
+}
+
+var idRE = regexp.MustCompile(api.InstanceIDPattern)
+
+// ValidID reports whether id is a valid instance id.
+func ValidID(id string) bool { return idRE.MatchString(id) }
+
+// New builds a Server and loads the registry from its store. It starts the
+// publish-directory watcher when opts.PublishDir is set; it serves nothing
+// until ServeGuest / ServeAdmin or the handlers are used.
+func New(opts Options) (*Server, error) {
+	if opts.Rate < 0 {
+		return nil, fmt.Errorf("rate %v: must not be negative", opts.Rate)
+	}
+	if opts.Burst < 0 {
+		return nil, fmt.Errorf("burst %d: must not be negative", opts.Burst)
+	}
+	if opts.Burst == 0 {
+		opts.Burst = DefaultBurst
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{
+		opts:     opts,
+		log:      log,
+		st:       opts.Store,
+		byID:     map[string]*instance{},
+		byAddr:   map[netip.Addr]*instance{},
+		byIface:  map[string]*instance{},
+		shutdown: make(chan struct{}),
+		servers:  map[*http.Server]struct{}{},
+	}
+	if s.st == nil {
+		if opts.DataDir == "" {
+			return nil, errors.New("server options: Store or DataDir is required")
+		}
+		b, err := store.OpenBolt(opts.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		s.st, s.ownsStore = b, true
+	}
+	m, err := newMetrics(opts.Registerer, opts.Gatherer, s)
+	if err != nil {
+		s.closeStore()
+		return nil, err
+	}
+	s.m = m
+	recs, err := s.st.Load(context.Background())
+	if err != nil {
+		s.closeStore()
+		return nil, err
+	}
+	for _, r := range recs {
+		s.index(r)
+	}
+	s.log.Info("registry loaded", "instances", len(recs))
+	s.guest = s.recoverer("guest", http.HandlerFunc(s.serveGuest))
+	s.admin = s.recoverer("admin", http.HandlerFunc(s.serveAdmin))
+	if opts.PublishDir != "" {
+		pd, err := startPublishDir(s, opts.PublishDir)
+		if err != nil {
+			s.closeStore()
+			return nil, err
+		}
+		s.pd = pd
+	}
+	return s, nil
+}
+
+func (s *Server) closeStore() {
+	if s.ownsStore {
+		if err := s.st.Close(); err != nil {
+			s.log.Error("close store", "err", err)
+		}
+	}
+}
+
+func newSnapshot(reg store.Registration, gen int64, doc []byte) *snapshot {
+	sn := &snapshot{reg: reg, generation: gen, doc: doc, changed: make(chan struct{})}
+	if doc != nil {
+		sn.etag = []string{etag(gen)}
+		sn.length = []string{fmt.Sprint(len(doc))}
+	}
+	return sn
+}
+
+func etag(gen int64) string { return fmt.Sprintf("%q", fmt.Sprint(gen)) }
+
+// index installs rec in the in-memory registry, replacing what was there.
+// Callers hold writeMu (or are New).
+func (s *Server) index(rec store.Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inst := s.byID[rec.ID]
+	var old *snapshot
+	if inst == nil {
+		inst = &instance{id: rec.ID, statusWake: make(chan struct{}), lastStatus: rec.LastStatus}
+		if s.opts.Rate > 0 {
+			inst.limiter = rate.NewLimiter(rate.Limit(s.opts.Rate), s.opts.Burst)
+		}
+		s.byID[rec.ID] = inst
+	} else {
+		old = inst.cur.Load()
+		for _, a := range old.reg.Addresses {
+			if p, err := netip.ParseAddr(a); err == nil && s.byAddr[p] == inst {
+				delete(s.byAddr, p)
+			}
+		}
+		if d := old.reg.HostInterface; d != "" && s.byIface[d] == inst {
+			delete(s.byIface, d)
+		}
+	}
+	for _, a := range rec.Addresses {
+		if p, err := netip.ParseAddr(a); err == nil {
+			s.byAddr[p] = inst
+		}
+	}
+	if rec.HostInterface != "" {
+		s.byIface[rec.HostInterface] = inst
+	}
+	inst.cur.Store(newSnapshot(rec.Registration, rec.Generation, rec.Config))
+	if old != nil {
+		close(old.changed)
+	}
+}
+
+// unindex removes id from the in-memory registry and wakes its waiters.
+func (s *Server) unindex(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inst := s.byID[id]
+	if inst == nil {
+		return
+	}
+	delete(s.byID, id)
+	old := inst.cur.Load()
+	for _, a := range old.reg.Addresses {
+		if p, err := netip.ParseAddr(a); err == nil && s.byAddr[p] == inst {
+			delete(s.byAddr, p)
+		}
+	}
+	if d := old.reg.HostInterface; d != "" && s.byIface[d] == inst {
+		delete(s.byIface, d)
+	}
+	sn := *old
+	sn.deleted, sn.changed = true, make(chan struct{})
+	inst.cur.Store(&sn)
+	close(old.changed)
+	inst.statusMu.Lock()
+	close(inst.statusWake)
+	inst.statusWake = make(chan struct{})
+	inst.statusMu.Unlock()
+}
+
+// lookup finds the instance a guest request belongs to: by the host
+// interface it arrived on when an instance is registered with it, else by
+// source address.
+func (s *Server) lookup(iface string, addr netip.Addr) *instance {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if iface != "" {
+		if inst := s.byIface[iface]; inst != nil {
+			return inst
+		}
+	}
+	return s.byAddr[addr]
+}
+
+func (s *Server) get(id string) *instance {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.byID[id]
+}
+
+// Error is an API error: the HTTP status and the error object the API
+// answers with. Every error of Register, Publish and Delete is an *Error.
+type Error struct {
+	Status int
+	Body   api.Error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Body.Error)
+	for i, f := range e.Body.Fields {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		if f.Path != "" {
+			b.WriteString(f.Path + ": ")
+		}
+		b.WriteString(f.Reason)
+	}
+	return b.String()
+}
+
+func errorf(code int, format string, args ...any) *Error {
+	return &Error{Status: code, Body: api.Error{Error: fmt.Sprintf(format, args...)}}
+}
+
+// storeError maps a store error to the API's answer.
+func storeError(id string, err error) *Error {
+	var ce *store.ConflictError
+	var pe *store.PreconditionError
+	var ae *Error
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &ce):
+		return errorf(http.StatusConflict, "%s", ce.Error())
+	case errors.As(err, &pe):
+		return errorf(http.StatusPreconditionFailed, "%s", pe.Error())
+	case errors.Is(err, store.ErrNotFound):
+		return errorf(http.StatusNotFound, "instance %q is not registered", id)
+	case errors.Is(err, store.ErrClosed):
+		return errorf(http.StatusServiceUnavailable, "server is shutting down")
+	default:
+		return errorf(http.StatusInternalServerError, "store: %v", err)
+	}
+}
+
+// checkRegistration validates reg and returns it in canonical form.
+func checkRegistration(reg api.Registration) (store.Registration, *Error) {
+	var fields []api.FieldError
+	out := store.Registration{HostInterface: reg.HostInterface, Labels: reg.Labels}
+	if len(reg.Addresses) == 0 && reg.HostInterface == "" {
+		return out, &Error{Status: http.StatusBadRequest, Body: api.Error{
+			Error:  "invalid registration",
+			Fields: []api.FieldError{{Path: "addresses", Reason: "addresses or hostInterface (or both) is required"}},
+		}}
+	}
+	seen := map[netip.Addr]bool{}
+	for i, a := range reg.Addresses {
+		p, err := netip.ParseAddr(a)
+		if err != nil || p.Zone() != "" {
+			fields = append(fields, api.FieldError{Path: fmt.Sprintf("addresses[%d]", i), Reason: fmt.Sprintf("must be an IPv4 or IPv6 address without zone (got %q)", a)})
+			continue
+		}
+		p = p.Unmap()
+		if p.IsUnspecified() || p.IsMulticast() {
+			fields = append(fields, api.FieldError{Path: fmt.Sprintf("addresses[%d]", i), Reason: fmt.Sprintf("must be a unicast address (got %q)", a)})
+			continue
+		}
+		if !seen[p] {
+			seen[p] = true
+			out.Addresses = append(out.Addresses, p.String())
+		}
+	}
+	if d := reg.HostInterface; d != "" && !validIfaceName(d) {
+		fields = append(fields, api.FieldError{Path: "hostInterface", Reason: fmt.Sprintf("must be a network device name of 1-15 characters without '/', ':' or whitespace (got %q)", d)})
+	}
+	for k := range reg.Labels {
+		if k == "" || len(k) > 253 {
+			fields = append(fields, api.FieldError{Path: "labels", Reason: "label keys must be 1-253 characters"})
+			break
+		}
+	}
+	if len(fields) > 0 {
+		return out, &Error{Status: http.StatusBadRequest, Body: api.Error{Error: "invalid registration", Fields: fields}}
+	}
+	sort.Strings(out.Addresses)
+	return out, nil
+}
+
+func validIfaceName(d string) bool {
+	if len(d) == 0 || len(d) > 15 || d == "." || d == ".." {
+		return false
+	}
+	for _, c := range d {
+		if c == '/' || c == ':' || c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeConfig decodes and validates a published document.
+func decodeConfig(data []byte) (*config.Document, *Error) {
+	if len(data) > config.MaxDocumentBytes {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "config document exceeds %d bytes", config.MaxDocumentBytes)
+	}
+	doc, err := config.Decode(data)
+	if err != nil {
+		var ve *config.ValidationError
+		switch {
+		case errors.Is(err, config.ErrTooLarge):
+			return nil, errorf(http.StatusRequestEntityTooLarge, "config document exceeds %d bytes", config.MaxDocumentBytes)
+		case errors.As(err, &ve):
+			return nil, &Error{Status: http.StatusBadRequest, Body: api.Error{Error: "invalid config", Fields: ve.Fields}}
+		default:
+			return nil, errorf(http.StatusBadRequest, "invalid config: %v", err)
+		}
+	}
+	return doc, nil
+}
+
+func stamper(doc *config.Document) store.Stamper {
+	return func(id string, gen int64) ([]byte, error) {
+		d := doc.Clone()
+		d.InstanceID, d.Generation = id, gen
+		return marshal(d)
+	}
+}
+
+// Register registers or updates instance id (PUT /v1/instances/{id}).
+// created is true when id was not registered before.
+func (s *Server) Register(ctx context.Context, id string, reg api.Registration) (inst api.Instance, created bool, err error) {
+	if !ValidID(id) {
+		return inst, false, errorf(http.StatusBadRequest, "invalid instance id %q: must match %s", id, api.InstanceIDPattern)
+	}
+	r, e := checkRegistration(reg)
+	if e != nil {
+		return inst, false, e
+	}
+	rec, created, err := s.apply(ctx, id, store.Change{Register: &r})
+	if err != nil {
+		return inst, false, err
+	}
+	return s.view(rec.ID), created, nil
+}
+
+// Publish validates data as a config document and publishes it for id
+// (PUT /v1/instances/{id}/config). ifMatch, when set, must equal the current
+// generation (0: nothing published yet). It returns the new generation once
+// it is durable.
+func (s *Server) Publish(ctx context.Context, id string, data []byte, ifMatch *int64) (int64, error) {
+	if !ValidID(id) {
+		return 0, errorf(http.StatusBadRequest, "invalid instance id %q: must match %s", id, api.InstanceIDPattern)
+	}
+	doc, e := decodeConfig(data)
+	if e != nil {
+		s.m.rejects.WithLabelValues("api").Inc()
+		return 0, e
+	}
+	rec, _, err := s.apply(ctx, id, store.Change{Publish: stamper(doc), IfMatch: ifMatch})
+	if err != nil {
+		return 0, err
+	}
+	return rec.Generation, nil
+}
+
+// apply runs one change through the store and then the index.
+func (s *Server) apply(ctx context.Context, id string, c store.Change) (store.Record, bool, error) {
+	if s.closing.Load() {
+		return store.Record{}, false, errorf(http.StatusServiceUnavailable, "server is shutting down")
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	created := s.get(id) == nil
+	rec, err := s.st.Apply(ctx, id, c)
+	if err != nil {
+		return rec, false, storeError(id, err)
+	}
+	s.index(rec)
+	if c.Publish != nil {
+		s.m.publishes.Inc()
+		s.log.Info("config published", "instance", id, "generation", rec.Generation)
+	}
+	if c.Register != nil {
+		s.log.Info("instance registered", "instance", id, "addresses", rec.Addresses, "hostInterface", rec.HostInterface, "created", created)
+	}
+	return rec, created, nil
+}
+
+// Delete forgets instance id, its config and its status history.
+func (s *Server) Delete(ctx context.Context, id string) error {
+	if s.closing.Load() {
+		return errorf(http.StatusServiceUnavailable, "server is shutting down")
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if err := s.st.Delete(ctx, id); err != nil {
+		return storeError(id, err)
+	}
+	s.unindex(id)
+	s.log.Info("instance deleted", "instance", id)
+	return nil
+}
+
+// Instance returns instance id as the admin API shows it.
+func (s *Server) Instance(id string) (api.Instance, bool) {
+	if s.get(id) == nil {
+		return api.Instance{}, false
+	}
+	return s.view(id), true
+}
+
+// Instances returns every instance, sorted by id.
+func (s *Server) Instances() []api.Instance {
+	s.mu.RLock()
+	ids := make([]string, 0, len(s.byID))
+	for id := range s.byID {
+		ids = append(ids, id)
+	}
+	s.mu.RUnlock()
+	sort.Strings(ids)
+	out := make([]api.Instance, 0, len(ids))
+	for _, id := range ids {
+		if s.get(id) != nil {
+			out = append(out, s.view(id))
+		}
+	}
+	return out
+}
+
+func (s *Server) view(id string) api.Instance {
+	inst := s.get(id)
+	if inst == nil {
+		return api.Instance{ID: id, Addresses: []string{}, Labels: map[string]string{}}
+	}
+	sn := inst.cur.Load()
+	out := api.Instance{
+		ID:            id,
+		Addresses:     append([]string{}, sn.reg.Addresses...),
+		HostInterface: sn.reg.HostInterface,
+		Labels:        map[string]string{},
+		Generation:    sn.generation,
+	}
+	for k, v := range sn.reg.Labels {
+		out.Labels[k] = v
+	}
+	inst.statusMu.Lock()
+	out.LastStatus = inst.lastStatus
+	inst.statusMu.Unlock()
+	return out
+}
+
+// appendStatus stores a guest's report and wakes admin status waiters.
+func (s *Server) appendStatus(ctx context.Context, inst *instance, r status.Report) error {
+	if err := s.st.AppendStatus(ctx, inst.id, r); err != nil {
+		return storeError(inst.id, err)
+	}
+	inst.statusMu.Lock()
+	rc := r
+	inst.lastStatus = &rc
+	close(inst.statusWake)
+	inst.statusWake = make(chan struct{})
+	inst.statusMu.Unlock()
+	s.m.reports.WithLabelValues(r.State).Inc()
+	return nil
+}
+
+// ServeGuest serves the guest API on ln until Shutdown. When hostInterface
+// is set, ln is expected to be bound to that host device (see
+// ListenGuest): every request on it is attributed to the instance
+// registered with that hostInterface, falling back to the source address
+// when none is. It returns nil after Shutdown.
+func (s *Server) ServeGuest(ln net.Listener, hostInterface string) error {
+	hs := &http.Server{
+		Handler:           s.guest,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if hostInterface != "" {
+		hs.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, ifaceKey{}, hostInterface)
+		}
+	}
+	return s.serve(hs, ln, "guest", hostInterface)
+}
+
+// ServeAdmin serves the admin API on ln until Shutdown. A non-empty token
+// requires `Authorization: Bearer <token>` on every request but /healthz
+// (use it for TCP; the Unix socket is protected by its file mode).
+func (s *Server) ServeAdmin(ln net.Listener, token string) error {
+	h := s.admin
+	if token != "" {
+		h = RequireBearer(token, h)
+	}
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	return s.serve(hs, ln, "admin", "")
+}
+
+func (s *Server) serve(hs *http.Server, ln net.Listener, kind, iface string) error {
+	s.srvMu.Lock()
+	if s.closing.Load() {
+		s.srvMu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.servers[hs] = struct{}{}
+	s.srvMu.Unlock()
+	s.log.Info("serving", "api", kind, "addr", ln.Addr().String(), "hostInterface", iface)
+	err := hs.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("serve %s API on %s: %w", kind, ln.Addr(), err)
+}
+
+// GuestHandler is the guest API. Requests are attributed by r.RemoteAddr,
+// or by the host interface when the request's context carries one (as
+// ServeGuest's does).
+func (s *Server) GuestHandler() http.Handler { return s.guest }
+
+// AdminHandler is the admin API without authentication (wrap it with
+// RequireBearer for TCP).
+func (s *Server) AdminHandler() http.Handler { return s.admin }
+
+// Done is closed when Shutdown starts.
+func (s *Server) Done() <-chan struct{} { return s.shutdown }
+
+// Shutdown answers every parked long-poll (304), stops the publish
+// directory watcher and every listener served, waits for their requests
+// until ctx ends, then closes the store if New opened it.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var first bool
+	s.shutdownOnce.Do(func() {
+		first = true
+		s.srvMu.Lock()
+		s.closing.Store(true)
+		s.srvMu.Unlock()
+		close(s.shutdown)
+	})
+	if !first {
+		return nil
+	}
+	s.log.Info("shutting down")
+	if s.pd != nil {
+		s.pd.stop()
+	}
+	s.srvMu.Lock()
+	servers := make([]*http.Server, 0, len(s.servers))
+	for hs := range s.servers {
+		servers = append(servers, hs)
+	}
+	s.srvMu.Unlock()
+	var errs []error
+	var wg sync.WaitGroup
+	var emu sync.Mutex
+	for _, hs := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hs.Shutdown(ctx); err != nil {
+				hs.Close()
+				emu.Lock()
+				errs = append(errs, err)
+				emu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	// Hold writeMu so no change is half-applied when the store closes.
+	s.writeMu.Lock()
+	s.closeStore()
+	s.writeMu.Unlock()
+	s.log.Info("shut down")
+	return errors.Join(errs...)
+}
+
+type ifaceKey struct{}
+
+// WithHostInterface returns ctx marking requests as arrived on the host
+// device iface; ServeGuest does this for its connections. Tests and custom
+// servers may use it in http.Server.ConnContext.
+func WithHostInterface(ctx context.Context, iface string) context.Context {
+	return context.WithValue(ctx, ifaceKey{}, iface)
+}
