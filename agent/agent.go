@@ -248,7 +248,7 @@ func (a *Agent) emit(r status.Report, mutate func(*State)) status.Report {
 func (a *Agent) deliver(ctx context.Context) {
 	bo := backoff{base: a.opts.BackoffBase, max: a.opts.BackoffMax}
 	fl := failureLog{log: a.log, op: "send status report"}
-	for {
+	for ctx.Err() == nil {
 		a.mu.Lock()
 		var head status.Report
 		have := len(a.st.Queue) > 0
@@ -265,10 +265,11 @@ func (a *Agent) deliver(ctx context.Context) {
 			}
 			continue
 		}
-		err := a.imds.postStatus(ctx, &head)
-		if ctx.Err() != nil {
-			return
-		}
+		// A stop does not cut a report in flight: the IMDS may have taken
+		// it already, and a restart would send it a second time.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err := a.imds.postStatus(pctx, &head)
+		cancel()
 		var he *HTTPError
 		if err != nil && errors.As(err, &he) && (he.StatusCode == 400 || he.StatusCode == 413) {
 			// The IMDS will never take this report: retrying it would block

@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestBackoff(t *testing.T) {
+	b := backoff{base: 100 * time.Millisecond, max: 10 * time.Second}
+	for i := range 40 {
+		ceil := min(100*time.Millisecond<<i, 10*time.Second)
+		if i > 30 {
+			ceil = 10 * time.Second
+		}
+		d := b.next(0)
+		if d < minWait || d > max(ceil, minWait) {
+			t.Fatalf("attempt %d: %v outside [%v, %v]", i, d, minWait, ceil)
+		}
+	}
+	if d := b.next(3 * time.Second); d < 3*time.Second || d > 10*time.Second+300*time.Millisecond {
+		t.Errorf("with Retry-After 3s: %v", d)
+	}
+	b.reset()
+	if d := b.next(0); d > 100*time.Millisecond {
+		t.Errorf("after reset: %v", d)
+	}
+}
+
+func TestParseETag(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{{`"4"`, 4, true}, {`W/"12"`, 12, true}, {`4`, 0, false}, {`""`, 0, false}, {`"-1"`, -1, false}, {`"x"`, 0, false}} {
+		got, ok := parseETag(c.in)
+		if ok != c.ok || (ok && got != c.want) {
+			t.Errorf("parseETag(%q) = %d, %v", c.in, got, ok)
+		}
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": 0, "2": 2 * time.Second, "-3": 0, "999999": 5 * time.Minute, "soon": 0} {
+		if got := parseRetryAfter(in); got != want {
+			t.Errorf("parseRetryAfter(%q) = %v, want %v", in, got, want)
+		}
+	}
+	if got := parseRetryAfter(time.Now().Add(30 * time.Second).UTC().Format(http.TimeFormat)); got < 28*time.Second || got > 30*time.Second {
+		t.Errorf("HTTP date: %v", got)
+	}
+}
+
+func TestSecretsIn(t *testing.T) {
+	got := secretsIn([]byte(`{"users":[{"name":"a","password":"p1"},{"Password":"p2","x":{"password":"p3"}}],"password":5}`))
+	if len(got) != 3 {
+		t.Errorf("secretsIn = %v", got)
+	}
+	r := NewRedactor()
+	r.Add(got...)
+	if s := r.String("p1 and p2 and p3"); s != "REDACTED and REDACTED and REDACTED" {
+		t.Errorf("redacted: %q", s)
+	}
+}
+
+// FuzzParseETag: the ETag comes off the wire.
+func FuzzParseETag(f *testing.F) {
+	f.Add(`"4"`)
+	f.Add(`W/"1"`)
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, ok := parseETag(s); ok && n <= 0 {
+			t.Errorf("parseETag(%q) accepted %d", s, n)
+		}
+	})
+}
