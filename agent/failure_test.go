@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prewarm/prewarm/imds/server"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -189,4 +190,40 @@ func TestPlainPollingFallback(t *testing.T) {
 		t.Errorf("platform calls %v: a generation was applied twice", h.plat.callList())
 	}
 	_ = n
+}
+
+// TestRealRateLimit: the real IMDS's token bucket (1 request/s, burst 2)
+// answers 429 with Retry-After; the agent honours it, never hammers, and
+// delivers everything in order.
+func TestRealRateLimit(t *testing.T) {
+	h := newHarnessWith(t, server.Options{Rate: 1, Burst: 2})
+	g := h.imds.publish(finalDoc)
+	h.start()
+	h.imds.waitReport(status.StateProvisioned, g)
+	// Each loop (config polls, report delivery) must wait out the
+	// Retry-After it was given before its next request.
+	limited := 0
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		var prev *request
+		for _, r := range h.imds.reqs() {
+			if r.Method != method {
+				continue
+			}
+			if prev != nil && prev.Code == http.StatusTooManyRequests {
+				limited++
+				if gap := r.Time.Sub(prev.Time); gap < 950*time.Millisecond {
+					t.Errorf("%s came %v after a 429 with Retry-After: 1", method, gap)
+				}
+			}
+			prev = &r
+		}
+	}
+	if limited == 0 {
+		t.Error("the rate limit never answered: the test proves nothing")
+	}
+	got := h.imds.all()
+	checkSeq(t, got)
+	if s := states(got); s != "starting/0 waiting/0 applying/1 provisioned/1" {
+		t.Errorf("reports = %s", s)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prewarm/prewarm/imds/server"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/config"
 	"github.com/prewarm/prewarm/shared/status"
@@ -49,9 +50,9 @@ type request struct {
 	Code         int
 }
 
-func newTestIMDS(t *testing.T) *testIMDS {
+func newTestIMDS(t *testing.T, opts server.Options) *testIMDS {
 	m := &testIMDS{t: t, changed: make(chan struct{})}
-	m.inner, m.pub = newGuestBackend(t)
+	m.inner, m.pub = newGuestBackend(t, opts)
 	m.srv = httptest.NewServer(http.HandlerFunc(m.serve))
 	m.URL = m.srv.URL
 	t.Cleanup(m.srv.Close)
@@ -306,8 +307,13 @@ type harness struct {
 }
 
 func newHarness(t *testing.T) *harness {
+	return newHarnessWith(t, server.Options{})
+}
+
+// newHarnessWith is newHarness with options for the IMDS.
+func newHarnessWith(t *testing.T, opts server.Options) *harness {
 	d := t.TempDir()
-	return &harness{t: t, imds: newTestIMDS(t), plat: newFakePlatform(),
+	return &harness{t: t, imds: newTestIMDS(t, opts), plat: newFakePlatform(),
 		stateDir: d + "/state", logDir: d + "/log", runDir: d + "/run", logs: &syncBuffer{}}
 }
 
