@@ -1,0 +1,150 @@
+package dhcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/prewarm/prewarm/linux/internal/fsx"
+	"github.com/prewarm/prewarm/linux/internal/nl"
+)
+
+// builtinLease is what the built-in client put on an interface, so that a
+// renewal replaces exactly that and nothing else.
+type builtinLease struct {
+	Address string   `json:"address"`
+	Routes  []bRoute `json:"routes,omitempty"`
+	Expires string   `json:"expires"`
+}
+
+type bRoute struct {
+	To  string `json:"to"`
+	Via string `json:"via"`
+}
+
+const stateFile = "dhcp-builtin.json"
+
+func (r *Renewer) loadState() map[string]builtinLease {
+	st := map[string]builtinLease{}
+	if r.o.StateDir == "" {
+		return st
+	}
+	b, err := os.ReadFile(filepath.Join(r.o.StateDir, stateFile))
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			r.log.Warn("read DHCP state; starting empty", "err", err)
+		}
+		return st
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		r.log.Warn("parse DHCP state; starting empty", "err", err)
+	}
+	return st
+}
+
+func (r *Renewer) saveState(st map[string]builtinLease) error {
+	if r.o.StateDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(r.o.StateDir, 0o700); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(st, "", "  ")
+	_, err := fsx.WriteFile(filepath.Join(r.o.StateDir, stateFile), append(b, '\n'), fsx.WriteOptions{Mode: 0o600})
+	return err
+}
+
+// renewBuiltin runs a full DORA exchange (a re-mapped network must get its
+// new address, so no INIT-REBOOT shortcut) and applies the lease: the
+// address with the lease's lifetime, the default route or the classless
+// static routes (option 121, which takes precedence per RFC 3442).
+func (r *Renewer) renewBuiltin(ctx context.Context, c *nl.Conn, link nl.Link) error {
+	if !link.Up {
+		if err := c.SetUp(link.Index); err != nil {
+			return fmt.Errorf("bring %s up: %w", link.Name, err)
+		}
+	}
+	cl, err := nclient4.New(link.Name, nclient4.WithTimeout(time.Second), nclient4.WithRetry(4))
+	if err != nil {
+		return fmt.Errorf("open DHCP socket: %w", err)
+	}
+	defer cl.Close()
+	lease, err := cl.Request(ctx)
+	if err != nil {
+		return fmt.Errorf("DHCP exchange: %w", err)
+	}
+	ack := lease.ACK
+	ip, ok := netip.AddrFromSlice(ack.YourIPAddr.To4())
+	if !ok || !ip.IsValid() || ip.IsUnspecified() {
+		return fmt.Errorf("DHCP ACK without an address")
+	}
+	mask := ack.SubnetMask()
+	bits := 24
+	if mask != nil {
+		bits, _ = net.IPMask(mask).Size()
+	}
+	pfx := netip.PrefixFrom(ip, bits)
+	lt := ack.IPAddressLeaseTime(time.Hour)
+	valid := uint32(lt / time.Second)
+	if valid == 0 {
+		valid = 1
+	}
+
+	st := r.loadState()
+	old := st[link.Name]
+	if old.Address != "" && old.Address != pfx.String() {
+		if p, err := netip.ParsePrefix(old.Address); err == nil {
+			if err := c.DelAddr(link.Index, p); err != nil {
+				r.log.Warn("remove the previous lease's address", "iface", link.Name, "addr", p, "err", err)
+			}
+		}
+	}
+	if err := c.ReplaceAddr(link.Index, pfx, valid, valid); err != nil {
+		return err
+	}
+	var routes []nl.Route
+	if cs := ack.ClasslessStaticRoute(); len(cs) > 0 {
+		for _, rt := range cs {
+			dst, _ := netip.AddrFromSlice(rt.Dest.IP.To4())
+			ones, _ := rt.Dest.Mask.Size()
+			gw, _ := netip.AddrFromSlice(rt.Router.To4())
+			if gw.IsUnspecified() {
+				gw = netip.Addr{}
+			}
+			routes = append(routes, nl.Route{Dst: netip.PrefixFrom(dst, ones), Gateway: gw, Index: link.Index, Protocol: 16 /* RTPROT_DHCP */})
+		}
+	} else if rs := ack.Router(); len(rs) > 0 {
+		gw, _ := netip.AddrFromSlice(rs[0].To4())
+		routes = append(routes, nl.Route{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Gateway: gw, Index: link.Index, Protocol: 16})
+	}
+	var recorded []bRoute
+	for _, rt := range routes {
+		if err := c.ReplaceRoute(rt); err != nil {
+			r.log.Warn("install DHCP route", "iface", link.Name, "err", err)
+			continue
+		}
+		recorded = append(recorded, bRoute{To: rt.Dst.String(), Via: rt.Gateway.String()})
+	}
+	st[link.Name] = builtinLease{Address: pfx.String(), Routes: recorded, Expires: time.Now().Add(lt).UTC().Format(time.RFC3339)}
+	if err := r.saveState(st); err != nil {
+		r.log.Warn("record the built-in client's lease", "err", err)
+	}
+	r.log.Info("built-in DHCP lease applied", "iface", link.Name, "addr", pfx, "server", serverID(ack), "lease", lt)
+	return nil
+}
+
+func serverID(ack *dhcpv4.DHCPv4) string {
+	if s := ack.ServerIdentifier(); s != nil {
+		return s.String()
+	}
+	return ""
+}

@@ -1,0 +1,268 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/linux/internal/nl"
+	"github.com/prewarm/prewarm/linux/internal/run"
+)
+
+// Options configure a Renewer.
+type Options struct {
+	// Client overrides detection: "dhclient", "dhcpcd", "udhcpc",
+	// "networkd", "networkmanager" or "builtin" ("" = detect).
+	Client string
+	// Interfaces restricts the interfaces considered (nil = every
+	// non-loopback interface).
+	Interfaces []string
+	// StateDir holds the built-in client's lease records.
+	StateDir string
+	Runner   run.Runner
+	Logger   *slog.Logger
+	// Timeout bounds one renewal (default 20s).
+	Timeout time.Duration
+	// ProcDir and RunDir default to /proc and /run.
+	ProcDir, RunDir string
+}
+
+// Renewer implements agent.DHCPRenewer.
+type Renewer struct {
+	o   Options
+	log *slog.Logger
+}
+
+var _ agent.DHCPRenewer = (*Renewer)(nil)
+
+// ErrUnknownClient is returned for an override naming no supported client.
+var ErrUnknownClient = errors.New("unknown DHCP client")
+
+// New returns a Renewer.
+func New(o Options) (*Renewer, error) {
+	switch o.Client {
+	case "", Dhclient, Dhcpcd, Udhcpc, Networkd, NetworkManager, Builtin:
+	default:
+		return nil, fmt.Errorf("DHCP client %q: %w", o.Client, ErrUnknownClient)
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 20 * time.Second
+	}
+	if o.ProcDir == "" {
+		o.ProcDir = "/proc"
+	}
+	if o.RunDir == "" {
+		o.RunDir = "/run"
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.Runner == nil {
+		o.Runner = &run.Exec{Logger: log}
+	}
+	return &Renewer{o: o, log: log.With("component", "dhcp")}, nil
+}
+
+func (r *Renewer) owner(iface string, index int) owner {
+	ow := detect(r.o.ProcDir, r.o.RunDir, iface, index)
+	if r.o.Client != "" && r.o.Client != ow.Client {
+		// The override names the client; a running one of that kind is
+		// still found, so it can be signalled.
+		return owner{Client: r.o.Client}
+	}
+	return ow
+}
+
+// DHCPInterfaces implements agent.DHCPRenewer: the interfaces a client owns,
+// those the built-in client leased before, and those holding an address
+// with a finite lifetime.
+func (r *Renewer) DHCPInterfaces(ctx context.Context) ([]string, error) {
+	c, err := nl.Dial()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	links, err := c.Links()
+	if err != nil {
+		return nil, err
+	}
+	st := r.loadState()
+	var out []string
+	for _, l := range links {
+		if l.Loopback || (r.o.Interfaces != nil && !slices.Contains(r.o.Interfaces, l.Name)) {
+			continue
+		}
+		ow := r.owner(l.Name, l.Index)
+		if ow.Client != Builtin || r.o.Client == Builtin {
+			out = append(out, l.Name)
+			continue
+		}
+		if _, ok := st[l.Name]; ok {
+			out = append(out, l.Name)
+			continue
+		}
+		as, err := c.Addrs(l.Index)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range as {
+			if a.Prefix.Addr().Is4() && !a.Permanent && a.Scope == 0 {
+				out = append(out, l.Name)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// RenewDHCP implements agent.DHCPRenewer.
+func (r *Renewer) RenewDHCP(ctx context.Context, iface string) (agent.Lease, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
+	defer cancel()
+	c, err := nl.Dial()
+	if err != nil {
+		return agent.Lease{}, err
+	}
+	defer c.Close()
+	link, err := c.LinkByName(iface)
+	if err != nil {
+		return agent.Lease{}, fmt.Errorf("renew DHCP on %s: %w", iface, err)
+	}
+	ow := r.owner(iface, link.Index)
+	log := r.log.With("iface", iface, "client", ow.Client)
+	log.Info("renewing DHCP lease", "pid", ow.PID)
+	start := time.Now()
+	switch ow.Client {
+	case Builtin:
+		err = r.renewBuiltin(ctx, c, link)
+	case Dhclient:
+		err = r.renewDhclient(ctx, ow, iface)
+	default:
+		err = r.renewAndWait(ctx, link.Index, func() error { return r.trigger(ctx, ow, iface) })
+	}
+	if err != nil {
+		log.Warn("DHCP renewal failed", "err", err)
+		return agent.Lease{}, fmt.Errorf("renew DHCP on %s via %s: %w", iface, ow.Client, err)
+	}
+	as, err := c.Addrs(link.Index)
+	if err != nil {
+		return agent.Lease{}, err
+	}
+	lease := agent.Lease{Interface: iface, Addresses: nl.GlobalPrefixes(as), Client: ow.Client}
+	log.Info("DHCP lease renewed", "addresses", fmt.Sprint(lease.Addresses), "ms", time.Since(start).Milliseconds())
+	return lease, nil
+}
+
+// trigger asks a running client (or a manager) to renew.
+func (r *Renewer) trigger(ctx context.Context, ow owner, iface string) error {
+	switch ow.Client {
+	case Udhcpc:
+		if ow.PID == 0 {
+			return fmt.Errorf("no running udhcpc for %s", iface)
+		}
+		// SIGUSR2 releases and SIGUSR1 then starts over with DISCOVER. A
+		// plain renew (SIGUSR1 alone) would, on a re-mapped network, get a
+		// NAK, after which udhcpc sleeps 3 s before discovering.
+		if err := syscall.Kill(ow.PID, syscall.SIGUSR2); err != nil {
+			return fmt.Errorf("signal udhcpc %d: %w", ow.PID, err)
+		}
+		if err := syscall.Kill(ow.PID, syscall.SIGUSR1); err != nil {
+			return fmt.Errorf("signal udhcpc %d: %w", ow.PID, err)
+		}
+		return nil
+	case Dhcpcd:
+		// -n asks the running dhcpcd, over its control socket, to rebind.
+		_, err := r.o.Runner.Run(ctx, run.Cmd{Name: "dhcpcd", Args: []string{"-n", iface}})
+		return err
+	case Networkd:
+		_, err := r.o.Runner.Run(ctx, run.Cmd{Name: "networkctl", Args: []string{"renew", iface}})
+		return err
+	case NetworkManager:
+		_, err := r.o.Runner.Run(ctx, run.Cmd{Name: "nmcli", Args: []string{"device", "up", iface}})
+		return err
+	}
+	return fmt.Errorf("client %q: %w", ow.Client, ErrUnknownClient)
+}
+
+// renewAndWait triggers a renewal and waits for the client to put an
+// address on the link (a new one, or the old one with fresh lifetimes).
+func (r *Renewer) renewAndWait(ctx context.Context, index int, trigger func() error) error {
+	w, err := nl.WatchAddrs()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	got := make(chan error, 1)
+	go func() { got <- w.WaitNew(index) }()
+	if err := trigger(); err != nil {
+		return err
+	}
+	select {
+	case err := <-got:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("no address update from the client: %w", ctx.Err())
+	}
+}
+
+// renewDhclient restarts dhclient with its own command line: dhclient has
+// no renew signal, and a fresh start does INIT-REBOOT (or DISCOVER after a
+// NAK) and returns once the lease is bound.
+func (r *Renewer) renewDhclient(ctx context.Context, ow owner, iface string) error {
+	args := []string{"-4", "-1", iface}
+	if ow.PID != 0 {
+		args = nil
+		for _, a := range ow.Argv[1:] {
+			if a == "-d" || a == "-nw" {
+				continue // wait for the lease; do not stay in the foreground
+			}
+			args = append(args, a)
+		}
+		if err := stopProcess(ctx, r.o.ProcDir, ow.PID); err != nil {
+			return err
+		}
+	}
+	_, err := r.o.Runner.Run(ctx, run.Cmd{Name: "dhclient", Args: args})
+	return err
+}
+
+// stopProcess sends SIGTERM and waits (bounded) for pid to exit.
+func stopProcess(ctx context.Context, procDir string, pid int) error {
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("stop process %d: %w", pid, err)
+	}
+	delay := 2 * time.Millisecond
+	for i := 0; i < 40; i++ {
+		if exited(procDir, pid) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 200*time.Millisecond)
+	}
+	if _, err := os.Stat(procDir + "/" + strconv.Itoa(pid)); err == nil {
+		return fmt.Errorf("process %d did not exit after SIGTERM", pid)
+	}
+	return nil
+}
+
+// prefixes is a helper for logs and tests.
+func prefixes(ps []netip.Prefix) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.String())
+	}
+	return out
+}

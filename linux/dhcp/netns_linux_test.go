@@ -1,0 +1,283 @@
+package dhcp
+
+// ROOT TESTS: the tests in this file need root. They build network
+// namespaces (pwl-<pid>-<n>-h/g) joined by a veth pair, run dnsmasq on the
+// host side and a DHCP client plus this package in the guest side (this
+// test binary re-executed under `ip netns exec`), and delete it all at the
+// end. They never touch the machine's own interfaces.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/linux/internal/nl"
+	"github.com/prewarm/prewarm/linux/internal/nstest"
+	"github.com/prewarm/prewarm/linux/netmon"
+	"golang.org/x/sys/unix"
+)
+
+var clients = []struct{ name, cmd, pkg string }{
+	{Dhclient, "dhclient", "isc-dhcp-client"},
+	{Dhcpcd, "dhcpcd", "dhcpcd-base"},
+	{Udhcpc, "busybox", "busybox-static"},
+	{Builtin, "", ""},
+}
+
+func TestDHCPRenewalInNetns(t *testing.T) {
+	if nstest.InGuest() {
+		t.Skip("host side only")
+	}
+	nstest.RequireRoot(t)
+	for _, c := range clients {
+		t.Run(c.name, func(t *testing.T) {
+			if c.cmd != "" {
+				nstest.Require(t, c.cmd, c.pkg)
+			}
+			p := nstest.NewPair(t)
+			d := p.StartDnsmasq(t, "10.77.0.50")
+			g := p.StartGuest(t, "TestGuestDHCP", "PWL_CLIENT="+c.name)
+			ready := g.Expect("READY", 30*time.Second)
+			if !strings.Contains(ready, "10.77.0.50/24") || !strings.Contains(ready, "client="+c.name) {
+				t.Fatalf("initial lease: %s", ready)
+			}
+			// The host re-maps the network, then bounces the link.
+			d.Reserve(t, p.GuestMAC, "10.77.0.60")
+			p.HostLink(t, "down")
+			time.Sleep(30 * time.Millisecond)
+			p.HostLink(t, "up")
+			got := g.Expect("RENEWED", 30*time.Second)
+			if !strings.Contains(got, "addrs=[10.77.0.60/24]") || !strings.Contains(got, "client="+c.name) {
+				t.Fatalf("after the flap: %s; want only 10.77.0.60/24 from %s", got, c.name)
+			}
+			// A veth bounce within the kernel's link-event rate limit may
+			// arrive as one message (carrier up, counter +2): either way
+			// exactly one carrier-back must have been reported.
+			if !strings.Contains(got, "back=1") {
+				t.Fatalf("carrier back not reported once: %s", got)
+			}
+			g.Wait()
+		})
+	}
+}
+
+// guestSetup isolates the guest process's files: `ip netns exec` gave it a
+// private mount namespace; /run, dhcpcd's state and /etc/resolv.conf get
+// private copies so no client writes the machine's.
+func guestSetup(t *testing.T, dir string) {
+	self, _ := os.Readlink("/proc/self/ns/mnt")
+	init, _ := os.Readlink("/proc/1/ns/mnt")
+	if self == "" || self == init {
+		t.Fatal("guest is not in a private mount namespace; refusing to mount")
+	}
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""))
+	must(unix.Mount("tmpfs", "/run", "tmpfs", 0, "mode=0755"))
+	if st, err := os.Stat("/var/lib/dhcpcd"); err == nil && st.IsDir() {
+		must(unix.Mount("tmpfs", "/var/lib/dhcpcd", "tmpfs", 0, "mode=0755"))
+	}
+	rc := filepath.Join(dir, "resolv.conf")
+	must(os.WriteFile(rc, []byte("# guest test\n"), 0o644))
+	must(unix.Mount(rc, "/etc/resolv.conf", "", unix.MS_BIND, ""))
+}
+
+const dhclientHook = `#!/bin/sh
+case "$reason" in
+BOUND|RENEW|REBIND|REBOOT)
+	cur=$(ip -4 -o addr show dev "$interface" scope global | awk '{print $4}')
+	[ "$cur" = "$new_ip_address/24" ] || ip -4 addr flush dev "$interface" scope global
+	ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" valid_lft "$new_dhcp_lease_time" preferred_lft "$new_dhcp_lease_time" ;;
+EXPIRE|FAIL|RELEASE|STOP)
+	ip -4 addr flush dev "$interface" scope global ;;
+esac
+exit 0
+`
+
+const udhcpcHook = `#!/bin/sh
+case "$1" in
+deconfig) ip -4 addr flush dev "$interface" scope global ;;
+bound|renew)
+	cur=$(ip -4 -o addr show dev "$interface" scope global | awk '{print $4}')
+	[ "$cur" = "$ip/$mask" ] || ip -4 addr flush dev "$interface" scope global
+	ip addr replace "$ip/$mask" dev "$interface" valid_lft "${lease:-120}" preferred_lft "${lease:-120}" ;;
+esac
+exit 0
+`
+
+func startClient(t *testing.T, client, dir, iface string) {
+	hook := filepath.Join(dir, "hook-"+client)
+	run := func(name string, args ...string) {
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %v: %v: %s", name, args, err, out)
+		}
+	}
+	switch client {
+	case Dhclient:
+		os.WriteFile(hook, []byte(dhclientHook), 0o755)
+		run("dhclient", "-4", "-1", "-sf", hook, "-lf", filepath.Join(dir, "dhclient.leases"), "-pf", filepath.Join(dir, "dhclient.pid"), iface)
+	case Dhcpcd:
+		os.WriteFile(hook, []byte("#!/bin/sh\nexit 0\n"), 0o755)
+		conf := filepath.Join(dir, "dhcpcd.conf")
+		os.WriteFile(conf, []byte("noarp\nnodelay\nnoipv4ll\nipv4only\noption subnet_mask, routers\n"), 0o644)
+		run("dhcpcd", "-4", "-w", "-t", "15", "-f", conf, "-c", hook, iface)
+	case Udhcpc:
+		os.WriteFile(hook, []byte(udhcpcHook), 0o755)
+		cmd := exec.Command("busybox", "udhcpc", "-i", iface, "-f", "-t", "5", "-T", "1", "-A", "1", "-s", hook)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go cmd.Wait() // reap it
+	}
+}
+
+// stopClients ends every DHCP client of this namespace (they are ours).
+func stopClients() {
+	for _, p := range listProcs("/proc") {
+		if p.comm == "dhclient" || p.comm == "dhcpcd" || isUdhcpc(p) {
+			syscall.Kill(p.pid, syscall.SIGTERM)
+		}
+	}
+}
+
+func waitAddr(t *testing.T, iface, want string) {
+	c, err := nl.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	l, err := c.LinkByName(iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		as, _ := c.Addrs(l.Index)
+		for _, a := range nl.GlobalPrefixes(as) {
+			if a.String() == want {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no %s on %s", want, iface)
+}
+
+type logW struct{}
+
+func (logW) Write(p []byte) (int, error) { return os.Stderr.Write(p) }
+
+// TestGuestDHCP is the guest side of the tests and benchmarks above: it
+// starts the client, then renews on every carrier-back (debounced by
+// PWL_DEBOUNCE_MS), printing one "PWL: RENEWED" line per renewal, until
+// its stdin closes.
+func TestGuestDHCP(t *testing.T) {
+	if !nstest.InGuest() {
+		t.Skip("guest side of TestDHCPRenewalInNetns; runs inside a test namespace")
+	}
+	dir, iface, client := os.Getenv("PWL_DIR"), os.Getenv("PWL_IF"), os.Getenv("PWL_CLIENT")
+	debounce := 0 * time.Millisecond
+	if v := os.Getenv("PWL_DEBOUNCE_MS"); v != "" {
+		var ms int
+		fmt.Sscan(v, &ms)
+		debounce = time.Duration(ms) * time.Millisecond
+	}
+	guestSetup(t, dir)
+	defer stopClients()
+	log := slog.New(slog.NewTextHandler(logW{}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	override := ""
+	if client == Builtin {
+		override = Builtin
+	}
+	r, err := New(Options{Client: override, StateDir: dir, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	startClient(t, client, dir, iface)
+	if client == Builtin {
+		if _, err := r.RenewDHCP(ctx, iface); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitAddr(t, iface, "10.77.0.50/24")
+	ifs, err := r.DHCPInterfaces(ctx)
+	if err != nil || !slices.Contains(ifs, iface) {
+		t.Fatalf("DHCPInterfaces = %v, %v; want %s in it", ifs, err, iface)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	evs, err := netmon.New(netmon.Options{Logger: log}).WatchLinks(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first renewal reports which client was detected.
+	c, _ := nl.Dial()
+	l, _ := c.LinkByName(iface)
+	as, _ := c.Addrs(l.Index)
+	c.Close()
+	fmt.Printf("PWL: READY addrs=%v client=%s\n", nl.GlobalPrefixes(as), r.owner(iface, l.Index).Client)
+
+	stdin := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+		}
+		close(stdin)
+	}()
+	var timer <-chan time.Time
+	renewals, backs, lost := 0, 0, 0
+	renew := func() {
+		start := time.Now()
+		lease, err := r.RenewDHCP(ctx, iface)
+		if err != nil {
+			t.Errorf("renew: %v", err)
+			fmt.Printf("PWL: RENEWED error=%q\n", err)
+			return
+		}
+		renewals++
+		sort.Slice(lease.Addresses, func(i, j int) bool { return lease.Addresses[i].String() < lease.Addresses[j].String() })
+		fmt.Printf("PWL: RENEWED n=%d addrs=%v client=%s lost=%d back=%d ms=%d\n", renewals, lease.Addresses, lease.Client, lost, backs, time.Since(start).Milliseconds())
+	}
+	for {
+		select {
+		case e := <-evs:
+			if e.Interface != iface {
+				continue
+			}
+			switch e.Kind {
+			case agent.CarrierLost:
+				lost++
+			case agent.CarrierBack:
+				backs++
+				if debounce == 0 {
+					renew()
+				} else {
+					timer = time.After(debounce)
+				}
+			}
+		case <-timer:
+			timer = nil
+			renew()
+		case <-stdin:
+			fmt.Printf("PWL: DONE renewals=%d back=%d lost=%d\n", renewals, backs, lost)
+			return
+		}
+	}
+}
