@@ -121,6 +121,9 @@ func parseWait(q url.Values) (waitParams, error) {
 	}
 	if v, ok := q["timeout"]; ok {
 		f, err := strconv.ParseFloat(v[0], 64)
+		if errors.Is(err, strconv.ErrRange) && f > 0 {
+			err = nil // larger than any wait: clamped below
+		}
 		if err != nil || math.IsNaN(f) || f < 0 {
 			return p, fmt.Errorf("query parameter timeout must be a non-negative number of seconds (got %q)", v[0])
 		}
