@@ -1,0 +1,326 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/windows"
+
+	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/shared/config"
+	"github.com/prewarm/prewarm/windows/internal/plan"
+	"github.com/prewarm/prewarm/windows/internal/run"
+	"github.com/prewarm/prewarm/windows/internal/state"
+	"github.com/prewarm/prewarm/windows/internal/winapi"
+)
+
+type networkConfigurator struct {
+	stateDir string
+	runner   run.Runner
+	log      *slog.Logger
+}
+
+// ApplyNetwork reconciles the static configuration of every interface the
+// document names (matched by MAC) through iphlpapi. What the agent added is
+// recorded so a later document can take it away; nothing else is removed.
+func (n *networkConfigurator) ApplyNetwork(ctx context.Context, nw *config.Network) (agent.StepResult, error) {
+	var res plan.Result
+	if nw == nil || nw.Interfaces == nil {
+		return res.StepResult(), nil
+	}
+	recPath := filepath.Join(n.stateDir, "network.json")
+	owned := map[string]plan.Owned{}
+	if err := state.Load(recPath, &owned); err != nil {
+		return res.StepResult(), err
+	}
+	as, err := adapters()
+	if err != nil {
+		return res.StepResult(), err
+	}
+	var errs []error
+	for _, in := range nw.Interfaces {
+		want, err := plan.ParseInterface(in)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		a, ok := adapterByMAC(as, want.MAC)
+		if !ok {
+			errs = append(errs, fmt.Errorf("interface %s: no adapter with this MAC", in.MAC))
+			continue
+		}
+		have, err := n.current(a)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("interface %s (%s): %w", a.Name, in.MAC, err))
+			continue
+		}
+		ops := plan.Diff(want, in.DHCP4, have, owned[want.MAC])
+		if ops.Empty() {
+			continue
+		}
+		done, err := n.apply(ctx, a, ops)
+		owned[want.MAC] = plan.NextOwned(owned[want.MAC], done)
+		for _, act := range done.Actions(a.Name) {
+			res.Did(act, false)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("interface %s (%s): %w", a.Name, in.MAC, err))
+		}
+	}
+	if err := state.Save(recPath, owned); err != nil {
+		errs = append(errs, err)
+	}
+	return res.StepResult(), errors.Join(errs...)
+}
+
+func adapterByMAC(as []adapter, mac string) (adapter, bool) {
+	for _, a := range as {
+		if strings.EqualFold(a.MAC, mac) {
+			return a, true
+		}
+	}
+	return adapter{}, false
+}
+
+// current reads what the agent manages of a.
+func (n *networkConfigurator) current(a adapter) (plan.Have, error) {
+	h := plan.Have{DHCP: a.DHCP, MTU: a.MTU}
+	for _, u := range a.Unicast {
+		if u.Manual {
+			h.Addresses = append(h.Addresses, u.Prefix)
+		}
+	}
+	routes, err := staticRoutes(a.LUID)
+	if err != nil {
+		return h, err
+	}
+	h.Routes = routes
+	if mtu, err := ipInterfaceMTU(a.LUID); err == nil {
+		h.MTU = mtu
+	}
+	guid, err := windows.GUIDFromString(a.GUID)
+	if err != nil {
+		return h, fmt.Errorf("adapter GUID %q: %w", a.GUID, err)
+	}
+	var s winapi.DNSInterfaceSettings
+	s.Version = winapi.DNS_INTERFACE_SETTINGS_VERSION1
+	if err := winapi.GetInterfaceDnsSettings(guid, &s); err == nil {
+		for _, x := range plan.ParseDNSList(windows.UTF16PtrToString(s.NameServer)) {
+			if ip, err := netip.ParseAddr(x); err == nil {
+				h.DNS = append(h.DNS, ip)
+			}
+		}
+		h.Search = plan.ParseDNSList(windows.UTF16PtrToString(s.SearchList))
+		winapi.FreeInterfaceDnsSettings(&s)
+	} else {
+		// Before Windows 10 2004 / Server 2022: the effective servers.
+		h.DNS = a.DNS
+	}
+	return h, nil
+}
+
+// apply carries out ops in order and returns the part that was done.
+func (n *networkConfigurator) apply(ctx context.Context, a adapter, ops plan.Ops) (plan.Ops, error) {
+	var done plan.Ops
+	if ops.DisableDHCP {
+		// iphlpapi has no call that turns DHCP off; netsh's "static" does,
+		// with the first address, which CreateUnicastIpAddressEntry then
+		// finds present.
+		p := ops.AddAddrs[0]
+		mask := net.IP(net.CIDRMask(p.Bits(), 32)).String()
+		_, err := n.runner.Run(ctx, run.Cmd{Path: run.Netsh(), Args: []string{"interface", "ipv4", "set", "address",
+			"name=" + strconv.Itoa(int(a.Index)), "source=static", "address=" + p.Addr().String(), "mask=" + mask}})
+		if err != nil {
+			return done, fmt.Errorf("disable DHCP: %w", err)
+		}
+		done.DisableDHCP = true
+	}
+	for _, p := range ops.DelAddrs {
+		row := unicastRow(a, p)
+		if err := winapi.DeleteUnicastIpAddressEntry(&row); err != nil && !errors.Is(err, windows.ERROR_NOT_FOUND) {
+			return done, fmt.Errorf("remove address %s: %w", p, err)
+		}
+		done.DelAddrs = append(done.DelAddrs, p)
+	}
+	for _, p := range ops.AddAddrs {
+		row := unicastRow(a, p)
+		if err := winapi.CreateUnicastIpAddressEntry(&row); err != nil && !errors.Is(err, windows.ERROR_OBJECT_ALREADY_EXISTS) {
+			return done, fmt.Errorf("add address %s: %w", p, err)
+		}
+		done.AddAddrs = append(done.AddAddrs, p)
+	}
+	for _, r := range ops.DelRoutes {
+		row := forwardRow(a, r)
+		if err := winapi.DeleteIpForwardEntry2(&row); err != nil && !errors.Is(err, windows.ERROR_NOT_FOUND) {
+			return done, fmt.Errorf("remove route %s: %w", r, err)
+		}
+		done.DelRoutes = append(done.DelRoutes, r)
+	}
+	for _, r := range ops.AddRoutes {
+		row := forwardRow(a, r)
+		if err := winapi.CreateIpForwardEntry2(&row); err != nil && !errors.Is(err, windows.ERROR_OBJECT_ALREADY_EXISTS) {
+			return done, fmt.Errorf("add route %s: %w", r, err)
+		}
+		done.AddRoutes = append(done.AddRoutes, r)
+	}
+	if ops.SetMTU != 0 {
+		if err := setMTU(a.LUID, ops.SetMTU); err != nil {
+			return done, err
+		}
+		done.SetMTU = ops.SetMTU
+	}
+	if ops.SetDNS || ops.SetSearch {
+		if err := n.setDNS(ctx, a, ops); err != nil {
+			return done, err
+		}
+		done.SetDNS, done.DNS, done.SetSearch, done.Search = ops.SetDNS, ops.DNS, ops.SetSearch, ops.Search
+	}
+	return done, nil
+}
+
+func (n *networkConfigurator) setDNS(ctx context.Context, a adapter, ops plan.Ops) error {
+	guid, err := windows.GUIDFromString(a.GUID)
+	if err != nil {
+		return fmt.Errorf("adapter GUID %q: %w", a.GUID, err)
+	}
+	if winapi.Available("SetInterfaceDnsSettings") {
+		s := winapi.DNSInterfaceSettings{Version: winapi.DNS_INTERFACE_SETTINGS_VERSION1}
+		if ops.SetDNS {
+			s.Flags |= winapi.DNS_SETTING_NAMESERVER
+			if s.NameServer, err = windows.UTF16PtrFromString(plan.DNSList(ops.DNS)); err != nil {
+				return err
+			}
+		}
+		if ops.SetSearch {
+			s.Flags |= winapi.DNS_SETTING_SEARCHLIST
+			if s.SearchList, err = windows.UTF16PtrFromString(strings.Join(ops.Search, ",")); err != nil {
+				return err
+			}
+		}
+		if err := winapi.SetInterfaceDnsSettings(guid, &s); err != nil {
+			return fmt.Errorf("SetInterfaceDnsSettings: %w", err)
+		}
+		return nil
+	}
+	// The nearest on older Windows: netsh for the name servers. It has no
+	// per-interface search list.
+	if ops.SetSearch {
+		return errors.New("per-interface search domains need SetInterfaceDnsSettings (Windows 10 2004 / Server 2022 or later)")
+	}
+	idx := "name=" + strconv.Itoa(int(a.Index))
+	args := []string{"interface", "ipv4", "set", "dnsservers", idx, "source=static", "address=none", "validate=no"}
+	if _, err := n.runner.Run(ctx, run.Cmd{Path: run.Netsh(), Args: args}); err != nil {
+		return fmt.Errorf("set name servers: %w", err)
+	}
+	for i, s := range ops.DNS {
+		args := []string{"interface", "ipv4", "add", "dnsservers", idx, "address=" + s.String(), "index=" + strconv.Itoa(i+1), "validate=no"}
+		if _, err := n.runner.Run(ctx, run.Cmd{Path: run.Netsh(), Args: args}); err != nil {
+			return fmt.Errorf("add name server %s: %w", s, err)
+		}
+	}
+	return nil
+}
+
+func sockaddr4(ip netip.Addr) windows.RawSockaddrInet {
+	var sa windows.RawSockaddrInet
+	sa.Family = windows.AF_INET
+	// SOCKADDR_IN: family, port, then the address in network byte order.
+	*(*[4]byte)(unsafe.Pointer(&sa.Data[0])) = ip.As4()
+	return sa
+}
+
+func addrOf(sa *windows.RawSockaddrInet) (netip.Addr, bool) {
+	if sa.Family != windows.AF_INET {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(*(*[4]byte)(unsafe.Pointer(&sa.Data[0]))), true
+}
+
+func unicastRow(a adapter, p netip.Prefix) windows.MibUnicastIpAddressRow {
+	var row windows.MibUnicastIpAddressRow
+	winapi.InitializeUnicastIpAddressEntry(&row)
+	sa := sockaddr4(p.Addr())
+	*(*windows.RawSockaddrInet)(unsafe.Pointer(&row.Address)) = sa
+	row.InterfaceLuid = a.LUID
+	row.InterfaceIndex = a.Index
+	row.OnLinkPrefixLength = uint8(p.Bits())
+	row.PrefixOrigin = winapi.IpPrefixOriginManual
+	row.SuffixOrigin = winapi.IpSuffixOriginManual
+	row.ValidLifetime = winapi.InfiniteLifetime
+	row.PreferredLifetime = winapi.InfiniteLifetime
+	row.DadState = winapi.IpDadStatePreferred
+	return row
+}
+
+func forwardRow(a adapter, r plan.Route) windows.MibIpForwardRow2 {
+	var row windows.MibIpForwardRow2
+	winapi.InitializeIpForwardEntry(&row)
+	row.InterfaceLuid = a.LUID
+	row.InterfaceIndex = a.Index
+	row.DestinationPrefix.Prefix = sockaddr4(r.To.Addr())
+	row.DestinationPrefix.PrefixLength = uint8(r.To.Bits())
+	row.NextHop = sockaddr4(r.Via)
+	row.Protocol = windows.MIB_IPPROTO_NETMGMT
+	row.ValidLifetime = winapi.InfiniteLifetime
+	row.PreferredLifetime = winapi.InfiniteLifetime
+	return row
+}
+
+// staticRoutes returns the IPv4 routes with a gateway that were configured
+// statically on the interface luid.
+func staticRoutes(luid uint64) ([]plan.Route, error) {
+	var t *windows.MibIpForwardTable2
+	if err := windows.GetIpForwardTable2(windows.AF_INET, &t); err != nil {
+		return nil, fmt.Errorf("GetIpForwardTable2: %w", err)
+	}
+	defer windows.FreeMibTable(unsafe.Pointer(t))
+	var out []plan.Route
+	for _, row := range t.Rows() {
+		if row.InterfaceLuid != luid || row.Protocol != windows.MIB_IPPROTO_NETMGMT {
+			continue
+		}
+		to, ok1 := addrOf(&row.DestinationPrefix.Prefix)
+		via, ok2 := addrOf(&row.NextHop)
+		if !ok1 || !ok2 || via.IsUnspecified() {
+			continue
+		}
+		out = append(out, plan.Route{To: netip.PrefixFrom(to, int(row.DestinationPrefix.PrefixLength)), Via: via})
+	}
+	return out, nil
+}
+
+func ipInterfaceMTU(luid uint64) (int, error) {
+	var row windows.MibIpInterfaceRow
+	winapi.InitializeIpInterfaceEntry(&row)
+	row.Family = windows.AF_INET
+	row.InterfaceLuid = luid
+	if err := windows.GetIpInterfaceEntry(&row); err != nil {
+		return 0, fmt.Errorf("GetIpInterfaceEntry: %w", err)
+	}
+	return int(row.NlMtu), nil
+}
+
+func setMTU(luid uint64, mtu int) error {
+	var row windows.MibIpInterfaceRow
+	winapi.InitializeIpInterfaceEntry(&row)
+	row.Family = windows.AF_INET
+	row.InterfaceLuid = luid
+	if err := windows.GetIpInterfaceEntry(&row); err != nil {
+		return fmt.Errorf("GetIpInterfaceEntry: %w", err)
+	}
+	row.NlMtu = uint32(mtu)
+	// SetIpInterfaceEntry rejects an IPv4 row whose SitePrefixLength is set.
+	row.SitePrefixLength = 0
+	if err := winapi.SetIpInterfaceEntry(&row); err != nil {
+		return fmt.Errorf("set MTU %d: %w", mtu, err)
+	}
+	return nil
+}
