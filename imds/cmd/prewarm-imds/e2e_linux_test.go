@@ -552,7 +552,7 @@ func TestE2EAdminTCPToken(t *testing.T) {
 	os.WriteFile(tok, []byte("s3cret-token\n"), 0o600)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	p := startIMDS(t, nil, "--admin-listen", addr, "--admin-token-file", tok)
-	if _, err := client.NewHTTP("http://"+addr).List(ctx(t)); client.StatusCode(err) != 401 {
+	if _, err := client.NewHTTP("http://" + addr).List(ctx(t)); client.StatusCode(err) != 401 {
 		t.Fatalf("without token: %v", err)
 	}
 	if _, err := client.NewHTTP("http://"+addr, client.WithToken("wrong")).List(ctx(t)); client.StatusCode(err) != 401 {
