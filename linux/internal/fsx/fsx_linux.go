@@ -23,6 +23,9 @@ type WriteOptions struct {
 	// UID and GID own the file when Chown is set.
 	Chown    bool
 	UID, GID int
+	// Validate, when set, checks the complete temporary file before it is
+	// renamed into place (e.g. visudo -cf).
+	Validate func(tmpPath string) error
 }
 
 // WriteFile writes data to path atomically: a temporary file in the same
@@ -62,6 +65,11 @@ func WriteFile(path string, data []byte, o WriteOptions) (bool, error) {
 	}
 	if err := f.Close(); err != nil {
 		return false, fmt.Errorf("write %s: %w", path, err)
+	}
+	if o.Validate != nil {
+		if err := o.Validate(tmp); err != nil {
+			return false, fmt.Errorf("check %s: %w", path, err)
+		}
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return false, fmt.Errorf("write %s: %w", path, err)

@@ -1,0 +1,92 @@
+package system
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/prewarm/prewarm/linux/internal/fsx"
+	"github.com/prewarm/prewarm/linux/internal/run"
+)
+
+// Options configure a System.
+type Options struct {
+	// Root is the target root ("/" for the running system).
+	Root   string
+	Runner run.Runner
+	Logger *slog.Logger
+	// Live says Root is the running system: the kernel hostname is set
+	// (in this process's UTS namespace), and hostnamectl/timedatectl are
+	// called when systemd is PID 1.
+	Live bool
+	// ProcDir defaults to /proc (where PID 1 is looked at).
+	ProcDir string
+}
+
+// System implements agent.HostnameSetter, agent.TimezoneSetter and
+// agent.UserManager.
+type System struct {
+	o   Options
+	log *slog.Logger
+}
+
+// New returns a System.
+func New(o Options) *System {
+	if o.Root == "" {
+		o.Root = "/"
+	}
+	if o.ProcDir == "" {
+		o.ProcDir = "/proc"
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.Runner == nil {
+		o.Runner = &run.Exec{Logger: log}
+	}
+	return &System{o: o, log: log.With("component", "system")}
+}
+
+func (s *System) path(p string) string { return fsx.Join(s.o.Root, p) }
+
+// systemdPID1 reports whether systemd runs the live system.
+func (s *System) systemdPID1() bool {
+	if !s.o.Live {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(s.o.ProcDir, "1/comm"))
+	return err == nil && strings.TrimSpace(string(b)) == "systemd"
+}
+
+// rootArgs are the --root arguments of the shadow tools for a target root.
+func (s *System) rootArgs() []string {
+	if filepath.Clean(s.o.Root) == "/" {
+		return nil
+	}
+	return []string{"--root", s.o.Root}
+}
+
+// available reports whether a command is installed.
+func (s *System) available(name string) bool {
+	_, err := s.o.Runner.Look(name)
+	return err == nil
+}
+
+// Errors callers may branch on.
+var (
+	ErrInvalidHostname = errors.New("invalid hostname")
+	ErrUnknownZone     = errors.New("unknown time zone")
+	ErrInvalidUser     = errors.New("invalid user")
+	ErrSystemAccount   = errors.New("system account")
+)
+
+// fileMode returns the mode of an existing file, or def.
+func fileMode(path string, def os.FileMode) os.FileMode {
+	if st, err := os.Stat(path); err == nil {
+		return st.Mode().Perm()
+	}
+	return def
+}

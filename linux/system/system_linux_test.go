@@ -1,0 +1,324 @@
+package system
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/prewarm/prewarm/linux/internal/run"
+	"github.com/prewarm/prewarm/shared/config"
+)
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// fakeRunner records commands and runs none.
+type fakeRunner struct {
+	cmds  []run.Cmd
+	avail []string
+}
+
+func (f *fakeRunner) Run(_ context.Context, c run.Cmd) ([]byte, error) {
+	f.cmds = append(f.cmds, c)
+	return nil, nil
+}
+
+func (f *fakeRunner) Look(name string) (string, error) {
+	if slices.Contains(f.avail, name) {
+		return "/fake/" + name, nil
+	}
+	return "", run.ErrNotFound
+}
+
+// scratchRoot makes a minimal target root: the account databases and
+// login.defs of this machine, /home, and two zones.
+func scratchRoot(t *testing.T) string {
+	root := t.TempDir()
+	for _, d := range []string{"etc", "home", "usr/share/zoneinfo/Europe"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"etc/passwd", "etc/group", "etc/shadow", "etc/gshadow", "etc/login.defs", "usr/share/zoneinfo/UTC", "usr/share/zoneinfo/Europe/Berlin"} {
+		b, err := os.ReadFile("/" + f)
+		if err != nil {
+			t.Skipf("needs /%s: %v", f, err)
+		}
+		mode := os.FileMode(0o644)
+		if strings.Contains(f, "shadow") {
+			mode = 0o640
+		}
+		if err := os.WriteFile(filepath.Join(root, f), b, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func read(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestHostnameScratchRoot(t *testing.T) {
+	root := scratchRoot(t)
+	os.WriteFile(filepath.Join(root, "etc/hosts"), []byte("127.0.0.1\tlocalhost\n127.0.1.1\told.example old\n::1\tlocalhost ip6-localhost\n"), 0o644)
+	s := New(Options{Root: root, Runner: &fakeRunner{}, Logger: testLogger(t)})
+	ctx := context.Background()
+	res, err := s.ApplyHostname(ctx, "web-01.corp.example")
+	if err != nil || !res.Changed {
+		t.Fatalf("first apply: %+v, %v", res, err)
+	}
+	if got := read(t, filepath.Join(root, "etc/hostname")); got != "web-01.corp.example\n" {
+		t.Fatalf("/etc/hostname = %q", got)
+	}
+	want := "127.0.0.1\tlocalhost\n127.0.1.1\tweb-01.corp.example web-01\n::1\tlocalhost ip6-localhost\n"
+	if got := read(t, filepath.Join(root, "etc/hosts")); got != want {
+		t.Fatalf("/etc/hosts = %q, want %q", got, want)
+	}
+	if res, err := s.ApplyHostname(ctx, "web-01.corp.example"); err != nil || res.Changed {
+		t.Fatalf("second apply changed something: %+v, %v", res, err)
+	}
+	for _, bad := range []string{"", "-web", "web_01", "a..b", strings.Repeat("a", 64), "web 01"} {
+		if _, err := s.ApplyHostname(ctx, bad); !errors.Is(err, ErrInvalidHostname) {
+			t.Errorf("hostname %q: err %v, want ErrInvalidHostname", bad, err)
+		}
+	}
+}
+
+func TestTimezoneScratchRoot(t *testing.T) {
+	root := scratchRoot(t)
+	s := New(Options{Root: root, Runner: &fakeRunner{}, Logger: testLogger(t)})
+	ctx := context.Background()
+	for _, zone := range []string{"Europe/Berlin", "UTC"} {
+		res, err := s.ApplyTimezone(ctx, zone)
+		if err != nil || !res.Changed {
+			t.Fatalf("%s: first apply: %+v, %v", zone, res, err)
+		}
+		if l, _ := os.Readlink(filepath.Join(root, "etc/localtime")); l != "/usr/share/zoneinfo/"+zone {
+			t.Fatalf("/etc/localtime -> %q", l)
+		}
+		if got := read(t, filepath.Join(root, "etc/timezone")); got != zone+"\n" {
+			t.Fatalf("/etc/timezone = %q", got)
+		}
+		if res, err := s.ApplyTimezone(ctx, zone); err != nil || res.Changed {
+			t.Fatalf("%s: second apply changed something: %+v, %v", zone, res, err)
+		}
+	}
+	for _, bad := range []string{"Mars/Olympus_Mons", "Local", "../../etc/passwd", "Europe", ""} {
+		_, err := s.ApplyTimezone(ctx, bad)
+		if !errors.Is(err, ErrUnknownZone) || !strings.Contains(err.Error(), `"`+bad+`"`) {
+			t.Errorf("zone %q: err %v, want ErrUnknownZone naming it", bad, err)
+		}
+	}
+}
+
+func TestTimedatectlOnlyWhenSystemdAndChanged(t *testing.T) {
+	root := scratchRoot(t)
+	proc := t.TempDir()
+	os.MkdirAll(filepath.Join(proc, "1"), 0o755)
+	os.WriteFile(filepath.Join(proc, "1/comm"), []byte("systemd\n"), 0o644)
+	f := &fakeRunner{avail: []string{"timedatectl"}}
+	s := New(Options{Root: root, Runner: f, Logger: testLogger(t), Live: true, ProcDir: proc})
+	for range 2 {
+		if _, err := s.ApplyTimezone(context.Background(), "Europe/Berlin"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(f.cmds) != 1 || f.cmds[0].String() != "timedatectl set-timezone Europe/Berlin" {
+		t.Fatalf("commands %v, want one timedatectl set-timezone", f.cmds)
+	}
+}
+
+// TestHostnameKernelInUTSNamespace (ROOT TEST) sets the kernel hostname,
+// only ever inside a UTS namespace of its own: it re-executes this test
+// under `unshare --uts`.
+func TestHostnameKernelInUTSNamespace(t *testing.T) {
+	if os.Getenv("PWL_UTS") == "" {
+		if os.Geteuid() != 0 {
+			t.Skip("ROOT TEST: needs root for unshare --uts; skipped as non-root")
+		}
+		if _, err := exec.LookPath("unshare"); err != nil {
+			t.Skip("unshare not installed (util-linux)")
+		}
+		before, _ := os.Hostname()
+		cmd := exec.Command("unshare", "--uts", os.Args[0], "-test.run=^TestHostnameKernelInUTSNamespace$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), "PWL_UTS=1")
+		out, err := cmd.CombinedOutput()
+		t.Logf("child:\n%s", out)
+		if err != nil || !strings.Contains(string(out), "--- PASS") {
+			t.Fatalf("child: %v", err)
+		}
+		if after, _ := os.Hostname(); after != before {
+			t.Fatalf("the machine's hostname changed: %q -> %q", before, after)
+		}
+		return
+	}
+	self, _ := os.Readlink("/proc/self/ns/uts")
+	init, _ := os.Readlink("/proc/1/ns/uts")
+	if self == "" || self == init {
+		t.Fatal("not in a private UTS namespace; refusing to set the hostname")
+	}
+	root := scratchRoot(t)
+	proc := t.TempDir()
+	os.MkdirAll(filepath.Join(proc, "1"), 0o755)
+	os.WriteFile(filepath.Join(proc, "1/comm"), []byte("systemd\n"), 0o644)
+	f := &fakeRunner{avail: []string{"hostnamectl"}}
+	s := New(Options{Root: root, Runner: f, Logger: testLogger(t), Live: true, ProcDir: proc})
+	res, err := s.ApplyHostname(context.Background(), "guest-7")
+	if err != nil || !slices.Contains(res.Actions, "set kernel hostname") {
+		t.Fatalf("first apply: %+v, %v", res, err)
+	}
+	if h, _ := kernelHostname(); h != "guest-7" {
+		t.Fatalf("kernel hostname %q", h)
+	}
+	if res, err := s.ApplyHostname(context.Background(), "guest-7"); err != nil || res.Changed {
+		t.Fatalf("second apply changed something: %+v, %v", res, err)
+	}
+	if len(f.cmds) != 1 || f.cmds[0].String() != "hostnamectl set-hostname guest-7" {
+		t.Fatalf("commands %v, want one hostnamectl", f.cmds)
+	}
+}
+
+func TestUsersFakeRunnerKeepsSecretsOffArgv(t *testing.T) {
+	root := scratchRoot(t)
+	f := &fakeRunner{}
+	s := New(Options{Root: root, Runner: f, Logger: testLogger(t)})
+	// bob does not exist, so useradd "runs" (faked) but /etc/passwd has no
+	// bob: the step fails after useradd, which is all this test looks at.
+	s.ApplyUsers(context.Background(), []config.User{{Name: "bob", Password: "pl41n-s3cret"}})
+	for _, c := range f.cmds {
+		if strings.Contains(c.String(), "pl41n") || strings.Contains(string(c.Stdin), "pl41n") {
+			t.Fatalf("plaintext password in command %q", c.String())
+		}
+		if !slices.Contains(c.Args, "--root") {
+			t.Fatalf("command %q without --root", c.String())
+		}
+	}
+}
+
+func TestWithKeyBlock(t *testing.T) {
+	user := "ssh-ed25519 AAAAuser me@home\n"
+	got := string(withKeyBlock([]byte(user), []string{"ssh-ed25519 AAAA1 a", "ssh-rsa AAAA2 b"}))
+	want := user + keysBegin + "\nssh-ed25519 AAAA1 a\nssh-rsa AAAA2 b\n" + keysEnd + "\n"
+	if got != want {
+		t.Fatalf("got %q want %q", got, want)
+	}
+	got2 := string(withKeyBlock([]byte(got), []string{"ssh-rsa AAAA2 b"}))
+	if want2 := user + keysBegin + "\nssh-rsa AAAA2 b\n" + keysEnd + "\n"; got2 != want2 {
+		t.Fatalf("got %q want %q", got2, want2)
+	}
+	if got3 := string(withKeyBlock([]byte(got2), []string{})); got3 != user {
+		t.Fatalf("empty key list: got %q want %q", got3, user)
+	}
+}
+
+// TestUsersScratchRoot (ROOT TEST) runs the real useradd, usermod,
+// groupadd and chpasswd with --root against a scratch root.
+func TestUsersScratchRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("ROOT TEST: useradd --root needs root; skipped as non-root")
+	}
+	root := scratchRoot(t)
+	ctx := context.Background()
+	s := New(Options{Root: root, Logger: testLogger(t)})
+	hash := sha512Crypt("alice-pw", "abcdefgh", 0)
+	users := []config.User{
+		{Name: "alice", Groups: []string{"prewarm-devs", "users"}, Sudo: "nopasswd", Shell: "/bin/sh",
+			SSHAuthorizedKeys: []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA alice@laptop"}, PasswordHash: hash},
+		{Name: "bob", Password: "bob-plain-pw", Sudo: "password"},
+	}
+	res, err := s.ApplyUsers(ctx, users)
+	if err != nil || !res.Changed {
+		t.Fatalf("first apply: %+v, %v", res, err)
+	}
+	t.Logf("actions: %q", res.Actions)
+	alice, _ := s.lookupUser("alice")
+	if alice == nil || alice.shell != "/bin/sh" || alice.uid < s.uidMin() {
+		t.Fatalf("alice = %+v", alice)
+	}
+	_, member, _ := s.groups("alice")
+	if !member["prewarm-devs"] || !member["users"] {
+		t.Fatalf("alice's groups %v", member)
+	}
+	if h, _ := s.shadowHash("alice"); h != hash {
+		t.Fatalf("alice's hash %q", h)
+	}
+	if h, _ := s.shadowHash("bob"); !strings.HasPrefix(h, "$6$") {
+		t.Fatalf("bob's hash %q", h)
+	} else if ok, _ := matchSHA512("bob-plain-pw", h); !ok {
+		t.Fatal("bob's hash does not match his password")
+	}
+	sp := filepath.Join(root, "etc/sudoers.d/prewarm-alice")
+	st, err := os.Stat(sp)
+	if err != nil || st.Mode().Perm() != 0o440 || !strings.Contains(read(t, sp), "alice ALL=(ALL:ALL) NOPASSWD:ALL") {
+		t.Fatalf("sudoers drop-in: %v %v", st, err)
+	}
+	kp := filepath.Join(root, "home/alice/.ssh/authorized_keys")
+	st, err = os.Stat(kp)
+	if err != nil || st.Mode().Perm() != 0o600 || st.Sys().(*syscall.Stat_t).Uid != uint32(alice.uid) {
+		t.Fatalf("authorized_keys: %v %v", st, err)
+	}
+	if st, _ := os.Stat(filepath.Dir(kp)); st.Mode().Perm() != 0o700 || st.Sys().(*syscall.Stat_t).Uid != uint32(alice.uid) {
+		t.Fatalf(".ssh: %v", st)
+	}
+	// A key the user added by hand stays.
+	f, _ := os.OpenFile(kp, os.O_APPEND|os.O_WRONLY, 0)
+	io.WriteString(f, "ssh-ed25519 AAAAmine alice@phone\n")
+	f.Close()
+
+	res, err = s.ApplyUsers(ctx, users)
+	if err != nil || res.Changed {
+		t.Fatalf("second apply changed something: %+v, %v", res, err)
+	}
+	users[0].SSHAuthorizedKeys = []string{"ssh-ed25519 AAAAnew alice@new"}
+	users[0].Sudo = "none"
+	if res, err = s.ApplyUsers(ctx, users); err != nil || len(res.Actions) != 2 {
+		t.Fatalf("key and sudo change: %+v, %v", res, err)
+	}
+	keys := read(t, kp)
+	if !strings.Contains(keys, "AAAAmine") || !strings.Contains(keys, "AAAAnew") || strings.Contains(keys, "laptop") {
+		t.Fatalf("authorized_keys after a change:\n%s", keys)
+	}
+	if _, err := os.Stat(sp); !os.IsNotExist(err) {
+		t.Fatal("sudo rule not removed for sudo none")
+	}
+
+	bad := []struct {
+		u    config.User
+		want error
+	}{
+		{config.User{Name: "daemon"}, ErrSystemAccount},
+		{config.User{Name: "Alice"}, ErrInvalidUser},
+		{config.User{Name: "root"}, ErrInvalidUser},
+		{config.User{Name: "carol", Password: "x", PasswordHash: "$6$a$b"}, ErrInvalidUser},
+		{config.User{Name: "carol", Shell: "bin/sh"}, ErrInvalidUser},
+		{config.User{Name: "carol", PasswordHash: "x:y"}, ErrInvalidUser},
+		{config.User{Name: "carol", Sudo: "always"}, ErrInvalidUser},
+	}
+	for _, b := range bad {
+		_, err := s.ApplyUsers(ctx, []config.User{b.u})
+		if !errors.Is(err, b.want) || !strings.Contains(err.Error(), `"`+b.u.Name+`"`) {
+			t.Errorf("user %+v: err %v, want %v naming the user", b.u, err, b.want)
+		}
+	}
+}

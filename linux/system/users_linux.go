@@ -1,0 +1,401 @@
+package system
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/linux/internal/fsx"
+	"github.com/prewarm/prewarm/linux/internal/run"
+	"github.com/prewarm/prewarm/shared/config"
+)
+
+var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+
+// Markers of the block of authorized keys the agent owns.
+const (
+	keysBegin = "# BEGIN prewarm-agent managed keys (do not edit inside this block)"
+	keysEnd   = "# END prewarm-agent managed keys"
+)
+
+type passwdEnt struct {
+	name     string
+	uid, gid int
+	home     string
+	shell    string
+}
+
+// readColon reads a colon-separated database of the target root.
+func (s *System) readColon(p string) ([][]string, error) {
+	b, err := os.ReadFile(s.path(p))
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out [][]string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		out = append(out, strings.Split(l, ":"))
+	}
+	return out, sc.Err()
+}
+
+func (s *System) lookupUser(name string) (*passwdEnt, error) {
+	rows, err := s.readColon("/etc/passwd")
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range rows {
+		if len(f) >= 7 && f[0] == name {
+			uid, _ := strconv.Atoi(f[2])
+			gid, _ := strconv.Atoi(f[3])
+			return &passwdEnt{name: name, uid: uid, gid: gid, home: f[5], shell: f[6]}, nil
+		}
+	}
+	return nil, nil
+}
+
+// groups returns every group name and, for user, the groups listing it.
+func (s *System) groups(user string) (all map[string]bool, member map[string]bool, err error) {
+	rows, err := s.readColon("/etc/group")
+	if err != nil {
+		return nil, nil, err
+	}
+	all, member = map[string]bool{}, map[string]bool{}
+	for _, f := range rows {
+		if len(f) < 4 {
+			continue
+		}
+		all[f[0]] = true
+		if slices.Contains(strings.Split(f[3], ","), user) {
+			member[f[0]] = true
+		}
+	}
+	return all, member, nil
+}
+
+func (s *System) shadowHash(user string) (string, error) {
+	rows, err := s.readColon("/etc/shadow")
+	if err != nil {
+		return "", err
+	}
+	for _, f := range rows {
+		if len(f) >= 2 && f[0] == user {
+			return f[1], nil
+		}
+	}
+	return "", nil
+}
+
+// uidMin reads UID_MIN from the target's /etc/login.defs (default 1000).
+func (s *System) uidMin() int {
+	b, err := os.ReadFile(s.path("/etc/login.defs"))
+	if err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) >= 2 && f[0] == "UID_MIN" {
+				if n, err := strconv.Atoi(f[1]); err == nil {
+					return n
+				}
+			}
+		}
+	}
+	return 1000
+}
+
+// ApplyUsers implements agent.UserManager. Every user is tried; the step
+// fails with every user's error joined.
+func (s *System) ApplyUsers(ctx context.Context, users []config.User) (agent.StepResult, error) {
+	var res agent.StepResult
+	var errs []error
+	for _, u := range users {
+		acts, err := s.ensureUser(ctx, u)
+		res.Actions = append(res.Actions, acts...)
+		if err != nil {
+			s.log.Warn("ensure user failed", "user", u.Name, "err", err)
+			errs = append(errs, err)
+		}
+	}
+	res.Changed = len(res.Actions) > 0
+	return res, errors.Join(errs...)
+}
+
+func (s *System) cmd(ctx context.Context, name string, stdin []byte, args ...string) error {
+	_, err := s.o.Runner.Run(ctx, run.Cmd{Name: name, Args: append(s.rootArgs(), args...), Stdin: stdin})
+	return err
+}
+
+func (s *System) ensureUser(ctx context.Context, u config.User) (acts []string, err error) {
+	name := u.Name
+	fail := func(err error) ([]string, error) { return acts, fmt.Errorf("user %q: %w", name, err) }
+	if !userRE.MatchString(name) || name == "root" {
+		return fail(ErrInvalidUser)
+	}
+	if u.Shell != "" && (!strings.HasPrefix(u.Shell, "/") || strings.ContainsAny(u.Shell, ":\n")) {
+		return fail(fmt.Errorf("shell %q: %w", u.Shell, ErrInvalidUser))
+	}
+	if u.Password != "" && u.PasswordHash != "" {
+		return fail(fmt.Errorf("both password and passwordHash: %w", ErrInvalidUser))
+	}
+	if h := u.PasswordHash; h != "" && (!strings.HasPrefix(h, "$") || strings.ContainsAny(h, ":\n")) {
+		return fail(fmt.Errorf("passwordHash is not a crypt(3) string: %w", ErrInvalidUser))
+	}
+	for _, g := range u.Groups {
+		if !userRE.MatchString(g) {
+			return fail(fmt.Errorf("group %q: %w", g, ErrInvalidUser))
+		}
+	}
+	for _, k := range u.SSHAuthorizedKeys {
+		if strings.ContainsAny(k, "\n\r") || strings.TrimSpace(k) == "" || strings.HasPrefix(strings.TrimSpace(k), "#") {
+			return fail(fmt.Errorf("malformed SSH key: %w", ErrInvalidUser))
+		}
+	}
+	pw, err := s.lookupUser(name)
+	if err != nil {
+		return fail(err)
+	}
+	if pw != nil {
+		if min := s.uidMin(); pw.uid < min {
+			return fail(fmt.Errorf("uid %d is below UID_MIN %d; refusing to manage it: %w", pw.uid, min, ErrSystemAccount))
+		}
+	}
+	all, member, err := s.groups(name)
+	if err != nil {
+		return fail(err)
+	}
+	for _, g := range u.Groups {
+		if !all[g] {
+			if err := s.cmd(ctx, "groupadd", nil, g); err != nil {
+				return fail(fmt.Errorf("create group %q: %w", g, err))
+			}
+			acts = append(acts, "groupadd "+g)
+		}
+	}
+	if pw == nil {
+		args := []string{"--create-home"}
+		if u.Shell != "" {
+			args = append(args, "--shell", u.Shell)
+		}
+		if len(u.Groups) > 0 {
+			args = append(args, "--groups", strings.Join(u.Groups, ","))
+		}
+		if err := s.cmd(ctx, "useradd", nil, append(args, name)...); err != nil {
+			return fail(fmt.Errorf("create: %w", err))
+		}
+		acts = append(acts, "useradd "+name)
+		if pw, err = s.lookupUser(name); err != nil || pw == nil {
+			return fail(fmt.Errorf("created but not found in /etc/passwd: %v", err))
+		}
+	} else {
+		if u.Shell != "" && pw.shell != u.Shell {
+			if err := s.cmd(ctx, "usermod", nil, "--shell", u.Shell, name); err != nil {
+				return fail(fmt.Errorf("set shell: %w", err))
+			}
+			acts = append(acts, "set shell of "+name)
+		}
+		var missing []string
+		for _, g := range u.Groups {
+			if !member[g] {
+				missing = append(missing, g)
+			}
+		}
+		if len(missing) > 0 {
+			if err := s.cmd(ctx, "usermod", nil, "--append", "--groups", strings.Join(missing, ","), name); err != nil {
+				return fail(fmt.Errorf("add to groups: %w", err))
+			}
+			acts = append(acts, "add "+name+" to "+strings.Join(missing, ","))
+		}
+	}
+	if a, err := s.ensurePassword(ctx, u); err != nil {
+		return fail(err)
+	} else if a != "" {
+		acts = append(acts, a)
+	}
+	if a, err := s.ensureSudo(ctx, u); err != nil {
+		return fail(err)
+	} else if a != "" {
+		acts = append(acts, a)
+	}
+	if u.SSHAuthorizedKeys != nil {
+		a, err := s.ensureKeys(pw, u.SSHAuthorizedKeys)
+		acts = append(acts, a...)
+		if err != nil {
+			return fail(err)
+		}
+	}
+	return acts, nil
+}
+
+// ensurePassword sets the hash through chpasswd -e, on stdin only. A
+// plaintext password is hashed here first (SHA-512 crypt); it is compared
+// with the current hash so that a second run changes nothing.
+func (s *System) ensurePassword(ctx context.Context, u config.User) (string, error) {
+	if u.Password == "" && u.PasswordHash == "" {
+		return "", nil
+	}
+	cur, err := s.shadowHash(u.Name)
+	if err != nil {
+		return "", err
+	}
+	hash := u.PasswordHash
+	if u.Password != "" {
+		if ok, _ := matchSHA512(u.Password, cur); ok {
+			return "", nil
+		}
+		if hash, err = hashPassword(u.Password); err != nil {
+			return "", err
+		}
+	} else if cur == hash {
+		return "", nil
+	}
+	if err := s.cmd(ctx, "chpasswd", []byte(u.Name+":"+hash+"\n"), "--encrypted"); err != nil {
+		return "", fmt.Errorf("set password: %w", err)
+	}
+	return "set password of " + u.Name, nil
+}
+
+// ensureSudo keeps /etc/sudoers.d/prewarm-<user> (0440), checked with
+// visudo -cf before it is renamed into place when visudo is installed.
+func (s *System) ensureSudo(ctx context.Context, u config.User) (string, error) {
+	p := s.path("/etc/sudoers.d/prewarm-" + u.Name)
+	var rule string
+	switch u.SudoLevel() {
+	case config.SudoNone:
+		if removed, err := fsx.Remove(p); err != nil {
+			return "", err
+		} else if removed {
+			return "remove sudo rule of " + u.Name, nil
+		}
+		return "", nil
+	case config.SudoPassword:
+		rule = u.Name + " ALL=(ALL:ALL) ALL\n"
+	case config.SudoNoPasswd:
+		rule = u.Name + " ALL=(ALL:ALL) NOPASSWD:ALL\n"
+	default:
+		return "", fmt.Errorf("sudo %q: %w", u.Sudo, ErrInvalidUser)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+		return "", err
+	}
+	content := []byte("# Managed by prewarm-agent; rewritten on every apply.\n" + rule)
+	o := fsx.WriteOptions{Mode: 0o440, Chown: true}
+	if s.available("visudo") {
+		o.Validate = func(tmp string) error {
+			_, err := s.o.Runner.Run(ctx, run.Cmd{Name: "visudo", Args: []string{"-cf", tmp}})
+			return err
+		}
+	}
+	changed, err := fsx.WriteFile(p, content, o)
+	if err != nil {
+		return "", fmt.Errorf("sudo rule: %w", err)
+	}
+	if changed {
+		return "set sudo rule of " + u.Name, nil
+	}
+	return "", nil
+}
+
+// ensureKeys keeps the agent's block of ~/.ssh/authorized_keys equal to
+// keys; lines outside the block are the user's and stay as they are.
+func (s *System) ensureKeys(pw *passwdEnt, keys []string) ([]string, error) {
+	var acts []string
+	home := s.path(pw.home)
+	if st, err := os.Lstat(home); err != nil || !st.IsDir() {
+		return acts, fmt.Errorf("home %s is not a directory", pw.home)
+	}
+	dir := filepath.Join(home, ".ssh")
+	st, err := os.Lstat(dir)
+	switch {
+	case os.IsNotExist(err):
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return acts, err
+		}
+		if err := os.Chown(dir, pw.uid, pw.gid); err != nil {
+			return acts, err
+		}
+		acts = append(acts, "create "+pw.home+"/.ssh")
+	case err != nil:
+		return acts, err
+	case !st.IsDir():
+		return acts, fmt.Errorf("%s/.ssh is not a directory (a symlink?); refusing", pw.home)
+	default:
+		uid, gid, _ := owner(st)
+		if st.Mode().Perm() != 0o700 || uid != pw.uid || gid != pw.gid {
+			if err := os.Chmod(dir, 0o700); err != nil {
+				return acts, err
+			}
+			if err := os.Chown(dir, pw.uid, pw.gid); err != nil {
+				return acts, err
+			}
+			acts = append(acts, "fix owner and mode of "+pw.home+"/.ssh")
+		}
+	}
+	p := filepath.Join(dir, "authorized_keys")
+	if st, err := os.Lstat(p); err == nil && !st.Mode().IsRegular() {
+		return acts, fmt.Errorf("%s/.ssh/authorized_keys is not a regular file; refusing", pw.home)
+	}
+	old, err := os.ReadFile(p)
+	if err != nil && !os.IsNotExist(err) {
+		return acts, err
+	}
+	changed, err := fsx.WriteFile(p, withKeyBlock(old, keys), fsx.WriteOptions{Mode: 0o600, Chown: true, UID: pw.uid, GID: pw.gid})
+	if err != nil {
+		return acts, err
+	}
+	if changed {
+		acts = append(acts, "set authorized keys of "+pw.name)
+	}
+	return acts, nil
+}
+
+// withKeyBlock replaces the agent's marked block in an authorized_keys
+// file where it stands (appending one if there is none; dropping it when
+// keys is empty). Lines outside the block are kept as they are.
+func withKeyBlock(old []byte, keys []string) []byte {
+	var before, after []string
+	state := 0 // 0 before the block, 1 inside, 2 after
+	for _, l := range strings.Split(strings.TrimSuffix(string(old), "\n"), "\n") {
+		switch {
+		case l == keysBegin && state == 0:
+			state = 1
+		case l == keysEnd && state == 1:
+			state = 2
+		case state == 0:
+			before = append(before, l)
+		case state == 2:
+			after = append(after, l)
+		}
+	}
+	if len(before) == 1 && before[0] == "" {
+		before = nil
+	}
+	out := before
+	if len(keys) > 0 {
+		out = append(out, keysBegin)
+		for _, k := range keys {
+			out = append(out, strings.TrimSpace(k))
+		}
+		out = append(out, keysEnd)
+	}
+	out = append(out, after...)
+	if len(out) == 0 {
+		return nil
+	}
+	return []byte(strings.Join(out, "\n") + "\n")
+}
