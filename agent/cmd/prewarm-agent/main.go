@@ -81,6 +81,13 @@ type runFlags struct {
 	logLevel, platform                      string
 }
 
+// newFlagSet returns a flag set with the run flags bound to f.
+func newFlagSet(name string, f *runFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	f.register(fs)
+	return fs
+}
+
 func (f *runFlags) register(fs *flag.FlagSet) {
 	d := defaultDirs()
 	fs.StringVar(&f.imdsURL, "imds-url", "http://169.254.169.254", "base URL of the IMDS guest API")

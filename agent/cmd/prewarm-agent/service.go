@@ -110,9 +110,8 @@ func newService(p *program, args []string) (service.Service, error) {
 // when it started us (kardianos tells the two apart).
 func cmdRun(args []string, stderr io.Writer) error {
 	f := &runFlags{}
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs := newFlagSet("run", f)
 	fs.SetOutput(stderr)
-	f.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
