@@ -18,10 +18,12 @@ type Options struct {
 	// Root is the target root every file write is relative to ("" on a
 	// real machine).
 	Root string
-	// StateDir holds the platform's own records (which addresses and
-	// routes the agent added, which users it made administrators, password
-	// verifiers): an absolute host path. "" means
-	// %ProgramData%\Prewarm\state.
+	// StateDir is the agent's state directory (an absolute host path; ""
+	// means %ProgramData%\Prewarm). The platform keeps its own records
+	// (which addresses and routes the agent added, which users it made
+	// administrators, password verifiers) in its subdirectory "platform",
+	// readable by SYSTEM and Administrators only, so the ACL of StateDir
+	// itself (Users may read the status log there) stays as it is.
 	StateDir string
 	// DHCPClient overrides detection of the DHCP client; on Windows only
 	// "" and "windows" (the built-in client) are valid.
@@ -58,8 +60,9 @@ func New(opts Options) (agent.Platform, error) {
 		return agent.Platform{}, fmt.Errorf("DHCP client %q: Windows has only its built-in client", opts.DHCPClient)
 	}
 	if opts.StateDir == "" {
-		opts.StateDir = filepath.Join(programData(), "Prewarm", "state")
+		opts.StateDir = filepath.Join(programData(), "Prewarm")
 	}
+	opts.StateDir = filepath.Join(opts.StateDir, "platform")
 	if err := ensureStateDir(opts.StateDir); err != nil {
 		return agent.Platform{}, err
 	}
