@@ -1,0 +1,220 @@
+package main
+
+// hostInterface identity, tested in network namespaces this test creates:
+// a host namespace running prewarm-imds and one guest namespace per veth.
+// Needs root; it skips (saying why) where namespaces cannot be made. It
+// never touches the machine's own network namespace.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/prewarm/prewarm/imds/client"
+	"github.com/prewarm/prewarm/shared/api"
+)
+
+// sh runs ip and friends, failing the test with their output.
+func sh(t *testing.T, args ...string) {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// addNetns creates a namespace deleted at cleanup, or skips the test.
+func addNetns(t *testing.T, name string) {
+	t.Helper()
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Skipf("network namespaces unavailable here (ip netns add %s: %v: %s); hostInterface identity not tested", name, err, strings.TrimSpace(string(out)))
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, out)
+		}
+	})
+}
+
+// dialInNetns connects to addr from inside the named namespace. The socket
+// is made on a locked thread moved into the namespace; that thread is
+// never handed back (the goroutine exits locked, so the runtime drops it).
+func dialInNetns(ns, addr string) (net.Conn, error) {
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread()
+		f, err := os.Open(filepath.Join("/run/netns", ns))
+		if err != nil {
+			ch <- res{nil, err}
+			return
+		}
+		defer f.Close()
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			ch <- res{nil, fmt.Errorf("unshare: %w", err)}
+			return
+		}
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- res{nil, fmt.Errorf("setns %s: %w", ns, err)}
+			return
+		}
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		ch <- res{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+// nsGet sends a guest GET from namespace ns.
+func nsGet(t *testing.T, ns, path string) (int, string) {
+	t.Helper()
+	tr := &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(context.Context, string, string) (net.Conn, error) {
+			return dialInNetns(ns, "169.254.169.254:80")
+		},
+	}
+	req, _ := http.NewRequest("GET", "http://169.254.169.254"+path, nil)
+	req.Header.Set("Metadata", "true")
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("GET %s from %s: %v", path, ns, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestNetnsHostInterfaceIdentity(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("not root: cannot create network namespaces; hostInterface identity not tested")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("iproute2 (ip) not installed; hostInterface identity not tested")
+	}
+	tag := fmt.Sprintf("%04x", rand.IntN(0x10000))
+	host, g1, g2 := "pwi-h-"+tag, "pwi-g1-"+tag, "pwi-g2-"+tag
+	vh1, vh2 := "pwi1"+tag, "pwi2"+tag
+	addNetns(t, host)
+	addNetns(t, g1)
+	addNetns(t, g2)
+	// Each guest's eth0 is the peer of a host-side veth; all addresses
+	// live inside these namespaces.
+	for _, g := range []struct{ ns, vh, sub string }{{g1, vh1, "10.201.1"}, {g2, vh2, "10.201.2"}} {
+		sh(t, "ip", "link", "add", g.vh, "netns", host, "type", "veth", "peer", "name", "eth0", "netns", g.ns)
+		sh(t, "ip", "-n", host, "addr", "add", g.sub+".1/24", "dev", g.vh)
+		sh(t, "ip", "-n", host, "link", "set", g.vh, "up")
+		sh(t, "ip", "-n", g.ns, "link", "set", "lo", "up")
+		sh(t, "ip", "-n", g.ns, "addr", "add", g.sub+".2/24", "dev", "eth0")
+		sh(t, "ip", "-n", g.ns, "link", "set", "eth0", "up")
+		sh(t, "ip", "-n", g.ns, "route", "add", "169.254.169.254/32", "via", g.sub+".1")
+	}
+	sh(t, "ip", "-n", host, "link", "set", "lo", "up")
+	sh(t, "ip", "-n", host, "addr", "add", "169.254.169.254/32", "dev", "lo")
+
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "admin.sock")
+	out := &logWriter{t: t}
+	cmd := exec.Command("ip", "netns", "exec", host, binPath, "serve",
+		"--listen", "169.254.169.254:80", "--guest-interface", vh1,
+		"--admin-socket", socket, "--data-dir", filepath.Join(dir, "data"), "--rate", "0")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		out.mu.Lock()
+		out.done = true
+		out.mu.Unlock()
+	})
+	c := client.NewUnix(socket)
+	for i := 0; ; i++ {
+		if err := c.Healthz(ctx(t)); err == nil {
+			break
+		} else if i > 250 {
+			t.Fatalf("server in %s not ready: %v", host, err)
+		}
+		select {
+		case <-exited:
+			t.Fatalf("server exited: %v", cmd.ProcessState)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	// vm-a is known by its host interface only; vm-b by its address.
+	if _, err := c.Register(ctx(t), "vm-a", api.Registration{HostInterface: vh1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Register(ctx(t), "vm-b", api.Registration{Addresses: []string{"10.201.2.2"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"vm-a", "vm-b"} {
+		if _, err := c.Publish(ctx(t), id, []byte(`{"hostname":"`+id+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect := func(ns, want string) {
+		t.Helper()
+		code, body := nsGet(t, ns, api.PathInstance)
+		if want == "" {
+			if code != 404 || !strings.Contains(body, "unknown instance") {
+				t.Fatalf("from %s: %d %s, want 404 unknown instance", ns, code, body)
+			}
+			return
+		}
+		if code != 200 || !strings.Contains(body, `"instanceId":"`+want+`"`) {
+			t.Fatalf("from %s: %d %s, want %s", ns, code, body, want)
+		}
+	}
+	expect(g1, "vm-a")
+	expect(g2, "vm-b")
+	if code, body := nsGet(t, g1, api.PathConfig); code != 200 || !strings.Contains(body, `"hostname":"vm-a"`) {
+		t.Fatalf("config from %s: %d %s", g1, code, body)
+	}
+
+	// DHCP gives g1 a new address: it keeps its identity.
+	sh(t, "ip", "-n", g1, "addr", "flush", "dev", "eth0")
+	sh(t, "ip", "-n", g1, "addr", "add", "10.201.1.77/24", "dev", "eth0")
+	sh(t, "ip", "-n", g1, "route", "replace", "169.254.169.254/32", "via", "10.201.1.1")
+	expect(g1, "vm-a")
+	// Even an instance registered by g1's new address does not win over
+	// the interface g1's requests arrive on.
+	if _, err := c.Register(ctx(t), "vm-c", api.Registration{Addresses: []string{"10.201.1.77"}}); err != nil {
+		t.Fatal(err)
+	}
+	expect(g1, "vm-a")
+	// g2 is known by address only: a new address makes it a stranger.
+	sh(t, "ip", "-n", g2, "addr", "flush", "dev", "eth0")
+	sh(t, "ip", "-n", g2, "addr", "add", "10.201.2.50/24", "dev", "eth0")
+	sh(t, "ip", "-n", g2, "route", "replace", "169.254.169.254/32", "via", "10.201.2.1")
+	expect(g2, "")
+	// Once vm-a gives its interface up, g1 falls back to address identity.
+	if _, err := c.Register(ctx(t), "vm-a", api.Registration{Addresses: []string{"10.201.1.200"}}); err != nil {
+		t.Fatal(err)
+	}
+	expect(g1, "vm-c")
+}
