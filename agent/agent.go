@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prewarm/prewarm/shared/config"
 	"github.com/prewarm/prewarm/shared/status"
@@ -174,10 +175,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		"appliedGeneration", st.AppliedGeneration, "queued", len(st.Queue))
 
 	a.emit(status.Report{State: status.StateStarting, Generation: st.AppliedGeneration}, nil)
+	// Events (dhcp-renewed) carry the state of the last outcome.
 	switch {
+	case st.AttemptedGeneration > st.AppliedGeneration:
+		a.setCurrent(status.StateFailed, st.AttemptedGeneration)
 	case st.AppliedGeneration > 0:
 		a.setCurrent(st.AppliedState, st.AppliedGeneration)
-	case st.AttemptedGeneration == 0:
+	default:
 		a.emit(status.Report{State: status.StateWaiting}, nil)
 	}
 
@@ -209,9 +213,11 @@ func (a *Agent) emit(r status.Report, mutate func(*State)) status.Report {
 	r.Seq = a.st.Seq
 	r.Time = status.Time{Time: time.Now()}
 	r.AgentVersion = a.opts.Version
-	r.Error = a.red.String(r.Error)
+	// Redact, and bound the errors so a report stays far below the IMDS's
+	// 64 KiB limit (a refused report would be dropped).
+	r.Error = truncate(a.red.String(r.Error), maxErrorBytes)
 	for i := range r.Steps {
-		r.Steps[i].Error = a.red.String(r.Steps[i].Error)
+		r.Steps[i].Error = truncate(a.red.String(r.Steps[i].Error), maxErrorBytes/4)
 	}
 	if r.Event == "" {
 		a.curState, a.curGen = r.State, r.Generation
@@ -389,6 +395,18 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 	if gen <= 0 {
 		return errors.New("config without a generation (no ETag, no generation member)")
 	}
+	a.mu.Lock()
+	applied := a.st.AppliedGeneration
+	a.mu.Unlock()
+	if gen == applied {
+		// Never apply an applied generation twice (generations only grow,
+		// so this is an IMDS that forgot what it served).
+		a.log.Warn("config of an already applied generation: ignored", "generation", gen)
+		a.mu.Lock()
+		a.st.AttemptedGeneration = gen
+		a.mu.Unlock()
+		return nil
+	}
 	a.log.Info("config received", "generation", gen, "bytes", len(ans.Body))
 	doc, err := config.Decode(ans.Body)
 	if err != nil {
@@ -491,4 +509,20 @@ func (a *Agent) reconnect() {
 		default:
 		}
 	}
+}
+
+// maxErrorBytes bounds a report's error.
+const maxErrorBytes = 8 << 10
+
+// truncate cuts s to at most n bytes, on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = " …(truncated)"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }

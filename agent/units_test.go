@@ -2,8 +2,10 @@ package agent
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestBackoff(t *testing.T) {
@@ -72,4 +74,15 @@ func FuzzParseETag(f *testing.F) {
 			t.Errorf("parseETag(%q) accepted %d", s, n)
 		}
 	})
+}
+
+func TestTruncate(t *testing.T) {
+	if got := truncate("short", 100); got != "short" {
+		t.Errorf("%q", got)
+	}
+	long := strings.Repeat("ä", 100) // 200 bytes
+	got := truncate(long, 51)
+	if len(got) > 51 || !utf8.ValidString(got) || !strings.HasSuffix(got, "(truncated)") {
+		t.Errorf("truncate = %q (%d bytes)", got, len(got))
+	}
 }
