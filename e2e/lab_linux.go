@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -477,4 +476,14 @@ func (g *Guest) Bounce(ctx context.Context) (time.Time, error) {
 	return g.LinkUp(ctx)
 }
 
-var errNoAgent = errors.New("agent not started")
+// StartAgent starts prewarm-agent in the guest on its default directories
+// (which are the guest's private /var/lib, /var/log and /run) and root
+// (the guest's private /etc and /home), managing eth0.
+func (g *Guest) StartAgent(extra ...string) *Proc {
+	args := append([]string{Bins(g.Lab.T).Agent, "run",
+		"--imds-url", "http://" + IMDSAddr,
+		"--interfaces", "eth0",
+	}, extra...)
+	g.Agent = g.Start("agent", args...)
+	return g.Agent
+}

@@ -1,0 +1,33 @@
+package e2e
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Doc is a config document as a publisher writes it.
+type Doc = map[string]any
+
+// SSHKey returns a fresh OpenSSH public key line with the given comment.
+func SSHKey(t testing.TB, comment string) string {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) + " " + comment
+}
+
+// TestPasswordHash is a SHA-512 crypt(3) string of "prewarm-e2e".
+const TestPasswordHash = "$6$e2esalt$jfjqPlNQzT3IH2hG2fGmEl5IVqdlTQ3d5EXjwpr.JYercCNmcK61.nsA0pf5j/Sizs1raJQHs/vNiN1pz06o3/"
+
+// TestPassword is a plaintext password that must never appear in a log,
+// a report or a read-back.
+const TestPassword = "e2e-Plaintext-Secret-4711"
