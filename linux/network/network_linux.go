@@ -1,0 +1,348 @@
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/linux/internal/fsx"
+	"github.com/prewarm/prewarm/linux/internal/nl"
+	"github.com/prewarm/prewarm/linux/internal/run"
+	"github.com/prewarm/prewarm/shared/config"
+)
+
+// Options configure a Configurator.
+type Options struct {
+	// Root is the target root of persisted files ("/" on a live system).
+	Root string
+	// StateDir holds network.json: the addresses and routes the agent added.
+	StateDir string
+	Runner   run.Runner
+	Logger   *slog.Logger
+	// Live says Root is the running system (systemd-resolved is used only
+	// then).
+	Live bool
+	// RunDir defaults to /run.
+	RunDir string
+}
+
+// Configurator implements agent.NetworkConfigurator.
+type Configurator struct {
+	o   Options
+	log *slog.Logger
+}
+
+var _ agent.NetworkConfigurator = (*Configurator)(nil)
+
+// ErrInvalid marks a malformed interface entry.
+var ErrInvalid = errors.New("invalid network config")
+
+// New returns a Configurator.
+func New(o Options) *Configurator {
+	if o.Root == "" {
+		o.Root = "/"
+	}
+	if o.RunDir == "" {
+		o.RunDir = "/run"
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.Runner == nil {
+		o.Runner = &run.Exec{Logger: log}
+	}
+	return &Configurator{o: o, log: log.With("component", "network")}
+}
+
+// owned is what the agent added to one interface.
+type owned struct {
+	Addresses []string `json:"addresses,omitempty"`
+	Routes    []route  `json:"routes,omitempty"`
+	DNS       string   `json:"dns,omitempty"` // what was last sent to resolved
+}
+
+type route struct {
+	To  string `json:"to"`
+	Via string `json:"via"`
+}
+
+type state struct {
+	Interfaces map[string]*owned `json:"interfaces"` // by lower-case MAC
+}
+
+const stateFile = "network.json"
+
+func (c *Configurator) load() (*state, error) {
+	st := &state{Interfaces: map[string]*owned{}}
+	if c.o.StateDir == "" {
+		return st, nil
+	}
+	b, err := os.ReadFile(filepath.Join(c.o.StateDir, stateFile))
+	if os.IsNotExist(err) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read network state: %w", err)
+	}
+	if err := json.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("parse network state %s: %w", filepath.Join(c.o.StateDir, stateFile), err)
+	}
+	if st.Interfaces == nil {
+		st.Interfaces = map[string]*owned{}
+	}
+	return st, nil
+}
+
+func (c *Configurator) save(st *state) error {
+	if c.o.StateDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(c.o.StateDir, 0o700); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(st, "", "  ")
+	_, err := fsx.WriteFile(filepath.Join(c.o.StateDir, stateFile), append(b, '\n'), fsx.WriteOptions{Mode: 0o600})
+	return err
+}
+
+// wanted is one interface's parsed desired state.
+type wanted struct {
+	cfg     config.Interface
+	mac     string
+	addrs   []netip.Prefix
+	gateway netip.Addr
+	routes  []nl.Route // Index filled in later
+	dns     []netip.Addr
+}
+
+func parse(in config.Interface) (*wanted, error) {
+	w := &wanted{cfg: in, mac: strings.ToLower(in.MAC)}
+	bad := func(what string, v any, err error) error {
+		return fmt.Errorf("interface %s: %s %v: %w", in.MAC, what, v, errors.Join(ErrInvalid, err))
+	}
+	for _, a := range in.Addresses {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			return nil, bad("address", a, err)
+		}
+		w.addrs = append(w.addrs, p)
+	}
+	if in.Gateway4 != "" {
+		g, err := netip.ParseAddr(in.Gateway4)
+		if err != nil || !g.Is4() {
+			return nil, bad("gateway4", in.Gateway4, err)
+		}
+		w.gateway = g
+	}
+	for _, r := range in.Routes {
+		to, err := netip.ParsePrefix(r.To)
+		if err != nil {
+			return nil, bad("route to", r.To, err)
+		}
+		via, err := netip.ParseAddr(r.Via)
+		if err != nil {
+			return nil, bad("route via", r.Via, err)
+		}
+		w.routes = append(w.routes, nl.Route{Dst: to.Masked(), Gateway: via})
+	}
+	for _, n := range in.Nameservers {
+		a, err := netip.ParseAddr(n)
+		if err != nil {
+			return nil, bad("nameserver", n, err)
+		}
+		w.dns = append(w.dns, a)
+	}
+	if in.MTU < 0 || (in.MTU > 0 && in.MTU < 68) {
+		return nil, bad("mtu", in.MTU, nil)
+	}
+	return w, nil
+}
+
+func (w *wanted) allRoutes() []nl.Route {
+	rs := slices.Clone(w.routes)
+	if w.gateway.IsValid() {
+		rs = append([]nl.Route{{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Gateway: w.gateway}}, rs...)
+	}
+	return rs
+}
+
+// ApplyNetwork implements agent.NetworkConfigurator.
+func (c *Configurator) ApplyNetwork(ctx context.Context, n *config.Network) (agent.StepResult, error) {
+	var res agent.StepResult
+	if n == nil || n.Interfaces == nil {
+		return res, nil
+	}
+	var ws []*wanted
+	var errs []error
+	for _, in := range n.Interfaces {
+		w, err := parse(in)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ws = append(ws, w)
+	}
+	if len(errs) > 0 {
+		return res, errors.Join(errs...)
+	}
+	st, err := c.load()
+	if err != nil {
+		return res, err
+	}
+	conn, err := nl.Dial()
+	if err != nil {
+		return res, err
+	}
+	defer conn.Close()
+	links := map[string]nl.Link{}
+	for _, w := range ws {
+		l, err := conn.LinkByMAC(w.mac)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("configure network: %w", err))
+			continue
+		}
+		links[w.mac] = l
+		acts, err := c.applyLive(conn, l, w, st)
+		res.Actions = append(res.Actions, acts...)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("configure %s (%s): %w", l.Name, w.mac, err))
+		}
+	}
+	if err := c.save(st); err != nil {
+		errs = append(errs, fmt.Errorf("record network state: %w", err))
+	}
+	acts, err := c.persist(ws, links)
+	res.Actions = append(res.Actions, acts...)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	acts, err = c.applyDNS(ctx, ws, links, st)
+	res.Actions = append(res.Actions, acts...)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.save(st); err != nil {
+		errs = append(errs, fmt.Errorf("record network state: %w", err))
+	}
+	res.Changed = len(res.Actions) > 0
+	return res, errors.Join(errs...)
+}
+
+// applyLive reconciles one link through rtnetlink.
+func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state) ([]string, error) {
+	var acts []string
+	own := st.Interfaces[w.mac]
+	if own == nil {
+		own = &owned{}
+		st.Interfaces[w.mac] = own
+	}
+	if w.cfg.MTU > 0 && l.MTU != w.cfg.MTU {
+		if err := conn.SetMTU(l.Index, w.cfg.MTU); err != nil {
+			return acts, fmt.Errorf("set mtu %d: %w", w.cfg.MTU, err)
+		}
+		acts = append(acts, fmt.Sprintf("set mtu of %s to %d", l.Name, w.cfg.MTU))
+	}
+	if w.cfg.DHCP4 {
+		return acts, nil // DHCP owns addresses and routes
+	}
+	static := w.cfg.Addresses != nil || w.gateway.IsValid() || w.cfg.Routes != nil
+	if static && !l.Up {
+		if err := conn.SetUp(l.Index); err != nil {
+			return acts, fmt.Errorf("bring up: %w", err)
+		}
+		acts = append(acts, "bring up "+l.Name)
+	}
+
+	// Addresses: add the missing, remove only those the agent added.
+	if w.cfg.Addresses != nil {
+		as, err := conn.Addrs(l.Index)
+		if err != nil {
+			return acts, err
+		}
+		have := map[netip.Prefix]bool{}
+		for _, a := range as {
+			have[a.Prefix] = true
+		}
+		var mine []string
+		for _, p := range w.addrs {
+			if !have[p] {
+				if err := conn.ReplaceAddr(l.Index, p, 0, 0); err != nil {
+					return acts, err
+				}
+				acts = append(acts, fmt.Sprintf("add %s to %s", p, l.Name))
+				mine = append(mine, p.String())
+			} else if slices.Contains(own.Addresses, p.String()) {
+				mine = append(mine, p.String())
+			}
+		}
+		for _, s := range own.Addresses {
+			p, err := netip.ParsePrefix(s)
+			if err != nil || slices.Contains(w.addrs, p) {
+				continue
+			}
+			if have[p] {
+				if err := conn.DelAddr(l.Index, p); err != nil {
+					return acts, err
+				}
+				acts = append(acts, fmt.Sprintf("remove %s from %s", p, l.Name))
+			}
+		}
+		own.Addresses = mine
+	}
+
+	// Routes (the default gateway is one): the same rule.
+	if w.gateway.IsValid() || w.cfg.Routes != nil {
+		rs, err := conn.Routes()
+		if err != nil {
+			return acts, err
+		}
+		has := func(r nl.Route) bool {
+			return slices.ContainsFunc(rs, func(x nl.Route) bool {
+				return x.Index == l.Index && x.Dst == r.Dst && x.Gateway == r.Gateway
+			})
+		}
+		want := w.allRoutes()
+		var mine []route
+		for _, r := range want {
+			r.Index = l.Index
+			key := route{To: r.Dst.String(), Via: r.Gateway.String()}
+			if !has(r) {
+				if err := conn.AddRoute(r); err != nil {
+					return acts, err
+				}
+				acts = append(acts, fmt.Sprintf("add route %s via %s dev %s", r.Dst, r.Gateway, l.Name))
+				mine = append(mine, key)
+			} else if slices.Contains(own.Routes, key) {
+				mine = append(mine, key)
+			}
+		}
+		for _, o := range own.Routes {
+			if slices.Contains(mine, o) {
+				continue
+			}
+			dst, err1 := netip.ParsePrefix(o.To)
+			gw, err2 := netip.ParseAddr(o.Via)
+			if err1 != nil || err2 != nil {
+				continue
+			}
+			r := nl.Route{Dst: dst, Gateway: gw, Index: l.Index}
+			if has(r) && !slices.ContainsFunc(want, func(x nl.Route) bool { return x.Dst == dst && x.Gateway == gw }) {
+				if err := conn.DelRoute(r); err != nil {
+					return acts, err
+				}
+				acts = append(acts, fmt.Sprintf("remove route %s via %s dev %s", dst, gw, l.Name))
+			}
+		}
+		own.Routes = mine
+	}
+	return acts, nil
+}
