@@ -2,9 +2,11 @@ package agent
 
 import (
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -145,5 +147,37 @@ func waitState(t *testing.T, h *harness, cond func(*State) bool) {
 	})
 	if err != nil {
 		t.Fatalf("state never satisfied the condition: %v", err)
+	}
+}
+
+// TestCrashBetweenStateAndLog: a crash after the state was persisted but
+// before the status log was written leaves a report only in the queue; the
+// next start logs it (before its own starting report) and delivers it.
+func TestCrashBetweenStateAndLog(t *testing.T) {
+	h := newHarness(t)
+	if err := os.MkdirAll(h.stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	now := status.Time{Time: time.Now()}
+	st := &State{Version: stateVersion, Seq: 2, Queue: []status.Report{
+		{Seq: 1, Time: now, State: status.StateStarting, AgentVersion: "0.1.0"},
+		{Seq: 2, Time: now, State: status.StateWaiting, AgentVersion: "0.1.0"},
+	}}
+	if err := st.save(h.stateDir); err != nil {
+		t.Fatal(err)
+	}
+	sl, err := newStatusLog(h.logDir, h.runDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sl.write(&st.Queue[0]); err != nil { // only seq 1 made it
+		t.Fatal(err)
+	}
+	h.start()
+	h.imds.waitFor("4 reports", func(rs []status.Report, _ []request) bool { return len(rs) == 4 })
+	h.stop()
+	checkSeq(t, h.imds.all())
+	if s := states(readLog(t, h.logDir)); s != "starting/0 waiting/0 starting/0 waiting/0" {
+		t.Errorf("status log = %s", s)
 	}
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"github.com/prewarm/prewarm/shared/config"
 	"net/http"
 	"strings"
 	"testing"
@@ -85,4 +86,22 @@ func TestTruncate(t *testing.T) {
 	if len(got) > 51 || !utf8.ValidString(got) || !strings.HasSuffix(got, "(truncated)") {
 		t.Errorf("truncate = %q (%d bytes)", got, len(got))
 	}
+}
+
+// FuzzSecretsIn: secretsIn reads whatever the wire brings.
+func FuzzSecretsIn(f *testing.F) {
+	f.Add([]byte(`{"users":[{"password":"x"}]}`))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, s := range secretsIn(b) {
+			if s == "" || strings.Contains(config.Redacted, s) {
+				continue
+			}
+			r := NewRedactor()
+			r.Add(s)
+			if strings.Contains(r.String("<"+s+">"), s) {
+				t.Errorf("secret %q survives redaction", s)
+			}
+		}
+	})
 }
