@@ -94,6 +94,21 @@ type Lab struct {
 // the IMDS, the DHCP clients or the agents.
 func NewLab(t testing.TB, n int) *Lab {
 	t.Helper()
+	l := NewHostLab(t)
+	for i := 1; i <= n; i++ {
+		l.AddVeth(i)
+	}
+	l.StartDnsmasq()
+	for _, g := range l.Guests {
+		g.boot()
+	}
+	return l
+}
+
+// NewHostLab makes only the host namespace; add guests with AddVeth or
+// AddTap, then StartDnsmasq.
+func NewHostLab(t testing.TB) *Lab {
+	t.Helper()
 	RequireRoot(t)
 	name := fmt.Sprintf("pwe-%d-%d", os.Getpid(), labSeq.Add(1))
 	root := t.TempDir()
@@ -107,14 +122,6 @@ func NewLab(t testing.TB, n int) *Lab {
 		}
 	}
 	l.HostNS = newNetns(t, name+"-h")
-	for i := 1; i <= n; i++ {
-		l.Guests = append(l.Guests, l.addGuest(i))
-	}
-	l.writeHosts()
-	l.startDnsmasq()
-	for _, g := range l.Guests {
-		g.boot()
-	}
 	return l
 }
 
@@ -141,8 +148,7 @@ type Guest struct {
 	Agent    *Proc
 }
 
-func (l *Lab) addGuest(i int) *Guest {
-	t := l.T
+func (l *Lab) newGuest(i int) *Guest {
 	g := &Guest{
 		Lab: l, Index: i, ID: fmt.Sprintf("vm-%d", i),
 		HostIf: fmt.Sprintf("vh%d", i),
@@ -156,18 +162,33 @@ func (l *Lab) addGuest(i int) *Guest {
 		GW2:    netip.MustParseAddr(fmt.Sprintf("10.78.%d.1", i)),
 	}
 	g.reserved = g.Addr1
+	return g
+}
+
+// AddVeth adds guest i: its network namespace joined to the host by a veth
+// pair (vh<i> on the host, eth0 in the guest). Call before StartDnsmasq.
+func (l *Lab) AddVeth(i int) *Guest {
+	t := l.T
+	g := l.newGuest(i)
 	g.NS = newNetns(t, fmt.Sprintf("%s-g%d", l.Name, i))
-	h := l.HostNS
-	h.IP(t, "link", "add", g.HostIf, "type", "veth", "peer", "name", "eth0", "netns", g.NS.Name)
+	l.HostNS.IP(t, "link", "add", g.HostIf, "type", "veth", "peer", "name", "eth0", "netns", g.NS.Name)
 	g.NS.IP(t, "link", "set", "eth0", "address", g.MAC)
+	l.hostSide(g)
+	l.Guests = append(l.Guests, g)
+	return g
+}
+
+// hostSide gives the host end of g's link its gateway address and
+// 169.254.169.254/32, sets it up, and adds the unreachable routes.
+func (l *Lab) hostSide(g *Guest) {
+	t, h := l.T, l.HostNS
 	h.IP(t, "addr", "add", g.GW1.String()+"/24", "dev", g.HostIf)
 	h.IP(t, "addr", "add", IMDSAddr+"/32", "dev", g.HostIf)
 	h.IP(t, "link", "set", g.HostIf, "up")
-	// While the veth is down nothing for the guest may fall through to
+	// While the link is down nothing for the guest may fall through to
 	// another route (HARNESS.md).
 	h.IP(t, "route", "add", "unreachable", g.Net1.String(), "metric", "4000")
 	h.IP(t, "route", "add", "unreachable", g.Net2.String(), "metric", "4000")
-	return g
 }
 
 // writeHosts writes dnsmasq's reservations (MAC → address) for every guest.
@@ -185,8 +206,11 @@ func (l *Lab) writeHosts() {
 	}
 }
 
-func (l *Lab) startDnsmasq() {
+// StartDnsmasq writes the reservations of every guest and starts dnsmasq
+// on their host interfaces.
+func (l *Lab) StartDnsmasq() {
 	t := l.T
+	l.writeHosts()
 	args := []string{"nsenter", "--net=" + l.HostNS.Path(), "--",
 		"dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
 		"--bind-interfaces", "--except-interface=lo",

@@ -54,7 +54,7 @@ func (l *lineLog) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		line := string(l.partial[:i])
+		line := strings.TrimRight(string(l.partial[:i]), "\r")
 		l.partial = l.partial[i+1:]
 		l.lines = append(l.lines, line)
 		if l.echo != nil {

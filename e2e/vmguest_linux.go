@@ -1,0 +1,180 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// VMMode is $PREWARM_E2E_VM: "0" skips the VM tests, "full" adds the long
+// one, anything else runs the reduced one (when QEMU is installed).
+func VMMode() string { return os.Getenv("PREWARM_E2E_VM") }
+
+// RequireVM skips unless QEMU can run here (and the mode allows it).
+func RequireVM(t testing.TB, full bool) {
+	t.Helper()
+	RequireRoot(t)
+	if VMMode() == "0" {
+		t.Skip("e2e VM: PREWARM_E2E_VM=0")
+	}
+	if full && VMMode() != "full" {
+		t.Skip("e2e VM: the long VM test runs with PREWARM_E2E_VM=full (make e2e-vm)")
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "dpkg-deb", "apt-get"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("e2e VM: %s not installed (apt-get install qemu-system-x86): %v", tool, err)
+		}
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skipf("e2e VM: no /dev/net/tun: %v", err)
+	}
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("e2e VM: no /bin/busybox (apt-get install busybox-static)")
+	}
+}
+
+// udhcpcScript configures the lease udhcpc got. It rewrites the address
+// on every bound/renew, so a renewal is always visible as an address
+// event (busybox ip has no lifetimes to refresh).
+const udhcpcScript = `#!/bin/sh
+case "$1" in
+deconfig)
+  ip addr flush dev "$interface"
+  ip link set "$interface" up ;;
+bound|renew)
+  ip addr flush dev "$interface"
+  ip addr add "$ip/${mask:-24}" dev "$interface"
+  for r in $router; do ip route add default via "$r" dev "$interface"; break; done
+  echo "PWE lease $interface $ip" > /dev/console ;;
+esac
+exit 0
+`
+
+// vmInit is the VM's /init: mounts, virtio modules, NICs up, udhcpc on
+// eth0, then the agent (or, without one, a reporter of eth0's carrier
+// counter), with everything on the serial console.
+func vmInit(withAgent bool) string {
+	var b strings.Builder
+	b.WriteString(`#!/bin/sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+for m in ` + strings.Join(vmModules, " ") + `; do insmod /lib/modules/$m.ko 2>/dev/null; done
+ip link set lo up
+for i in eth0 eth1; do ip link set "$i" up 2>/dev/null; done
+hostname pool-vm
+echo "PWE booted $(cut -d' ' -f1 /proc/uptime)s"
+udhcpc -i eth0 -s /etc/udhcpc.script -f -t 5 -T 1 -A 1 >/dev/console 2>&1 &
+`)
+	if withAgent {
+		b.WriteString(`echo PWE-READY
+/bin/prewarm-agent run --imds-url http://169.254.169.254 --interfaces eth0 >/dev/console 2>&1 &
+`)
+	} else {
+		b.WriteString(`echo PWE-READY
+last=
+while :; do
+  c=$(cat /sys/class/net/eth0/carrier_changes)
+  if [ "$c" != "$last" ]; then echo "PWE carrier_changes=$c carrier=$(cat /sys/class/net/eth0/carrier)"; last=$c; fi
+  sleep 0.2
+done &
+`)
+	}
+	b.WriteString(`while :; do wait; sleep 60; done
+`)
+	return b.String()
+}
+
+// VMLab is a host namespace with two taps (tap1 for the VM's eth0, tap2
+// for its eth1), dnsmasq and (with the agent) prewarm-imds, and a booted VM.
+type VMLab struct {
+	*Lab
+	VM   *VM
+	NIC0 *Guest // eth0: the managed NIC, netdev n0
+	NIC1 *Guest // eth1: netdev n1, bounced for the "earlier link event"
+	Boot time.Time
+}
+
+// StartVMLab builds the initramfs and boots the VM. With the agent, the
+// IMDS runs and vm-1 is registered by tap1 before the VM boots (and
+// beforeBoot, if set, runs then: the pool's placeholder publish).
+func StartVMLab(t *testing.T, ctx context.Context, withAgent bool, beforeBoot func(*VMLab)) *VMLab {
+	t.Helper()
+	k := DebianKernel(t)
+	l := NewHostLab(t)
+	vl := &VMLab{Lab: l}
+	vl.NIC0 = l.AddTap(1)
+	vl.NIC1 = l.AddTap(2)
+	l.StartDnsmasq()
+	spec := InitramfsSpec{
+		Init: vmInit(withAgent),
+		Text: map[string]string{
+			"/etc/udhcpc.script": udhcpcScript,
+			"/etc/hostname":      "pool-vm\n",
+			"/etc/hosts":         "127.0.0.1 localhost\n",
+			"/etc/passwd":        "root:x:0:0:root:/root:/bin/sh\n",
+			"/etc/group":         "root:x:0:\n",
+		},
+		Files: map[string]string{},
+	}
+	for _, z := range []string{"UTC", "Europe/Berlin"} {
+		if _, err := os.Stat("/usr/share/zoneinfo/" + z); err == nil {
+			spec.Files["/usr/share/zoneinfo/"+z] = "/usr/share/zoneinfo/" + z
+		}
+	}
+	if withAgent {
+		spec.Files["/bin/prewarm-agent"] = Bins(t).Agent
+		l.StartIMDS()
+		vl.NIC0.Register(ctx)
+	}
+	if beforeBoot != nil {
+		beforeBoot(vl)
+	}
+	initrd := filepath.Join(l.HostDir, "initrd.cpio")
+	if err := BuildInitramfs(k, spec, initrd); err != nil {
+		t.Fatal(err)
+	}
+	vl.Boot = time.Now()
+	vm, err := l.StartVM(ctx, k, initrd, "PWE-READY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vl.VM = vm
+	t.Logf("VM: console ready %v after QEMU start", time.Since(vl.Boot).Round(time.Millisecond))
+	return vl
+}
+
+// ShortBounce is the hard case of HARNESS.md: a bounce of eth1 (an
+// earlier link event), then at once eth0 off and on again within hold
+// (< 0.5 s). The guest sees no DOWN for eth0, only a carrier-up message
+// with the change counter up by 2. It returns when eth0 was set on.
+func (vl *VMLab) ShortBounce(hold time.Duration) (time.Time, error) {
+	m := vl.VM.Monitor
+	if _, err := m.SetLink("n1", false); err != nil {
+		return time.Time{}, err
+	}
+	if _, err := m.SetLink("n1", true); err != nil {
+		return time.Time{}, err
+	}
+	if _, err := m.SetLink("n0", false); err != nil {
+		return time.Time{}, err
+	}
+	time.Sleep(hold) // the bounce's length: the stimulus, not a wait for a result
+	return m.SetLink("n0", true)
+}
+
+// ConsoleWait waits for a console line containing substr after line from.
+func (vl *VMLab) ConsoleWait(ctx context.Context, from int, substr string) (string, int, error) {
+	s, i, err := vl.VM.QEMU.Log.WaitFrom(ctx, from, substr)
+	if err != nil {
+		return s, i, fmt.Errorf("VM console: %w", err)
+	}
+	return s, i, nil
+}
