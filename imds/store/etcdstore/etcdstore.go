@@ -1,0 +1,766 @@
+// Package etcdstore is the etcd backend of prewarm-imds's store: a fleet of
+// hosts shares one registry, one config document and one generation counter
+// per instance, and one status history, through an etcd cluster.
+//
+// Every mutation is one etcd transaction that compares the mod revisions of
+// every key it read, so two publishers on two hosts can never both win with
+// the same generation: the loser re-reads and retries (bounded). The key
+// layout is documented in docs/etcd.md so that a control plane can write to
+// etcd directly.
+//
+// Each Store belongs to one host (Config.HostID). Registering through it
+// places the instance on that host; Load returns the instances placed on
+// it; Follow and Watch stream every change under the prefix, made by any
+// host or by a control plane, marking the events of this host's instances
+// as Local.
+package etcdstore
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/prewarm/prewarm/imds/store"
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// DefaultPrefix is the key prefix when Config.Prefix is empty.
+const DefaultPrefix = "/prewarm/"
+
+// Defaults of Config's durations.
+const (
+	DefaultDialTimeout    = 5 * time.Second
+	DefaultRequestTimeout = 5 * time.Second
+	DefaultHealthInterval = 2 * time.Second
+)
+
+// maxAttempts bounds the optimistic retries of one mutation under
+// contention.
+const maxAttempts = 100
+
+// ErrUnavailable means etcd could not be reached or had no quorum; the
+// mutation may or may not have been applied only when the error came back
+// from a transaction already sent (the read-only path never changes
+// anything).
+var ErrUnavailable = errors.New("etcd unavailable")
+
+// UnavailableError wraps the etcd client error of an operation that failed
+// because etcd was unreachable, had no leader or timed out. It matches
+// ErrUnavailable with errors.Is, and callers that must not import this
+// package can test for the Unavailable method.
+type UnavailableError struct {
+	Op  string
+	Err error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("%s: etcd unavailable: %v", e.Op, e.Err)
+}
+
+// Unwrap returns the client error.
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrUnavailable) true.
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+// Unavailable reports true; it lets a caller branch on the error through an
+// interface without importing etcdstore.
+func (e *UnavailableError) Unavailable() bool { return true }
+
+// Config configures a Store.
+type Config struct {
+	// Endpoints are the etcd client URLs (http:// or https://).
+	Endpoints []string
+	// Prefix is the key prefix of the layout; DefaultPrefix when empty. A
+	// missing trailing slash is added.
+	Prefix string
+	// HostID names this host; instances registered through this Store are
+	// placed on it. It must match store IDs' pattern
+	// ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$.
+	HostID string
+
+	// CertFile and KeyFile are a TLS client certificate; CAFile verifies
+	// the servers (system roots when empty). Any of them turns TLS on.
+	CertFile, KeyFile, CAFile string
+	// Username and PasswordFile authenticate with etcd's auth; the
+	// password is read from the file (trailing newline trimmed) so that it
+	// never appears in a command line.
+	Username, PasswordFile string
+
+	// DialTimeout bounds the first connection; DefaultDialTimeout if zero.
+	DialTimeout time.Duration
+	// RequestTimeout bounds each etcd request; DefaultRequestTimeout if
+	// zero.
+	RequestTimeout time.Duration
+	// HealthInterval is how often Follow probes etcd to notice its loss
+	// (a watch alone waits silently); DefaultHealthInterval if zero.
+	HealthInterval time.Duration
+
+	// Logger receives the store's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Store is the etcd Store. It implements store.Store.
+type Store struct {
+	cli    *clientv3.Client
+	prefix string
+	host   string
+	reqTO  time.Duration
+	health time.Duration
+	log    *slog.Logger
+
+	closed   atomic.Bool
+	degraded atomic.Bool
+
+	// Following state: Apply, Delete and AppendStatus wait until the
+	// follower has delivered their revision, so that a caller that feeds
+	// an index from Follow reads its own writes.
+	fmu       sync.Mutex
+	followers int
+	delivered int64
+	wake      chan struct{}
+}
+
+var _ store.Store = (*Store)(nil)
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// Open connects to etcd. It does not wait for etcd to be reachable: the
+// first request does (and fails with ErrUnavailable after the timeouts).
+func Open(cfg Config) (*Store, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("etcd store: no endpoints")
+	}
+	if !idRE.MatchString(cfg.HostID) {
+		return nil, fmt.Errorf("etcd store: host id %q must match %s", cfg.HostID, idRE)
+	}
+	prefix := cfg.Prefix
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = DefaultHealthInterval
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	ccfg := clientv3.Config{
+		Endpoints:            cfg.Endpoints,
+		DialTimeout:          cfg.DialTimeout,
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
+		Logger:               zap.NewNop(),
+		Username:             cfg.Username,
+	}
+	if cfg.CertFile != "" || cfg.KeyFile != "" || cfg.CAFile != "" {
+		tc, err := tlsConfig(cfg.CertFile, cfg.KeyFile, cfg.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		ccfg.TLS = tc
+	}
+	if cfg.PasswordFile != "" {
+		b, err := os.ReadFile(cfg.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd store: read password file: %w", err)
+		}
+		ccfg.Password = strings.TrimRight(string(b), "\r\n")
+		if cfg.Username == "" {
+			return nil, errors.New("etcd store: a password file needs a user name")
+		}
+	}
+	cli, err := clientv3.New(ccfg)
+	if err != nil {
+		return nil, fmt.Errorf("etcd store: connect %v: %w", cfg.Endpoints, err)
+	}
+	return &Store{
+		cli:    cli,
+		prefix: prefix,
+		host:   cfg.HostID,
+		reqTO:  cfg.RequestTimeout,
+		health: cfg.HealthInterval,
+		log:    log,
+		wake:   make(chan struct{}),
+	}, nil
+}
+
+func tlsConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("etcd store: a client certificate needs both a cert and a key file")
+	}
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd store: load client certificate %s: %w", certFile, err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd store: read CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("etcd store: CA file %s holds no PEM certificate", caFile)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}
+
+// HostID returns the host this Store places instances on.
+func (s *Store) HostID() string { return s.host }
+
+// Prefix returns the key prefix, with its trailing slash.
+func (s *Store) Prefix() string { return s.prefix }
+
+// Client returns the etcd client, for tests and tools.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Degraded reports whether the last probe of a running Follow failed.
+func (s *Store) Degraded() bool { return s.degraded.Load() }
+
+// Close implements store.Store.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("close etcd store: %w", err)
+	}
+	return nil
+}
+
+// Keys of the layout (docs/etcd.md).
+func (s *Store) kReg(id string) string  { return s.prefix + "registrations/" + id }
+func (s *Store) kCfg(id string) string  { return s.prefix + "configs/" + id }
+func (s *Store) kGen(id string) string  { return s.prefix + "generations/" + id }
+func (s *Store) kLast(id string) string { return s.prefix + "laststatus/" + id }
+func (s *Store) kSeq(id string) string  { return s.prefix + "statusseq/" + id }
+func (s *Store) kStatusDir(id string) string {
+	return s.prefix + "status/" + id + "/"
+}
+func (s *Store) kStatus(id string, n int64) string {
+	return fmt.Sprintf("%s%020d", s.kStatusDir(id), n)
+}
+func (s *Store) kAddr(a string) string          { return s.prefix + "addresses/" + a }
+func (s *Store) kIface(host, dev string) string { return s.prefix + "interfaces/" + host + "/" + dev }
+
+// regDoc is the value of a registration key.
+type regDoc struct {
+	HostID string `json:"hostId"`
+	store.Registration
+}
+
+// Instance is one instance as the fleet sees it.
+type Instance struct {
+	store.Record
+	// HostID is the host the instance is registered to.
+	HostID string
+	// Local is true when HostID is this Store's host.
+	Local bool
+}
+
+// op wraps an etcd client error: the caller's own cancellation stays
+// itself, everything else is unavailability.
+func (s *Store) op(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("%s: %w", op, ctx.Err())
+	}
+	if s.closed.Load() {
+		return fmt.Errorf("%s: %w", op, store.ErrClosed)
+	}
+	return &UnavailableError{Op: op, Err: err}
+}
+
+func (s *Store) check(op string) error {
+	if s.closed.Load() {
+		return fmt.Errorf("%s: %w", op, store.ErrClosed)
+	}
+	if s.degraded.Load() {
+		return &UnavailableError{Op: op, Err: errors.New("etcd probe failing; serving read-only")}
+	}
+	return nil
+}
+
+// get reads keys in one transaction (one revision). It returns each key's
+// value (nil when absent) and mod revision (0 when absent).
+func (s *Store) get(ctx context.Context, op string, keys ...string) (vals [][]byte, revs []int64, rev int64, err error) {
+	ops := make([]clientv3.Op, len(keys))
+	for i, k := range keys {
+		ops[i] = clientv3.OpGet(k)
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.reqTO)
+	defer cancel()
+	resp, err := s.cli.Txn(rctx).Then(ops...).Commit()
+	if err != nil {
+		return nil, nil, 0, s.op(ctx, op, err)
+	}
+	vals, revs = make([][]byte, len(keys)), make([]int64, len(keys))
+	for i, r := range resp.Responses {
+		if kvs := r.GetResponseRange().GetKvs(); len(kvs) > 0 {
+			vals[i], revs[i] = kvs[0].Value, kvs[0].ModRevision
+		}
+	}
+	return vals, revs, resp.Header.Revision, nil
+}
+
+// commit runs a compare-and-swap transaction. ok is false when a compare
+// failed (someone else wrote in between): the caller re-reads and retries.
+func (s *Store) commit(ctx context.Context, op string, cmps []clientv3.Cmp, ops []clientv3.Op) (ok bool, rev int64, err error) {
+	rctx, cancel := context.WithTimeout(ctx, s.reqTO)
+	defer cancel()
+	resp, err := s.cli.Txn(rctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return false, 0, s.op(ctx, op, err)
+	}
+	return resp.Succeeded, resp.Header.Revision, nil
+}
+
+// backoff waits before retry attempt n: exponential from 1 ms, capped at
+// 100 ms, with full jitter.
+func backoff(ctx context.Context, n int) error {
+	d := time.Millisecond << min(n, 7)
+	d = min(d, 100*time.Millisecond)
+	t := time.NewTimer(rand.N(d) + time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// retry runs try until it commits, fails, or maxAttempts conflicts pass.
+func (s *Store) retry(ctx context.Context, op string, try func() (bool, int64, error)) error {
+	for n := range maxAttempts {
+		ok, rev, err := try()
+		if err != nil {
+			return err
+		}
+		if ok {
+			s.await(ctx, rev)
+			return nil
+		}
+		if err := backoff(ctx, n); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	return &UnavailableError{Op: op, Err: fmt.Errorf("still conflicting after %d attempts", maxAttempts)}
+}
+
+func docGeneration(doc []byte) (int64, error) {
+	if doc == nil {
+		return 0, nil
+	}
+	var g struct {
+		Generation int64 `json:"generation"`
+	}
+	if err := json.Unmarshal(doc, &g); err != nil {
+		return 0, err
+	}
+	return g.Generation, nil
+}
+
+func parseInt(b []byte) int64 {
+	if b == nil {
+		return 0
+	}
+	n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return n
+}
+
+// Apply implements store.Store. Registering places the instance on this
+// Store's host (taking it over from another host if needed); a publish
+// takes the next generation of the instance's counter.
+func (s *Store) Apply(ctx context.Context, id string, c store.Change) (store.Record, error) {
+	op := fmt.Sprintf("apply %q", id)
+	if err := s.check(op); err != nil {
+		return store.Record{}, err
+	}
+	var rec store.Record
+	err := s.retry(ctx, op, func() (bool, int64, error) {
+		var ok bool
+		var rev int64
+		var err error
+		rec, ok, rev, err = s.tryApply(ctx, op, id, c)
+		return ok, rev, err
+	})
+	return rec, err
+}
+
+func (s *Store) tryApply(ctx context.Context, op, id string, c store.Change) (store.Record, bool, int64, error) {
+	rec := store.Record{ID: id}
+	keys := []string{s.kReg(id), s.kCfg(id), s.kGen(id), s.kLast(id)}
+	var newIdx []string
+	if c.Register != nil {
+		for _, a := range c.Register.Addresses {
+			newIdx = append(newIdx, s.kAddr(a))
+		}
+		if d := c.Register.HostInterface; d != "" {
+			newIdx = append(newIdx, s.kIface(s.host, d))
+		}
+		keys = append(keys, newIdx...)
+	}
+	vals, revs, _, err := s.get(ctx, op, keys...)
+	if err != nil {
+		return rec, false, 0, err
+	}
+	var cmps []clientv3.Cmp
+	for i := range 3 {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(keys[i]), "=", revs[i]))
+	}
+	var ops []clientv3.Op
+	var cur *regDoc
+	if vals[0] != nil {
+		cur = &regDoc{}
+		if err := json.Unmarshal(vals[0], cur); err != nil {
+			return rec, false, 0, fmt.Errorf("%s: decode registration: %w", op, err)
+		}
+	}
+	switch {
+	case c.Register != nil:
+		for i, k := range newIdx {
+			v := vals[4+i]
+			if v != nil && string(v) != id {
+				kind, val := "address", strings.TrimPrefix(k, s.prefix+"addresses/")
+				if strings.HasPrefix(k, s.prefix+"interfaces/") {
+					kind, val = "hostInterface", c.Register.HostInterface
+				}
+				return rec, false, 0, &store.ConflictError{Kind: kind, Value: val, Owner: string(v)}
+			}
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", revs[4+i]))
+			ops = append(ops, clientv3.OpPut(k, id))
+		}
+		if cur != nil {
+			// Drop the index keys of the old registration that the new one
+			// does not keep, but only those still pointing at id.
+			var old []string
+			for _, a := range cur.Addresses {
+				old = append(old, s.kAddr(a))
+			}
+			if cur.HostInterface != "" {
+				old = append(old, s.kIface(cur.HostID, cur.HostInterface))
+			}
+			old = slices.DeleteFunc(old, func(k string) bool { return slices.Contains(newIdx, k) })
+			if len(old) > 0 {
+				ovals, orevs, _, err := s.get(ctx, op, old...)
+				if err != nil {
+					return rec, false, 0, err
+				}
+				for i, k := range old {
+					cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", orevs[i]))
+					if string(ovals[i]) == id {
+						ops = append(ops, clientv3.OpDelete(k))
+					}
+				}
+			}
+		}
+		nd := regDoc{HostID: s.host, Registration: *c.Register}
+		b, err := json.Marshal(nd)
+		if err != nil {
+			return rec, false, 0, fmt.Errorf("%s: encode registration: %w", op, err)
+		}
+		ops = append(ops, clientv3.OpPut(keys[0], string(b)))
+		rec.Registration = nd.Registration
+	case cur == nil:
+		return rec, false, 0, store.ErrNotFound
+	default:
+		rec.Registration = cur.Registration
+	}
+	curGen, err := docGeneration(vals[1])
+	if err != nil {
+		return rec, false, 0, fmt.Errorf("%s: decode config: %w", op, err)
+	}
+	rec.Config, rec.Generation = vals[1], curGen
+	if c.Publish != nil {
+		if c.IfMatch != nil && *c.IfMatch != curGen {
+			return rec, false, 0, &store.PreconditionError{Want: *c.IfMatch, Current: curGen}
+		}
+		// A control plane that wrote a config without bumping the counter
+		// still never gets its generation reused.
+		next := max(parseInt(vals[2]), curGen) + 1
+		doc, err := c.Publish(id, next)
+		if err != nil {
+			return rec, false, 0, err
+		}
+		ops = append(ops,
+			clientv3.OpPut(keys[2], strconv.FormatInt(next, 10)),
+			clientv3.OpPut(keys[1], string(doc)))
+		rec.Config, rec.Generation = doc, next
+	}
+	if vals[3] != nil {
+		var r status.Report
+		if err := json.Unmarshal(vals[3], &r); err == nil {
+			rec.LastStatus = &r
+		}
+	}
+	ok, rev, err := s.commit(ctx, op, cmps, ops)
+	return rec, ok, rev, err
+}
+
+// Delete implements store.Store. The generation counter stays.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	op := fmt.Sprintf("delete %q", id)
+	if err := s.check(op); err != nil {
+		return err
+	}
+	return s.retry(ctx, op, func() (bool, int64, error) {
+		keys := []string{s.kReg(id), s.kCfg(id), s.kGen(id)}
+		vals, revs, _, err := s.get(ctx, op, keys...)
+		if err != nil {
+			return false, 0, err
+		}
+		if vals[0] == nil {
+			return false, 0, store.ErrNotFound
+		}
+		var cur regDoc
+		if err := json.Unmarshal(vals[0], &cur); err != nil {
+			return false, 0, fmt.Errorf("%s: decode registration: %w", op, err)
+		}
+		var cmps []clientv3.Cmp
+		for i, k := range keys {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", revs[i]))
+		}
+		ops := []clientv3.Op{
+			clientv3.OpDelete(s.kReg(id)),
+			clientv3.OpDelete(s.kCfg(id)),
+			clientv3.OpDelete(s.kLast(id)),
+			clientv3.OpDelete(s.kSeq(id)),
+			clientv3.OpDelete(s.kStatusDir(id), clientv3.WithPrefix()),
+		}
+		if g, err := docGeneration(vals[1]); err == nil && g > parseInt(vals[2]) {
+			ops = append(ops, clientv3.OpPut(s.kGen(id), strconv.FormatInt(g, 10)))
+		}
+		var idx []string
+		for _, a := range cur.Addresses {
+			idx = append(idx, s.kAddr(a))
+		}
+		if cur.HostInterface != "" {
+			idx = append(idx, s.kIface(cur.HostID, cur.HostInterface))
+		}
+		if len(idx) > 0 {
+			ivals, irevs, _, err := s.get(ctx, op, idx...)
+			if err != nil {
+				return false, 0, err
+			}
+			for i, k := range idx {
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", irevs[i]))
+				if string(ivals[i]) == id {
+					ops = append(ops, clientv3.OpDelete(k))
+				}
+			}
+		}
+		return s.commit(ctx, op, cmps, ops)
+	})
+}
+
+// AppendStatus implements store.Store: the report becomes status number
+// statusseq+1 and the instance's last status; the one MaxStatusHistory
+// older is deleted in the same transaction.
+func (s *Store) AppendStatus(ctx context.Context, id string, r status.Report) error {
+	op := fmt.Sprintf("append status of %q", id)
+	if err := s.check(op); err != nil {
+		return err
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("%s: encode: %w", op, err)
+	}
+	return s.retry(ctx, op, func() (bool, int64, error) {
+		rctx, cancel := context.WithTimeout(ctx, s.reqTO)
+		resp, err := s.cli.Txn(rctx).Then(clientv3.OpGet(s.kReg(id)), clientv3.OpGet(s.kSeq(id))).Commit()
+		cancel()
+		if err != nil {
+			return false, 0, s.op(ctx, op, err)
+		}
+		regKVs := resp.Responses[0].GetResponseRange().GetKvs()
+		if len(regKVs) == 0 {
+			return false, 0, store.ErrNotFound
+		}
+		var seq, seqRev int64
+		if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			seq, seqRev = parseInt(kvs[0].Value), kvs[0].ModRevision
+		}
+		n := seq + 1
+		cmps := []clientv3.Cmp{
+			// Same incarnation of the instance (not deleted and
+			// re-registered in between); publishes do not conflict.
+			clientv3.Compare(clientv3.CreateRevision(s.kReg(id)), "=", regKVs[0].CreateRevision),
+			clientv3.Compare(clientv3.ModRevision(s.kSeq(id)), "=", seqRev),
+		}
+		ops := []clientv3.Op{
+			clientv3.OpPut(s.kStatus(id, n), string(data)),
+			clientv3.OpPut(s.kSeq(id), strconv.FormatInt(n, 10)),
+			clientv3.OpPut(s.kLast(id), string(data)),
+		}
+		if old := n - store.MaxStatusHistory; old > 0 {
+			// Everything at or below old: normally one key, more if a
+			// control plane wrote its own.
+			ops = append(ops, clientv3.OpDelete(s.kStatusDir(id), clientv3.WithRange(s.kStatus(id, old+1))))
+		}
+		return s.commit(ctx, op, cmps, ops)
+	})
+}
+
+// StatusHistory implements store.Store.
+func (s *Store) StatusHistory(ctx context.Context, id string) ([]status.Report, error) {
+	op := fmt.Sprintf("status history of %q", id)
+	if s.closed.Load() {
+		return nil, fmt.Errorf("%s: %w", op, store.ErrClosed)
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.reqTO)
+	defer cancel()
+	resp, err := s.cli.Txn(rctx).Then(
+		clientv3.OpGet(s.kReg(id), clientv3.WithCountOnly()),
+		clientv3.OpGet(s.kStatusDir(id), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)),
+	).Commit()
+	if err != nil {
+		return nil, s.op(ctx, op, err)
+	}
+	if resp.Responses[0].GetResponseRange().GetCount() == 0 {
+		return nil, store.ErrNotFound
+	}
+	out := []status.Report{}
+	for _, kv := range resp.Responses[1].GetResponseRange().GetKvs() {
+		var r status.Report
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			return nil, fmt.Errorf("%s: decode %s: %w", op, kv.Key, err)
+		}
+		out = append(out, r)
+	}
+	// Keep the newest MaxStatusHistory even if a control plane wrote more.
+	if len(out) > store.MaxStatusHistory {
+		out = out[len(out)-store.MaxStatusHistory:]
+	}
+	return out, nil
+}
+
+// Load implements store.Store: the instances registered to this host.
+func (s *Store) Load(ctx context.Context) ([]store.Record, error) {
+	all, _, err := s.Snapshot(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Record
+	for _, in := range all {
+		if in.Local {
+			out = append(out, in.Record)
+		}
+	}
+	return out, nil
+}
+
+// Snapshot reads every instance of the fleet at one revision: rev when it
+// is positive (an etcd error wrapping rpctypes.ErrCompacted if it is
+// compacted), else the current one, which it returns.
+func (s *Store) Snapshot(ctx context.Context, rev int64) ([]Instance, int64, error) {
+	m, rev, err := s.snapshot(ctx, rev)
+	if err != nil {
+		return nil, 0, err
+	}
+	return m.instances(s.host), rev, nil
+}
+
+func (s *Store) snapshot(ctx context.Context, rev int64) (*mirror, int64, error) {
+	op := "load store"
+	if s.closed.Load() {
+		return nil, 0, fmt.Errorf("%s: %w", op, store.ErrClosed)
+	}
+	if rev <= 0 {
+		// Learn the current revision; the three ranges then read at it.
+		rctx, cancel := context.WithTimeout(ctx, s.reqTO)
+		resp, err := s.cli.Get(rctx, s.prefix, clientv3.WithCountOnly())
+		cancel()
+		if err != nil {
+			return nil, 0, s.op(ctx, op, err)
+		}
+		rev = resp.Header.Revision
+	}
+	m := newMirror()
+	for _, dir := range []string{"registrations/", "configs/", "laststatus/"} {
+		rctx, cancel := context.WithTimeout(ctx, s.reqTO)
+		resp, err := s.cli.Get(rctx, s.prefix+dir, clientv3.WithPrefix(), clientv3.WithRev(rev))
+		cancel()
+		if err != nil {
+			if errors.Is(err, rpctypes.ErrCompacted) {
+				return nil, 0, fmt.Errorf("%s at revision %d: %w", op, rev, err)
+			}
+			return nil, 0, s.op(ctx, op, err)
+		}
+		for _, kv := range resp.Kvs {
+			m.put(s, string(kv.Key), kv.Value, s.log)
+		}
+	}
+	return m, rev, nil
+}
+
+// await blocks until a running Follow has delivered revision rev, so that a
+// caller feeding its index from Follow sees its own write when the call
+// returns. It gives up after the request timeout (the write is durable
+// either way).
+func (s *Store) await(ctx context.Context, rev int64) {
+	t := time.NewTimer(s.reqTO)
+	defer t.Stop()
+	for {
+		s.fmu.Lock()
+		if s.followers == 0 || s.delivered >= rev {
+			s.fmu.Unlock()
+			return
+		}
+		w := s.wake
+		s.fmu.Unlock()
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.log.Warn("follower lags behind a write", "revision", rev)
+			return
+		}
+	}
+}
+
+func (s *Store) setDelivered(rev int64) {
+	s.fmu.Lock()
+	if rev > s.delivered {
+		s.delivered = rev
+		close(s.wake)
+		s.wake = make(chan struct{})
+	}
+	s.fmu.Unlock()
+}

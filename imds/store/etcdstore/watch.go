@@ -1,0 +1,460 @@
+package etcdstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// EventType says what an Event carries.
+type EventType int
+
+// Event types.
+const (
+	// EventResync replaces everything known: Instances is the whole fleet
+	// as of Revision. It comes first when following from revision 0, and
+	// again whenever the revision to resume from has been compacted.
+	EventResync EventType = iota + 1
+	// EventChanged: Instance (registration, host, config) changed at
+	// Revision. An instance that moved to another host arrives with
+	// Local false.
+	EventChanged
+	// EventDeleted: instance ID was deleted at Revision.
+	EventDeleted
+	// EventStatus: instance ID reported Status at Revision.
+	EventStatus
+	// EventHealth: etcd became unreachable (Degraded, Err says why) or
+	// reachable again (not Degraded).
+	EventHealth
+)
+
+func (t EventType) String() string {
+	switch t {
+	case EventResync:
+		return "resync"
+	case EventChanged:
+		return "changed"
+	case EventDeleted:
+		return "deleted"
+	case EventStatus:
+		return "status"
+	case EventHealth:
+		return "health"
+	}
+	return fmt.Sprintf("EventType(%d)", int(t))
+}
+
+// Event is one change of the fleet's state.
+type Event struct {
+	Type     EventType
+	Revision int64
+	// ID is the instance of EventChanged, EventDeleted and EventStatus.
+	ID        string
+	Instance  Instance
+	Instances []Instance
+	Status    *status.Report
+	Degraded  bool
+	Err       error
+}
+
+// mirror is the follower's copy of the fleet state, so that every event
+// carries a whole instance.
+type mirror struct {
+	regs map[string]*regDoc
+	cfgs map[string][]byte
+	last map[string]*status.Report
+}
+
+func newMirror() *mirror {
+	return &mirror{regs: map[string]*regDoc{}, cfgs: map[string][]byte{}, last: map[string]*status.Report{}}
+}
+
+// put applies one key's value (nil: deleted). It returns the instance id
+// and which part changed ("registrations", "configs", "laststatus"), or ""
+// for keys that do not describe an instance's state.
+func (m *mirror) put(s *Store, key string, val []byte, log *slog.Logger) (id, kind string) {
+	rest, ok := strings.CutPrefix(key, s.prefix)
+	if !ok {
+		return "", ""
+	}
+	kind, id, ok = strings.Cut(rest, "/")
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return "", ""
+	}
+	switch kind {
+	case "registrations":
+		if val == nil {
+			delete(m.regs, id)
+			return id, kind
+		}
+		var r regDoc
+		if err := json.Unmarshal(val, &r); err != nil {
+			log.Warn("ignoring undecodable registration", "key", key, "err", err)
+			return "", ""
+		}
+		m.regs[id] = &r
+	case "configs":
+		if val == nil {
+			delete(m.cfgs, id)
+		} else {
+			m.cfgs[id] = val
+		}
+	case "laststatus":
+		if val == nil {
+			delete(m.last, id)
+			return "", ""
+		}
+		var r status.Report
+		if err := json.Unmarshal(val, &r); err != nil {
+			log.Warn("ignoring undecodable status", "key", key, "err", err)
+			return "", ""
+		}
+		m.last[id] = &r
+	default:
+		return "", ""
+	}
+	return id, kind
+}
+
+func (m *mirror) instance(id, host string) (Instance, bool) {
+	r := m.regs[id]
+	if r == nil {
+		return Instance{}, false
+	}
+	in := Instance{HostID: r.HostID, Local: r.HostID == host}
+	in.ID = id
+	in.Registration = r.Registration
+	if c := m.cfgs[id]; c != nil {
+		g, err := docGeneration(c)
+		if err == nil {
+			in.Config, in.Generation = c, g
+		}
+	}
+	if l := m.last[id]; l != nil {
+		lc := *l
+		in.LastStatus = &lc
+	}
+	return in, true
+}
+
+func (m *mirror) instances(host string) []Instance {
+	ids := make([]string, 0, len(m.regs))
+	for id := range m.regs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	out := make([]Instance, 0, len(ids))
+	for _, id := range ids {
+		in, _ := m.instance(id, host)
+		out = append(out, in)
+	}
+	return out
+}
+
+// Watch streams the fleet's changes after fromRevision on a channel that
+// is closed when ctx ends. With fromRevision 0 the first event is an
+// EventResync of the current state. The events are those of Follow.
+func (s *Store) Watch(ctx context.Context, fromRevision int64) <-chan Event {
+	ch := make(chan Event)
+	go func() {
+		defer close(ch)
+		s.follow(ctx, fromRevision, false, func(ev Event) {
+			select {
+			case ch <- ev:
+			case <-ctx.Done():
+			}
+		})
+	}()
+	return ch
+}
+
+// Follow calls fn with every change of the fleet after fromRevision, in
+// revision order, until ctx ends; it returns ctx's error. With fromRevision
+// 0 it starts with an EventResync of the current state; with a positive
+// one it resumes from it silently (the caller is known to hold that
+// state), or with an EventResync if it was compacted.
+//
+// fn runs on Follow's goroutine and must not call the Store's mutating
+// methods: while a Follow runs, Apply, Delete and AppendStatus return only
+// once fn has seen their revision (bounded by the request timeout), which
+// lets a caller keep an index fed by fn and still read its own writes.
+//
+// Follow probes etcd every HealthInterval; when a probe fails it sends an
+// EventHealth with Degraded set, the mutating methods fail at once with
+// ErrUnavailable, and when etcd answers again it sends an EventHealth
+// without, resumes the watch from the last revision seen (or resyncs if it
+// was compacted meanwhile). Run at most one Follow per Store.
+func (s *Store) Follow(ctx context.Context, fromRevision int64, fn func(Event)) error {
+	return s.follow(ctx, fromRevision, true, fn)
+}
+
+type follower struct {
+	s       *Store
+	fn      func(Event)
+	barrier bool
+	m       *mirror
+	rev     int64 // last revision delivered
+	bad     bool  // degraded was reported
+}
+
+func (s *Store) follow(ctx context.Context, from int64, barrier bool, fn func(Event)) error {
+	f := &follower{s: s, fn: fn, barrier: barrier}
+	if barrier {
+		s.fmu.Lock()
+		s.followers++
+		s.fmu.Unlock()
+		defer func() {
+			s.fmu.Lock()
+			s.followers--
+			s.fmu.Unlock()
+			s.degraded.Store(false)
+		}()
+	}
+	// Every wait below is a backoff or a channel receive; the loop ends
+	// with ctx.
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		if err := f.start(ctx, from); err != nil {
+			f.unhealthy(err)
+			if backoff(ctx, 8+min(attempt, 2)) != nil {
+				break
+			}
+			continue
+		}
+		break
+	}
+	for attempt := 0; ctx.Err() == nil; {
+		err := f.watch(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if err == nil {
+			attempt = 0
+			continue
+		}
+		f.unhealthy(err)
+		attempt++
+		if backoff(ctx, 8+min(attempt, 2)) != nil {
+			break
+		}
+	}
+	return ctx.Err()
+}
+
+// start loads the state at from (or the current one) into the mirror.
+func (f *follower) start(ctx context.Context, from int64) error {
+	if from > 0 {
+		m, _, err := f.s.snapshot(ctx, from)
+		if err == nil {
+			f.m, f.rev = m, from
+			f.healthy()
+			return nil
+		}
+		if !errors.Is(err, rpctypes.ErrCompacted) {
+			return err
+		}
+		f.s.log.Info("resume revision compacted; resyncing", "revision", from)
+	}
+	return f.resync(ctx)
+}
+
+func (f *follower) resync(ctx context.Context) error {
+	m, rev, err := f.s.snapshot(ctx, 0)
+	if err != nil {
+		return err
+	}
+	f.m, f.rev = m, rev
+	f.healthy()
+	f.emit(Event{Type: EventResync, Revision: rev, Instances: m.instances(f.s.host)})
+	return nil
+}
+
+func (f *follower) emit(ev Event) {
+	f.fn(ev)
+	if f.barrier && ev.Revision > 0 {
+		f.s.setDelivered(ev.Revision)
+	}
+}
+
+func (f *follower) unhealthy(err error) {
+	if f.barrier {
+		f.s.degraded.Store(true)
+	}
+	if !f.bad {
+		f.bad = true
+		f.s.log.Warn("etcd unavailable; serving read-only", "err", err)
+		f.emit(Event{Type: EventHealth, Degraded: true, Err: err})
+	}
+}
+
+func (f *follower) healthy() {
+	if f.barrier {
+		f.s.degraded.Store(false)
+	}
+	if f.bad {
+		f.bad = false
+		f.s.log.Info("etcd reachable again", "revision", f.rev)
+		f.emit(Event{Type: EventHealth})
+	}
+}
+
+// errRestart ends one watch so that it starts again from f.rev.
+var errRestart = errors.New("restart watch")
+
+// watch runs one etcd watch from f.rev+1 with the health probe beside it.
+// It returns nil when the watch should simply be started again (after a
+// resync or a recovery) and an error when etcd failed.
+func (f *follower) watch(ctx context.Context) error {
+	s := f.s
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	// Client.Watch blocks until its stream is up, which never happens
+	// while etcd is down; the probe must keep running meanwhile.
+	opened := make(chan clientv3.WatchChan, 1)
+	go func() {
+		opened <- s.cli.Watch(wctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(f.rev+1))
+	}()
+	var wch clientv3.WatchChan // nil (never ready) until opened
+	tick := time.NewTicker(s.health)
+	defer tick.Stop()
+	probe := make(chan error, 1)
+	probing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case wch = <-opened:
+		case <-tick.C:
+			if !probing {
+				probing = true
+				go func() { probe <- s.probe(ctx) }()
+			}
+		case err := <-probe:
+			probing = false
+			switch {
+			case err != nil && ctx.Err() == nil:
+				f.unhealthy(err)
+			case err == nil && f.bad:
+				// Start over from the last revision seen: the client's
+				// own reconnect may have resumed already, but a fresh
+				// watch also notices a compaction in between.
+				f.healthy()
+				return nil
+			}
+		case resp, ok := <-wch:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("watch channel closed")
+			}
+			if resp.CompactRevision > 0 || errors.Is(resp.Err(), rpctypes.ErrCompacted) {
+				s.log.Info("watch revision compacted; resyncing", "from", f.rev+1, "compacted", resp.CompactRevision)
+				if err := f.resync(ctx); err != nil {
+					return err
+				}
+				return nil
+			}
+			if err := resp.Err(); err != nil {
+				return fmt.Errorf("watch: %w", err)
+			}
+			if resp.Canceled {
+				return errors.New("watch canceled by etcd")
+			}
+			f.apply(resp.Events)
+		}
+	}
+}
+
+// probe is one linearizable read: it fails when etcd is unreachable or has
+// no quorum.
+func (s *Store) probe(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, max(s.health, time.Second))
+	defer cancel()
+	_, err := s.cli.Get(pctx, s.prefix+"health", clientv3.WithCountOnly())
+	return err
+}
+
+// apply folds the events of one watch response into the mirror and emits
+// one event per instance and revision (a transaction that registers and
+// publishes arrives as one EventChanged).
+func (f *follower) apply(evs []*clientv3.Event) {
+	for i := 0; i < len(evs); {
+		rev := evs[i].Kv.ModRevision
+		j := i
+		for j < len(evs) && evs[j].Kv.ModRevision == rev {
+			j++
+		}
+		f.applyRevision(rev, evs[i:j])
+		i = j
+	}
+}
+
+func (f *follower) applyRevision(rev int64, evs []*clientv3.Event) {
+	type touch struct {
+		id            string
+		state, status bool
+	}
+	var order []*touch
+	byID := map[string]*touch{}
+	existed := map[string]bool{}
+	for _, ev := range evs {
+		key := string(ev.Kv.Key)
+		var val []byte
+		if ev.Type == mvccpb.PUT {
+			val = ev.Kv.Value
+		}
+		// Remember presence before this revision's first change of id.
+		if rest, ok := strings.CutPrefix(key, f.s.prefix+"registrations/"); ok {
+			if _, seen := existed[rest]; !seen {
+				existed[rest] = f.m.regs[rest] != nil
+			}
+		}
+		id, kind := f.m.put(f.s, key, val, f.s.log)
+		if id == "" {
+			continue
+		}
+		t := byID[id]
+		if t == nil {
+			t = &touch{id: id}
+			byID[id] = t
+			order = append(order, t)
+		}
+		if kind == "laststatus" {
+			t.status = true
+		} else {
+			t.state = true
+		}
+	}
+	for _, t := range order {
+		in, ok := f.m.instance(t.id, f.s.host)
+		switch {
+		case !ok && existed[t.id]:
+			f.emit(Event{Type: EventDeleted, Revision: rev, ID: t.id})
+		case !ok:
+			// A config or status without a registration: kept in the
+			// mirror, shown once the instance is registered.
+		default:
+			if t.state {
+				f.emit(Event{Type: EventChanged, Revision: rev, ID: t.id, Instance: in})
+			}
+			if t.status && in.LastStatus != nil {
+				f.emit(Event{Type: EventStatus, Revision: rev, ID: t.id, Status: in.LastStatus})
+			}
+		}
+	}
+	f.rev = rev
+	if f.barrier {
+		f.s.setDelivered(rev)
+	}
+}
