@@ -188,8 +188,10 @@ func run(imdsBin, agentBin string, n int, gapMin, gapMax, park time.Duration) er
 	if err != nil {
 		return err
 	}
-	fmt.Printf("parked agent (pid %d): RSS %.1f MB, %d context switches in %v = %.2f wake-ups/s\n",
-		pid, float64(rss)/1024, s2-s1, park, float64(s2-s1)/park.Seconds())
+	fmt.Printf("parked agent (pid %d): RSS %.1f MB (%s), %d context switches in %v = %.2f wake-ups/s\n",
+		pid, float64(rss)/1024, rssParts(pid), s2-s1, park, float64(s2-s1)/park.Seconds())
+	la, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("load average at the end (2 cores, shared): %s", la)
 	return nil
 }
 
@@ -296,4 +298,19 @@ func stop(c *exec.Cmd) {
 		c.Process.Kill()
 		<-done
 	}
+}
+
+// rssParts shows the anonymous and file-backed parts of pid's RSS.
+func rssParts(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "?"
+	}
+	var parts []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && (f[0] == "RssAnon:" || f[0] == "RssFile:") {
+			parts = append(parts, strings.TrimSuffix(f[0], ":")+" "+f[1]+" kB")
+		}
+	}
+	return strings.Join(parts, ", ")
 }

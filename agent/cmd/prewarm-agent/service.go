@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -118,6 +119,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("run: unexpected arguments %q", fs.Args())
 	}
+	tuneMemory()
 	p := &program{flags: f, stderr: stderr}
 	s, err := newService(p, f.args())
 	if err != nil {
@@ -155,4 +157,17 @@ func cmdService(action string, args []string, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// tuneMemory keeps the parked agent small: its live heap is a few hundred
+// KiB, so a tighter GC target and a soft memory limit cost nothing and make
+// the runtime return freed pages to the OS sooner. GOGC and GOMEMLIMIT in
+// the environment win.
+func tuneMemory() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(8 << 20)
+	}
 }
