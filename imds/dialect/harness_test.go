@@ -88,6 +88,9 @@ func (h *host) register(id, addr string, doc *config.Document) *fakeInstance {
 		f.publish(doc)
 	}
 	h.mu.Lock()
+	if h.byAddr == nil {
+		h.byAddr = map[netip.Addr]*fakeInstance{}
+	}
 	h.byAddr[a] = f
 	h.mu.Unlock()
 	return f
@@ -131,8 +134,13 @@ func (h *host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // start serves h on 127.0.0.1 with the ConnContext the server installs.
 func (h *host) start(t *testing.T) *httptest.Server {
 	t.Helper()
+	return h.startWith(t, ConnContext)
+}
+
+func (h *host) startWith(t *testing.T, cc func(context.Context, net.Conn) context.Context) *httptest.Server {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(h)
-	srv.Config.ConnContext = ConnContext
+	srv.Config.ConnContext = cc
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv
