@@ -142,6 +142,12 @@ type Guest struct {
 	Addr1, Addr2 netip.Addr
 	GW1, GW2     netip.Addr
 
+	// A second, static NIC (eth1 in the guest, StaticIf on the host, which
+	// holds StaticGW): no DHCP, for the config's static address and route.
+	StaticIf, StaticMAC string
+	StaticNet           netip.Prefix
+	StaticGW            netip.Addr
+
 	reserved netip.Addr // the address the DHCP reservation names now
 	holder   *Proc
 	pid1     int
@@ -174,6 +180,14 @@ func (l *Lab) AddVeth(i int) *Guest {
 	l.HostNS.IP(t, "link", "add", g.HostIf, "type", "veth", "peer", "name", "eth0", "netns", g.NS.Name)
 	g.NS.IP(t, "link", "set", "eth0", "address", g.MAC)
 	l.hostSide(g)
+	g.StaticIf = fmt.Sprintf("vs%d", i)
+	g.StaticMAC = fmt.Sprintf("52:54:00:78:00:%02x", i)
+	g.StaticNet = netip.MustParsePrefix(fmt.Sprintf("192.168.%d.0/24", 100+i))
+	g.StaticGW = netip.MustParseAddr(fmt.Sprintf("192.168.%d.254", 100+i))
+	l.HostNS.IP(t, "link", "add", g.StaticIf, "type", "veth", "peer", "name", "eth1", "netns", g.NS.Name)
+	g.NS.IP(t, "link", "set", "eth1", "address", g.StaticMAC)
+	l.HostNS.IP(t, "addr", "add", g.StaticGW.String()+"/24", "dev", g.StaticIf)
+	l.HostNS.IP(t, "link", "set", g.StaticIf, "up")
 	l.Guests = append(l.Guests, g)
 	return g
 }
@@ -461,13 +475,19 @@ func (g *Guest) Register(ctx context.Context) {
 // (a gateway address on the host end, a new DHCP reservation, dnsmasq
 // re-reading it). The guest learns of it by a link bounce or renewDhcp.
 func (g *Guest) Remap(ctx context.Context) error {
+	return g.Reserve(ctx, g.Addr2, g.GW2)
+}
+
+// Reserve points the guest's DHCP reservation at addr (gateway gw, which
+// the host end gets as an address) and waits until dnsmasq re-read it.
+func (g *Guest) Reserve(ctx context.Context, addr, gw netip.Addr) error {
 	l := g.Lab
 	l.hostsMu.Lock()
 	defer l.hostsMu.Unlock()
-	if _, err := run(ctx, "ip", "-n", l.HostNS.Name, "addr", "replace", g.GW2.String()+"/24", "dev", g.HostIf); err != nil {
+	if _, err := run(ctx, "ip", "-n", l.HostNS.Name, "addr", "replace", gw.String()+"/24", "dev", g.HostIf); err != nil {
 		return err
 	}
-	g.reserved = g.Addr2
+	g.reserved = addr
 	from := l.Dnsmasq.Log.Len()
 	l.writeHosts()
 	if err := l.Dnsmasq.Signal(syscall.SIGHUP); err != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,12 +18,14 @@ import (
 	"github.com/prewarm/prewarm/shared/status"
 )
 
-// Addresses and routes of the final config's static network part.
-const (
-	staticAddr  = "192.168.77.5/24"
-	staticRoute = "10.99.0.0/16"
-	staticVia   = "192.168.77.254"
-)
+// staticRoute is the final config's static route, via the host end of the
+// guest's static NIC.
+const staticRoute = "10.99.0.0/16"
+
+// staticAddr is the final config's address on the guest's static NIC.
+func staticAddr(g *Guest) string {
+	return netip.PrefixFrom(g.StaticNet.Addr().Next().Next().Next().Next().Next(), 24).String()
+}
 
 // scenarioKeys are the SSH keys of the scenario's users.
 type scenarioKeys struct{ alice1, alice2, bob string }
@@ -35,8 +38,10 @@ func partialDoc() Doc {
 	return Doc{"partial": true, "hostname": "pool-standby-1"}
 }
 
-// finalDoc is step 3's document: hostname, timezone, two users, a static
-// secondary address and a route on the DHCP-managed NIC.
+// finalDoc is step 3's document: hostname, timezone, two users, and the
+// network: eth0 left to DHCP, eth1 (the static NIC) given an address and
+// a route. (linux/network ignores addresses and routes of a dhcp4 NIC, so
+// the static address lives on the second NIC.)
 func finalDoc(g *Guest, k scenarioKeys, hostname string, aliceKeys ...string) Doc {
 	return Doc{
 		"hostname": hostname,
@@ -47,11 +52,14 @@ func finalDoc(g *Guest, k scenarioKeys, hostname string, aliceKeys ...string) Do
 			{"name": "bob", "groups": []string{"webadmins"}, "sudo": "password", "shell": "/bin/sh",
 				"sshAuthorizedKeys": []string{k.bob}, "password": TestPassword},
 		},
-		"network": Doc{"interfaces": []Doc{{
-			"mac": g.MAC, "dhcp4": true,
-			"addresses": []string{staticAddr},
-			"routes":    []Doc{{"to": staticRoute, "via": staticVia}},
-		}}},
+		"network": Doc{"interfaces": []Doc{
+			{"mac": g.MAC, "dhcp4": true},
+			{
+				"mac":       strings.ToUpper(g.StaticMAC), // matched case-insensitively
+				"addresses": []string{staticAddr(g)},
+				"routes":    []Doc{{"to": staticRoute, "via": g.StaticGW.String()}},
+			},
+		}},
 	}
 }
 
@@ -231,16 +239,19 @@ func checkFinal(t *testing.T, g *Guest, k scenarioKeys, hostname string, aliceKe
 	checkSudoers(t, g)
 	checkKeys(t, g, "alice", aliceKeys, k)
 	checkKeys(t, g, "bob", []string{k.bob}, k)
-	// Network: the static secondary address and the route, next to the
-	// DHCP address of the claim.
-	addrs := g.MustExec("ip", "-4", "-o", "addr", "show", "dev", "eth0")
-	for _, want := range []string{staticAddr, g.Addr2.String() + "/24"} {
-		if !strings.Contains(addrs, " "+want+" ") {
-			t.Errorf("eth0 lacks %s:\n%s", want, addrs)
-		}
+	// Network: the DHCP address of the claim on eth0, the static address
+	// and route on eth1, and the route's gateway answering.
+	if addrs := g.MustExec("ip", "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(addrs, " "+g.Addr2.String()+"/24 ") {
+		t.Errorf("eth0 lacks %s:\n%s", g.Addr2, addrs)
 	}
-	if r := g.MustExec("ip", "-4", "route", "show", staticRoute); !strings.Contains(r, "via "+staticVia) {
+	if addrs := g.MustExec("ip", "-4", "-o", "addr", "show", "dev", "eth1"); !strings.Contains(addrs, " "+staticAddr(g)+" ") {
+		t.Errorf("eth1 lacks %s:\n%s", staticAddr(g), addrs)
+	}
+	if r := g.MustExec("ip", "-4", "route", "show", staticRoute); !strings.Contains(r, "via "+g.StaticGW.String()) {
 		t.Errorf("route %s: %q", staticRoute, r)
+	}
+	if r := g.MustExec("ip", "-4", "route", "get", "10.99.1.1"); !strings.Contains(r, "dev eth1") {
+		t.Errorf("route to 10.99.1.1: %q", r)
 	}
 }
 

@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prewarm/prewarm/shared/status"
 )
 
 // TestVMHarness boots the VM with a trivial init (no agent): DHCP through
@@ -47,4 +51,115 @@ func carrierChanges(line string) int {
 	s := line[strings.Index(line, "carrier_changes=")+len("carrier_changes="):]
 	n, _ := strconv.Atoi(strings.Fields(s)[0])
 	return n
+}
+
+// TestVM is the reduced VM scenario, run by default (CI) when QEMU is
+// installed: the pool's placeholder is published before the VM boots; the
+// agent in the VM reports partial-ready; the claim re-maps the reservation
+// and bounces the NIC with the short bounce of HARNESS.md (no DOWN reaches
+// the guest), which must still renew DHCP; the final config provisions it.
+func TestVM(t *testing.T) {
+	RequireVM(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	tm := NewTimings(t, "VM (QEMU TCG): go test -count=1 -run 'TestVM$' -v ./e2e/")
+	var gen1 int64
+	vl := StartVMLab(t, ctx, true, func(vl *VMLab) {
+		gen1 = vl.Publish(ctx, vl.NIC0.ID, Doc{"partial": true, "hostname": "pool-vm-standby"})
+	})
+	rep := vl.Watch(vl.NIC0.ID)
+	a := awaitSettled(t, ctx, rep, gen1, status.StatePartialReady)
+	tm.Add("boot: QEMU start → partial-ready", a.At.Sub(vl.Boot))
+
+	vmClaim(t, ctx, tm, vl, rep, vl.NIC0.Addr2, vl.NIC0.GW2, "claim: short bounce (set_link on) → dhcp-renewed")
+
+	t0 := time.Now()
+	gen2 := vl.Publish(ctx, vl.NIC0.ID, Doc{"hostname": "vm-web-01", "timezone": "Europe/Berlin"})
+	a = awaitSettled(t, ctx, rep, gen2, status.StateProvisioned)
+	tm.Add("final: publish → provisioned", a.At.Sub(t0))
+	for _, s := range a.Steps {
+		if !s.OK {
+			t.Errorf("step %s not ok: %s", s.Name, s.Error)
+		}
+	}
+}
+
+// vmClaim re-maps the VM's eth0 to addr and short-bounces it; the agent
+// must renew and report addr.
+func vmClaim(t *testing.T, ctx context.Context, tm *Timings, vl *VMLab, rep *Reports, addr, gw netip.Addr, name string) {
+	t.Helper()
+	if err := vl.NIC0.Reserve(ctx, addr, gw); err != nil {
+		t.Fatal(err)
+	}
+	from := vl.VM.QEMU.Log.Len()
+	up, err := vl.ShortBounce(300 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := rep.WaitFor(ctx, "dhcp-renewed with "+addr.String(), Renewed(addr.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm.Add(name, a.At.Sub(up))
+	// What the agent saw of the bounce, for the record.
+	for _, line := range vl.VM.QEMU.Log.Lines()[from:] {
+		if strings.Contains(line, "eth0") && (strings.Contains(line, "carrier") || strings.Contains(line, "link")) {
+			t.Logf("  agent: %s", line)
+		}
+	}
+}
+
+// TestVMFull is the long VM test (PREWARM_E2E_VM=full, make e2e-vm): five
+// short-bounce claims back and forth between the two networks, a slow
+// bounce after a quiet second, and a renewDhcp-triggered renewal.
+func TestVMFull(t *testing.T) {
+	RequireVM(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	tm := NewTimings(t, "VM full (QEMU TCG): PREWARM_E2E_VM=full go test -count=1 -run 'TestVMFull$' -v ./e2e/")
+	var gen1 int64
+	vl := StartVMLab(t, ctx, true, func(vl *VMLab) {
+		gen1 = vl.Publish(ctx, vl.NIC0.ID, Doc{"partial": true, "hostname": "pool-vm-standby"})
+	})
+	rep := vl.Watch(vl.NIC0.ID)
+	a := awaitSettled(t, ctx, rep, gen1, status.StatePartialReady)
+	tm.Add("boot: QEMU start → partial-ready", a.At.Sub(vl.Boot))
+	n := vl.NIC0
+	for i := 1; i <= 5; i++ {
+		addr, gw := n.Addr2, n.GW2
+		if i%2 == 0 {
+			addr, gw = n.Addr1, n.GW1
+		}
+		vmClaim(t, ctx, tm, vl, rep, addr, gw, fmt.Sprintf("short bounce %d → dhcp-renewed", i))
+	}
+	// A slow bounce after a quiet link: DOWN then UP reach the guest.
+	if err := n.Reserve(ctx, n.Addr2, n.GW2); err != nil {
+		t.Fatal(err)
+	}
+	if extra := rep.Quiet(ctx, 1500*time.Millisecond); len(extra) > 0 {
+		t.Logf("reports while the link was quiet: %v", extra)
+	}
+	if _, err := vl.VM.Monitor.SetLink("n0", false); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the bounce's length
+	up, err := vl.VM.Monitor.SetLink("n0", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err = rep.WaitFor(ctx, "dhcp-renewed after a slow bounce", Renewed(n.Addr2.String())); err != nil {
+		t.Fatal(err)
+	}
+	tm.Add("slow bounce (1.5 s off) → dhcp-renewed", a.At.Sub(up))
+	// renewDhcp: the host's other way to say "renew".
+	if err := n.Reserve(ctx, n.Addr1, n.GW1); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	gen2 := vl.Publish(ctx, n.ID, Doc{"partial": true, "hostname": "pool-vm-standby", "network": Doc{"renewDhcp": 1}})
+	if a, err = rep.WaitFor(ctx, "dhcp-renewed by renewDhcp", Renewed(n.Addr1.String())); err != nil {
+		t.Fatal(err)
+	}
+	tm.Add("renewDhcp publish → dhcp-renewed", a.At.Sub(t0))
+	awaitSettled(t, ctx, rep, gen2, status.StatePartialReady)
 }
