@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -55,7 +54,6 @@ error:       users: boom
 
 // lineWriter hands each write to a channel, so the test waits on output.
 type lineWriter struct {
-	mu sync.Mutex
 	ch chan string
 }
 

@@ -87,6 +87,9 @@ ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}
 {{if Restart}}Restart={{Restart}}
 {{end}}RestartSec=5
 TimeoutStopSec=15
+# The DHCP client the agent restarts lands in this cgroup: it must outlive
+# an agent restart, or the lease would lapse.
+KillMode=process
 
 [Install]
 WantedBy=multi-user.target
