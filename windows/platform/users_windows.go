@@ -70,7 +70,7 @@ func (m *userManager) ApplyUsers(ctx context.Context, users []config.User) (agen
 func administratorsGroup() (string, error) {
 	sid, err := windows.CreateWellKnownSid(windows.WinBuiltinAdministratorsSid)
 	if err != nil {
-		return "", fmt.Errorf("Administrators SID: %w", err)
+		return "", fmt.Errorf("SID of the Administrators group: %w", err)
 	}
 	name, _, _, err := sid.LookupAccount("")
 	if err != nil {

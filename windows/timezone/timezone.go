@@ -12,9 +12,6 @@ import (
 	"github.com/prewarm/prewarm/windows/tzmap"
 )
 
-// dstOff is the suffix tzutil gives a zone whose daylight saving is off.
-const dstOff = "_dstoff"
-
 // Setter implements agent.TimezoneSetter with tzutil.
 type Setter struct {
 	Runner run.Runner
@@ -41,7 +38,8 @@ func (s Setter) ApplyTimezone(ctx context.Context, zone string) (agent.StepResul
 	if strings.TrimSpace(string(out)) == id {
 		return res.StepResult(), nil
 	}
-	// A current zone with daylight saving off ("..._dstoff") differs too:
+	// A current zone with daylight saving off (tzutil prints it with the
+	// suffix "_dstoff") differs too:
 	// setting the plain ID turns daylight saving back on, as the zone has it.
 	if _, err := s.Runner.Run(ctx, run.Cmd{Path: tzutil, Args: []string{"/s", id}}); err != nil {
 		return res.StepResult(), fmt.Errorf("set timezone %q (%s): %w", zone, id, err)
