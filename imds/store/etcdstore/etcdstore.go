@@ -69,6 +69,8 @@ var ErrUnavailable = errors.New("etcd unavailable")
 type UnavailableError struct {
 	Op  string
 	Err error
+
+	sent bool // a transaction was sent: it may have been applied
 }
 
 func (e *UnavailableError) Error() string {
@@ -267,6 +269,7 @@ func (s *Store) kCfg(id string) string  { return s.prefix + "configs/" + id }
 func (s *Store) kGen(id string) string  { return s.prefix + "generations/" + id }
 func (s *Store) kLast(id string) string { return s.prefix + "laststatus/" + id }
 func (s *Store) kSeq(id string) string  { return s.prefix + "statusseq/" + id }
+func (s *Store) kMark(id string) string { return s.prefix + "writemarks/" + id }
 func (s *Store) kStatusDir(id string) string {
 	return s.prefix + "status/" + id + "/"
 }
@@ -345,7 +348,11 @@ func (s *Store) commit(ctx context.Context, op string, cmps []clientv3.Cmp, ops 
 	defer cancel()
 	resp, err := s.cli.Txn(rctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
-		return false, 0, s.op(ctx, op, err)
+		err = s.op(ctx, op, err)
+		if ue, ok := err.(*UnavailableError); ok {
+			ue.sent = true
+		}
+		return false, 0, err
 	}
 	return resp.Succeeded, resp.Header.Revision, nil
 }
@@ -365,14 +372,27 @@ func backoff(ctx context.Context, n int) error {
 	}
 }
 
-// retry runs try until it commits, fails, or maxAttempts conflicts pass.
-func (s *Store) retry(ctx context.Context, op string, try func() (bool, int64, error)) error {
+// retry runs try until it commits, fails for good, or maxAttempts pass.
+// A conflict (ok false) re-reads at once after a short backoff. An
+// unavailable etcd (a member down, a leader election) is retried for up to
+// two request timeouts; uncertain is true on the attempts after a
+// transaction that was sent but not answered, so that try can first check
+// whether it landed and not apply the change twice.
+func (s *Store) retry(ctx context.Context, op string, try func(uncertain bool) (bool, int64, error)) error {
+	deadline := time.Now().Add(2 * s.reqTO)
+	uncertain := false
 	for n := range maxAttempts {
-		ok, rev, err := try()
+		ok, rev, err := try(uncertain)
 		if err != nil {
-			return err
-		}
-		if ok {
+			var ue *UnavailableError
+			if !errors.As(err, &ue) || s.closed.Load() || time.Now().After(deadline) {
+				return err
+			}
+			if ue.sent {
+				uncertain = true
+			}
+			s.log.Debug("retrying", "op", op, "err", err)
+		} else if ok {
 			s.await(ctx, rev)
 			return nil
 		}
@@ -413,19 +433,34 @@ func (s *Store) Apply(ctx context.Context, id string, c store.Change) (store.Rec
 		return store.Record{}, err
 	}
 	var rec store.Record
-	err := s.retry(ctx, op, func() (bool, int64, error) {
+	var tried []string // write marks of the attempts sent
+	err := s.retry(ctx, op, func(uncertain bool) (bool, int64, error) {
 		var ok bool
 		var rev int64
 		var err error
-		rec, ok, rev, err = s.tryApply(ctx, op, id, c)
+		var mark string
+		if !uncertain {
+			tried = tried[:0]
+		}
+		rec, ok, rev, mark, err = s.tryApply(ctx, op, id, c, tried)
+		tried = append(tried, mark)
 		return ok, rev, err
 	})
 	return rec, err
 }
 
-func (s *Store) tryApply(ctx context.Context, op, id string, c store.Change) (store.Record, bool, int64, error) {
+// newMark returns a value unique to one write attempt.
+func (s *Store) newMark() string {
+	return fmt.Sprintf("%s/%016x%016x", s.host, rand.Uint64(), rand.Uint64())
+}
+
+// tryApply makes one attempt at c with a fresh write mark. tried holds
+// the marks of earlier attempts whose outcome is unknown: finding one of
+// them on the instance means that attempt landed and the change is done.
+func (s *Store) tryApply(ctx context.Context, op, id string, c store.Change, tried []string) (store.Record, bool, int64, string, error) {
 	rec := store.Record{ID: id}
-	keys := []string{s.kReg(id), s.kCfg(id), s.kGen(id), s.kLast(id)}
+	mark := s.newMark()
+	keys := []string{s.kReg(id), s.kCfg(id), s.kGen(id), s.kLast(id), s.kMark(id)}
 	var newIdx []string
 	if c.Register != nil {
 		for _, a := range c.Register.Addresses {
@@ -438,32 +473,39 @@ func (s *Store) tryApply(ctx context.Context, op, id string, c store.Change) (st
 	}
 	vals, revs, _, err := s.get(ctx, op, keys...)
 	if err != nil {
-		return rec, false, 0, err
+		return rec, false, 0, mark, err
 	}
 	var cmps []clientv3.Cmp
 	for i := range 3 {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(keys[i]), "=", revs[i]))
 	}
-	var ops []clientv3.Op
+	ops := []clientv3.Op{clientv3.OpPut(keys[4], mark)}
 	var cur *regDoc
 	if vals[0] != nil {
 		cur = &regDoc{}
 		if err := json.Unmarshal(vals[0], cur); err != nil {
-			return rec, false, 0, fmt.Errorf("%s: decode registration: %w", op, err)
+			return rec, false, 0, mark, fmt.Errorf("%s: decode registration: %w", op, err)
 		}
+	}
+	if vals[4] != nil && cur != nil && slices.Contains(tried, string(vals[4])) {
+		// An earlier attempt landed although its answer was lost.
+		rec.Registration = cur.Registration
+		rec.Config = vals[1]
+		rec.Generation, _ = docGeneration(vals[1])
+		return rec, true, revs[4], mark, nil
 	}
 	switch {
 	case c.Register != nil:
 		for i, k := range newIdx {
-			v := vals[4+i]
+			v := vals[5+i]
 			if v != nil && string(v) != id {
 				kind, val := "address", strings.TrimPrefix(k, s.prefix+"addresses/")
 				if strings.HasPrefix(k, s.prefix+"interfaces/") {
 					kind, val = "hostInterface", c.Register.HostInterface
 				}
-				return rec, false, 0, &store.ConflictError{Kind: kind, Value: val, Owner: string(v)}
+				return rec, false, 0, mark, &store.ConflictError{Kind: kind, Value: val, Owner: string(v)}
 			}
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", revs[4+i]))
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", revs[5+i]))
 			ops = append(ops, clientv3.OpPut(k, id))
 		}
 		if cur != nil {
@@ -480,7 +522,7 @@ func (s *Store) tryApply(ctx context.Context, op, id string, c store.Change) (st
 			if len(old) > 0 {
 				ovals, orevs, _, err := s.get(ctx, op, old...)
 				if err != nil {
-					return rec, false, 0, err
+					return rec, false, 0, mark, err
 				}
 				for i, k := range old {
 					cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", orevs[i]))
@@ -493,30 +535,30 @@ func (s *Store) tryApply(ctx context.Context, op, id string, c store.Change) (st
 		nd := regDoc{HostID: s.host, Registration: *c.Register}
 		b, err := json.Marshal(nd)
 		if err != nil {
-			return rec, false, 0, fmt.Errorf("%s: encode registration: %w", op, err)
+			return rec, false, 0, mark, fmt.Errorf("%s: encode registration: %w", op, err)
 		}
 		ops = append(ops, clientv3.OpPut(keys[0], string(b)))
 		rec.Registration = nd.Registration
 	case cur == nil:
-		return rec, false, 0, store.ErrNotFound
+		return rec, false, 0, mark, store.ErrNotFound
 	default:
 		rec.Registration = cur.Registration
 	}
 	curGen, err := docGeneration(vals[1])
 	if err != nil {
-		return rec, false, 0, fmt.Errorf("%s: decode config: %w", op, err)
+		return rec, false, 0, mark, fmt.Errorf("%s: decode config: %w", op, err)
 	}
 	rec.Config, rec.Generation = vals[1], curGen
 	if c.Publish != nil {
 		if c.IfMatch != nil && *c.IfMatch != curGen {
-			return rec, false, 0, &store.PreconditionError{Want: *c.IfMatch, Current: curGen}
+			return rec, false, 0, mark, &store.PreconditionError{Want: *c.IfMatch, Current: curGen}
 		}
 		// A control plane that wrote a config without bumping the counter
 		// still never gets its generation reused.
 		next := max(parseInt(vals[2]), curGen) + 1
 		doc, err := c.Publish(id, next)
 		if err != nil {
-			return rec, false, 0, err
+			return rec, false, 0, mark, err
 		}
 		ops = append(ops,
 			clientv3.OpPut(keys[2], strconv.FormatInt(next, 10)),
@@ -530,7 +572,7 @@ func (s *Store) tryApply(ctx context.Context, op, id string, c store.Change) (st
 		}
 	}
 	ok, rev, err := s.commit(ctx, op, cmps, ops)
-	return rec, ok, rev, err
+	return rec, ok, rev, mark, err
 }
 
 // Delete implements store.Store. The generation counter stays.
@@ -539,13 +581,17 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if err := s.check(op); err != nil {
 		return err
 	}
-	return s.retry(ctx, op, func() (bool, int64, error) {
+	return s.retry(ctx, op, func(uncertain bool) (bool, int64, error) {
 		keys := []string{s.kReg(id), s.kCfg(id), s.kGen(id)}
-		vals, revs, _, err := s.get(ctx, op, keys...)
+		vals, revs, rev, err := s.get(ctx, op, keys...)
 		if err != nil {
 			return false, 0, err
 		}
 		if vals[0] == nil {
+			if uncertain {
+				// The earlier attempt whose answer was lost did it.
+				return true, rev, nil
+			}
 			return false, 0, store.ErrNotFound
 		}
 		var cur regDoc
@@ -561,6 +607,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 			clientv3.OpDelete(s.kCfg(id)),
 			clientv3.OpDelete(s.kLast(id)),
 			clientv3.OpDelete(s.kSeq(id)),
+			clientv3.OpDelete(s.kMark(id)),
 			clientv3.OpDelete(s.kStatusDir(id), clientv3.WithPrefix()),
 		}
 		if g, err := docGeneration(vals[1]); err == nil && g > parseInt(vals[2]) {
@@ -601,9 +648,9 @@ func (s *Store) AppendStatus(ctx context.Context, id string, r status.Report) er
 	if err != nil {
 		return fmt.Errorf("%s: encode: %w", op, err)
 	}
-	return s.retry(ctx, op, func() (bool, int64, error) {
+	return s.retry(ctx, op, func(uncertain bool) (bool, int64, error) {
 		rctx, cancel := context.WithTimeout(ctx, s.reqTO)
-		resp, err := s.cli.Txn(rctx).Then(clientv3.OpGet(s.kReg(id)), clientv3.OpGet(s.kSeq(id))).Commit()
+		resp, err := s.cli.Txn(rctx).Then(clientv3.OpGet(s.kReg(id)), clientv3.OpGet(s.kSeq(id)), clientv3.OpGet(s.kLast(id))).Commit()
 		cancel()
 		if err != nil {
 			return false, 0, s.op(ctx, op, err)
@@ -611,6 +658,11 @@ func (s *Store) AppendStatus(ctx context.Context, id string, r status.Report) er
 		regKVs := resp.Responses[0].GetResponseRange().GetKvs()
 		if len(regKVs) == 0 {
 			return false, 0, store.ErrNotFound
+		}
+		if last := resp.Responses[2].GetResponseRange().GetKvs(); uncertain && len(last) > 0 && string(last[0].Value) == string(data) {
+			// The earlier attempt whose answer was lost landed (a report
+			// carries its seq and time, so equal bytes are this one).
+			return true, last[0].ModRevision, nil
 		}
 		var seq, seqRev int64
 		if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -560,6 +561,133 @@ func TestOpenValidates(t *testing.T) {
 		if s, err := etcdstore.Open(cfg); err == nil {
 			s.Close()
 			t.Errorf("Open(%+v) succeeded", cfg)
+		}
+	}
+}
+
+// TestTLSClientCertificate: etcd requires a client certificate; the store
+// presents the one named by its files, and one without it is refused.
+func TestTLSClientCertificate(t *testing.T) {
+	m, files := etcdtest.StartTLS(t)
+	ctx := context.Background()
+	s, err := etcdstore.Open(etcdstore.Config{
+		Endpoints: []string{m.ClientURL}, HostID: "host-a", Prefix: "/tls",
+		CertFile: files.ClientCert, KeyFile: files.ClientKey, CAFile: files.CA,
+		RequestTimeout: 2 * time.Second, Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rec, err := s.Apply(ctx, "vm-1", store.Change{Register: reg("10.0.0.1"), Publish: stamp("tls")})
+	if err != nil || rec.Generation != 1 {
+		t.Fatalf("publish over TLS: %+v, %v", rec, err)
+	}
+	// Trusting the CA without a client certificate is not enough.
+	bare, err := etcdstore.Open(etcdstore.Config{
+		Endpoints: []string{m.ClientURL}, HostID: "host-b", Prefix: "/tls",
+		CAFile: files.CA, DialTimeout: time.Second, RequestTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	if _, err := bare.Load(ctx); err == nil {
+		t.Fatal("a client without a certificate was served")
+	}
+}
+
+// TestPasswordFile: with etcd's auth on, the store logs in with the
+// password read from its file.
+func TestPasswordFile(t *testing.T) {
+	m := etcdtest.Start(t)
+	ctx := context.Background()
+	admin, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	const pw = "s3cret-pw"
+	for _, step := range []func() error{
+		func() error { _, err := admin.RoleAdd(ctx, "root"); return err },
+		func() error { _, err := admin.UserAdd(ctx, "root", pw); return err },
+		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := admin.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("set up etcd auth: %v", err)
+		}
+	}
+	pwFile := t.TempDir() + "/pw"
+	if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := etcdstore.Open(etcdstore.Config{Endpoints: []string{m.ClientURL}, HostID: "host-a", Username: "root", PasswordFile: pwFile, RequestTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Apply(ctx, "vm-1", store.Change{Register: reg("10.0.0.1")}); err != nil {
+		t.Fatalf("register with a password: %v", err)
+	}
+	wrong := t.TempDir() + "/wrong"
+	os.WriteFile(wrong, []byte("nope"), 0o600)
+	if s, err := etcdstore.Open(etcdstore.Config{Endpoints: []string{m.ClientURL}, HostID: "host-a", Username: "root", PasswordFile: wrong, RequestTimeout: 2 * time.Second}); err == nil {
+		s.Close()
+		t.Fatal("a wrong password was accepted")
+	}
+}
+
+// TestThreeMemberCluster: one member down, publishes keep working; two
+// down, the follower reports degraded and publishes are refused; both
+// back, it recovers and nothing published is lost.
+func TestThreeMemberCluster(t *testing.T) {
+	ms := etcdtest.StartCluster(t, 3)
+	ctx, cancel := context.WithCancel(context.Background())
+	a := open(t, etcdtest.Endpoints(ms), "host-a")
+	b := open(t, etcdtest.Endpoints(ms), "host-b")
+	if _, err := a.Apply(ctx, "vm-1", store.Change{Register: reg("10.0.0.1"), Publish: stamp("1")}); err != nil {
+		t.Fatal(err)
+	}
+	evs := make(chan etcdstore.Event, 1000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Follow(ctx, 0, func(ev etcdstore.Event) { evs <- ev })
+	}()
+	defer func() { cancel(); <-done }()
+
+	ms[0].Stop()
+	for i := 2; i <= 4; i++ {
+		rec, err := a.Apply(ctx, "vm-1", store.Change{Publish: stamp("quorum")})
+		if err != nil || rec.Generation != int64(i) {
+			t.Fatalf("publish with one member down: %+v, %v", rec, err)
+		}
+	}
+	ms[1].Stop()
+	waitHealth(t, evs, true)
+	if _, err := b.Apply(ctx, "vm-1", store.Change{Publish: stamp("no quorum")}); !errors.Is(err, etcdstore.ErrUnavailable) {
+		t.Fatalf("publish without quorum: %v", err)
+	}
+	ms[0].Restart()
+	ms[1].Restart()
+	for _, m := range ms {
+		m.WaitHealthy()
+	}
+	waitHealth(t, evs, false)
+	rec, err := b.Apply(ctx, "vm-1", store.Change{Publish: stamp("back")})
+	if err != nil || rec.Generation != 5 {
+		t.Fatalf("publish after recovery: %+v, %v", rec, err)
+	}
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case ev := <-evs:
+			if ev.Type == etcdstore.EventChanged && ev.Instance.Generation == 5 {
+				return
+			}
+		case <-deadline:
+			t.Fatal("follower did not catch up after the cluster recovered")
 		}
 	}
 }

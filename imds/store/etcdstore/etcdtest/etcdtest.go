@@ -44,6 +44,7 @@ type Member struct {
 	dir     string
 	cluster string // --initial-cluster
 	state   string // --initial-cluster-state of the first start
+	tls     *TLSFiles
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -62,6 +63,23 @@ func Start(t testing.TB) *Member {
 // members once every one is healthy.
 func StartCluster(t testing.TB, n int) []*Member {
 	t.Helper()
+	return startCluster(t, n, nil)
+}
+
+// StartTLS runs a single-member etcd that serves clients over TLS and
+// requires a client certificate signed by the test CA of the returned
+// files.
+func StartTLS(t testing.TB) (*Member, *TLSFiles) {
+	t.Helper()
+	if Binary() == "" {
+		t.Skip("etcd server binary not found (apt-get install etcd-server, or set PREWARM_ETCD); skipping the etcd tests")
+	}
+	files := writeTLSFiles(t, t.TempDir())
+	return startCluster(t, 1, files)[0], files
+}
+
+func startCluster(t testing.TB, n int, tlsFiles *TLSFiles) []*Member {
+	t.Helper()
 	bin := Binary()
 	if bin == "" {
 		t.Skip("etcd server binary not found (apt-get install etcd-server, or set PREWARM_ETCD); skipping the etcd tests")
@@ -70,14 +88,19 @@ func StartCluster(t testing.TB, n int) []*Member {
 	ms := make([]*Member, n)
 	var cluster []string
 	for i := range ms {
+		scheme := "http://"
+		if tlsFiles != nil {
+			scheme = "https://"
+		}
 		m := &Member{
 			Name:      fmt.Sprintf("m%d", i),
-			ClientURL: "http://" + freePort(t),
+			ClientURL: scheme + freePort(t),
 			PeerURL:   "http://" + freePort(t),
 			t:         t,
 			bin:       bin,
 			dir:       filepath.Join(root, fmt.Sprintf("m%d", i)),
 			state:     "new",
+			tls:       tlsFiles,
 		}
 		ms[i] = m
 		cluster = append(cluster, m.Name+"="+m.PeerURL)
@@ -133,6 +156,13 @@ func (m *Member) start() {
 		"--heartbeat-interval", "50",
 		"--election-timeout", "500",
 	}
+	if m.tls != nil {
+		args = append(args,
+			"--cert-file", m.tls.ServerCert,
+			"--key-file", m.tls.ServerKey,
+			"--client-cert-auth",
+			"--trusted-ca-file", m.tls.CA)
+	}
 	cmd := exec.Command(m.bin, args...)
 	var env []string
 	for _, e := range os.Environ() {
@@ -181,6 +211,13 @@ func (m *Member) WaitHealthy() {
 
 func (m *Member) waitHealthy(limit time.Duration) error {
 	c := &http.Client{Timeout: time.Second}
+	if m.tls != nil {
+		tc, err := m.tls.ClientConfig()
+		if err != nil {
+			return err
+		}
+		c.Transport = &http.Transport{TLSClientConfig: tc}
+	}
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		m.mu.Lock()
