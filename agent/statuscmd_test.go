@@ -121,3 +121,24 @@ func TestFollowStatus(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestStatusLogRotation(t *testing.T) {
+	defer func(n int64) { maxLogBytes = n }(maxLogBytes)
+	maxLogBytes = 300
+	dir := t.TempDir()
+	sl, err := newStatusLog(dir, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 10; i++ {
+		if err := sl.write(&status.Report{Seq: i, Time: status.Time{Time: time.Now()}, State: status.StateWaiting}); err != nil {
+			t.Fatal(err)
+		}
+		if got := sl.lastSeq(); got != i {
+			t.Fatalf("lastSeq after %d = %d", i, got)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, StatusLogFile+".1")); err != nil {
+		t.Errorf("no rotated file: %v", err)
+	}
+}

@@ -18,6 +18,10 @@ const (
 	StatusCurrentFile = "status.json"  // in the run dir, the latest report
 )
 
+// maxLogBytes is the size past which the status log is rotated to
+// status.jsonl.1 (one previous file is kept).
+var maxLogBytes int64 = 8 << 20
+
 // statusLog writes the tenant's status log: every report appended as one
 // line to the JSONL file (0644) and the latest alone in the current file.
 type statusLog struct {
@@ -41,6 +45,12 @@ func (l *statusLog) write(r *status.Report) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("status log: %w", err)
+	}
+	if fi, err := os.Stat(l.logPath); err == nil && fi.Size() >= maxLogBytes {
+		// Keep one previous file; `status --follow` follows the rename.
+		if err := os.Rename(l.logPath, l.logPath+".1"); err != nil {
+			return fmt.Errorf("rotate status log: %w", err)
+		}
 	}
 	f, err := os.OpenFile(l.logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
@@ -66,7 +76,14 @@ func (l *statusLog) write(r *status.Report) error {
 // lastSeq returns the seq of the last complete line of the log (0 if
 // none), so a start can log the queued reports a crash kept out of it.
 func (l *statusLog) lastSeq() uint64 {
-	f, err := os.Open(l.logPath)
+	if n := lastSeqIn(l.logPath); n > 0 {
+		return n
+	}
+	return lastSeqIn(l.logPath + ".1") // rotated just before a crash
+}
+
+func lastSeqIn(path string) uint64 {
+	f, err := os.Open(path)
 	if err != nil {
 		return 0
 	}
