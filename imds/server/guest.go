@@ -189,9 +189,8 @@ func (s *Server) guestConfig(w http.ResponseWriter, r *http.Request, inst *insta
 		}
 		hasINM = true
 	}
-	fresh := func(sn *snapshot) bool {
-		return sn.doc != nil && (!hasINM || (!any && sn.generation != have))
-	}
+	cond := pollCond{have: have, hasINM: hasINM, any: any}
+	fresh := cond.fresh
 	sn := inst.cur.Load()
 	if !p.wait {
 		switch {
@@ -210,11 +209,13 @@ func (s *Server) guestConfig(w http.ResponseWriter, r *http.Request, inst *insta
 		writeDoc(w, sn)
 		return
 	}
+	if s.parkHijacked(w, r, inst, cond, p.timeout) {
+		return
+	}
 	timer := time.NewTimer(p.timeout)
 	defer timer.Stop()
-	g := s.m.parked.WithLabelValues("guest")
-	g.Inc()
-	defer g.Dec()
+	s.m.parkedGuest.Inc()
+	defer s.m.parkedGuest.Dec()
 	for {
 		if sn.deleted {
 			writeError(w, http.StatusNotFound, "unknown instance")

@@ -17,6 +17,7 @@ import (
 type metrics struct {
 	requests    *prometheus.CounterVec
 	parked      *prometheus.GaugeVec
+	parkedGuest prometheus.Gauge
 	publishes   prometheus.Counter
 	rejects     *prometheus.CounterVec
 	rateLimited prometheus.Counter
@@ -80,6 +81,7 @@ func newMetrics(reg prometheus.Registerer, gat prometheus.Gatherer, s *Server) (
 			return nil, err
 		}
 	}
+	m.parkedGuest = m.parked.WithLabelValues("guest")
 	m.handler = promhttp.HandlerFor(gat, promhttp.HandlerOpts{})
 	return m, nil
 }

@@ -63,7 +63,8 @@ func writeErr(w http.ResponseWriter, err error) {
 // recoverer.
 type statusWriter struct {
 	http.ResponseWriter
-	code int
+	code     int
+	hijacked bool // a parked long-poll; its answer is counted when written
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -97,6 +98,9 @@ func (s *Server) recoverer(api string, h http.Handler) http.Handler {
 				if sw.code == 0 {
 					writeError(sw, http.StatusInternalServerError, "internal error")
 				}
+			}
+			if sw.hijacked {
+				return
 			}
 			code := sw.code
 			if code == 0 {

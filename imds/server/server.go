@@ -119,6 +119,11 @@ type instance struct {
 	statusMu   sync.Mutex
 	lastStatus *status.Report
 	statusWake chan struct{} // closed and replaced when a report arrives
+
+	// polls are the hijacked long-polls parked on this instance (see
+	// longpoll.go); they hold no goroutine.
+	pollMu sync.Mutex
+	polls  map[*parkedPoll]struct{}
 }
 
 // snapshot is one immutable view of an instance: its registration and its
@@ -227,13 +232,13 @@ func etag(gen int64) string { return fmt.Sprintf("%q", fmt.Sprint(gen)) }
 
 // index installs rec in the in-memory registry, replacing what was there.
 // Callers hold writeMu (or are New).
-func (s *Server) index(rec store.Record) {
+func (s *Server) index(rec store.Record) *instance {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	inst := s.byID[rec.ID]
 	var old *snapshot
 	if inst == nil {
-		inst = &instance{id: rec.ID, statusWake: make(chan struct{}), lastStatus: rec.LastStatus}
+		inst = &instance{id: rec.ID, statusWake: make(chan struct{}), lastStatus: rec.LastStatus, polls: map[*parkedPoll]struct{}{}}
 		if s.opts.Rate > 0 {
 			inst.limiter = rate.NewLimiter(rate.Limit(s.opts.Rate), s.opts.Burst)
 		}
@@ -261,15 +266,16 @@ func (s *Server) index(rec store.Record) {
 	if old != nil {
 		close(old.changed)
 	}
+	return inst
 }
 
 // unindex removes id from the in-memory registry and wakes its waiters.
-func (s *Server) unindex(id string) {
+func (s *Server) unindex(id string) *instance {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	inst := s.byID[id]
 	if inst == nil {
-		return
+		return nil
 	}
 	delete(s.byID, id)
 	old := inst.cur.Load()
@@ -289,6 +295,7 @@ func (s *Server) unindex(id string) {
 	close(inst.statusWake)
 	inst.statusWake = make(chan struct{})
 	inst.statusMu.Unlock()
+	return inst
 }
 
 // lookup finds the instance a guest request belongs to: by the host
@@ -492,7 +499,7 @@ func (s *Server) apply(ctx context.Context, id string, c store.Change) (store.Re
 	if err != nil {
 		return rec, false, storeError(id, err)
 	}
-	s.index(rec)
+	s.wake(s.index(rec))
 	if c.Publish != nil {
 		s.m.publishes.Inc()
 		s.log.Info("config published", "instance", id, "generation", rec.Generation)
@@ -513,7 +520,9 @@ func (s *Server) Delete(ctx context.Context, id string) error {
 	if err := s.st.Delete(ctx, id); err != nil {
 		return storeError(id, err)
 	}
-	s.unindex(id)
+	if inst := s.unindex(id); inst != nil {
+		s.wake(inst)
+	}
 	s.log.Info("instance deleted", "instance", id)
 	return nil
 }
@@ -664,6 +673,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.log.Info("shutting down")
+	s.drainPolls()
 	if s.pd != nil {
 		s.pd.stop()
 	}

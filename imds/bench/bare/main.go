@@ -1,0 +1,44 @@
+// Command bare is the benchmark's yardstick: a bare net/http handler that
+// serves the same bytes and headers the IMDS answers GET
+// /metadata/v1/config with, so that the ratio of the two rates shows what
+// the IMDS's own work (identity, header rules, metrics) costs.
+//
+//	bare -listen 127.0.0.1:18081 -copy-from http://127.0.0.1:18080/metadata/v1/config
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"strconv"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:18081", "address to serve on")
+	from := flag.String("copy-from", "", "URL of the IMDS config to copy (fetched once with Metadata: true)")
+	flag.Parse()
+	req, err := http.NewRequest("GET", *from, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	req.Header.Set("Metadata", "true")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		log.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		log.Fatalf("copy %s: %d %v", *from, resp.StatusCode, err)
+	}
+	ct, etag, length := []string{resp.Header.Get("Content-Type")}, []string{resp.Header.Get("ETag")}, []string{strconv.Itoa(len(body))}
+	fmt.Fprintf(os.Stderr, "bare: serving %d bytes on %s\n", len(body), *listen)
+	log.Fatal(http.ListenAndServe(*listen, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h["Content-Type"], h["Etag"], h["Content-Length"] = ct, etag, length
+		w.Write(body)
+	})))
+}

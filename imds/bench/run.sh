@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Benchmarks of prewarm-imds on loopback, against the real binary with
+# --rate 0. Bounded (about a minute), cleans up after itself, prints numbers.
+#
+#   imds/bench/run.sh                 # everything
+#   DURATION=10s CONNS=64 ROUNDS=2 N=10000 K=1000 imds/bench/run.sh
+#
+# 1. GET /metadata/v1/config throughput and latency with wrk, side by side
+#    in the same run with a bare net/http handler serving the same bytes.
+# 2. N parked long-polls from N 127.x source addresses on one instance:
+#    server RSS, and the time from one publish until all are answered.
+# 3. publish -> parked long-poll answered, K rounds: p50/p99.
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+N=${N:-10000}
+K=${K:-1000}
+ROUNDS=${ROUNDS:-2}
+export ROUNDS
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+
+if ! command -v wrk >/dev/null; then
+	echo "installing wrk" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >/dev/null
+fi
+# 10,000 pollers need 10,000 descriptors on each side.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+work=$(mktemp -d /tmp/prewarm-imds-bench.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== building"
+go build -o "$work/prewarm-imds" ./imds/cmd/prewarm-imds
+go build -o "$work/bare" ./imds/bench/bare
+go build -o "$work/longpoll" ./imds/bench/longpoll
+
+port=$((20000 + RANDOM % 20000))
+bport=$((port + 1))
+sock="$work/admin.sock"
+cli() { "$work/prewarm-imds" "$@" --admin-socket "$sock"; }
+
+"$work/prewarm-imds" serve --listen "127.0.0.1:$port" --admin-socket "$sock" \
+	--data-dir "$work/data" --rate 0 --log-level warn 2>"$work/imds.log" &
+imds_pid=$!
+pids+=("$imds_pid")
+for i in $(seq 1 100); do
+	cli list >/dev/null 2>&1 && break
+	[ "$i" = 100 ] && { echo "prewarm-imds did not start" >&2; cat "$work/imds.log" >&2; exit 1; }
+	sleep 0.05
+done
+
+# A realistic document (~1.3 KB once stamped).
+cat >"$work/doc.json" <<'EOF'
+{
+  "partial": false,
+  "hostname": "web-01",
+  "timezone": "Europe/Berlin",
+  "userData": "#cloud-config\npackages: [nginx]\n",
+  "users": [
+    {"name": "alice", "groups": ["sudo"], "sudo": "nopasswd", "shell": "/bin/bash",
+     "sshAuthorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUm alice@laptop"],
+     "passwordHash": "$6$rounds=5000$saltsalt$2BdvbiDZdvJM0Lm8i5cVnYuzWHyGgNTXtMoSpyxfW8ZSF2W0DjqSXyA0qOpWTswE1.2Va4i0HrU6pjE7aIAlZ/"},
+    {"name": "bob", "groups": ["adm"], "sshAuthorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywt bob@desk"]}
+  ],
+  "network": {
+    "renewDhcp": 1,
+    "interfaces": [
+      {"mac": "52:54:00:12:34:56", "dhcp4": false, "addresses": ["10.1.0.5/24"], "gateway4": "10.1.0.1",
+       "routes": [{"to": "10.2.0.0/16", "via": "10.1.0.254"}], "mtu": 1500,
+       "nameservers": ["10.1.0.2"], "searchDomains": ["corp.example"]}
+    ]
+  }
+}
+EOF
+cli register bench-get --address 127.0.0.1 >/dev/null
+cli publish bench-get "$work/doc.json" >/dev/null
+
+"$work/bare" -listen "127.0.0.1:$bport" -copy-from "http://127.0.0.1:$port/metadata/v1/config" 2>"$work/bare.log" &
+pids+=("$!")
+for i in $(seq 1 100); do
+	grep -q serving "$work/bare.log" 2>/dev/null && break
+	sleep 0.05
+done
+
+run_wrk() { # name url
+	local out
+	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H 'Metadata: true' "$2")
+	local rps p50 p99
+	rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+	p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+	p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+	local non2xx
+	non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+	printf '%-6s %12s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${non2xx:-0}"
+	echo "$rps" >"$work/rps.$1"
+}
+
+echo
+echo "== 1. GET config: wrk -t$THREADS -c$CONNS -d$DURATION --latency (same bytes: $(stat -c %s "$work/doc.json") B source document)"
+wrk -t1 -c8 -d1s -H 'Metadata: true' "http://127.0.0.1:$port/metadata/v1/config" >/dev/null # warm-up
+# Alternate the two so that load from elsewhere on the machine hits both.
+for r in $(seq 1 "$ROUNDS"); do
+	run_wrk imds "http://127.0.0.1:$port/metadata/v1/config"
+	cat "$work/rps.imds" >>"$work/all.imds"
+	run_wrk bare "http://127.0.0.1:$bport/metadata/v1/config"
+	cat "$work/rps.bare" >>"$work/all.bare"
+done
+sum() { awk '{s += $1} END {print s}' "$1"; }
+awk -v a="$(sum "$work/all.imds")" -v b="$(sum "$work/all.bare")" \
+	'BEGIN {printf "imds/bare over %s rounds = %.0f%%\n", ENVIRON["ROUNDS"], 100*a/b}'
+
+echo
+echo "== 2. $N parked long-polls, one publish"
+"$work/longpoll" -mode fanout -n "$N" -guest "127.0.0.1:$port" -admin-socket "$sock" -pid "$imds_pid"
+
+echo
+echo "== 3. publish -> parked long-poll answered, $K rounds"
+"$work/longpoll" -mode latency -k "$K" -guest "127.0.0.1:$port" -admin-socket "$sock" -pid "$imds_pid"
+
+echo
+echo "== server log (warnings and errors)"
+cat "$work/imds.log"

@@ -1,0 +1,231 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prewarm/prewarm/shared/api"
+)
+
+// A parked guest long-poll on an HTTP/1 connection is hijacked from
+// net/http and kept as a parkedPoll: the connection, what the guest already
+// has, and a timer. It holds no goroutine and none of net/http's
+// per-connection buffers, so 10,000 parked polls cost a few MB instead of
+// two goroutines and ~20 KB each. A publish answers every fresh poll of its
+// instance with one shared response, written by a few workers; the answer
+// carries `Connection: close` (the guest polls again on a new connection,
+// as HTTP long-poll clients do).
+//
+// Where the writer cannot be hijacked (HTTP/2, httptest.ResponseRecorder)
+// the handler waits in its goroutine instead (guestConfig).
+type parkedPoll struct {
+	conn  net.Conn
+	cond  pollCond
+	timer *time.Timer
+}
+
+// pollCond is what a poll already has: If-None-Match.
+type pollCond struct {
+	have        int64
+	hasINM, any bool
+}
+
+// fresh reports whether sn answers a poll with this condition.
+func (c pollCond) fresh(sn *snapshot) bool {
+	return sn.doc != nil && (!c.hasINM || (!c.any && sn.generation != c.have))
+}
+
+// parkHijacked parks the poll without a goroutine. It returns false, having
+// done nothing, when w cannot be hijacked.
+func (s *Server) parkHijacked(w http.ResponseWriter, r *http.Request, inst *instance, cond pollCond, timeout time.Duration) bool {
+	if r.ProtoMajor != 1 {
+		return false
+	}
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return false
+	}
+	// Anything the guest pipelined after this request is dropped: the
+	// answer closes the connection.
+	if sw, ok := w.(*statusWriter); ok {
+		sw.hijacked = true
+	}
+	conn.SetDeadline(time.Time{})
+	p := &parkedPoll{conn: conn, cond: cond}
+	s.m.parkedGuest.Inc()
+	inst.pollMu.Lock()
+	sn := inst.cur.Load()
+	switch {
+	case sn.deleted:
+		inst.pollMu.Unlock()
+		s.answerPolls([]*parkedPoll{p}, unknownInstanceResponse(), http.StatusNotFound)
+	case cond.fresh(sn):
+		inst.pollMu.Unlock()
+		s.answerPolls([]*parkedPoll{p}, docResponse(sn), http.StatusOK)
+	case s.closing.Load():
+		inst.pollMu.Unlock()
+		s.answerPolls([]*parkedPoll{p}, notModifiedResponse(sn), http.StatusNotModified)
+	default:
+		inst.polls[p] = struct{}{}
+		p.timer = time.AfterFunc(timeout, func() { s.expire(inst, p) })
+		inst.pollMu.Unlock()
+	}
+	return true
+}
+
+// expire answers p 304 at its timeout unless something answered it first.
+func (s *Server) expire(inst *instance, p *parkedPoll) {
+	inst.pollMu.Lock()
+	if _, ok := inst.polls[p]; !ok {
+		inst.pollMu.Unlock()
+		return
+	}
+	delete(inst.polls, p)
+	sn := inst.cur.Load()
+	inst.pollMu.Unlock()
+	s.answerPolls([]*parkedPoll{p}, notModifiedResponse(sn), http.StatusNotModified)
+}
+
+// wake answers inst's parked polls that its current snapshot satisfies
+// (all of them when it was deleted).
+func (s *Server) wake(inst *instance) {
+	inst.pollMu.Lock()
+	sn := inst.cur.Load()
+	var ready []*parkedPoll
+	for p := range inst.polls {
+		if sn.deleted || p.cond.fresh(sn) {
+			ready = append(ready, p)
+			delete(inst.polls, p)
+		}
+	}
+	inst.pollMu.Unlock()
+	if len(ready) == 0 {
+		return
+	}
+	for _, p := range ready {
+		p.timer.Stop()
+	}
+	if sn.deleted {
+		s.answerPolls(ready, unknownInstanceResponse(), http.StatusNotFound)
+		return
+	}
+	s.answerPolls(ready, docResponse(sn), http.StatusOK)
+}
+
+// drainPolls answers every parked poll 304 (shutdown). Callers have set
+// s.closing, so no poll parks after its instance is drained.
+func (s *Server) drainPolls() {
+	s.mu.RLock()
+	insts := make([]*instance, 0, len(s.byID))
+	for _, inst := range s.byID {
+		insts = append(insts, inst)
+	}
+	s.mu.RUnlock()
+	var wg sync.WaitGroup
+	for _, inst := range insts {
+		inst.pollMu.Lock()
+		ready := make([]*parkedPoll, 0, len(inst.polls))
+		for p := range inst.polls {
+			p.timer.Stop()
+			ready = append(ready, p)
+		}
+		clear(inst.polls)
+		sn := inst.cur.Load()
+		inst.pollMu.Unlock()
+		if len(ready) > 0 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.answerPolls(ready, notModifiedResponse(sn), http.StatusNotModified)
+			}()
+		}
+	}
+	wg.Wait()
+}
+
+// inlinePolls is how many answers are written by the caller itself; more
+// are spread over a few workers.
+const inlinePolls = 16
+
+// answerPolls writes resp to every poll and closes its connection. Small
+// batches are written inline (the publish → answer latency path); large
+// ones by up to 2×GOMAXPROCS workers, not waited for.
+func (s *Server) answerPolls(ps []*parkedPoll, resp []byte, code int) {
+	if len(ps) <= inlinePolls {
+		for _, p := range ps {
+			s.answerPoll(p, resp, code)
+		}
+		return
+	}
+	workers := min(2*runtime.GOMAXPROCS(0), len(ps)/inlinePolls)
+	per := (len(ps) + workers - 1) / workers
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < len(ps); i += per {
+		part := ps[i:min(i+per, len(ps))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, p := range part {
+				s.answerPoll(p, resp, code)
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		s.log.Debug("long-polls answered", "polls", len(ps), "status", code, "workers", workers, "took", time.Since(start))
+	}()
+}
+
+func (s *Server) answerPoll(p *parkedPoll, resp []byte, code int) {
+	p.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := p.conn.Write(resp); err != nil {
+		s.log.Debug("long-poll answer not delivered", "remote", p.conn.RemoteAddr().String(), "err", err)
+	}
+	p.conn.Close()
+	s.m.parkedGuest.Dec()
+	s.m.request("guest", api.PathConfig, code)
+}
+
+// Raw HTTP/1.1 answers of hijacked polls.
+
+func head(b *bytes.Buffer, status string) {
+	b.WriteString("HTTP/1.1 ")
+	b.WriteString(status)
+	b.WriteString("\r\nConnection: close\r\nDate: ")
+	b.WriteString(time.Now().UTC().Format(http.TimeFormat))
+	b.WriteString("\r\n")
+}
+
+func docResponse(sn *snapshot) []byte {
+	var b bytes.Buffer
+	b.Grow(len(sn.doc) + 256)
+	head(&b, "200 OK")
+	fmt.Fprintf(&b, "Cache-Control: no-store\r\nContent-Type: %s\r\nEtag: %s\r\nContent-Length: %d\r\n\r\n", api.ContentTypeJSON, sn.etag[0], len(sn.doc))
+	b.Write(sn.doc)
+	return b.Bytes()
+}
+
+func notModifiedResponse(sn *snapshot) []byte {
+	var b bytes.Buffer
+	head(&b, "304 Not Modified")
+	if sn.etag != nil {
+		b.WriteString("Etag: " + sn.etag[0] + "\r\n")
+	}
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+func unknownInstanceResponse() []byte {
+	body := `{"error":"unknown instance"}` + "\n"
+	var b bytes.Buffer
+	head(&b, "404 Not Found")
+	b.WriteString("Content-Type: " + api.ContentTypeJSON + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+	return b.Bytes()
+}

@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prewarm/prewarm/shared/api"
+)
+
+// TestHijackedLongPolls runs long-polls over real connections, where they
+// are hijacked and parked without a goroutine.
+func TestHijackedLongPolls(t *testing.T) {
+	s := newTestServer(t, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeGuest(ln, "")
+	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
+	url := "http://" + ln.Addr().String() + api.PathConfig
+
+	type res struct {
+		code        int
+		etag, body  string
+		connClose   bool
+		err         error
+		took        time.Duration
+		contentType string
+	}
+	get := func(query, inm string) chan res {
+		ch := make(chan res, 1)
+		go func() {
+			req, _ := http.NewRequest("GET", url+"?"+query, nil)
+			req.Header.Set("Metadata", "true")
+			if inm != "" {
+				req.Header.Set("If-None-Match", inm)
+			}
+			start := time.Now()
+			resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+			if err != nil {
+				ch <- res{err: err}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			ch <- res{resp.StatusCode, resp.Header.Get("ETag"), string(b), resp.Close, nil, time.Since(start), resp.Header.Get("Content-Type")}
+		}()
+		return ch
+	}
+	recv := func(ch chan res) res {
+		t.Helper()
+		select {
+		case r := <-ch:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatal("long-poll not answered")
+		}
+		return res{}
+	}
+	waitParked := func(n int) {
+		t.Helper()
+		for i := 0; i < 400; i++ {
+			s.get("vm-a").pollMu.Lock()
+			got := len(s.get("vm-a").polls)
+			s.get("vm-a").pollMu.Unlock()
+			if got == n {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("%d polls never parked", n)
+	}
+
+	// More polls than are answered inline: the workers answer them.
+	const n = 3 * inlinePolls
+	chs := make([]chan res, n)
+	for i := range chs {
+		chs[i] = get("wait=true&timeout=20", "")
+	}
+	waitParked(n)
+	if g := gaugeValue(s, "guest"); g != n {
+		t.Fatalf("parked gauge %v, want %d", g, n)
+	}
+	mustPublish(t, s, "vm-a", `{"hostname":"one"}`)
+	for _, ch := range chs {
+		r := recv(ch)
+		if r.code != 200 || r.etag != `"1"` || !strings.Contains(r.body, `"hostname":"one"`) || !r.connClose || r.contentType != api.ContentTypeJSON {
+			t.Fatalf("%+v", r)
+		}
+	}
+	if g := gaugeValue(s, "guest"); g != 0 {
+		t.Fatalf("parked gauge %v after answers", g)
+	}
+
+	// 304 at the timeout, with the current ETag.
+	r := recv(get("wait=true&timeout=0.3", `"1"`))
+	if r.code != 304 || r.etag != `"1"` || r.took < 300*time.Millisecond {
+		t.Fatalf("timeout: %+v", r)
+	}
+
+	// A re-registration is not a new generation.
+	ch := get("wait=true&timeout=20", `"1"`)
+	waitParked(1)
+	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}, Labels: map[string]string{"a": "b"}})
+	select {
+	case r := <-ch:
+		t.Fatalf("answered by a re-registration: %+v", r)
+	case <-time.After(100 * time.Millisecond):
+	}
+	mustPublish(t, s, "vm-a", `{"hostname":"two"}`)
+	if r := recv(ch); r.code != 200 || r.etag != `"2"` {
+		t.Fatalf("%+v", r)
+	}
+
+	// Delete answers 404.
+	ch = get("wait=true&timeout=20", `"2"`)
+	waitParked(1)
+	inst := s.get("vm-a")
+	if err := s.Delete(context.Background(), "vm-a"); err != nil {
+		t.Fatal(err)
+	}
+	if r := recv(ch); r.code != 404 || !strings.Contains(r.body, "unknown instance") {
+		t.Fatalf("after delete: %+v", r)
+	}
+	if len(inst.polls) != 0 {
+		t.Fatal("polls left on a deleted instance")
+	}
+
+	// Shutdown answers 304.
+	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
+	ch = get("wait=true&timeout=20", "")
+	waitParked(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := recv(ch); r.code != 304 {
+		t.Fatalf("after shutdown: %+v", r)
+	}
+}
