@@ -152,6 +152,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: state dir: %w", err)
 	}
 	st, err := LoadState(a.opts.StateDir)
+	var corrupt *corruptStateError
+	if errors.As(err, &corrupt) {
+		// Writes are atomic, so only a damaged disk gets here. Refusing to
+		// start would leave the VM unmanaged for good; start afresh and
+		// keep the damaged file for a post-mortem.
+		aside := corrupt.path + ".corrupt"
+		a.log.Error("state file unreadable: moved aside, starting afresh", "error", err, "movedTo", aside)
+		if rerr := os.Rename(corrupt.path, aside); rerr != nil {
+			return fmt.Errorf("agent: %w (and moving it aside: %w)", err, rerr)
+		}
+		st, err = &State{Version: stateVersion}, nil
+	}
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}

@@ -181,3 +181,20 @@ func TestCrashBetweenStateAndLog(t *testing.T) {
 		t.Errorf("status log = %s", s)
 	}
 }
+
+// TestCorruptStateFile: an unreadable state file is moved aside and the
+// agent starts afresh instead of refusing to run.
+func TestCorruptStateFile(t *testing.T) {
+	h := newHarness(t)
+	if err := os.MkdirAll(h.stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(h.stateDir+"/"+StateFile, []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.imds.waitReport(status.StateWaiting, 0)
+	if _, err := os.Stat(h.stateDir + "/" + StateFile + ".corrupt"); err != nil {
+		t.Errorf("damaged file not kept: %v", err)
+	}
+}

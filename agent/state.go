@@ -58,7 +58,7 @@ func LoadState(dir string) (*State, error) {
 	}
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("load state %s: %w", p, err)
+		return nil, &corruptStateError{path: p, err: err}
 	}
 	if s.Version != stateVersion {
 		return nil, fmt.Errorf("load state %s: unknown version %d", p, s.Version)
@@ -108,3 +108,12 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	return syncDir(dir)
 }
+
+// corruptStateError is a state file that does not decode.
+type corruptStateError struct {
+	path string
+	err  error
+}
+
+func (e *corruptStateError) Error() string { return "load state " + e.path + ": " + e.err.Error() }
+func (e *corruptStateError) Unwrap() error { return e.err }
