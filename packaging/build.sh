@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# build.sh: build the prewarm-agent and prewarm-imds .deb and .rpm packages
+# into dist/ from the binaries in bin/ (`make package` runs `make build`
+# first), with nfpm pinned in go.mod as a Go tool, then lint the .debs with
+# lintian when it is installed.
+#
+# Environment: PKG_VERSION (default: agent.Version plus +git<count>.<sha>),
+# GOARCH (default: go env GOARCH), LINTIAN=0 to skip lintian.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+repo=$PWD
+dist=dist
+export ARCH=${GOARCH:-$(go env GOARCH)}
+
+for b in prewarm-agent prewarm-imds; do
+	if [[ ! -x bin/$b ]]; then
+		echo "build.sh: bin/$b is missing: run make build (or make package)" >&2
+		exit 1
+	fi
+done
+
+# A version both dpkg and rpm order the way the history goes: the agent's
+# release version, then the commit count and hash.
+version() {
+	local base count sha
+	base=$(sed -n 's/^var Version = "\(.*\)"$/\1/p' agent/version.go)
+	base=${base:-0.0.0}
+	if ! count=$(git rev-list --count HEAD 2>/dev/null); then
+		echo "$base"
+		return
+	fi
+	sha=$(git rev-parse --short=7 HEAD)
+	echo "$base+git$count.$sha"
+}
+export VERSION=${PKG_VERSION:-$(version)}
+
+# Generated inputs: changelog, copyright, gzipped man pages, lintian
+# overrides per package. Dates come from the last commit, so two builds of
+# one commit give the same packages.
+# The nfpm configs name these paths.
+DOCDIR=$repo/$dist/.pkg
+rm -rf "$DOCDIR"
+mkdir -p "$DOCDIR/lintian"
+date=$(git log -1 --format=%cI 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)
+year=${date:0:4}
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(date -d "$date" +%s)}
+cat >"$DOCDIR/changelog.yml" <<EOT
+- semver: $VERSION
+  date: $date
+  packager: Prewarm maintainers <maintainers@prewarm.invalid>
+  deb:
+    urgency: medium
+    distributions: [unstable]
+  changes:
+    - note: Build $VERSION of the Prewarm guest agent and IMDS.
+EOT
+cat >"$DOCDIR/copyright" <<EOT
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: prewarm
+Source: https://github.com/prewarm/prewarm
+
+Files: *
+Copyright: $year The Prewarm authors
+License: Proprietary
+ Prewarm has not been published under a free software license; all rights
+ are reserved by its authors. The binaries are statically linked Go
+ programs and include Go modules under their own licenses (BSD-3-Clause,
+ MIT, Apache-2.0), listed by \`go version -m /usr/bin/<program>\`.
+EOT
+for m in prewarm-agent prewarm-imds; do
+	gzip -9nc "packaging/man/$m.8" >"$DOCDIR/$m.8.gz"
+	# packaging/lintian-overrides holds both packages' overrides, each line
+	# prefixed with its package; comments above a line justify it.
+	awk -v pkg="$m" '
+		/^#/ { c = c $0 "\n"; next }
+		/^[[:space:]]*$/ { c = ""; next }
+		index($0, pkg ": ") == 1 { printf "%s%s\n", c, $0; c = ""; next }
+		{ c = "" }' packaging/lintian-overrides >"$DOCDIR/lintian/$m"
+done
+
+mkdir -p "$dist"
+for m in prewarm-agent prewarm-imds; do
+	rm -f "$dist/${m}_"*.deb "$dist/$m-"*.rpm
+	cfg=packaging/nfpm-${m#prewarm-}.yaml
+	go tool nfpm package --config "$cfg" --packager deb --target "$dist/"
+	# RPM requires a License tag; a .deb has no such field (lintian:
+	# unknown-field), and nfpm sets both from one key, so only here.
+	{ cat "$cfg"; echo "license: Proprietary"; } |
+		go tool nfpm package --config - --packager rpm --target "$dist/"
+done
+ls -l "$dist"/*.deb "$dist"/*.rpm
+
+if [[ ${LINTIAN:-1} != 0 ]] && command -v lintian >/dev/null; then
+	# Warnings fail the build too: each one is fixed or overridden with a
+	# reason in packaging/lintian-overrides.
+	lintian --fail-on error,warning --display-info --show-overrides "$dist"/*.deb
+	echo "lintian: clean"
+fi
