@@ -151,3 +151,103 @@ func TestEC2TokenTTLOnTheWire(t *testing.T) {
 		t.Errorf("an ordinary response left with TTL %d, want the default", plainTTL)
 	}
 }
+
+const hopEnv = "PREWARM_DIALECT_HOPS"
+
+// TestEC2TokenOneHopFurther is the hop limit as a client sees it: in
+// private namespaces, a guest attached to the host (as a VM's tap) gets
+// its token, while a client one routing hop further away (a router
+// namespace between it and the host) connects and reads IMDSv1 metadata
+// but never receives the token response, whose TTL of 1 expires at the
+// router. Needs root, unshare, ip and curl; skipped otherwise.
+func TestEC2TokenOneHopFurther(t *testing.T) {
+	if os.Getenv(hopEnv) != "host" {
+		if testing.Short() {
+			t.Skip("namespace test skipped in -short mode")
+		}
+		if os.Geteuid() != 0 {
+			t.Skip("needs root for namespaces")
+		}
+		for _, bin := range []string{"unshare", "ip", "curl"} {
+			if _, err := exec.LookPath(bin); err != nil {
+				t.Skipf("needs %s", bin)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "unshare", "--mount", "--net", "--fork", "--kill-child",
+			os.Args[0], "-test.run=^TestEC2TokenOneHopFurther$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), hopEnv+"=host")
+		b, err := cmd.CombinedOutput()
+		t.Logf("in private namespaces:\n%s", b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+
+	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
+		t.Fatalf("make / private: %v", err)
+	}
+	if err := syscall.Mount("run", "/run", "tmpfs", 0, "mode=0755"); err != nil {
+		t.Fatalf("private /run: %v", err)
+	}
+	pid := strconv.Itoa(os.Getpid())
+	near, far := "pwd-"+pid+"-near", "pwd-"+pid+"-far"
+	sh := func(args ...string) {
+		t.Helper()
+		if b, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, b)
+		}
+	}
+	// host (10.200.1.1) -- near (10.200.1.2 | 10.200.2.1, forwards) -- far (10.200.2.2)
+	sh("ip", "link", "set", "lo", "up")
+	for _, ns := range []string{near, far} {
+		sh("ip", "netns", "add", ns)
+		defer exec.Command("ip", "netns", "del", ns).Run()
+		sh("ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	sh("ip", "link", "add", "pwh-h", "type", "veth", "peer", "name", "pwh-n1", "netns", near)
+	sh("ip", "-n", near, "link", "add", "pwh-n2", "type", "veth", "peer", "name", "pwh-f", "netns", far)
+	sh("ip", "addr", "add", "10.200.1.1/24", "dev", "pwh-h")
+	sh("ip", "link", "set", "pwh-h", "up")
+	sh("ip", "route", "add", "10.200.2.0/24", "via", "10.200.1.2")
+	sh("ip", "-n", near, "addr", "add", "10.200.1.2/24", "dev", "pwh-n1")
+	sh("ip", "-n", near, "addr", "add", "10.200.2.1/24", "dev", "pwh-n2")
+	sh("ip", "-n", near, "link", "set", "pwh-n1", "up")
+	sh("ip", "-n", near, "link", "set", "pwh-n2", "up")
+	sh("ip", "netns", "exec", near, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	sh("ip", "-n", far, "addr", "add", "10.200.2.2/24", "dev", "pwh-f")
+	sh("ip", "-n", far, "link", "set", "pwh-f", "up")
+	sh("ip", "-n", far, "route", "add", "default", "via", "10.200.2.1")
+
+	h := newHost(t, []string{NameEC2}, Settings{})
+	h.register("vm-near", "10.200.1.2", docA())
+	h.register("vm-far", "10.200.2.2", docB())
+	ln, err := net.Listen("tcp", "10.200.1.1:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ConnContext: ConnContext, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	curl := func(ns string, args ...string) (string, error) {
+		full := append([]string{"netns", "exec", ns, "curl", "-sS", "--max-time", "3"}, args...)
+		b, err := exec.Command("ip", full...).CombinedOutput()
+		return string(b), err
+	}
+	const token = "http://10.200.1.1/latest/api/token"
+	ttl := "X-aws-ec2-metadata-token-ttl-seconds: 60"
+	if out, err := curl(near, "-X", "PUT", "-H", ttl, token); err != nil || len(out) != 40 {
+		t.Errorf("token PUT from the attached guest: %q, %v; want a token", out, err)
+	}
+	if out, err := curl(far, "http://10.200.1.1/latest/meta-data/instance-id"); err != nil || out != "vm-far" {
+		t.Errorf("IMDSv1 read one hop further: %q, %v; want vm-far (the path works)", out, err)
+	}
+	out, err := curl(far, "-X", "PUT", "-H", ttl, token)
+	if err == nil {
+		t.Errorf("token PUT one hop further succeeded: %q; want no answer (TTL 1 expires at the router)", out)
+	}
+	t.Logf("token PUT one hop further: %v: %s", err, strings.TrimSpace(out))
+}
