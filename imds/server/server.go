@@ -100,6 +100,9 @@ type Server struct {
 
 	srvMu   sync.Mutex
 	servers map[*http.Server]struct{}
+	// guestIfaces are the host interfaces ServeGuest serves; "" stands
+	// for a listener without one.
+	guestIfaces map[string]bool
 
 	pd *publishDir
 
@@ -172,6 +175,8 @@ func New(opts Options) (*Server, error) {
 		byIface:  map[string]*instance{},
 		shutdown: make(chan struct{}),
 		servers:  map[*http.Server]struct{}{},
+
+		guestIfaces: map[string]bool{},
 	}
 	if s.st == nil {
 		if opts.DataDir == "" {
@@ -506,6 +511,12 @@ func (s *Server) apply(ctx context.Context, id string, c store.Change) (store.Re
 	}
 	if c.Register != nil {
 		s.log.Info("instance registered", "instance", id, "addresses", rec.Addresses, "hostInterface", rec.HostInterface, "created", created)
+		s.srvMu.Lock()
+		unserved := rec.HostInterface != "" && len(s.guestIfaces) > 0 && !s.guestIfaces[rec.HostInterface]
+		s.srvMu.Unlock()
+		if unserved {
+			s.log.Warn("no guest listener is bound to this host interface (serve --guest-interface); its requests are attributed by source address only", "instance", id, "hostInterface", rec.HostInterface)
+		}
 	}
 	return rec, created, nil
 }
@@ -603,6 +614,9 @@ func (s *Server) ServeGuest(ln net.Listener, hostInterface string) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	s.srvMu.Lock()
+	s.guestIfaces[hostInterface] = true
+	s.srvMu.Unlock()
 	if hostInterface != "" {
 		hs.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
 			return context.WithValue(ctx, ifaceKey{}, hostInterface)
