@@ -134,14 +134,14 @@ func (n *networkConfigurator) apply(ctx context.Context, a adapter, ops plan.Ops
 		// iphlpapi has no call that turns DHCP off; netsh's "static" does,
 		// with the first address, which CreateUnicastIpAddressEntry then
 		// finds present.
-		p := ops.AddAddrs[0]
+		p := ops.Static
 		mask := net.IP(net.CIDRMask(p.Bits(), 32)).String()
 		_, err := n.runner.Run(ctx, run.Cmd{Path: run.Netsh(), Args: []string{"interface", "ipv4", "set", "address",
 			"name=" + strconv.Itoa(int(a.Index)), "source=static", "address=" + p.Addr().String(), "mask=" + mask}})
 		if err != nil {
 			return done, fmt.Errorf("disable DHCP: %w", err)
 		}
-		done.DisableDHCP = true
+		done.DisableDHCP, done.Static = true, p
 	}
 	for _, p := range ops.DelAddrs {
 		row := unicastRow(a, p)

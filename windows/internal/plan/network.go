@@ -54,7 +54,10 @@ type Owned struct {
 // Ops is what to do to one interface, in order: disable DHCP, remove, add,
 // then MTU and DNS.
 type Ops struct {
+	// DisableDHCP turns DHCP off, setting Static as the first static
+	// address in the same operation (Windows has no "DHCP off" without one).
 	DisableDHCP bool
+	Static      netip.Prefix
 	DelAddrs    []netip.Prefix
 	AddAddrs    []netip.Prefix
 	DelRoutes   []Route
@@ -167,7 +170,9 @@ func ParseInterface(in config.Interface) (Want, error) {
 func Diff(want Want, dhcp4 bool, have Have, owned Owned) Ops {
 	var o Ops
 	if want.Addresses != nil && !dhcp4 {
-		o.DisableDHCP = have.DHCP && len(want.Addresses) > 0
+		if have.DHCP && len(want.Addresses) > 0 {
+			o.DisableDHCP, o.Static = true, want.Addresses[0]
+		}
 		for _, p := range want.Addresses {
 			if !slices.Contains(have.Addresses, p) {
 				o.AddAddrs = append(o.AddAddrs, p)

@@ -208,6 +208,14 @@ func TestDiff(t *testing.T) {
 	if len(o.Actions("Ethernet")) != 5 {
 		t.Errorf("actions = %q", o.Actions("Ethernet"))
 	}
+	if o.Static != pfx("10.1.0.5/24") {
+		t.Errorf("static address for the DHCP switch = %v", o.Static)
+	}
+	// DHCP still on although the static address is there already (set by
+	// hand): DHCP goes off, nothing is added.
+	if o := Diff(want, false, Have{DHCP: true, Addresses: want.Addresses, Routes: want.Routes, MTU: 1500}, Owned{}); !o.DisableDHCP || len(o.AddAddrs) != 0 || o.Static != pfx("10.1.0.5/24") {
+		t.Errorf("DHCP-on-with-address diff = %+v", o)
+	}
 	owned := NextOwned(Owned{}, o)
 	applied := Have{Addresses: want.Addresses, Routes: want.Routes, MTU: 1500, DNS: want.DNS, Search: []string{"CORP.example"}}
 	if o := Diff(want, false, applied, owned); !o.Empty() {
