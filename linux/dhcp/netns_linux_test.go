@@ -221,6 +221,15 @@ func TestGuestDHCP(t *testing.T) {
 	if err != nil || !slices.Contains(ifs, iface) {
 		t.Fatalf("DHCPInterfaces = %v, %v; want %s in it", ifs, err, iface)
 	}
+	// Start watching only once the kernel reports the carrier, so the
+	// setup's own link-up is not taken for a flap.
+	for i := 0; i < 300; i++ {
+		oper, _ := os.ReadFile("/sys/class/net/" + iface + "/operstate")
+		if strings.TrimSpace(string(oper)) == "up" {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	evs, err := netmon.New(netmon.Options{Logger: log}).WatchLinks(wctx)

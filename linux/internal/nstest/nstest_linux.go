@@ -231,3 +231,25 @@ func (g *Guest) Wait() {
 		g.t.Fatalf("guest: %v", err)
 	}
 }
+
+// Collect gathers the protocol lines starting with prefix until none has
+// arrived for quiet (or max has passed).
+func (g *Guest) Collect(prefix string, quiet, max time.Duration) []string {
+	var out []string
+	end := time.After(max)
+	for {
+		select {
+		case l, ok := <-g.lines:
+			if !ok {
+				return out
+			}
+			if rest, ok := strings.CutPrefix(l, "PWL: "); ok && strings.HasPrefix(rest, prefix) {
+				out = append(out, rest)
+			}
+		case <-time.After(quiet):
+			return out
+		case <-end:
+			return out
+		}
+	}
+}
