@@ -202,7 +202,7 @@ func (d *gceDialect) render(r *http.Request, v *View, p gceParams) gceAnswer {
 	}
 	path := r.URL.Path
 	if path == "/computeMetadata" || path == "/computeMetadata/" {
-		return d.answer(p, "v1/\n", hdrAppText)
+		return answer("v1/\n", hdrAppText)
 	}
 	if !strings.HasPrefix(path, gcePrefix) || (len(path) > len(gcePrefix) && path[len(gcePrefix)] != '/') {
 		return gceAnswer{code: http.StatusNotFound}
@@ -222,11 +222,11 @@ func (d *gceDialect) render(r *http.Request, v *View, p gceParams) gceAnswer {
 	}
 	switch {
 	case n.dir && p.recursive && p.alt != "text":
-		return d.answer(p, string(n.appendJSON(nil)), hdrAppJSON)
+		return answer(string(n.appendJSON(nil)), hdrAppJSON)
 	case n.dir && p.recursive:
 		var b strings.Builder
 		n.appendText(&b, "")
-		return d.answer(p, b.String(), hdrAppText)
+		return answer(b.String(), hdrAppText)
 	case n.dir && p.alt == "json":
 		var names []string
 		for _, line := range strings.Split(strings.TrimSuffix(n.listing, "\n"), "\n") {
@@ -238,17 +238,17 @@ func (d *gceDialect) render(r *http.Request, v *View, p gceParams) gceAnswer {
 			names = []string{}
 		}
 		b, _ := json.Marshal(names)
-		return d.answer(p, string(b), hdrAppJSON)
+		return answer(string(b), hdrAppJSON)
 	case n.dir:
-		return d.answer(p, n.listing, hdrAppText)
+		return answer(n.listing, hdrAppText)
 	case p.alt == "json":
-		return d.answer(p, string(n.appendJSON(nil)), hdrAppJSON)
+		return answer(string(n.appendJSON(nil)), hdrAppJSON)
 	default:
-		return d.answer(p, n.value, hdrAppText)
+		return answer(n.value, hdrAppText)
 	}
 }
 
-func (d *gceDialect) answer(_ gceParams, body string, ctype []string) gceAnswer {
+func answer(body string, ctype []string) gceAnswer {
 	return gceAnswer{code: http.StatusOK, ctype: ctype, body: body, etag: etagOf([]byte(body))}
 }
 
