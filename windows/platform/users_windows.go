@@ -143,8 +143,10 @@ func (m *userManager) ensure(u config.User, admins string, rec *usersRecord, res
 				rec.Passwords[u.Name] = v
 			}
 		}
-		if sid, err = lookupUser(u.Name); err != nil || sid == nil {
-			return fmt.Errorf("user %q: created but not found: %v", u.Name, err)
+		if sid, err = lookupUser(u.Name); err != nil {
+			return fmt.Errorf("user %q after creating it: %w", u.Name, err)
+		} else if sid == nil {
+			return fmt.Errorf("user %q: created, but LookupAccountName does not find it", u.Name)
 		}
 	} else if pw16 != nil && !state.Matches(rec.Passwords[u.Name], pwBytes) {
 		if err := winapi.NetUserSetPassword(name16, &pw16[0]); err != nil {
