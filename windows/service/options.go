@@ -1,0 +1,25 @@
+package service
+
+// Name is the service's name, which is also its Event Log source.
+const Name = "prewarm-agent"
+
+// DisplayName is the name the Services console shows.
+const DisplayName = "Prewarm agent"
+
+// Description is the service's description.
+const Description = "Applies the Prewarm configuration document (hostname, users, network) and reports status."
+
+// KardianosOptions returns the kardianos/service Config.Option entries for
+// the agent on Windows: automatic start, and restart after a failure (after
+// 5 s; the failure count resets after a day). Use as
+// service.Config{Name: Name, DisplayName: DisplayName, Description:
+// Description, Option: KardianosOptions()}.
+func KardianosOptions() map[string]any {
+	return map[string]any{
+		"StartType":              "automatic",
+		"DelayedAutoStart":       false,
+		"OnFailure":              "restart",
+		"OnFailureDelayDuration": "5s",
+		"OnFailureResetPeriod":   86400,
+	}
+}
