@@ -4,10 +4,10 @@ package service
 const Name = "prewarm-agent"
 
 // DisplayName is the name the Services console shows.
-const DisplayName = "Prewarm agent"
+const DisplayName = "Prewarm guest agent"
 
 // Description is the service's description.
-const Description = "Applies the Prewarm configuration document (hostname, users, network) and reports status."
+const Description = "Fetches this VM's configuration from the Prewarm IMDS, applies it and reports back."
 
 // KardianosOptions returns the kardianos/service Config.Option entries for
 // the agent on Windows: automatic start, and restart after a failure (after
