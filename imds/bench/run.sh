@@ -39,6 +39,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+echo "== $(date -u +%FT%TZ) on $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== building"
 go build -o "$work/prewarm-imds" ./imds/cmd/prewarm-imds
 go build -o "$work/bare" ./imds/bench/bare
@@ -128,5 +129,6 @@ echo "== 3. publish -> parked long-poll answered, $K rounds"
 "$work/longpoll" -mode latency -k "$K" -guest "127.0.0.1:$port" -admin-socket "$sock" -pid "$imds_pid"
 
 echo
+echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== server log (warnings and errors)"
 cat "$work/imds.log"

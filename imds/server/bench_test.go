@@ -1,9 +1,15 @@
 package server
 
 import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/prewarm/prewarm/shared/api"
 )
@@ -48,5 +54,52 @@ func BenchmarkGuestConfig(b *testing.B) {
 				b.Fatal(w.code)
 			}
 		})
+	}
+}
+
+// BenchmarkPublishWakesLongPoll is one round of the publish → parked
+// long-poll answered path over loopback: a hijacked poll is parked, then a
+// durable (fsynced) publish answers it. ns/op is the time from the start
+// of the publish until the guest has read its answer.
+func BenchmarkPublishWakesLongPoll(b *testing.B) {
+	s := newTestServer(b, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go s.ServeGuest(ln, "")
+	mustRegister(b, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
+	gen := mustPublish(b, s, "vm-a", `{}`)
+	inst := s.get("vm-a")
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET %s?wait=true&timeout=30 HTTP/1.1\r\nHost: x\r\nMetadata: true\r\nIf-None-Match: \"%d\"\r\n\r\n", api.PathConfig, gen)
+		for j := 0; ; j++ {
+			inst.pollMu.Lock()
+			n := len(inst.polls)
+			inst.pollMu.Unlock()
+			if n == 1 {
+				break
+			}
+			if j > 10000 {
+				b.Fatal("poll never parked")
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+		br := bufio.NewReader(c)
+		b.StartTimer()
+		if gen, err = s.Publish(context.Background(), "vm-a", []byte(`{"hostname":"h`+strconv.Itoa(i)+`"}`), nil); err != nil {
+			b.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			b.Fatalf("%v %v", resp, err)
+		}
+		resp.Body.Close()
+		c.Close()
 	}
 }
