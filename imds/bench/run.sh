@@ -3,13 +3,15 @@
 # --rate 0. Bounded (about a minute), cleans up after itself, prints numbers.
 #
 #   imds/bench/run.sh                 # everything
-#   DURATION=10s CONNS=64 ROUNDS=2 N=10000 K=1000 imds/bench/run.sh
+#   DURATION=10s CONNS=64 ROUNDS=2 N=10000 K=1000 INSTANCES=10000 imds/bench/run.sh
 #
 # 1. GET /metadata/v1/config throughput and latency with wrk, side by side
 #    in the same run with a bare net/http handler serving the same bytes.
 # 2. N parked long-polls from N 127.x source addresses on one instance:
 #    server RSS, and the time from one publish until all are answered.
 # 3. publish -> parked long-poll answered, K rounds: p50/p99.
+# 4. (INSTANCES=0 skips) INSTANCES instances with one parked poll each: RSS,
+#    and INSTANCES publishes answering them (bound by fsync per publish).
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
@@ -18,6 +20,7 @@ THREADS=${THREADS:-2}
 N=${N:-10000}
 K=${K:-1000}
 ROUNDS=${ROUNDS:-2}
+INSTANCES=${INSTANCES:-10000}
 export ROUNDS
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -127,6 +130,12 @@ echo "== 2. $N parked long-polls, one publish"
 echo
 echo "== 3. publish -> parked long-poll answered, $K rounds"
 "$work/longpoll" -mode latency -k "$K" -guest "127.0.0.1:$port" -admin-socket "$sock" -pid "$imds_pid"
+
+if [ "$INSTANCES" -gt 0 ]; then
+	echo
+	echo "== 4. for comparison: $INSTANCES instances with one parked long-poll each, one publish each"
+	"$work/longpoll" -mode instances -n "$INSTANCES" -guest "127.0.0.1:$port" -admin-socket "$sock" -pid "$imds_pid"
+fi
 
 echo
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

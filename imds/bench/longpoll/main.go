@@ -37,7 +37,7 @@ var (
 	pid    = flag.Int("pid", 0, "server pid, for RSS")
 	n      = flag.Int("n", 10000, "fanout: pollers")
 	k      = flag.Int("k", 1000, "latency: rounds")
-	mode   = flag.String("mode", "fanout", "fanout or latency")
+	mode   = flag.String("mode", "fanout", "fanout, instances or latency")
 )
 
 func main() {
@@ -49,6 +49,8 @@ func main() {
 		err = fanout(c)
 	case "latency":
 		err = latency(c)
+	case "instances":
+		err = instances(c)
 	default:
 		err = fmt.Errorf("unknown mode %q", *mode)
 	}
@@ -304,4 +306,83 @@ func latency(c *client.Client) error {
 	fmt.Printf("latency: %d rounds; publish start -> parked poll answered: p50 %v, p99 %v, max %v\n", *k, pct(lat, 50), pct(lat, 99), pct(lat, 100))
 	fmt.Printf("latency: publish acknowledged (durable, fsynced): p50 %v, p99 %v\n", pct(acks, 50), pct(acks, 99))
 	return c.Delete(ctx, "bench-latency")
+}
+
+// instances parks one poll on each of N instances (one address each) and
+// publishes to each in turn: the other way to have N parked polls.
+func instances(c *client.Client) error {
+	ctx := context.Background()
+	start := time.Now()
+	ids := make([]string, *n)
+	sem := make(chan struct{}, 16)
+	errs := make(chan error, *n)
+	var wg sync.WaitGroup
+	for i := range ids {
+		ids[i] = fmt.Sprintf("bench-i%05d", i)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if _, err := c.Register(ctx, ids[i], api.Registration{Addresses: []string{srcAddr(i)}}); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return err
+	}
+	fmt.Printf("instances: %d registered (durable, 16 at a time) in %v; server memory: %s\n", *n, time.Since(start).Round(time.Millisecond), rss())
+	polls := make([]*poller, *n)
+	for i := range polls {
+		p, err := park(srcAddr(i), `"0"`, 120)
+		if err != nil {
+			return err
+		}
+		polls[i] = p
+	}
+	if err := waitParked(c, *n, 60*time.Second); err != nil {
+		return err
+	}
+	fmt.Printf("instances: %d parked, one per instance; server memory: %s (Go: %s)\n", *n, rss(), goStats())
+	done := make(chan int, *n)
+	for _, p := range polls {
+		go func() {
+			code, _ := p.wait()
+			done <- code
+		}()
+	}
+	start = time.Now()
+	for i := range ids {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if _, err := c.Publish(ctx, ids[i], []byte(`{}`)); err != nil {
+				fmt.Fprintln(os.Stderr, "publish:", err)
+			}
+		}()
+	}
+	ok := 0
+	for range polls {
+		if <-done == 200 {
+			ok++
+		}
+	}
+	wg.Wait()
+	fmt.Printf("instances: %d publishes (16 at a time) answered %d/%d polls in %v\n", *n, ok, *n, time.Since(start).Round(time.Millisecond))
+	for _, id := range ids {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c.Delete(ctx, id)
+		}()
+	}
+	wg.Wait()
+	return nil
 }
