@@ -2,8 +2,13 @@ package server
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prewarm/prewarm/shared/api"
 )
 
 func TestListenGuestUnknownDevice(t *testing.T) {
@@ -26,4 +31,54 @@ func TestListenGuestSharesPort(t *testing.T) {
 		t.Fatalf("device-bound listener on the same address: %v", err)
 	}
 	b.Close()
+}
+
+// TestBinderLoopback registers "lo" as a host interface: the binder binds
+// a listener to it, and requests on loopback belong to that instance
+// rather than to the one registered by address; unregistering closes it.
+func TestBinderLoopback(t *testing.T) {
+	probe, err := ListenGuest(context.Background(), "127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := probe.Addr().String()
+	s := newTestServer(t, Options{GuestAddr: addr})
+	go s.ServeGuest(probe, "")
+	mustRegister(t, s, "vm-addr", api.Registration{Addresses: []string{"127.0.0.1"}})
+	mustRegister(t, s, "vm-lo", api.Registration{HostInterface: "lo"})
+	waitBound := func(want string) {
+		t.Helper()
+		for i := 0; i < 200; i++ {
+			if strings.Join(s.binder.boundInterfaces(), ",") == want {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("bound %v, want %q", s.binder.boundInterfaces(), want)
+	}
+	who := func() string {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+addr+api.PathInstance, nil)
+		req.Header.Set("Metadata", "true")
+		resp, err := (&http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var info api.InstanceInfo
+		json.NewDecoder(resp.Body).Decode(&info)
+		return info.InstanceID
+	}
+	waitBound("lo")
+	// SO_REUSEPORT spreads nothing here: the device-bound socket wins.
+	for i := 0; i < 5; i++ {
+		if got := who(); got != "vm-lo" {
+			t.Fatalf("request %d on lo: %q, want vm-lo", i, got)
+		}
+	}
+	mustRegister(t, s, "vm-lo", api.Registration{Addresses: []string{"127.0.0.5"}})
+	waitBound("")
+	if got := who(); got != "vm-addr" {
+		t.Fatalf("after unbinding: %q, want vm-addr", got)
+	}
 }

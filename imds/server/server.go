@@ -67,6 +67,16 @@ type Options struct {
 	Logger *slog.Logger
 	// PublishDir, when set, is watched for DIR/<id>.json files (section 3).
 	PublishDir string
+	// GuestAddr, when set (host:port, normally the guest listener's
+	// address), makes the server keep a guest listener bound to each
+	// registered hostInterface and each of GuestInterfaces on that address
+	// (SO_BINDTODEVICE, Linux), binding a device when it appears and
+	// rebinding it when it is re-created. Requests on such a listener are
+	// attributed to the instance registered with that hostInterface.
+	GuestAddr string
+	// GuestInterfaces are host devices to bind even before an instance
+	// registers them (with GuestAddr).
+	GuestInterfaces []string
 	// Registerer receives the metrics; nil means a private registry, served
 	// on the admin API's /metrics either way.
 	Registerer prometheus.Registerer
@@ -104,7 +114,8 @@ type Server struct {
 	// for a listener without one.
 	guestIfaces map[string]bool
 
-	pd *publishDir
+	pd     *publishDir
+	binder *binder
 
 	guest http.Handler
 	admin http.Handler
@@ -205,9 +216,15 @@ func New(opts Options) (*Server, error) {
 	s.log.Info("registry loaded", "instances", len(recs))
 	s.guest = s.recoverer("guest", http.HandlerFunc(s.serveGuest))
 	s.admin = s.recoverer("admin", http.HandlerFunc(s.serveAdmin))
+	if opts.GuestAddr != "" {
+		s.binder = startBinder(s, opts.GuestAddr, opts.GuestInterfaces)
+	}
 	if opts.PublishDir != "" {
 		pd, err := startPublishDir(s, opts.PublishDir)
 		if err != nil {
+			if s.binder != nil {
+				s.binder.stop()
+			}
 			s.closeStore()
 			return nil, err
 		}
@@ -511,8 +528,11 @@ func (s *Server) apply(ctx context.Context, id string, c store.Change) (store.Re
 	}
 	if c.Register != nil {
 		s.log.Info("instance registered", "instance", id, "addresses", rec.Addresses, "hostInterface", rec.HostInterface, "created", created)
+		if s.binder != nil {
+			s.binder.update()
+		}
 		s.srvMu.Lock()
-		unserved := rec.HostInterface != "" && len(s.guestIfaces) > 0 && !s.guestIfaces[rec.HostInterface]
+		unserved := s.binder == nil && rec.HostInterface != "" && len(s.guestIfaces) > 0 && !s.guestIfaces[rec.HostInterface]
 		s.srvMu.Unlock()
 		if unserved {
 			s.log.Warn("no guest listener is bound to this host interface (serve --guest-interface); its requests are attributed by source address only", "instance", id, "hostInterface", rec.HostInterface)
@@ -533,6 +553,9 @@ func (s *Server) Delete(ctx context.Context, id string) error {
 	}
 	if inst := s.unindex(id); inst != nil {
 		s.wake(inst)
+	}
+	if s.binder != nil {
+		s.binder.update()
 	}
 	s.log.Info("instance deleted", "instance", id)
 	return nil
@@ -607,6 +630,11 @@ func (s *Server) appendStatus(ctx context.Context, inst *instance, r status.Repo
 // registered with that hostInterface, falling back to the source address
 // when none is. It returns nil after Shutdown.
 func (s *Server) ServeGuest(ln net.Listener, hostInterface string) error {
+	return s.serve(s.guestHTTPServer(hostInterface), ln, "guest", hostInterface)
+}
+
+// guestHTTPServer is the http.Server of one guest listener.
+func (s *Server) guestHTTPServer(hostInterface string) *http.Server {
 	hs := &http.Server{
 		Handler:           s.guest,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -622,7 +650,7 @@ func (s *Server) ServeGuest(ln net.Listener, hostInterface string) error {
 			return context.WithValue(ctx, ifaceKey{}, hostInterface)
 		}
 	}
-	return s.serve(hs, ln, "guest", hostInterface)
+	return hs
 }
 
 // ServeAdmin serves the admin API on ln until Shutdown. A non-empty token
@@ -653,6 +681,9 @@ func (s *Server) serve(hs *http.Server, ln net.Listener, kind, iface string) err
 	s.srvMu.Unlock()
 	s.log.Info("serving", "api", kind, "addr", ln.Addr().String(), "hostInterface", iface)
 	err := hs.Serve(ln)
+	s.srvMu.Lock()
+	delete(s.servers, hs)
+	s.srvMu.Unlock()
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -690,6 +721,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.drainPolls()
 	if s.pd != nil {
 		s.pd.stop()
+	}
+	if s.binder != nil {
+		s.binder.stop()
 	}
 	s.srvMu.Lock()
 	servers := make([]*http.Server, 0, len(s.servers))

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -101,6 +102,19 @@ func nsGet(t *testing.T, ns, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// veth links guest namespace ns to the host namespace with host-side
+// device vh on subnet sub (.1 host, .2 guest).
+func veth(t *testing.T, host, ns, vh, sub string) {
+	t.Helper()
+	sh(t, "ip", "link", "add", vh, "netns", host, "type", "veth", "peer", "name", "eth0", "netns", ns)
+	sh(t, "ip", "-n", host, "addr", "add", sub+".1/24", "dev", vh)
+	sh(t, "ip", "-n", host, "link", "set", vh, "up")
+	sh(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	sh(t, "ip", "-n", ns, "addr", "add", sub+".2/24", "dev", "eth0")
+	sh(t, "ip", "-n", ns, "link", "set", "eth0", "up")
+	sh(t, "ip", "-n", ns, "route", "add", "169.254.169.254/32", "via", sub+".1")
+}
+
 func TestNetnsHostInterfaceIdentity(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("not root: cannot create network namespaces; hostInterface identity not tested")
@@ -110,29 +124,21 @@ func TestNetnsHostInterfaceIdentity(t *testing.T) {
 	}
 	tag := fmt.Sprintf("%04x", rand.IntN(0x10000))
 	host, g1, g2 := "pwi-h-"+tag, "pwi-g1-"+tag, "pwi-g2-"+tag
-	vh1, vh2 := "pwi1"+tag, "pwi2"+tag
+	vh1, vh2, vh3 := "pwi1"+tag, "pwi2"+tag, "pwi3"+tag
 	addNetns(t, host)
 	addNetns(t, g1)
 	addNetns(t, g2)
-	// Each guest's eth0 is the peer of a host-side veth; all addresses
-	// live inside these namespaces.
-	for _, g := range []struct{ ns, vh, sub string }{{g1, vh1, "10.201.1"}, {g2, vh2, "10.201.2"}} {
-		sh(t, "ip", "link", "add", g.vh, "netns", host, "type", "veth", "peer", "name", "eth0", "netns", g.ns)
-		sh(t, "ip", "-n", host, "addr", "add", g.sub+".1/24", "dev", g.vh)
-		sh(t, "ip", "-n", host, "link", "set", g.vh, "up")
-		sh(t, "ip", "-n", g.ns, "link", "set", "lo", "up")
-		sh(t, "ip", "-n", g.ns, "addr", "add", g.sub+".2/24", "dev", "eth0")
-		sh(t, "ip", "-n", g.ns, "link", "set", "eth0", "up")
-		sh(t, "ip", "-n", g.ns, "route", "add", "169.254.169.254/32", "via", g.sub+".1")
-	}
 	sh(t, "ip", "-n", host, "link", "set", "lo", "up")
 	sh(t, "ip", "-n", host, "addr", "add", "169.254.169.254/32", "dev", "lo")
+	veth(t, host, g2, vh2, "10.201.2")
 
+	// The server binds registered host interfaces by itself, and the
+	// static --guest-interface ones, as their devices come and go.
 	dir := t.TempDir()
 	socket := filepath.Join(dir, "admin.sock")
 	out := &logWriter{t: t}
 	cmd := exec.Command("ip", "netns", "exec", host, binPath, "serve",
-		"--listen", "169.254.169.254:80", "--guest-interface", vh1,
+		"--listen", "169.254.169.254:80", "--guest-interface", vh3,
 		"--admin-socket", socket, "--data-dir", filepath.Join(dir, "data"), "--rate", "0")
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -165,7 +171,8 @@ func TestNetnsHostInterfaceIdentity(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	// vm-a is known by its host interface only; vm-b by its address.
+	// vm-a is known by its host interface only, registered before its
+	// device exists (the VM has not started); vm-b by its address.
 	if _, err := c.Register(ctx(t), "vm-a", api.Registration{HostInterface: vh1}); err != nil {
 		t.Fatal(err)
 	}
@@ -177,19 +184,31 @@ func TestNetnsHostInterfaceIdentity(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	identity := func(ns string) string {
+		code, body := nsGet(t, ns, api.PathInstance)
+		if code == 404 && strings.Contains(body, "unknown instance") {
+			return ""
+		}
+		var info api.InstanceInfo
+		if code != 200 || json.Unmarshal([]byte(body), &info) != nil {
+			t.Fatalf("from %s: %d %s", ns, code, body)
+		}
+		return info.InstanceID
+	}
+	// expect waits (bounded) for the binder to follow a change.
 	expect := func(ns, want string) {
 		t.Helper()
-		code, body := nsGet(t, ns, api.PathInstance)
-		if want == "" {
-			if code != 404 || !strings.Contains(body, "unknown instance") {
-				t.Fatalf("from %s: %d %s, want 404 unknown instance", ns, code, body)
+		var got string
+		for i := 0; i < 100; i++ {
+			if got = identity(ns); got == want {
+				return
 			}
-			return
+			time.Sleep(20 * time.Millisecond)
 		}
-		if code != 200 || !strings.Contains(body, `"instanceId":"`+want+`"`) {
-			t.Fatalf("from %s: %d %s, want %s", ns, code, body, want)
-		}
+		t.Fatalf("from %s: instance %q, want %q", ns, got, want)
 	}
+	// The VM starts: its tap device appears and is bound.
+	veth(t, host, g1, vh1, "10.201.1")
 	expect(g1, "vm-a")
 	expect(g2, "vm-b")
 	if code, body := nsGet(t, g1, api.PathConfig); code != 200 || !strings.Contains(body, `"hostname":"vm-a"`) {
@@ -207,14 +226,29 @@ func TestNetnsHostInterfaceIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(g1, "vm-a")
+
+	// The VM restarts: its device is removed and re-created (a new
+	// ifindex); the listener follows.
+	sh(t, "ip", "-n", host, "link", "del", vh1)
+	veth(t, host, g1, vh1, "10.201.1")
+	expect(g1, "vm-a")
+
 	// g2 is known by address only: a new address makes it a stranger.
 	sh(t, "ip", "-n", g2, "addr", "flush", "dev", "eth0")
 	sh(t, "ip", "-n", g2, "addr", "add", "10.201.2.50/24", "dev", "eth0")
 	sh(t, "ip", "-n", g2, "route", "replace", "169.254.169.254/32", "via", "10.201.2.1")
 	expect(g2, "")
-	// Once vm-a gives its interface up, g1 falls back to address identity.
+
+	// Once vm-a gives its interface up, its listener closes and g1 is
+	// known by address again.
 	if _, err := c.Register(ctx(t), "vm-a", api.Registration{Addresses: []string{"10.201.1.200"}}); err != nil {
 		t.Fatal(err)
 	}
+	sh(t, "ip", "-n", g1, "addr", "flush", "dev", "eth0")
+	sh(t, "ip", "-n", g1, "addr", "add", "10.201.1.77/24", "dev", "eth0")
+	sh(t, "ip", "-n", g1, "route", "replace", "169.254.169.254/32", "via", "10.201.1.1")
 	expect(g1, "vm-c")
+	if !strings.Contains(out.String(), "closing guest listener: host interface no longer registered") {
+		t.Error("no log of the listener closing")
+	}
 }

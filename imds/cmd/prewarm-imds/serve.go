@@ -23,7 +23,8 @@ func serve(args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", api.DefaultGuestAddr, `guest API address ("" for none)`)
 	var ifaces multiFlag
-	fs.Var(&ifaces, "guest-interface", "host device (repeatable, or comma separated) to serve the guest API on with SO_BINDTODEVICE, on --listen's address; requests on it belong to the instance registered with that hostInterface")
+	fs.Var(&ifaces, "guest-interface", "host device (repeatable, or comma separated) to bind a guest listener to (SO_BINDTODEVICE, on --listen's address) even before an instance registers it as its hostInterface")
+	bindIfaces := fs.Bool("bind-interfaces", true, "bind a guest listener to every registered hostInterface on --listen's address (Linux), following the devices as they come and go")
 	adminSocket := fs.String("admin-socket", api.DefaultAdminSocket, `admin API Unix socket ("" for none)`)
 	adminListen := fs.String("admin-listen", "", "also serve the admin API on this TCP address (requires --admin-token-file)")
 	tokenFile := fs.String("admin-token-file", "", "file holding the bearer token of --admin-listen")
@@ -64,13 +65,17 @@ func serve(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	srv, err := server.New(server.Options{
+	opts := server.Options{
 		DataDir:    *dataDir,
 		Rate:       *rate,
 		Burst:      *burst,
 		Logger:     log,
 		PublishDir: *publishDir,
-	})
+	}
+	if *listen != "" && (*bindIfaces || len(ifaces) > 0) {
+		opts.GuestAddr, opts.GuestInterfaces = *listen, ifaces
+	}
+	srv, err := server.New(opts)
 	if err != nil {
 		return err
 	}
@@ -91,14 +96,6 @@ func serve(args []string, stderr io.Writer) error {
 		}
 		lns = append(lns, ln)
 		fns = append(fns, func() error { return srv.ServeGuest(ln, "") })
-		for _, dev := range ifaces {
-			ln, err := server.ListenGuest(ctx, *listen, dev)
-			if err != nil {
-				return fail(err)
-			}
-			lns = append(lns, ln)
-			fns = append(fns, func() error { return srv.ServeGuest(ln, dev) })
-		}
 	}
 	if *adminSocket != "" {
 		ln, err := server.ListenAdminSocket(*adminSocket, 0o660)
