@@ -41,6 +41,8 @@ type boundIface struct {
 	ln    net.Listener
 }
 
+var errNoDevice = errors.New("no such network interface")
+
 // binderPoll is the fallback period when link changes cannot be watched.
 const binderPoll = 3 * time.Second
 
@@ -122,16 +124,26 @@ func (b *binder) wanted() map[string]bool {
 
 func (b *binder) reconcile() {
 	want := b.wanted()
+	// One dump of the links per reconcile, not one per device.
+	index := map[string]int{}
+	ifis, err := net.Interfaces()
+	if err != nil {
+		b.s.log.Warn("list network interfaces", "err", err)
+		return
+	}
+	for _, ifi := range ifis {
+		index[ifi.Name] = ifi.Index
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for dev, bi := range b.bound {
-		ifi, err := net.InterfaceByName(dev)
+		idx, exists := index[dev]
 		switch {
 		case !want[dev]:
 			b.s.log.Info("closing guest listener: host interface no longer registered", "hostInterface", dev)
-		case err != nil:
+		case !exists:
 			b.s.log.Info("closing guest listener: host interface is gone", "hostInterface", dev)
-		case ifi.Index != bi.index:
+		case idx != bi.index:
 			b.s.log.Info("rebinding guest listener: host interface was re-created", "hostInterface", dev)
 		default:
 			continue
@@ -148,9 +160,9 @@ func (b *binder) reconcile() {
 		if b.bound[dev] != nil {
 			continue
 		}
-		ifi, err := net.InterfaceByName(dev)
-		if err != nil {
-			b.note(dev, "host interface does not exist (yet); binding when it appears", err)
+		idx, exists := index[dev]
+		if !exists {
+			b.note(dev, "host interface does not exist (yet); binding when it appears", errNoDevice)
 			continue
 		}
 		ln, err := ListenGuest(context.Background(), b.addr, dev)
@@ -161,7 +173,7 @@ func (b *binder) reconcile() {
 		// The device may have been re-created between the lookup and the
 		// bind; the next link event reconciles that.
 		hs := b.s.guestHTTPServer(dev)
-		b.bound[dev] = &boundIface{index: ifi.Index, hs: hs, ln: ln}
+		b.bound[dev] = &boundIface{index: idx, hs: hs, ln: ln}
 		delete(b.failed, dev)
 		go func() {
 			if err := b.s.serve(hs, ln, "guest", dev); err != nil && !errors.Is(err, net.ErrClosed) {
