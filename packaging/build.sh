@@ -94,6 +94,8 @@ ls -l "$dist"/*.deb "$dist"/*.rpm
 if [[ ${LINTIAN:-1} != 0 ]] && command -v lintian >/dev/null; then
 	# Warnings fail the build too: each one is fixed or overridden with a
 	# reason in packaging/lintian-overrides.
-	lintian --fail-on error,warning --display-info --show-overrides "$dist"/*.deb
-	echo "lintian: clean"
+	# (Not --show-overrides: with it lintian 2.116 fails on the overridden
+	# tags too.)
+	lintian --fail-on error,warning --display-info "$dist"/*.deb
+	echo "lintian: no errors or warnings ($(grep -c '^prewarm-' packaging/lintian-overrides) overrides, each justified in packaging/lintian-overrides)"
 fi

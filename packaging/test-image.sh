@@ -17,9 +17,13 @@
 #   3. a host-side link bounce makes it renew DHCP (event dhcp-renewed);
 #   4. it reports provisioned for the final config, and the host name, time
 #      zone and a user (groups, sudo rule, SSH key) are in the image;
-#   5. after a reboot of the container (poweroff, boot the same root again)
+#   5. reinstalling the .deb in the running container (the upgrade path)
+#      restarts the agent once, keeps its state and the DHCP client, and
+#      re-reports nothing;
+#   6. after a reboot of the container (poweroff, boot the same root again)
 #      it starts, keeps its state and reports neither partial-ready nor
-#      provisioned again for the same generations.
+#      provisioned again for the same generations;
+#   7. purging the package stops the agent and removes its state and logs.
 #
 # It also installs and purges the prewarm-imds .deb in a copy of the root
 # (sysusers, enable, purge) and checks both units with systemd-analyze
@@ -290,6 +294,16 @@ container_pid() {
 	cpid=$c
 }
 inside() { nsenter -t "$cpid" -a "$@"; }
+# in_container COMM: host PIDs of the container's processes named COMM (the
+# image has no procps).
+in_container() {
+	local ns p
+	ns=$(readlink "/proc/$cpid/ns/pid")
+	for p in $(pgrep -x "$1"); do
+		[[ $(readlink "/proc/$p/ns/pid" 2>/dev/null) == "$ns" ]] && printf '%s ' "$p"
+	done
+	return 0
+}
 
 # boot LOGNAME: boot the root with systemd as PID 1. The flags are those of
 # shared/HARNESS.md (PID 1 here is not systemd) without --volatile, so the
@@ -361,32 +375,60 @@ inside sudo -l -U alice | grep -q NOPASSWD || fail "alice has no NOPASSWD sudo r
 say "OK: provisioned; inside the image: hostname web-01, user alice (bash, sudo NOPASSWD, SSH key), zone Europe/Berlin"
 inside prewarm-agent status | sed 's/^/    prewarm-agent status: /'
 
-# ---------------------------------------------------------------- 5: reboot
+# no_rereport SEQ WHAT: await the agent's "starting" report after SEQ, then
+# everything it says in its first seconds; none of it may be another
+# partial-ready or provisioned (the generations are applied already).
+no_rereport() {
+	local seq=$1 what=$2 out again
+	wait_report "starting after $what" '.state == "starting"' 60
+	for ((i = 0; i < 100; i++)); do
+		[[ $(unit_prop ActiveState) == active ]] && break
+		sleep 0.05
+	done
+	[[ $(unit_prop ActiveState) == active ]] || fail "prewarm-agent.service is $(unit_prop ActiveState) after $what"
+	if out=$(timeout 20 "$imds" status "$instance" --admin-socket "$sock" --wait --after "$after" --timeout 3s 2>/dev/null); then
+		jq -c '.reports[]' <<<"$out" >>"$work/reports.jsonl"
+		jq -r '.reports[] | "    report seq=\(.seq) gen=\(.generation) state=\(.state)"' <<<"$out"
+		after=$(jq --argjson a "$after" '[.reports[].seq, $a] | max' <<<"$out")
+	fi
+	again=$(jq -c --argjson s "$seq" 'select(.seq > $s and (.state == "partial-ready" or .state == "provisioned"))' "$work/reports.jsonl" | wc -l)
+	((again == 0)) || fail "after $what the agent reported partial-ready/provisioned again ($again times)"
+}
 count() { jq -c "select(.state == \"$1\")" "$root/var/log/prewarm/status.jsonl" | wc -l; }
+starts() { inside journalctl -b -u prewarm-agent.service -o cat --no-pager | grep -c '^Started prewarm-agent' || true; }
+
+# ---------------------------------------------------------------- 5: upgrade
 pr_before=$(count partial-ready) pv_before=$(count provisioned)
+seq_before=$after starts_before=$(starts)
+dhclient_before=$(in_container dhclient)
+cp "$agent_deb" "$root/var/cache/prewarm-agent.deb"
+inside dpkg -i /var/cache/prewarm-agent.deb >"$work/upgrade.log" 2>&1 || fail "dpkg -i over the running agent (see upgrade.log)"
+rm -f "$root/var/cache/prewarm-agent.deb"
+no_rereport "$seq_before" "the package upgrade"
+(($(starts) == starts_before + 1)) || fail "the upgrade started the agent $(($(starts) - starts_before)) times, want 1"
+dhclient_after=$(in_container dhclient)
+[[ -n $dhclient_after ]] || fail "no dhclient runs after the agent's restart (it was: $dhclient_before)"
+say "OK: package upgrade in the running image: agent restarted once, state kept, nothing re-reported, dhclient kept (pid $dhclient_before-> $dhclient_after)"
+
+# ---------------------------------------------------------------- 6: reboot
 seq_before=$after
 poweroff
 say "container powered off; booting the same root again"
 boot boot2
-wait_report "starting after the reboot" '.state == "starting"' 60
-for ((i = 0; i < 100; i++)); do
-	[[ $(unit_prop ActiveState) == active ]] && break
-	sleep 0.05
-done
-[[ $(unit_prop ActiveState) == active ]] || fail "prewarm-agent.service is $(unit_prop ActiveState) after the reboot"
-# Anything the agent says in its first seconds after the reboot: it must not
-# be another partial-ready or provisioned.
-if out=$(timeout 20 "$imds" status "$instance" --admin-socket "$sock" --wait --after "$after" --timeout 5s 2>/dev/null); then
-	jq -c '.reports[]' <<<"$out" >>"$work/reports.jsonl"
-	after=$(jq --argjson a "$after" '[.reports[].seq, $a] | max' <<<"$out")
-fi
-again=$(jq -c --argjson s "$seq_before" 'select(.seq > $s and (.state == "partial-ready" or .state == "provisioned"))' "$work/reports.jsonl" | wc -l)
-((again == 0)) || fail "after the reboot the agent reported partial-ready/provisioned again ($again times)"
+no_rereport "$seq_before" "the reboot"
 [[ $(count partial-ready) == "$pr_before" && $(count provisioned) == "$pv_before" ]] ||
-	fail "the status log grew partial-ready/provisioned lines after the reboot"
+	fail "the status log grew partial-ready/provisioned lines after the upgrade and reboot"
 [[ $(inside hostname) == web-01 ]] || fail "host name after the reboot is $(inside hostname)"
-say "OK: after the reboot: started (seq $seq_before -> $after), state kept, no second partial-ready/provisioned"
-jq -r '"    report seq=\(.seq) gen=\(.generation) state=\(.state)"' <(jq -c --argjson s "$seq_before" 'select(.seq > $s)' "$work/reports.jsonl")
+inside getent passwd alice >/dev/null || fail "alice is gone after the reboot"
+say "OK: after the reboot the agent started with its state (seq $seq_before -> $after) and reported no partial-ready/provisioned again"
+
+# ---------------------------------------------------------------- 7: purge
+inside dpkg --purge prewarm-agent >"$work/purge.log" 2>&1 || fail "dpkg --purge prewarm-agent (see purge.log)"
+[[ $(unit_prop ActiveState) != active ]] || fail "prewarm-agent.service still active after the purge"
+for f in /var/lib/prewarm /var/log/prewarm /etc/systemd/system/multi-user.target.wants/prewarm-agent.service /usr/bin/prewarm-agent; do
+	inside test ! -e "$f" || fail "$f is left after the purge"
+done
+say "OK: purge stopped the agent and removed its unit link, binary, state and status log"
 
 poweroff
 say "PASS: the golden image provisioned itself ($(((${EPOCHREALTIME/./} - t0) / 1000000)) s)"
