@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -73,14 +76,9 @@ func (r *Renewer) renewBuiltin(ctx context.Context, c *nl.Conn, link nl.Link) er
 			return fmt.Errorf("bring %s up: %w", link.Name, err)
 		}
 	}
-	cl, err := nclient4.New(link.Name, nclient4.WithTimeout(time.Second), nclient4.WithRetry(4))
+	lease, err := r.exchange(ctx, link.Name)
 	if err != nil {
-		return fmt.Errorf("open DHCP socket: %w", err)
-	}
-	defer cl.Close()
-	lease, err := cl.Request(ctx)
-	if err != nil {
-		return fmt.Errorf("DHCP exchange: %w", err)
+		return err
 	}
 	ack := lease.ACK
 	ip, ok := netip.AddrFromSlice(ack.YourIPAddr.To4())
@@ -140,6 +138,38 @@ func (r *Renewer) renewBuiltin(ctx context.Context, c *nl.Conn, link nl.Link) er
 	}
 	r.log.Info("built-in DHCP lease applied", "iface", link.Name, "addr", pfx, "server", serverID(ack), "lease", lt)
 	return nil
+}
+
+// exchange runs DORA, retrying a few times (with jittered, capped backoff)
+// when the link refuses the packet: right after a bounce the carrier can go
+// again mid-send (ENOBUFS, ENETDOWN).
+func (r *Renewer) exchange(ctx context.Context, iface string) (*nclient4.Lease, error) {
+	delay := 100 * time.Millisecond
+	var last error
+	for attempt := 1; attempt <= 4; attempt++ {
+		cl, err := nclient4.New(iface, nclient4.WithTimeout(time.Second), nclient4.WithRetry(4))
+		if err != nil {
+			return nil, fmt.Errorf("open DHCP socket on %s: %w", iface, err)
+		}
+		lease, err := cl.Request(ctx)
+		cl.Close()
+		if err == nil {
+			return lease, nil
+		}
+		last = fmt.Errorf("DHCP exchange on %s: %w", iface, err)
+		if ctx.Err() != nil || !(errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENETDOWN) || strings.Contains(err.Error(), "no buffer space")) {
+			return nil, last
+		}
+		r.log.Info("DHCP exchange failed; retrying", "iface", iface, "attempt", attempt, "err", err)
+		wait := delay/2 + time.Duration(rand.Int64N(int64(delay)))
+		select {
+		case <-ctx.Done():
+			return nil, last
+		case <-time.After(wait):
+		}
+		delay = min(delay*2, time.Second)
+	}
+	return nil, last
 }
 
 func serverID(ack *dhcpv4.DHCPv4) string {
