@@ -57,6 +57,9 @@ func scratchRoot(t *testing.T) string {
 	}
 	for _, f := range []string{"etc/passwd", "etc/group", "etc/shadow", "etc/gshadow", "etc/login.defs", "usr/share/zoneinfo/UTC", "usr/share/zoneinfo/Europe/Berlin"} {
 		b, err := os.ReadFile("/" + f)
+		if err != nil && strings.Contains(f, "shadow") && os.IsPermission(err) {
+			b, err = nil, nil // non-root: the file-only tests need no shadow
+		}
 		if err != nil {
 			t.Skipf("needs /%s: %v", f, err)
 		}
