@@ -23,7 +23,9 @@
 #   6. after a reboot of the container (poweroff, boot the same root again)
 #      it starts, keeps its state and reports neither partial-ready nor
 #      provisioned again for the same generations;
-#   7. purging the package stops the agent and removes its state and logs.
+#   7. purging the package stops the agent and removes its state and logs;
+#   8. the prewarm-imds package, installed in the running container, starts
+#      its sandboxed unit with the admin socket in group prewarm-admin.
 #
 # It also installs and purges the prewarm-imds .deb in a copy of the root
 # (sysusers, enable, purge) and checks both units with systemd-analyze
@@ -233,11 +235,12 @@ ip netns exec "$hns" dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0
 	--log-facility=- >"$work/dnsmasq.log" 2>&1 &
 dnsmasq_pid=$!
 
-# The IMDS from the fresh .deb, identifying the guest by its host device.
+# The IMDS from the fresh .deb. It binds a listener to vh0 once the instance
+# is registered with that hostInterface, and knows the guest by it.
 dpkg-deb -x "$imds_deb" "$work/imds-pkg"
 imds=$work/imds-pkg/usr/bin/prewarm-imds
 sock=$work/imds-admin.sock
-ip netns exec "$hns" "$imds" serve --listen 169.254.169.254:80 --guest-interface vh0 \
+ip netns exec "$hns" "$imds" serve --listen 169.254.169.254:80 \
 	--admin-socket "$sock" --data-dir "$work/imds-data" >"$work/imds.log" 2>&1 &
 imds_pid=$!
 adm() { "$imds" "$@" --admin-socket "$sock"; }
@@ -429,6 +432,27 @@ for f in /var/lib/prewarm /var/log/prewarm /etc/systemd/system/multi-user.target
 	inside test ! -e "$f" || fail "$f is left after the purge"
 done
 say "OK: purge stopped the agent and removed its unit link, binary, state and status log"
+
+# ---------------------------------------------------------------- 8: the IMDS unit
+# The IMDS package under a running systemd: postinst starts the sandboxed
+# unit as prewarm-imds with the admin socket in group prewarm-admin. Its
+# guest API goes to loopback here (no 169.254.169.254 in this namespace).
+mkdir -p "$root/etc/default"
+echo 'PREWARM_IMDS_OPTS="--listen=127.0.0.1:8169"' >"$root/etc/default/prewarm-imds"
+cp "$imds_deb" "$root/var/cache/prewarm-imds.deb"
+inside dpkg -i --force-confold /var/cache/prewarm-imds.deb >"$work/imds-unit.log" 2>&1 ||
+	fail "dpkg -i prewarm-imds in the running container (see imds-unit.log)"
+rm -f "$root/var/cache/prewarm-imds.deb"
+[[ $(inside systemctl show -p ActiveState --value prewarm-imds.service) == active ]] ||
+	fail "prewarm-imds.service is not active: $(inside systemctl status --no-pager prewarm-imds.service 2>&1 | tail -n 5)"
+for ((i = 0; i < 100; i++)); do
+	inside test -S /run/prewarm/imds-admin.sock && break
+	sleep 0.05
+done
+[[ $(inside stat -c '%U:%G %a' /run/prewarm/imds-admin.sock) == 'prewarm-imds:prewarm-admin 660' ]] ||
+	fail "admin socket is $(inside stat -c '%U:%G %a' /run/prewarm/imds-admin.sock), want prewarm-imds:prewarm-admin 660"
+inside prewarm-imds list >/dev/null || fail "prewarm-imds list over the admin socket failed"
+say "OK: prewarm-imds.service runs sandboxed as prewarm-imds; admin socket prewarm-imds:prewarm-admin 0660 answers"
 
 poweroff
 say "PASS: the golden image provisioned itself ($(((${EPOCHREALTIME/./} - t0) / 1000000)) s)"
