@@ -146,16 +146,24 @@ func (d *azureDialect) Serve(w http.ResponseWriter, r *http.Request, inst Instan
 // serveInstance answers /metadata/instance or a node below it
 // (/metadata/instance/compute/name?...&format=text).
 func (d *azureDialect) serveInstance(w http.ResponseWriter, r *http.Request, v *View, sub, apiVersion, format string) {
-	doc := azureInstance(v, d.set.settings, apiVersion)
+	// The document and its generic tree (for walks to a node) are
+	// rendered once per view; they differ only by userData, which
+	// arrived with 2021-01-01.
+	ud := 0
+	if apiVersion >= "2021-01-01" {
+		ud = 1
+	}
+	doc := cached(&v.azure[ud], d.set, func() *azureRendered {
+		b, _ := json.Marshal(azureInstance(v, d.set.settings, apiVersion))
+		var tree any
+		json.Unmarshal(b, &tree)
+		return &azureRendered{body: b, tree: tree}
+	})
 	if strings.Trim(sub, "/") == "" && format != "text" {
-		d.writeJSON(w, http.StatusOK, doc)
+		writeBody(w, http.StatusOK, hdrJSON, doc.body)
 		return
 	}
-	// Walk the JSON value: generic maps and slices from a round trip keep
-	// the walk independent of the Go types.
-	b, _ := json.Marshal(doc)
-	var cur any
-	json.Unmarshal(b, &cur)
+	cur := doc.tree
 	for _, seg := range strings.Split(strings.Trim(sub, "/"), "/") {
 		if seg == "" {
 			continue
@@ -208,6 +216,13 @@ func (d *azureDialect) serveInstance(w http.ResponseWriter, r *http.Request, v *
 		return
 	}
 	d.writeJSON(w, http.StatusOK, cur)
+}
+
+// azureRendered is /metadata/instance of one view: its JSON and the same
+// as generic maps and slices.
+type azureRendered struct {
+	body []byte
+	tree any
 }
 
 // The /metadata/instance document. Azure renders every primitive as a

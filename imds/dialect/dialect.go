@@ -123,25 +123,28 @@ type View struct {
 	// Deleted marks the view that replaces a deleted instance's last one.
 	Deleted bool
 
-	ec2 atomic.Pointer[memo]
-	gce atomic.Pointer[memo]
+	ec2   atomic.Pointer[memo]
+	gce   atomic.Pointer[memo]
+	azure [2]atomic.Pointer[memo] // without and with userData
 }
 
-// memo is a tree rendered from a view for one Set.
+// memo is something rendered from a view for one Set.
 type memo struct {
 	owner *Set
-	tree  *node
+	val   any
 }
 
-// cached returns the tree of v rendered by build for s, building it at most
-// once per view and set (a race builds it twice; both results are equal).
-func cached(p *atomic.Pointer[memo], s *Set, build func() *node) *node {
+// cached returns what build renders from a view for s, building it at
+// most once per view and set (a race builds it twice; both results are
+// equal). Views are immutable, so nothing is ever invalidated: a publish
+// makes a new view.
+func cached[T any](p *atomic.Pointer[memo], s *Set, build func() T) T {
 	if m := p.Load(); m != nil && m.owner == s {
-		return m.tree
+		return m.val.(T)
 	}
-	m := &memo{owner: s, tree: build()}
-	p.Store(m)
-	return m.tree
+	v := build()
+	p.Store(&memo{owner: s, val: v})
+	return v
 }
 
 // Instance is the calling instance as the server tracks it.

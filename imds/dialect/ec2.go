@@ -149,12 +149,12 @@ func ec2ErrorPage(code int) string {
 }
 
 // writeBody answers with a complete body and its length.
-func writeBody(w http.ResponseWriter, code int, ctype []string, body string) {
+func writeBody[B string | []byte](w http.ResponseWriter, code int, ctype []string, body B) {
 	h := w.Header()
 	h["Content-Type"] = ctype
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(code)
-	if body != "" {
+	if len(body) > 0 {
 		w.Write([]byte(body))
 	}
 }

@@ -138,7 +138,7 @@ func gceHeaders(h http.Header) {
 type gceAnswer struct {
 	code     int // 200, 301 or 404
 	ctype    []string
-	body     string
+	body     []byte
 	etag     string
 	location string
 }
@@ -220,14 +220,32 @@ func (d *gceDialect) render(r *http.Request, v *View, p gceParams) gceAnswer {
 		}
 		return gceAnswer{code: http.StatusMovedPermanently, location: loc}
 	}
+	// Each node's answers are rendered once per view.
+	var mode int
 	switch {
 	case n.dir && p.recursive && p.alt != "text":
-		return answer(string(n.appendJSON(nil)), hdrAppJSON)
+		mode = gceRecursiveJSON
 	case n.dir && p.recursive:
+		mode = gceRecursiveText
+	case n.dir && p.alt == "json":
+		mode = gceListingJSON
+	case p.alt == "json":
+		mode = gceLeafJSON
+	default:
+		mode = gcePlain
+	}
+	if a := n.answers[mode].Load(); a != nil {
+		return *a
+	}
+	var a gceAnswer
+	switch mode {
+	case gceRecursiveJSON, gceLeafJSON:
+		a = answer(string(n.appendJSON(nil)), hdrAppJSON)
+	case gceRecursiveText:
 		var b strings.Builder
 		n.appendText(&b, "")
-		return answer(b.String(), hdrAppText)
-	case n.dir && p.alt == "json":
+		a = answer(b.String(), hdrAppText)
+	case gceListingJSON:
 		var names []string
 		for _, line := range strings.Split(strings.TrimSuffix(n.listing, "\n"), "\n") {
 			if line != "" {
@@ -238,18 +256,31 @@ func (d *gceDialect) render(r *http.Request, v *View, p gceParams) gceAnswer {
 			names = []string{}
 		}
 		b, _ := json.Marshal(names)
-		return answer(string(b), hdrAppJSON)
-	case n.dir:
-		return answer(n.listing, hdrAppText)
-	case p.alt == "json":
-		return answer(string(n.appendJSON(nil)), hdrAppJSON)
-	default:
-		return answer(n.value, hdrAppText)
+		a = answer(string(b), hdrAppJSON)
+	case gcePlain:
+		if n.dir {
+			a = answer(n.listing, hdrAppText)
+		} else {
+			a = answer(n.value, hdrAppText)
+		}
 	}
+	n.answers[mode].Store(&a)
+	return a
 }
 
+// Answer kinds a GCE node caches.
+const (
+	gcePlain = iota // a listing or a leaf's text
+	gceRecursiveJSON
+	gceRecursiveText
+	gceListingJSON
+	gceLeafJSON
+	gceModes
+)
+
 func answer(body string, ctype []string) gceAnswer {
-	return gceAnswer{code: http.StatusOK, ctype: ctype, body: body, etag: etagOf([]byte(body))}
+	b := []byte(body)
+	return gceAnswer{code: http.StatusOK, ctype: ctype, body: b, etag: etagOf(b)}
 }
 
 // appendJSON renders n as GCE's recursive JSON.

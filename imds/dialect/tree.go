@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prewarm/prewarm/shared/config"
 )
@@ -31,6 +32,8 @@ type node struct {
 
 	// listing is the directory's listing, built once by finish.
 	listing string
+	// answers are GCE's rendered answers of this node, by kind.
+	answers [gceModes]atomic.Pointer[gceAnswer]
 }
 
 func dirNode(name string, kids ...*node) *node {
