@@ -16,17 +16,19 @@ import (
 	"github.com/prewarm/prewarm/shared/config"
 )
 
-// cloud-init from Debian against the EC2 dialect, for real.
+// cloud-init from Debian against the dialects, for real.
 //
 // Layout: the test re-runs itself under unshare --mount --net (the "host"
 // namespace, private /run so `ip netns` state stays inside), which serves
-// the EC2 dialect on 169.254.169.254:80 and creates a guest namespace
-// joined to it by a veth pair (one hop, as a VM's tap). In the guest
-// namespace cloud-init runs chrooted into an overlay of / whose upper
-// layer is a tmpfs, in its own mount and UTS namespaces, so nothing it
-// writes (users, /etc, /root/.ssh, the host name) reaches the machine.
-// /sys/hypervisor/uuid starting with "ec2" makes cloud-init identify AWS,
-// so it takes the IMDSv2 token path, and the host requires tokens.
+// the dialects on 169.254.169.254:80 and creates a guest namespace joined
+// to it by a veth pair (one hop, as a VM's tap). In the guest namespace
+// cloud-init runs chrooted into an overlay of / whose upper layer is a
+// tmpfs, in its own mount and UTS namespaces, so nothing it writes (users,
+// /etc, /root/.ssh, the host name) reaches the machine. The sandbox looks
+// like the cloud's VMs where cloud-init checks: for EC2 a Xen-style
+// /sys/hypervisor/uuid starting with "ec2" (so cloud-init identifies AWS
+// and takes the IMDSv2 token path; the host requires tokens), for GCE the
+// DMI product name (and no container, which makes cloud-init ignore DMI).
 
 const ciEnv = "PREWARM_DIALECT_CLOUDINIT"
 
@@ -38,9 +40,11 @@ const (
 )
 
 // ciGuestScript runs in the guest network namespace, in fresh mount and
-// UTS namespaces. $1 is the results directory.
+// UTS namespaces. $1 is the results directory (holding the cloud-init
+// config to add, cfg), $2 the cloud to look like: ec2 or gce.
 const ciGuestScript = `set -eu
 out=$1
+cloud=$2
 sb=$out/sandbox
 mkdir -p $sb
 mount --make-rprivate /
@@ -49,26 +53,27 @@ mkdir -p $sb/upper $sb/work $sb/root
 mount -t overlay overlay -o lowerdir=/,upperdir=$sb/upper,workdir=$sb/work $sb/root
 r=$sb/root
 for d in proc dev; do mount --rbind /$d $r/$d; done
-# /sys: the namespace's sysfs, plus a Xen-style hypervisor uuid saying EC2.
 mount -t tmpfs -o mode=0755 sys $r/sys
 for d in /sys/*; do n=${d#/sys/}; mkdir -p $r/sys/$n; mount --rbind $d $r/sys/$n; done
-mkdir -p $r/sys/hypervisor
-echo ec2e1916-9099-7caf-fd21-0123456789ab > $r/sys/hypervisor/uuid
+case $cloud in
+ec2)
+	mkdir -p $r/sys/hypervisor
+	echo ec2e1916-9099-7caf-fd21-0123456789ab > $r/sys/hypervisor/uuid
+	;;
+gce)
+	umount -l $r/sys/class
+	mount -t tmpfs -o mode=0755 class $r/sys/class
+	for d in /sys/class/*; do n=${d#/sys/class/}; mkdir -p $r/sys/class/$n; mount --rbind $d $r/sys/class/$n; done
+	mkdir -p $r/sys/class/dmi/id
+	echo "Google Compute Engine" > $r/sys/class/dmi/id/product_name
+	echo "GoogleCloud-0123456789ABCDEF" > $r/sys/class/dmi/id/product_serial
+	printf '#!/bin/sh\necho none\nexit 1\n' > $r/usr/bin/systemd-detect-virt
+	chmod 755 $r/usr/bin/systemd-detect-virt
+	;;
+esac
 for d in run tmp var/tmp; do mount -t tmpfs -o mode=1777 $(echo $d | tr / -) $r/$d; done
 rm -f $r/etc/cloud/cloud-init.disabled
-cat > $r/etc/cloud/cloud.cfg.d/99-prewarm-test.cfg <<'EOF'
-datasource_list: [Ec2]
-datasource:
-  Ec2:
-    metadata_urls: ["http://169.254.169.254"]
-    max_wait: 20
-    timeout: 5
-network: {config: disabled}
-cloud_init_modules: [bootcmd, write-files, set_hostname, update_hostname, users-groups, ssh]
-growpart: {mode: "off"}
-resize_rootfs: false
-ssh_genkeytypes: []
-EOF
+cp $out/cfg $r/etc/cloud/cloud.cfg.d/99-prewarm-test.cfg
 hostname before-cloud-init
 rc=0
 chroot $r /usr/bin/cloud-init init > $out/cloud-init.out 2>&1 || rc=$?
@@ -76,6 +81,7 @@ hostname > $out/hostname
 cp $r/var/log/cloud-init.log $out/ 2>/dev/null || true
 cp $r/home/debian/.ssh/authorized_keys $out/authorized_keys 2>/dev/null || true
 cp $r/var/lib/cloud/instances/*/user-data.txt $out/ 2>/dev/null || true
+ls $r/var/lib/cloud/instances/ > $out/instance-id 2>/dev/null || true
 cp $r/run/prewarm-ci/marker $out/marker 2>/dev/null || true
 cp $r/run/prewarm-ci-bootcmd $out/bootcmd 2>/dev/null || true
 getent passwd debian > /dev/null && echo "debian leaked into the real /etc/passwd" > $out/leak || true
@@ -83,17 +89,33 @@ chroot $r getent passwd debian > $out/passwd 2>/dev/null || true
 exit $rc
 `
 
-// TestCloudInitEC2 runs Debian's cloud-init (Ec2 datasource) against the
-// EC2 dialect: it must pick up the host name, the SSH keys of the default
-// user and the user-data, through IMDSv2 tokens. Needs root, cloud-init,
-// unshare and ip; skipped otherwise, and in -short mode.
-func TestCloudInitEC2(t *testing.T) {
-	if os.Getenv(ciEnv) == "host" {
-		ciHost(t)
+// ciConfig is what the test adds to cloud-init's configuration: one
+// datasource, pointed at 169.254.169.254, and only the modules about
+// identity (no disks, no network rendering, no packages).
+func ciConfig(cloud string) string {
+	ds := "datasource_list: [Ec2]\ndatasource:\n  Ec2:\n    metadata_urls: [\"http://169.254.169.254\"]\n    max_wait: 20\n    timeout: 5\n"
+	if cloud == "gce" {
+		ds = "datasource_list: [GCE]\ndatasource:\n  GCE:\n    metadata_url: \"http://169.254.169.254/computeMetadata/v1/\"\n    retries: 2\n"
+	}
+	return ds + `network: {config: disabled}
+cloud_init_modules: [bootcmd, write-files, set_hostname, update_hostname, users-groups, ssh]
+growpart: {mode: "off"}
+resize_rootfs: false
+ssh_genkeytypes: []
+`
+}
+
+// TestCloudInit runs Debian's cloud-init with its Ec2 and its GCE
+// datasource against the dialects: each must pick up the host name, the
+// SSH keys of the default user and the user-data. Needs root, cloud-init,
+// unshare, ip and chroot; skipped otherwise, and in -short mode.
+func TestCloudInit(t *testing.T) {
+	if cloud := os.Getenv(ciEnv); cloud != "" {
+		ciHost(t, cloud)
 		return
 	}
 	if testing.Short() {
-		t.Skip("cloud-init run skipped in -short mode")
+		t.Skip("cloud-init runs skipped in -short mode")
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for namespaces")
@@ -103,19 +125,26 @@ func TestCloudInitEC2(t *testing.T) {
 			t.Skipf("needs %s (apt-get install cloud-init)", bin)
 		}
 	}
-	out := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "unshare", "--mount", "--net", "--fork", "--kill-child",
-		os.Args[0], "-test.run=^TestCloudInitEC2$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), ciEnv+"=host", "PREWARM_CI_OUT="+out)
-	b, err := cmd.CombinedOutput()
-	t.Logf("host namespace run:\n%s", b)
-	if err != nil {
-		if log, rerr := os.ReadFile(filepath.Join(out, "cloud-init.log")); rerr == nil {
-			t.Logf("cloud-init.log (tail):\n%s", tail(string(log), 60))
-		}
-		t.Fatalf("cloud-init run: %v", err)
+	for _, cloud := range []string{"ec2", "gce"} {
+		t.Run(cloud, func(t *testing.T) {
+			out := t.TempDir()
+			if err := os.WriteFile(filepath.Join(out, "cfg"), []byte(ciConfig(cloud)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "unshare", "--mount", "--net", "--fork", "--kill-child",
+				os.Args[0], "-test.run=^TestCloudInit$", "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), ciEnv+"="+cloud, "PREWARM_CI_OUT="+out)
+			b, err := cmd.CombinedOutput()
+			t.Logf("host namespace run:\n%s", b)
+			if err != nil {
+				if log, rerr := os.ReadFile(filepath.Join(out, "cloud-init.log")); rerr == nil {
+					t.Logf("cloud-init.log (tail):\n%s", tail(string(log), 60))
+				}
+				t.Fatalf("cloud-init run: %v", err)
+			}
+		})
 	}
 }
 
@@ -136,7 +165,7 @@ func run(t *testing.T, name string, args ...string) {
 
 // ciHost is the host side, inside the private mount and network
 // namespaces.
-func ciHost(t *testing.T) {
+func ciHost(t *testing.T, cloud string) {
 	out := os.Getenv("PREWARM_CI_OUT")
 	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
 		t.Fatalf("make / private: %v", err)
@@ -155,15 +184,21 @@ func ciHost(t *testing.T) {
 	run(t, "ip", "-n", guestNS, "addr", "add", ciGuestAddr+"/16", "dev", "pwci-g")
 	run(t, "ip", "-n", guestNS, "link", "set", "pwci-g", "up")
 
-	h := newHost(t, []string{NameEC2}, Settings{AvailabilityZone: "eu-central-1a", EC2Tokens: TokensRequired})
-	h.register("i-0prewarmci0001", ciGuestAddr, &config.Document{
-		Hostname: "ci-guest",
-		UserData: strp(ciUserData),
-		Users: []config.User{
-			{Name: "alice", SSHAuthorizedKeys: []string{ciKey1}},
-			{Name: "bob", SSHAuthorizedKeys: []string{ciKey2}},
-		},
-	})
+	h := newHost(t, []string{NameEC2, NameGCE}, Settings{AvailabilityZone: "eu-central-1a", EC2Tokens: TokensRequired, GCEProjectID: "ci-project"})
+	// On GCE, cloud-init gives the default user (debian) the keys listed
+	// for it or for "cloudinit"; on EC2 every key.
+	users := []config.User{
+		{Name: "alice", SSHAuthorizedKeys: []string{ciKey1}},
+		{Name: "bob", SSHAuthorizedKeys: []string{ciKey2}},
+	}
+	if cloud == "gce" {
+		users = []config.User{
+			{Name: "debian", SSHAuthorizedKeys: []string{ciKey1}},
+			{Name: "cloudinit", SSHAuthorizedKeys: []string{ciKey2}},
+			{Name: "carol", SSHAuthorizedKeys: []string{keyCarol}},
+		}
+	}
+	h.register("i-0prewarmci0001", ciGuestAddr, &config.Document{Hostname: "ci-guest", UserData: strp(ciUserData), Users: users})
 	ln, err := net.Listen("tcp", "169.254.169.254:80")
 	if err != nil {
 		t.Fatal(err)
@@ -174,13 +209,13 @@ func ciHost(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", guestNS, "unshare", "--mount", "--uts", "sh", "-c", ciGuestScript, "sh", out)
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", guestNS, "unshare", "--mount", "--uts", "sh", "-c", ciGuestScript, "sh", out, cloud)
 	b, err := cmd.CombinedOutput()
 	t.Logf("guest: %v\n%s", err, b)
 	ciOut, _ := os.ReadFile(filepath.Join(out, "cloud-init.out"))
-	t.Logf("cloud-init init output:\n%s", tail(string(ciOut), 40))
+	t.Logf("cloud-init init output (tail):\n%s", tail(string(ciOut), 12))
 	reqs := h.requests()
-	t.Logf("%d requests to the EC2 dialect, first ones:\n%s", len(reqs), strings.Join(reqs[:min(len(reqs), 12)], "\n"))
+	t.Logf("%d requests to the dialects, first ones:\n%s", len(reqs), strings.Join(reqs[:min(len(reqs), 12)], "\n"))
 	if err != nil {
 		t.Fatalf("guest run: %v", err)
 	}
@@ -192,9 +227,19 @@ func ciHost(t *testing.T) {
 	if got := read("hostname"); got != "ci-guest" {
 		t.Errorf("guest host name = %q, want ci-guest", got)
 	}
+	wantID := "i-0prewarmci0001"
+	if cloud == "gce" {
+		wantID = numericID(wantID)
+	}
+	if got := read("instance-id"); got != wantID {
+		t.Errorf("cloud-init's instance id = %q, want %q", got, wantID)
+	}
 	keys := read("authorized_keys")
 	if !strings.Contains(keys, ciKey1) || !strings.Contains(keys, ciKey2) {
 		t.Errorf("debian's authorized_keys = %q, want both keys", keys)
+	}
+	if strings.Contains(keys, keyCarol) {
+		t.Errorf("debian got carol's key: %q", keys)
 	}
 	if got := read("user-data.txt"); got != strings.TrimSpace(ciUserData) {
 		t.Errorf("user-data.txt = %q", got)
@@ -210,6 +255,9 @@ func ciHost(t *testing.T) {
 	}
 	if leak := read("leak"); leak != "" {
 		t.Error(leak)
+	}
+	if cloud != "ec2" {
+		return
 	}
 	var puts, withToken, without int
 	for _, r := range reqs {
