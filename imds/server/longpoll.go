@@ -111,16 +111,23 @@ func (s *Server) wake(inst *instance) {
 	for _, p := range ready {
 		p.timer.Stop()
 	}
+	// Never write on the caller's goroutine: it holds writeMu, and a guest
+	// that stops reading must not stall publishes.
+	resp, code := docResponse(sn), http.StatusOK
 	if sn.deleted {
-		s.answerPolls(ready, unknownInstanceResponse(), http.StatusNotFound)
+		resp, code = unknownInstanceResponse(), http.StatusNotFound
+	}
+	if len(ready) <= inlinePolls {
+		go s.answerPolls(ready, resp, code)
 		return
 	}
-	s.answerPolls(ready, docResponse(sn), http.StatusOK)
+	s.answerPolls(ready, resp, code)
 }
 
-// drainPolls answers every parked poll 304 (shutdown). Callers have set
-// s.closing, so no poll parks after its instance is drained.
-func (s *Server) drainPolls() {
+// drainPolls answers every parked poll 304 (shutdown) and returns a
+// channel closed when all answers are written. Callers have set s.closing,
+// so no poll parks after its instance is drained.
+func (s *Server) drainPolls() <-chan struct{} {
 	s.mu.RLock()
 	insts := make([]*instance, 0, len(s.byID))
 	for _, inst := range s.byID {
@@ -146,16 +153,24 @@ func (s *Server) drainPolls() {
 			}()
 		}
 	}
-	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	return done
 }
 
-// inlinePolls is how many answers are written by the caller itself; more
-// are spread over a few workers.
+// inlinePolls is how many answers one goroutine writes; more are spread
+// over a few workers.
 const inlinePolls = 16
 
+// answerTimeout bounds writing one answer to a guest that does not read.
+const answerTimeout = 5 * time.Second
+
 // answerPolls writes resp to every poll and closes its connection. Small
-// batches are written inline (the publish → answer latency path); large
-// ones by up to 2×GOMAXPROCS workers, not waited for.
+// batches are written by the calling goroutine; large ones by up to
+// 2×GOMAXPROCS workers, not waited for.
 func (s *Server) answerPolls(ps []*parkedPoll, resp []byte, code int) {
 	if len(ps) <= inlinePolls {
 		for _, p := range ps {
@@ -184,7 +199,7 @@ func (s *Server) answerPolls(ps []*parkedPoll, resp []byte, code int) {
 }
 
 func (s *Server) answerPoll(p *parkedPoll, resp []byte, code int) {
-	p.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	p.conn.SetWriteDeadline(time.Now().Add(answerTimeout))
 	if _, err := p.conn.Write(resp); err != nil {
 		s.log.Debug("long-poll answer not delivered", "remote", p.conn.RemoteAddr().String(), "err", err)
 	}

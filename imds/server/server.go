@@ -718,7 +718,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.log.Info("shutting down")
-	s.drainPolls()
+	drained := s.drainPolls()
 	if s.pd != nil {
 		s.pd.stop()
 	}
@@ -747,6 +747,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("answering parked long-polls: %w", ctx.Err()))
+	}
 	// Hold writeMu so no change is half-applied when the store closes.
 	s.writeMu.Lock()
 	s.closeStore()
