@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -137,13 +136,4 @@ func errBody(t testing.TB, rec *httptest.ResponseRecorder) api.Error {
 		t.Fatalf("error Content-Type = %q", ct)
 	}
 	return e
-}
-
-func readAll(t testing.TB, r io.Reader) string {
-	t.Helper()
-	b, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
