@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -81,4 +82,16 @@ func TestBinderLoopback(t *testing.T) {
 	if got := who(); got != "vm-addr" {
 		t.Fatalf("after unbinding: %q, want vm-addr", got)
 	}
+}
+
+// boundInterfaces lists the devices with a listener (for tests).
+func (b *binder) boundInterfaces() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]string, 0, len(b.bound))
+	for d := range b.bound {
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out
 }

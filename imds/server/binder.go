@@ -196,15 +196,3 @@ func (b *binder) note(dev, msg string, err error) {
 	b.failed[dev] = err.Error()
 	b.s.log.Warn(msg, "hostInterface", dev, "addr", b.addr, "err", err)
 }
-
-// boundInterfaces lists the devices with a listener (for tests).
-func (b *binder) boundInterfaces() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := make([]string, 0, len(b.bound))
-	for d := range b.bound {
-		out = append(out, d)
-	}
-	sort.Strings(out)
-	return out
-}
