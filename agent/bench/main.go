@@ -41,8 +41,9 @@ func main() {
 	gapMin := flag.Duration("gap-min", 1050*time.Millisecond, "shortest pause between publishes (above the poller's 1 s, so it sees each)")
 	gapMax := flag.Duration("gap-max", 1500*time.Millisecond, "longest pause between publishes")
 	park := flag.Duration("park", 10*time.Second, "window for the parked agent's wake-ups")
+	tmp := flag.String("tmp", "", "directory for the run's files, the IMDS store among them (default: $TMPDIR; /dev/shm takes the disk's fsync out)")
 	flag.Parse()
-	if err := run(*imdsBin, *agentBin, *n, *gapMin, *gapMax, *park); err != nil {
+	if err := run(*imdsBin, *agentBin, *tmp, *n, *gapMin, *gapMax, *park); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -57,8 +58,8 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func run(imdsBin, agentBin string, n int, gapMin, gapMax, park time.Duration) error {
-	dir, err := os.MkdirTemp("", "prewarm-agent-bench")
+func run(imdsBin, agentBin, tmp string, n int, gapMin, gapMax, park time.Duration) error {
+	dir, err := os.MkdirTemp(tmp, "prewarm-agent-bench")
 	if err != nil {
 		return err
 	}
@@ -166,7 +167,7 @@ func run(imdsBin, agentBin string, n int, gapMin, gapMax, park time.Duration) er
 		}
 	}
 	mu.Unlock()
-	fmt.Printf("publish -> has document, %d publishes, loopback, real binaries\n", n)
+	fmt.Printf("publish -> has document, %d publishes, loopback, real binaries, files in %s\n", n, dir)
 	fmt.Printf("  %-26s %s\n", "prewarm-agent (long-poll)", stats(agentLat))
 	fmt.Printf("  %-26s %s\n", "1 s fixed-interval poller", stats(pollLat))
 	fmt.Printf("of which: publish until the IMDS acknowledged it (durable)  %s\n", stats(ackLat))
