@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prewarm/prewarm/imds/dialect"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -26,12 +27,21 @@ var (
 // serveGuest applies the guest rules in the contract's order (405, 400,
 // 403, 404, 429) and dispatches.
 func (s *Server) serveGuest(w http.ResponseWriter, r *http.Request) {
+	if set := s.opts.Dialects; set != nil {
+		if d := set.Route(r.URL.Path); d != nil {
+			s.serveDialect(w, r, d)
+			return
+		}
+	}
 	var allow []string
 	switch r.URL.Path {
 	case api.PathConfig, api.PathInstance:
 		allow = allowGET
 	case api.PathStatus:
 		allow = allowPOST
+	}
+	if s.opts.Dialects != nil && !s.opts.Dialects.Native() {
+		allow = nil // the native API is turned off on this server
 	}
 	if allow != nil && r.Method != allow[0] {
 		w.Header()["Allow"] = allow
@@ -59,20 +69,10 @@ func (s *Server) serveGuest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown instance")
 		return
 	}
-	if lim := inst.limiter; lim != nil {
-		now := s.opts.Now()
-		res := lim.ReserveN(now, 1)
-		if d := res.DelayFrom(now); !res.OK() || d > 0 {
-			res.CancelAt(now)
-			secs := int64(math.Ceil(d.Seconds()))
-			if secs < 1 {
-				secs = 1
-			}
-			w.Header().Set(api.HeaderRetryAfter, strconv.FormatInt(secs, 10))
-			s.m.rateLimited.Inc()
-			writeError(w, http.StatusTooManyRequests, "rate limit exceeded: retry after %d s", secs)
-			return
-		}
+	if secs := s.spend(inst); secs > 0 {
+		w.Header().Set(api.HeaderRetryAfter, strconv.FormatInt(secs, 10))
+		writeError(w, http.StatusTooManyRequests, "rate limit exceeded: retry after %d s", secs)
+		return
 	}
 	switch r.URL.Path {
 	case api.PathConfig:
@@ -87,6 +87,54 @@ func (s *Server) serveGuest(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, api.InstanceInfo{InstanceID: inst.id, Addresses: addrs})
 	}
+}
+
+// spend takes one token from inst's bucket. When the bucket is empty it
+// takes none and returns the seconds to wait (at least 1), else 0.
+func (s *Server) spend(inst *instance) int64 {
+	lim := inst.limiter
+	if lim == nil {
+		return 0
+	}
+	now := s.opts.Now()
+	res := lim.ReserveN(now, 1)
+	d := res.DelayFrom(now)
+	if res.OK() && d <= 0 {
+		return 0
+	}
+	res.CancelAt(now)
+	s.m.rateLimited.Inc()
+	return max(1, int64(math.Ceil(d.Seconds())))
+}
+
+// serveDialect applies the guest rules in the contract's order around a
+// cloud dialect: the dialect's own method and header rules (405, 400,
+// 403), forwarding headers, identity, rate limit, each answered in the
+// dialect's error format.
+func (s *Server) serveDialect(w http.ResponseWriter, r *http.Request, d dialect.Dialect) {
+	if sw, ok := w.(*statusWriter); ok {
+		sw.route = "dialect:" + d.Name()
+	}
+	if !d.Check(w, r) {
+		return
+	}
+	for _, h := range []string{api.HeaderForwardedFor, api.HeaderForwarded} {
+		if _, ok := r.Header[h]; ok {
+			d.Error(w, r, http.StatusForbidden, "forwarded requests are refused (header "+h+")")
+			return
+		}
+	}
+	inst := s.identify(r)
+	if inst == nil {
+		d.Error(w, r, http.StatusNotFound, "unknown instance")
+		return
+	}
+	if secs := s.spend(inst); secs > 0 {
+		w.Header().Set(api.HeaderRetryAfter, strconv.FormatInt(secs, 10))
+		d.Error(w, r, http.StatusTooManyRequests, fmt.Sprintf("rate limit exceeded: retry after %d s", secs))
+		return
+	}
+	d.Serve(w, r, inst, s.shutdown)
 }
 
 // identify attributes r to an instance, by host interface or source

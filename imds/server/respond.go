@@ -64,7 +64,8 @@ func writeErr(w http.ResponseWriter, err error) {
 type statusWriter struct {
 	http.ResponseWriter
 	code     int
-	hijacked bool // a parked long-poll; its answer is counted when written
+	hijacked bool   // a parked long-poll; its answer is counted when written
+	route    string // the metrics route when not derived from the path
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -82,6 +83,13 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush lets streaming answers through (http.Flusher).
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
 
 // recoverer turns a panic in h into a logged 500 (when nothing was written
 // yet), so no request can take the server down or leave a goroutine broken.
@@ -106,7 +114,11 @@ func (s *Server) recoverer(api string, h http.Handler) http.Handler {
 			if code == 0 {
 				code = http.StatusOK
 			}
-			s.m.request(api, routeOf(r), code)
+			route := sw.route
+			if route == "" {
+				route = routeOf(r)
+			}
+			s.m.request(api, route, code)
 		}()
 		h.ServeHTTP(sw, r)
 	})

@@ -21,6 +21,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/prewarm/prewarm/imds/dialect"
 	"github.com/prewarm/prewarm/imds/store"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/config"
@@ -77,6 +79,10 @@ type Options struct {
 	// GuestInterfaces are host devices to bind even before an instance
 	// registers them (with GuestAddr).
 	GuestInterfaces []string
+	// Dialects are the cloud metadata dialects (PROTOCOL.md section 5)
+	// the guest listeners speak besides the native API; nil means the
+	// native API only. A set without "native" turns the native paths off.
+	Dialects *dialect.Set
 	// Registerer receives the metrics; nil means a private registry, served
 	// on the admin API's /metrics either way.
 	Registerer prometheus.Registerer
@@ -150,6 +156,8 @@ type snapshot struct {
 	length     []string // {len(doc)}
 	deleted    bool
 	changed    chan struct{}
+	// view is the dialects' view of this snapshot (nil without dialects).
+	view *dialect.View
 }
 
 var idRE = regexp.MustCompile(api.InstanceIDPattern)
@@ -241,13 +249,30 @@ func (s *Server) closeStore() {
 	}
 }
 
-func newSnapshot(reg store.Registration, gen int64, doc []byte) *snapshot {
+func (s *Server) newSnapshot(id string, reg store.Registration, gen int64, doc []byte) *snapshot {
 	sn := &snapshot{reg: reg, generation: gen, doc: doc, changed: make(chan struct{})}
 	if doc != nil {
 		sn.etag = []string{etag(gen)}
 		sn.length = []string{fmt.Sprint(len(doc))}
 	}
+	if s.opts.Dialects != nil {
+		sn.view = &dialect.View{ID: id, Addresses: reg.Addresses, HostInterface: reg.HostInterface, Generation: gen}
+		if doc != nil {
+			var d config.Document
+			if err := json.Unmarshal(doc, &d); err != nil {
+				s.log.Error("decode stored config for the dialects", "instance", id, "err", err)
+			} else {
+				sn.view.Doc = &d
+			}
+		}
+	}
 	return sn
+}
+
+// Current implements dialect.Instance.
+func (inst *instance) Current() (*dialect.View, <-chan struct{}) {
+	sn := inst.cur.Load()
+	return sn.view, sn.changed
 }
 
 func etag(gen int64) string { return fmt.Sprintf("%q", fmt.Sprint(gen)) }
@@ -284,7 +309,7 @@ func (s *Server) index(rec store.Record) *instance {
 	if rec.HostInterface != "" {
 		s.byIface[rec.HostInterface] = inst
 	}
-	inst.cur.Store(newSnapshot(rec.Registration, rec.Generation, rec.Config))
+	inst.cur.Store(s.newSnapshot(rec.ID, rec.Registration, rec.Generation, rec.Config))
 	if old != nil {
 		close(old.changed)
 	}
@@ -309,9 +334,12 @@ func (s *Server) unindex(id string) *instance {
 	if d := old.reg.HostInterface; d != "" && s.byIface[d] == inst {
 		delete(s.byIface, d)
 	}
-	sn := *old
-	sn.deleted, sn.changed = true, make(chan struct{})
-	inst.cur.Store(&sn)
+	sn := &snapshot{reg: old.reg, generation: old.generation, doc: old.doc, etag: old.etag, length: old.length,
+		deleted: true, changed: make(chan struct{})}
+	if v := old.view; v != nil {
+		sn.view = &dialect.View{ID: v.ID, Addresses: v.Addresses, HostInterface: v.HostInterface, Generation: v.Generation, Doc: v.Doc, Deleted: true}
+	}
+	inst.cur.Store(sn)
 	close(old.changed)
 	inst.statusMu.Lock()
 	close(inst.statusWake)
@@ -645,9 +673,16 @@ func (s *Server) guestHTTPServer(hostInterface string) *http.Server {
 	s.srvMu.Lock()
 	s.guestIfaces[hostInterface] = true
 	s.srvMu.Unlock()
-	if hostInterface != "" {
-		hs.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
-			return context.WithValue(ctx, ifaceKey{}, hostInterface)
+	dialects := s.opts.Dialects != nil
+	if hostInterface != "" || dialects {
+		hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			if hostInterface != "" {
+				ctx = context.WithValue(ctx, ifaceKey{}, hostInterface)
+			}
+			if dialects {
+				ctx = dialect.ConnContext(ctx, c)
+			}
+			return ctx
 		}
 	}
 	return hs

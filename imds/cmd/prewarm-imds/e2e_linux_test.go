@@ -583,3 +583,65 @@ func TestE2EAdminTCPToken(t *testing.T) {
 		t.Fatalf("invalid config via CLI: %v", err)
 	}
 }
+
+// TestE2ECloudDialects reads the same registry through the EC2 (IMDSv2
+// token flow), GCE and Azure dialects of the real binary.
+func TestE2ECloudDialects(t *testing.T) {
+	p := startIMDS(t, nil, "--rate", "0", "--ec2-tokens", "required")
+	for i, src := range []string{"127.0.0.81", "127.0.0.82"} {
+		id := fmt.Sprintf("vm-%d", i)
+		p.mustCLI("", "register", id, "--address", src)
+		p.mustCLI(fmt.Sprintf(`{"hostname":"cloud-%d"}`, i), "publish", id, "-")
+	}
+	for i, src := range []string{"127.0.0.81", "127.0.0.82"} {
+		tok := p.rawDo(src, "PUT", "/latest/api/token", "X-aws-ec2-metadata-token-ttl-seconds", "60")
+		if tok.code != 200 || tok.body == "" {
+			t.Fatalf("token from %s: %d %q", src, tok.code, tok.body)
+		}
+		if a := p.rawDo(src, "GET", "/latest/meta-data/instance-id"); a.code != 401 {
+			t.Fatalf("IMDSv1 with tokens required: %d %q", a.code, a.body)
+		}
+		a := p.rawDo(src, "GET", "/latest/meta-data/instance-id", "X-aws-ec2-metadata-token", tok.body)
+		if a.code != 200 || a.body != fmt.Sprintf("vm-%d", i) {
+			t.Fatalf("EC2 instance-id from %s: %d %q", src, a.code, a.body)
+		}
+		g := p.rawDo(src, "GET", "/computeMetadata/v1/instance/hostname", "Metadata-Flavor", "Google")
+		if g.code != 200 || !strings.Contains(g.body, fmt.Sprintf("cloud-%d", i)) {
+			t.Fatalf("GCE hostname from %s: %d %q", src, g.code, g.body)
+		}
+		z := p.rawDo(src, "GET", "/metadata/instance?api-version=2021-02-01", "Metadata", "true")
+		if z.code != 200 || !strings.Contains(z.body, fmt.Sprintf(`"vm-%d"`, i)) {
+			t.Fatalf("Azure from %s: %d %q", src, z.code, z.body)
+		}
+	}
+	// A token is bound to the instance that asked for it.
+	tok := p.rawDo("127.0.0.81", "PUT", "/latest/api/token", "X-aws-ec2-metadata-token-ttl-seconds", "60")
+	if a := p.rawDo("127.0.0.82", "GET", "/latest/meta-data/instance-id", "X-aws-ec2-metadata-token", tok.body); a.code != 401 {
+		t.Fatalf("vm-0's token used by vm-1: %d %q", a.code, a.body)
+	}
+	// --dialects native turns the others off.
+	q := startIMDS(t, nil, "--rate", "0", "--dialects", "native")
+	q.mustCLI("", "register", "vm-n", "--address", "127.0.0.83")
+	if a := q.rawDo("127.0.0.83", "GET", "/latest/meta-data/instance-id", "Metadata", "true"); a.code != 404 || !strings.Contains(a.body, "no such path") {
+		t.Fatalf("EC2 path with native only: %d %q", a.code, a.body)
+	}
+}
+
+// rawDo sends a request from src without the Metadata header unless given.
+func (p *imds) rawDo(src, method, path string, hdr ...string) answer {
+	p.t.Helper()
+	r, err := http.NewRequest(method, "http://"+p.guest+path, nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := guestClient(src).Do(r)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{code: resp.StatusCode, hdr: resp.Header, body: string(b)}
+}

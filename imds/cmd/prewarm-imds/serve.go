@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prewarm/prewarm/imds/dialect"
 	"github.com/prewarm/prewarm/imds/server"
 	"github.com/prewarm/prewarm/shared/api"
 )
@@ -35,6 +36,11 @@ func serve(args []string, stderr io.Writer) error {
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	grace := fs.Duration("shutdown-timeout", 10*time.Second, "how long shutdown waits for requests in flight")
+	dialects := fs.String("dialects", dialect.DefaultList, "guest API dialects: any of native, ec2, azure, gce (comma separated)")
+	ec2Tokens := fs.String("ec2-tokens", "optional", "EC2 IMDSv2 tokens: optional (IMDSv1 allowed) or required")
+	zone := fs.String("availability-zone", dialect.DefaultAvailabilityZone, "availability zone the EC2 and GCE dialects report")
+	region := fs.String("region", "", "region the EC2 and Azure dialects report (default: the zone without its last letter)")
+	gceProject := fs.String("gce-project", dialect.DefaultGCEProjectID, "project id the GCE dialect reports")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,12 +71,33 @@ func serve(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
+	names, err := dialect.ParseList(*dialects)
+	if err != nil {
+		return fmt.Errorf("%w: --dialects: %v", errUsage, err)
+	}
+	tokens, err := dialect.ParseTokenMode(*ec2Tokens)
+	if err != nil {
+		return fmt.Errorf("%w: --ec2-tokens: %v", errUsage, err)
+	}
 	opts := server.Options{
 		DataDir:    *dataDir,
 		Rate:       *rate,
 		Burst:      *burst,
 		Logger:     log,
 		PublishDir: *publishDir,
+	}
+	if len(names) != 1 || names[0] != dialect.NameNative {
+		set, err := dialect.New(names, dialect.Settings{
+			AvailabilityZone: *zone,
+			Region:           *region,
+			GCEProjectID:     *gceProject,
+			EC2Tokens:        tokens,
+			Logger:           log,
+		})
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		opts.Dialects = set
 	}
 	if *listen != "" && (*bindIfaces || len(ifaces) > 0) {
 		opts.GuestAddr, opts.GuestInterfaces = *listen, ifaces
