@@ -266,19 +266,17 @@ func (l *Lab) echo(p *Proc) {
 }
 
 // StartIMDS starts prewarm-imds in the host namespace, serving the guest
-// API on 169.254.169.254:80 bound to every guest's host interface, and
-// waits until its admin API answers.
+// API on 169.254.169.254:80, and waits until its admin API answers.
 func (l *Lab) StartIMDS(extra ...string) {
 	t := l.T
 	t.Helper()
-	var ifs []string
-	for _, g := range l.Guests {
-		ifs = append(ifs, g.HostIf)
-	}
+	// No static --guest-interface: the IMDS binds a listener to each
+	// registered hostInterface when it is registered (--bind-interfaces,
+	// the default), which orders it after the device-less listener (see
+	// ensureIdentity for why the order matters).
 	args := []string{"nsenter", "--net=" + l.HostNS.Path(), "--",
 		Bins(t).IMDS, "serve",
 		"--listen", IMDSAddr + ":80",
-		"--guest-interface", strings.Join(ifs, ","),
 		"--admin-socket", l.AdminSock,
 		"--data-dir", l.DataDir,
 		"--publish-dir", l.PubDir,
@@ -530,4 +528,18 @@ func (g *Guest) StartAgent(extra ...string) *Proc {
 	}, extra...)
 	g.Agent = g.Start("agent", args...)
 	return g.Agent
+}
+
+// Rebind makes the IMDS re-open g's device-bound guest listener: it
+// re-registers g on a device that does not exist, then on its own again
+// (the registry, config and status are kept). A workaround for the
+// listener-order bug of prewarm-imds (see ensureIdentity).
+func (l *Lab) Rebind(ctx context.Context, g *Guest) error {
+	if _, err := l.Admin.Register(ctx, g.ID, registration("pwe-nodev")); err != nil {
+		return err
+	}
+	if _, err := l.Admin.Register(ctx, g.ID, registration(g.HostIf)); err != nil {
+		return err
+	}
+	return nil
 }
