@@ -50,7 +50,7 @@ func httpHelper() int {
 }
 
 func doHTTP(req HTTPReq) HTTPResp {
-	d := &net.Dialer{Timeout: 5 * time.Second}
+	d := &net.Dialer{Timeout: 3 * time.Second}
 	if req.Src != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(req.Src)}
 	}
