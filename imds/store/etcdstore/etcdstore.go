@@ -10,9 +10,10 @@
 //
 // Each Store belongs to one host (Config.HostID). Registering through it
 // places the instance on that host; Load returns the instances placed on
-// it; Follow and Watch stream every change under the prefix, made by any
-// host or by a control plane, marking the events of this host's instances
-// as Local.
+// it; Follow streams the changes of those instances (the host's own
+// directory of keys, so a host's traffic does not grow with the fleet),
+// made through any host or by a control plane; Watch streams the whole
+// fleet's, for tools.
 package etcdstore
 
 import (
@@ -263,13 +264,20 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Keys of the layout (docs/etcd.md).
-func (s *Store) kReg(id string) string  { return s.prefix + "registrations/" + id }
-func (s *Store) kCfg(id string) string  { return s.prefix + "configs/" + id }
-func (s *Store) kGen(id string) string  { return s.prefix + "generations/" + id }
-func (s *Store) kLast(id string) string { return s.prefix + "laststatus/" + id }
-func (s *Store) kSeq(id string) string  { return s.prefix + "statusseq/" + id }
-func (s *Store) kMark(id string) string { return s.prefix + "writemarks/" + id }
+// Keys of the layout (docs/etcd.md). What a host serves lives under its
+// own hosts/<host>/ directory, so that each host watches only its own
+// instances; what must be looked up by instance id alone (placement,
+// generation counter, ownership indexes, status) is global.
+func (s *Store) kPlace(id string) string { return s.prefix + "placement/" + id }
+func (s *Store) hostDir(host string) string {
+	return s.prefix + "hosts/" + host + "/"
+}
+func (s *Store) kReg(host, id string) string { return s.hostDir(host) + "registrations/" + id }
+func (s *Store) kCfg(host, id string) string { return s.hostDir(host) + "configs/" + id }
+func (s *Store) kGen(id string) string       { return s.prefix + "generations/" + id }
+func (s *Store) kLast(id string) string      { return s.prefix + "laststatus/" + id }
+func (s *Store) kSeq(id string) string       { return s.prefix + "statusseq/" + id }
+func (s *Store) kMark(id string) string      { return s.prefix + "writemarks/" + id }
 func (s *Store) kStatusDir(id string) string {
 	return s.prefix + "status/" + id + "/"
 }
@@ -279,16 +287,10 @@ func (s *Store) kStatus(id string, n int64) string {
 func (s *Store) kAddr(a string) string          { return s.prefix + "addresses/" + a }
 func (s *Store) kIface(host, dev string) string { return s.prefix + "interfaces/" + host + "/" + dev }
 
-// regDoc is the value of a registration key.
-type regDoc struct {
-	HostID string `json:"hostId"`
-	store.Registration
-}
-
 // Instance is one instance as the fleet sees it.
 type Instance struct {
 	store.Record
-	// HostID is the host the instance is registered to.
+	// HostID is the host the instance is placed on.
 	HostID string
 	// Local is true when HostID is this Store's host.
 	Local bool
@@ -425,23 +427,24 @@ func parseInt(b []byte) int64 {
 }
 
 // Apply implements store.Store. Registering places the instance on this
-// Store's host (taking it over from another host if needed); a publish
-// takes the next generation of the instance's counter.
+// Store's host (taking it over from another host if needed, with its
+// config); a publish takes the next generation of the instance's counter,
+// wherever the instance is placed.
 func (s *Store) Apply(ctx context.Context, id string, c store.Change) (store.Record, error) {
 	op := fmt.Sprintf("apply %q", id)
 	if err := s.check(op); err != nil {
 		return store.Record{}, err
 	}
 	var rec store.Record
-	var tried []string // write marks of the attempts sent
+	var tried []string // write marks of the attempts whose outcome is unknown
 	err := s.retry(ctx, op, func(uncertain bool) (bool, int64, error) {
-		var ok bool
-		var rev int64
-		var err error
-		var mark string
 		if !uncertain {
 			tried = tried[:0]
 		}
+		var ok bool
+		var rev int64
+		var mark string
+		var err error
 		rec, ok, rev, mark, err = s.tryApply(ctx, op, id, c, tried)
 		tried = append(tried, mark)
 		return ok, rev, err
@@ -454,125 +457,177 @@ func (s *Store) newMark() string {
 	return fmt.Sprintf("%s/%016x%016x", s.host, rand.Uint64(), rand.Uint64())
 }
 
+func decodeReg(b []byte) (*store.Registration, error) {
+	if b == nil {
+		return nil, nil
+	}
+	var r store.Registration
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// indexKeys are the ownership index keys of reg placed on host.
+func (s *Store) indexKeys(host string, reg *store.Registration) []string {
+	if reg == nil {
+		return nil
+	}
+	var out []string
+	for _, a := range reg.Addresses {
+		out = append(out, s.kAddr(a))
+	}
+	if reg.HostInterface != "" {
+		out = append(out, s.kIface(host, reg.HostInterface))
+	}
+	return out
+}
+
 // tryApply makes one attempt at c with a fresh write mark. tried holds
 // the marks of earlier attempts whose outcome is unknown: finding one of
 // them on the instance means that attempt landed and the change is done.
+// Every key read is compared by mod revision in the transaction, so an
+// attempt that raced with another writer changes nothing (ok false).
 func (s *Store) tryApply(ctx context.Context, op, id string, c store.Change, tried []string) (store.Record, bool, int64, string, error) {
 	rec := store.Record{ID: id}
 	mark := s.newMark()
-	keys := []string{s.kReg(id), s.kCfg(id), s.kGen(id), s.kLast(id), s.kMark(id)}
-	var newIdx []string
-	if c.Register != nil {
-		for _, a := range c.Register.Addresses {
-			newIdx = append(newIdx, s.kAddr(a))
-		}
-		if d := c.Register.HostInterface; d != "" {
-			newIdx = append(newIdx, s.kIface(s.host, d))
-		}
-		keys = append(keys, newIdx...)
-	}
-	vals, revs, _, err := s.get(ctx, op, keys...)
+	fail := func(err error) (store.Record, bool, int64, string, error) { return rec, false, 0, mark, err }
+
+	// Where the instance is now, its counter, last status and write mark.
+	v1, r1, _, err := s.get(ctx, op, s.kPlace(id), s.kGen(id), s.kLast(id), s.kMark(id))
 	if err != nil {
-		return rec, false, 0, mark, err
+		return fail(err)
 	}
-	var cmps []clientv3.Cmp
-	for i := range 3 {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(keys[i]), "=", revs[i]))
+	oldHost := string(v1[0])
+	if oldHost == "" && c.Register == nil {
+		return fail(store.ErrNotFound)
 	}
-	ops := []clientv3.Op{clientv3.OpPut(keys[4], mark)}
-	var cur *regDoc
-	if vals[0] != nil {
-		cur = &regDoc{}
-		if err := json.Unmarshal(vals[0], cur); err != nil {
-			return rec, false, 0, mark, fmt.Errorf("%s: decode registration: %w", op, err)
+	newHost := oldHost
+	if c.Register != nil {
+		newHost = s.host
+	}
+	// Its registration and config there, and the index keys it will own.
+	var keys2 []string
+	if oldHost != "" {
+		keys2 = append(keys2, s.kReg(oldHost, id), s.kCfg(oldHost, id))
+	}
+	newIdx := s.indexKeys(newHost, c.Register)
+	v2, r2, _, err := s.get(ctx, op, append(keys2, newIdx...)...)
+	if err != nil {
+		return fail(err)
+	}
+	var cur *store.Registration
+	var curCfg []byte
+	if oldHost != "" {
+		if cur, err = decodeReg(v2[0]); err != nil {
+			return fail(fmt.Errorf("%s: decode registration: %w", op, err))
 		}
+		if cur == nil && c.Register == nil {
+			return fail(store.ErrNotFound) // placement without registration
+		}
+		curCfg = v2[1]
 	}
-	if vals[4] != nil && cur != nil && slices.Contains(tried, string(vals[4])) {
+	curGen, err := docGeneration(curCfg)
+	if err != nil {
+		return fail(fmt.Errorf("%s: decode config: %w", op, err))
+	}
+	// Only a change to this host's directory comes back through its
+	// Follow; the others have nothing to wait for (revision 0).
+	mine := func(rev int64) int64 {
+		if oldHost == s.host || newHost == s.host {
+			return rev
+		}
+		return 0
+	}
+	if v1[3] != nil && cur != nil && slices.Contains(tried, string(v1[3])) {
 		// An earlier attempt landed although its answer was lost.
-		rec.Registration = cur.Registration
-		rec.Config = vals[1]
-		rec.Generation, _ = docGeneration(vals[1])
-		return rec, true, revs[4], mark, nil
+		rec.Registration, rec.Config, rec.Generation = *cur, curCfg, curGen
+		return rec, true, mine(r1[3]), mark, nil
 	}
-	switch {
-	case c.Register != nil:
+
+	cmps := []clientv3.Cmp{
+		clientv3.Compare(clientv3.ModRevision(s.kPlace(id)), "=", r1[0]),
+		clientv3.Compare(clientv3.ModRevision(s.kGen(id)), "=", r1[1]),
+	}
+	for i, k := range keys2 {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", r2[i]))
+	}
+	// Deletes go first: a watcher that applies the events in order sees
+	// a handover end on the new host.
+	var dels, puts []clientv3.Op
+	if c.Register != nil {
 		for i, k := range newIdx {
-			v := vals[5+i]
+			v := v2[len(keys2)+i]
 			if v != nil && string(v) != id {
 				kind, val := "address", strings.TrimPrefix(k, s.prefix+"addresses/")
 				if strings.HasPrefix(k, s.prefix+"interfaces/") {
 					kind, val = "hostInterface", c.Register.HostInterface
 				}
-				return rec, false, 0, mark, &store.ConflictError{Kind: kind, Value: val, Owner: string(v)}
+				return fail(&store.ConflictError{Kind: kind, Value: val, Owner: string(v)})
 			}
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", revs[5+i]))
-			ops = append(ops, clientv3.OpPut(k, id))
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", r2[len(keys2)+i]))
+			puts = append(puts, clientv3.OpPut(k, id))
 		}
-		if cur != nil {
-			// Drop the index keys of the old registration that the new one
-			// does not keep, but only those still pointing at id.
-			var old []string
-			for _, a := range cur.Addresses {
-				old = append(old, s.kAddr(a))
+		// Release the index keys the new registration drops, but only
+		// those still pointing at id.
+		old := slices.DeleteFunc(s.indexKeys(oldHost, cur), func(k string) bool { return slices.Contains(newIdx, k) })
+		if len(old) > 0 {
+			ov, or, _, err := s.get(ctx, op, old...)
+			if err != nil {
+				return fail(err)
 			}
-			if cur.HostInterface != "" {
-				old = append(old, s.kIface(cur.HostID, cur.HostInterface))
-			}
-			old = slices.DeleteFunc(old, func(k string) bool { return slices.Contains(newIdx, k) })
-			if len(old) > 0 {
-				ovals, orevs, _, err := s.get(ctx, op, old...)
-				if err != nil {
-					return rec, false, 0, mark, err
-				}
-				for i, k := range old {
-					cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", orevs[i]))
-					if string(ovals[i]) == id {
-						ops = append(ops, clientv3.OpDelete(k))
-					}
+			for i, k := range old {
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", or[i]))
+				if string(ov[i]) == id {
+					dels = append(dels, clientv3.OpDelete(k))
 				}
 			}
 		}
-		nd := regDoc{HostID: s.host, Registration: *c.Register}
-		b, err := json.Marshal(nd)
+		if oldHost != newHost {
+			if oldHost != "" {
+				// Handover: the config moves with the instance.
+				dels = append(dels, clientv3.OpDelete(s.kReg(oldHost, id)), clientv3.OpDelete(s.kCfg(oldHost, id)))
+				if curCfg != nil && c.Publish == nil {
+					puts = append(puts, clientv3.OpPut(s.kCfg(newHost, id), string(curCfg)))
+				}
+			}
+			puts = append(puts, clientv3.OpPut(s.kPlace(id), newHost))
+		}
+		b, err := json.Marshal(c.Register)
 		if err != nil {
-			return rec, false, 0, mark, fmt.Errorf("%s: encode registration: %w", op, err)
+			return fail(fmt.Errorf("%s: encode registration: %w", op, err))
 		}
-		ops = append(ops, clientv3.OpPut(keys[0], string(b)))
-		rec.Registration = nd.Registration
-	case cur == nil:
-		return rec, false, 0, mark, store.ErrNotFound
-	default:
-		rec.Registration = cur.Registration
+		puts = append(puts, clientv3.OpPut(s.kReg(newHost, id), string(b)))
+		rec.Registration = *c.Register
+	} else {
+		rec.Registration = *cur
 	}
-	curGen, err := docGeneration(vals[1])
-	if err != nil {
-		return rec, false, 0, mark, fmt.Errorf("%s: decode config: %w", op, err)
-	}
-	rec.Config, rec.Generation = vals[1], curGen
+	rec.Config, rec.Generation = curCfg, curGen
 	if c.Publish != nil {
 		if c.IfMatch != nil && *c.IfMatch != curGen {
-			return rec, false, 0, mark, &store.PreconditionError{Want: *c.IfMatch, Current: curGen}
+			return fail(&store.PreconditionError{Want: *c.IfMatch, Current: curGen})
 		}
 		// A control plane that wrote a config without bumping the counter
 		// still never gets its generation reused.
-		next := max(parseInt(vals[2]), curGen) + 1
+		next := max(parseInt(v1[1]), curGen) + 1
 		doc, err := c.Publish(id, next)
 		if err != nil {
-			return rec, false, 0, mark, err
+			return fail(err)
 		}
-		ops = append(ops,
-			clientv3.OpPut(keys[2], strconv.FormatInt(next, 10)),
-			clientv3.OpPut(keys[1], string(doc)))
+		puts = append(puts,
+			clientv3.OpPut(s.kGen(id), strconv.FormatInt(next, 10)),
+			clientv3.OpPut(s.kCfg(newHost, id), string(doc)))
 		rec.Config, rec.Generation = doc, next
 	}
-	if vals[3] != nil {
+	if v1[2] != nil {
 		var r status.Report
-		if err := json.Unmarshal(vals[3], &r); err == nil {
+		if err := json.Unmarshal(v1[2], &r); err == nil {
 			rec.LastStatus = &r
 		}
 	}
-	ok, rev, err := s.commit(ctx, op, cmps, ops)
-	return rec, ok, rev, mark, err
+	puts = append(puts, clientv3.OpPut(s.kMark(id), mark))
+	ok, rev, err := s.commit(ctx, op, cmps, append(dels, puts...))
+	return rec, ok, mine(rev), mark, err
 }
 
 // Delete implements store.Store. The generation counter stays.
@@ -582,57 +637,61 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	return s.retry(ctx, op, func(uncertain bool) (bool, int64, error) {
-		keys := []string{s.kReg(id), s.kCfg(id), s.kGen(id)}
-		vals, revs, rev, err := s.get(ctx, op, keys...)
+		v1, r1, rev, err := s.get(ctx, op, s.kPlace(id), s.kGen(id))
 		if err != nil {
 			return false, 0, err
 		}
-		if vals[0] == nil {
+		host := string(v1[0])
+		if host == "" {
 			if uncertain {
 				// The earlier attempt whose answer was lost did it.
-				return true, rev, nil
+				return true, 0, nil
 			}
 			return false, 0, store.ErrNotFound
 		}
-		var cur regDoc
-		if err := json.Unmarshal(vals[0], &cur); err != nil {
+		v2, r2, _, err := s.get(ctx, op, s.kReg(host, id), s.kCfg(host, id))
+		if err != nil {
+			return false, 0, err
+		}
+		cur, err := decodeReg(v2[0])
+		if err != nil {
 			return false, 0, fmt.Errorf("%s: decode registration: %w", op, err)
 		}
-		var cmps []clientv3.Cmp
-		for i, k := range keys {
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", revs[i]))
+		cmps := []clientv3.Cmp{
+			clientv3.Compare(clientv3.ModRevision(s.kPlace(id)), "=", r1[0]),
+			clientv3.Compare(clientv3.ModRevision(s.kGen(id)), "=", r1[1]),
+			clientv3.Compare(clientv3.ModRevision(s.kReg(host, id)), "=", r2[0]),
+			clientv3.Compare(clientv3.ModRevision(s.kCfg(host, id)), "=", r2[1]),
 		}
 		ops := []clientv3.Op{
-			clientv3.OpDelete(s.kReg(id)),
-			clientv3.OpDelete(s.kCfg(id)),
+			clientv3.OpDelete(s.kPlace(id)),
+			clientv3.OpDelete(s.kReg(host, id)),
+			clientv3.OpDelete(s.kCfg(host, id)),
 			clientv3.OpDelete(s.kLast(id)),
 			clientv3.OpDelete(s.kSeq(id)),
 			clientv3.OpDelete(s.kMark(id)),
 			clientv3.OpDelete(s.kStatusDir(id), clientv3.WithPrefix()),
 		}
-		if g, err := docGeneration(vals[1]); err == nil && g > parseInt(vals[2]) {
+		if g, err := docGeneration(v2[1]); err == nil && g > parseInt(v1[1]) {
 			ops = append(ops, clientv3.OpPut(s.kGen(id), strconv.FormatInt(g, 10)))
 		}
-		var idx []string
-		for _, a := range cur.Addresses {
-			idx = append(idx, s.kAddr(a))
-		}
-		if cur.HostInterface != "" {
-			idx = append(idx, s.kIface(cur.HostID, cur.HostInterface))
-		}
-		if len(idx) > 0 {
-			ivals, irevs, _, err := s.get(ctx, op, idx...)
+		if idx := s.indexKeys(host, cur); len(idx) > 0 {
+			iv, ir, _, err := s.get(ctx, op, idx...)
 			if err != nil {
 				return false, 0, err
 			}
 			for i, k := range idx {
-				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", irevs[i]))
-				if string(ivals[i]) == id {
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", ir[i]))
+				if string(iv[i]) == id {
 					ops = append(ops, clientv3.OpDelete(k))
 				}
 			}
 		}
-		return s.commit(ctx, op, cmps, ops)
+		ok, rev, err := s.commit(ctx, op, cmps, ops)
+		if host != s.host {
+			rev = 0 // not in this host's directory: nothing to wait for
+		}
+		return ok, rev, err
 	})
 }
 
@@ -650,19 +709,19 @@ func (s *Store) AppendStatus(ctx context.Context, id string, r status.Report) er
 	}
 	return s.retry(ctx, op, func(uncertain bool) (bool, int64, error) {
 		rctx, cancel := context.WithTimeout(ctx, s.reqTO)
-		resp, err := s.cli.Txn(rctx).Then(clientv3.OpGet(s.kReg(id)), clientv3.OpGet(s.kSeq(id)), clientv3.OpGet(s.kLast(id))).Commit()
+		resp, err := s.cli.Txn(rctx).Then(clientv3.OpGet(s.kPlace(id)), clientv3.OpGet(s.kSeq(id)), clientv3.OpGet(s.kLast(id))).Commit()
 		cancel()
 		if err != nil {
 			return false, 0, s.op(ctx, op, err)
 		}
-		regKVs := resp.Responses[0].GetResponseRange().GetKvs()
-		if len(regKVs) == 0 {
+		place := resp.Responses[0].GetResponseRange().GetKvs()
+		if len(place) == 0 {
 			return false, 0, store.ErrNotFound
 		}
 		if last := resp.Responses[2].GetResponseRange().GetKvs(); uncertain && len(last) > 0 && string(last[0].Value) == string(data) {
 			// The earlier attempt whose answer was lost landed (a report
 			// carries its seq and time, so equal bytes are this one).
-			return true, last[0].ModRevision, nil
+			return true, 0, nil
 		}
 		var seq, seqRev int64
 		if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
@@ -671,8 +730,9 @@ func (s *Store) AppendStatus(ctx context.Context, id string, r status.Report) er
 		n := seq + 1
 		cmps := []clientv3.Cmp{
 			// Same incarnation of the instance (not deleted and
-			// re-registered in between); publishes do not conflict.
-			clientv3.Compare(clientv3.CreateRevision(s.kReg(id)), "=", regKVs[0].CreateRevision),
+			// re-registered in between); publishes and handovers do not
+			// conflict.
+			clientv3.Compare(clientv3.CreateRevision(s.kPlace(id)), "=", place[0].CreateRevision),
 			clientv3.Compare(clientv3.ModRevision(s.kSeq(id)), "=", seqRev),
 		}
 		ops := []clientv3.Op{
@@ -685,7 +745,9 @@ func (s *Store) AppendStatus(ctx context.Context, id string, r status.Report) er
 			// control plane wrote its own.
 			ops = append(ops, clientv3.OpDelete(s.kStatusDir(id), clientv3.WithRange(s.kStatus(id, old+1))))
 		}
-		return s.commit(ctx, op, cmps, ops)
+		// Status keys are not in a host's directory: no Follow waits.
+		ok, _, err := s.commit(ctx, op, cmps, ops)
+		return ok, 0, err
 	})
 }
 
@@ -698,7 +760,7 @@ func (s *Store) StatusHistory(ctx context.Context, id string) ([]status.Report, 
 	rctx, cancel := context.WithTimeout(ctx, s.reqTO)
 	defer cancel()
 	resp, err := s.cli.Txn(rctx).Then(
-		clientv3.OpGet(s.kReg(id), clientv3.WithCountOnly()),
+		clientv3.OpGet(s.kPlace(id), clientv3.WithCountOnly()),
 		clientv3.OpGet(s.kStatusDir(id), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)),
 	).Commit()
 	if err != nil {
@@ -722,17 +784,15 @@ func (s *Store) StatusHistory(ctx context.Context, id string) ([]status.Report, 
 	return out, nil
 }
 
-// Load implements store.Store: the instances registered to this host.
+// Load implements store.Store: the instances placed on this host.
 func (s *Store) Load(ctx context.Context) ([]store.Record, error) {
-	all, _, err := s.Snapshot(ctx, 0)
+	m, _, err := s.snapshot(ctx, 0, true)
 	if err != nil {
 		return nil, err
 	}
 	var out []store.Record
-	for _, in := range all {
-		if in.Local {
-			out = append(out, in.Record)
-		}
+	for _, in := range m.instances(s.host) {
+		out = append(out, in.Record)
 	}
 	return out, nil
 }
@@ -741,22 +801,24 @@ func (s *Store) Load(ctx context.Context) ([]store.Record, error) {
 // is positive (an etcd error wrapping rpctypes.ErrCompacted if it is
 // compacted), else the current one, which it returns.
 func (s *Store) Snapshot(ctx context.Context, rev int64) ([]Instance, int64, error) {
-	m, rev, err := s.snapshot(ctx, rev)
+	m, rev, err := s.snapshot(ctx, rev, false)
 	if err != nil {
 		return nil, 0, err
 	}
 	return m.instances(s.host), rev, nil
 }
 
-func (s *Store) snapshot(ctx context.Context, rev int64) (*mirror, int64, error) {
+// snapshot reads the fleet's state (or, with local, this host's) at rev
+// (the current revision when rev is 0).
+func (s *Store) snapshot(ctx context.Context, rev int64, local bool) (*mirror, int64, error) {
 	op := "load store"
 	if s.closed.Load() {
 		return nil, 0, fmt.Errorf("%s: %w", op, store.ErrClosed)
 	}
 	if rev <= 0 {
-		// Learn the current revision; the three ranges then read at it.
+		// Learn the current revision; the ranges then read at it.
 		rctx, cancel := context.WithTimeout(ctx, s.reqTO)
-		resp, err := s.cli.Get(rctx, s.prefix, clientv3.WithCountOnly())
+		resp, err := s.cli.Get(rctx, s.kPlace(""), clientv3.WithCountOnly())
 		cancel()
 		if err != nil {
 			return nil, 0, s.op(ctx, op, err)
@@ -764,24 +826,42 @@ func (s *Store) snapshot(ctx context.Context, rev int64) (*mirror, int64, error)
 		rev = resp.Header.Revision
 	}
 	m := newMirror()
-	for _, dir := range []string{"registrations/", "configs/", "laststatus/"} {
+	getAt := func(key string, opts ...clientv3.OpOption) error {
 		rctx, cancel := context.WithTimeout(ctx, s.reqTO)
-		resp, err := s.cli.Get(rctx, s.prefix+dir, clientv3.WithPrefix(), clientv3.WithRev(rev))
-		cancel()
+		defer cancel()
+		resp, err := s.cli.Get(rctx, key, append(opts, clientv3.WithRev(rev))...)
 		if err != nil {
 			if errors.Is(err, rpctypes.ErrCompacted) {
-				return nil, 0, fmt.Errorf("%s at revision %d: %w", op, rev, err)
+				return fmt.Errorf("%s at revision %d: %w", op, rev, err)
 			}
-			return nil, 0, s.op(ctx, op, err)
+			return s.op(ctx, op, err)
 		}
 		for _, kv := range resp.Kvs {
-			m.put(s, string(kv.Key), kv.Value, s.log)
+			m.put(s, string(kv.Key), kv.Value)
+		}
+		return nil
+	}
+	if !local {
+		for _, dir := range []string{s.prefix + "hosts/", s.prefix + "laststatus/"} {
+			if err := getAt(dir, clientv3.WithPrefix()); err != nil {
+				return nil, 0, err
+			}
+		}
+		return m, rev, nil
+	}
+	if err := getAt(s.hostDir(s.host), clientv3.WithPrefix()); err != nil {
+		return nil, 0, err
+	}
+	for id := range m.regs {
+		if err := getAt(s.kLast(id)); err != nil {
+			return nil, 0, err
 		}
 	}
 	return m, rev, nil
 }
 
-// await blocks until a running Follow has delivered revision rev, so that a
+// await blocks until a running Follow has delivered revision rev (of a
+// write to this host's directory; 0 means nothing to wait for), so that a
 // caller feeding its index from Follow sees its own write when the call
 // returns. It gives up after the request timeout (the write is durable
 // either way).

@@ -351,16 +351,17 @@ func TestWatchDeliversPublish(t *testing.T) {
 	// layout, with the same compare-and-swap.
 	cli := a.Client()
 	p := a.Prefix()
-	regv, _ := json.Marshal(map[string]any{"hostId": "host-b", "addresses": []string{"10.0.0.3"}})
+	regv, _ := json.Marshal(map[string]any{"addresses": []string{"10.0.0.3"}})
 	resp, err := cli.Txn(ctx).If(
-		clientv3.Compare(clientv3.CreateRevision(p+"registrations/vm-3"), "=", 0),
-		clientv3.Compare(clientv3.CreateRevision(p+"addresses/10.0.0.3"), "=", 0),
+		clientv3.Compare(clientv3.ModRevision(p+"placement/vm-3"), "=", 0),
+		clientv3.Compare(clientv3.ModRevision(p+"addresses/10.0.0.3"), "=", 0),
 		clientv3.Compare(clientv3.ModRevision(p+"generations/vm-3"), "=", 0),
 	).Then(
-		clientv3.OpPut(p+"registrations/vm-3", string(regv)),
+		clientv3.OpPut(p+"placement/vm-3", "host-b"),
+		clientv3.OpPut(p+"hosts/host-b/registrations/vm-3", string(regv)),
 		clientv3.OpPut(p+"addresses/10.0.0.3", "vm-3"),
 		clientv3.OpPut(p+"generations/vm-3", "1"),
-		clientv3.OpPut(p+"configs/vm-3", `{"instanceId":"vm-3","generation":1,"partial":true}`),
+		clientv3.OpPut(p+"hosts/host-b/configs/vm-3", `{"instanceId":"vm-3","generation":1,"partial":true}`),
 	).Commit()
 	if err != nil || !resp.Succeeded {
 		t.Fatalf("control plane write: %v %v", resp, err)
@@ -653,20 +654,20 @@ func TestThreeMemberCluster(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		b.Follow(ctx, 0, func(ev etcdstore.Event) { evs <- ev })
+		a.Follow(ctx, 0, func(ev etcdstore.Event) { evs <- ev })
 	}()
 	defer func() { cancel(); <-done }()
 
 	ms[0].Stop()
 	for i := 2; i <= 4; i++ {
-		rec, err := a.Apply(ctx, "vm-1", store.Change{Publish: stamp("quorum")})
+		rec, err := b.Apply(ctx, "vm-1", store.Change{Publish: stamp("quorum")})
 		if err != nil || rec.Generation != int64(i) {
 			t.Fatalf("publish with one member down: %+v, %v", rec, err)
 		}
 	}
 	ms[1].Stop()
 	waitHealth(t, evs, true)
-	if _, err := b.Apply(ctx, "vm-1", store.Change{Publish: stamp("no quorum")}); !errors.Is(err, etcdstore.ErrUnavailable) {
+	if _, err := a.Apply(ctx, "vm-1", store.Change{Publish: stamp("no quorum")}); !errors.Is(err, etcdstore.ErrUnavailable) {
 		t.Fatalf("publish without quorum: %v", err)
 	}
 	ms[0].Restart()
@@ -689,5 +690,79 @@ func TestThreeMemberCluster(t *testing.T) {
 		case <-deadline:
 			t.Fatal("follower did not catch up after the cluster recovered")
 		}
+	}
+}
+
+// follower runs Follow on s and returns its events.
+func follower(t *testing.T, s *etcdstore.Store) <-chan etcdstore.Event {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	evs := make(chan etcdstore.Event, 1000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Follow(ctx, 0, func(ev etcdstore.Event) { evs <- ev })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return evs
+}
+
+// TestFollowIsHostScoped: a host's Follow sees its own instances only; a
+// handover is a delete on the old host and a change, config included, on
+// the new one.
+func TestFollowIsHostScoped(t *testing.T) {
+	m := etcdtest.Start(t)
+	ctx := context.Background()
+	a := open(t, []string{m.ClientURL}, "host-a")
+	b := open(t, []string{m.ClientURL}, "host-b")
+	c := open(t, []string{m.ClientURL}, "host-c")
+	if _, err := a.Apply(ctx, "vm-1", store.Change{Register: &store.Registration{Addresses: []string{"10.0.0.1"}, HostInterface: "tap1"}, Publish: stamp("a")}); err != nil {
+		t.Fatal(err)
+	}
+	ea, eb := follower(t, a), follower(t, b)
+	if ev := next(t, ea); ev.Type != etcdstore.EventResync || len(ev.Instances) != 1 || ev.Instances[0].Generation != 1 {
+		t.Fatalf("host a resync: %+v", ev)
+	}
+	if ev := next(t, eb); ev.Type != etcdstore.EventResync || len(ev.Instances) != 0 {
+		t.Fatalf("host b resync: %+v", ev)
+	}
+	// Another host's instance is nobody else's business.
+	if _, err := c.Apply(ctx, "vm-c", store.Change{Register: reg("10.0.0.3"), Publish: stamp("c")}); err != nil {
+		t.Fatal(err)
+	}
+	// Handover to b, then a publish through c.
+	if _, err := b.Apply(ctx, "vm-1", store.Change{Register: &store.Registration{Addresses: []string{"10.0.0.1"}, HostInterface: "tap2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, ea); ev.Type != etcdstore.EventDeleted || ev.ID != "vm-1" {
+		t.Fatalf("old host after handover: %+v", ev)
+	}
+	ev := next(t, eb)
+	if ev.Type != etcdstore.EventChanged || ev.ID != "vm-1" || !ev.Instance.Local || ev.Instance.Generation != 1 || !strings.Contains(string(ev.Instance.Config), `"hostname":"a"`) || ev.Instance.HostInterface != "tap2" {
+		t.Fatalf("new host after handover: %+v", ev)
+	}
+	// A publish through a host to another host's instance does not wait
+	// for its own follower, which never sees it.
+	start := time.Now()
+	if _, err := a.Apply(ctx, "vm-1", store.Change{Publish: stamp("via-a")}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("publish to another host's instance took %v", d)
+	}
+	if ev := next(t, eb); ev.Type != etcdstore.EventChanged || ev.Instance.Generation != 2 {
+		t.Fatalf("publish after handover: %+v", ev)
+	}
+	select {
+	case ev := <-ea:
+		if ev.Type != etcdstore.EventHealth {
+			t.Fatalf("old host got %+v", ev)
+		}
+	case <-time.After(300 * time.Millisecond):
+	}
+	// The fleet view shows where everything is.
+	all, _, err := a.Snapshot(ctx, 0)
+	if err != nil || len(all) != 2 || all[0].HostID != "host-b" || all[1].HostID != "host-c" || all[0].Generation != 2 {
+		t.Fatalf("fleet snapshot: %+v, %v", all, err)
 	}
 }

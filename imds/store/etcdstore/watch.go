@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sort"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/prewarm/prewarm/imds/store"
 	"github.com/prewarm/prewarm/shared/status"
 )
 
@@ -68,77 +68,95 @@ type Event struct {
 	Err       error
 }
 
-// mirror is the follower's copy of the fleet state, so that every event
-// carries a whole instance.
+// mirror is the follower's copy of the state it follows (the fleet, or
+// one host's instances), so that every event carries a whole instance.
 type mirror struct {
-	regs map[string]*regDoc
-	cfgs map[string][]byte
+	regs map[string]placed[store.Registration]
+	cfgs map[string]placed[[]byte]
 	last map[string]*status.Report
 }
 
+// placed is a value read from hosts/<host>/...
+type placed[T any] struct {
+	host string
+	v    T
+}
+
 func newMirror() *mirror {
-	return &mirror{regs: map[string]*regDoc{}, cfgs: map[string][]byte{}, last: map[string]*status.Report{}}
+	return &mirror{regs: map[string]placed[store.Registration]{}, cfgs: map[string]placed[[]byte]{}, last: map[string]*status.Report{}}
 }
 
 // put applies one key's value (nil: deleted). It returns the instance id
 // and which part changed ("registrations", "configs", "laststatus"), or ""
 // for keys that do not describe an instance's state.
-func (m *mirror) put(s *Store, key string, val []byte, log *slog.Logger) (id, kind string) {
+func (m *mirror) put(s *Store, key string, val []byte) (id, kind string) {
 	rest, ok := strings.CutPrefix(key, s.prefix)
 	if !ok {
 		return "", ""
 	}
-	kind, id, ok = strings.Cut(rest, "/")
-	if !ok || id == "" || strings.Contains(id, "/") {
-		return "", ""
-	}
-	switch kind {
-	case "registrations":
-		if val == nil {
-			delete(m.regs, id)
-			return id, kind
-		}
-		var r regDoc
-		if err := json.Unmarshal(val, &r); err != nil {
-			log.Warn("ignoring undecodable registration", "key", key, "err", err)
-			return "", ""
-		}
-		m.regs[id] = &r
-	case "configs":
-		if val == nil {
-			delete(m.cfgs, id)
-		} else {
-			m.cfgs[id] = val
-		}
-	case "laststatus":
+	if id, ok := strings.CutPrefix(rest, "laststatus/"); ok {
 		if val == nil {
 			delete(m.last, id)
 			return "", ""
 		}
 		var r status.Report
 		if err := json.Unmarshal(val, &r); err != nil {
-			log.Warn("ignoring undecodable status", "key", key, "err", err)
+			s.log.Warn("ignoring undecodable status", "key", key, "err", err)
 			return "", ""
 		}
 		m.last[id] = &r
+		return id, "laststatus"
+	}
+	rest, ok = strings.CutPrefix(rest, "hosts/")
+	if !ok {
+		return "", ""
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 || parts[0] == "" || parts[2] == "" {
+		return "", ""
+	}
+	host, kind, id := parts[0], parts[1], parts[2]
+	switch kind {
+	case "registrations":
+		if val == nil {
+			// A handover deletes the old host's key: forget it only if
+			// no newer placement replaced it.
+			if m.regs[id].host == host {
+				delete(m.regs, id)
+			}
+			return id, kind
+		}
+		var r store.Registration
+		if err := json.Unmarshal(val, &r); err != nil {
+			s.log.Warn("ignoring undecodable registration", "key", key, "err", err)
+			return "", ""
+		}
+		m.regs[id] = placed[store.Registration]{host, r}
+	case "configs":
+		if val == nil {
+			if m.cfgs[id].host == host {
+				delete(m.cfgs, id)
+			}
+			return id, kind
+		}
+		m.cfgs[id] = placed[[]byte]{host, val}
 	default:
 		return "", ""
 	}
 	return id, kind
 }
 
-func (m *mirror) instance(id, host string) (Instance, bool) {
-	r := m.regs[id]
-	if r == nil {
+func (m *mirror) instance(id, me string) (Instance, bool) {
+	r, ok := m.regs[id]
+	if !ok {
 		return Instance{}, false
 	}
-	in := Instance{HostID: r.HostID, Local: r.HostID == host}
+	in := Instance{HostID: r.host, Local: r.host == me}
 	in.ID = id
-	in.Registration = r.Registration
-	if c := m.cfgs[id]; c != nil {
-		g, err := docGeneration(c)
-		if err == nil {
-			in.Config, in.Generation = c, g
+	in.Registration = r.v
+	if c, ok := m.cfgs[id]; ok && c.host == r.host {
+		if g, err := docGeneration(c.v); err == nil {
+			in.Config, in.Generation = c.v, g
 		}
 	}
 	if l := m.last[id]; l != nil {
@@ -148,7 +166,7 @@ func (m *mirror) instance(id, host string) (Instance, bool) {
 	return in, true
 }
 
-func (m *mirror) instances(host string) []Instance {
+func (m *mirror) instances(me string) []Instance {
 	ids := make([]string, 0, len(m.regs))
 	for id := range m.regs {
 		ids = append(ids, id)
@@ -156,20 +174,23 @@ func (m *mirror) instances(host string) []Instance {
 	sort.Strings(ids)
 	out := make([]Instance, 0, len(ids))
 	for _, id := range ids {
-		in, _ := m.instance(id, host)
+		in, _ := m.instance(id, me)
 		out = append(out, in)
 	}
 	return out
 }
 
-// Watch streams the fleet's changes after fromRevision on a channel that
-// is closed when ctx ends. With fromRevision 0 the first event is an
-// EventResync of the current state. The events are those of Follow.
+// Watch streams the whole fleet's changes after fromRevision on a channel
+// that is closed when ctx ends, for control-plane tools: registrations,
+// configs, handovers (EventChanged with the new HostID), deletes and
+// status reports (EventStatus) of every host. With fromRevision 0 the
+// first event is an EventResync of the current state. Otherwise it
+// behaves as Follow, but does not make writes wait for it.
 func (s *Store) Watch(ctx context.Context, fromRevision int64) <-chan Event {
 	ch := make(chan Event)
 	go func() {
 		defer close(ch)
-		s.follow(ctx, fromRevision, false, func(ev Event) {
+		s.follow(ctx, fromRevision, false, false, func(ev Event) {
 			select {
 			case ch <- ev:
 			case <-ctx.Done():
@@ -179,11 +200,16 @@ func (s *Store) Watch(ctx context.Context, fromRevision int64) <-chan Event {
 	return ch
 }
 
-// Follow calls fn with every change of the fleet after fromRevision, in
-// revision order, until ctx ends; it returns ctx's error. With fromRevision
-// 0 it starts with an EventResync of the current state; with a positive
-// one it resumes from it silently (the caller is known to hold that
-// state), or with an EventResync if it was compacted.
+// Follow calls fn with every change of the instances placed on this
+// Store's host after fromRevision, in revision order, until ctx ends; it
+// returns ctx's error. It watches only hosts/<host>/, so a host's etcd
+// traffic does not grow with the fleet. An instance that leaves the host
+// (deleted, or handed over to another host) arrives as EventDeleted, one
+// handed over to it as EventChanged; status reports are not followed (the
+// host that serves an instance receives them itself). With fromRevision 0
+// it starts with an EventResync of the current state; with a positive one
+// it resumes from it silently (the caller is known to hold that state), or
+// with an EventResync if it was compacted.
 //
 // fn runs on Follow's goroutine and must not call the Store's mutating
 // methods: while a Follow runs, Apply, Delete and AppendStatus return only
@@ -196,20 +222,21 @@ func (s *Store) Watch(ctx context.Context, fromRevision int64) <-chan Event {
 // without, resumes the watch from the last revision seen (or resyncs if it
 // was compacted meanwhile). Run at most one Follow per Store.
 func (s *Store) Follow(ctx context.Context, fromRevision int64, fn func(Event)) error {
-	return s.follow(ctx, fromRevision, true, fn)
+	return s.follow(ctx, fromRevision, true, true, fn)
 }
 
 type follower struct {
 	s       *Store
 	fn      func(Event)
-	barrier bool
+	barrier bool // writes wait for this follower, and it sets degraded
+	local   bool // this host's instances only
 	m       *mirror
 	rev     int64 // last revision delivered
 	bad     bool  // degraded was reported
 }
 
-func (s *Store) follow(ctx context.Context, from int64, barrier bool, fn func(Event)) error {
-	f := &follower{s: s, fn: fn, barrier: barrier}
+func (s *Store) follow(ctx context.Context, from int64, barrier, local bool, fn func(Event)) error {
+	f := &follower{s: s, fn: fn, barrier: barrier, local: local}
 	if barrier {
 		s.fmu.Lock()
 		s.followers++
@@ -254,7 +281,7 @@ func (s *Store) follow(ctx context.Context, from int64, barrier bool, fn func(Ev
 // start loads the state at from (or the current one) into the mirror.
 func (f *follower) start(ctx context.Context, from int64) error {
 	if from > 0 {
-		m, _, err := f.s.snapshot(ctx, from)
+		m, _, err := f.s.snapshot(ctx, from, f.local)
 		if err == nil {
 			f.m, f.rev = m, from
 			f.healthy()
@@ -269,7 +296,7 @@ func (f *follower) start(ctx context.Context, from int64) error {
 }
 
 func (f *follower) resync(ctx context.Context) error {
-	m, rev, err := f.s.snapshot(ctx, 0)
+	m, rev, err := f.s.snapshot(ctx, 0, f.local)
 	if err != nil {
 		return err
 	}
@@ -322,7 +349,11 @@ func (f *follower) watch(ctx context.Context) error {
 	// while etcd is down; the probe must keep running meanwhile.
 	opened := make(chan clientv3.WatchChan, 1)
 	go func() {
-		opened <- s.cli.Watch(wctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(f.rev+1))
+		key := s.prefix
+		if f.local {
+			key = s.hostDir(s.host)
+		}
+		opened <- s.cli.Watch(wctx, key, clientv3.WithPrefix(), clientv3.WithRev(f.rev+1))
 	}()
 	var wch clientv3.WatchChan // nil (never ready) until opened
 	tick := time.NewTicker(s.health)
@@ -415,12 +446,12 @@ func (f *follower) applyRevision(rev int64, evs []*clientv3.Event) {
 			val = ev.Kv.Value
 		}
 		// Remember presence before this revision's first change of id.
-		if rest, ok := strings.CutPrefix(key, f.s.prefix+"registrations/"); ok {
-			if _, seen := existed[rest]; !seen {
-				existed[rest] = f.m.regs[rest] != nil
+		if id := f.s.keyID(key); id != "" {
+			if _, seen := existed[id]; !seen {
+				_, existed[id] = f.m.regs[id]
 			}
 		}
-		id, kind := f.m.put(f.s, key, val, f.s.log)
+		id, kind := f.m.put(f.s, key, val)
 		if id == "" {
 			continue
 		}
@@ -457,4 +488,22 @@ func (f *follower) applyRevision(rev int64, evs []*clientv3.Event) {
 	if f.barrier {
 		f.s.setDelivered(rev)
 	}
+}
+
+// keyID returns the instance a key of the layout describes the state of
+// (hosts/<host>/registrations|configs/<id>, laststatus/<id>), or "".
+func (s *Store) keyID(key string) string {
+	rest, ok := strings.CutPrefix(key, s.prefix)
+	if !ok {
+		return ""
+	}
+	if id, ok := strings.CutPrefix(rest, "laststatus/"); ok {
+		return id
+	}
+	if rest, ok = strings.CutPrefix(rest, "hosts/"); ok {
+		if parts := strings.Split(rest, "/"); len(parts) == 3 {
+			return parts[2]
+		}
+	}
+	return ""
 }
