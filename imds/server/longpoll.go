@@ -28,7 +28,12 @@ type parkedPoll struct {
 	conn  net.Conn
 	cond  pollCond
 	timer *time.Timer
+	seq   uint64 // parking order within the instance
 }
+
+// DefaultMaxParked bounds the parked long-polls of one instance; an agent
+// has one.
+const DefaultMaxParked = 64
 
 // pollCond is what a poll already has: If-None-Match.
 type pollCond struct {
@@ -72,9 +77,25 @@ func (s *Server) parkHijacked(w http.ResponseWriter, r *http.Request, inst *inst
 		inst.pollMu.Unlock()
 		s.answerPolls([]*parkedPoll{p}, notModifiedResponse(sn), http.StatusNotModified)
 	default:
+		var evicted *parkedPoll
+		if max := s.opts.MaxParkedPerInstance; max > 0 && len(inst.polls) >= max {
+			for q := range inst.polls {
+				if evicted == nil || q.seq < evicted.seq {
+					evicted = q
+				}
+			}
+			delete(inst.polls, evicted)
+			evicted.timer.Stop()
+		}
+		inst.pollSeq++
+		p.seq = inst.pollSeq
 		inst.polls[p] = struct{}{}
 		p.timer = time.AfterFunc(timeout, func() { s.expire(inst, p) })
 		inst.pollMu.Unlock()
+		if evicted != nil {
+			s.m.parkEvicted.Inc()
+			s.answerPolls([]*parkedPoll{evicted}, notModifiedResponse(sn), http.StatusNotModified)
+		}
 	}
 	return true
 }

@@ -23,7 +23,12 @@ type metrics struct {
 	rateLimited prometheus.Counter
 	reports     *prometheus.CounterVec
 	panics      prometheus.Counter
-	handler     http.Handler
+	// connsRefused counts guest connections closed at accept
+	// (MaxConnsPerSource); parkEvicted counts polls answered early
+	// (MaxParkedPerInstance).
+	connsRefused prometheus.Counter
+	parkEvicted  prometheus.Counter
+	handler      http.Handler
 
 	cache sync.Map // reqKey -> prometheus.Counter
 }
@@ -69,6 +74,12 @@ func newMetrics(reg prometheus.Registerer, gat prometheus.Gatherer, s *Server) (
 			Name: "prewarm_imds_handler_panics_total", Help: "Handler panics recovered.",
 		}),
 	}
+	m.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "prewarm_imds_guest_connections_refused_total", Help: "Guest connections closed at accept: too many from one source address.",
+	})
+	m.parkEvicted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "prewarm_imds_long_polls_evicted_total", Help: "Parked long-polls answered early: too many parked for one instance.",
+	})
 	instances := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "prewarm_imds_instances", Help: "Registered instances.",
 	}, func() float64 {
@@ -76,7 +87,7 @@ func newMetrics(reg prometheus.Registerer, gat prometheus.Gatherer, s *Server) (
 		defer s.mu.RUnlock()
 		return float64(len(s.byID))
 	})
-	for _, c := range []prometheus.Collector{m.requests, m.parked, m.publishes, m.rejects, m.rateLimited, m.reports, m.panics, instances} {
+	for _, c := range []prometheus.Collector{m.requests, m.parked, m.publishes, m.rejects, m.rateLimited, m.reports, m.panics, m.connsRefused, m.parkEvicted, instances} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -79,6 +79,14 @@ type Options struct {
 	// GuestInterfaces are host devices to bind even before an instance
 	// registers them (with GuestAddr).
 	GuestInterfaces []string
+	// MaxConnsPerSource bounds the open guest connections of one source
+	// address (0: DefaultMaxConnsPerSource; negative: no bound). Past it a
+	// new connection is closed at once.
+	MaxConnsPerSource int
+	// MaxParkedPerInstance bounds one instance's parked long-polls (0:
+	// DefaultMaxParked; negative: no bound). A new poll past it answers
+	// the instance's oldest parked poll 304, so the newest always waits.
+	MaxParkedPerInstance int
 	// Dialects are the cloud metadata dialects (PROTOCOL.md section 5)
 	// the guest listeners speak besides the native API; nil means the
 	// native API only. A set without "native" turns the native paths off.
@@ -122,6 +130,7 @@ type Server struct {
 
 	pd     *publishDir
 	binder *binder
+	conns  connCounts
 
 	guest http.Handler
 	admin http.Handler
@@ -142,8 +151,9 @@ type instance struct {
 
 	// polls are the hijacked long-polls parked on this instance (see
 	// longpoll.go); they hold no goroutine.
-	pollMu sync.Mutex
-	polls  map[*parkedPoll]struct{}
+	pollMu  sync.Mutex
+	polls   map[*parkedPoll]struct{}
+	pollSeq uint64
 }
 
 // snapshot is one immutable view of an instance: its registration and its
@@ -181,6 +191,12 @@ func New(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.MaxConnsPerSource == 0 {
+		opts.MaxConnsPerSource = DefaultMaxConnsPerSource
+	}
+	if opts.MaxParkedPerInstance == 0 {
+		opts.MaxParkedPerInstance = DefaultMaxParked
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -196,6 +212,7 @@ func New(opts Options) (*Server, error) {
 		servers:  map[*http.Server]struct{}{},
 
 		guestIfaces: map[string]bool{},
+		conns:       connCounts{n: map[netip.Addr]int{}},
 	}
 	if s.st == nil {
 		if opts.DataDir == "" {
@@ -658,7 +675,15 @@ func (s *Server) appendStatus(ctx context.Context, inst *instance, r status.Repo
 // registered with that hostInterface, falling back to the source address
 // when none is. It returns nil after Shutdown.
 func (s *Server) ServeGuest(ln net.Listener, hostInterface string) error {
-	return s.serve(s.guestHTTPServer(hostInterface), ln, "guest", hostInterface)
+	return s.serve(s.guestHTTPServer(hostInterface), s.limit(ln), "guest", hostInterface)
+}
+
+// limit applies MaxConnsPerSource to a guest listener.
+func (s *Server) limit(ln net.Listener) net.Listener {
+	if s.opts.MaxConnsPerSource < 0 {
+		return ln
+	}
+	return &limitListener{Listener: ln, s: s, max: s.opts.MaxConnsPerSource}
 }
 
 // guestHTTPServer is the http.Server of one guest listener.
