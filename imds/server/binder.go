@@ -176,7 +176,7 @@ func (b *binder) reconcile() {
 		b.bound[dev] = &boundIface{index: idx, hs: hs, ln: ln}
 		delete(b.failed, dev)
 		go func() {
-			if err := b.s.serve(hs, b.s.limit(ln), "guest", dev); err != nil && !errors.Is(err, net.ErrClosed) {
+			if err := b.s.serve(hs, b.s.limit(ln, dev), "guest", dev); err != nil && !errors.Is(err, net.ErrClosed) {
 				b.s.log.Debug("guest listener ended", "hostInterface", dev, "err", err)
 			}
 		}()

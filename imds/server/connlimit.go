@@ -13,18 +13,26 @@ import (
 // descriptors and starve the others. An agent needs one or two.
 const DefaultMaxConnsPerSource = 128
 
-// limitListener refuses (closes at once) a connection whose source address
-// already holds max open connections on this server.
+// limitListener refuses (closes at once) a connection whose source
+// already holds max open connections on this server. A source is an
+// address on a host interface: guests on different devices may share an
+// address.
 type limitListener struct {
 	net.Listener
-	s   *Server
-	max int
+	s     *Server
+	max   int
+	iface string
+}
+
+type connSource struct {
+	iface string
+	addr  netip.Addr
 }
 
 // connCounts is shared by all guest listeners of a server.
 type connCounts struct {
 	mu sync.Mutex
-	n  map[netip.Addr]int
+	n  map[connSource]int
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -37,22 +45,22 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if perr != nil {
 			return c, nil
 		}
-		addr := ap.Addr().Unmap().WithZone("")
+		src := connSource{l.iface, ap.Addr().Unmap().WithZone("")}
 		cc := &l.s.conns
 		cc.mu.Lock()
-		if cc.n[addr] >= l.max {
+		if cc.n[src] >= l.max {
 			cc.mu.Unlock()
 			c.Close()
 			l.s.m.connsRefused.Inc()
-			l.s.log.Debug("guest connection refused: too many from one source", "source", addr.String(), "limit", l.max)
+			l.s.log.Debug("guest connection refused: too many from one source", "source", src.addr.String(), "hostInterface", src.iface, "limit", l.max)
 			continue
 		}
-		cc.n[addr]++
+		cc.n[src]++
 		cc.mu.Unlock()
 		return &limitedConn{Conn: c, release: func() {
 			cc.mu.Lock()
-			if cc.n[addr]--; cc.n[addr] <= 0 {
-				delete(cc.n, addr)
+			if cc.n[src]--; cc.n[src] <= 0 {
+				delete(cc.n, src)
 			}
 			cc.mu.Unlock()
 		}}, nil

@@ -212,7 +212,7 @@ func New(opts Options) (*Server, error) {
 		servers:  map[*http.Server]struct{}{},
 
 		guestIfaces: map[string]bool{},
-		conns:       connCounts{n: map[netip.Addr]int{}},
+		conns:       connCounts{n: map[connSource]int{}},
 	}
 	if s.st == nil {
 		if opts.DataDir == "" {
@@ -675,15 +675,15 @@ func (s *Server) appendStatus(ctx context.Context, inst *instance, r status.Repo
 // registered with that hostInterface, falling back to the source address
 // when none is. It returns nil after Shutdown.
 func (s *Server) ServeGuest(ln net.Listener, hostInterface string) error {
-	return s.serve(s.guestHTTPServer(hostInterface), s.limit(ln), "guest", hostInterface)
+	return s.serve(s.guestHTTPServer(hostInterface), s.limit(ln, hostInterface), "guest", hostInterface)
 }
 
 // limit applies MaxConnsPerSource to a guest listener.
-func (s *Server) limit(ln net.Listener) net.Listener {
+func (s *Server) limit(ln net.Listener, hostInterface string) net.Listener {
 	if s.opts.MaxConnsPerSource < 0 {
 		return ln
 	}
-	return &limitListener{Listener: ln, s: s, max: s.opts.MaxConnsPerSource}
+	return &limitListener{Listener: ln, s: s, max: s.opts.MaxConnsPerSource, iface: hostInterface}
 }
 
 // guestHTTPServer is the http.Server of one guest listener.
