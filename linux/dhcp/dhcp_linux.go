@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,6 +39,9 @@ type Options struct {
 type Renewer struct {
 	o   Options
 	log *slog.Logger
+	// mu serializes renewals: two at once would fight over one client
+	// (or over the built-in client's state file).
+	mu sync.Mutex
 }
 
 var _ agent.DHCPRenewer = (*Renewer)(nil)
@@ -126,6 +129,8 @@ func (r *Renewer) DHCPInterfaces(ctx context.Context) ([]string, error) {
 
 // RenewDHCP implements agent.DHCPRenewer.
 func (r *Renewer) RenewDHCP(ctx context.Context, iface string) (agent.Lease, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 	defer cancel()
 	c, err := nl.Dial()
@@ -256,13 +261,4 @@ func stopProcess(ctx context.Context, procDir string, pid int) error {
 		return fmt.Errorf("process %d did not exit after SIGTERM", pid)
 	}
 	return nil
-}
-
-// prefixes is a helper for logs and tests.
-func prefixes(ps []netip.Prefix) []string {
-	var out []string
-	for _, p := range ps {
-		out = append(out, p.String())
-	}
-	return out
 }
