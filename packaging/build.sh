@@ -91,6 +91,18 @@ for m in prewarm-agent prewarm-imds; do
 done
 ls -l "$dist"/*.deb "$dist"/*.rpm
 
+# The RPMs carry their unit where RPM distributions keep units, and their
+# scriptlets (no rpmlint on Debian; this catches a config that lost them).
+if command -v rpm >/dev/null; then
+	for m in prewarm-agent prewarm-imds; do
+		r=$(ls "$dist/$m-"*.rpm)
+		rpm -qpl "$r" 2>/dev/null | grep -qx "/usr/lib/systemd/system/$m.service" ||
+			{ echo "build.sh: $r lacks /usr/lib/systemd/system/$m.service" >&2; exit 1; }
+		[[ $(rpm -qp --scripts "$r" 2>/dev/null | grep -c 'scriptlet') == 3 ]] ||
+			{ echo "build.sh: $r lacks its %post/%preun/%postun" >&2; exit 1; }
+	done
+fi
+
 if [[ ${LINTIAN:-1} != 0 ]] && command -v lintian >/dev/null; then
 	# Warnings fail the build too: each one is fixed or overridden with a
 	# reason in packaging/lintian-overrides.
