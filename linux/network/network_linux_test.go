@@ -80,6 +80,14 @@ func TestNetworkApplyInNetns(t *testing.T) {
 	g.Wait()
 }
 
+type fakeRunner struct{ cmds []string }
+
+func (f *fakeRunner) Run(_ context.Context, c run.Cmd) ([]byte, error) {
+	f.cmds = append(f.cmds, c.String())
+	return nil, nil
+}
+func (f *fakeRunner) Look(name string) (string, error) { return "/fake/" + name, nil }
+
 type logW struct{}
 
 func (logW) Write(b []byte) (int, error) { return os.Stderr.Write(b) }
@@ -184,5 +192,24 @@ func TestGuestNetworkApply(t *testing.T) {
 		t.Errorf("unknown MAC: err %v, want ErrNoLink", err)
 	}
 	_ = netip.Prefix{}
+
+	// A live system with systemd-resolved: DNS goes through resolvectl,
+	// once, and /etc/resolv.conf is left alone.
+	runDir, root2 := t.TempDir(), t.TempDir()
+	os.MkdirAll(filepath.Join(runDir, "systemd/resolve"), 0o755)
+	fr := &fakeRunner{}
+	rc2 := New(Options{Root: root2, StateDir: t.TempDir(), Runner: fr, Logger: log, Live: true, RunDir: runDir})
+	for range 2 {
+		if _, err := rc2.ApplyNetwork(ctx, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"resolvectl dns " + iface + " 10.77.0.2 10.77.0.3", "resolvectl domain " + iface + " corp.example"}
+	if !slices.Equal(fr.cmds, want) {
+		t.Errorf("resolved commands %q, want %q", fr.cmds, want)
+	}
+	if _, err := os.Stat(filepath.Join(root2, "etc/resolv.conf")); !os.IsNotExist(err) {
+		t.Errorf("resolv.conf written although resolved runs: %v", err)
+	}
 	os.Stdout.WriteString("PWL: APPLIED\n")
 }

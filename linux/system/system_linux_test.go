@@ -295,7 +295,8 @@ func TestUsersScratchRoot(t *testing.T) {
 	}
 	users[0].SSHAuthorizedKeys = []string{"ssh-ed25519 AAAAnew alice@new"}
 	users[0].Sudo = "none"
-	if res, err = s.ApplyUsers(ctx, users); err != nil || len(res.Actions) != 2 {
+	users[1].Shell = "/usr/bin/zsh"
+	if res, err = s.ApplyUsers(ctx, users); err != nil || len(res.Actions) != 3 {
 		t.Fatalf("key and sudo change: %+v, %v", res, err)
 	}
 	keys := read(t, kp)
@@ -304,6 +305,12 @@ func TestUsersScratchRoot(t *testing.T) {
 	}
 	if _, err := os.Stat(sp); !os.IsNotExist(err) {
 		t.Fatal("sudo rule not removed for sudo none")
+	}
+	if bob, _ := s.lookupUser("bob"); bob == nil || bob.shell != "/usr/bin/zsh" {
+		t.Fatalf("bob's shell not changed: %+v", bob)
+	}
+	if res, err = s.ApplyUsers(ctx, users); err != nil || res.Changed {
+		t.Fatalf("apply after the change is not idempotent: %+v, %v", res, err)
 	}
 
 	bad := []struct {
