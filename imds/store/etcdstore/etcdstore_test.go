@@ -665,6 +665,20 @@ func TestThreeMemberCluster(t *testing.T) {
 			t.Fatalf("publish with one member down: %+v, %v", rec, err)
 		}
 	}
+	// One member down is no outage: the follower delivers the three
+	// publishes and never reports degraded.
+	deadline := time.After(15 * time.Second)
+	for got := false; !got; {
+		select {
+		case ev := <-evs:
+			if ev.Type == etcdstore.EventHealth && ev.Degraded {
+				t.Fatalf("degraded with one member of three down: %v", ev.Err)
+			}
+			got = ev.Type == etcdstore.EventChanged && ev.Instance.Generation == 4
+		case <-deadline:
+			t.Fatal("follower did not deliver the publishes made with one member down")
+		}
+	}
 	ms[1].Stop()
 	waitHealth(t, evs, true)
 	if _, err := a.Apply(ctx, "vm-1", store.Change{Publish: stamp("no quorum")}); !errors.Is(err, etcdstore.ErrUnavailable) {
@@ -680,7 +694,7 @@ func TestThreeMemberCluster(t *testing.T) {
 	if err != nil || rec.Generation != 5 {
 		t.Fatalf("publish after recovery: %+v, %v", rec, err)
 	}
-	deadline := time.After(15 * time.Second)
+	deadline = time.After(15 * time.Second)
 	for {
 		select {
 		case ev := <-evs:

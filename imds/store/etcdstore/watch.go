@@ -269,7 +269,9 @@ func (s *Store) follow(ctx context.Context, from int64, barrier, local bool, fn 
 			attempt = 0
 			continue
 		}
-		f.unhealthy(err)
+		// A broken watch (a leader election, a member going away) is not
+		// yet an outage: the probe decides that. Start it again.
+		s.log.Info("watch ended; starting it again", "revision", f.rev, "err", err)
 		attempt++
 		if backoff(ctx, 8+min(attempt, 2)) != nil {
 			break
