@@ -110,7 +110,11 @@ func NewLab(t testing.TB, n int) *Lab {
 func NewHostLab(t testing.TB) *Lab {
 	t.Helper()
 	RequireRoot(t)
-	name := fmt.Sprintf("pwe-%d-%d", os.Getpid(), labSeq.Add(1))
+	prefix := os.Getenv("PREWARM_E2E_PREFIX") // the demo's, so its trap can find leftovers
+	if prefix == "" {
+		prefix = fmt.Sprintf("pwe-%d", os.Getpid())
+	}
+	name := fmt.Sprintf("%s-%d", prefix, labSeq.Add(1))
 	root := t.TempDir()
 	l := &Lab{T: t, Name: name, Root: root, HostDir: filepath.Join(root, "host")}
 	l.AdminSock = filepath.Join(l.HostDir, "admin.sock")

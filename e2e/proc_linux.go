@@ -155,7 +155,10 @@ func startProc(t testing.TB, dir, name string, viaNsenter bool, argv ...string) 
 	cmd.WaitDelay = 2 * time.Second
 	// Its own process group, so a Ctrl-C of `go test` does not reach it
 	// before the cleanup does.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: if the test binary dies without its cleanups (SIGKILL),
+	// the kernel kills what it started; a guest's unshare then takes the
+	// guest's PID namespace with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		ll.close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
