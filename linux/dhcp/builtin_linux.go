@@ -137,7 +137,39 @@ func (r *Renewer) renewBuiltin(ctx context.Context, c *nl.Conn, link nl.Link) er
 		r.log.Warn("record the built-in client's lease", "err", err)
 	}
 	r.log.Info("built-in DHCP lease applied", "iface", link.Name, "addr", pfx, "server", serverID(ack), "lease", lt)
+	r.scheduleRenewal(link.Name, ack.IPAddressRenewalTime(lt/2), lt)
 	return nil
+}
+
+// scheduleRenewal keeps a built-in lease alive: nobody else will renew it,
+// and the address goes when its lifetime ends. It renews at T1; a failed
+// renewal is retried with jittered exponential backoff (10 s doubling, capped
+// at 5 min) until it succeeds; a flap's renewal replaces the timer.
+func (r *Renewer) scheduleRenewal(iface string, t1, lease time.Duration) {
+	if t1 <= 0 || t1 > lease {
+		t1 = lease / 2
+	}
+	r.timersMu.Lock()
+	defer r.timersMu.Unlock()
+	if r.timers == nil {
+		r.timers = map[string]*time.Timer{}
+	}
+	if old := r.timers[iface]; old != nil {
+		old.Stop()
+	}
+	var fire func(backoff time.Duration)
+	fire = func(backoff time.Duration) {
+		_, err := r.RenewDHCP(context.Background(), iface)
+		if err == nil {
+			return // renewBuiltin scheduled the next one
+		}
+		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
+		r.log.Warn("scheduled DHCP renewal failed; retrying", "iface", iface, "in", wait, "err", err)
+		r.timersMu.Lock()
+		r.timers[iface] = time.AfterFunc(wait, func() { fire(min(backoff*2, 5*time.Minute)) })
+		r.timersMu.Unlock()
+	}
+	r.timers[iface] = time.AfterFunc(t1, func() { fire(10 * time.Second) })
 }
 
 // exchange runs DORA, retrying a few times (with jittered, capped backoff)
@@ -151,7 +183,9 @@ func (r *Renewer) exchange(ctx context.Context, iface string) (*nclient4.Lease, 
 		if err != nil {
 			return nil, fmt.Errorf("open DHCP socket on %s: %w", iface, err)
 		}
-		lease, err := cl.Request(ctx)
+		lease, err := cl.Request(ctx, dhcpv4.WithRequestedOptions(
+			dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter, dhcpv4.OptionDomainNameServer,
+			dhcpv4.OptionDomainName, dhcpv4.OptionClasslessStaticRoute, dhcpv4.OptionIPAddressLeaseTime))
 		cl.Close()
 		if err == nil {
 			return lease, nil

@@ -42,6 +42,9 @@ type Renewer struct {
 	// mu serializes renewals: two at once would fight over one client
 	// (or over the built-in client's state file).
 	mu sync.Mutex
+
+	timersMu sync.Mutex
+	timers   map[string]*time.Timer // built-in lease renewals, by interface
 }
 
 var _ agent.DHCPRenewer = (*Renewer)(nil)

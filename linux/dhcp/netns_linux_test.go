@@ -67,6 +67,11 @@ func TestDHCPRenewalInNetns(t *testing.T) {
 			if !strings.Contains(got, "back=1") {
 				t.Fatalf("carrier back not reported once: %s", got)
 			}
+			// Option 121 (the route to the metadata service): the
+			// built-in client and dhcpcd install it themselves.
+			if (c.name == Builtin || c.name == Dhcpcd) && !strings.Contains(got, "imds-route=true") {
+				t.Fatalf("no route to 169.254.169.254 from option 121: %s", got)
+			}
 			g.Wait()
 		})
 	}
@@ -179,6 +184,23 @@ func waitAddr(t *testing.T, iface, want string) {
 	t.Fatalf("no %s on %s", want, iface)
 }
 
+// hasIMDSRoute reports whether option 121's route to 169.254.169.254 is
+// installed.
+func hasIMDSRoute() bool {
+	c, err := nl.Dial()
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	rs, _ := c.Routes()
+	for _, r := range rs {
+		if r.Dst.String() == "169.254.169.254/32" && r.Gateway.String() == "10.77.0.1" {
+			return true
+		}
+	}
+	return false
+}
+
 type logW struct{}
 
 func (logW) Write(p []byte) (int, error) { return os.Stderr.Write(p) }
@@ -262,7 +284,7 @@ func TestGuestDHCP(t *testing.T) {
 		}
 		renewals++
 		sort.Slice(lease.Addresses, func(i, j int) bool { return lease.Addresses[i].String() < lease.Addresses[j].String() })
-		fmt.Printf("PWL: RENEWED n=%d addrs=%v client=%s lost=%d back=%d ms=%d\n", renewals, lease.Addresses, lease.Client, lost, backs, time.Since(start).Milliseconds())
+		fmt.Printf("PWL: RENEWED n=%d addrs=%v client=%s lost=%d back=%d ms=%d imds-route=%v\n", renewals, lease.Addresses, lease.Client, lost, backs, time.Since(start).Milliseconds(), hasIMDSRoute())
 	}
 	for {
 		select {

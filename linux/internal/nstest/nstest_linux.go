@@ -115,6 +115,7 @@ func (p *Pair) StartDnsmasq(t testing.TB, reserved string) *Dnsmasq {
 		"--dhcp-hostsfile="+d.Hosts, "--dhcp-leasefile="+filepath.Join(p.Dir, "dnsmasq.leases"),
 		"--pid-file="+filepath.Join(p.Dir, "dnsmasq.pid"), "--dhcp-authoritative", "--no-ping",
 		"--dhcp-option=3,10.77.0.1", "--dhcp-option=6,10.77.0.1",
+		"--dhcp-option=121,169.254.169.254/32,10.77.0.1,0.0.0.0/0,10.77.0.1",
 		"--log-dhcp", "--log-facility=-")
 	d.cmd.Stdout, d.cmd.Stderr = log, log
 	if err := d.cmd.Start(); err != nil {
