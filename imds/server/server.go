@@ -13,6 +13,14 @@
 // srv.AdminHandler() (serve it with ServeAdmin or httptest). Shutdown answers
 // parked long-polls, stops every listener served and closes the store.
 //
+// A guest is identified by the host interface its request arrived on
+// (a listener bound to that device: ServeGuest with a hostInterface, or the
+// listeners Options.GuestAddr makes the server keep for every registered
+// hostInterface), else by its source address. Parked long-polls on HTTP/1
+// connections hold no goroutine (longpoll.go). Guest connections per source
+// and parked polls per instance are bounded, so one guest cannot use up
+// what the others need.
+//
 // The server holds an in-memory index of the registry (address and host
 // interface to instance) and each instance's current document, encoded
 // once per publish, so that a guest GET is a map lookup and one write. The
@@ -83,9 +91,10 @@ type Options struct {
 	// address (0: DefaultMaxConnsPerSource; negative: no bound). Past it a
 	// new connection is closed at once.
 	MaxConnsPerSource int
-	// MaxParkedPerInstance bounds one instance's parked long-polls (0:
-	// DefaultMaxParked; negative: no bound). A new poll past it answers
-	// the instance's oldest parked poll 304, so the newest always waits.
+	// MaxParkedPerInstance bounds one instance's parked long-polls on
+	// HTTP/1 listeners (0: DefaultMaxParked; negative: no bound). A new
+	// poll past it answers the instance's oldest parked poll 304, so the
+	// newest always waits.
 	MaxParkedPerInstance int
 	// Dialects are the cloud metadata dialects (PROTOCOL.md section 5)
 	// the guest listeners speak besides the native API; nil means the
