@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/prewarm/prewarm/imds/store"
+	"github.com/prewarm/prewarm/shared/config"
 	"github.com/prewarm/prewarm/shared/status"
 )
 
@@ -138,6 +139,17 @@ func (m *mirror) put(s *Store, key string, val []byte) (id, kind string) {
 				delete(m.cfgs, id)
 			}
 			return id, kind
+		}
+		// What a control plane wrote straight into etcd is checked like a
+		// publish: a document a guest could not use is not served, and
+		// the previous one stays.
+		d, err := config.Decode(val)
+		if err != nil || d.InstanceID != id || d.Generation <= 0 {
+			if err == nil {
+				err = fmt.Errorf("instanceId %q and generation %d must be %q and positive", d.InstanceID, d.Generation, id)
+			}
+			s.log.Warn("ignoring an invalid config document", "key", key, "err", err)
+			return "", ""
 		}
 		m.cfgs[id] = placed[[]byte]{host, val}
 	default:
