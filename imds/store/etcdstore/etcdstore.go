@@ -637,7 +637,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	return s.retry(ctx, op, func(uncertain bool) (bool, int64, error) {
-		v1, r1, rev, err := s.get(ctx, op, s.kPlace(id), s.kGen(id))
+		v1, r1, _, err := s.get(ctx, op, s.kPlace(id), s.kGen(id))
 		if err != nil {
 			return false, 0, err
 		}

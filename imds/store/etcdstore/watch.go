@@ -349,9 +349,6 @@ func (f *follower) healthy() {
 	}
 }
 
-// errRestart ends one watch so that it starts again from f.rev.
-var errRestart = errors.New("restart watch")
-
 // watch runs one etcd watch from f.rev+1 with the health probe beside it.
 // It returns nil when the watch should simply be started again (after a
 // resync or a recovery) and an error when etcd failed.
