@@ -1,10 +1,13 @@
 package server
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +148,55 @@ func TestHijackedLongPolls(t *testing.T) {
 	}
 	if r := recv(ch); r.code != 304 {
 		t.Fatalf("after shutdown: %+v", r)
+	}
+}
+
+// TestParkedPollsHoldNoGoroutines guards the design: a parked long-poll
+// costs a record, not goroutines.
+func TestParkedPollsHoldNoGoroutines(t *testing.T) {
+	s := newTestServer(t, Options{MaxParkedPerInstance: -1})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeGuest(ln, "")
+	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
+	inst := s.get("vm-a")
+	before := runtime.NumGoroutine()
+	const n = 100
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET %s?wait=true&timeout=30 HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n", api.PathConfig)
+		conns[i] = c
+	}
+	for i := 0; ; i++ {
+		inst.pollMu.Lock()
+		got := len(inst.polls)
+		inst.pollMu.Unlock()
+		if got == n {
+			break
+		}
+		if i > 400 {
+			t.Fatalf("%d of %d parked", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Let the connection goroutines finish after their hijack.
+	time.Sleep(50 * time.Millisecond)
+	if d := runtime.NumGoroutine() - before; d > 10 {
+		t.Fatalf("%d parked polls hold %d goroutines", n, d)
+	}
+	mustPublish(t, s, "vm-a", `{}`)
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%v %v", resp, err)
+		}
 	}
 }
