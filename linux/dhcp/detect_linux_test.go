@@ -78,3 +78,20 @@ func TestOverride(t *testing.T) {
 		t.Fatalf("a running client of the overriding kind must be found: %+v", got)
 	}
 }
+
+func TestDhcpcdControlArgs(t *testing.T) {
+	tests := []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"dhcpcd: eth0 [ip4]"}, "-n -4 eth0"},
+		{[]string{"dhcpcd: [manager] [ip4] [ip6]"}, "-n eth0"},
+		{[]string{"/sbin/dhcpcd", "-6", "-f", "/etc/d.conf", "eth0"}, "-n -6 -f /etc/d.conf eth0"},
+		{nil, "-n eth0"},
+	}
+	for _, tc := range tests {
+		if got := strings.Join(dhcpcdControlArgs(tc.argv, "-n", "eth0"), " "); got != tc.want {
+			t.Errorf("%q: %s, want %s", tc.argv, got, tc.want)
+		}
+	}
+}

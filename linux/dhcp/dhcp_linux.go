@@ -155,7 +155,7 @@ func (r *Renewer) RenewDHCP(ctx context.Context, iface string) (agent.Lease, err
 	case Dhclient:
 		err = r.renewDhclient(ctx, ow, iface)
 	default:
-		err = r.renewAndWait(ctx, link.Index, func() error { return r.trigger(ctx, ow, iface) })
+		err = r.renewAndWait(ctx, link.Index, 0, func() error { return r.trigger(ctx, ow, iface) })
 	}
 	if err != nil {
 		log.Warn("DHCP renewal failed", "err", err)
@@ -189,7 +189,7 @@ func (r *Renewer) trigger(ctx context.Context, ow owner, iface string) error {
 		return nil
 	case Dhcpcd:
 		// -n asks the running dhcpcd, over its control socket, to rebind.
-		_, err := r.o.Runner.Run(ctx, run.Cmd{Name: "dhcpcd", Args: []string{"-n", iface}})
+		_, err := r.o.Runner.Run(ctx, run.Cmd{Name: "dhcpcd", Args: dhcpcdControlArgs(ow.Argv, "-n", iface)})
 		return err
 	case Networkd:
 		_, err := r.o.Runner.Run(ctx, run.Cmd{Name: "networkctl", Args: []string{"renew", iface}})
@@ -203,7 +203,8 @@ func (r *Renewer) trigger(ctx context.Context, ow owner, iface string) error {
 
 // renewAndWait triggers a renewal and waits for the client to put an
 // address on the link (a new one, or the old one with fresh lifetimes).
-func (r *Renewer) renewAndWait(ctx context.Context, index int, trigger func() error) error {
+// With grace > 0 it first waits that long for the client to do so unasked.
+func (r *Renewer) renewAndWait(ctx context.Context, index int, grace time.Duration, trigger func() error) error {
 	w, err := nl.WatchAddrs()
 	if err != nil {
 		return err
@@ -211,6 +212,15 @@ func (r *Renewer) renewAndWait(ctx context.Context, index int, trigger func() er
 	defer w.Close()
 	got := make(chan error, 1)
 	go func() { got <- w.WaitNew(index) }()
+	if grace > 0 {
+		select {
+		case err := <-got:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(grace):
+		}
+	}
 	if err := trigger(); err != nil {
 		return err
 	}
@@ -264,4 +274,35 @@ func stopProcess(ctx context.Context, procDir string, pid int) error {
 		return fmt.Errorf("process %d did not exit after SIGTERM", pid)
 	}
 	return nil
+}
+
+// dhcpcdControlArgs builds a control command for a running dhcpcd. Its
+// control socket is named after its protocol flags (eth0-4.sock for a
+// "dhcpcd -4 eth0"), so the command must repeat them, or it finds no socket
+// and starts a second dhcpcd instead. dhcpcd rewrites its argv into a
+// title ("dhcpcd: eth0 [ip4]"), from which the flags are read back.
+func dhcpcdControlArgs(argv []string, cmd, iface string) []string {
+	w := words(argv)
+	has := func(s ...string) bool {
+		for _, x := range s {
+			if slices.Contains(w, x) {
+				return true
+			}
+		}
+		return false
+	}
+	args := []string{cmd}
+	v4, v6 := has("-4", "--ipv4only", "[ip4]"), has("-6", "--ipv6only", "[ip6]")
+	switch {
+	case v4 && !v6:
+		args = append(args, "-4")
+	case v6 && !v4:
+		args = append(args, "-6")
+	}
+	for i, x := range w {
+		if (x == "-f" || x == "--config") && i+1 < len(w) {
+			args = append(args, "-f", w[i+1])
+		}
+	}
+	return append(args, iface)
 }

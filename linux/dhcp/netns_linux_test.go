@@ -139,7 +139,7 @@ func startClient(t *testing.T, client, dir, iface string) {
 	case Dhcpcd:
 		os.WriteFile(hook, []byte("#!/bin/sh\nexit 0\n"), 0o755)
 		conf := filepath.Join(dir, "dhcpcd.conf")
-		os.WriteFile(conf, []byte("noarp\nnodelay\nnoipv4ll\nipv4only\noption subnet_mask, routers\n"), 0o644)
+		os.WriteFile(conf, []byte("noarp\nnodelay\nnoipv4ll\nipv4only\noption subnet_mask, routers, classless_static_routes\nlogfile "+filepath.Join(dir, "dhcpcd.log")+"\n"), 0o644)
 		run("dhcpcd", "-4", "-w", "-t", "15", "-f", conf, "-c", hook, iface)
 	case Udhcpc:
 		os.WriteFile(hook, []byte(udhcpcHook), 0o755)
@@ -185,18 +185,21 @@ func waitAddr(t *testing.T, iface, want string) {
 }
 
 // hasIMDSRoute reports whether option 121's route to 169.254.169.254 is
-// installed.
+// installed (within a second: a client adds routes after the address).
 func hasIMDSRoute() bool {
 	c, err := nl.Dial()
 	if err != nil {
 		return false
 	}
 	defer c.Close()
-	rs, _ := c.Routes()
-	for _, r := range rs {
-		if r.Dst.String() == "169.254.169.254/32" && r.Gateway.String() == "10.77.0.1" {
-			return true
+	for range 50 {
+		rs, _ := c.Routes()
+		for _, r := range rs {
+			if r.Dst.String() == "169.254.169.254/32" && r.Gateway.String() == "10.77.0.1" {
+				return true
+			}
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	return false
 }
@@ -222,6 +225,11 @@ func TestGuestDHCP(t *testing.T) {
 	}
 	guestSetup(t, dir)
 	defer stopClients()
+	defer func() {
+		if b, err := os.ReadFile(filepath.Join(dir, "dhcpcd.log")); err == nil {
+			os.Stderr.Write(b)
+		}
+	}()
 	log := slog.New(slog.NewTextHandler(logW{}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	override := ""
 	if client == Builtin {
@@ -282,9 +290,10 @@ func TestGuestDHCP(t *testing.T) {
 			fmt.Printf("PWL: RENEWED error=%q\n", err)
 			return
 		}
+		ms := time.Since(start).Milliseconds()
 		renewals++
 		sort.Slice(lease.Addresses, func(i, j int) bool { return lease.Addresses[i].String() < lease.Addresses[j].String() })
-		fmt.Printf("PWL: RENEWED n=%d addrs=%v client=%s lost=%d back=%d ms=%d imds-route=%v\n", renewals, lease.Addresses, lease.Client, lost, backs, time.Since(start).Milliseconds(), hasIMDSRoute())
+		fmt.Printf("PWL: RENEWED n=%d addrs=%v client=%s lost=%d back=%d ms=%d imds-route=%v\n", renewals, lease.Addresses, lease.Client, lost, backs, ms, hasIMDSRoute())
 	}
 	for {
 		select {
