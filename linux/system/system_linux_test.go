@@ -332,3 +332,42 @@ func TestUsersScratchRoot(t *testing.T) {
 		}
 	}
 }
+
+type visudoRunner struct {
+	fakeRunner
+	fail bool
+}
+
+func (v *visudoRunner) Run(ctx context.Context, c run.Cmd) ([]byte, error) {
+	v.fakeRunner.Run(ctx, c)
+	if v.fail {
+		return nil, errors.New("visudo: syntax error")
+	}
+	return nil, nil
+}
+
+func TestSudoRuleCheckedByVisudo(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("ROOT TEST: the drop-in is chowned to root; skipped as non-root")
+	}
+	root := scratchRoot(t)
+	p := filepath.Join(root, "etc/sudoers.d/prewarm-alice")
+	for _, fail := range []bool{true, false} {
+		r := &visudoRunner{fakeRunner: fakeRunner{avail: []string{"visudo"}}, fail: fail}
+		s := New(Options{Root: root, Runner: r, Logger: testLogger(t)})
+		_, err := s.ensureSudo(context.Background(), config.User{Name: "alice", Sudo: "nopasswd"})
+		if len(r.cmds) != 1 || r.cmds[0].Name != "visudo" || r.cmds[0].Args[0] != "-cf" || !strings.HasPrefix(filepath.Base(r.cmds[0].Args[1]), ".prewarm-alice.") {
+			t.Fatalf("visudo not run on the temporary file: %v", r.cmds)
+		}
+		_, statErr := os.Stat(p)
+		if fail && (err == nil || statErr == nil) {
+			t.Fatalf("a rule visudo rejects was installed (err %v)", err)
+		}
+		if !fail && (err != nil || statErr != nil) {
+			t.Fatalf("a rule visudo accepts was not installed: %v %v", err, statErr)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(p)); len(ents) != 1 {
+		t.Fatalf("left-over files in sudoers.d: %v", ents)
+	}
+}
