@@ -29,6 +29,9 @@ type parkedPoll struct {
 	cond  pollCond
 	timer *time.Timer
 	seq   uint64 // parking order within the instance
+	// unwatch stops the peer watch (nil without one); answerPoll calls it
+	// before closing conn.
+	unwatch func()
 }
 
 // DefaultMaxParked bounds the parked long-polls of one instance; an agent
@@ -89,6 +92,14 @@ func (s *Server) parkHijacked(w http.ResponseWriter, r *http.Request, inst *inst
 		}
 		inst.pollSeq++
 		p.seq = inst.pollSeq
+		if s.peers != nil {
+			// Registered before p is visible to anyone who could answer it.
+			if uw, err := s.peers.watch(conn, func() { s.peerGone(inst, p) }); err == nil {
+				p.unwatch = uw
+			} else {
+				s.log.Debug("cannot watch a parked connection", "err", err)
+			}
+		}
 		inst.polls[p] = struct{}{}
 		p.timer = time.AfterFunc(timeout, func() { s.expire(inst, p) })
 		inst.pollMu.Unlock()
@@ -110,6 +121,22 @@ func (s *Server) expire(inst *instance, p *parkedPoll) {
 	delete(inst.polls, p)
 	sn := inst.cur.Load()
 	inst.pollMu.Unlock()
+	s.answerPolls([]*parkedPoll{p}, notModifiedResponse(sn), http.StatusNotModified)
+}
+
+// peerGone releases p when its guest closed the connection while parked.
+func (s *Server) peerGone(inst *instance, p *parkedPoll) {
+	inst.pollMu.Lock()
+	if _, ok := inst.polls[p]; !ok {
+		inst.pollMu.Unlock()
+		return
+	}
+	delete(inst.polls, p)
+	sn := inst.cur.Load()
+	inst.pollMu.Unlock()
+	p.timer.Stop()
+	s.m.peerGone.Inc()
+	// A guest that only half-closed still gets a proper answer.
 	s.answerPolls([]*parkedPoll{p}, notModifiedResponse(sn), http.StatusNotModified)
 }
 
@@ -220,6 +247,9 @@ func (s *Server) answerPolls(ps []*parkedPoll, resp []byte, code int) {
 }
 
 func (s *Server) answerPoll(p *parkedPoll, resp []byte, code int) {
+	if p.unwatch != nil {
+		p.unwatch()
+	}
 	p.conn.SetWriteDeadline(time.Now().Add(answerTimeout))
 	if _, err := p.conn.Write(resp); err != nil {
 		s.log.Debug("long-poll answer not delivered", "remote", p.conn.RemoteAddr().String(), "err", err)

@@ -200,3 +200,49 @@ func TestParkedPollsHoldNoGoroutines(t *testing.T) {
 		}
 	}
 }
+
+// TestAbandonedPollReleased: a guest that closes its connection while
+// parked is released at once (Linux), not at the poll's timeout.
+func TestAbandonedPollReleased(t *testing.T) {
+	s := newTestServer(t, Options{})
+	if s.peers == nil {
+		t.Skip("parked connections are not watched on this OS")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeGuest(ln, "")
+	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
+	inst := s.get("vm-a")
+	count := func() int {
+		inst.pollMu.Lock()
+		defer inst.pollMu.Unlock()
+		return len(inst.polls)
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "GET %s?wait=true&timeout=300 HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n", api.PathConfig)
+	for i := 0; count() != 1; i++ {
+		if i > 400 {
+			t.Fatal("never parked")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.Close()
+	for i := 0; count() != 0 || gaugeValue(s, "guest") != 0; i++ {
+		if i > 400 {
+			t.Fatalf("abandoned poll still parked (%d, gauge %v)", count(), gaugeValue(s, "guest"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The connection slot is free again too.
+	s.conns.mu.Lock()
+	n := len(s.conns.n)
+	s.conns.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("connection slots still held: %d", n)
+	}
+}

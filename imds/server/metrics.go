@@ -28,6 +28,7 @@ type metrics struct {
 	// (MaxParkedPerInstance).
 	connsRefused prometheus.Counter
 	parkEvicted  prometheus.Counter
+	peerGone     prometheus.Counter
 	handler      http.Handler
 
 	cache sync.Map // reqKey -> prometheus.Counter
@@ -80,6 +81,9 @@ func newMetrics(reg prometheus.Registerer, gat prometheus.Gatherer, s *Server) (
 	m.parkEvicted = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "prewarm_imds_long_polls_evicted_total", Help: "Parked long-polls answered early: too many parked for one instance.",
 	})
+	m.peerGone = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "prewarm_imds_long_polls_abandoned_total", Help: "Parked long-polls whose guest closed the connection before an answer.",
+	})
 	instances := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "prewarm_imds_instances", Help: "Registered instances.",
 	}, func() float64 {
@@ -87,7 +91,7 @@ func newMetrics(reg prometheus.Registerer, gat prometheus.Gatherer, s *Server) (
 		defer s.mu.RUnlock()
 		return float64(len(s.byID))
 	})
-	for _, c := range []prometheus.Collector{m.requests, m.parked, m.publishes, m.rejects, m.rateLimited, m.reports, m.panics, m.connsRefused, m.parkEvicted, instances} {
+	for _, c := range []prometheus.Collector{m.requests, m.parked, m.publishes, m.rejects, m.rateLimited, m.reports, m.panics, m.connsRefused, m.parkEvicted, m.peerGone, instances} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

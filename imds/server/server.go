@@ -140,6 +140,7 @@ type Server struct {
 	pd     *publishDir
 	binder *binder
 	conns  connCounts
+	peers  *peerWatch // nil where unsupported
 
 	guest http.Handler
 	admin http.Handler
@@ -247,6 +248,7 @@ func New(opts Options) (*Server, error) {
 	for _, r := range recs {
 		s.index(r)
 	}
+
 	s.log.Info("registry loaded", "instances", len(recs))
 	s.guest = s.recoverer("guest", http.HandlerFunc(s.serveGuest))
 	s.admin = s.recoverer("admin", http.HandlerFunc(s.serveAdmin))
@@ -263,6 +265,11 @@ func New(opts Options) (*Server, error) {
 			return nil, err
 		}
 		s.pd = pd
+	}
+	if pw, err := newPeerWatch(); err == nil {
+		s.peers = pw
+	} else {
+		s.log.Debug("parked long-polls are released at their timeout only", "err", err)
 	}
 	return s, nil
 }
@@ -820,6 +827,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-drained:
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("answering parked long-polls: %w", ctx.Err()))
+	}
+	if s.peers != nil {
+		s.peers.close()
 	}
 	// Hold writeMu so no change is half-applied when the store closes.
 	s.writeMu.Lock()
