@@ -96,6 +96,12 @@ type Options struct {
 	// poll past it answers the instance's oldest parked poll 304, so the
 	// newest always waits.
 	MaxParkedPerInstance int
+	// Followed says the store can change behind this server (a shared
+	// backend such as etcd) and the caller feeds the in-memory index from
+	// the store's change stream through Sync, SyncStatus, Forget and
+	// Resync. The server's own writes then reach the index that way too
+	// (the store returns from a write once its follower has delivered it).
+	Followed bool
 	// Dialects are the cloud metadata dialects (PROTOCOL.md section 5)
 	// the guest listeners speak besides the native API; nil means the
 	// native API only. A set without "native" turns the native paths off.
@@ -582,7 +588,9 @@ func (s *Server) apply(ctx context.Context, id string, c store.Change) (store.Re
 	if err != nil {
 		return rec, false, storeError(id, err)
 	}
-	s.wake(s.index(rec))
+	if !s.opts.Followed {
+		s.wake(s.index(rec))
+	}
 	if c.Publish != nil {
 		s.m.publishes.Inc()
 		s.log.Info("config published", "instance", id, "generation", rec.Generation)
@@ -612,11 +620,13 @@ func (s *Server) Delete(ctx context.Context, id string) error {
 	if err := s.st.Delete(ctx, id); err != nil {
 		return storeError(id, err)
 	}
-	if inst := s.unindex(id); inst != nil {
-		s.wake(inst)
-	}
-	if s.binder != nil {
-		s.binder.update()
+	if !s.opts.Followed {
+		if inst := s.unindex(id); inst != nil {
+			s.wake(inst)
+		}
+		if s.binder != nil {
+			s.binder.update()
+		}
 	}
 	s.log.Info("instance deleted", "instance", id)
 	return nil
@@ -675,14 +685,22 @@ func (s *Server) appendStatus(ctx context.Context, inst *instance, r status.Repo
 	if err := s.st.AppendStatus(ctx, inst.id, r); err != nil {
 		return storeError(inst.id, err)
 	}
+	if !s.opts.Followed {
+		inst.observeStatus(r)
+	}
+	s.m.reports.WithLabelValues(r.State).Inc()
+	return nil
+}
+
+// observeStatus records r as inst's newest report and wakes admin status
+// waiters.
+func (inst *instance) observeStatus(r status.Report) {
 	inst.statusMu.Lock()
 	rc := r
 	inst.lastStatus = &rc
 	close(inst.statusWake)
 	inst.statusWake = make(chan struct{})
 	inst.statusMu.Unlock()
-	s.m.reports.WithLabelValues(r.State).Inc()
-	return nil
 }
 
 // ServeGuest serves the guest API on ln until Shutdown. When hostInterface
