@@ -40,10 +40,11 @@ func main() {
 	n := flag.Int("n", 100, "publishes")
 	gapMin := flag.Duration("gap-min", 1050*time.Millisecond, "shortest pause between publishes (above the poller's 1 s, so it sees each)")
 	gapMax := flag.Duration("gap-max", 1500*time.Millisecond, "longest pause between publishes")
-	park := flag.Duration("park", 10*time.Second, "window for the parked agent's wake-ups")
+	park := flag.Duration("park", 30*time.Second, "window for the parked agent's wake-ups")
+	settle := flag.Duration("settle", 5*time.Second, "quiet time after the last publish before the parked window opens")
 	tmp := flag.String("tmp", "", "directory for the run's files, the IMDS store among them (default: $TMPDIR; /dev/shm takes the disk's fsync out)")
 	flag.Parse()
-	if err := run(*imdsBin, *agentBin, *tmp, *n, *gapMin, *gapMax, *park); err != nil {
+	if err := run(*imdsBin, *agentBin, *tmp, *n, *gapMin, *gapMax, *settle, *park); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -58,7 +59,7 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func run(imdsBin, agentBin, tmp string, n int, gapMin, gapMax, park time.Duration) error {
+func run(imdsBin, agentBin, tmp string, n int, gapMin, gapMax, settle, park time.Duration) error {
 	dir, err := os.MkdirTemp(tmp, "prewarm-agent-bench")
 	if err != nil {
 		return err
@@ -173,8 +174,9 @@ func run(imdsBin, agentBin, tmp string, n int, gapMin, gapMax, park time.Duratio
 	fmt.Printf("of which: publish until the IMDS acknowledged it (durable)  %s\n", stats(ackLat))
 	fmt.Printf("          the acknowledgement until the agent had it       %s\n", stats(afterAck))
 
-	// Parked: nothing published; measure over the window.
-	time.Sleep(2 * time.Second)
+	// Parked: nothing published; let the last reports and the runtime's
+	// background work (GC, scavenger) finish, then measure over the window.
+	time.Sleep(settle)
 	pid := agent.Process.Pid
 	s1, err := switches(pid)
 	if err != nil {
