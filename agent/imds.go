@@ -78,7 +78,7 @@ type configAnswer struct {
 func (c *imdsClient) getConfig(ctx context.Context, known int64, wait time.Duration) (configAnswer, error) {
 	u := c.base + api.PathConfig
 	if wait > 0 {
-		u += "?wait=true&timeout=" + strconv.Itoa(int(wait/time.Second))
+		u += "?wait=true&timeout=" + strconv.Itoa(max(1, int(wait/time.Second)))
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, wait+15*time.Second)
 		defer cancel()
