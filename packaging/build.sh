@@ -96,7 +96,7 @@ ls -l "$dist"/*.deb "$dist"/*.rpm
 if command -v rpm >/dev/null; then
 	for m in prewarm-agent prewarm-imds; do
 		r=$(ls "$dist/$m-"*.rpm)
-		rpm -qpl "$r" 2>/dev/null | grep -qx "/usr/lib/systemd/system/$m.service" ||
+		rpm -qpl "$r" 2>/dev/null | grep -x "/usr/lib/systemd/system/$m.service" >/dev/null ||
 			{ echo "build.sh: $r lacks /usr/lib/systemd/system/$m.service" >&2; exit 1; }
 		[[ $(rpm -qp --scripts "$r" 2>/dev/null | grep -c 'scriptlet') == 3 ]] ||
 			{ echo "build.sh: $r lacks its %post/%preun/%postun" >&2; exit 1; }

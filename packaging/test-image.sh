@@ -96,6 +96,7 @@ cleanup() {
 	local rc=$?
 	set +e
 	trap '' PIPE # a closed stdout (| head) must not stop the cleanup
+	trap - ERR
 	if [[ -n $nspawn_pid ]] && kill -0 "$nspawn_pid" 2>/dev/null; then
 		[[ -n $cpid ]] && timeout 10 nsenter -t "$cpid" -a systemctl poweroff --no-block 2>/dev/null
 		timeout 30 tail --pid="$nspawn_pid" -f /dev/null
@@ -380,10 +381,10 @@ jq -n --arg key "$alice_key" '{
 wait_report "provisioned for generation 2" '.state == "provisioned" and .generation == 2' 90
 [[ $(inside hostname) == web-01 ]] || fail "kernel host name is $(inside hostname), want web-01"
 [[ $(inside cat /etc/hostname) == web-01 ]] || fail "/etc/hostname is $(inside cat /etc/hostname)"
-inside getent passwd alice | grep -q ':/bin/bash$' || fail "user alice missing or without /bin/bash"
-inside id -nG alice | grep -qw sudo || fail "alice is not in group sudo"
-inside cat /home/alice/.ssh/authorized_keys | grep -qF "$alice_key" || fail "alice's SSH key missing"
-inside sudo -l -U alice | grep -q NOPASSWD || fail "alice has no NOPASSWD sudo rule"
+inside getent passwd alice | grep ':/bin/bash$' >/dev/null || fail "user alice missing or without /bin/bash"
+inside id -nG alice | grep -w sudo >/dev/null || fail "alice is not in group sudo"
+inside cat /home/alice/.ssh/authorized_keys | grep -F "$alice_key" >/dev/null || fail "alice's SSH key missing"
+inside sudo -l -U alice | grep NOPASSWD >/dev/null || fail "alice has no NOPASSWD sudo rule"
 [[ $(inside readlink /etc/localtime) == */Europe/Berlin ]] || fail "time zone not applied"
 say "OK: provisioned; inside the image: hostname web-01, user alice (bash, sudo NOPASSWD, SSH key), zone Europe/Berlin"
 inside prewarm-agent status | sed 's/^/    prewarm-agent status: /'
