@@ -16,7 +16,8 @@
 #      boot, with that config's host name applied;
 #   3. a host-side link bounce makes it renew DHCP (event dhcp-renewed);
 #   4. it reports provisioned for the final config, and the host name, time
-#      zone and a user (groups, sudo rule, SSH key) are in the image;
+#      zone and a user (groups, sudo rule, SSH key, hashed password) are in
+#      the image, the plaintext password in no log, report or state file;
 #   5. reinstalling the .deb in the running container (the upgrade path)
 #      restarts the agent once, keeps its state and the DHCP client, and
 #      re-reports nothing;
@@ -374,10 +375,11 @@ say "OK: host-side link bounce -> dhcp-renewed through the image's dhclient (PID
 
 # ---------------------------------------------------------------- 4: final config
 alice_key='ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHCoy0/iT5AeF0TYXTGlxg17bmLM86aghaDYZ7w1bmIK alice@prewarm-ci'
-jq -n --arg key "$alice_key" '{
+alice_pw=pw-$RANDOM$RANDOM-prewarm-ci
+jq -n --arg key "$alice_key" --arg pw "$alice_pw" '{
 	hostname: "web-01", timezone: "Europe/Berlin",
 	users: [{name: "alice", groups: ["sudo"], sudo: "nopasswd", shell: "/bin/bash",
-		sshAuthorizedKeys: [$key]}]}' | adm publish "$instance" - >/dev/null
+		sshAuthorizedKeys: [$key], password: $pw}]}' | adm publish "$instance" - >/dev/null
 wait_report "provisioned for generation 2" '.state == "provisioned" and .generation == 2' 90
 [[ $(inside hostname) == web-01 ]] || fail "kernel host name is $(inside hostname), want web-01"
 [[ $(inside cat /etc/hostname) == web-01 ]] || fail "/etc/hostname is $(inside cat /etc/hostname)"
@@ -386,7 +388,14 @@ inside id -nG alice | grep -w sudo >/dev/null || fail "alice is not in group sud
 inside cat /home/alice/.ssh/authorized_keys | grep -F "$alice_key" >/dev/null || fail "alice's SSH key missing"
 inside sudo -l -U alice | grep NOPASSWD >/dev/null || fail "alice has no NOPASSWD sudo rule"
 [[ $(inside readlink /etc/localtime) == */Europe/Berlin ]] || fail "time zone not applied"
-say "OK: provisioned; inside the image: hostname web-01, user alice (bash, sudo NOPASSWD, SSH key), zone Europe/Berlin"
+[[ $(inside getent shadow alice | cut -d: -f2) == "\$6\$"* ]] || fail "alice has no SHA-512 crypt password"
+# The plaintext password is nowhere the tenant or an admin can read it.
+for f in /var/log/prewarm /run/prewarm /var/lib/prewarm; do
+	! inside grep -rqF -- "$alice_pw" "$f" || fail "the plaintext password is in $f"
+done
+! inside journalctl -b --no-pager -o cat | grep -F -- "$alice_pw" >/dev/null || fail "the plaintext password is in the journal"
+! grep -F -- "$alice_pw" "$work/reports.jsonl" >/dev/null || fail "the plaintext password is in a status report"
+say "OK: provisioned; inside the image: hostname web-01, user alice (bash, sudo NOPASSWD, SSH key, hashed password), zone Europe/Berlin; the password in no log, report or state file"
 inside prewarm-agent status | sed 's/^/    prewarm-agent status: /'
 
 # no_rereport SEQ WHAT: await the agent's "starting" report after SEQ, then
