@@ -173,7 +173,18 @@ func startProc(t testing.TB, dir, name string, viaNsenter bool, argv ...string) 
 		t.Cleanup(func() {
 			p.Stop(5 * time.Second)
 			if t.Failed() {
-				dumpTail(t, p.Name, p.Log.Lines(), 40)
+				lines := p.Log.Lines()
+				if p.Name == "dnsmasq" {
+					// Keep the DHCP exchanges, not their option dumps.
+					var keep []string
+					for _, l := range lines {
+						if !strings.Contains(l, "sent size") && !strings.Contains(l, "requested options") {
+							keep = append(keep, l)
+						}
+					}
+					lines = keep
+				}
+				dumpTail(t, p.Name, lines, 40)
 			}
 		})
 	}
