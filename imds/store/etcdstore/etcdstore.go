@@ -274,10 +274,14 @@ func (s *Store) hostDir(host string) string {
 }
 func (s *Store) kReg(host, id string) string { return s.hostDir(host) + "registrations/" + id }
 func (s *Store) kCfg(host, id string) string { return s.hostDir(host) + "configs/" + id }
-func (s *Store) kGen(id string) string       { return s.prefix + "generations/" + id }
-func (s *Store) kLast(id string) string      { return s.prefix + "laststatus/" + id }
-func (s *Store) kSeq(id string) string       { return s.prefix + "statusseq/" + id }
-func (s *Store) kMark(id string) string      { return s.prefix + "writemarks/" + id }
+
+// kHostLast is the serving host's copy of laststatus/<id>, so that the
+// host's Follow sees its instances' reports.
+func (s *Store) kHostLast(host, id string) string { return s.hostDir(host) + "laststatus/" + id }
+func (s *Store) kGen(id string) string            { return s.prefix + "generations/" + id }
+func (s *Store) kLast(id string) string           { return s.prefix + "laststatus/" + id }
+func (s *Store) kSeq(id string) string            { return s.prefix + "statusseq/" + id }
+func (s *Store) kMark(id string) string           { return s.prefix + "writemarks/" + id }
 func (s *Store) kStatusDir(id string) string {
 	return s.prefix + "status/" + id + "/"
 }
@@ -585,10 +589,15 @@ func (s *Store) tryApply(ctx context.Context, op, id string, c store.Change, tri
 		}
 		if oldHost != newHost {
 			if oldHost != "" {
-				// Handover: the config moves with the instance.
-				dels = append(dels, clientv3.OpDelete(s.kReg(oldHost, id)), clientv3.OpDelete(s.kCfg(oldHost, id)))
+				// Handover: the config and last status move with the
+				// instance.
+				dels = append(dels, clientv3.OpDelete(s.kReg(oldHost, id)), clientv3.OpDelete(s.kCfg(oldHost, id)), clientv3.OpDelete(s.kHostLast(oldHost, id)))
 				if curCfg != nil && c.Publish == nil {
 					puts = append(puts, clientv3.OpPut(s.kCfg(newHost, id), string(curCfg)))
+				}
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.kLast(id)), "=", r1[2]))
+				if v1[2] != nil {
+					puts = append(puts, clientv3.OpPut(s.kHostLast(newHost, id), string(v1[2])))
 				}
 			}
 			puts = append(puts, clientv3.OpPut(s.kPlace(id), newHost))
@@ -667,6 +676,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 			clientv3.OpDelete(s.kPlace(id)),
 			clientv3.OpDelete(s.kReg(host, id)),
 			clientv3.OpDelete(s.kCfg(host, id)),
+			clientv3.OpDelete(s.kHostLast(host, id)),
 			clientv3.OpDelete(s.kLast(id)),
 			clientv3.OpDelete(s.kSeq(id)),
 			clientv3.OpDelete(s.kMark(id)),
@@ -728,26 +738,29 @@ func (s *Store) AppendStatus(ctx context.Context, id string, r status.Report) er
 			seq, seqRev = parseInt(kvs[0].Value), kvs[0].ModRevision
 		}
 		n := seq + 1
+		host := string(place[0].Value)
 		cmps := []clientv3.Cmp{
-			// Same incarnation of the instance (not deleted and
-			// re-registered in between); publishes and handovers do not
-			// conflict.
-			clientv3.Compare(clientv3.CreateRevision(s.kPlace(id)), "=", place[0].CreateRevision),
+			// Same placement (not deleted, re-registered or handed over
+			// in between); publishes do not conflict.
+			clientv3.Compare(clientv3.ModRevision(s.kPlace(id)), "=", place[0].ModRevision),
 			clientv3.Compare(clientv3.ModRevision(s.kSeq(id)), "=", seqRev),
 		}
 		ops := []clientv3.Op{
 			clientv3.OpPut(s.kStatus(id, n), string(data)),
 			clientv3.OpPut(s.kSeq(id), strconv.FormatInt(n, 10)),
 			clientv3.OpPut(s.kLast(id), string(data)),
+			clientv3.OpPut(s.kHostLast(host, id), string(data)),
 		}
 		if old := n - store.MaxStatusHistory; old > 0 {
 			// Everything at or below old: normally one key, more if a
 			// control plane wrote its own.
 			ops = append(ops, clientv3.OpDelete(s.kStatusDir(id), clientv3.WithRange(s.kStatus(id, old+1))))
 		}
-		// Status keys are not in a host's directory: no Follow waits.
-		ok, _, err := s.commit(ctx, op, cmps, ops)
-		return ok, 0, err
+		ok, rev, err := s.commit(ctx, op, cmps, ops)
+		if host != s.host {
+			rev = 0 // not in this host's directory: nothing to wait for
+		}
+		return ok, rev, err
 	})
 }
 
@@ -851,11 +864,6 @@ func (s *Store) snapshot(ctx context.Context, rev int64, local bool) (*mirror, i
 	}
 	if err := getAt(s.hostDir(s.host), clientv3.WithPrefix()); err != nil {
 		return nil, 0, err
-	}
-	for id := range m.regs {
-		if err := getAt(s.kLast(id)); err != nil {
-			return nil, 0, err
-		}
 	}
 	return m, rev, nil
 }

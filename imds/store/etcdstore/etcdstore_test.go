@@ -767,6 +767,17 @@ func TestFollowIsHostScoped(t *testing.T) {
 	if ev := next(t, eb); ev.Type != etcdstore.EventChanged || ev.Instance.Generation != 2 {
 		t.Fatalf("publish after handover: %+v", ev)
 	}
+	// A report reaches the serving host's follower, and the fleet's
+	// laststatus/ prefix.
+	if err := b.AppendStatus(ctx, "vm-1", status.Report{Seq: 9, State: status.StateProvisioned, Generation: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, eb); ev.Type != etcdstore.EventStatus || ev.ID != "vm-1" || ev.Status.Seq != 9 {
+		t.Fatalf("status on the serving host: %+v", ev)
+	}
+	if resp, err := b.Client().Get(ctx, b.Prefix()+"laststatus/", clientv3.WithPrefix()); err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("fleet laststatus: %v, %v", resp, err)
+	}
 	select {
 	case ev := <-ea:
 		if ev.Type != etcdstore.EventHealth {
@@ -774,6 +785,21 @@ func TestFollowIsHostScoped(t *testing.T) {
 		}
 	case <-time.After(300 * time.Millisecond):
 	}
+	// Handing it back carries the last status along.
+	if _, err := a.Apply(ctx, "vm-1", store.Change{Register: reg("10.0.0.1")}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, ea); ev.Type != etcdstore.EventChanged || ev.Instance.LastStatus == nil || ev.Instance.LastStatus.Seq != 9 || ev.Instance.Generation != 2 {
+		t.Fatalf("handed back: %+v", ev)
+	}
+	if ev := next(t, eb); ev.Type != etcdstore.EventDeleted {
+		t.Fatalf("host b after handing back: %+v", ev)
+	}
+	if _, err := b.Apply(ctx, "vm-1", store.Change{Register: reg("10.0.0.1")}); err != nil {
+		t.Fatal(err)
+	}
+	next(t, ea)
+	next(t, eb)
 	// The fleet view shows where everything is.
 	all, _, err := a.Snapshot(ctx, 0)
 	if err != nil || len(all) != 2 || all[0].HostID != "host-b" || all[1].HostID != "host-c" || all[0].Generation != 2 {

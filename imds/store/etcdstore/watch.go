@@ -118,6 +118,9 @@ func (m *mirror) put(s *Store, key string, val []byte) (id, kind string) {
 	}
 	host, kind, id := parts[0], parts[1], parts[2]
 	switch kind {
+	case "laststatus":
+		// The serving host's copy of laststatus/<id>.
+		return m.put(s, s.prefix+"laststatus/"+id, val)
 	case "registrations":
 		if val == nil {
 			// A handover deletes the old host's key: forget it only if
@@ -217,8 +220,8 @@ func (s *Store) Watch(ctx context.Context, fromRevision int64) <-chan Event {
 // returns ctx's error. It watches only hosts/<host>/, so a host's etcd
 // traffic does not grow with the fleet. An instance that leaves the host
 // (deleted, or handed over to another host) arrives as EventDeleted, one
-// handed over to it as EventChanged; status reports are not followed (the
-// host that serves an instance receives them itself). With fromRevision 0
+// handed over to it as EventChanged, a status report of one of them as
+// EventStatus. With fromRevision 0
 // it starts with an EventResync of the current state; with a positive one
 // it resumes from it silently (the caller is known to hold that state), or
 // with an EventResync if it was compacted.
