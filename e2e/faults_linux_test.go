@@ -296,13 +296,15 @@ func TestPublishDir(t *testing.T) {
 	if err := g.StartDHCP(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rep := l.Watch(g.ID)
-	g.StartAgent()
-
+	// Registered (and configured) through the publish dir before the
+	// agent starts (TestAgentBeforeRegistration is the other order).
 	writePublishFile(t, l, g.ID, Doc{"hostInterface": g.HostIf, "config": partialDoc()})
 	if err := waitFile(ctx, filepath.Join(l.PubDir, "done", g.ID+".json")); err != nil {
 		t.Fatal(err)
 	}
+	ensureIdentity(t, l, g)
+	rep := l.Watch(g.ID)
+	g.StartAgent()
 	a, err := rep.WaitFor(ctx, "partial-ready from the publish dir", State(status.StatePartialReady, 0))
 	if err != nil {
 		t.Fatal(err)
@@ -448,4 +450,45 @@ func TestIMDSListenerOrder(t *testing.T) {
 	if bad > 0 {
 		t.Errorf("in %d of %d IMDS starts the guest on %s was not recognised (device-less guest listener opened after the device-bound one; SO_REUSEPORT picks the newest socket)", bad, starts, g.HostIf)
 	}
+}
+
+// TestAgentBeforeRegistration starts the agent before the host registers
+// its instance (a VM that boots before the pool manager gets to it): the
+// agent gets 404 "unknown instance" at first and must be recognised soon
+// after the registration. prewarm-imds opens the device-bound listener of
+// a hostInterface when it is registered; connections the agent opened
+// before that were accepted by the device-less listener, and as long as
+// the agent keeps them alive (HTTP keep-alive, retries every few seconds)
+// every request on them is looked up by source address: 404 forever.
+func TestAgentBeforeRegistration(t *testing.T) {
+	l := NewLab(t, 1)
+	g := l.Guests[0]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tm := NewTimings(t, "agent before registration: go test -count=1 -run TestAgentBeforeRegistration -v ./e2e/")
+	l.StartIMDS()
+	if err := g.StartDHCP(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g.StartAgent()
+	// Wait until the agent has been told it is unknown.
+	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+	_, _, err := g.Agent.Log.WaitFrom(wctx, 0, "unknown instance")
+	wcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := l.Watch(g.ID)
+	t0 := time.Now()
+	g.Register(ctx)
+	gen := l.Publish(ctx, g.ID, partialDoc())
+	wctx, wcancel = context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	a, err := rep.WaitFor(wctx, "partial-ready", Settled(gen))
+	if err != nil {
+		r := guestHTTP(t, g, HTTPReq{URL: "http://" + IMDSAddr + "/metadata/v1/instance", Headers: map[string]string{"Metadata": "true"}})
+		t.Fatalf("the agent is still not recognised 20 s after its registration (a new connection from the guest gets %d %s): "+
+			"its kept-alive connections were accepted by the device-less listener before the device-bound one existed", r.Code, strings.TrimSpace(r.Body))
+	}
+	tm.Add("registration → partial-ready", a.At.Sub(t0))
 }
