@@ -34,7 +34,7 @@ func (e *HTTPError) Error() string {
 	return fmt.Sprintf("%s: HTTP %d", e.Op, e.StatusCode)
 }
 
-// errNoConfig is the IMDS's "no config published" answer.
+// msgNoConfig is the IMDS's "no config published" answer.
 const msgNoConfig = "no config published"
 
 // imdsClient speaks the guest API (PROTOCOL.md section 2).
@@ -57,7 +57,6 @@ func newIMDSClient(base string) (*imdsClient, error) {
 		MaxIdleConnsPerHost:   2,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 0, // long-polls park; each request has a context deadline instead
-		ForceAttemptHTTP2:     false,
 	}
 	return &imdsClient{base: strings.TrimRight(base, "/"), tr: tr, hc: &http.Client{Transport: tr}}, nil
 }
