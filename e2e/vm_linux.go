@@ -82,12 +82,14 @@ func DebianKernel(t testing.TB) Kernel {
 	if err == nil {
 		return k
 	}
-	os.RemoveAll(kdir)
-	tmp := kdir + ".tmp"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
+	os.RemoveAll(kdir) // incomplete
+	// Extract into a private directory and rename it into place, so that
+	// two test processes sharing the cache do not trip over each other.
+	tmp, err := os.MkdirTemp(dir, ".extract-")
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer os.RemoveAll(tmp)
 	pats := []string{"./boot/vmlinuz-*"}
 	for _, m := range vmModules {
 		pats = append(pats, "*/"+m+".ko")
@@ -97,6 +99,9 @@ func DebianKernel(t testing.TB) Kernel {
 		t.Fatalf("extract kernel: %v", err)
 	}
 	if err := os.Rename(tmp, kdir); err != nil {
+		if k, lerr := loadKernel(kdir); lerr == nil {
+			return k // another process won the race
+		}
 		t.Fatal(err)
 	}
 	k, err = loadKernel(kdir)
