@@ -22,7 +22,10 @@ const (
 	DefaultPollInterval = 2 * time.Second
 	DefaultBackoffBase  = 100 * time.Millisecond
 	DefaultBackoffMax   = 10 * time.Second
-	DefaultLinkDebounce = time.Second
+	// DefaultLinkDebounce exceeds the kernel's one-a-second spacing of
+	// link-down notices, so a storm's events keep restarting the wait.
+	DefaultLinkDebounce = 1500 * time.Millisecond
+	DefaultLinkSettle   = 100 * time.Millisecond
 )
 
 // Options configure an Agent.
@@ -45,8 +48,14 @@ type Options struct {
 	PollInterval time.Duration
 	// BackoffBase and BackoffMax bound the full-jitter backoff of failures.
 	BackoffBase, BackoffMax time.Duration
-	// LinkDebounce is how long a link must stay up before its DHCP lease is
-	// renewed; every flap restarts the wait.
+	// LinkSettle is how long the carrier of a quiet link must stay up after
+	// it comes back before its DHCP lease is renewed: the fast path of a
+	// claim's single NIC bounce.
+	LinkSettle time.Duration
+	// LinkDebounce is how long a link must stay up before its lease is
+	// renewed when it came back within LinkDebounce of the last time: every
+	// flap of a storm restarts the wait, so a storm yields at most one
+	// renewal at its start and one once it settles.
 	LinkDebounce time.Duration
 	// OnReport, if set, is called with each report once it is persisted and
 	// in the status log, before it is sent (main signals readiness with it).
@@ -96,6 +105,7 @@ func New(opts Options) (*Agent, error) {
 	def(&opts.BackoffBase, DefaultBackoffBase)
 	def(&opts.BackoffMax, DefaultBackoffMax)
 	def(&opts.LinkDebounce, DefaultLinkDebounce)
+	def(&opts.LinkSettle, DefaultLinkSettle)
 	if opts.Version == "" {
 		opts.Version = Version
 	}

@@ -8,16 +8,19 @@ import (
 )
 
 // watchLinks renews the DHCP lease of an interface whose carrier came
-// back, once the link has been stable for LinkDebounce: every event of the
-// interface restarts the wait, so a storm of flaps yields one renewal after
-// it settles, and a carrier lost before the wait ends cancels it.
+// back. The carrier of a quiet link need only stay up for LinkSettle (a
+// claim's NIC bounce is renewed at once); one that comes back again within
+// LinkDebounce must stay up for LinkDebounce, each flap restarting the
+// wait. A carrier lost before the wait ends cancels it. So a storm of flaps
+// yields at most two renewals: one at its start, one once it settles.
 func (a *Agent) watchLinks(ctx context.Context) {
 	events, err := a.p.Links.WatchLinks(ctx)
 	if err != nil {
 		a.log.Warn("link watching unavailable: DHCP is renewed only when network.renewDhcp changes", "error", err)
 		return
 	}
-	due := map[string]time.Time{} // interface → when to renew
+	due := map[string]time.Time{}  // interface → when to renew
+	back := map[string]time.Time{} // interface → when its carrier last came back
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	rearm := func() {
@@ -43,9 +46,18 @@ func (a *Agent) watchLinks(ctx context.Context) {
 			a.log.Debug("link event", "interface", ev.Interface, "kind", ev.Kind.String(), "carrierChanges", ev.CarrierChanges)
 			switch ev.Kind {
 			case CarrierBack, LinkAdded:
-				due[ev.Interface] = time.Now().Add(a.opts.LinkDebounce)
-			case CarrierLost, LinkRemoved:
+				now := time.Now()
+				wait := a.opts.LinkSettle
+				if now.Sub(back[ev.Interface]) < a.opts.LinkDebounce {
+					wait = a.opts.LinkDebounce
+				}
+				back[ev.Interface] = now
+				due[ev.Interface] = now.Add(wait)
+			case CarrierLost:
 				delete(due, ev.Interface)
+			case LinkRemoved:
+				delete(due, ev.Interface)
+				delete(back, ev.Interface)
 			}
 			rearm()
 		case <-timer.C:

@@ -74,6 +74,36 @@ func TestFlapStormDebounced(t *testing.T) {
 	checkSeq(t, h.imds.all())
 }
 
+// TestQuietBounceRenewsAtOnce: the single NIC bounce of a claim, on a link
+// that was quiet, is renewed once the carrier has settled, without waiting
+// out the storm debounce; a second bounce right after it waits for the
+// debounce, and the storm rule still yields one more renewal at most.
+func TestQuietBounceRenewsAtOnce(t *testing.T) {
+	h := newHarness(t)
+	h.tweak = func(o *Options) {
+		o.LinkSettle = 20 * time.Millisecond
+		o.LinkDebounce = time.Hour // a renewal that waits for it never comes in this test
+	}
+	g := h.imds.publish(finalDoc)
+	h.start()
+	h.imds.waitReport(status.StateProvisioned, g)
+	h.plat.links <- LinkEvent{Kind: CarrierLost, Interface: "eth0"}
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0"}
+	h.imds.waitFor("dhcp-renewed after a quiet bounce", func(rs []status.Report, _ []request) bool { return len(renewReports(rs)) == 1 })
+	// A second bounce within the debounce is held back by it.
+	h.plat.links <- LinkEvent{Kind: CarrierLost, Interface: "eth0"}
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0"}
+	// Another interface's quiet bounce is renewed at once, and it was
+	// queued behind eth0's: once it is reported, eth0's second bounce has
+	// been handled (and must not have renewed).
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth9"}
+	h.imds.waitFor("eth9 renewal", func(rs []status.Report, _ []request) bool { return len(renewReports(rs)) >= 2 })
+	rs := renewReports(h.imds.all())
+	if len(rs) != 2 || rs[0].Interface != "eth0" || rs[1].Interface != "eth9" {
+		t.Errorf("renewals %+v, want eth0 then eth9 only", rs)
+	}
+}
+
 // TestRenewDHCPCounter: network.renewDhcp renews every DHCP interface when
 // it changes, not when it stays the same, and not again after a restart.
 func TestRenewDHCPCounter(t *testing.T) {
