@@ -136,7 +136,13 @@ func newLogger(format, level string, w io.Writer, red *agent.Redactor) (*slog.Lo
 	default:
 		return nil, fmt.Errorf("--log-format: %q is neither text nor json", format)
 	}
-	return slog.New(red.Handler(h)), nil
+	// The OS's own sinks (the Windows Event Log) sit under the redactor too.
+	h, prepErr := osPrepare(h)
+	log := slog.New(red.Handler(h))
+	if prepErr != nil {
+		log.Warn("preparing for the service manager", "error", prepErr)
+	}
+	return log, nil
 }
 
 // newAgent wires the agent from the run flags.

@@ -16,3 +16,10 @@ func newPlatform(f *runFlags, log *slog.Logger) (agent.Platform, error) {
 		Logger:     log,
 	})
 }
+
+// osPrepare adds what the OS needs before the agent starts; nothing on Linux
+// (systemd collects stderr into the journal).
+func osPrepare(h slog.Handler) (slog.Handler, error) { return h, nil }
+
+// osServiceOptions adds OS-specific kardianos options; none on Linux.
+func osServiceOptions(map[string]any) {}

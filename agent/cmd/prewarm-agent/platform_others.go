@@ -12,3 +12,7 @@ import (
 func newPlatform(*runFlags, *slog.Logger) (agent.Platform, error) {
 	return agent.Unsupported(), nil
 }
+
+func osPrepare(h slog.Handler) (slog.Handler, error) { return h, nil }
+
+func osServiceOptions(map[string]any) {}

@@ -96,17 +96,19 @@ WantedBy=multi-user.target
 `
 
 func newService(p *program, args []string) (service.Service, error) {
+	opts := service.KeyValue{
+		"SystemdScript":          systemdUnit,
+		"Restart":                "always",
+		"OnFailure":              "restart",
+		"OnFailureDelayDuration": "5s",
+	}
+	osServiceOptions(opts)
 	return service.New(p, &service.Config{
 		Name:        "prewarm-agent",
 		DisplayName: "Prewarm guest agent",
 		Description: "Fetches this VM's configuration from the Prewarm IMDS, applies it and reports back.",
 		Arguments:   args,
-		Option: service.KeyValue{
-			"SystemdScript":          systemdUnit,
-			"Restart":                "always",
-			"OnFailure":              "restart",
-			"OnFailureDelayDuration": "5s",
-		},
+		Option:      opts,
 	})
 }
 
