@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"time"
@@ -248,10 +249,30 @@ type follower struct {
 	m       *mirror
 	rev     int64 // last revision delivered
 	bad     bool  // degraded was reported
+
+	// The health probe runs every HealthInterval for the whole Follow,
+	// across watch restarts and the waits between them.
+	tick    *time.Ticker
+	probe   chan error
+	probing bool
+}
+
+// Backoff of watch restarts and failed loads: from 100 ms, doubling, up to
+// 5 s, with jitter.
+const (
+	restartMin = 100 * time.Millisecond
+	restartMax = 5 * time.Second
+)
+
+func restartDelay(attempt int) time.Duration {
+	d := min(restartMin<<min(attempt, 6), restartMax)
+	return d/2 + rand.N(d/2+1)
 }
 
 func (s *Store) follow(ctx context.Context, from int64, barrier, local bool, fn func(Event)) error {
-	f := &follower{s: s, fn: fn, barrier: barrier, local: local}
+	f := &follower{s: s, fn: fn, barrier: barrier, local: local, probe: make(chan error, 1)}
+	f.tick = time.NewTicker(s.health)
+	defer f.tick.Stop()
 	if barrier {
 		s.fmu.Lock()
 		s.followers++
@@ -263,17 +284,15 @@ func (s *Store) follow(ctx context.Context, from int64, barrier, local bool, fn 
 			s.degraded.Store(false)
 		}()
 	}
-	// Every wait below is a backoff or a channel receive; the loop ends
+	// Every wait below is a backoff or a channel receive; the loops end
 	// with ctx.
 	for attempt := 0; ctx.Err() == nil; attempt++ {
-		if err := f.start(ctx, from); err != nil {
-			f.unhealthy(err)
-			if backoff(ctx, 8+min(attempt, 2)) != nil {
-				break
-			}
-			continue
+		err := f.start(ctx, from)
+		if err == nil {
+			break
 		}
-		break
+		f.unhealthy(err)
+		f.sleep(ctx, restartDelay(attempt))
 	}
 	for attempt := 0; ctx.Err() == nil; {
 		err := f.watch(ctx)
@@ -286,13 +305,53 @@ func (s *Store) follow(ctx context.Context, from int64, barrier, local bool, fn 
 		}
 		// A broken watch (a leader election, a member going away) is not
 		// yet an outage: the probe decides that. Start it again.
-		s.log.Info("watch ended; starting it again", "revision", f.rev, "err", err)
+		s.log.Debug("watch ended; starting it again", "revision", f.rev, "err", err)
+		f.sleep(ctx, restartDelay(attempt))
 		attempt++
-		if backoff(ctx, 8+min(attempt, 2)) != nil {
-			break
-		}
 	}
 	return ctx.Err()
+}
+
+// sleep waits d, probing meanwhile; it ends early when ctx ends or etcd
+// is found reachable again after an outage.
+func (f *follower) sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case <-f.tick.C:
+			f.startProbe(ctx)
+		case err := <-f.probe:
+			if f.probed(ctx, err) {
+				return
+			}
+		}
+	}
+}
+
+func (f *follower) startProbe(ctx context.Context) {
+	if !f.probing {
+		f.probing = true
+		go func() { f.probe <- f.s.probe(ctx) }()
+	}
+}
+
+// probed handles a probe's result; it reports true when etcd answered
+// again after an outage.
+func (f *follower) probed(ctx context.Context, err error) bool {
+	f.probing = false
+	switch {
+	case err != nil && ctx.Err() == nil:
+		f.unhealthy(err)
+	case err == nil && f.bad:
+		f.healthy()
+		return true
+	}
+	return false
 }
 
 // start loads the state at from (or the current one) into the mirror.
@@ -352,9 +411,9 @@ func (f *follower) healthy() {
 	}
 }
 
-// watch runs one etcd watch from f.rev+1 with the health probe beside it.
-// It returns nil when the watch should simply be started again (after a
-// resync or a recovery) and an error when etcd failed.
+// watch runs one etcd watch from f.rev+1, probing beside it. It returns
+// nil when the watch should simply be started again (after a resync or a
+// recovery) and an error when it broke.
 func (f *follower) watch(ctx context.Context) error {
 	s := f.s
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -370,30 +429,18 @@ func (f *follower) watch(ctx context.Context) error {
 		opened <- s.cli.Watch(wctx, key, clientv3.WithPrefix(), clientv3.WithRev(f.rev+1))
 	}()
 	var wch clientv3.WatchChan // nil (never ready) until opened
-	tick := time.NewTicker(s.health)
-	defer tick.Stop()
-	probe := make(chan error, 1)
-	probing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case wch = <-opened:
-		case <-tick.C:
-			if !probing {
-				probing = true
-				go func() { probe <- s.probe(ctx) }()
-			}
-		case err := <-probe:
-			probing = false
-			switch {
-			case err != nil && ctx.Err() == nil:
-				f.unhealthy(err)
-			case err == nil && f.bad:
+		case <-f.tick.C:
+			f.startProbe(ctx)
+		case err := <-f.probe:
+			if f.probed(ctx, err) {
 				// Start over from the last revision seen: the client's
 				// own reconnect may have resumed already, but a fresh
 				// watch also notices a compaction in between.
-				f.healthy()
 				return nil
 			}
 		case resp, ok := <-wch:
@@ -405,10 +452,7 @@ func (f *follower) watch(ctx context.Context) error {
 			}
 			if resp.CompactRevision > 0 || errors.Is(resp.Err(), rpctypes.ErrCompacted) {
 				s.log.Info("watch revision compacted; resyncing", "from", f.rev+1, "compacted", resp.CompactRevision)
-				if err := f.resync(ctx); err != nil {
-					return err
-				}
-				return nil
+				return f.resync(ctx)
 			}
 			if err := resp.Err(); err != nil {
 				return fmt.Errorf("watch: %w", err)
