@@ -43,6 +43,7 @@ func serve(args []string, stderr io.Writer) error {
 	zone := fs.String("availability-zone", dialect.DefaultAvailabilityZone, "availability zone the EC2 and GCE dialects report")
 	region := fs.String("region", "", "region the EC2 and Azure dialects report (default: the zone without its last letter)")
 	gceProject := fs.String("gce-project", dialect.DefaultGCEProjectID, "project id the GCE dialect reports")
+	fs.StringVar(gceProject, "gce-project-id", dialect.DefaultGCEProjectID, "same as --gce-project")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
