@@ -163,7 +163,8 @@ func TestFaultAgentKill(t *testing.T) {
 }
 
 // TestFaultFlapStorm flaps the host end of the link 50 times in 5 s: the
-// agent stays healthy and renews at most twice once the link settles.
+// agent stays healthy, renews at most twice, and once after the link
+// settles.
 func TestFaultFlapStorm(t *testing.T) {
 	l := NewLab(t, 1)
 	g := l.Guests[0]
@@ -211,11 +212,15 @@ func TestFaultFlapStorm(t *testing.T) {
 	}
 	t.Logf("storm %s–%s; renewals during it: %v; after it settled: %v",
 		start.Format("15:04:05.000"), settled.Format("15:04:05.000"), during, after)
-	if len(after) > 2 {
-		t.Errorf("%d renewals after the storm settled, want at most 2", len(after))
+	// The agent may renew at the first flap of a quiet link (a claim's
+	// bounce is renewed at once); a storm is debounced: at most two
+	// renewals in all, and the last after the link settled, so the lease
+	// reflects the final state of the link.
+	if n := len(during) + len(after); n > 2 {
+		t.Errorf("%d renewals for one storm (%d while flapping, %d after), want at most 2", n, len(during), len(after))
 	}
-	if len(during) > 0 {
-		t.Errorf("%d renewals while the link was still flapping (every 100 ms): the debounce let them through", len(during))
+	if len(after) == 0 {
+		t.Errorf("no renewal after the link settled")
 	}
 	if done, err := g.Agent.Exited(); done {
 		t.Fatalf("agent exited: %v", err)
