@@ -167,6 +167,8 @@ func claim(t *testing.T, ctx context.Context, tm *Timings, g *Guest, rep *Report
 	if err := g.Remap(ctx); err != nil {
 		t.Fatal(err)
 	}
+	from := g.Agent.Log.Len()
+	down := time.Now()
 	if err := g.LinkDown(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +181,17 @@ func claim(t *testing.T, ctx context.Context, tm *Timings, g *Guest, rep *Report
 		t.Fatal(err)
 	}
 	tm.Add("2 claim: host link up → dhcp-renewed", a.At.Sub(up))
+	// Where the time went, from the agent's log (same clock).
+	t.Logf("  host: link down at +0 ms, up at +%d ms", up.Sub(down).Milliseconds())
+	for _, line := range g.Agent.Log.Lines()[from:] {
+		for _, m := range []string{`msg="link event"`, `msg="renewing DHCP lease"`, `msg="DHCP lease renewed"`, "event=dhcp-renewed"} {
+			if strings.Contains(line, m) {
+				if ts, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(strings.Fields(line)[0], "time=")); err == nil {
+					t.Logf("  agent +%4d ms: %s", ts.Sub(down).Milliseconds(), line[strings.Index(line, "msg="):])
+				}
+			}
+		}
+	}
 	as, err := g.Addrs(ctx)
 	if err != nil {
 		t.Fatal(err)
