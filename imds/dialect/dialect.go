@@ -126,6 +126,7 @@ type View struct {
 	ec2   atomic.Pointer[memo]
 	gce   atomic.Pointer[memo]
 	azure [2]atomic.Pointer[memo] // without and with userData
+	token atomic.Pointer[verifiedToken]
 }
 
 // memo is something rendered from a view for one Set.

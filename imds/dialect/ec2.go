@@ -176,7 +176,7 @@ func (d *ec2Dialect) Serve(w http.ResponseWriter, r *http.Request, inst Instance
 		return
 	}
 	if tok := r.Header[ec2TokenHeader]; len(tok) > 0 {
-		if len(tok) != 1 || !d.set.verifyToken(tok[0], v.ID) {
+		if len(tok) != 1 || !d.set.checkToken(v, tok[0]) {
 			d.Error(w, r, http.StatusUnauthorized, "")
 			return
 		}
