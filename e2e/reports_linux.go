@@ -47,6 +47,9 @@ type Reports struct {
 	next  int // first report no WaitFor has looked past
 	// OnReport, if set, sees every report as it arrives (the demo).
 	OnReport func(Arrival)
+	// MaxWait bounds one WaitFor (default 45 s), so that a broken build
+	// fails each test in well under its own deadline.
+	MaxWait time.Duration
 }
 
 // Watch follows id's reports from now on (reports already stored count as
@@ -99,6 +102,12 @@ func (r *Reports) fetch(ctx context.Context, wait time.Duration) error {
 // looked past. While the IMDS is unreachable it retries with a capped
 // backoff.
 func (r *Reports) WaitFor(ctx context.Context, what string, match func(status.Report) bool) (Arrival, error) {
+	maxWait := r.MaxWait
+	if maxWait <= 0 {
+		maxWait = 45 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, maxWait)
+	defer cancel()
 	delay := 5 * time.Millisecond
 	var lastErr error
 	for {

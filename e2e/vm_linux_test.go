@@ -68,6 +68,7 @@ func TestVM(t *testing.T) {
 		gen1 = vl.Publish(ctx, vl.NIC0.ID, Doc{"partial": true, "hostname": "pool-vm-standby"})
 	})
 	rep := vl.Watch(vl.NIC0.ID)
+	rep.MaxWait = 2 * time.Minute // TCG boots slowly on a busy machine
 	a := awaitSettled(t, ctx, rep, gen1, status.StatePartialReady)
 	tm.Add("boot: QEMU start → partial-ready", a.At.Sub(vl.Boot))
 
@@ -133,6 +134,7 @@ func TestVMFull(t *testing.T) {
 		gen1 = vl.Publish(ctx, vl.NIC0.ID, Doc{"partial": true, "hostname": "pool-vm-standby"})
 	})
 	rep := vl.Watch(vl.NIC0.ID)
+	rep.MaxWait = 2 * time.Minute // TCG boots slowly on a busy machine
 	a := awaitSettled(t, ctx, rep, gen1, status.StatePartialReady)
 	tm.Add("boot: QEMU start → partial-ready", a.At.Sub(vl.Boot))
 	n := vl.NIC0
