@@ -50,7 +50,7 @@ bound|renew)
   ip addr flush dev "$interface"
   ip addr add "$ip/${mask:-24}" dev "$interface"
   for r in $router; do ip route add default via "$r" dev "$interface"; break; done
-  echo "PWE lease $interface $ip" > /dev/console ;;
+  echo "PWE lease $interface $ip" ;;
 esac
 exit 0
 `
