@@ -85,6 +85,16 @@ func TestVM(t *testing.T) {
 			t.Errorf("step %s not ok: %s", s.Name, s.Error)
 		}
 	}
+	// The effects, seen from inside the VM.
+	cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
+	defer ccancel()
+	line, _, err := vl.VM.QEMU.Log.WaitFunc(cctx, 0, func(s string) bool {
+		return strings.HasPrefix(s, "PWE state hostname=vm-web-01 ") && strings.HasSuffix(s, "zoneinfo/Europe/Berlin")
+	})
+	if err != nil {
+		t.Fatalf("in the VM, no hostname vm-web-01 with /etc/localtime -> Europe/Berlin: %v", err)
+	}
+	t.Logf("in the VM: %s", line)
 }
 
 // vmClaim re-maps the VM's eth0 to addr and short-bounces it; the agent

@@ -76,6 +76,13 @@ udhcpc -i eth0 -s /etc/udhcpc.script -f -t 5 -T 1 -A 1 >/dev/console 2>&1 &
 	if withAgent {
 		b.WriteString(`echo PWE-READY
 /bin/prewarm-agent run --imds-url http://169.254.169.254 --interfaces eth0 >/dev/console 2>&1 &
+# What the tests check in the guest, printed when it changes.
+last=
+while :; do
+  s="hostname=$(hostname) localtime=$(readlink /etc/localtime)"
+  if [ "$s" != "$last" ]; then echo "PWE state $s"; last=$s; fi
+  sleep 0.5
+done &
 `)
 	} else {
 		b.WriteString(`echo PWE-READY
