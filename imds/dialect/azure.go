@@ -83,7 +83,7 @@ func (d *azureDialect) Check(w http.ResponseWriter, r *http.Request) bool {
 	if strings.TrimSuffix(r.URL.Path, "/") == azurePathVersions {
 		return true
 	}
-	q := r.URL.Query()
+	q := query(r)
 	av, ok := q["api-version"]
 	switch {
 	case !ok || len(av) == 0 || av[0] == "":
@@ -122,7 +122,7 @@ func (d *azureDialect) Serve(w http.ResponseWriter, r *http.Request, inst Instan
 		return
 	}
 	path := strings.TrimSuffix(r.URL.Path, "/")
-	q := r.URL.Query()
+	q := query(r)
 	switch {
 	case path == azurePathVersions:
 		d.writeJSON(w, http.StatusOK, struct {

@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -351,6 +352,18 @@ func (s *Set) Route(path string) Dialect {
 		}
 	}
 	return nil
+}
+
+// query is r's parsed query, parsed once for Check and Serve (r.Form
+// holds it after the first call; dialects reach it only for GET and HEAD,
+// which have no form body).
+func query(r *http.Request) url.Values {
+	if r.Form == nil {
+		if r.ParseForm() != nil && r.Form == nil {
+			return url.Values{}
+		}
+	}
+	return r.Form
 }
 
 type connKey struct{}

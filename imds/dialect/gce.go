@@ -109,7 +109,7 @@ func (d *gceDialect) Check(w http.ResponseWriter, r *http.Request) bool {
 		d.Error(w, r, http.StatusForbidden, "Your client does not have permission to get URL <code>"+html.EscapeString(r.URL.Path)+"</code> from this server. Missing Metadata-Flavor:Google header.")
 		return false
 	}
-	if _, msg := parseGCEParams(r.URL.Query()); msg != "" {
+	if _, msg := parseGCEParams(query(r)); msg != "" {
 		d.Error(w, r, http.StatusBadRequest, html.EscapeString(msg))
 		return false
 	}
@@ -152,7 +152,7 @@ func (d *gceDialect) Serve(w http.ResponseWriter, r *http.Request, inst Instance
 		writeBody(w, http.StatusOK, hdrAppText, "computeMetadata/\n")
 		return
 	}
-	p, _ := parseGCEParams(r.URL.Query())
+	p, _ := parseGCEParams(query(r))
 	v, changed := inst.Current()
 	a := d.render(r, v, p)
 	if p.wait && a.code == http.StatusOK && (!p.hasLast || p.lastETag == a.etag) {
