@@ -4,6 +4,10 @@
 // the IMDS's own work (identity, header rules, metrics) costs.
 //
 //	bare -listen 127.0.0.1:18081 -copy-from http://127.0.0.1:18080/metadata/v1/config
+//
+// With -header it copies a cloud dialect's answer instead (dialects.sh):
+//
+//	bare -listen 127.0.0.1:18082 -copy-from http://127.0.0.1:18080/computeMetadata/v1/ -header 'Metadata-Flavor: Google'
 package main
 
 import (
@@ -14,17 +18,30 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 )
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:18081", "address to serve on")
 	from := flag.String("copy-from", "", "URL of the IMDS config to copy (fetched once with Metadata: true)")
+	var headers []string
+	flag.Func("header", "an extra request header \"Name: value\" for the copy (repeatable)", func(v string) error {
+		headers = append(headers, v)
+		return nil
+	})
 	flag.Parse()
 	req, err := http.NewRequest("GET", *from, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
 	req.Header.Set("Metadata", "true")
+	for _, h := range headers {
+		k, v, ok := strings.Cut(h, ":")
+		if !ok {
+			log.Fatalf("-header %q: want \"Name: value\"", h)
+		}
+		req.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		log.Fatal(err)
