@@ -325,7 +325,7 @@ func TestPublishDir(t *testing.T) {
 	if err := waitFile(ctx, errPath); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(l.PubDir, "rejected", g.ID+".json")); err != nil {
+	if err := waitFile(ctx, filepath.Join(l.PubDir, "rejected", g.ID+".json")); err != nil {
 		t.Errorf("the rejected file is not in rejected/: %v", err)
 	}
 	var eo struct {
