@@ -536,8 +536,9 @@ func (g *Guest) StartAgent(extra ...string) *Proc {
 
 // Rebind makes the IMDS re-open g's device-bound guest listener: it
 // re-registers g on a device that does not exist, then on its own again
-// (the registry, config and status are kept). A workaround for the
-// listener-order bug of prewarm-imds (see ensureIdentity).
+// (the registry, config and status are kept), and ends the guests' open
+// connections to the guest API. A workaround for the listener-order bug
+// of prewarm-imds (see ensureIdentity).
 func (l *Lab) Rebind(ctx context.Context, g *Guest) error {
 	if _, err := l.Admin.Register(ctx, g.ID, registration("pwe-nodev")); err != nil {
 		return err
@@ -545,5 +546,9 @@ func (l *Lab) Rebind(ctx context.Context, g *Guest) error {
 	if _, err := l.Admin.Register(ctx, g.ID, registration(g.HostIf)); err != nil {
 		return err
 	}
-	return nil
+	// Connections accepted by the wrong listener stay attributed to it for
+	// as long as the client keeps them alive: end them (ss -K), so the
+	// agents reconnect to the right one.
+	_, err := run(ctx, "nsenter", "--net="+l.HostNS.Path(), "--", "ss", "-K", "-tn", "state", "established", "( sport = :80 )")
+	return err
 }
