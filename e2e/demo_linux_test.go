@@ -145,7 +145,7 @@ func TestDemo(t *testing.T) {
 	a, err = rep.WaitFor(ctx, "provisioned", Settled(gen))
 	fatal(err)
 	timing("publish → provisioned", a.At.Sub(t0))
-	before := failures(t)
+	before := t.Failed()
 	checkFinal(t, g, k, "web-01", k.alice1, k.alice2)
 	n.say("check", "%s hostname, /etc/localtime, passwd/shadow/group, sudoers.d, authorized_keys, eth1 address and route", verdict(t, before))
 	n.say("check", "id alice in the guest: %s", strings.TrimSpace(g.MustExec("id", "alice")))
@@ -157,7 +157,7 @@ func TestDemo(t *testing.T) {
 	a, err = rep.WaitFor(ctx, "provisioned", Settled(gen))
 	fatal(err)
 	timing("publish → provisioned (reconfigure)", a.At.Sub(t0))
-	before = failures(t)
+	before = t.Failed()
 	checkFinal(t, g, k, "web-02", k.alice1)
 	n.say("check", "%s only the hostname and alice's keys changed", verdict(t, before))
 
@@ -176,10 +176,8 @@ func TestDemo(t *testing.T) {
 	fmt.Println("\nCleaning up: the namespaces and every process the demo started.")
 }
 
-// failures counts the test's failures so far (the checks report with
-// t.Errorf).
-func failures(t *testing.T) bool { return t.Failed() }
-
+// verdict says whether the checks since failedBefore was taken passed (they
+// report with t.Errorf).
 func verdict(t *testing.T, failedBefore bool) string {
 	if t.Failed() && !failedBefore {
 		return "FAILED (see above):"
