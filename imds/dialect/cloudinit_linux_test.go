@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prewarm/prewarm/imds/dialect/citest"
 	"github.com/prewarm/prewarm/shared/config"
 )
 
@@ -34,76 +35,9 @@ const ciEnv = "PREWARM_DIALECT_CLOUDINIT"
 
 const (
 	ciGuestAddr = "169.254.10.5"
-	ciUserData  = "#cloud-config\nbootcmd:\n - echo prewarm-bootcmd > /run/prewarm-ci-bootcmd\nwrite_files:\n - path: /run/prewarm-ci/marker\n   content: from-prewarm-user-data\n"
 	ciKey1      = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPrewarmCloudInitKeyOne0000000000000000000 alice@laptop"
 	ciKey2      = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPrewarmCloudInitKeyTwo0000000000000000000 bob@desk"
 )
-
-// ciGuestScript runs in the guest network namespace, in fresh mount and
-// UTS namespaces. $1 is the results directory (holding the cloud-init
-// config to add, cfg), $2 the cloud to look like: ec2 or gce.
-const ciGuestScript = `set -eu
-out=$1
-cloud=$2
-sb=$out/sandbox
-mkdir -p $sb
-mount --make-rprivate /
-mount -t tmpfs -o mode=0755 sandbox $sb
-mkdir -p $sb/upper $sb/work $sb/root
-mount -t overlay overlay -o lowerdir=/,upperdir=$sb/upper,workdir=$sb/work $sb/root
-r=$sb/root
-for d in proc dev; do mount --rbind /$d $r/$d; done
-mount -t tmpfs -o mode=0755 sys $r/sys
-for d in /sys/*; do n=${d#/sys/}; mkdir -p $r/sys/$n; mount --rbind $d $r/sys/$n; done
-case $cloud in
-ec2)
-	mkdir -p $r/sys/hypervisor
-	echo ec2e1916-9099-7caf-fd21-0123456789ab > $r/sys/hypervisor/uuid
-	;;
-gce)
-	umount -l $r/sys/class
-	mount -t tmpfs -o mode=0755 class $r/sys/class
-	for d in /sys/class/*; do n=${d#/sys/class/}; mkdir -p $r/sys/class/$n; mount --rbind $d $r/sys/class/$n; done
-	mkdir -p $r/sys/class/dmi/id
-	echo "Google Compute Engine" > $r/sys/class/dmi/id/product_name
-	echo "GoogleCloud-0123456789ABCDEF" > $r/sys/class/dmi/id/product_serial
-	printf '#!/bin/sh\necho none\nexit 1\n' > $r/usr/bin/systemd-detect-virt
-	chmod 755 $r/usr/bin/systemd-detect-virt
-	;;
-esac
-for d in run tmp var/tmp; do mount -t tmpfs -o mode=1777 $(echo $d | tr / -) $r/$d; done
-rm -f $r/etc/cloud/cloud-init.disabled
-cp $out/cfg $r/etc/cloud/cloud.cfg.d/99-prewarm-test.cfg
-hostname before-cloud-init
-rc=0
-chroot $r /usr/bin/cloud-init init > $out/cloud-init.out 2>&1 || rc=$?
-hostname > $out/hostname
-cp $r/var/log/cloud-init.log $out/ 2>/dev/null || true
-cp $r/home/debian/.ssh/authorized_keys $out/authorized_keys 2>/dev/null || true
-cp $r/var/lib/cloud/instances/*/user-data.txt $out/ 2>/dev/null || true
-ls $r/var/lib/cloud/instances/ > $out/instance-id 2>/dev/null || true
-cp $r/run/prewarm-ci/marker $out/marker 2>/dev/null || true
-cp $r/run/prewarm-ci-bootcmd $out/bootcmd 2>/dev/null || true
-getent passwd debian > /dev/null && echo "debian leaked into the real /etc/passwd" > $out/leak || true
-chroot $r getent passwd debian > $out/passwd 2>/dev/null || true
-exit $rc
-`
-
-// ciConfig is what the test adds to cloud-init's configuration: one
-// datasource, pointed at 169.254.169.254, and only the modules about
-// identity (no disks, no network rendering, no packages).
-func ciConfig(cloud string) string {
-	ds := "datasource_list: [Ec2]\ndatasource:\n  Ec2:\n    metadata_urls: [\"http://169.254.169.254\"]\n    max_wait: 20\n    timeout: 5\n"
-	if cloud == "gce" {
-		ds = "datasource_list: [GCE]\ndatasource:\n  GCE:\n    metadata_url: \"http://169.254.169.254/computeMetadata/v1/\"\n    retries: 2\n"
-	}
-	return ds + `network: {config: disabled}
-cloud_init_modules: [bootcmd, write-files, set_hostname, update_hostname, users-groups, ssh]
-growpart: {mode: "off"}
-resize_rootfs: false
-ssh_genkeytypes: []
-`
-}
 
 // TestCloudInit runs Debian's cloud-init with its Ec2 and its GCE
 // datasource against the dialects: each must pick up the host name, the
@@ -128,7 +62,7 @@ func TestCloudInit(t *testing.T) {
 	for _, cloud := range []string{"ec2", "gce"} {
 		t.Run(cloud, func(t *testing.T) {
 			out := t.TempDir()
-			if err := os.WriteFile(filepath.Join(out, "cfg"), []byte(ciConfig(cloud)), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(out, "cfg"), []byte(citest.Config(cloud)), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
@@ -198,7 +132,7 @@ func ciHost(t *testing.T, cloud string) {
 			{Name: "carol", SSHAuthorizedKeys: []string{keyCarol}},
 		}
 	}
-	h.register("i-0prewarmci0001", ciGuestAddr, &config.Document{Hostname: "ci-guest", UserData: strp(ciUserData), Users: users})
+	h.register("i-0prewarmci0001", ciGuestAddr, &config.Document{Hostname: "ci-guest", UserData: strp(citest.UserData), Users: users})
 	ln, err := net.Listen("tcp", "169.254.169.254:80")
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +143,7 @@ func ciHost(t *testing.T, cloud string) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", guestNS, "unshare", "--mount", "--uts", "sh", "-c", ciGuestScript, "sh", out, cloud)
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", guestNS, "unshare", "--mount", "--uts", "sh", "-c", citest.GuestScript, "sh", out, cloud)
 	b, err := cmd.CombinedOutput()
 	t.Logf("guest: %v\n%s", err, b)
 	ciOut, _ := os.ReadFile(filepath.Join(out, "cloud-init.out"))
@@ -241,7 +175,7 @@ func ciHost(t *testing.T, cloud string) {
 	if strings.Contains(keys, keyCarol) {
 		t.Errorf("debian got carol's key: %q", keys)
 	}
-	if got := read("user-data.txt"); got != strings.TrimSpace(ciUserData) {
+	if got := read("user-data.txt"); got != strings.TrimSpace(citest.UserData) {
 		t.Errorf("user-data.txt = %q", got)
 	}
 	if got := read("marker"); got != "from-prewarm-user-data" {
