@@ -1,0 +1,159 @@
+package dialect
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cloud-init's Azure datasource needs Azure's wire server besides IMDS, so
+// it cannot provision from Prewarm alone; this test runs the parts of it
+// that read IMDS (cloud-init's own Python, from Debian's package) against
+// the Azure dialect: the instance metadata crawl and the fields it takes
+// from it, and the pre-provisioning poll of reprovisiondata with the
+// ovf-env.xml parser it feeds.
+
+const azEnv = "PREWARM_DIALECT_AZURE_CI"
+
+const azProbe = `
+import base64, json, sys
+from cloudinit import url_helper
+from cloudinit.sources import DataSourceAzure as dsaz
+from cloudinit.sources.helpers import azure as helpers
+out = {}
+md = dsaz.get_metadata_from_imds(retries=0, api_version=dsaz.IMDS_VER_WANT)
+out["user"] = dsaz._username_from_imds(md)
+out["host"] = dsaz._hostname_from_imds(md)
+out["userData"] = dsaz._userdata_from_imds(md)
+out["noPassword"] = dsaz._disable_password_from_imds(md)
+out["keys"] = [k["keyData"] for k in md["compute"]["publicKeys"]]
+out["macs"] = [i["macAddress"] for i in md["network"]["interface"]]
+url = dsaz.MetadataType.REPROVISION_DATA.value + "?api-version=" + dsaz.IMDS_VER_MIN
+try:
+    r = url_helper.readurl(url, headers={"Metadata": "true"}, retries=0, timeout=5)
+    ovf = helpers.OvfEnvXml.parse_text(r.contents.decode())
+    out["ovf"] = {"user": ovf.username, "host": ovf.hostname,
+                  "customData": ovf.custom_data.decode() if ovf.custom_data else None,
+                  "keys": [k["value"] for k in ovf.public_keys],
+                  "password": ovf.password, "disableSshPassword": ovf.disable_ssh_password_auth,
+                  "preprovisioned": ovf.preprovisioned_vm}
+except url_helper.UrlError as e:
+    out["reprovisionCode"] = e.code
+print(json.dumps(out))
+`
+
+type azProbeResult struct {
+	User, Host, UserData string
+	NoPassword           bool
+	Keys, Macs           []string
+	ReprovisionCode      int
+	OVF                  *struct {
+		User, Host, CustomData, Password string
+		Keys                             []string
+		DisableSSHPassword               bool `json:"disableSshPassword"`
+		Preprovisioned                   bool
+	}
+}
+
+// TestCloudInitAzureCode runs cloud-init's Azure IMDS code against the
+// Azure dialect in a private network namespace where 169.254.169.254 is
+// local. Needs root, unshare, ip and cloud-init; skipped otherwise.
+func TestCloudInitAzureCode(t *testing.T) {
+	if os.Getenv(azEnv) == "1" {
+		azInNetns(t)
+		return
+	}
+	if testing.Short() {
+		t.Skip("cloud-init run skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace")
+	}
+	for _, bin := range []string{"unshare", "ip", "cloud-init", "/usr/bin/python3"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("needs %s", bin)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "unshare", "--net", "--fork", "--kill-child",
+		os.Args[0], "-test.run=^TestCloudInitAzureCode$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), azEnv+"=1")
+	b, err := cmd.CombinedOutput()
+	t.Logf("in a private network namespace:\n%s", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func azInNetns(t *testing.T) {
+	run(t, "ip", "link", "set", "lo", "up")
+	run(t, "ip", "addr", "add", "169.254.169.254/32", "dev", "lo")
+	h := newHost(t, []string{NameAzure}, Settings{AvailabilityZone: "westeurope1"})
+	d := docA()
+	d.Partial = true
+	// The guest reaches 169.254.169.254 on lo, from that same address.
+	inst := h.register("vm-az", "169.254.169.254", d)
+	ln, err := net.Listen("tcp", "169.254.169.254:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ConnContext: ConnContext, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	probe := func() azProbeResult {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "/usr/bin/python3", "-c", azProbe)
+		cmd.Dir = t.TempDir()
+		b, err := cmd.Output()
+		if err != nil {
+			var stderr string
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = string(ee.Stderr)
+			}
+			t.Fatalf("cloud-init probe: %v\n%s\n%s", err, b, tail(stderr, 30))
+		}
+		var r azProbeResult
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatalf("probe output %q: %v", b, err)
+		}
+		t.Logf("cloud-init read: %s", b)
+		return r
+	}
+
+	r := probe()
+	ud, _ := base64.StdEncoding.DecodeString(r.UserData)
+	if r.User != "alice" || r.Host != "web-a" || string(ud) != userDataA || !r.NoPassword ||
+		strings.Join(r.Keys, "\n") != keyAlice1+"\n"+keyAlice2+"\n"+keyBob || len(r.Macs) != 1 || r.Macs[0] != "525400AA0001" {
+		t.Errorf("cloud-init's view of /metadata/instance: %+v", r)
+	}
+	if r.ReprovisionCode != 404 || r.OVF != nil {
+		t.Errorf("reprovisiondata while partial: code %d, ovf %v; want 404", r.ReprovisionCode, r.OVF)
+	}
+
+	final := docA()
+	final.Users[0].Password = "Pa55-<word>"
+	inst.publish(final)
+	r = probe()
+	if r.OVF == nil {
+		t.Fatalf("reprovisiondata of the final document: code %d", r.ReprovisionCode)
+	}
+	o := r.OVF
+	if o.User != "alice" || o.Host != "web-a" || o.CustomData != userDataA || o.Password != "Pa55-<word>" || o.DisableSSHPassword ||
+		o.Preprovisioned || strings.Join(o.Keys, "\n") != keyAlice1+"\n"+keyAlice2 {
+		t.Errorf("cloud-init's OvfEnvXml of reprovisiondata: %+v", *o)
+	}
+	if r.NoPassword {
+		t.Error("disablePasswordAuthentication still true with a password")
+	}
+}
