@@ -107,7 +107,11 @@ func TestScenario(t *testing.T) {
 	tm := NewTimings(t, "scenario: go test -count=1 -run 'TestScenario$' -v ./e2e/")
 	k := newKeys(t)
 
+	machineHost, _ := os.Hostname()
+	machinePasswd, _ := os.ReadFile("/etc/passwd")
 	rep := bootGuest(t, ctx, l, g)
+	// The tenant's view: prewarm-agent status --follow inside the guest.
+	follow := g.Start("status-follow", Bins(t).Agent, "status", "--follow", "--json")
 
 	// 1. Pool: a placeholder config with the partial tag.
 	t0 := time.Now()
@@ -156,6 +160,20 @@ func TestScenario(t *testing.T) {
 	checkNoSecret(t, l, g)
 	if done, err := g.Agent.Exited(); done {
 		t.Fatalf("agent exited: %v", err)
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer fcancel()
+	if _, _, err := follow.Log.WaitFunc(fctx, 0, func(s string) bool {
+		return strings.Contains(s, `"state":"provisioned"`) && strings.Contains(s, fmt.Sprintf(`"generation":%d`, gen4))
+	}); err != nil {
+		t.Errorf("prewarm-agent status --follow in the guest did not show generation %d provisioned: %v", gen4, err)
+	}
+	// Nothing of it touched this machine.
+	if h, _ := os.Hostname(); h != machineHost {
+		t.Errorf("this machine's hostname changed from %q to %q", machineHost, h)
+	}
+	if b, _ := os.ReadFile("/etc/passwd"); !bytes.Equal(b, machinePasswd) {
+		t.Errorf("this machine's /etc/passwd changed")
 	}
 }
 
