@@ -34,13 +34,6 @@ func (s *Set) signToken(instanceID string, ttl int) string {
 	return base64.StdEncoding.EncodeToString(b[:])
 }
 
-// verifyToken reports whether tok was issued to instanceID and has not
-// expired.
-func (s *Set) verifyToken(tok, instanceID string) bool {
-	exp, ok := s.tokenExpiry(tok, instanceID)
-	return ok && exp > s.now().Unix()
-}
-
 // tokenExpiry checks tok's MAC for instanceID and returns its expiry.
 func (s *Set) tokenExpiry(tok, instanceID string) (int64, bool) {
 	if len(tok) != base64.StdEncoding.EncodedLen(tokenLen) {
@@ -65,7 +58,8 @@ type verifiedToken struct {
 	exp   int64
 }
 
-// checkToken is verifyToken with v's one-entry cache.
+// checkToken reports whether tok was issued to v's instance and has not
+// expired, remembering the last token that passed in v.
 func (s *Set) checkToken(v *View, tok string) bool {
 	now := s.now().Unix()
 	if m := v.token.Load(); m != nil && m.owner == s && m.tok == tok {
