@@ -657,6 +657,9 @@ func TestThreeMemberCluster(t *testing.T) {
 		a.Follow(ctx, 0, func(ev etcdstore.Event) { evs <- ev })
 	}()
 	defer func() { cancel(); <-done }()
+	if ev := <-evs; ev.Type != etcdstore.EventResync || len(ev.Instances) != 1 || ev.Instances[0].Generation != 1 {
+		t.Fatalf("first event: %+v", ev)
+	}
 
 	ms[0].Stop()
 	for i := 2; i <= 4; i++ {

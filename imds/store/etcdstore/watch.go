@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/prewarm/prewarm/imds/store"
 	"github.com/prewarm/prewarm/shared/config"
@@ -232,8 +234,8 @@ func (s *Store) Watch(ctx context.Context, fromRevision int64) <-chan Event {
 // once fn has seen their revision (bounded by the request timeout), which
 // lets a caller keep an index fed by fn and still read its own writes.
 //
-// Follow probes etcd every HealthInterval; when a probe fails it sends an
-// EventHealth with Degraded set, the mutating methods fail at once with
+// Follow probes etcd every HealthInterval; when two probes in a row fail
+// it sends an EventHealth with Degraded set, the mutating methods fail at once with
 // ErrUnavailable, and when etcd answers again it sends an EventHealth
 // without, resumes the watch from the last revision seen (or resyncs if it
 // was compacted meanwhile). Run at most one Follow per Store.
@@ -255,6 +257,8 @@ type follower struct {
 	tick    *time.Ticker
 	probe   chan error
 	probing bool
+	fails   int // consecutive failed probes
+	watches int // watches started, to give each its own gRPC stream
 }
 
 // Backoff of watch restarts and failed loads: from 100 ms, doubling, up to
@@ -340,16 +344,26 @@ func (f *follower) startProbe(ctx context.Context) {
 	}
 }
 
+// probeFailures is how many probes in a row must fail before the follower
+// reports an outage: one failure can be a leader election, which a write
+// rides out by retrying.
+const probeFailures = 2
+
 // probed handles a probe's result; it reports true when etcd answered
 // again after an outage.
 func (f *follower) probed(ctx context.Context, err error) bool {
 	f.probing = false
 	switch {
 	case err != nil && ctx.Err() == nil:
-		f.unhealthy(err)
-	case err == nil && f.bad:
-		f.healthy()
-		return true
+		if f.fails++; f.fails >= probeFailures {
+			f.unhealthy(err)
+		}
+	case err == nil:
+		f.fails = 0
+		if f.bad {
+			f.healthy()
+			return true
+		}
 	}
 	return false
 }
@@ -416,7 +430,10 @@ func (f *follower) healthy() {
 // recovery) and an error when it broke.
 func (f *follower) watch(ctx context.Context) error {
 	s := f.s
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	// Each watch gets its own stream (the client shares one per distinct
+	// outgoing metadata), so a restart never reuses one that went stale.
+	f.watches++
+	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx), "prewarm-watch", strconv.Itoa(f.watches)))
 	defer cancel()
 	// Client.Watch blocks until its stream is up, which never happens
 	// while etcd is down; the probe must keep running meanwhile.
@@ -429,6 +446,9 @@ func (f *follower) watch(ctx context.Context) error {
 		opened <- s.cli.Watch(wctx, key, clientv3.WithPrefix(), clientv3.WithRev(f.rev+1))
 	}()
 	var wch clientv3.WatchChan // nil (never ready) until opened
+	// No progress requests: etcd before 3.4.24 may send a progress
+	// notification ahead of events it has not sent yet, and the client
+	// would resume past them after a reconnect (etcd-io/etcd#15220).
 	for {
 		select {
 		case <-ctx.Done():
@@ -468,7 +488,7 @@ func (f *follower) watch(ctx context.Context) error {
 // probe is one linearizable read: it fails when etcd is unreachable or has
 // no quorum.
 func (s *Store) probe(ctx context.Context) error {
-	pctx, cancel := context.WithTimeout(ctx, max(s.health, time.Second))
+	pctx, cancel := context.WithTimeout(ctx, max(2*s.health, 2*time.Second))
 	defer cancel()
 	_, err := s.cli.Get(pctx, s.prefix+"health", clientv3.WithCountOnly())
 	return err
