@@ -7,7 +7,8 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/prewarm/prewarm/agent.Version=$(VERSION)
 APT_PACKAGES := dnsmasq-base isc-dhcp-client busybox-static dhcpcd-base iproute2 \
 	passwd sudo tzdata wrk netcat-openbsd debootstrap systemd-container \
-	qemu-system-x86 cpio msitools wixl osslsigncode lintian etcd-server
+	qemu-system-x86 cpio msitools wixl osslsigncode lintian etcd-server \
+	cloud-init curl
 GOTEST_FLAGS ?= -count=1 -timeout 20m
 
 .PHONY: all build deps test unit e2e e2e-vm bench demo package lint fmt clean
@@ -20,7 +21,10 @@ build:
 
 # deps installs the Debian packages the tests and the demo drive for real
 # (DHCP servers and clients, namespaces tooling, wrk, QEMU, MSI tools).
+# cloud-init is installed only to drive it against the dialects inside test
+# namespaces: the marker file keeps it from ever running at this machine's boot.
 deps:
+	@mkdir -p /etc/cloud && [ -e /etc/cloud/cloud-init.disabled ] || touch /etc/cloud/cloud-init.disabled
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing: $$missing"; \
