@@ -91,7 +91,15 @@ func newMetrics(reg prometheus.Registerer, gat prometheus.Gatherer, s *Server) (
 		defer s.mu.RUnlock()
 		return float64(len(s.byID))
 	})
-	for _, c := range []prometheus.Collector{m.requests, m.parked, m.publishes, m.rejects, m.rateLimited, m.reports, m.panics, m.connsRefused, m.parkEvicted, m.peerGone, instances} {
+	degraded := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "prewarm_imds_store_degraded", Help: "1 while the shared store (etcd) is unreachable and the server serves read-only.",
+	}, func() float64 {
+		if s.StoreHealth() != nil {
+			return 1
+		}
+		return 0
+	})
+	for _, c := range []prometheus.Collector{degraded, m.requests, m.parked, m.publishes, m.rejects, m.rateLimited, m.reports, m.panics, m.connsRefused, m.parkEvicted, m.peerGone, instances} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -123,6 +123,7 @@ type Server struct {
 	st        store.Store
 	ownsStore bool
 	m         *metrics
+	health    storeHealth
 
 	// writeMu serializes changes: store transaction then index update, so
 	// the index applies changes in the store's order.
@@ -451,6 +452,8 @@ func storeError(id string, err error) *Error {
 		return errorf(http.StatusNotFound, "instance %q is not registered", id)
 	case errors.Is(err, store.ErrClosed):
 		return errorf(http.StatusServiceUnavailable, "server is shutting down")
+	case isUnavailable(err):
+		return storeUnavailable(err)
 	default:
 		return errorf(http.StatusInternalServerError, "store: %v", err)
 	}
