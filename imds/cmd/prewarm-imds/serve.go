@@ -44,6 +44,7 @@ func serve(args []string, stderr io.Writer) error {
 	region := fs.String("region", "", "region the EC2 and Azure dialects report (default: the zone without its last letter)")
 	gceProject := fs.String("gce-project", dialect.DefaultGCEProjectID, "project id the GCE dialect reports")
 	fs.StringVar(gceProject, "gce-project-id", dialect.DefaultGCEProjectID, "same as --gce-project")
+	storeOpts := addStoreFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -111,9 +112,29 @@ func serve(args []string, stderr io.Writer) error {
 	if *listen != "" && (*bindIfaces || len(ifaces) > 0) {
 		opts.GuestAddr, opts.GuestInterfaces = *listen, ifaces
 	}
-	srv, err := server.New(opts)
+	es, err := storeOpts.open(log)
 	if err != nil {
 		return err
+	}
+	if es != nil {
+		opts.Store, opts.Followed = followedStore{es}, true
+	}
+	srv, err := server.New(opts)
+	if err != nil {
+		if es != nil {
+			es.Close()
+		}
+		return err
+	}
+	var etcd *etcdBackend
+	if es != nil {
+		// Serve once the index holds this host's instances (or etcd is
+		// known to be down: then degraded, filled when it answers).
+		etcd = follow(es, srv, log)
+		select {
+		case <-etcd.ready:
+		case <-ctx.Done():
+		}
 	}
 	type serveFn func() error
 	var fns []serveFn
@@ -123,6 +144,9 @@ func serve(args []string, stderr io.Writer) error {
 			ln.Close()
 		}
 		srv.Shutdown(context.Background())
+		if etcd != nil {
+			etcd.stop()
+		}
 		return err
 	}
 	if *listen != "" {
@@ -168,6 +192,11 @@ func serve(args []string, stderr io.Writer) error {
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Error("shutdown", "err", err)
+	}
+	if etcd != nil {
+		if err := etcd.stop(); err != nil {
+			log.Error("close etcd store", "err", err)
+		}
 	}
 	return serveErr
 }
