@@ -436,3 +436,46 @@ func TestEtcdClusterMemberLoss(t *testing.T) {
 	publish(4)
 	eventually(t, "B serves generation 4 after recovery", served("4"))
 }
+
+// TestEtcdTLS: the client certificate, key and CA come from files named
+// on the command line (the password file is tested in etcdstore).
+func TestEtcdTLS(t *testing.T) {
+	m, files := etcdtest.StartTLS(t)
+	dir := t.TempDir()
+	base := &imds{
+		dataDir: filepath.Join(dir, "data"),
+		socket:  filepath.Join(dir, "run", "admin.sock"),
+		guest:   fmt.Sprintf("127.0.8.1:%d", freePort(t)),
+	}
+	base.args = []string{"serve",
+		"--listen", base.guest, "--admin-socket", base.socket, "--data-dir", base.dataDir, "--rate", "0",
+		"--store", "etcd", "--etcd-endpoints", m.ClientURL, "--host-id", "host-tls",
+		"--etcd-cert", files.ClientCert, "--etcd-key", files.ClientKey, "--etcd-ca", files.CA,
+	}
+	p := startIMDS(t, base)
+	if _, err := p.admin.Register(ctx(t), "vm-t", api.Registration{Addresses: []string{"127.0.8.10"}}); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := p.admin.Publish(ctx(t), "vm-t", []byte(`{"hostname":"tls"}`)); err != nil || g != 1 {
+		t.Fatalf("publish over TLS: %d, %v", g, err)
+	}
+	if r := p.mustGuest("127.0.8.10", "GET", api.PathConfig, ""); r.code != 200 || !strings.Contains(r.body, `"tls"`) {
+		t.Fatalf("guest: %d %s", r.code, r.body)
+	}
+	if _, body := p.adminGet(api.PathHealthz); !strings.Contains(body, `"ok"`) {
+		t.Fatalf("healthz: %s", body)
+	}
+	// Without the client certificate etcd refuses the host: it starts
+	// degraded and refuses writes.
+	base2 := &imds{dataDir: filepath.Join(dir, "data2"), socket: filepath.Join(dir, "run2", "admin.sock"), guest: fmt.Sprintf("127.0.8.2:%d", freePort(t))}
+	base2.args = []string{"serve", "--listen", base2.guest, "--admin-socket", base2.socket, "--data-dir", base2.dataDir,
+		"--store", "etcd", "--etcd-endpoints", m.ClientURL, "--host-id", "host-nocert", "--etcd-ca", files.CA}
+	q := startIMDS(t, base2)
+	eventually(t, "degraded without a client certificate", func() bool {
+		_, body := q.adminGet(api.PathHealthz)
+		return strings.Contains(body, `"degraded"`)
+	})
+	if _, err := q.admin.Register(ctx(t), "vm-x", api.Registration{Addresses: []string{"127.0.8.11"}}); client.StatusCode(err) != 503 {
+		t.Fatalf("register without a client certificate: %v", err)
+	}
+}
