@@ -82,8 +82,13 @@ func (s *Server) serveGuest(w http.ResponseWriter, r *http.Request) {
 	case api.PathInstance:
 		sn := inst.cur.Load()
 		addrs := sn.reg.Addresses
-		if addrs == nil {
+		if len(addrs) == 0 {
+			// Known by its host interface: its address is whatever DHCP
+			// gave it, so answer with the one it called from.
 			addrs = []string{}
+			if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+				addrs = append(addrs, ap.Addr().Unmap().String())
+			}
 		}
 		writeJSON(w, http.StatusOK, api.InstanceInfo{InstanceID: inst.id, Addresses: addrs})
 	}

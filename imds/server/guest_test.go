@@ -115,6 +115,15 @@ func TestGuestIdentityByInterface(t *testing.T) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &info); err != nil || info.InstanceID != tt.want {
 				t.Fatalf("status %d: %q, want %s", rec.Code, rec.Body.String(), tt.want)
 			}
+			// A registered address is answered as registered; an instance
+			// known by its interface alone is told the address it called from.
+			wantAddr := "10.0.0.9"
+			if tt.want == "by-iface" {
+				wantAddr = strings.Trim(tt.from, "[]")
+			}
+			if len(info.Addresses) != 1 || info.Addresses[0] != wantAddr {
+				t.Errorf("addresses %v, want [%s]", info.Addresses, wantAddr)
+			}
 		})
 	}
 }
