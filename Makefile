@@ -7,7 +7,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/prewarm/prewarm/agent.Version=$(VERSION)
 APT_PACKAGES := dnsmasq-base isc-dhcp-client busybox-static dhcpcd-base iproute2 \
 	passwd sudo tzdata wrk netcat-openbsd debootstrap systemd-container \
-	qemu-system-x86 cpio msitools wixl osslsigncode lintian etcd-server \
+	qemu-system-x86 cpio msitools wixl osslsigncode lintian etcd-server etcd-client \
 	cloud-init curl
 GOTEST_FLAGS ?= -count=1 -timeout 20m
 
