@@ -66,6 +66,7 @@ func (s *Server) serveGuest(w http.ResponseWriter, r *http.Request) {
 	}
 	inst := s.identify(r)
 	if inst == nil {
+		closeUnknown(w)
 		writeError(w, http.StatusNotFound, "unknown instance")
 		return
 	}
@@ -93,6 +94,13 @@ func (s *Server) serveGuest(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.InstanceInfo{InstanceID: inst.id, Addresses: addrs})
 	}
 }
+
+// closeUnknown makes an unknown caller's connection close after the
+// answer. Its next request then comes on a new connection, accepted by the
+// listener of its host interface if that interface has been registered
+// meanwhile: a kept-alive connection accepted by the device-less listener
+// before the instance was registered would otherwise stay unknown forever.
+func closeUnknown(w http.ResponseWriter) { w.Header().Set("Connection", "close") }
 
 // spend takes one token from inst's bucket. When the bucket is empty it
 // takes none and returns the seconds to wait (at least 1), else 0.
@@ -131,6 +139,7 @@ func (s *Server) serveDialect(w http.ResponseWriter, r *http.Request, d dialect.
 	}
 	inst := s.identify(r)
 	if inst == nil {
+		closeUnknown(w)
 		d.Error(w, r, http.StatusNotFound, "unknown instance")
 		return
 	}

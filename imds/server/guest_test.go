@@ -109,6 +109,11 @@ func TestGuestIdentityByInterface(t *testing.T) {
 				if rec.Code != 404 {
 					t.Fatalf("status %d, want 404", rec.Code)
 				}
+				// Its next request must come on a new connection, which
+				// the listener of its interface accepts once registered.
+				if c := rec.Header().Get("Connection"); c != "close" {
+					t.Errorf("unknown caller answered with Connection %q, want close", c)
+				}
 				return
 			}
 			var info api.InstanceInfo
