@@ -8,10 +8,10 @@ LDFLAGS   := -s -w -X github.com/prewarm/prewarm/agent.Version=$(VERSION)
 APT_PACKAGES := dnsmasq-base isc-dhcp-client busybox-static dhcpcd-base iproute2 \
 	passwd sudo tzdata wrk netcat-openbsd debootstrap systemd-container \
 	qemu-system-x86 cpio msitools wixl osslsigncode lintian etcd-server etcd-client \
-	cloud-init curl
+	cloud-init curl wine wine64 binutils-mingw-w64-x86-64
 GOTEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all build deps test unit e2e e2e-vm bench demo package lint fmt clean
+.PHONY: all build deps test unit e2e e2e-vm windows-test package-test bench demo package lint fmt clean
 
 all: build
 
@@ -33,7 +33,7 @@ deps:
 	fi
 	@$(GO) mod download
 
-test: deps lint unit e2e
+test: deps lint unit e2e windows-test package-test
 
 unit:
 	$(GO) test $(GOTEST_FLAGS) ./shared/... ./imds/... ./agent/... ./linux/... ./windows/...
@@ -46,11 +46,24 @@ bench: deps build
 	bash agent/bench/run.sh
 	$(GO) test -run XXX -bench . -benchtime 200x ./shared/... ./imds/... ./agent/...
 
+# windows-test runs the Windows unit tests under Wine and builds, signs and
+# checks the MSI.
+windows-test: deps
+	bash windows/wine-test.sh
+	bash packaging/windows/build-msi.sh
+
+# package-test builds the .deb, bakes it into a debootstrapped Debian root and
+# boots that with systemd-nspawn: the golden image must provision itself.
+package-test: deps build
+	bash packaging/build.sh
+	bash packaging/test-image.sh
+
 demo: deps build
 	bash e2e/demo.sh
 
 package: build
 	bash packaging/build.sh
+	bash packaging/windows/build-msi.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
