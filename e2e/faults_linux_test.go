@@ -482,9 +482,10 @@ func TestIMDSListenerOrder(t *testing.T) {
 // agent gets 404 "unknown instance" at first and must be recognised soon
 // after the registration. prewarm-imds opens the device-bound listener of
 // a hostInterface when it is registered; connections the agent opened
-// before that were accepted by the device-less listener, and as long as
-// the agent keeps them alive (HTTP keep-alive, retries every few seconds)
-// every request on them is looked up by source address: 404 forever.
+// before that were accepted by the device-less listener, and while the
+// agent kept them alive every request on them was looked up by source
+// address: 404 forever (fixed by 35030de, which closes an unknown
+// caller's connection).
 func TestAgentBeforeRegistration(t *testing.T) {
 	l := NewLab(t, 1)
 	g := l.Guests[0]
