@@ -50,7 +50,12 @@ func listProcs(procDir string) []proc {
 		if exited(procDir, pid) {
 			continue
 		}
-		if ns, _ := os.Readlink(filepath.Join(procDir, e.Name(), "ns/net")); self != "" && ns != self {
+		// A client in another network namespace does not own our
+		// interfaces. One whose namespace we may not read (a root daemon,
+		// seen from an agent with a reduced capability set) is kept: its
+		// command line still names the interface it serves, and skipping
+		// it would start the built-in client beside it.
+		if ns, err := os.Readlink(filepath.Join(procDir, e.Name(), "ns/net")); err == nil && self != "" && ns != self {
 			continue
 		}
 		cl, _ := os.ReadFile(filepath.Join(procDir, e.Name(), "cmdline"))

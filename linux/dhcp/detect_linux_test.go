@@ -22,8 +22,11 @@ func fakeProc(t *testing.T, procs ...[]string) string {
 		os.WriteFile(filepath.Join(d, "cmdline"), []byte(strings.Join(p[1:], "\x00")+"\x00"), 0o644)
 		os.WriteFile(filepath.Join(d, "stat"), []byte(strconv.Itoa(100+i)+" ("+p[0]+") S 1 1"), 0o644)
 		ns := "net:[4026531999]"
-		if p[0] == "other-ns" {
+		switch p[0] {
+		case "other-ns":
 			ns = "net:[4026532000]"
+		case "unreadable-ns":
+			continue // as if /proc/PID/ns/net were denied to us
 		}
 		os.Symlink(ns, filepath.Join(d, "ns/net"))
 	}
@@ -52,6 +55,7 @@ func TestDetect(t *testing.T) {
 		{"networkmanager", [][]string{{"NetworkManager", "/usr/sbin/NetworkManager", "--no-daemon"}}, NetworkManager},
 		{"client beats manager", [][]string{{"NetworkManager", "NetworkManager"}, {"dhclient", "dhclient", "eth0"}}, Dhclient},
 		{"other namespace ignored", [][]string{{"other-ns", "dhclient", "eth0"}}, Builtin},
+		{"unreadable namespace kept", [][]string{{"unreadable-ns", "dhclient", "eth0"}}, Dhclient},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
