@@ -55,7 +55,6 @@ windows-test: deps
 # package-test builds the .deb, bakes it into a debootstrapped Debian root and
 # boots that with systemd-nspawn: the golden image must provision itself.
 package-test: deps build
-	bash packaging/build.sh
 	bash packaging/test-image.sh
 
 demo: deps build

@@ -75,14 +75,18 @@ func (p *program) Stop(service.Service) error {
 const systemdUnit = `[Unit]
 Description={{Description}}
 ConditionFileIsExecutable={{Path | cmdEscape}}
+# After the network stack, before network-online: the link watcher is open
+# before the first flap (packaging/systemd/prewarm-agent.service, the unit
+# the packages install, says the same with hardening on top).
 After=network.target
+Before=network-online.target
+StartLimitIntervalSec=120
+StartLimitBurst=10
 {{range Dependencies}}{{.}}
 {{end}}
 [Service]
 Type=notify
 NotifyAccess=main
-StartLimitInterval=5
-StartLimitBurst=10
 ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}
 {{if Restart}}Restart={{Restart}}
 {{end}}RestartSec=5
