@@ -22,11 +22,13 @@ func fakeProc(t *testing.T, procs ...[]string) string {
 		os.WriteFile(filepath.Join(d, "cmdline"), []byte(strings.Join(p[1:], "\x00")+"\x00"), 0o644)
 		os.WriteFile(filepath.Join(d, "stat"), []byte(strconv.Itoa(100+i)+" ("+p[0]+") S 1 1"), 0o644)
 		ns := "net:[4026531999]"
-		switch p[0] {
-		case "other-ns":
+		if p[0] == "other-ns" {
 			ns = "net:[4026532000]"
-		case "unreadable-ns":
-			continue // as if /proc/PID/ns/net were denied to us
+		}
+		if strings.HasPrefix(p[1], "unreadable-ns:") {
+			// As if /proc/PID/ns/net were denied to us.
+			os.WriteFile(filepath.Join(d, "cmdline"), []byte(strings.Join(append([]string{strings.TrimPrefix(p[1], "unreadable-ns:")}, p[2:]...), "\x00")+"\x00"), 0o644)
+			continue
 		}
 		os.Symlink(ns, filepath.Join(d, "ns/net"))
 	}
@@ -55,7 +57,7 @@ func TestDetect(t *testing.T) {
 		{"networkmanager", [][]string{{"NetworkManager", "/usr/sbin/NetworkManager", "--no-daemon"}}, NetworkManager},
 		{"client beats manager", [][]string{{"NetworkManager", "NetworkManager"}, {"dhclient", "dhclient", "eth0"}}, Dhclient},
 		{"other namespace ignored", [][]string{{"other-ns", "dhclient", "eth0"}}, Builtin},
-		{"unreadable namespace kept", [][]string{{"unreadable-ns", "dhclient", "eth0"}}, Dhclient},
+		{"unreadable namespace kept", [][]string{{"dhclient", "unreadable-ns:dhclient", "eth0"}}, Dhclient},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
