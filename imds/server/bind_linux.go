@@ -16,9 +16,14 @@ import (
 // with that hostInterface whatever their source address.
 //
 // Every guest listener sets SO_REUSEPORT, so one listener per device and
-// one device-less listener can share 169.254.169.254:80: the kernel
-// prefers the socket bound to the arrival device and gives the device-less
-// one the rest.
+// one device-less listener can share 169.254.169.254:80. The kernel does
+// not rank them by device: it gives a connection to the first listener on
+// its list that matches the arrival device, and IPv4 listeners join that
+// list at its head. So the device-less listener must be the oldest: open it
+// before any device listener and never reopen it (prewarm-imds serve does).
+// IPv6 listeners join at the tail, so a device-less IPv6 listener would
+// take every device's guests: listen on IPv4 (169.254.169.254) when guests
+// are registered by host interface.
 func ListenGuest(ctx context.Context, addr, device string) (net.Listener, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error

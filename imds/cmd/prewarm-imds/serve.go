@@ -119,8 +119,26 @@ func serve(args []string, stderr io.Writer) error {
 	if es != nil {
 		opts.Store, opts.Followed = followedStore{es}, true
 	}
+	// The device-less guest listener opens before server.New starts the
+	// per-device ones, and is never reopened: the kernel hands a connection
+	// to the first SO_REUSEPORT listener on its list that matches, and
+	// IPv4 listeners join the list at its head, so every device-bound
+	// listener must be newer than the device-less one or the device-less
+	// one takes its guests (e2e TestIMDSListenerOrder).
+	var guestLn net.Listener
+	if *listen != "" {
+		if guestLn, err = server.ListenGuest(ctx, *listen, ""); err != nil {
+			if es != nil {
+				es.Close()
+			}
+			return err
+		}
+	}
 	srv, err := server.New(opts)
 	if err != nil {
+		if guestLn != nil {
+			guestLn.Close()
+		}
 		if es != nil {
 			es.Close()
 		}
@@ -149,13 +167,9 @@ func serve(args []string, stderr io.Writer) error {
 		}
 		return err
 	}
-	if *listen != "" {
-		ln, err := server.ListenGuest(ctx, *listen, "")
-		if err != nil {
-			return fail(err)
-		}
-		lns = append(lns, ln)
-		fns = append(fns, func() error { return srv.ServeGuest(ln, "") })
+	if guestLn != nil {
+		lns = append(lns, guestLn)
+		fns = append(fns, func() error { return srv.ServeGuest(guestLn, "") })
 	}
 	if *adminSocket != "" {
 		ln, err := server.ListenAdminSocket(*adminSocket, 0o660)
