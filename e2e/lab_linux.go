@@ -276,8 +276,8 @@ func (l *Lab) StartIMDS(extra ...string) {
 	t.Helper()
 	// No static --guest-interface: the IMDS binds a listener to each
 	// registered hostInterface when it is registered (--bind-interfaces,
-	// the default), which orders it after the device-less listener (see
-	// ensureIdentity for why the order matters).
+	// the default), after its device-less listener (TestIMDSListenerOrder
+	// says why the order matters).
 	args := []string{"nsenter", "--net=" + l.HostNS.Path(), "--",
 		Bins(t).IMDS, "serve",
 		"--listen", IMDSAddr + ":80",
@@ -532,23 +532,4 @@ func (g *Guest) StartAgent(extra ...string) *Proc {
 	}, extra...)
 	g.Agent = g.Start("agent", args...)
 	return g.Agent
-}
-
-// Rebind makes the IMDS re-open g's device-bound guest listener: it
-// re-registers g on a device that does not exist, then on its own again
-// (the registry, config and status are kept), and ends the guests' open
-// connections to the guest API. A workaround for the listener-order bug
-// of prewarm-imds (see ensureIdentity).
-func (l *Lab) Rebind(ctx context.Context, g *Guest) error {
-	if _, err := l.Admin.Register(ctx, g.ID, registration("pwe-nodev")); err != nil {
-		return err
-	}
-	if _, err := l.Admin.Register(ctx, g.ID, registration(g.HostIf)); err != nil {
-		return err
-	}
-	// Connections accepted by the wrong listener stay attributed to it for
-	// as long as the client keeps them alive: end them (ss -K), so the
-	// agents reconnect to the right one.
-	_, err := run(ctx, "nsenter", "--net="+l.HostNS.Path(), "--", "ss", "-K", "-tn", "state", "established", "( sport = :80 )")
-	return err
 }
