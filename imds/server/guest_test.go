@@ -174,6 +174,24 @@ func TestGuestStatus(t *testing.T) {
 	if a.LastStatus == nil || a.LastStatus.State != "provisioned" || b.LastStatus != nil {
 		t.Fatalf("lastStatus a=%+v b=%+v", a.LastStatus, b.LastStatus)
 	}
+
+	// A retry of the delivered report (the agent crashed before recording
+	// the delivery) is accepted and not stored twice; the same seq at
+	// another time (an agent that lost its state) is a new report.
+	if rec := do(h, req{method: "POST", path: api.PathStatus, from: "10.0.0.1", hdr: md, body: report}); rec.Code != 204 {
+		t.Fatalf("retry: status %d", rec.Code)
+	}
+	anew := strings.Replace(report, "10:00:00.123Z", "11:00:00.000Z", 1)
+	if rec := do(h, req{method: "POST", path: api.PathStatus, from: "10.0.0.1", hdr: md, body: anew}); rec.Code != 204 {
+		t.Fatalf("new report: status %d", rec.Code)
+	}
+	hist, err := s.st.StatusHistory(context.Background(), "vm-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != 2 || hist[0].Time.Hour() != 10 || hist[1].Time.Hour() != 11 {
+		t.Fatalf("history %+v, want the report once, then the new one", hist)
+	}
 }
 
 func TestParseWait(t *testing.T) {

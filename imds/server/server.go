@@ -685,6 +685,16 @@ func (s *Server) view(id string) api.Instance {
 
 // appendStatus stores a guest's report and wakes admin status waiters.
 func (s *Server) appendStatus(ctx context.Context, inst *instance, r status.Report) error {
+	// An agent that crashed after its report was accepted but before it
+	// recorded the delivery sends the same report again: same seq, same
+	// time. Accept it without storing it twice. (A report with an old seq
+	// but another time is kept: an agent whose state was lost counts anew.)
+	inst.statusMu.Lock()
+	last := inst.lastStatus
+	inst.statusMu.Unlock()
+	if last != nil && last.Seq == r.Seq && last.Time.Equal(r.Time.Time) && last.State == r.State && last.Event == r.Event {
+		return nil
+	}
 	if err := s.st.AppendStatus(ctx, inst.id, r); err != nil {
 		return storeError(inst.id, err)
 	}
