@@ -173,6 +173,9 @@ func TestValidation(t *testing.T) {
 			}},
 		{"MAC case does not make a new interface", `{"network":{"interfaces":[{"mac":"52:54:00:AB:CD:EF"},{"mac":"52:54:00:ab:cd:ef"}]}}`,
 			map[string]string{"network.interfaces[1].mac": "duplicate"}},
+		{"static fields beside DHCP", `{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","dhcp4":true,"addresses":["10.0.0.5/24"],"gateway4":"10.0.0.1","routes":[{"to":"10.2.0.0/16","via":"10.0.0.254"}],"mtu":1400,"nameservers":["10.0.0.2"]}]}}`,
+			map[string]string{"network.interfaces[0].addresses": "dhcp4", "network.interfaces[0].gateway4": "dhcp4", "network.interfaces[0].routes": "dhcp4"}},
+		{"DHCP with MTU and DNS", `{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","dhcp4":true,"addresses":[],"mtu":1400,"nameservers":["10.0.0.2"]}]}}`, nil},
 		{"mtu zero", `{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","mtu":0}]}}`, map[string]string{"network.interfaces[0].mtu": "between"}},
 	}
 	for _, tt := range tests {

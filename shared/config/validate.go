@@ -229,6 +229,20 @@ func (in Interface) check(w *walker, p string) {
 	if in.MTU != 0 && (in.MTU < MinMTU || in.MTU > MaxMTU) {
 		w.fail(join(p, "mtu"), "must be between %d and %d", MinMTU, MaxMTU)
 	}
+	if in.DHCP4 {
+		// DHCP owns the addresses and routes of such an interface; a
+		// static value beside it would be ignored, so refuse it instead.
+		const reason = "must not be set when dhcp4 is true: DHCP owns this interface's addresses and routes (set dhcp4 to false, or use another interface)"
+		if len(in.Addresses) > 0 {
+			w.fail(join(p, "addresses"), reason)
+		}
+		if in.Gateway4 != "" {
+			w.fail(join(p, "gateway4"), reason)
+		}
+		if len(in.Routes) > 0 {
+			w.fail(join(p, "routes"), reason)
+		}
+	}
 	for i, a := range in.Addresses {
 		pre, err := netip.ParsePrefix(a)
 		switch {
