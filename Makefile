@@ -41,6 +41,11 @@ unit:
 e2e: deps build
 	$(GO) test $(GOTEST_FLAGS) -v ./e2e/...
 
+# e2e-vm runs the full QEMU scenario (five short NIC bounces, a slow one, a
+# renewDhcp renewal); make e2e runs its reduced form.
+e2e-vm: deps build
+	PREWARM_E2E_VM=full $(GO) test $(GOTEST_FLAGS) -v -run VM ./e2e/
+
 bench: deps build
 	bash imds/bench/run.sh
 	bash agent/bench/run.sh

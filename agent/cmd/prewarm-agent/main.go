@@ -155,7 +155,7 @@ func newAgent(f *runFlags, stderr io.Writer, onReport func()) (*agent.Agent, *sl
 	var p agent.Platform
 	switch f.platform {
 	case "auto":
-		p, err = newPlatform(f, log.With("component", "platform"))
+		p, err = newPlatform(f, log) // each platform package names its own component
 		if err != nil {
 			return nil, nil, fmt.Errorf("platform: %w", err)
 		}
