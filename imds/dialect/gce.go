@@ -85,10 +85,12 @@ func parseGCEParams(q url.Values) (gceParams, string) {
 		if err != nil || n <= 0 {
 			return p, "Invalid value for timeout_sec: " + v[0]
 		}
-		p.timeout = time.Duration(n) * time.Second
-		if p.timeout > gceMaxWait {
-			p.timeout = gceMaxWait
+		// Clamp before converting: n seconds as a Duration overflows
+		// (to a negative or tiny wait) for n past about 292 years.
+		if n > int(gceMaxWait/time.Second) {
+			n = int(gceMaxWait / time.Second)
 		}
+		p.timeout = time.Duration(n) * time.Second
 	}
 	return p, ""
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -299,5 +300,22 @@ func TestGCERaw(t *testing.T) {
 	code, _, _ = do(t, clientFrom(t, addrA), "GET", srv2.URL+"/computeMetadata/v1/instance/name?wait_for_change=true&timeout_sec=30", google)
 	if code != 200 || time.Since(start) > 5*time.Second {
 		t.Errorf("long-poll at shutdown: %d after %v", code, time.Since(start))
+	}
+}
+
+// A huge timeout_sec is clamped to the longest wait, not overflowed into a
+// negative or tiny one that answers at once.
+func TestGCETimeoutSecClamped(t *testing.T) {
+	for _, v := range []string{"300", "100000", "9223372036", "9223372037", "18446744073", "9223372036854775807"} {
+		p, msg := parseGCEParams(url.Values{"wait_for_change": {"true"}, "timeout_sec": {v}})
+		if msg != "" {
+			t.Fatalf("timeout_sec=%s: %s", v, msg)
+		}
+		if p.timeout <= 0 || p.timeout > gceMaxWait {
+			t.Errorf("timeout_sec=%s: timeout %v, want within (0, %v]", v, p.timeout, gceMaxWait)
+		}
+		if v != "300" && p.timeout != gceMaxWait {
+			t.Errorf("timeout_sec=%s: timeout %v, want %v", v, p.timeout, gceMaxWait)
+		}
 	}
 }
