@@ -166,6 +166,13 @@ type instance struct {
 	lastStatus *status.Report
 	statusWake chan struct{} // closed and replaced when a report arrives
 
+	// appendMu makes appendStatus's duplicate check and its store write
+	// one step, so two copies of one report sent at once are stored once.
+	// lastAppended is the last report this server stored (in Followed
+	// mode lastStatus only changes when the store's watch delivers).
+	appendMu     sync.Mutex
+	lastAppended *status.Report
+
 	// polls are the hijacked long-polls parked on this instance (see
 	// longpoll.go); they hold no goroutine.
 	pollMu  sync.Mutex
@@ -689,20 +696,30 @@ func (s *Server) appendStatus(ctx context.Context, inst *instance, r status.Repo
 	// recorded the delivery sends the same report again: same seq, same
 	// time. Accept it without storing it twice. (A report with an old seq
 	// but another time is kept: an agent whose state was lost counts anew.)
+	inst.appendMu.Lock()
+	defer inst.appendMu.Unlock()
 	inst.statusMu.Lock()
 	last := inst.lastStatus
 	inst.statusMu.Unlock()
-	if last != nil && last.Seq == r.Seq && last.Time.Equal(r.Time.Time) && last.State == r.State && last.Event == r.Event {
+	if sameReport(last, r) || sameReport(inst.lastAppended, r) {
 		return nil
 	}
 	if err := s.st.AppendStatus(ctx, inst.id, r); err != nil {
 		return storeError(inst.id, err)
 	}
+	rc := r
+	inst.lastAppended = &rc
 	if !s.opts.Followed {
 		inst.observeStatus(r)
 	}
 	s.m.reports.WithLabelValues(r.State).Inc()
 	return nil
+}
+
+// sameReport says whether r is a resend of last: same seq, time, state
+// and event.
+func sameReport(last *status.Report, r status.Report) bool {
+	return last != nil && last.Seq == r.Seq && last.Time.Equal(r.Time.Time) && last.State == r.State && last.Event == r.Event
 }
 
 // observeStatus records r as inst's newest report and wakes admin status
