@@ -107,6 +107,17 @@ func (b *binder) loop(events <-chan struct{}, closeWatch func()) {
 	}
 }
 
+// isStatic says whether dev is one of the devices bound whether or not an
+// instance registers it.
+func (b *binder) isStatic(dev string) bool {
+	for _, d := range b.static {
+		if d == dev {
+			return true
+		}
+	}
+	return false
+}
+
 // wanted is the set of devices to bind: the static ones and every
 // registered hostInterface.
 func (b *binder) wanted() map[string]bool {
@@ -172,7 +183,10 @@ func (b *binder) reconcile() {
 		}
 		// The device may have been re-created between the lookup and the
 		// bind; the next link event reconciles that.
-		hs := b.s.guestHTTPServer(dev)
+		// A static device (--guest-interface) also serves address-only
+		// guests behind it; one bound only because an instance registered
+		// it serves that instance alone.
+		hs := b.s.guestHTTPServer(dev, !b.isStatic(dev))
 		b.bound[dev] = &boundIface{index: idx, hs: hs, ln: ln}
 		delete(b.failed, dev)
 		go func() {

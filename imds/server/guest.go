@@ -160,7 +160,8 @@ func (s *Server) identify(r *http.Request) *instance {
 	if err == nil {
 		addr = ap.Addr().Unmap().WithZone("")
 	}
-	return s.lookup(iface, addr)
+	byDeviceOnly, _ := r.Context().Value(byDeviceOnlyKey{}).(bool)
+	return s.lookup(iface, addr, byDeviceOnly)
 }
 
 // waitParams are the long-poll query parameters.

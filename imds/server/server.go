@@ -397,13 +397,20 @@ func (s *Server) unindex(id string) *instance {
 
 // lookup finds the instance a guest request belongs to: by the host
 // interface it arrived on when an instance is registered with it, else by
-// source address.
-func (s *Server) lookup(iface string, addr netip.Addr) *instance {
+// source address unless byDeviceOnly. A listener the binder opened for a
+// registered hostInterface is byDeviceOnly: a guest behind that device
+// must not claim an address-only instance's identity by using its address
+// (while the device has no instance, between a re-registration and the
+// binder closing the listener).
+func (s *Server) lookup(iface string, addr netip.Addr, byDeviceOnly bool) *instance {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if iface != "" {
 		if inst := s.byIface[iface]; inst != nil {
 			return inst
+		}
+		if byDeviceOnly {
+			return nil
 		}
 	}
 	return s.byAddr[addr]
@@ -739,7 +746,7 @@ func (inst *instance) observeStatus(r status.Report) {
 // registered with that hostInterface, falling back to the source address
 // when none is. It returns nil after Shutdown.
 func (s *Server) ServeGuest(ln net.Listener, hostInterface string) error {
-	return s.serve(s.guestHTTPServer(hostInterface), s.limit(ln, hostInterface), "guest", hostInterface)
+	return s.serve(s.guestHTTPServer(hostInterface, false), s.limit(ln, hostInterface), "guest", hostInterface)
 }
 
 // limit applies MaxConnsPerSource to a guest listener.
@@ -750,8 +757,11 @@ func (s *Server) limit(ln net.Listener, hostInterface string) net.Listener {
 	return &limitListener{Listener: ln, s: s, max: s.opts.MaxConnsPerSource, iface: hostInterface}
 }
 
-// guestHTTPServer is the http.Server of one guest listener.
-func (s *Server) guestHTTPServer(hostInterface string) *http.Server {
+// guestHTTPServer is the http.Server of one guest listener. byDeviceOnly
+// (for the listeners the binder opens for registered hostInterfaces)
+// attributes requests to hostInterface's instance alone, never by source
+// address.
+func (s *Server) guestHTTPServer(hostInterface string, byDeviceOnly bool) *http.Server {
 	hs := &http.Server{
 		Handler:           s.guest,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -767,6 +777,9 @@ func (s *Server) guestHTTPServer(hostInterface string) *http.Server {
 		hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 			if hostInterface != "" {
 				ctx = context.WithValue(ctx, ifaceKey{}, hostInterface)
+				if byDeviceOnly {
+					ctx = context.WithValue(ctx, byDeviceOnlyKey{}, true)
+				}
 			}
 			if dialects {
 				ctx = dialect.ConnContext(ctx, c)
@@ -888,6 +901,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 type ifaceKey struct{}
+
+// byDeviceOnlyKey marks connections of a listener whose requests are
+// never attributed by source address (see lookup).
+type byDeviceOnlyKey struct{}
 
 // WithHostInterface returns ctx marking requests as arrived on the host
 // device iface; ServeGuest does this for its connections. Tests and custom
