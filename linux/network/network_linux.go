@@ -17,6 +17,7 @@ import (
 	"github.com/prewarm/prewarm/linux/internal/nl"
 	"github.com/prewarm/prewarm/linux/internal/run"
 	"github.com/prewarm/prewarm/shared/config"
+	"golang.org/x/sys/unix"
 )
 
 // Options configure a Configurator.
@@ -27,8 +28,10 @@ type Options struct {
 	StateDir string
 	Runner   run.Runner
 	Logger   *slog.Logger
-	// Live says Root is the running system (systemd-resolved is used only
-	// then).
+	// Live says Root is the running system. Only then are links changed
+	// through netlink (and systemd-resolved used); otherwise Root is an
+	// image and the network section is only persisted under it, matched by
+	// MAC.
 	Live bool
 	// RunDir defaults to /run.
 	RunDir string
@@ -194,6 +197,22 @@ func (c *Configurator) ApplyNetwork(ctx context.Context, n *config.Network) (age
 	if len(errs) > 0 {
 		return res, errors.Join(errs...)
 	}
+	if !c.o.Live {
+		// An image root, not the running machine: its links are not this
+		// kernel's, so netlink is left alone and only the files are written.
+		acts, err := c.persist(ws, nil)
+		res.Actions = append(res.Actions, acts...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		acts, err = c.applyDNS(ctx, ws, nil, &state{Interfaces: map[string]*owned{}})
+		res.Actions = append(res.Actions, acts...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		res.Changed = len(res.Actions) > 0
+		return res, errors.Join(errs...)
+	}
 	st, err := c.load()
 	if err != nil {
 		return res, err
@@ -217,6 +236,7 @@ func (c *Configurator) ApplyNetwork(ctx context.Context, n *config.Network) (age
 			errs = append(errs, fmt.Errorf("configure %s (%s): %w", l.Name, w.mac, err))
 		}
 	}
+	// Saved even after an error: what was added before it is owned.
 	if err := c.save(st); err != nil {
 		errs = append(errs, fmt.Errorf("record network state: %w", err))
 	}
@@ -237,7 +257,9 @@ func (c *Configurator) ApplyNetwork(ctx context.Context, n *config.Network) (age
 	return res, errors.Join(errs...)
 }
 
-// applyLive reconciles one link through rtnetlink.
+// applyLive reconciles one link through rtnetlink. Every address or route
+// it adds is recorded in st at once, and every one it removes is forgotten at
+// once, so an error part way leaves st true to the link.
 func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state) ([]string, error) {
 	var acts []string
 	own := st.Interfaces[w.mac]
@@ -252,7 +274,9 @@ func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state)
 		acts = append(acts, fmt.Sprintf("set mtu of %s to %d", l.Name, w.cfg.MTU))
 	}
 	if w.cfg.DHCP4 {
-		return acts, nil // DHCP owns addresses and routes
+		// DHCP owns addresses and routes: take back what a static config
+		// of this interface added.
+		return c.releaseStatic(conn, l, own, acts)
 	}
 	static := w.cfg.Addresses != nil || w.gateway.IsValid() || w.cfg.Routes != nil
 	if static && !l.Up {
@@ -272,31 +296,32 @@ func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state)
 		for _, a := range as {
 			have[a.Prefix] = true
 		}
-		var mine []string
 		for _, p := range w.addrs {
-			if !have[p] {
-				if err := conn.ReplaceAddr(l.Index, p, 0, 0); err != nil {
-					return acts, err
-				}
-				acts = append(acts, fmt.Sprintf("add %s to %s", p, l.Name))
-				mine = append(mine, p.String())
-			} else if slices.Contains(own.Addresses, p.String()) {
-				mine = append(mine, p.String())
+			if have[p] {
+				continue // the agent's if it added it, else someone else's
+			}
+			if err := conn.ReplaceAddr(l.Index, p, 0, 0); err != nil {
+				return acts, err
+			}
+			have[p] = true
+			acts = append(acts, fmt.Sprintf("add %s to %s", p, l.Name))
+			if !slices.Contains(own.Addresses, p.String()) {
+				own.Addresses = append(own.Addresses, p.String())
 			}
 		}
-		for _, s := range own.Addresses {
+		for _, s := range slices.Clone(own.Addresses) {
 			p, err := netip.ParsePrefix(s)
-			if err != nil || slices.Contains(w.addrs, p) {
+			if err == nil && slices.Contains(w.addrs, p) {
 				continue
 			}
-			if have[p] {
+			if err == nil && have[p] {
 				if err := conn.DelAddr(l.Index, p); err != nil {
 					return acts, err
 				}
 				acts = append(acts, fmt.Sprintf("remove %s from %s", p, l.Name))
 			}
+			own.Addresses = slices.DeleteFunc(own.Addresses, func(x string) bool { return x == s })
 		}
-		own.Addresses = mine
 	}
 
 	// Routes (the default gateway is one): the same rule.
@@ -311,38 +336,83 @@ func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state)
 			})
 		}
 		want := w.allRoutes()
-		var mine []route
+		var keep []route
 		for _, r := range want {
 			r.Index = l.Index
 			key := route{To: r.Dst.String(), Via: r.Gateway.String()}
-			if !has(r) {
-				if err := conn.AddRoute(r); err != nil {
-					return acts, err
-				}
-				acts = append(acts, fmt.Sprintf("add route %s via %s dev %s", r.Dst, r.Gateway, l.Name))
-				mine = append(mine, key)
-			} else if slices.Contains(own.Routes, key) {
-				mine = append(mine, key)
+			keep = append(keep, key)
+			if has(r) {
+				continue
+			}
+			if err := conn.AddRoute(r); err != nil {
+				return acts, err
+			}
+			rs = append(rs, r)
+			acts = append(acts, fmt.Sprintf("add route %s via %s dev %s", r.Dst, r.Gateway, l.Name))
+			if !slices.Contains(own.Routes, key) {
+				own.Routes = append(own.Routes, key)
 			}
 		}
-		for _, o := range own.Routes {
-			if slices.Contains(mine, o) {
+		for _, o := range slices.Clone(own.Routes) {
+			if slices.Contains(keep, o) {
 				continue
 			}
 			dst, err1 := netip.ParsePrefix(o.To)
 			gw, err2 := netip.ParseAddr(o.Via)
-			if err1 != nil || err2 != nil {
-				continue
-			}
-			r := nl.Route{Dst: dst, Gateway: gw, Index: l.Index}
-			if has(r) && !slices.ContainsFunc(want, func(x nl.Route) bool { return x.Dst == dst && x.Gateway == gw }) {
+			if r := (nl.Route{Dst: dst, Gateway: gw, Index: l.Index}); err1 == nil && err2 == nil && has(r) {
 				if err := conn.DelRoute(r); err != nil {
 					return acts, err
 				}
 				acts = append(acts, fmt.Sprintf("remove route %s via %s dev %s", dst, gw, l.Name))
 			}
+			own.Routes = slices.DeleteFunc(own.Routes, func(x route) bool { return x == o })
 		}
-		own.Routes = mine
+	}
+	return acts, nil
+}
+
+// releaseStatic removes from a link that DHCP now owns the addresses and
+// routes the agent added to it, and forgets them. An address that has since
+// got a lifetime (a DHCP lease of the same address) or a route that is no
+// longer the agent's static one (replaced by a DHCP client) is forgotten
+// but left in place: it is someone else's now.
+func (c *Configurator) releaseStatic(conn *nl.Conn, l nl.Link, own *owned, acts []string) ([]string, error) {
+	if len(own.Routes) > 0 {
+		rs, err := conn.Routes()
+		if err != nil {
+			return acts, err
+		}
+		for _, o := range slices.Clone(own.Routes) {
+			dst, err1 := netip.ParsePrefix(o.To)
+			gw, err2 := netip.ParseAddr(o.Via)
+			ours := err1 == nil && err2 == nil && slices.ContainsFunc(rs, func(x nl.Route) bool {
+				return x.Index == l.Index && x.Dst == dst && x.Gateway == gw && x.Protocol == unix.RTPROT_STATIC
+			})
+			if ours {
+				if err := conn.DelRoute(nl.Route{Dst: dst, Gateway: gw, Index: l.Index}); err != nil {
+					return acts, err
+				}
+				acts = append(acts, fmt.Sprintf("remove route %s via %s dev %s", dst, gw, l.Name))
+			}
+			own.Routes = slices.DeleteFunc(own.Routes, func(x route) bool { return x == o })
+		}
+	}
+	if len(own.Addresses) > 0 {
+		as, err := conn.Addrs(l.Index)
+		if err != nil {
+			return acts, err
+		}
+		for _, s := range slices.Clone(own.Addresses) {
+			p, err := netip.ParsePrefix(s)
+			ours := err == nil && slices.ContainsFunc(as, func(a nl.Addr) bool { return a.Prefix == p && a.Permanent })
+			if ours {
+				if err := conn.DelAddr(l.Index, p); err != nil {
+					return acts, err
+				}
+				acts = append(acts, fmt.Sprintf("remove %s from %s", p, l.Name))
+			}
+			own.Addresses = slices.DeleteFunc(own.Addresses, func(x string) bool { return x == s })
+		}
 	}
 	return acts, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -106,7 +107,7 @@ func TestGuestNetworkApply(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 	log := slog.New(slog.NewTextHandler(logW{}, nil))
-	c := New(Options{Root: root, StateDir: stateDir, Runner: noRunner{}, Logger: log})
+	c := New(Options{Root: root, StateDir: stateDir, Runner: noRunner{}, Logger: log, Live: true, RunDir: t.TempDir()})
 	ctx := context.Background()
 	doc := &config.Network{Interfaces: []config.Interface{{
 		MAC: strings.ToUpper(mac), Addresses: []string{"10.77.0.5/24", "10.88.1.5/24"}, Gateway4: "10.77.0.1",
@@ -212,4 +213,367 @@ func TestGuestNetworkApply(t *testing.T) {
 		t.Errorf("resolv.conf written although resolved runs: %v", err)
 	}
 	os.Stdout.WriteString("PWL: APPLIED\n")
+}
+
+// linkState lists, inside a guest namespace, iface's global addresses and
+// its routes with a gateway ("dst via gw"), both sorted, and its MTU.
+func linkState(t *testing.T, iface string) (addrs, routes []string, mtu int) {
+	t.Helper()
+	conn, err := nl.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	l, err := conn.LinkByName(iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := conn.Addrs(l.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range nl.GlobalPrefixes(as) {
+		addrs = append(addrs, a.String())
+	}
+	rs, err := conn.Routes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.Gateway.IsValid() && r.Index == l.Index {
+			routes = append(routes, r.Dst.String()+" via "+r.Gateway.String())
+		}
+	}
+	slices.Sort(addrs)
+	slices.Sort(routes)
+	return addrs, routes, l.MTU
+}
+
+func sh(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%q: %v: %s", args, err, out)
+	}
+}
+
+// managerRoot makes a target root whose network manager is m.
+func managerRoot(t *testing.T, m string) string {
+	t.Helper()
+	root := t.TempDir()
+	wants := filepath.Join(root, "etc/systemd/system/multi-user.target.wants")
+	os.MkdirAll(wants, 0o755)
+	switch m {
+	case Networkd:
+		os.MkdirAll(filepath.Join(root, "etc/systemd/network"), 0o755)
+		os.WriteFile(filepath.Join(wants, "systemd-networkd.service"), nil, 0o644)
+	case NetworkManager:
+		os.MkdirAll(filepath.Join(root, "etc/NetworkManager/system-connections"), 0o755)
+		os.WriteFile(filepath.Join(wants, "NetworkManager.service"), nil, 0o644)
+	case Ifupdown:
+		os.MkdirAll(filepath.Join(root, "etc/network/interfaces.d"), 0o755)
+		os.WriteFile(filepath.Join(root, "etc/network/interfaces"), []byte("source /etc/network/interfaces.d/*\n"), 0o644)
+	}
+	if c := New(Options{Root: root}); c.manager() != m {
+		t.Fatalf("root detected as %q, want %q", c.manager(), m)
+	}
+	return root
+}
+
+// persistedPath is where the agent persists mac (link name iface) for m.
+func persistedPath(m, mac, iface string) string {
+	id := strings.ReplaceAll(mac, ":", "")
+	switch m {
+	case Networkd:
+		return networkdPath(id)
+	case NetworkManager:
+		return keyfilePath(id)
+	}
+	return ifupdownPath(iface)
+}
+
+func readState(t *testing.T, dir string) *state {
+	t.Helper()
+	st, err := (&Configurator{o: Options{StateDir: dir}}).load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestNetworkDHCPSwitchInNetns (ROOT TEST): an interface switched from a
+// static config to dhcp4 loses the addresses and routes the agent added (and
+// only those) and the agent's persisted file, for every manager.
+func TestNetworkDHCPSwitchInNetns(t *testing.T) {
+	if nstest.InGuest() {
+		t.Skip("host side only")
+	}
+	p := nstest.NewPair(t)
+	g := p.StartGuest(t, "TestGuestNetworkDHCPSwitch", "PWL_MAC="+p.GuestMAC)
+	g.Expect("SWITCHED", 30*time.Second)
+	g.Wait()
+}
+
+func TestGuestNetworkDHCPSwitch(t *testing.T) {
+	if !nstest.InGuest() {
+		t.Skip("guest side of TestNetworkDHCPSwitchInNetns; runs inside a test namespace")
+	}
+	mac, iface := os.Getenv("PWL_MAC"), os.Getenv("PWL_IF")
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(logW{}, nil))
+	// Not the agent's: they stay through every switch.
+	sh(t, "ip", "addr", "add", "10.66.0.9/24", "dev", iface)
+	sh(t, "ip", "route", "add", "10.55.0.0/16", "via", "10.66.0.1", "dev", iface)
+	foreignAddrs, foreignRoutes := []string{"10.66.0.9/24"}, []string{"10.55.0.0/16 via 10.66.0.1"}
+	static := &config.Network{Interfaces: []config.Interface{{
+		MAC: strings.ToUpper(mac), Addresses: []string{"10.77.0.5/24", "10.88.1.5/24"}, Gateway4: "10.77.0.1",
+		Routes: []config.Route{{To: "10.99.0.0/16", Via: "10.77.0.254"}},
+	}}}
+	dhcp := &config.Network{Interfaces: []config.Interface{{MAC: mac, DHCP4: true, Addresses: []string{}}}}
+	for _, m := range []string{Networkd, NetworkManager, Ifupdown} {
+		root, stateDir := managerRoot(t, m), t.TempDir()
+		// Another interface's ifupdown file, and a file the agent did not
+		// write: both stay.
+		other, err := parse(config.Interface{MAC: "52:54:00:99:99:99", Addresses: []string{"10.5.0.5/24"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Join(root, ifupdownDir), 0o755)
+		os.WriteFile(filepath.Join(root, ifupdownPath("eth9")), renderIfupdown(other, "eth9"), 0o644)
+		os.WriteFile(filepath.Join(root, ifupdownPath("mine")), []byte("auto eth0\niface eth0 inet static\n"), 0o644)
+		c := New(Options{Root: root, StateDir: stateDir, Runner: noRunner{}, Logger: log, Live: true, RunDir: t.TempDir()})
+		if _, err := c.ApplyNetwork(ctx, static); err != nil {
+			t.Fatalf("%s: static apply: %v", m, err)
+		}
+		addrs, routes, _ := linkState(t, iface)
+		if want := []string{"10.66.0.9/24", "10.77.0.5/24", "10.88.1.5/24"}; !slices.Equal(addrs, want) {
+			t.Fatalf("%s: static addresses %v, want %v", m, addrs, want)
+		}
+		if !slices.Contains(routes, "0.0.0.0/0 via 10.77.0.1") || !slices.Contains(routes, "10.99.0.0/16 via 10.77.0.254") {
+			t.Fatalf("%s: static routes %v", m, routes)
+		}
+		file := filepath.Join(root, persistedPath(m, mac, iface))
+		if _, err := os.Stat(file); err != nil {
+			t.Fatalf("%s: static config not persisted: %v", m, err)
+		}
+
+		res, err := c.ApplyNetwork(ctx, dhcp)
+		if err != nil || !res.Changed {
+			t.Fatalf("%s: dhcp apply: %+v, %v", m, res, err)
+		}
+		t.Logf("%s: actions %q", m, res.Actions)
+		addrs, routes, _ = linkState(t, iface)
+		if !slices.Equal(addrs, foreignAddrs) || !slices.Equal(routes, foreignRoutes) {
+			t.Errorf("%s: after switching to DHCP: addresses %v, routes %v; want only the foreign %v, %v", m, addrs, routes, foreignAddrs, foreignRoutes)
+		}
+		if own := readState(t, stateDir).Interfaces[strings.ToLower(mac)]; own != nil && (len(own.Addresses) > 0 || len(own.Routes) > 0) {
+			t.Errorf("%s: state still owns %+v", m, own)
+		}
+		if _, err := os.Stat(file); !os.IsNotExist(err) {
+			t.Errorf("%s: the static config persisted for %s is still there (%v)", m, mac, err)
+		}
+		for _, keep := range []string{ifupdownPath("eth9"), ifupdownPath("mine")} {
+			if _, err := os.Stat(filepath.Join(root, keep)); err != nil {
+				t.Errorf("%s: %s removed: %v", m, keep, err)
+			}
+		}
+		if res, err := c.ApplyNetwork(ctx, dhcp); err != nil || res.Changed {
+			t.Errorf("%s: dhcp reapply: %+v, %v", m, res, err)
+		}
+	}
+
+	// An address or route of the agent's taken over by DHCP since (a
+	// lifetime, a DHCP protocol) is forgotten, not removed.
+	stateDir := t.TempDir()
+	c := New(Options{Root: managerRoot(t, Networkd), StateDir: stateDir, Runner: noRunner{}, Logger: log, Live: true, RunDir: t.TempDir()})
+	if _, err := c.ApplyNetwork(ctx, static); err != nil {
+		t.Fatal(err)
+	}
+	sh(t, "ip", "addr", "change", "10.77.0.5/24", "dev", iface, "valid_lft", "300", "preferred_lft", "300")
+	sh(t, "ip", "route", "replace", "default", "via", "10.77.0.1", "dev", iface, "proto", "dhcp")
+	if _, err := c.ApplyNetwork(ctx, dhcp); err != nil {
+		t.Fatal(err)
+	}
+	addrs, routes, _ := linkState(t, iface)
+	if want := []string{"10.66.0.9/24", "10.77.0.5/24"}; !slices.Equal(addrs, want) {
+		t.Errorf("addresses %v, want %v (the leased one kept)", addrs, want)
+	}
+	if want := []string{"0.0.0.0/0 via 10.77.0.1", "10.55.0.0/16 via 10.66.0.1"}; !slices.Equal(routes, want) {
+		t.Errorf("routes %v, want %v (the DHCP default kept)", routes, want)
+	}
+	if own := readState(t, stateDir).Interfaces[strings.ToLower(mac)]; own != nil && (len(own.Addresses) > 0 || len(own.Routes) > 0) {
+		t.Errorf("state still owns %+v", own)
+	}
+	os.Stdout.WriteString("PWL: SWITCHED\n")
+}
+
+// TestNetworkPartialFailureInNetns (ROOT TEST): what an apply added before
+// it failed is owned, so a later config removes it.
+func TestNetworkPartialFailureInNetns(t *testing.T) {
+	if nstest.InGuest() {
+		t.Skip("host side only")
+	}
+	p := nstest.NewPair(t)
+	g := p.StartGuest(t, "TestGuestNetworkPartialFailure", "PWL_MAC="+p.GuestMAC)
+	g.Expect("PARTIAL", 30*time.Second)
+	g.Wait()
+}
+
+func TestGuestNetworkPartialFailure(t *testing.T) {
+	if !nstest.InGuest() {
+		t.Skip("guest side of TestNetworkPartialFailureInNetns; runs inside a test namespace")
+	}
+	mac, iface := os.Getenv("PWL_MAC"), os.Getenv("PWL_IF")
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(logW{}, nil))
+	// IPv6 off on this namespace's eth0 makes adding an IPv6 address fail.
+	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+iface+"/disable_ipv6", []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Not the agent's; it keeps 10.77.0.0/24 reachable throughout.
+	sh(t, "ip", "addr", "add", "10.77.0.9/24", "dev", iface)
+	stateDir := t.TempDir()
+	c := New(Options{Root: managerRoot(t, Networkd), StateDir: stateDir, Runner: noRunner{}, Logger: log, Live: true, RunDir: t.TempDir()})
+	apply := func(in config.Interface, wantErr bool) {
+		t.Helper()
+		in.MAC = mac
+		res, err := c.ApplyNetwork(ctx, &config.Network{Interfaces: []config.Interface{in}})
+		t.Logf("actions %q, err %v", res.Actions, err)
+		if (err != nil) != wantErr {
+			t.Fatalf("apply %+v: err %v, want error %v", in, err, wantErr)
+		}
+	}
+	// 10.77.0.5 is added, then the IPv6 address fails.
+	apply(config.Interface{Addresses: []string{"10.77.0.5/24", "2001:db8::5/64"}}, true)
+	addrs, _, _ := linkState(t, iface)
+	if want := []string{"10.77.0.5/24", "10.77.0.9/24"}; !slices.Equal(addrs, want) {
+		t.Fatalf("addresses %v, want %v", addrs, want)
+	}
+	if own := readState(t, stateDir).Interfaces[strings.ToLower(mac)]; own == nil || !slices.Equal(own.Addresses, []string{"10.77.0.5/24"}) {
+		t.Errorf("state after a failed address: %+v, want 10.77.0.5/24 owned", own)
+	}
+	// 10.77.0.5 goes (it was the agent's); the default route and
+	// 10.99.0.0/16 are added, then the route via an unreachable gateway fails.
+	apply(config.Interface{Addresses: []string{"10.77.0.6/24"}, Gateway4: "10.77.0.1", Routes: []config.Route{
+		{To: "10.99.0.0/16", Via: "10.77.0.254"}, {To: "10.98.0.0/16", Via: "192.0.2.1"},
+	}}, true)
+	addrs, routes, _ := linkState(t, iface)
+	if want := []string{"10.77.0.6/24", "10.77.0.9/24"}; !slices.Equal(addrs, want) {
+		t.Errorf("addresses %v, want %v (10.77.0.5 was added by the agent before its apply failed)", addrs, want)
+	}
+	if want := []string{"0.0.0.0/0 via 10.77.0.1", "10.99.0.0/16 via 10.77.0.254"}; !slices.Equal(routes, want) {
+		t.Fatalf("routes %v, want %v", routes, want)
+	}
+	// No gateway and no routes: those the failed apply added go.
+	apply(config.Interface{Addresses: []string{"10.77.0.7/24"}, Routes: []config.Route{}}, false)
+	addrs, routes, _ = linkState(t, iface)
+	if want := []string{"10.77.0.7/24", "10.77.0.9/24"}; !slices.Equal(addrs, want) {
+		t.Errorf("addresses %v, want %v", addrs, want)
+	}
+	if len(routes) > 0 {
+		t.Errorf("routes %v left, added by the agent before its apply failed", routes)
+	}
+	own := readState(t, stateDir).Interfaces[strings.ToLower(mac)]
+	if own == nil || !slices.Equal(own.Addresses, []string{"10.77.0.7/24"}) || len(own.Routes) > 0 {
+		t.Errorf("state %+v, want only 10.77.0.7/24 owned", own)
+	}
+	os.Stdout.WriteString("PWL: PARTIAL\n")
+}
+
+// TestNetworkOfflineInNetns (ROOT TEST): offline, a link of the running
+// machine with the configured MAC is left alone; only files are written.
+func TestNetworkOfflineInNetns(t *testing.T) {
+	if nstest.InGuest() {
+		t.Skip("host side only")
+	}
+	p := nstest.NewPair(t)
+	g := p.StartGuest(t, "TestGuestNetworkOffline", "PWL_MAC="+p.GuestMAC)
+	g.Expect("OFFLINE", 30*time.Second)
+	g.Wait()
+}
+
+func TestGuestNetworkOffline(t *testing.T) {
+	if !nstest.InGuest() {
+		t.Skip("guest side of TestNetworkOfflineInNetns; runs inside a test namespace")
+	}
+	mac, iface := os.Getenv("PWL_MAC"), os.Getenv("PWL_IF")
+	addrs0, routes0, mtu0 := linkState(t, iface)
+	root, stateDir := managerRoot(t, Networkd), t.TempDir()
+	c := New(Options{Root: root, StateDir: stateDir, Runner: noRunner{}})
+	res, err := c.ApplyNetwork(context.Background(), &config.Network{Interfaces: []config.Interface{{
+		MAC: mac, Addresses: []string{"10.77.0.5/24"}, Gateway4: "10.77.0.1", MTU: 1400,
+	}}})
+	if err != nil || !res.Changed {
+		t.Fatalf("offline apply: %+v, %v", res, err)
+	}
+	if addrs, routes, mtu := linkState(t, iface); !slices.Equal(addrs, addrs0) || !slices.Equal(routes, routes0) || mtu != mtu0 {
+		t.Errorf("offline apply changed the live link: %v %v mtu %d, was %v %v mtu %d", addrs, routes, mtu, addrs0, routes0, mtu0)
+	}
+	b, err := os.ReadFile(filepath.Join(root, persistedPath(Networkd, mac, iface)))
+	if err != nil || !strings.Contains(string(b), "Address=10.77.0.5/24") {
+		t.Errorf("networkd file: %v\n%s", err, b)
+	}
+	os.Stdout.WriteString("PWL: OFFLINE\n")
+}
+
+// TestOfflinePersist (no root needed): offline, the network section is
+// persisted by MAC alone, for a MAC no link of this machine has, without
+// netlink; ifupdown fails naming the MAC; a switch to DHCP removes the
+// agent's file; the state directory is not touched.
+func TestOfflinePersist(t *testing.T) {
+	const mac = "02:00:5e:7f:31:c4"
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		if strings.EqualFold(i.HardwareAddr.String(), mac) {
+			t.Skipf("this machine has a link with %s", mac)
+		}
+	}
+	ctx := context.Background()
+	static := &config.Network{Interfaces: []config.Interface{{
+		MAC: mac, Addresses: []string{"10.1.0.5/24"}, Gateway4: "10.1.0.1", Nameservers: []string{"10.1.0.2"},
+	}}}
+	dhcp := &config.Network{Interfaces: []config.Interface{{MAC: mac, DHCP4: true}}}
+	for _, m := range []string{Networkd, NetworkManager} {
+		root, stateDir := managerRoot(t, m), t.TempDir()
+		c := New(Options{Root: root, StateDir: stateDir, Runner: noRunner{}})
+		res, err := c.ApplyNetwork(ctx, static)
+		if err != nil {
+			t.Fatalf("%s: offline apply: %v", m, err)
+		}
+		t.Logf("%s: actions %q", m, res.Actions)
+		file := filepath.Join(root, persistedPath(m, mac, ""))
+		b, err := os.ReadFile(file)
+		if err != nil || !strings.Contains(string(b), "10.1.0.5/24") || !strings.Contains(strings.ToLower(string(b)), mac) {
+			t.Errorf("%s: persisted: %v\n%s", m, err, b)
+		}
+		if m == NetworkManager && strings.Contains(string(b), "interface-name=") {
+			t.Errorf("offline keyfile names an interface:\n%s", b)
+		}
+		if rc, _ := os.ReadFile(filepath.Join(root, "etc/resolv.conf")); !strings.Contains(string(rc), "nameserver 10.1.0.2") {
+			t.Errorf("%s: resolv.conf:\n%s", m, rc)
+		}
+		if _, err := c.ApplyNetwork(ctx, dhcp); err != nil {
+			t.Fatalf("%s: offline dhcp apply: %v", m, err)
+		}
+		if _, err := os.Stat(file); !os.IsNotExist(err) {
+			t.Errorf("%s: static file left after switching to DHCP: %v", m, err)
+		}
+		if ents, _ := os.ReadDir(stateDir); len(ents) > 0 {
+			t.Errorf("%s: offline apply wrote state: %v", m, ents)
+		}
+	}
+
+	root := managerRoot(t, Ifupdown)
+	c := New(Options{Root: root, StateDir: t.TempDir(), Runner: noRunner{}})
+	if _, err := c.ApplyNetwork(ctx, static); err == nil || !strings.Contains(err.Error(), mac) || !strings.Contains(err.Error(), "ifupdown") {
+		t.Errorf("offline ifupdown: err %v, want one naming ifupdown and %s", err, mac)
+	}
+	// A file written live for this MAC (as ens3) is found by MAC and removed.
+	w, _ := parse(static.Interfaces[0])
+	os.WriteFile(filepath.Join(root, ifupdownPath("ens3")), renderIfupdown(w, "ens3"), 0o644)
+	if _, err := c.ApplyNetwork(ctx, dhcp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, ifupdownPath("ens3"))); !os.IsNotExist(err) {
+		t.Errorf("ifupdown file of %s left after switching to DHCP: %v", mac, err)
+	}
 }

@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -48,17 +49,39 @@ func dirExists(p string) bool {
 }
 
 // persist writes each static interface's configuration for the target's
-// manager. DHCP interfaces keep whatever configuration they have.
+// manager. For a DHCP interface it removes the file it wrote for that MAC
+// (a static configuration of before), leaving the interface to whatever
+// else the root configures. links holds the live links by MAC; offline (not
+// Live) it is nil and files are matched by MAC alone, which ifupdown, naming
+// interfaces, cannot do: a static ifupdown interface fails there, naming its
+// MAC.
 func (c *Configurator) persist(ws []*wanted, links map[string]nl.Link) ([]string, error) {
 	m := c.manager()
-	if m == "" {
-		c.log.Info("no network manager configuration found under the root; live changes only")
-		return nil, nil
-	}
 	var acts []string
+	var errs []error
+	logged := false
 	for _, w := range ws {
-		l, ok := links[w.mac]
-		if !ok || w.cfg.DHCP4 {
+		name := ""
+		if c.o.Live {
+			l, ok := links[w.mac]
+			if !ok {
+				continue // reported by the live apply
+			}
+			name = l.Name
+		}
+		if w.cfg.DHCP4 {
+			a, err := c.unpersist(w.mac, name)
+			acts = append(acts, a...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if m == "" {
+			if !logged {
+				c.log.Info("no network manager configuration found under the root; live changes only")
+				logged = true
+			}
 			continue
 		}
 		id := strings.ReplaceAll(w.mac, ":", "")
@@ -67,25 +90,83 @@ func (c *Configurator) persist(ws []*wanted, links map[string]nl.Link) ([]string
 		mode := os.FileMode(0o644)
 		switch m {
 		case Networkd:
-			p, body = "/etc/systemd/network/10-prewarm-"+id+".network", renderNetworkd(w)
+			p, body = networkdPath(id), renderNetworkd(w)
 		case NetworkManager:
-			p, body, mode = "/etc/NetworkManager/system-connections/prewarm-"+id+".nmconnection", renderKeyfile(w, l.Name), 0o600
+			p, body, mode = keyfilePath(id), renderKeyfile(w, name), 0o600
 		case Ifupdown:
-			p, body = "/etc/network/interfaces.d/prewarm-"+l.Name, renderIfupdown(w, l.Name)
+			if name == "" {
+				errs = append(errs, fmt.Errorf("persist network config of %s: ifupdown configures interfaces by name, and the offline root %s does not tell which interface has this MAC (use systemd-networkd or NetworkManager in the image, or provision it live)", w.mac, c.o.Root))
+				continue
+			}
+			p, body = ifupdownPath(name), renderIfupdown(w, name)
 		}
 		full := fsx.Join(c.o.Root, p)
 		if err := os.MkdirAll(parent(full), 0o755); err != nil {
-			return acts, err
+			errs = append(errs, err)
+			continue
 		}
 		changed, err := fsx.WriteFile(full, body, fsx.WriteOptions{Mode: mode})
 		if err != nil {
-			return acts, fmt.Errorf("persist network config of %s: %w", l.Name, err)
+			errs = append(errs, fmt.Errorf("persist network config of %s: %w", w.mac, err))
+			continue
 		}
 		if changed {
 			acts = append(acts, "write "+p)
 		}
 	}
-	return acts, nil
+	return acts, errors.Join(errs...)
+}
+
+func networkdPath(id string) string { return "/etc/systemd/network/10-prewarm-" + id + ".network" }
+func keyfilePath(id string) string {
+	return "/etc/NetworkManager/system-connections/prewarm-" + id + ".nmconnection"
+}
+
+const ifupdownDir = "/etc/network/interfaces.d"
+
+func ifupdownPath(name string) string { return ifupdownDir + "/prewarm-" + name }
+
+// macMark names, in an ifupdown file, the MAC it was written for.
+func macMark(mac string) string { return "# mac " + mac + "\n" }
+
+// unpersist removes the files the agent wrote for mac under the root, for
+// any manager: they start with the agent's header. name is the link's name
+// when live ("" offline); ifupdown files are found by it (when they name no
+// other MAC) and by the MAC they name.
+func (c *Configurator) unpersist(mac, name string) ([]string, error) {
+	id := strings.ReplaceAll(mac, ":", "")
+	cands := []string{networkdPath(id), keyfilePath(id)}
+	if name != "" {
+		cands = append(cands, ifupdownPath(name))
+	}
+	if ents, err := os.ReadDir(fsx.Join(c.o.Root, ifupdownDir)); err == nil {
+		for _, e := range ents {
+			if p := ifupdownDir + "/" + e.Name(); strings.HasPrefix(e.Name(), "prewarm-") && !slices.Contains(cands, p) {
+				cands = append(cands, p)
+			}
+		}
+	}
+	var acts []string
+	var errs []error
+	for _, p := range cands {
+		full := fsx.Join(c.o.Root, p)
+		b, err := os.ReadFile(full)
+		if err != nil || !strings.HasPrefix(string(b), header) {
+			continue // absent, or not the agent's
+		}
+		if strings.HasPrefix(p, ifupdownDir+"/") {
+			marked := strings.Contains(string(b), "\n# mac ")
+			if marked && !strings.Contains(string(b), "\n"+macMark(mac)) || !marked && p != ifupdownPath(name) {
+				continue // another interface's
+			}
+		}
+		if err := os.Remove(full); err != nil {
+			errs = append(errs, fmt.Errorf("remove static network config of %s: %w", mac, err))
+			continue
+		}
+		acts = append(acts, "remove "+p)
+	}
+	return acts, errors.Join(errs...)
 }
 
 func parent(p string) string { return p[:strings.LastIndexByte(p, '/')] }
@@ -119,7 +200,12 @@ func renderNetworkd(w *wanted) []byte {
 func renderKeyfile(w *wanted, name string) []byte {
 	var b strings.Builder
 	b.WriteString(header)
-	fmt.Fprintf(&b, "[connection]\nid=prewarm-%s\ntype=ethernet\ninterface-name=%s\nautoconnect-priority=100\n\n[ethernet]\nmac-address=%s\n", name, name, strings.ToUpper(w.mac))
+	if name != "" {
+		fmt.Fprintf(&b, "[connection]\nid=prewarm-%s\ntype=ethernet\ninterface-name=%s\n", name, name)
+	} else { // offline: matched by MAC alone
+		fmt.Fprintf(&b, "[connection]\nid=prewarm-%s\ntype=ethernet\n", strings.ReplaceAll(w.mac, ":", ""))
+	}
+	fmt.Fprintf(&b, "autoconnect-priority=100\n\n[ethernet]\nmac-address=%s\n", strings.ToUpper(w.mac))
 	if w.cfg.MTU > 0 {
 		fmt.Fprintf(&b, "mtu=%d\n", w.cfg.MTU)
 	}
@@ -170,6 +256,7 @@ func renderKeyfile(w *wanted, name string) []byte {
 func renderIfupdown(w *wanted, name string) []byte {
 	var b strings.Builder
 	b.WriteString(header)
+	b.WriteString(macMark(w.mac))
 	fmt.Fprintf(&b, "auto %s\n", name)
 	first := true
 	for _, a := range w.addrs {
