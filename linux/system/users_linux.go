@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,6 +20,7 @@ import (
 	"github.com/prewarm/prewarm/linux/internal/fsx"
 	"github.com/prewarm/prewarm/linux/internal/run"
 	"github.com/prewarm/prewarm/shared/config"
+	"golang.org/x/sys/unix"
 )
 
 var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
@@ -311,57 +315,172 @@ func (s *System) ensureSudo(ctx context.Context, u config.User) (string, error) 
 	return "", nil
 }
 
+// maxKeysSize caps the authorized_keys file the agent reads: it is the
+// user's file, and the agent reads it as root.
+const maxKeysSize = 1 << 20
+
 // ensureKeys keeps the agent's block of ~/.ssh/authorized_keys equal to
 // keys; lines outside the block are the user's and stay as they are.
+//
+// The user owns the home directory and may swap anything in it for a
+// symlink or a hard link at any moment, so nothing here acts on a path
+// that was checked before: the home directory is opened without following
+// a symlink at its last component, and .ssh and authorized_keys are
+// opened, checked, chowned, chmodded, read and replaced through
+// descriptors (openat O_NOFOLLOW, fstat, fchown, fchmod, renameat within
+// the .ssh descriptor).
 func (s *System) ensureKeys(pw *passwdEnt, keys []string) ([]string, error) {
 	var acts []string
-	home := s.path(pw.home)
-	if st, err := os.Lstat(home); err != nil || !st.IsDir() {
-		return acts, fmt.Errorf("home %s is not a directory", pw.home)
+	home, err := fsx.OpenDirNoFollow(s.o.Root, pw.home)
+	if err != nil {
+		return acts, fmt.Errorf("home %s is not a directory: %w", pw.home, err)
 	}
-	dir := filepath.Join(home, ".ssh")
-	st, err := os.Lstat(dir)
-	switch {
-	case os.IsNotExist(err):
-		if err := os.Mkdir(dir, 0o700); err != nil {
-			return acts, err
+	defer unix.Close(home)
+	dirName := pw.home + "/.ssh"
+	const dirFlags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	dir, err := unix.Openat(home, ".ssh", dirFlags, 0)
+	if errors.Is(err, unix.ENOENT) {
+		if err := unix.Mkdirat(home, ".ssh", 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return acts, fmt.Errorf("create %s: %w", dirName, err)
 		}
-		if err := os.Chown(dir, pw.uid, pw.gid); err != nil {
-			return acts, err
+		acts = append(acts, "create "+dirName)
+		dir, err = unix.Openat(home, ".ssh", dirFlags, 0)
+	}
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		return acts, fmt.Errorf("%s is not a directory (a symlink?); refusing", dirName)
+	}
+	if err != nil {
+		return acts, fmt.Errorf("open %s: %w", dirName, err)
+	}
+	defer unix.Close(dir)
+	var st unix.Stat_t
+	if err := unix.Fstat(dir, &st); err != nil {
+		return acts, fmt.Errorf("stat %s: %w", dirName, err)
+	}
+	if st.Mode&0o7777 != 0o700 || int(st.Uid) != pw.uid || int(st.Gid) != pw.gid {
+		if err := unix.Fchown(dir, pw.uid, pw.gid); err != nil {
+			return acts, fmt.Errorf("chown %s: %w", dirName, err)
 		}
-		acts = append(acts, "create "+pw.home+"/.ssh")
-	case err != nil:
-		return acts, err
-	case !st.IsDir():
-		return acts, fmt.Errorf("%s/.ssh is not a directory (a symlink?); refusing", pw.home)
-	default:
-		uid, gid, _ := owner(st)
-		if st.Mode().Perm() != 0o700 || uid != pw.uid || gid != pw.gid {
-			if err := os.Chmod(dir, 0o700); err != nil {
-				return acts, err
-			}
-			if err := os.Chown(dir, pw.uid, pw.gid); err != nil {
-				return acts, err
-			}
-			acts = append(acts, "fix owner and mode of "+pw.home+"/.ssh")
+		if err := unix.Fchmod(dir, 0o700); err != nil {
+			return acts, fmt.Errorf("chmod %s: %w", dirName, err)
+		}
+		if len(acts) == 0 {
+			acts = append(acts, "fix owner and mode of "+dirName)
 		}
 	}
-	p := filepath.Join(dir, "authorized_keys")
-	if st, err := os.Lstat(p); err == nil && !st.Mode().IsRegular() {
-		return acts, fmt.Errorf("%s/.ssh/authorized_keys is not a regular file; refusing", pw.home)
-	}
-	old, err := os.ReadFile(p)
-	if err != nil && !os.IsNotExist(err) {
-		return acts, err
-	}
-	changed, err := fsx.WriteFile(p, withKeyBlock(old, keys), fsx.WriteOptions{Mode: 0o600, Chown: true, UID: pw.uid, GID: pw.gid})
+	name := dirName + "/authorized_keys"
+	old, cur, err := readKeys(dir, name, pw)
 	if err != nil {
 		return acts, err
 	}
-	if changed {
-		acts = append(acts, "set authorized keys of "+pw.name)
+	data := withKeyBlock(old, keys)
+	if cur != nil && bytes.Equal(old, data) && cur.Mode&0o7777 == 0o600 && int(cur.Uid) == pw.uid && int(cur.Gid) == pw.gid {
+		return acts, nil
 	}
-	return acts, nil
+	if err := replaceAt(dir, "authorized_keys", data, 0o600, pw.uid, pw.gid); err != nil {
+		return acts, fmt.Errorf("write %s: %w", name, err)
+	}
+	return append(acts, "set authorized keys of "+pw.name), nil
+}
+
+// readKeys reads authorized_keys in the .ssh directory dir. It refuses
+// anything but a regular file with one link, owned by the user or root,
+// of at most maxKeysSize bytes. A missing file reads as nil with a nil
+// stat.
+func readKeys(dir int, name string, pw *passwdEnt) ([]byte, *unix.Stat_t, error) {
+	// O_NONBLOCK: a FIFO must not hang the agent before fstat refuses it.
+	fd, err := unix.Openat(dir, "authorized_keys", unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil, nil, nil
+	case errors.Is(err, unix.ELOOP):
+		return nil, nil, fmt.Errorf("%s is a symlink; refusing", name)
+	case err != nil:
+		return nil, nil, fmt.Errorf("open %s: %w", name, err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, nil, fmt.Errorf("stat %s: %w", name, err)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return nil, nil, fmt.Errorf("%s is not a regular file; refusing", name)
+	case st.Nlink != 1:
+		return nil, nil, fmt.Errorf("%s has %d hard links; refusing", name, st.Nlink)
+	case int(st.Uid) != pw.uid && st.Uid != 0:
+		return nil, nil, fmt.Errorf("%s is owned by uid %d, not by %s or root; refusing", name, st.Uid, pw.name)
+	case st.Size > maxKeysSize:
+		return nil, nil, fmt.Errorf("%s is larger than %d bytes; refusing", name, maxKeysSize)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxKeysSize+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	if len(b) > maxKeysSize {
+		return nil, nil, fmt.Errorf("%s is larger than %d bytes; refusing", name, maxKeysSize)
+	}
+	return b, &st, nil
+}
+
+// replaceAt atomically replaces name in directory dir with data: a new
+// temporary file created in dir (O_EXCL|O_NOFOLLOW), written, chowned,
+// chmodded, fsynced, then renamed over name within dir.
+func replaceAt(dir int, name string, data []byte, mode uint32, uid, gid int) error {
+	tmp, fd := "", -1
+	for range 100 {
+		var r [8]byte
+		if _, err := rand.Read(r[:]); err != nil {
+			return err
+		}
+		tmp = "." + name + ".prewarm-" + hex.EncodeToString(r[:])
+		var err error
+		fd, err = unix.Openat(dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if errors.Is(err, unix.EEXIST) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		break
+	}
+	if fd < 0 {
+		return errors.New("no free temporary name")
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			unix.Unlinkat(dir, tmp, 0)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		return err
+	}
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		unix.Unlinkat(dir, tmp, 0)
+		ok = true
+		return err
+	}
+	if err := unix.Renameat(dir, tmp, dir, name); err != nil {
+		unix.Unlinkat(dir, tmp, 0)
+		ok = true
+		return err
+	}
+	ok = true
+	unix.Fsync(dir)
+	return nil
 }
 
 // withKeyBlock replaces the agent's marked block in an authorized_keys
