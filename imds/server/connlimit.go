@@ -3,36 +3,53 @@ package server
 import (
 	"errors"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"syscall"
+	"time"
 )
 
-// DefaultMaxConnsPerSource bounds the guest connections one source address
-// may hold open at once, so that no guest can use up the server's file
+// DefaultMaxConnsPerSource bounds the guest connections one source may
+// hold open at once, so that no guest can use up the server's file
 // descriptors and starve the others. An agent needs one or two.
 const DefaultMaxConnsPerSource = 128
 
+// DefaultMaxGuestConns bounds the guest connections of all sources
+// together, so that many sources (guests, or one guest on many devices)
+// cannot use up the server's file descriptors either.
+const DefaultMaxGuestConns = 8192
+
+// DefaultGuestBodyTimeout bounds how long a guest may take to send a
+// request body (a status report), measured from the end of its headers.
+// It applies only to requests with a body, so long-polls are unaffected.
+const DefaultGuestBodyTimeout = 30 * time.Second
+
 // limitListener refuses (closes at once) a connection whose source
-// already holds max open connections on this server. A source is an
-// address on a host interface: guests on different devices may share an
-// address.
+// already holds max open connections on this server, or any connection
+// while all guest listeners together hold total. On the device-less
+// listener a source is an address; on a listener bound to a host device
+// it is the device alone: a guest registered by hostInterface keeps its
+// identity whatever address it uses, so adding addresses must not add
+// connections.
 type limitListener struct {
 	net.Listener
 	s     *Server
-	max   int
+	max   int // per source; <= 0: no bound
+	total int // all guest listeners; <= 0: no bound
 	iface string
 }
 
 type connSource struct {
 	iface string
-	addr  netip.Addr
+	addr  netip.Addr // unset on a device-bound listener
 }
 
 // connCounts is shared by all guest listeners of a server.
 type connCounts struct {
-	mu sync.Mutex
-	n  map[connSource]int
+	mu    sync.Mutex
+	n     map[connSource]int
+	total int
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -41,30 +58,60 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ap, perr := netip.ParseAddrPort(c.RemoteAddr().String())
-		if perr != nil {
-			return c, nil
+		src := connSource{iface: l.iface}
+		if l.iface == "" {
+			ap, perr := netip.ParseAddrPort(c.RemoteAddr().String())
+			if perr != nil {
+				return c, nil
+			}
+			src.addr = ap.Addr().Unmap().WithZone("")
 		}
-		src := connSource{l.iface, ap.Addr().Unmap().WithZone("")}
 		cc := &l.s.conns
 		cc.mu.Lock()
-		if cc.n[src] >= l.max {
+		if l.max > 0 && cc.n[src] >= l.max {
 			cc.mu.Unlock()
 			c.Close()
 			l.s.m.connsRefused.Inc()
-			l.s.log.Debug("guest connection refused: too many from one source", "source", src.addr.String(), "hostInterface", src.iface, "limit", l.max)
+			l.s.log.Debug("guest connection refused: too many from one source", "source", c.RemoteAddr().String(), "hostInterface", src.iface, "limit", l.max)
+			continue
+		}
+		if l.total > 0 && cc.total >= l.total {
+			cc.mu.Unlock()
+			c.Close()
+			l.s.m.connsRefused.Inc()
+			l.s.log.Debug("guest connection refused: too many guest connections", "source", c.RemoteAddr().String(), "hostInterface", src.iface, "limit", l.total)
 			continue
 		}
 		cc.n[src]++
+		cc.total++
 		cc.mu.Unlock()
 		return &limitedConn{Conn: c, release: func() {
 			cc.mu.Lock()
 			if cc.n[src]--; cc.n[src] <= 0 {
 				delete(cc.n, src)
 			}
+			cc.total--
 			cc.mu.Unlock()
 		}}, nil
 	}
+}
+
+// bodyDeadline bounds the time a guest request's body may take to
+// arrive (slow POST bodies would otherwise hold a connection and a
+// goroutine for ever). Requests without a body, long-polls among them,
+// are left alone. net/http lifts the deadline itself once the body has
+// been read (to watch for the peer closing), so a slow store does not
+// cancel the request.
+func bodyDeadline(timeout time.Duration, h http.Handler) http.Handler {
+	if timeout <= 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // limitedConn gives its slot back when closed. It keeps the socket

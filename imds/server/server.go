@@ -88,9 +88,14 @@ type Options struct {
 	// registers them (with GuestAddr).
 	GuestInterfaces []string
 	// MaxConnsPerSource bounds the open guest connections of one source
-	// address (0: DefaultMaxConnsPerSource; negative: no bound). Past it a
-	// new connection is closed at once.
+	// (0: DefaultMaxConnsPerSource; negative: no bound): a source address
+	// on the device-less listener, the device on a device-bound one. Past
+	// it a new connection is closed at once.
 	MaxConnsPerSource int
+	// MaxGuestConns bounds the open guest connections of all listeners
+	// together (0: DefaultMaxGuestConns; negative: no bound). Past it a
+	// new connection is closed at once.
+	MaxGuestConns int
 	// MaxParkedPerInstance bounds one instance's parked long-polls on
 	// HTTP/1 listeners (0: DefaultMaxParked; negative: no bound). A new
 	// poll past it answers the instance's oldest parked poll 304, so the
@@ -147,7 +152,10 @@ type Server struct {
 	pd     *publishDir
 	binder *binder
 	conns  connCounts
-	peers  *peerWatch // nil where unsupported
+	// bodyTimeout bounds a guest request body's arrival (tests shorten it
+	// before serving).
+	bodyTimeout time.Duration
+	peers       *peerWatch // nil where unsupported
 
 	guest http.Handler
 	admin http.Handler
@@ -221,6 +229,9 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxParkedPerInstance == 0 {
 		opts.MaxParkedPerInstance = DefaultMaxParked
 	}
+	if opts.MaxGuestConns == 0 {
+		opts.MaxGuestConns = DefaultMaxGuestConns
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -237,6 +248,7 @@ func New(opts Options) (*Server, error) {
 
 		guestIfaces: map[string]bool{},
 		conns:       connCounts{n: map[connSource]int{}},
+		bodyTimeout: DefaultGuestBodyTimeout,
 	}
 	if s.st == nil {
 		if opts.DataDir == "" {
@@ -749,12 +761,12 @@ func (s *Server) ServeGuest(ln net.Listener, hostInterface string) error {
 	return s.serve(s.guestHTTPServer(hostInterface, false), s.limit(ln, hostInterface), "guest", hostInterface)
 }
 
-// limit applies MaxConnsPerSource to a guest listener.
+// limit applies MaxConnsPerSource and MaxGuestConns to a guest listener.
 func (s *Server) limit(ln net.Listener, hostInterface string) net.Listener {
-	if s.opts.MaxConnsPerSource < 0 {
+	if s.opts.MaxConnsPerSource < 0 && s.opts.MaxGuestConns < 0 {
 		return ln
 	}
-	return &limitListener{Listener: ln, s: s, max: s.opts.MaxConnsPerSource, iface: hostInterface}
+	return &limitListener{Listener: ln, s: s, max: s.opts.MaxConnsPerSource, total: s.opts.MaxGuestConns, iface: hostInterface}
 }
 
 // guestHTTPServer is the http.Server of one guest listener. byDeviceOnly
@@ -763,7 +775,7 @@ func (s *Server) limit(ln net.Listener, hostInterface string) net.Listener {
 // address.
 func (s *Server) guestHTTPServer(hostInterface string, byDeviceOnly bool) *http.Server {
 	hs := &http.Server{
-		Handler:           s.guest,
+		Handler:           bodyDeadline(s.bodyTimeout, s.guest),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,

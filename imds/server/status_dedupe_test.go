@@ -20,6 +20,9 @@ type slowAppendStore struct {
 
 func (f *slowAppendStore) AppendStatus(ctx context.Context, id string, r status.Report) error {
 	time.Sleep(50 * time.Millisecond)
+	if err := ctx.Err(); err != nil {
+		return err // as a remote store would: the request was cancelled
+	}
 	err := f.Store.AppendStatus(ctx, id, r)
 	if err == nil && f.follow != nil {
 		f.follow.SyncStatus(id, r)
