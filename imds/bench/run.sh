@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of prewarm-imds on loopback, against the real binary with
-# --rate 0 (and --max-polls-per-instance -1: step 2 parks 10,000 polls on
-# one instance, past the default bound of 64 per instance). Bounded (about a minute), cleans up after itself, prints numbers.
+# --rate 0 (and --max-polls-per-instance -1 --max-guest-conns -1: step 2 parks 10,000 polls on
+# one instance, past the default bounds of 64 polls per instance and 8192 guest connections). Bounded (about a minute), cleans up after itself, prints numbers.
 #
 #   imds/bench/run.sh                 # everything
 #   DURATION=10s CONNS=64 ROUNDS=2 N=10000 K=1000 INSTANCES=10000 imds/bench/run.sh
@@ -55,7 +55,7 @@ sock="$work/admin.sock"
 cli() { "$work/prewarm-imds" "$@" --admin-socket "$sock"; }
 
 "$work/prewarm-imds" serve --listen "127.0.0.1:$port" --admin-socket "$sock" \
-	--data-dir "$work/data" --rate 0 --max-polls-per-instance -1 --log-level warn 2>"$work/imds.log" &
+	--data-dir "$work/data" --rate 0 --max-polls-per-instance -1 --max-guest-conns -1 --log-level warn 2>"$work/imds.log" &
 imds_pid=$!
 pids+=("$imds_pid")
 for i in $(seq 1 100); do

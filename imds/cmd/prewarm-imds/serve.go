@@ -33,7 +33,8 @@ func serve(args []string, stderr io.Writer) error {
 	publishDir := fs.String("publish-dir", "", "watch this directory for <id>.json publish files")
 	rate := fs.Float64("rate", server.DefaultRate, "per-instance guest requests per second (0 turns limiting off)")
 	burst := fs.Int("burst", server.DefaultBurst, "per-instance burst")
-	maxConns := fs.Int("max-conns-per-source", server.DefaultMaxConnsPerSource, "open guest connections allowed per source address (-1: no bound)")
+	maxConns := fs.Int("max-conns-per-source", server.DefaultMaxConnsPerSource, "open guest connections allowed per source: per host interface on its listener, per address on the device-less one (-1: no bound)")
+	maxGuestConns := fs.Int("max-guest-conns", server.DefaultMaxGuestConns, "open guest connections allowed in all (-1: no bound)")
 	maxPolls := fs.Int("max-polls-per-instance", server.DefaultMaxParked, "parked long-polls per instance; past it the oldest is answered 304 (-1: no bound)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -92,9 +93,10 @@ func serve(args []string, stderr io.Writer) error {
 
 		MaxConnsPerSource:    *maxConns,
 		MaxParkedPerInstance: *maxPolls,
+		MaxGuestConns:        *maxGuestConns,
 	}
-	if *maxConns == 0 || *maxPolls == 0 {
-		return fmt.Errorf("%w: --max-conns-per-source and --max-polls-per-instance must be positive or -1", errUsage)
+	if *maxConns == 0 || *maxPolls == 0 || *maxGuestConns == 0 {
+		return fmt.Errorf("%w: --max-conns-per-source, --max-polls-per-instance and --max-guest-conns must be positive or -1", errUsage)
 	}
 	if len(names) != 1 || names[0] != dialect.NameNative {
 		set, err := dialect.New(names, dialect.Settings{
