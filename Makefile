@@ -50,6 +50,10 @@ bench: deps build
 	bash imds/bench/run.sh
 	bash agent/bench/run.sh
 	$(GO) test -run XXX -bench . -benchtime 200x ./shared/... ./imds/... ./agent/...
+	$(GO) test -count=1 -run '^$$' -bench 'HostLinkUpToLease' -benchtime 20x ./linux/dhcp/
+	$(GO) test -count=1 -run '^$$' -bench 'FlapStorm' -benchtime 1x -v ./linux/dhcp/
+	$(GO) test -count=5 -run 'TestScenario$$' -v ./e2e/ | grep -E 'timing|→|PASS|FAIL'
+	bash imds/bench/dialects.sh
 
 # windows-test runs the Windows unit tests under Wine and builds, signs and
 # checks the MSI.
