@@ -441,14 +441,13 @@ func TestFailedThenGood(t *testing.T) {
 
 // TestIMDSListenerOrder restarts prewarm-imds several times with a guest
 // registered by its host interface and checks, each time, that the guest
-// is recognised. prewarm-imds starts its device-bound listeners (the
-// binder goroutine started by server.New) and its device-less listener
-// (imds/cmd/prewarm-imds/serve.go, after server.New) in a race. All set
-// SO_REUSEPORT; the kernel's listener lookup (inet_lhash2_lookup) returns
-// the first matching reuseport socket of the bucket, which for IPv4 is the
-// most recently opened one, whatever its device binding. So whenever the
-// device-less listener is opened last, every guest gets 404 "unknown
-// instance", for as long as that IMDS runs.
+// is recognised. All guest listeners set SO_REUSEPORT; the kernel's
+// listener lookup (inet_lhash2_lookup) returns the first matching reuseport
+// socket of the bucket, which for IPv4 is the most recently opened one,
+// whatever its device binding. When the device-less listener was opened
+// after the device-bound ones (they used to race), every guest got 404
+// "unknown instance" for as long as that IMDS ran (fixed by fb8561a, which
+// opens the device-less listener first).
 func TestIMDSListenerOrder(t *testing.T) {
 	l := NewLab(t, 1)
 	g := l.Guests[0]
