@@ -28,24 +28,13 @@ func TestMaxConnsPerSource(t *testing.T) {
 		}
 		return c
 	}
-	// alive sends a request on c and reports whether it is answered.
-	alive := func(c net.Conn) bool {
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n", api.PathInstance)
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			return false
-		}
-		io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode == 200
-	}
 	a, b := dial(), dial()
 	defer a.Close()
-	if !alive(a) || !alive(b) {
+	if !instanceAlive(a) || !instanceAlive(b) {
 		t.Fatal("connections within the limit refused")
 	}
 	c := dial()
-	if alive(c) {
+	if instanceAlive(c) {
 		t.Fatal("a third connection from one source was served")
 	}
 	c.Close()
@@ -53,7 +42,7 @@ func TestMaxConnsPerSource(t *testing.T) {
 	// The slot comes back once a connection closes.
 	for i := 0; ; i++ {
 		d := dial()
-		ok := alive(d)
+		ok := instanceAlive(d)
 		d.Close()
 		if ok {
 			break
