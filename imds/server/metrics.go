@@ -24,7 +24,7 @@ type metrics struct {
 	reports     *prometheus.CounterVec
 	panics      prometheus.Counter
 	// connsRefused counts guest connections closed at accept
-	// (MaxConnsPerSource); parkEvicted counts polls answered early
+	// (MaxConnsPerSource, MaxGuestConns); parkEvicted counts polls answered early
 	// (MaxParkedPerInstance).
 	connsRefused prometheus.Counter
 	parkEvicted  prometheus.Counter
