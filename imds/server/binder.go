@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -107,17 +108,6 @@ func (b *binder) loop(events <-chan struct{}, closeWatch func()) {
 	}
 }
 
-// isStatic says whether dev is one of the devices bound whether or not an
-// instance registers it.
-func (b *binder) isStatic(dev string) bool {
-	for _, d := range b.static {
-		if d == dev {
-			return true
-		}
-	}
-	return false
-}
-
 // wanted is the set of devices to bind: the static ones and every
 // registered hostInterface.
 func (b *binder) wanted() map[string]bool {
@@ -186,7 +176,7 @@ func (b *binder) reconcile() {
 		// A static device (--guest-interface) also serves address-only
 		// guests behind it; one bound only because an instance registered
 		// it serves that instance alone.
-		hs := b.s.guestHTTPServer(dev, !b.isStatic(dev))
+		hs := b.s.guestHTTPServer(dev, !slices.Contains(b.static, dev))
 		b.bound[dev] = &boundIface{index: idx, hs: hs, ln: ln}
 		delete(b.failed, dev)
 		go func() {
