@@ -60,11 +60,11 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		src := connSource{iface: l.iface}
 		if l.iface == "" {
-			ap, perr := netip.ParseAddrPort(c.RemoteAddr().String())
-			if perr != nil {
+			addr, ok := sourceAddr(c.RemoteAddr().String())
+			if !ok {
 				return c, nil
 			}
-			src.addr = ap.Addr().Unmap().WithZone("")
+			src.addr = addr
 		}
 		cc := &l.s.conns
 		cc.mu.Lock()

@@ -155,13 +155,19 @@ func (s *Server) serveDialect(w http.ResponseWriter, r *http.Request, d dialect.
 // address, never by anything the request says.
 func (s *Server) identify(r *http.Request) *instance {
 	iface, _ := r.Context().Value(ifaceKey{}).(string)
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	var addr netip.Addr
-	if err == nil {
-		addr = ap.Addr().Unmap().WithZone("")
-	}
+	addr, _ := sourceAddr(r.RemoteAddr)
 	byDeviceOnly, _ := r.Context().Value(byDeviceOnlyKey{}).(bool)
 	return s.lookup(iface, addr, byDeviceOnly)
+}
+
+// sourceAddr is the address of a remote "host:port" as instances are
+// keyed by it: IPv4-mapped IPv6 unmapped, zone dropped.
+func sourceAddr(remote string) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap().WithZone(""), true
 }
 
 // waitParams are the long-poll query parameters.
