@@ -47,39 +47,16 @@ func TestBinderLoopback(t *testing.T) {
 	go s.ServeGuest(probe, "")
 	mustRegister(t, s, "vm-addr", api.Registration{Addresses: []string{"127.0.0.1"}})
 	mustRegister(t, s, "vm-lo", api.Registration{HostInterface: "lo"})
-	waitBound := func(want string) {
-		t.Helper()
-		for i := 0; i < 200; i++ {
-			if strings.Join(s.binder.boundInterfaces(), ",") == want {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		t.Fatalf("bound %v, want %q", s.binder.boundInterfaces(), want)
-	}
-	who := func() string {
-		t.Helper()
-		req, _ := http.NewRequest("GET", "http://"+addr+api.PathInstance, nil)
-		req.Header.Set("Metadata", "true")
-		resp, err := (&http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var info api.InstanceInfo
-		json.NewDecoder(resp.Body).Decode(&info)
-		return info.InstanceID
-	}
-	waitBound("lo")
+	waitBoundOn(t, s, "lo")
 	// SO_REUSEPORT spreads nothing here: the device-bound socket wins.
 	for i := 0; i < 5; i++ {
-		if got := who(); got != "vm-lo" {
+		if got := whoOn(t, addr); got != "vm-lo" {
 			t.Fatalf("request %d on lo: %q, want vm-lo", i, got)
 		}
 	}
 	mustRegister(t, s, "vm-lo", api.Registration{Addresses: []string{"127.0.0.5"}})
-	waitBound("")
-	if got := who(); got != "vm-addr" {
+	waitBoundOn(t, s, "")
+	if got := whoOn(t, addr); got != "vm-addr" {
 		t.Fatalf("after unbinding: %q, want vm-addr", got)
 	}
 }
