@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -25,12 +27,15 @@ func TestPlaintextPasswordNeverLeaks(t *testing.T) {
 	h := newHarness(t)
 	h.plat.setFail(status.StepUsers, errors.New(`chpasswd: "alice:`+plaintext+`" rejected`))
 	var bodies syncBuffer
+	// record copies a report's body into bodies and gives the handler it back.
+	record := func(r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies.Write(b)
+		r.Body = io.NopCloser(bytes.NewReader(b))
+	}
 	h.imds.setFault(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method == http.MethodPost {
-			b := make([]byte, 70000)
-			n, _ := r.Body.Read(b)
-			bodies.Write(b[:n])
-			r.Body = nopBody(b[:n])
+			record(r)
 		}
 		return false
 	})
@@ -46,10 +51,7 @@ func TestPlaintextPasswordNeverLeaks(t *testing.T) {
 	bad.Store(true)
 	h.imds.setFault(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method == http.MethodPost {
-			b := make([]byte, 70000)
-			n, _ := r.Body.Read(b)
-			bodies.Write(b[:n])
-			r.Body = nopBody(b[:n])
+			record(r)
 			return false
 		}
 		if bad.Load() {
@@ -82,9 +84,3 @@ func TestPlaintextPasswordNeverLeaks(t *testing.T) {
 		return nil
 	})
 }
-
-type bodyReader struct{ *strings.Reader }
-
-func (bodyReader) Close() error { return nil }
-
-func nopBody(b []byte) bodyReader { return bodyReader{strings.NewReader(string(b))} }
