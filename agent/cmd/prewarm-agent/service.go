@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/kardianos/service"
+
+	winsvc "github.com/prewarm/prewarm/windows/service"
 )
 
 // stopDeadline bounds how long Stop waits for the agent to finish.
@@ -107,10 +109,12 @@ func newService(p *program, args []string) (service.Service, error) {
 		"OnFailureDelayDuration": "5s",
 	}
 	osServiceOptions(opts)
+	// One name on every OS; on Windows it is also the Event Log source and
+	// the service EnsureRecoveryActions configures.
 	return service.New(p, &service.Config{
-		Name:        "prewarm-agent",
-		DisplayName: "Prewarm guest agent",
-		Description: "Fetches this VM's configuration from the Prewarm IMDS, applies it and reports back.",
+		Name:        winsvc.Name,
+		DisplayName: winsvc.DisplayName,
+		Description: winsvc.Description,
 		Arguments:   args,
 		Option:      opts,
 	})
