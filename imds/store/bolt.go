@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -346,10 +345,4 @@ func (s *Bolt) Close() error {
 		return fmt.Errorf("close store: %w", err)
 	}
 	return nil
-}
-
-// IsConflict reports whether err is a *ConflictError.
-func IsConflict(err error) bool {
-	var c *ConflictError
-	return errors.As(err, &c)
 }
