@@ -313,9 +313,3 @@ func (m *Member) Output() string {
 	}
 	return m.out.String()
 }
-
-// Healthy reports whether the member answers /health with true within
-// limit.
-func (m *Member) Healthy(limit time.Duration) bool {
-	return m.waitHealthy(limit) == nil
-}
