@@ -50,29 +50,8 @@ for i in $(seq 1 100); do
 	sleep 0.05
 done
 
-# run.sh's document.
-cat >"$work/doc.json" <<'DOC'
-{
-  "partial": false,
-  "hostname": "web-01",
-  "timezone": "Europe/Berlin",
-  "userData": "#cloud-config\npackages: [nginx]\n",
-  "users": [
-    {"name": "alice", "groups": ["sudo"], "sudo": "nopasswd", "shell": "/bin/bash",
-     "sshAuthorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUm alice@laptop"],
-     "passwordHash": "$6$rounds=5000$saltsalt$2BdvbiDZdvJM0Lm8i5cVnYuzWHyGgNTXtMoSpyxfW8ZSF2W0DjqSXyA0qOpWTswE1.2Va4i0HrU6pjE7aIAlZ/"},
-    {"name": "bob", "groups": ["adm"], "sshAuthorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywt bob@desk"]}
-  ],
-  "network": {
-    "renewDhcp": 1,
-    "interfaces": [
-      {"mac": "52:54:00:12:34:56", "dhcp4": false, "addresses": ["10.1.0.5/24"], "gateway4": "10.1.0.1",
-       "routes": [{"to": "10.2.0.0/16", "via": "10.1.0.254"}], "mtu": 1500,
-       "nameservers": ["10.1.0.2"], "searchDomains": ["corp.example"]}
-    ]
-  }
-}
-DOC
+# run.sh's document (imds/bench/doc.json).
+cp imds/bench/doc.json "$work/doc.json"
 cli register bench --address 127.0.0.1 >/dev/null
 cli publish bench "$work/doc.json" >/dev/null
 base="http://127.0.0.1:$port"

@@ -64,29 +64,8 @@ for i in $(seq 1 100); do
 	sleep 0.05
 done
 
-# A realistic document (~1.3 KB once stamped).
-cat >"$work/doc.json" <<'EOF'
-{
-  "partial": false,
-  "hostname": "web-01",
-  "timezone": "Europe/Berlin",
-  "userData": "#cloud-config\npackages: [nginx]\n",
-  "users": [
-    {"name": "alice", "groups": ["sudo"], "sudo": "nopasswd", "shell": "/bin/bash",
-     "sshAuthorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUm alice@laptop"],
-     "passwordHash": "$6$rounds=5000$saltsalt$2BdvbiDZdvJM0Lm8i5cVnYuzWHyGgNTXtMoSpyxfW8ZSF2W0DjqSXyA0qOpWTswE1.2Va4i0HrU6pjE7aIAlZ/"},
-    {"name": "bob", "groups": ["adm"], "sshAuthorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywt bob@desk"]}
-  ],
-  "network": {
-    "renewDhcp": 1,
-    "interfaces": [
-      {"mac": "52:54:00:12:34:56", "dhcp4": false, "addresses": ["10.1.0.5/24"], "gateway4": "10.1.0.1",
-       "routes": [{"to": "10.2.0.0/16", "via": "10.1.0.254"}], "mtu": 1500,
-       "nameservers": ["10.1.0.2"], "searchDomains": ["corp.example"]}
-    ]
-  }
-}
-EOF
+# A realistic document (~1.3 KB once stamped), shared with dialects.sh.
+cp imds/bench/doc.json "$work/doc.json"
 cli register bench-get --address 127.0.0.1 >/dev/null
 cli publish bench-get "$work/doc.json" >/dev/null
 
