@@ -111,29 +111,33 @@ func (s *Server) parkHijacked(w http.ResponseWriter, r *http.Request, inst *inst
 	return true
 }
 
-// expire answers p 304 at its timeout unless something answered it first.
-func (s *Server) expire(inst *instance, p *parkedPoll) {
+// unpark takes p out of inst's parked polls and returns the snapshot to
+// answer it with, or false when something answered it first.
+func (inst *instance) unpark(p *parkedPoll) (*snapshot, bool) {
 	inst.pollMu.Lock()
+	defer inst.pollMu.Unlock()
 	if _, ok := inst.polls[p]; !ok {
-		inst.pollMu.Unlock()
-		return
+		return nil, false
 	}
 	delete(inst.polls, p)
-	sn := inst.cur.Load()
-	inst.pollMu.Unlock()
+	return inst.cur.Load(), true
+}
+
+// expire answers p 304 at its timeout unless something answered it first.
+func (s *Server) expire(inst *instance, p *parkedPoll) {
+	sn, ok := inst.unpark(p)
+	if !ok {
+		return
+	}
 	s.answerPolls([]*parkedPoll{p}, notModifiedResponse(sn), http.StatusNotModified)
 }
 
 // peerGone releases p when its guest closed the connection while parked.
 func (s *Server) peerGone(inst *instance, p *parkedPoll) {
-	inst.pollMu.Lock()
-	if _, ok := inst.polls[p]; !ok {
-		inst.pollMu.Unlock()
+	sn, ok := inst.unpark(p)
+	if !ok {
 		return
 	}
-	delete(inst.polls, p)
-	sn := inst.cur.Load()
-	inst.pollMu.Unlock()
 	p.timer.Stop()
 	s.m.peerGone.Inc()
 	// A guest that only half-closed still gets a proper answer.
