@@ -16,10 +16,11 @@
 // A guest is identified by the host interface its request arrived on
 // (a listener bound to that device: ServeGuest with a hostInterface, or the
 // listeners Options.GuestAddr makes the server keep for every registered
-// hostInterface), else by its source address. Parked long-polls on HTTP/1
+// hostInterface), else by its source address (never on a listener opened
+// for a registered hostInterface: see lookup). Parked long-polls on HTTP/1
 // connections hold no goroutine (longpoll.go). Guest connections per source
-// and parked polls per instance are bounded, so one guest cannot use up
-// what the others need.
+// and in total, parked polls per instance and the time a request body may
+// take are bounded, so one guest cannot use up what the others need.
 //
 // The server holds an in-memory index of the registry (address and host
 // interface to instance) and each instance's current document, encoded
