@@ -76,7 +76,7 @@ func newMetrics(reg prometheus.Registerer, gat prometheus.Gatherer, s *Server) (
 		}),
 	}
 	m.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "prewarm_imds_guest_connections_refused_total", Help: "Guest connections closed at accept: too many from one source address.",
+		Name: "prewarm_imds_guest_connections_refused_total", Help: "Guest connections closed at accept: too many from one source (address, or host interface on its listener) or in all.",
 	})
 	m.parkEvicted = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "prewarm_imds_long_polls_evicted_total", Help: "Parked long-polls answered early: too many parked for one instance.",
