@@ -72,13 +72,7 @@ func TestRender(t *testing.T) {
 // TestNetworkApplyInNetns (ROOT TEST) applies a network section inside a
 // namespace of its own (this binary re-executed under `ip netns exec`).
 func TestNetworkApplyInNetns(t *testing.T) {
-	if nstest.InGuest() {
-		t.Skip("host side only")
-	}
-	p := nstest.NewPair(t)
-	g := p.StartGuest(t, "TestGuestNetworkApply", "PWL_MAC="+p.GuestMAC)
-	g.Expect("APPLIED", 30*time.Second)
-	g.Wait()
+	runGuest(t, "TestGuestNetworkApply", "APPLIED")
 }
 
 type fakeRunner struct{ cmds []string }
@@ -304,13 +298,7 @@ func readState(t *testing.T, dir string) *state {
 // static config to dhcp4 loses the addresses and routes the agent added (and
 // only those) and the agent's persisted file, for every manager.
 func TestNetworkDHCPSwitchInNetns(t *testing.T) {
-	if nstest.InGuest() {
-		t.Skip("host side only")
-	}
-	p := nstest.NewPair(t)
-	g := p.StartGuest(t, "TestGuestNetworkDHCPSwitch", "PWL_MAC="+p.GuestMAC)
-	g.Expect("SWITCHED", 30*time.Second)
-	g.Wait()
+	runGuest(t, "TestGuestNetworkDHCPSwitch", "SWITCHED")
 }
 
 func TestGuestNetworkDHCPSwitch(t *testing.T) {
@@ -409,13 +397,7 @@ func TestGuestNetworkDHCPSwitch(t *testing.T) {
 // TestNetworkPartialFailureInNetns (ROOT TEST): what an apply added before
 // it failed is owned, so a later config removes it.
 func TestNetworkPartialFailureInNetns(t *testing.T) {
-	if nstest.InGuest() {
-		t.Skip("host side only")
-	}
-	p := nstest.NewPair(t)
-	g := p.StartGuest(t, "TestGuestNetworkPartialFailure", "PWL_MAC="+p.GuestMAC)
-	g.Expect("PARTIAL", 30*time.Second)
-	g.Wait()
+	runGuest(t, "TestGuestNetworkPartialFailure", "PARTIAL")
 }
 
 func TestGuestNetworkPartialFailure(t *testing.T) {
@@ -482,13 +464,7 @@ func TestGuestNetworkPartialFailure(t *testing.T) {
 // TestNetworkOfflineInNetns (ROOT TEST): offline, a link of the running
 // machine with the configured MAC is left alone; only files are written.
 func TestNetworkOfflineInNetns(t *testing.T) {
-	if nstest.InGuest() {
-		t.Skip("host side only")
-	}
-	p := nstest.NewPair(t)
-	g := p.StartGuest(t, "TestGuestNetworkOffline", "PWL_MAC="+p.GuestMAC)
-	g.Expect("OFFLINE", 30*time.Second)
-	g.Wait()
+	runGuest(t, "TestGuestNetworkOffline", "OFFLINE")
 }
 
 func TestGuestNetworkOffline(t *testing.T) {
@@ -576,4 +552,18 @@ func TestOfflinePersist(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, ifupdownPath("ens3"))); !os.IsNotExist(err) {
 		t.Errorf("ifupdown file of %s left after switching to DHCP: %v", mac, err)
 	}
+}
+
+// runGuest is the host side of a namespace test: it makes a veth pair,
+// re-runs the test binary's guestTest inside the guest namespace (with the
+// guest NIC's MAC in PWL_MAC) and waits for it to print "PWL: <marker>".
+func runGuest(t *testing.T, guestTest, marker string) {
+	t.Helper()
+	if nstest.InGuest() {
+		t.Skip("host side only")
+	}
+	p := nstest.NewPair(t)
+	g := p.StartGuest(t, guestTest, "PWL_MAC="+p.GuestMAC)
+	g.Expect(marker, 30*time.Second)
+	g.Wait()
 }
