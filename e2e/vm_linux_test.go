@@ -53,6 +53,21 @@ func carrierChanges(line string) int {
 	return n
 }
 
+// bootPooledVM boots the VM with the pool's placeholder published before
+// boot and waits for its agent's partial-ready, timing it.
+func bootPooledVM(t *testing.T, ctx context.Context, tm *Timings) (*VMLab, *Reports) {
+	t.Helper()
+	var gen1 int64
+	vl := StartVMLab(t, ctx, true, func(vl *VMLab) {
+		gen1 = vl.Publish(ctx, vl.NIC0.ID, Doc{"partial": true, "hostname": "pool-vm-standby"})
+	})
+	rep := vl.Watch(vl.NIC0.ID)
+	rep.MaxWait = 2 * time.Minute // TCG boots slowly on a busy machine
+	a := awaitSettled(t, ctx, rep, gen1, status.StatePartialReady)
+	tm.Add("boot: QEMU start → partial-ready", a.At.Sub(vl.Boot))
+	return vl, rep
+}
+
 // TestVM is the reduced VM scenario, run by default (CI) when QEMU is
 // installed: the pool's placeholder is published before the VM boots; the
 // agent in the VM reports partial-ready; the claim re-maps the reservation
@@ -63,14 +78,7 @@ func TestVM(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	tm := NewTimings(t, "VM (QEMU TCG): go test -count=1 -run 'TestVM$' -v ./e2e/")
-	var gen1 int64
-	vl := StartVMLab(t, ctx, true, func(vl *VMLab) {
-		gen1 = vl.Publish(ctx, vl.NIC0.ID, Doc{"partial": true, "hostname": "pool-vm-standby"})
-	})
-	rep := vl.Watch(vl.NIC0.ID)
-	rep.MaxWait = 2 * time.Minute // TCG boots slowly on a busy machine
-	a := awaitSettled(t, ctx, rep, gen1, status.StatePartialReady)
-	tm.Add("boot: QEMU start → partial-ready", a.At.Sub(vl.Boot))
+	vl, rep := bootPooledVM(t, ctx, tm)
 
 	if !vmClaim(t, ctx, tm, vl, rep, vl.NIC0.Addr2, vl.NIC0.GW2, "claim: short bounce (set_link on) → dhcp-renewed") {
 		t.Logf("note: the claim's bounce was not the hard case this time (a DOWN reached the guest)")
@@ -78,7 +86,7 @@ func TestVM(t *testing.T) {
 
 	t0 := time.Now()
 	gen2 := vl.Publish(ctx, vl.NIC0.ID, Doc{"hostname": "vm-web-01", "timezone": "Europe/Berlin"})
-	a = awaitSettled(t, ctx, rep, gen2, status.StateProvisioned)
+	a := awaitSettled(t, ctx, rep, gen2, status.StateProvisioned)
 	tm.Add("final: publish → provisioned", a.At.Sub(t0))
 	for _, s := range a.Steps {
 		if !s.OK {
@@ -139,14 +147,7 @@ func TestVMFull(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	tm := NewTimings(t, "VM full (QEMU TCG): PREWARM_E2E_VM=full go test -count=1 -run 'TestVMFull$' -v ./e2e/")
-	var gen1 int64
-	vl := StartVMLab(t, ctx, true, func(vl *VMLab) {
-		gen1 = vl.Publish(ctx, vl.NIC0.ID, Doc{"partial": true, "hostname": "pool-vm-standby"})
-	})
-	rep := vl.Watch(vl.NIC0.ID)
-	rep.MaxWait = 2 * time.Minute // TCG boots slowly on a busy machine
-	a := awaitSettled(t, ctx, rep, gen1, status.StatePartialReady)
-	tm.Add("boot: QEMU start → partial-ready", a.At.Sub(vl.Boot))
+	vl, rep := bootPooledVM(t, ctx, tm)
 	n := vl.NIC0
 	hard := 0
 	for i := 1; i <= 5; i++ {
@@ -173,7 +174,8 @@ func TestVMFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, err = rep.WaitFor(ctx, "dhcp-renewed after a slow bounce", Renewed(n.Addr2.String())); err != nil {
+	a, err := rep.WaitFor(ctx, "dhcp-renewed after a slow bounce", Renewed(n.Addr2.String()))
+	if err != nil {
 		t.Fatal(err)
 	}
 	tm.Add("slow bounce (1.5 s off) → dhcp-renewed", a.At.Sub(up))
