@@ -306,7 +306,7 @@ func (a *Agent) deliver(ctx context.Context) {
 			err = nil
 		}
 		if err != nil {
-			d := bo.next(retryAfterOf(err))
+			d := bo.after(err)
 			fl.fail(failureKind(err), err, d)
 			if !a.sleep(ctx, d, a.wakeDeliver) {
 				return
@@ -377,7 +377,7 @@ func (a *Agent) watchConfig(ctx context.Context) {
 				a.sleep(ctx, a.opts.PollInterval, a.wakePoll)
 				continue
 			}
-			d := bo.next(retryAfterOf(err))
+			d := bo.after(err)
 			fl.fail(failureKind(err), err, d)
 			a.sleep(ctx, d, a.wakePoll)
 			continue

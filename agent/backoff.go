@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"errors"
 	"math/rand/v2"
+	"syscall"
 	"time"
 )
 
@@ -16,12 +18,34 @@ type backoff struct {
 // minWait keeps a failing loop from spinning even when the jitter draws 0.
 const minWait = 10 * time.Millisecond
 
+// refusedMax caps the wait after a refused connection. A refusal means the
+// host answered and only the IMDS process is missing (it is restarting):
+// asking again costs the host one RST, and the agent resumes within about
+// a second of the IMDS coming back instead of sleeping out a 10 s draw.
+// Timeouts, unreachable networks and 429/5xx keep the full cap.
+const refusedMax = time.Second
+
+// after returns how long to wait after the failure err: next with the
+// server's Retry-After, its ceiling lowered to refusedMax for a refused
+// connection.
+func (b *backoff) after(err error) time.Duration {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return b.nextUpTo(retryAfterOf(err), min(b.max, refusedMax))
+	}
+	return b.next(retryAfterOf(err))
+}
+
 // next returns how long to wait before the next attempt. retryAfter, when
 // positive, is the server's Retry-After and is honoured as a lower bound.
 func (b *backoff) next(retryAfter time.Duration) time.Duration {
+	return b.nextUpTo(retryAfter, b.max)
+}
+
+// nextUpTo is next with the ceiling capped at limit.
+func (b *backoff) nextUpTo(retryAfter, limit time.Duration) time.Duration {
 	ceil := b.base << min(b.n, 30)
-	if ceil <= 0 || ceil > b.max {
-		ceil = b.max
+	if ceil <= 0 || ceil > limit {
+		ceil = limit
 	}
 	if b.n < 31 {
 		b.n++

@@ -1,12 +1,17 @@
 package agent
 
 import (
-	"github.com/prewarm/prewarm/shared/config"
+	"errors"
+	"net"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/prewarm/prewarm/shared/config"
 )
 
 func TestBackoff(t *testing.T) {
@@ -27,6 +32,24 @@ func TestBackoff(t *testing.T) {
 	b.reset()
 	if d := b.next(0); d > 100*time.Millisecond {
 		t.Errorf("after reset: %v", d)
+	}
+}
+
+// TestBackoffRefused: after many failures a refused connection (the IMDS
+// restarting) is retried within refusedMax, other failures within the full
+// cap.
+func TestBackoffRefused(t *testing.T) {
+	b := backoff{base: 100 * time.Millisecond, max: 10 * time.Second, n: 20}
+	refused := &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	var longest time.Duration
+	for range 200 {
+		if d := b.after(refused); d > refusedMax {
+			t.Fatalf("after a refused connection: %v, want at most %v", d, refusedMax)
+		}
+		longest = max(longest, b.after(errors.New("i/o timeout")))
+	}
+	if longest <= refusedMax {
+		t.Errorf("other failures never waited past %v (longest %v): the full cap was lost", refusedMax, longest)
 	}
 }
 
