@@ -11,7 +11,7 @@ APT_PACKAGES := dnsmasq-base isc-dhcp-client busybox-static dhcpcd-base iproute2
 	cloud-init curl wine wine64 binutils-mingw-w64-x86-64
 GOTEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all build deps test unit e2e e2e-vm windows-test package-test bench demo package lint fmt clean
+.PHONY: all build deps test unit fuzz e2e e2e-vm windows-test package-test bench demo package lint fmt clean
 
 all: build
 
@@ -33,13 +33,18 @@ deps:
 	fi
 	@$(GO) mod download
 
-test: deps lint unit e2e windows-test package-test
+test: deps lint unit fuzz e2e windows-test package-test
 
 unit:
 	$(GO) test $(GOTEST_FLAGS) ./shared/... ./imds/... ./agent/... ./linux/... ./windows/...
 
 e2e: deps build
 	$(GO) test $(GOTEST_FLAGS) -v ./e2e/...
+
+# fuzz runs every fuzz target for FUZZTIME (default 20s) each, seeded with the
+# crashers found so far (issue 13's among them).
+fuzz:
+	bash .ci/fuzz.sh
 
 # e2e-vm runs the full QEMU scenario (five short NIC bounces, a slow one, a
 # renewDhcp renewal); make e2e runs its reduced form.
