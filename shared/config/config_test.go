@@ -176,6 +176,23 @@ func TestValidation(t *testing.T) {
 		{"static fields beside DHCP", `{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","dhcp4":true,"addresses":["10.0.0.5/24"],"gateway4":"10.0.0.1","routes":[{"to":"10.2.0.0/16","via":"10.0.0.254"}],"mtu":1400,"nameservers":["10.0.0.2"]}]}}`,
 			map[string]string{"network.interfaces[0].addresses": "dhcp4", "network.interfaces[0].gateway4": "dhcp4", "network.interfaces[0].routes": "dhcp4"}},
 		{"DHCP with MTU and DNS", `{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","dhcp4":true,"addresses":[],"mtu":1400,"nameservers":["10.0.0.2"]}]}}`, nil},
+		{"IPv6 zones in every address field", `{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","addresses":["fe80::5%eth0/64"],"gateway4":"fe80::1%eth0","routes":[{"to":"2001:db8::/64","via":"fe80::1%x;touch /tmp/pwned"},{"to":"fe80::%x/64","via":"fe80::1"}],"nameservers":["fe80::1%eth0","fe80::2%a\nnameserver 1.2.3.4"]}]}}`,
+			map[string]string{
+				"network.interfaces[0].addresses[0]":   "zone",
+				"network.interfaces[0].gateway4":       "zone",
+				"network.interfaces[0].routes[0].via":  "zone",
+				"network.interfaces[0].routes[1].to":   "zone",
+				"network.interfaces[0].nameservers[0]": "zone",
+				"network.interfaces[0].nameservers[1]": "zone",
+			}},
+		{"unzoned link-local and IPv6 addresses are fine", `{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","addresses":["2001:db8::5/64"],"routes":[{"to":"2001:db8:1::/48","via":"fe80::1"}],"nameservers":["fe80::53","2001:db8::53"]}]}}`, nil},
+		{"hostname dotted quad", `{"hostname":"10.0.0.1"}`, map[string]string{"hostname": "IP address"}},
+		{"hostname dotted quad 2", `{"hostname":"1.2.3.4"}`, map[string]string{"hostname": "IP address"}},
+		{"hostname short IPv4 form", `{"hostname":"127.1"}`, map[string]string{"hostname": "IP address"}},
+		{"hostname hex IPv4 form", `{"hostname":"0x7f000001"}`, map[string]string{"hostname": "IP address"}},
+		{"hostname all-numeric last label", `{"hostname":"web.123"}`, map[string]string{"hostname": "IP address"}},
+		{"hostnames with digits are fine", `{"hostname":"1web.example","network":{"interfaces":[{"mac":"52:54:00:12:34:56","searchDomains":["10.in-addr.arpa"]}]}}`, nil},
+		{"timezone localtime", `{"timezone":"localtime"}`, map[string]string{"timezone": "localtime"}},
 		{"mtu zero", `{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","mtu":0}]}}`, map[string]string{"network.interfaces[0].mtu": "between"}},
 	}
 	for _, tt := range tests {
@@ -221,5 +238,30 @@ func TestValidateTypedDocument(t *testing.T) {
 	var ve *ValidationError
 	if err := d.Validate(); !errors.As(err, &ve) || len(ve.Fields) != 2 {
 		t.Fatalf("got %v, want errors for users[0].name and the MTU", err)
+	}
+}
+
+// TestZoneFileRule: a zone name whose file in a zone directory is a link
+// leaving that directory, or a link loop, is refused; a link inside it is a
+// zone like any other.
+func TestZoneFileRule(t *testing.T) {
+	dir := t.TempDir() + "/"
+	outside := t.TempDir()
+	os.MkdirAll(dir+"Europe", 0o755)
+	os.WriteFile(dir+"Europe/Berlin", []byte("TZif"), 0o644)
+	os.WriteFile(outside+"/localtime", []byte("TZif"), 0o644)
+	os.Symlink("Europe/Berlin", dir+"Berlin")
+	os.Symlink(outside+"/localtime", dir+"Away")
+	os.Symlink("Loop2", dir+"Loop1")
+	os.Symlink("Loop1", dir+"Loop2")
+	os.Symlink("../../"+filepath.Base(outside)+"/localtime", dir+"Europe/Up")
+	for zone, want := range map[string]string{
+		"Europe/Berlin": "", "Berlin": "", "Absent": "",
+		"Away": "outside", "Europe/Up": "outside", "Loop1": "does not resolve",
+	} {
+		got := zoneFileRule(dir, zone)
+		if want == "" && got != "" || want != "" && !strings.Contains(got, want) {
+			t.Errorf("%s: %q, want %q", zone, got, want)
+		}
 	}
 }

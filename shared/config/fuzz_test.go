@@ -3,8 +3,10 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -18,7 +20,16 @@ func FuzzDecode(f *testing.F) {
 			f.Add(b)
 		}
 	}
-	for _, s := range []string{`{}`, `null`, `[]`, `{"users":[{}]}`, `{"network":{"interfaces":[{"routes":[{}]}]}}`, `{"hostname":"a.b","timezone":"UTC"}`, `{"generation":1e400}`} {
+	for _, s := range []string{`{}`, `null`, `[]`, `{"users":[{}]}`, `{"network":{"interfaces":[{"routes":[{}]}]}}`, `{"hostname":"a.b","timezone":"UTC"}`, `{"generation":1e400}`,
+		// Hostile values of issue 13: zones carrying shell and config
+		// syntax in every address field, IP-literal host names, a zone
+		// name that is the machine's own /etc/localtime.
+		`{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","routes":[{"to":"2001:db8::/64","via":"fe80::1%x;touch /tmp/pwned"}]}]}}`,
+		`{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","nameservers":["fe80::1%a\nnameserver 1.2.3.4"],"gateway4":"fe80::1%eth0"}]}}`,
+		`{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","addresses":["fe80::5%eth0/64"],"routes":[{"to":"fe80::%x/64","via":"fe80::1"}]}]}}`,
+		`{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","searchDomains":["a b","x\ny",";","'\""]}]}}`,
+		`{"hostname":"10.0.0.1"}`, `{"hostname":"127.1"}`, `{"hostname":"0x7f000001"}`, `{"timezone":"localtime"}`,
+	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -33,6 +44,7 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
+		checkAccepted(t, d)
 		b, err := json.Marshal(d)
 		if err != nil {
 			t.Fatalf("Marshal of an accepted document: %v", err)
@@ -41,4 +53,41 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-decoding an accepted document: %v\n%s", err, b)
 		}
 	})
+}
+
+// checkAccepted asserts what every accepted document guarantees to the
+// renderers of the agents: no address field carries a zone or anything but
+// the address, and the host name is not an IP literal.
+func checkAccepted(t *testing.T, d *Document) {
+	t.Helper()
+	if _, err := netip.ParseAddr(d.Hostname); err == nil || strings.Trim(d.Hostname, "0123456789.") == "" && d.Hostname != "" {
+		t.Fatalf("accepted an IP-literal host name %q", d.Hostname)
+	}
+	if strings.EqualFold(d.Timezone, "localtime") {
+		t.Fatalf("accepted the time zone %q", d.Timezone)
+	}
+	if d.Network == nil {
+		return
+	}
+	plain := func(what, s string) {
+		if strings.ContainsAny(s, "% \t\r\n;'\"\\$`") {
+			t.Fatalf("accepted %s %q", what, s)
+		}
+	}
+	for _, in := range d.Network.Interfaces {
+		for _, a := range in.Addresses {
+			plain("address", a)
+		}
+		plain("gateway4", in.Gateway4)
+		for _, r := range in.Routes {
+			plain("route to", r.To)
+			plain("route via", r.Via)
+		}
+		for _, n := range in.Nameservers {
+			plain("nameserver", n)
+		}
+		for _, s := range in.SearchDomains {
+			plain("search domain", s)
+		}
+	}
 }

@@ -3,6 +3,8 @@ package config
 import (
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -96,13 +98,44 @@ func hostnameRule(name string) string {
 	if len(name) > 253 {
 		return rule
 	}
-	for _, l := range strings.Split(name, ".") {
+	labels := strings.Split(name, ".")
+	for _, l := range labels {
 		if !labelRE.MatchString(l) {
 			return rule
 		}
 	}
+	if numericName(labels) {
+		return "must be a host name, not an IP address literal: RFC 1123 section 2.1 allows digits in labels but not an all-numeric last label (10.0.0.1, 127.1, 0x7f000001 and web.123 are refused)"
+	}
 	return ""
 }
+
+// numericName reports whether labels could be read as an IPv4 address
+// (every form inet_aton(3) accepts: 1.2.3.4, 127.1, 0x7f000001) or end in an
+// all-numeric label, which RFC 1123 section 2.1 and RFC 3696 section 2 rule
+// out for a host name and Windows refuses for a computer name.
+func numericName(labels []string) bool {
+	last := labels[len(labels)-1]
+	if strings.Trim(last, "0123456789") == "" {
+		return true
+	}
+	if len(labels) > 4 {
+		return false
+	}
+	for _, l := range labels {
+		hex, ok := strings.CutPrefix(l, "0x")
+		if !ok || strings.Trim(hex, "0123456789abcdef") != "" {
+			if strings.Trim(l, "0123456789") != "" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// zoneinfoDirs are the system zone directories time.LoadLocation reads
+// before its embedded copy (Go's platformZoneSources on Unix).
+var zoneinfoDirs = []string{"/usr/share/zoneinfo/", "/usr/share/lib/zoneinfo/", "/usr/lib/locale/TZ/"}
 
 func timezoneRule(zone string) string {
 	if zone == "Local" {
@@ -111,8 +144,39 @@ func timezoneRule(zone string) string {
 	if !zoneRE.MatchString(zone) || strings.Contains(zone, "..") {
 		return "must be a tzdata zone or link name like Europe/Berlin or UTC"
 	}
+	if strings.EqualFold(zone, "localtime") {
+		// Debian, Ubuntu and Fedora ship zoneinfo/localtime as a link to
+		// /etc/localtime: pointing /etc/localtime at it makes a loop.
+		return "must be a tzdata zone or link name; localtime names the machine's own /etc/localtime, not a zone"
+	}
+	for _, dir := range zoneinfoDirs {
+		if reason := zoneFileRule(dir, zone); reason != "" {
+			return reason
+		}
+	}
 	if _, err := time.LoadLocation(zone); err != nil {
 		return "unknown time zone " + quote(zone) + " (not in the tzdata database)"
+	}
+	return ""
+}
+
+// zoneFileRule returns why zone, as a file of the zone directory dir that
+// time.LoadLocation would read, is not a zone: a link that resolves outside
+// dir or loops. "" when it is fine or dir does not have it.
+func zoneFileRule(dir, zone string) string {
+	if _, err := os.Lstat(dir + zone); err != nil {
+		return ""
+	}
+	base, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return ""
+	}
+	real, err := filepath.EvalSymlinks(dir + zone)
+	if err != nil {
+		return "must be a tzdata zone or link name; " + quote(zone) + " is a link that does not resolve (a loop or a dangling link)"
+	}
+	if rel, err := filepath.Rel(base, real); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "must be a tzdata zone or link name; " + quote(zone) + " resolves outside the zoneinfo tree"
 	}
 	return ""
 }
@@ -246,6 +310,8 @@ func (in Interface) check(w *walker, p string) {
 	for i, a := range in.Addresses {
 		pre, err := netip.ParsePrefix(a)
 		switch {
+		case strings.Contains(a, "%"):
+			w.fail(index(join(p, "addresses"), i), "%s", zoneReason)
 		case err != nil:
 			w.fail(index(join(p, "addresses"), i), "must be an address with a prefix length, e.g. 10.1.0.5/24")
 		case !unicast(pre.Addr()):
@@ -253,7 +319,9 @@ func (in Interface) check(w *walker, p string) {
 		}
 	}
 	if in.Gateway4 != "" {
-		if a, err := netip.ParseAddr(in.Gateway4); err != nil || !a.Is4() || !unicast(a) {
+		if strings.Contains(in.Gateway4, "%") {
+			w.fail(join(p, "gateway4"), "%s", zoneReason)
+		} else if a, err := netip.ParseAddr(in.Gateway4); err != nil || !a.Is4() || !unicast(a) {
 			w.fail(join(p, "gateway4"), "must be a unicast IPv4 address, e.g. 10.1.0.1")
 		}
 	}
@@ -263,7 +331,9 @@ func (in Interface) check(w *walker, p string) {
 			continue
 		}
 		to, errTo := netip.ParsePrefix(r.To)
-		if errTo != nil {
+		if strings.Contains(r.To, "%") {
+			w.fail(join(rp, "to"), "%s", zoneReason)
+		} else if errTo != nil {
 			if !w.has(join(rp, "to")) {
 				w.fail(join(rp, "to"), "must be a network in CIDR notation, e.g. 10.2.0.0/16")
 			}
@@ -272,6 +342,8 @@ func (in Interface) check(w *walker, p string) {
 		}
 		via, errVia := netip.ParseAddr(r.Via)
 		switch {
+		case strings.Contains(r.Via, "%"):
+			w.fail(join(rp, "via"), "%s", zoneReason)
 		case errVia != nil:
 			if !w.has(join(rp, "via")) {
 				w.fail(join(rp, "via"), "must be an IP address, e.g. 10.1.0.254")
@@ -283,7 +355,9 @@ func (in Interface) check(w *walker, p string) {
 		}
 	}
 	for i, ns := range in.Nameservers {
-		if a, err := netip.ParseAddr(ns); err != nil || a.IsUnspecified() || a.IsMulticast() {
+		if strings.Contains(ns, "%") {
+			w.fail(index(join(p, "nameservers"), i), "%s", zoneReason)
+		} else if a, err := netip.ParseAddr(ns); err != nil || a.IsUnspecified() || a.IsMulticast() {
 			w.fail(index(join(p, "nameservers"), i), "must be an IP address, e.g. 10.1.0.2")
 		}
 	}
@@ -293,6 +367,12 @@ func (in Interface) check(w *walker, p string) {
 		}
 	}
 }
+
+// zoneReason is the rule an address with an IPv6 zone (fe80::1%eth0)
+// breaks. A zone names an interface of one machine, so it has no place in a
+// document, and netip accepts any bytes in it (spaces, ';', line breaks),
+// which would travel into configuration files and shell lines.
+const zoneReason = "must not carry an IPv6 zone (%...): the interface is implied by the entry; write fe80::1, not fe80::1%eth0"
 
 func unicast(a netip.Addr) bool {
 	return a.IsValid() && !a.IsUnspecified() && !a.IsLoopback() && !a.IsMulticast()
