@@ -3,6 +3,7 @@ package system
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -397,3 +398,50 @@ func TestKeysAuthorizedKeysSwapRace(t *testing.T) {
 }
 
 func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestWithKeyBlockBrokenMarkers: markers that do not pair up into exactly
+// one block (a BEGIN without END, an END without BEGIN, a second block)
+// are refused, as on Windows: the agent cannot tell its lines from the
+// user's, so it changes nothing rather than guess.
+func TestWithKeyBlockBrokenMarkers(t *testing.T) {
+	for _, tt := range []struct{ name, in string }{
+		{"begin without end", "mine-1\n" + keysBegin + "\nold\nmine-2\nmine-3\n"},
+		{"begin last line", "mine-1\n" + keysBegin + "\n"},
+		{"begin with trailing blanks, no end", keysBegin + " \t\r\nmine\n"},
+		{"end without begin", "mine\n" + keysEnd + "\n"},
+		{"end before begin", keysEnd + "\n" + keysBegin + "\nold\n" + keysEnd + "\n"},
+		{"second block", keysBegin + "\na\n" + keysEnd + "\nmine\n" + keysBegin + "\nb\n" + keysEnd + "\n"},
+		{"second begin inside", keysBegin + "\na\n" + keysBegin + "\nb\n" + keysEnd + "\n"},
+		{"block then stray end", keysBegin + "\na\n" + keysEnd + "\nmine\n" + keysEnd + "\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, keys := range [][]string{{kKey}, nil} {
+				out, err := withKeyBlock([]byte(tt.in), keys)
+				if !errors.Is(err, ErrBrokenKeyBlock) || out != nil {
+					t.Fatalf("keys %q: got %q, %v; want ErrBrokenKeyBlock", keys, out, err)
+				}
+			}
+		})
+	}
+}
+
+// TestKeysUnterminatedBlockRefused (ROOT TEST): the user's authorized_keys
+// holds the BEGIN marker without its END, with the user's own keys after
+// it. The step fails naming the user and the file, and the file is left
+// exactly as it was: no line the agent did not write is ever dropped.
+func TestKeysUnterminatedBlockRefused(t *testing.T) {
+	root, home := keysRoot(t)
+	dir := filepath.Join(home, ".ssh")
+	must(t, os.Mkdir(dir, 0o700))
+	must(t, os.Chown(dir, kUID, kGID))
+	p := filepath.Join(dir, "authorized_keys")
+	content := "ssh-ed25519 AAAAmine-1 mallory@home\n" + keysBegin + "\nssh-ed25519 AAAAold agent@old\nssh-ed25519 AAAAmine-2 mallory@phone\nssh-ed25519 AAAAmine-3 mallory@work\n"
+	must(t, os.WriteFile(p, []byte(content), 0o600))
+	must(t, os.Chown(p, kUID, kGID))
+	before := state(t, p)
+	wantRefused(t, applyKeys(t, root), "/home/"+kUser+"/.ssh/authorized_keys", "no END")
+	sameState(t, p, before)
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("files left in .ssh: %v", ents)
+	}
+}

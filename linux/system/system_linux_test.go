@@ -221,16 +221,24 @@ func TestUsersFakeRunnerKeepsSecretsOffArgv(t *testing.T) {
 
 func TestWithKeyBlock(t *testing.T) {
 	user := "ssh-ed25519 AAAAuser me@home\n"
-	got := string(withKeyBlock([]byte(user), []string{"ssh-ed25519 AAAA1 a", "ssh-rsa AAAA2 b"}))
+	kb := func(old string, keys []string) string {
+		t.Helper()
+		b, err := withKeyBlock([]byte(old), keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	got := kb(user, []string{"ssh-ed25519 AAAA1 a", "ssh-rsa AAAA2 b"})
 	want := user + keysBegin + "\nssh-ed25519 AAAA1 a\nssh-rsa AAAA2 b\n" + keysEnd + "\n"
 	if got != want {
 		t.Fatalf("got %q want %q", got, want)
 	}
-	got2 := string(withKeyBlock([]byte(got), []string{"ssh-rsa AAAA2 b"}))
+	got2 := kb(got, []string{"ssh-rsa AAAA2 b"})
 	if want2 := user + keysBegin + "\nssh-rsa AAAA2 b\n" + keysEnd + "\n"; got2 != want2 {
 		t.Fatalf("got %q want %q", got2, want2)
 	}
-	if got3 := string(withKeyBlock([]byte(got2), []string{})); got3 != user {
+	if got3 := kb(got2, []string{}); got3 != user {
 		t.Fatalf("empty key list: got %q want %q", got3, user)
 	}
 }

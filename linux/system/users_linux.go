@@ -31,6 +31,10 @@ const (
 	keysEnd   = "# END prewarm-agent managed keys"
 )
 
+// ErrBrokenKeyBlock is returned for an authorized_keys file whose markers
+// do not pair up into at most one block (the rule Windows follows too).
+var ErrBrokenKeyBlock = errors.New("broken prewarm-agent marker block")
+
 type passwdEnt struct {
 	name     string
 	uid, gid int
@@ -373,7 +377,10 @@ func (s *System) ensureKeys(pw *passwdEnt, keys []string) ([]string, error) {
 	if err != nil {
 		return acts, err
 	}
-	data := withKeyBlock(old, keys)
+	data, err := withKeyBlock(old, keys)
+	if err != nil {
+		return acts, fmt.Errorf("%s: %w; refusing to change it", name, err)
+	}
 	if cur != nil && bytes.Equal(old, data) && cur.Mode&0o7777 == 0o600 && int(cur.Uid) == pw.uid && int(cur.Gid) == pw.gid {
 		return acts, nil
 	}
@@ -485,26 +492,40 @@ func replaceAt(dir int, name string, data []byte, mode uint32, uid, gid int) err
 
 // withKeyBlock replaces the agent's marked block in an authorized_keys
 // file where it stands (appending one if there is none; dropping it when
-// keys is empty). Lines outside the block are kept as they are.
-func withKeyBlock(old []byte, keys []string) []byte {
-	var before, after []string
-	state := 0 // 0 before the block, 1 inside, 2 after
-	for _, l := range strings.Split(strings.TrimSuffix(string(old), "\n"), "\n") {
-		switch {
-		case l == keysBegin && state == 0:
-			state = 1
-		case l == keysEnd && state == 1:
-			state = 2
-		case state == 0:
-			before = append(before, l)
-		case state == 2:
-			after = append(after, l)
+// keys is empty). Lines outside the block are kept as they are. Markers
+// that do not pair up into at most one block (a BEGIN without its END, an
+// END without its BEGIN, a second block) are ErrBrokenKeyBlock: the agent
+// cannot tell its lines from the user's then, so it changes nothing.
+func withKeyBlock(old []byte, keys []string) ([]byte, error) {
+	lines := strings.Split(strings.TrimSuffix(string(old), "\n"), "\n")
+	if len(lines) == 1 && lines[0] == "" {
+		lines = nil
+	}
+	begin, end := -1, -1
+	for i, l := range lines {
+		// Trailing blanks and a CR (an editor's or a CRLF file's) do not
+		// hide a marker.
+		switch strings.TrimRight(l, " \t\r") {
+		case keysBegin:
+			if begin >= 0 {
+				return nil, fmt.Errorf("%w: a second BEGIN marker at line %d", ErrBrokenKeyBlock, i+1)
+			}
+			begin = i
+		case keysEnd:
+			if begin < 0 || end >= 0 {
+				return nil, fmt.Errorf("%w: an END marker without its BEGIN at line %d", ErrBrokenKeyBlock, i+1)
+			}
+			end = i
 		}
 	}
-	if len(before) == 1 && before[0] == "" {
-		before = nil
+	if begin >= 0 && end < 0 {
+		return nil, fmt.Errorf("%w: the BEGIN marker at line %d has no END", ErrBrokenKeyBlock, begin+1)
 	}
-	out := before
+	before, after := lines, []string(nil)
+	if begin >= 0 {
+		before, after = lines[:begin], lines[end+1:]
+	}
+	out := slices.Clip(before)
 	if len(keys) > 0 {
 		out = append(out, keysBegin)
 		for _, k := range keys {
@@ -514,7 +535,7 @@ func withKeyBlock(old []byte, keys []string) []byte {
 	}
 	out = append(out, after...)
 	if len(out) == 0 {
-		return nil
+		return nil, nil
 	}
-	return []byte(strings.Join(out, "\n") + "\n")
+	return []byte(strings.Join(out, "\n") + "\n"), nil
 }
