@@ -21,6 +21,8 @@ import (
 
 // The user of the authorized_keys tests: an unprivileged account of the
 // scratch root only, whose home is its own and who plays the attacker.
+// The agent did not create it, so the tests list it in
+// Options.ManageExistingUsers.
 const (
 	kUser = "mallory"
 	kUID  = 4242
@@ -64,7 +66,7 @@ func must(t *testing.T, err error) {
 
 func applyKeys(t *testing.T, root string) error {
 	t.Helper()
-	s := New(Options{Root: root, Runner: &fakeRunner{}, Logger: testLogger(t)})
+	s := New(Options{Root: root, Runner: &fakeRunner{}, Logger: testLogger(t), ManageExistingUsers: []string{kUser}})
 	_, err := s.ApplyUsers(context.Background(), []config.User{{Name: kUser, SSHAuthorizedKeys: []string{kKey}}})
 	return err
 }
@@ -137,7 +139,7 @@ func TestKeysBaseline(t *testing.T) {
 	if f.mode != 0o600 || f.uid != kUID || f.gid != kGID || f.data != keysBegin+"\n"+kKey+"\n"+keysEnd+"\n" {
 		t.Fatalf("authorized_keys: %+v", f)
 	}
-	s := New(Options{Root: root, Runner: &fakeRunner{}, Logger: testLogger(t)})
+	s := New(Options{Root: root, Runner: &fakeRunner{}, Logger: testLogger(t), ManageExistingUsers: []string{kUser}})
 	if res, err := s.ApplyUsers(context.Background(), []config.User{{Name: kUser, SSHAuthorizedKeys: []string{kKey}}}); err != nil || res.Changed {
 		t.Fatalf("second apply: %+v, %v", res, err)
 	}
@@ -323,7 +325,7 @@ func swapper(t *testing.T, dir, a, b string, reset func()) (stop func()) {
 // reports the attack worked.
 func raceFor(t *testing.T, root string, d time.Duration, bad func() bool) {
 	t.Helper()
-	s := New(Options{Root: root, Runner: &fakeRunner{}, Logger: slogDiscard()})
+	s := New(Options{Root: root, Runner: &fakeRunner{}, Logger: slogDiscard(), ManageExistingUsers: []string{kUser}})
 	u := []config.User{{Name: kUser, SSHAuthorizedKeys: []string{kKey}}}
 	n := 0
 	for end := time.Now().Add(d); time.Now().Before(end); n++ {

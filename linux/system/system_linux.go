@@ -23,6 +23,16 @@ type Options struct {
 	Live bool
 	// ProcDir defaults to /proc (where PID 1 is looked at).
 	ProcDir string
+	// StateDir is the agent's state directory as seen inside Root
+	// (default /var/lib/prewarm). The record of the accounts the agent
+	// created (users.json) lives there, inside the target root, next to
+	// the account database it describes.
+	StateDir string
+	// ManageExistingUsers are the accounts that existed before the agent
+	// and that the image builder lets it manage all the same. The agent
+	// manages no other existing account, and never one of a system range
+	// or nobody, listed or not.
+	ManageExistingUsers []string
 }
 
 // System implements agent.HostnameSetter, agent.TimezoneSetter and
@@ -47,7 +57,14 @@ func New(o Options) *System {
 	if o.Runner == nil {
 		o.Runner = &run.Exec{Logger: log}
 	}
-	return &System{o: o, log: log.With("component", "system")}
+	log = log.With("component", "system")
+	for _, n := range o.ManageExistingUsers {
+		if !userRE.MatchString(n) || n == "root" {
+			// Never matches a user the step accepts; a typo, said once.
+			log.Warn("ignoring an invalid name in the list of existing users to manage", "user", n)
+		}
+	}
+	return &System{o: o, log: log}
 }
 
 func (s *System) path(p string) string { return fsx.Join(s.o.Root, p) }
@@ -81,6 +98,9 @@ var (
 	ErrUnknownZone     = errors.New("unknown time zone")
 	ErrInvalidUser     = errors.New("invalid user")
 	ErrSystemAccount   = errors.New("system account")
+	// ErrUnmanagedAccount: the account exists, the agent did not create
+	// it and the image builder did not list it.
+	ErrUnmanagedAccount = errors.New("account not created by the agent")
 )
 
 // fileMode returns the mode of an existing file, or def.

@@ -111,29 +111,17 @@ func (s *System) shadowHash(user string) (string, error) {
 	return "", nil
 }
 
-// uidMin reads UID_MIN from the target's /etc/login.defs (default 1000).
-func (s *System) uidMin() int {
-	b, err := os.ReadFile(s.path("/etc/login.defs"))
-	if err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			f := strings.Fields(l)
-			if len(f) >= 2 && f[0] == "UID_MIN" {
-				if n, err := strconv.Atoi(f[1]); err == nil {
-					return n
-				}
-			}
-		}
-	}
-	return 1000
-}
-
 // ApplyUsers implements agent.UserManager. Every user is tried; the step
 // fails with every user's error joined.
 func (s *System) ApplyUsers(ctx context.Context, users []config.User) (agent.StepResult, error) {
 	var res agent.StepResult
+	rec, err := s.loadRecord()
+	if err != nil {
+		return res, err
+	}
 	var errs []error
 	for _, u := range users {
-		acts, err := s.ensureUser(ctx, u)
+		acts, err := s.ensureUser(ctx, u, rec)
 		res.Actions = append(res.Actions, acts...)
 		if err != nil {
 			s.log.Warn("ensure user failed", "user", u.Name, "err", err)
@@ -149,7 +137,7 @@ func (s *System) cmd(ctx context.Context, name string, stdin []byte, args ...str
 	return err
 }
 
-func (s *System) ensureUser(ctx context.Context, u config.User) (acts []string, err error) {
+func (s *System) ensureUser(ctx context.Context, u config.User, rec *usersRecord) (acts []string, err error) {
 	name := u.Name
 	fail := func(err error) ([]string, error) { return acts, fmt.Errorf("user %q: %w", name, err) }
 	if !userRE.MatchString(name) || name == "root" {
@@ -179,8 +167,8 @@ func (s *System) ensureUser(ctx context.Context, u config.User) (acts []string, 
 		return fail(err)
 	}
 	if pw != nil {
-		if min := s.uidMin(); pw.uid < min {
-			return fail(fmt.Errorf("uid %d is below UID_MIN %d; refusing to manage it: %w", pw.uid, min, ErrSystemAccount))
+		if err := s.mayManage(pw, rec); err != nil {
+			return fail(err)
 		}
 	}
 	all, member, err := s.groups(name)
@@ -203,12 +191,29 @@ func (s *System) ensureUser(ctx context.Context, u config.User) (acts []string, 
 		if len(u.Groups) > 0 {
 			args = append(args, "--groups", strings.Join(u.Groups, ","))
 		}
+		// Recorded before it exists, completed once it does: see createdUser.
+		if i := rec.find(name); i < 0 {
+			rec.Created = append(rec.Created, createdUser{Name: name})
+		} else {
+			rec.Created[i].UID = 0 // an account of ours that was deleted
+		}
+		if err := s.saveRecord(rec); err != nil {
+			return fail(err)
+		}
 		if err := s.cmd(ctx, "useradd", nil, append(args, name)...); err != nil {
+			rec.Created = slices.DeleteFunc(rec.Created, func(c createdUser) bool { return c.Name == name })
+			if serr := s.saveRecord(rec); serr != nil {
+				s.log.Warn("dropping the record of a user not created", "user", name, "err", serr)
+			}
 			return fail(fmt.Errorf("create: %w", err))
 		}
 		acts = append(acts, "useradd "+name)
 		if pw, err = s.lookupUser(name); err != nil || pw == nil {
 			return fail(fmt.Errorf("created but not found in /etc/passwd: %v", err))
+		}
+		rec.Created[rec.find(name)].UID = pw.uid
+		if err := s.saveRecord(rec); err != nil {
+			return fail(err)
 		}
 	} else {
 		if u.Shell != "" && pw.shell != u.Shell {
