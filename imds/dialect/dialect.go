@@ -102,9 +102,10 @@ type Settings struct {
 	TokenKey []byte
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Logger receives what the dialects cannot tell a client (an EC2
-	// token refused because its hop limit could not be set); nil
-	// discards it.
+	// Logger receives what the dialects cannot tell a client: at warning
+	// level an EC2 token refused because its hop limit could not be set,
+	// at debug level why a presented EC2 token was refused. nil discards
+	// it.
 	Logger *slog.Logger
 }
 
@@ -292,6 +293,14 @@ func regionOf(az string) string {
 func (s *Set) logf(format string, args ...any) {
 	if s.settings.Logger != nil {
 		s.settings.Logger.Warn(fmt.Sprintf(format, args...))
+	}
+}
+
+// debugf logs what a guest can cause at will (a malformed token), at debug
+// level so that it never floods the log at the default level.
+func (s *Set) debugf(format string, args ...any) {
+	if l := s.settings.Logger; l != nil && l.Enabled(context.Background(), slog.LevelDebug) {
+		l.Debug(fmt.Sprintf(format, args...))
 	}
 }
 

@@ -1,11 +1,15 @@
 package dialect
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -261,6 +265,55 @@ func TestEC2TokenRules(t *testing.T) {
 				t.Errorf("ttl 21600: %d, want 200", code)
 			}
 		})
+	}
+}
+
+// TestEC2MalformedTokens sends tokens of every malformed shape (issue 13
+// item 10: 40 unpadded base64 characters decode to 30 bytes and used to
+// overrun the 29-byte buffer) through a real server: each is a 401 with
+// EC2's error page, and none logs anything at Info or above.
+func TestEC2MalformedTokens(t *testing.T) {
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	h := newHost(t, []string{NameEC2}, Settings{Logger: logger})
+	fleet(h)
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnContext = ConnContext
+	srv.Config.ErrorLog = log.New(&logs, "", 0)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	a := clientFrom(t, addrA)
+	_, _, good := do(t, a, "PUT", srv.URL+"/latest/api/token", map[string]string{"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+	if len(good) != 40 {
+		t.Fatalf("token %q: want 40 characters", good)
+	}
+	const b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for _, tc := range []struct{ name, tok string }{
+		{"40 unpadded characters", strings.Repeat("A", 40)},
+		{"the real token unpadded and one longer", strings.TrimSuffix(good, "=") + "AA"},
+		{"40 characters, padding in the middle", strings.Repeat("A", 20) + "==" + strings.Repeat("A", 18)},
+		{"40 characters, two pads", good[:38] + "=="},
+		{"URL alphabet", strings.Repeat("-_", 19) + "A="},
+		{"not base64", strings.Repeat("!", 40)},
+		{"non-ASCII", strings.Repeat("é", 20)},
+		{"one short", good[:39]},
+		{"one long", good + "A"},
+		// The same 29 bytes with a stray bit in the padding bits of the
+		// last character: one token, one spelling.
+		{"non-canonical trailing bits", good[:38] + string(b64[strings.IndexByte(b64, good[38])|1]) + "="},
+		{"version 0", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="},
+		{"huge", strings.Repeat("A", 8000)},
+	} {
+		code, hdr, body := do(t, a, "GET", srv.URL+"/latest/meta-data/instance-id", map[string]string{"X-aws-ec2-metadata-token": tc.tok})
+		if code != 401 || !strings.Contains(body, "<h1>401 - Unauthorized</h1>") || hdr.Get("Server") != "EC2ws" {
+			t.Errorf("%s (%q): %d %q, want 401 with EC2's error page", tc.name, tc.tok, code, body)
+		}
+	}
+	if code, _, body := do(t, a, "GET", srv.URL+"/latest/meta-data/instance-id", map[string]string{"X-aws-ec2-metadata-token": good}); code != 200 || body != "vm-a" {
+		t.Errorf("the good token after the bad ones: %d %q", code, body)
+	}
+	if logs.Len() != 0 {
+		t.Errorf("malformed tokens logged:\n%s", logs.String())
 	}
 }
 

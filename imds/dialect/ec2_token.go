@@ -34,19 +34,34 @@ func (s *Set) signToken(instanceID string, ttl int) string {
 	return base64.StdEncoding.EncodeToString(b[:])
 }
 
-// tokenExpiry checks tok's MAC for instanceID and returns its expiry.
-func (s *Set) tokenExpiry(tok, instanceID string) (int64, bool) {
-	if len(tok) != base64.StdEncoding.EncodedLen(tokenLen) {
-		return 0, false
+// tokenEncoding decodes tokens strictly, so that each token has exactly
+// one accepted spelling (no stray bits in the last character).
+var tokenEncoding = base64.StdEncoding.Strict()
+
+// tokenB64Len is the length of every token signToken issues.
+var tokenB64Len = base64.StdEncoding.EncodedLen(tokenLen)
+
+// tokenExpiry checks tok's MAC for instanceID and returns its expiry, and
+// why it refused tok when it does. tok is whatever the client sent: any
+// string, of the right length or not, must be refused without a panic.
+func (s *Set) tokenExpiry(tok, instanceID string) (int64, string) {
+	if len(tok) != tokenB64Len {
+		return 0, "malformed (length)"
 	}
-	var b [tokenLen]byte
-	if n, err := base64.StdEncoding.Decode(b[:], []byte(tok)); err != nil || n != tokenLen || b[0] != tokenVersion {
-		return 0, false
+	// The buffer holds what any tokenB64Len characters can decode to:
+	// without padding that is more than tokenLen bytes, and Decode
+	// writes all of them before the length can be checked.
+	var b [tokenLen + 2]byte
+	if n, err := tokenEncoding.Decode(b[:], []byte(tok)); err != nil || n != tokenLen {
+		return 0, "malformed (encoding)"
 	}
-	if !hmac.Equal(b[9:], s.tokenMAC(b[1:9], instanceID)) {
-		return 0, false
+	if b[0] != tokenVersion {
+		return 0, "malformed (version)"
 	}
-	return int64(binary.BigEndian.Uint64(b[1:9])), true
+	if !hmac.Equal(b[9:tokenLen], s.tokenMAC(b[1:9], instanceID)) {
+		return 0, "not issued to this instance"
+	}
+	return int64(binary.BigEndian.Uint64(b[1:9])), ""
 }
 
 // verifiedToken is the last token a view's instance presented that passed
@@ -65,8 +80,11 @@ func (s *Set) checkToken(v *View, tok string) bool {
 	if m := v.token.Load(); m != nil && m.owner == s && m.tok == tok {
 		return m.exp > now
 	}
-	exp, ok := s.tokenExpiry(tok, v.ID)
-	if !ok {
+	exp, why := s.tokenExpiry(tok, v.ID)
+	if why != "" {
+		// A client's mistake, answered 401: debug level only, so that
+		// a guest sending garbage cannot fill the host's log.
+		s.debugf("EC2 token refused for instance %q: %s", v.ID, why)
 		return false
 	}
 	v.token.Store(&verifiedToken{owner: s, tok: tok, exp: exp})
