@@ -1,0 +1,88 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// tinyReport is the size of a typical report: a state change with no steps.
+func tinyReport(seq uint64) status.Report {
+	return status.Report{Seq: seq, Time: status.Time{Time: time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)}, Generation: 3, State: status.StateWaiting, AgentVersion: "0.1.0"}
+}
+
+// bigReport is a report near status.MaxReportBytes (a long error).
+func bigReport(seq uint64) status.Report {
+	r := tinyReport(seq)
+	r.State, r.Error = status.StateFailed, strings.Repeat("x", status.MaxReportBytes-512)
+	return r
+}
+
+// pageBytes is what bbolt has written so far: every page a transaction
+// allocates (dirty nodes, overflow, freelist) plus one meta page per commit.
+func pageBytes(s *Bolt) int64 {
+	st := s.db.Stats()
+	return st.TxStats.GetPageAlloc() + int64(st.TxN)*int64(s.db.Info().PageSize)
+}
+
+// BenchmarkBoltAppendStatus reports the bytes bbolt writes per status report
+// once the history is full (B/report), for tiny and near-limit reports, and
+// what the history then holds (B/history: the largest admin status read).
+// Numbers are in docs/protocol.md section 3.
+func BenchmarkBoltAppendStatus(b *testing.B) {
+	for _, tc := range []struct {
+		name      string
+		fill, rep func(uint64) status.Report
+	}{{"tiny", tinyReport, tinyReport}, {"64KiB", bigReport, bigReport}, {"tiny-after-64KiB", bigReport, tinyReport}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			s, err := OpenBolt(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.Apply(ctx, "vm-1", Change{Register: &Registration{Addresses: []string{"10.0.0.4"}}}); err != nil {
+				b.Fatal(err)
+			}
+			seq := uint64(0)
+			for range MaxStatusHistory + 10 { // a full history: every append also drops one
+				seq++
+				if err := s.AppendStatus(ctx, "vm-1", tc.fill(seq)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			before := pageBytes(s)
+			b.ResetTimer()
+			for range b.N {
+				seq++
+				if err := s.AppendStatus(ctx, "vm-1", tc.rep(seq)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(pageBytes(s)-before)/float64(b.N), "B/report")
+			h, err := s.StatusHistory(ctx, "vm-1")
+			if err != nil {
+				b.Fatal(err)
+			}
+			size := 0
+			for _, r := range h {
+				size += storedSize(b, r)
+			}
+			b.ReportMetric(float64(size), "B/history")
+		})
+	}
+}
+
+func mustJSON(tb testing.TB, v any) []byte {
+	tb.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
