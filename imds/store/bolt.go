@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -22,8 +24,15 @@ var (
 	bInterfaces = []byte("interfaces")  // host interface -> id
 	bConfigs    = []byte("configs")     // id -> stamped document JSON
 	bGens       = []byte("generations") // id -> last generation (never deleted)
-	bStatus     = []byte("status")      // id -> bucket of seq(8 bytes BE) -> bucket of "r" -> report JSON (see kReport)
-	bLast       = []byte("laststatus")  // id -> newest report JSON (stores before the history kept it; now read from bStatus)
+	bStatus     = []byte("status")      // id -> bucket of seq(8 bytes BE) -> report JSON
+	bLast       = []byte("laststatus")  // id -> newest report JSON
+	bMeta       = []byte("meta")        // the store's own keys: kEpoch, kProbe
+)
+
+// Keys of the meta bucket.
+var (
+	kEpoch = []byte("epoch") // 16 hex digits, random, set when the store is created
+	kProbe = []byte("probe") // the write probe's last time (Probe)
 )
 
 // FileName is the database file inside a data directory.
@@ -33,37 +42,64 @@ const FileName = "imds.db"
 // returns (bbolt's default).
 type Bolt struct {
 	db     *bolt.DB
+	path   string
+	epoch  string
 	mu     sync.RWMutex
 	closed bool
+	probe  probeState
 }
 
 var _ Store = (*Bolt)(nil)
 
 // OpenBolt opens (creating if needed) the database in dir. A second process
-// opening the same dir fails after a second instead of corrupting it.
+// opening the same dir fails after a second instead of corrupting it. An
+// existing file is verified first (verify.go): an empty, truncated or
+// damaged one is refused with a *DamagedError and left as it is, never
+// replaced.
 func OpenBolt(dir string) (*Bolt, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
 	}
 	path := filepath.Join(dir, FileName)
+	if _, err := checkPath(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return openBoltFile(path)
+}
+
+// openBoltFile opens or creates the store file at path without verifying
+// it, creating the buckets and, for a new store, its epoch.
+func openBoltFile(path string) (*Bolt, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	s := &Bolt{db: db, path: path}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bInstances, bAddresses, bInterfaces, bConfigs, bGens, bStatus, bLast} {
+		for _, b := range [][]byte{bInstances, bAddresses, bInterfaces, bConfigs, bGens, bStatus, bLast, bMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		meta := tx.Bucket(bMeta)
+		if e := meta.Get(kEpoch); e != nil {
+			s.epoch = string(e)
+			return nil
+		}
+		// A new store, or one written before epochs existed: either way
+		// no guest has seen an ETag carrying this epoch.
+		s.epoch = NewEpoch()
+		return meta.Put(kEpoch, []byte(s.epoch))
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("init store %s: %w", path, err)
 	}
-	return &Bolt{db: db}, nil
+	return s, nil
 }
+
+// Epoch implements Store.
+func (s *Bolt) Epoch() string { return s.epoch }
 
 func (s *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
@@ -74,7 +110,17 @@ func (s *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if s.closed {
 		return ErrClosed
 	}
-	return s.db.Update(fn)
+	var fnErr error
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		fnErr = fn(tx)
+		return fnErr
+	})
+	if err != nil && fnErr == nil {
+		// The commit failed: the file could not be written (disk full,
+		// read-only, I/O error). Probe reports it until a probe passes.
+		s.probe.failed(fmt.Errorf("write store %s: %w", s.path, err))
+	}
+	return err
 }
 
 func (s *Bolt) view(ctx context.Context, fn func(*bolt.Tx) error) error {
@@ -123,14 +169,7 @@ func readRecord(tx *bolt.Tx, id string, regJSON []byte) (Record, error) {
 		}
 		rec.Generation = g.Generation
 	}
-	// The newest report of the history, or a store's older copy in bLast.
-	l := tx.Bucket(bLast).Get([]byte(id))
-	if h := tx.Bucket(bStatus).Bucket([]byte(id)); h != nil {
-		if k, v := h.Cursor().Last(); k != nil {
-			l = historyReport(h, k, v)
-		}
-	}
-	if l != nil {
+	if l := tx.Bucket(bLast).Get([]byte(id)); l != nil {
 		var r status.Report
 		if err := json.Unmarshal(l, &r); err != nil {
 			return rec, fmt.Errorf("decode last status of %q: %w", id, err)
@@ -274,98 +313,46 @@ func (s *Bolt) Delete(ctx context.Context, id string) error {
 	})
 }
 
-// kReport is the one key of a report's bucket in a status history.
-var kReport = []byte("r")
-
-// A status history (bStatus/<id>) maps seq (8 bytes BE, the history
-// bucket's own sequence) to a bucket holding the report at kReport. The
-// bucket gives a large report pages of its own: bbolt packs at least two
-// values into a leaf page, so a 64 KiB report stored as a plain value was
-// rewritten, with its neighbours, by every later append and delete near
-// it. A small report's bucket is inlined in the history's leaf. Stores
-// written before this hold plain values, which are read the same way.
-
-// historyReport returns the report at key k of history h, whose cursor
-// value is v (nil for a bucket).
-func historyReport(h *bolt.Bucket, k, v []byte) []byte {
-	if v != nil {
-		return v
-	}
-	if rb := h.Bucket(k); rb != nil {
-		return rb.Get(kReport)
-	}
-	return nil
-}
-
-// forEachReport calls fn with each report of history h, oldest first.
-func forEachReport(h *bolt.Bucket, fn func(k, data []byte) error) error {
-	return h.ForEach(func(k, v []byte) error { return fn(k, historyReport(h, k, v)) })
-}
-
-// AppendStatus implements Store. The report is one new entry of id's
-// history, so an append writes the report once plus the B+tree pages on
-// its path; the oldest reports past MaxStatusHistory or
-// MaxStatusHistoryBytes are deleted in the same transaction (the newest
-// always stays). The newest report of the history is the instance's last
-// status: it is not stored twice.
+// AppendStatus implements Store.
 func (s *Bolt) AppendStatus(ctx context.Context, id string, r status.Report) error {
-	data, err := EncodeReport(r)
+	data, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode status of %q: %w", id, err)
 	}
-	err = s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
 		key := []byte(id)
 		if tx.Bucket(bInstances).Get(key) == nil {
 			return ErrNotFound
 		}
-		h, err := tx.Bucket(bStatus).CreateBucketIfNotExists(key)
+		b, err := tx.Bucket(bStatus).CreateBucketIfNotExists(key)
 		if err != nil {
 			return err
 		}
-		n, err := h.NextSequence()
+		n, err := b.NextSequence()
 		if err != nil {
 			return err
 		}
-		rb, err := h.CreateBucket(binary.BigEndian.AppendUint64(nil, n))
-		if err != nil {
+		if err := b.Put(binary.BigEndian.AppendUint64(nil, n), data); err != nil {
 			return err
 		}
-		if err := rb.Put(kReport, data); err != nil {
+		if err := tx.Bucket(bLast).Put(key, data); err != nil {
 			return err
 		}
-		// A store written before the history held the last status has
-		// a copy in bLast; it would go stale.
-		if tx.Bucket(bLast).Get(key) != nil {
-			if err := tx.Bucket(bLast).Delete(key); err != nil {
-				return err
-			}
+		count := 0
+		if err := b.ForEach(func(_, _ []byte) error { count++; return nil }); err != nil {
+			return err
 		}
-		// Newest first, find the first report that no longer fits: it
-		// and every older one go.
-		var budget HistoryBudget
-		var drop [][]byte
-		c := h.Cursor()
-		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			if drop != nil || !budget.Keep(len(historyReport(h, k, v))) {
-				drop = append(drop, append([]byte(nil), k...))
+		c := b.Cursor()
+		for ; count > MaxStatusHistory; count-- {
+			if k, _ := c.First(); k == nil {
+				break
 			}
-		}
-		for _, k := range drop {
-			if h.Bucket(k) != nil {
-				err = h.DeleteBucket(k)
-			} else {
-				err = h.Delete(k)
-			}
-			if err != nil {
+			if err := c.Delete(); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("append status of %q: %w", id, err)
-	}
-	return nil
 }
 
 // StatusHistory implements Store.
@@ -376,11 +363,11 @@ func (s *Bolt) StatusHistory(ctx context.Context, id string) ([]status.Report, e
 		if tx.Bucket(bInstances).Get(key) == nil {
 			return ErrNotFound
 		}
-		h := tx.Bucket(bStatus).Bucket(key)
-		if h == nil {
+		b := tx.Bucket(bStatus).Bucket(key)
+		if b == nil {
 			return nil
 		}
-		return forEachReport(h, func(_, v []byte) error {
+		return b.ForEach(func(_, v []byte) error {
 			var r status.Report
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("decode status of %q: %w", id, err)
@@ -390,6 +377,21 @@ func (s *Bolt) StatusHistory(ctx context.Context, id string) ([]status.Report, e
 		})
 	})
 	return out, err
+}
+
+// RaiseGeneration implements Store.
+func (s *Bolt) RaiseGeneration(ctx context.Context, id string, floor int64) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		key := []byte(id)
+		if tx.Bucket(bInstances).Get(key) == nil {
+			return ErrNotFound
+		}
+		gens := tx.Bucket(bGens)
+		if v := gens.Get(key); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= floor {
+			return nil
+		}
+		return gens.Put(key, binary.BigEndian.AppendUint64(nil, uint64(floor)))
+	})
 }
 
 // Close implements Store. It waits for running transactions.

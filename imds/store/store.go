@@ -14,6 +14,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -28,8 +30,7 @@ var (
 	ErrClosed = errors.New("store closed")
 )
 
-// MaxStatusHistory is how many status reports are kept per instance, at
-// most; MaxStatusHistoryBytes bounds their size too.
+// MaxStatusHistory is how many status reports are kept per instance.
 const MaxStatusHistory = 256
 
 // Registration is what the registry holds about an instance. Addresses are
@@ -111,11 +112,42 @@ type Store interface {
 	// generation counter of id is kept so a generation is never reused.
 	Delete(ctx context.Context, id string) error
 	// AppendStatus adds a report to id's history, keeping the newest
-	// within MaxStatusHistory reports and MaxStatusHistoryBytes bytes (the
-	// newest always), and makes it id's last status.
+	// MaxStatusHistory.
 	AppendStatus(ctx context.Context, id string, r status.Report) error
 	// StatusHistory returns id's reports, oldest first.
 	StatusHistory(ctx context.Context, id string) ([]status.Report, error)
+	// Epoch identifies this store: 16 lowercase hex digits, random, made
+	// when the store is created and kept across restarts (and by a backup
+	// restored), so that a guest can tell a generation of this store from
+	// the same number of another, reset one. "" while not yet known (a
+	// shared store not reached yet).
+	Epoch() string
+	// RaiseGeneration makes id's next publish take a generation above
+	// floor (it never lowers the counter). The server calls it when a
+	// guest shows it has seen a higher generation of this store than the
+	// current one: an older backup was restored. ErrNotFound for an
+	// unregistered id.
+	RaiseGeneration(ctx context.Context, id string, floor int64) error
 	// Close releases the store.
 	Close() error
+}
+
+// NewEpoch returns a new random store epoch: 16 lowercase hex digits.
+func NewEpoch() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ValidEpoch reports whether e has the form of an epoch.
+func ValidEpoch(e string) bool {
+	if len(e) != 16 {
+		return false
+	}
+	for _, c := range e {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -132,6 +132,7 @@ type Store struct {
 
 	closed   atomic.Bool
 	degraded atomic.Bool
+	epoch    atomic.Pointer[string] // nil until first read (ensureEpoch)
 
 	// Following state: Apply, Delete and AppendStatus wait until the
 	// follower has delivered their revision, so that a caller that feeds
@@ -289,6 +290,7 @@ func (s *Store) kStatus(id string, n int64) string {
 	return fmt.Sprintf("%s%020d", s.kStatusDir(id), n)
 }
 func (s *Store) kAddr(a string) string          { return s.prefix + "addresses/" + a }
+func (s *Store) kEpoch() string                 { return s.prefix + "epoch" }
 func (s *Store) kIface(host, dev string) string { return s.prefix + "interfaces/" + host + "/" + dev }
 
 // Instance is one instance as the fleet sees it.
@@ -797,6 +799,69 @@ func (s *Store) StatusHistory(ctx context.Context, id string) ([]status.Report, 
 	return out, nil
 }
 
+// Epoch implements store.Store: the cluster's epoch as last read (every
+// load and resync reads it, creating it if absent), "" before the first.
+func (s *Store) Epoch() string {
+	if e := s.epoch.Load(); e != nil {
+		return *e
+	}
+	return ""
+}
+
+// ensureEpoch reads the epoch key, creating it with a new epoch if it is
+// absent (a new or wiped cluster), and caches it. Every host of the
+// cluster shares the one key, so they all put the same epoch in their
+// ETags.
+func (s *Store) ensureEpoch(ctx context.Context) error {
+	op := "read store epoch"
+	k := s.kEpoch()
+	rctx, cancel := context.WithTimeout(ctx, s.reqTO)
+	defer cancel()
+	resp, err := s.cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, store.NewEpoch()), clientv3.OpGet(k)).
+		Else(clientv3.OpGet(k)).Commit()
+	if err != nil {
+		return s.op(ctx, op, err)
+	}
+	get := resp.Responses[len(resp.Responses)-1].GetResponseRange().GetKvs()
+	if len(get) == 0 {
+		return fmt.Errorf("%s: key %s vanished", op, k)
+	}
+	e := string(get[0].Value)
+	if !store.ValidEpoch(e) {
+		return fmt.Errorf("%s: key %s holds %q: want 16 lowercase hex digits (delete it to have a new one made)", op, k, e)
+	}
+	if old := s.epoch.Swap(&e); old != nil && *old != e {
+		s.log.Warn("store epoch changed: etcd was reset or restored; agents re-read their documents", "old", *old, "new", e)
+	}
+	return nil
+}
+
+// RaiseGeneration implements store.Store.
+func (s *Store) RaiseGeneration(ctx context.Context, id string, floor int64) error {
+	op := fmt.Sprintf("raise generation of %q", id)
+	if err := s.check(op); err != nil {
+		return err
+	}
+	return s.retry(ctx, op, func(bool) (bool, int64, error) {
+		v, r, _, err := s.get(ctx, op, s.kPlace(id), s.kGen(id))
+		if err != nil {
+			return false, 0, err
+		}
+		if v[0] == nil {
+			return false, 0, store.ErrNotFound
+		}
+		if parseInt(v[1]) >= floor {
+			return true, 0, nil
+		}
+		ok, _, err := s.commit(ctx, op,
+			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.kGen(id)), "=", r[1])},
+			[]clientv3.Op{clientv3.OpPut(s.kGen(id), strconv.FormatInt(floor, 10))})
+		return ok, 0, err // a global key: nothing for the follower to deliver
+	})
+}
+
 // Load implements store.Store: the instances placed on this host.
 func (s *Store) Load(ctx context.Context) ([]store.Record, error) {
 	m, _, err := s.snapshot(ctx, 0, true)
@@ -827,6 +892,9 @@ func (s *Store) snapshot(ctx context.Context, rev int64, local bool) (*mirror, i
 	op := "load store"
 	if s.closed.Load() {
 		return nil, 0, fmt.Errorf("%s: %w", op, store.ErrClosed)
+	}
+	if err := s.ensureEpoch(ctx); err != nil {
+		return nil, 0, err
 	}
 	if rev <= 0 {
 		// Learn the current revision; the ranges then read at it.

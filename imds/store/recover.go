@@ -1,0 +1,523 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// RecoverResult says what RecoverBolt did.
+type RecoverResult struct {
+	// Path is the new store; DamagedPath is where the damaged file was
+	// moved (beside it).
+	Path, DamagedPath string
+	// Epoch is the new store's epoch: a new one, so that every agent
+	// re-reads its document.
+	Epoch string
+	// Instances is how many instances were salvaged with their
+	// registration.
+	Instances int
+	// Scanned are the salvaged instances found only by scanning pages
+	// (the tree was unreadable there): an instance deleted before the
+	// damage may be among them, for the operator to check.
+	Scanned []string
+	// Lost says, one line each, what could not be read.
+	Lost []string
+}
+
+// salvaged is what could be read of one instance.
+type salvaged struct {
+	id     string
+	reg    []byte
+	config []byte
+	// reports are its status reports, oldest first (the history, or the
+	// last report alone).
+	reports [][]byte
+	// cfgErr and lastErr say why the walk could not read the document or
+	// the status (a page scan may still find them).
+	cfgErr, lastErr error
+}
+
+// RecoverBolt salvages what it can read of the damaged store in dir into
+// a new store with a new epoch, which takes the file's place; the damaged
+// file is kept beside it as imds.db.damaged-<time>. Instances keep their
+// registration, document, generation counter (never lower than the
+// document's) and status; the address and interface indexes are rebuilt.
+// A store that checks healthy is left alone unless force is set. It must
+// not run while a prewarm-imds serves the store (a healthy store held by
+// one fails the check's open).
+func RecoverBolt(dir string, force bool) (RecoverResult, error) {
+	path := filepath.Join(dir, FileName)
+	res := RecoverResult{Path: path}
+	sum, err := checkPath(path)
+	var de *DamagedError
+	switch {
+	case err == nil && !force:
+		return res, fmt.Errorf("recover store %s: it is not damaged (%d instances, epoch %s); nothing to recover (force rebuilds it anyway, with a new epoch)", path, sum.Instances, sum.Epoch)
+	case err != nil && !errors.As(err, &de):
+		return res, fmt.Errorf("recover store %s: %w", path, err)
+	}
+
+	insts, gens, scannedIDs, lost := salvage(path)
+	res.Lost, res.Scanned = lost, scannedIDs
+
+	tmp := filepath.Join(dir, "."+FileName+".recovered")
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return res, fmt.Errorf("recover store %s: %w", path, err)
+	}
+	ns, err := openBoltFile(tmp)
+	if err != nil {
+		return res, fmt.Errorf("recover store %s: %w", path, err)
+	}
+	res.Epoch = ns.Epoch()
+	// One sync at the end instead of one per report.
+	ns.db.NoSync = true
+	var restored []salvaged
+	err = ns.db.Update(func(tx *bolt.Tx) error {
+		g := tx.Bucket(bGens)
+		for id, n := range gens {
+			if err := g.Put([]byte(id), binary.BigEndian.AppendUint64(nil, uint64(n))); err != nil {
+				return err
+			}
+		}
+		for _, in := range insts {
+			if err := restoreInstance(tx, in); err != nil {
+				res.Lost = append(res.Lost, fmt.Sprintf("instance %q: %v", in.id, err))
+				continue
+			}
+			restored = append(restored, in)
+		}
+		return nil
+	})
+	// Reports go through AppendStatus, in the store's own history layout.
+	for _, in := range restored {
+		if err != nil {
+			break
+		}
+		for _, b := range in.reports {
+			var r status.Report
+			if json.Unmarshal(b, &r) != nil {
+				res.Lost = append(res.Lost, fmt.Sprintf("a status report of %q: unreadable", in.id))
+				continue
+			}
+			err = ns.AppendStatus(context.Background(), in.id, r)
+		}
+	}
+	res.Instances = len(restored)
+	if err == nil {
+		err = ns.db.Sync()
+	}
+	if cerr := ns.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return res, fmt.Errorf("recover store %s: write the new store: %w", path, err)
+	}
+	res.DamagedPath = fmt.Sprintf("%s.damaged-%s", path, time.Now().UTC().Format("20060102T150405Z"))
+	if err := os.Rename(path, res.DamagedPath); err != nil {
+		os.Remove(tmp)
+		return res, fmt.Errorf("recover store %s: keep the damaged file: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return res, fmt.Errorf("recover store %s: put the new store in place (it is %s): %w", path, tmp, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return res, nil
+}
+
+// restoreInstance writes one salvaged instance into tx, rebuilding its
+// ownership indexes.
+func restoreInstance(tx *bolt.Tx, in salvaged) error {
+	var reg Registration
+	if err := json.Unmarshal(in.reg, &reg); err != nil {
+		return fmt.Errorf("decode registration: %w", err)
+	}
+	if err := register(tx, in.id, nil, &reg); err != nil {
+		return err
+	}
+	key := []byte(in.id)
+	if in.config != nil {
+		if err := tx.Bucket(bConfigs).Put(key, in.config); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// salvage reads what it can of the store file at path: the instances
+// whose registration is readable, the generation counter of every id it
+// can find (never lower than its document's), the ids found only by
+// scanning pages, and what it lost. It reads a private copy, lengthened
+// with zero pages to the size its meta page records, so that a truncated
+// file cannot fault; every read is guarded (a damaged page is a lost
+// instance, not a crash).
+//
+// It walks the tree first. Where a bucket cannot be listed (a truncated
+// file usually loses the tree's newest pages, its root among them), it
+// also scans every leaf page of the file for instances the walk missed:
+// a registration found there in one version only, its newest document and
+// report. Freed pages still hold old versions, so a scanned instance may
+// be one deleted earlier: the caller reports them for the operator to
+// check.
+func salvage(path string) (insts []salvaged, gens map[string]int64, scannedIDs, lost []string) {
+	gens = map[string]int64{}
+	src, err := os.Open(path)
+	if err != nil {
+		return nil, gens, nil, []string{fmt.Sprintf("open %s: %v", path, err)}
+	}
+	defer src.Close()
+	m, ok := newestMeta(src)
+	if !ok {
+		return nil, gens, nil, []string{"no valid meta page: nothing could be read"}
+	}
+	cp, err := os.CreateTemp(filepath.Dir(path), "."+FileName+".salvage-*")
+	if err != nil {
+		return nil, gens, nil, []string{fmt.Sprintf("copy %s: %v", path, err)}
+	}
+	defer os.Remove(cp.Name())
+	size := int64(m.pages) * int64(m.pageSize)
+	_, err = io.Copy(cp, src)
+	if err == nil {
+		if fi, _ := cp.Stat(); fi != nil && fi.Size() < size {
+			err = cp.Truncate(size)
+		}
+	}
+	if cerr := cp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, gens, nil, []string{fmt.Sprintf("copy %s: %v", path, err)}
+	}
+	raise := func(id string, n int64) {
+		if n > gens[id] {
+			gens[id] = n
+		}
+	}
+	got := map[string]bool{}
+	broken := false
+	db, err := openProtected(cp.Name(), &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		lost = append(lost, fmt.Sprintf("open a copy of %s: %v", path, err))
+		broken = true
+	} else {
+		var walked []salvaged
+		walked, broken, lost = walkSalvage(db, raise)
+		db.Close()
+		for _, in := range walked {
+			got[in.id] = true
+		}
+		insts = walked
+	}
+	sc := scanned{}
+	if broken {
+		sc = scanPages(cp.Name(), m)
+	}
+	for i := range insts {
+		in := &insts[i]
+		if in.config == nil && in.cfgErr != nil && sc.config[in.id] != nil {
+			in.config, in.cfgErr = sc.config[in.id], nil
+			raise(in.id, sc.cgen[in.id])
+		}
+		if len(in.reports) == 0 && in.lastErr != nil && sc.last[in.id] != nil {
+			in.reports, in.lastErr = [][]byte{sc.last[in.id]}, nil
+		}
+		if in.cfgErr != nil {
+			lost = append(lost, fmt.Sprintf("config of %q: %v; it is kept with nothing published", in.id, in.cfgErr))
+		}
+		if in.lastErr != nil {
+			lost = append(lost, fmt.Sprintf("status of %q: %v", in.id, in.lastErr))
+		}
+	}
+	for id, n := range sc.gens {
+		raise(id, n)
+	}
+	ids := make([]string, 0, len(sc.regs))
+	for id := range sc.regs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if got[id] {
+			continue
+		}
+		if n := len(sc.regs[id]); n != 1 {
+			lost = append(lost, fmt.Sprintf("instance %q: the page scan found %d differing registrations; register it again", id, n))
+			continue
+		}
+		in := salvaged{id: id, config: sc.config[id]}
+		if l := sc.last[id]; l != nil {
+			in.reports = [][]byte{l}
+		}
+		for r := range sc.regs[id] {
+			in.reg = []byte(r)
+		}
+		if in.config != nil {
+			raise(id, sc.cgen[id])
+		}
+		insts = append(insts, in)
+		scannedIDs = append(scannedIDs, id)
+	}
+	return insts, gens, scannedIDs, lost
+}
+
+// walkSalvage reads the instances through db's tree, each step guarded:
+// a damaged page loses what is behind it, not the rest. broken says a
+// bucket could not be listed whole.
+func walkSalvage(db *bolt.DB, raise func(string, int64)) (insts []salvaged, broken bool, lost []string) {
+	try := func(fn func(tx *bolt.Tx) error) error {
+		return db.View(func(tx *bolt.Tx) error { return guard(func() error { return fn(tx) }) })
+	}
+	read := func(what string, fn func(tx *bolt.Tx) error) bool {
+		if err := try(fn); err != nil {
+			lost = append(lost, fmt.Sprintf("%s: %v", what, err))
+			return false
+		}
+		return true
+	}
+	keys := func(bucket []byte) []string {
+		var out []string
+		ok := read("list "+string(bucket), func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucket)
+			if b == nil {
+				return errors.New("bucket missing")
+			}
+			return b.ForEach(func(k, _ []byte) error {
+				out = append(out, string(k))
+				return nil
+			})
+		})
+		if !ok {
+			broken = true
+		}
+		return out
+	}
+	for _, id := range keys(bGens) {
+		read(fmt.Sprintf("generation of %q", id), func(tx *bolt.Tx) error {
+			if v := tx.Bucket(bGens).Get([]byte(id)); len(v) == 8 {
+				raise(id, int64(binary.BigEndian.Uint64(v)))
+			}
+			return nil
+		})
+	}
+	ids := map[string]bool{}
+	for _, b := range [][]byte{bInstances, bConfigs, bLast} {
+		for _, id := range keys(b) {
+			ids[id] = true
+		}
+	}
+	sorted := make([]string, 0, len(ids))
+	for id := range ids {
+		sorted = append(sorted, id)
+	}
+	sort.Strings(sorted)
+	for _, id := range sorted {
+		in := salvaged{id: id}
+		key := []byte(id)
+		ok := read(fmt.Sprintf("instance %q", id), func(tx *bolt.Tx) error {
+			in.reg = clone(tx.Bucket(bInstances).Get(key))
+			if in.reg == nil {
+				return errors.New("registration missing")
+			}
+			if err := json.Unmarshal(in.reg, new(Registration)); err != nil {
+				return fmt.Errorf("registration unreadable: %w", err)
+			}
+			return nil
+		})
+		if !ok {
+			continue
+		}
+		in.cfgErr = try(func(tx *bolt.Tx) error {
+			c := clone(tx.Bucket(bConfigs).Get(key))
+			if c == nil {
+				return nil
+			}
+			var g struct {
+				Generation int64 `json:"generation"`
+			}
+			if err := json.Unmarshal(c, &g); err != nil {
+				return fmt.Errorf("unreadable: %w", err)
+			}
+			in.config = c
+			raise(id, g.Generation)
+			return nil
+		})
+		in.lastErr = try(func(tx *bolt.Tx) error {
+			if b := tx.Bucket(bStatus).Bucket(key); b != nil {
+				if err := collectReports(b, &in.reports); err != nil {
+					return err
+				}
+			}
+			if l := tx.Bucket(bLast).Get(key); l != nil && len(in.reports) == 0 {
+				in.reports = [][]byte{clone(l)}
+			}
+			return nil
+		})
+		insts = append(insts, in)
+	}
+	return insts, broken, lost
+}
+
+// collectReports appends every JSON object under b, nested buckets
+// included, in key order: the reports of a status history, whichever of
+// the store's history layouts wrote it.
+func collectReports(b *bolt.Bucket, out *[][]byte) error {
+	return b.ForEach(func(k, v []byte) error {
+		if v == nil {
+			if nb := b.Bucket(k); nb != nil {
+				return collectReports(nb, out)
+			}
+			return nil
+		}
+		if len(v) > 0 && v[0] == '{' {
+			*out = append(*out, clone(v))
+		}
+		return nil
+	})
+}
+
+// scanned is what a page scan found, by instance id.
+type scanned struct {
+	regs    map[string]map[string]bool // distinct registrations
+	config  map[string][]byte          // the document of the highest generation
+	cgen    map[string]int64
+	last    map[string][]byte // the report of the highest seq
+	lastSeq map[string]uint64
+	gens    map[string]int64 // the highest counter
+}
+
+// idLike matches instance ids (api.InstanceIDPattern).
+var idLike = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// scanPages reads every leaf page of the bbolt file at path with plain
+// reads, bounds-checking each element, and sorts what it finds by the
+// shape of its value: an 8-byte counter under an id (generations), a
+// document whose instanceId is its key (configs), a registration, a
+// report (laststatus).
+func scanPages(path string, m boltMeta) scanned {
+	sc := scanned{regs: map[string]map[string]bool{}, config: map[string][]byte{}, cgen: map[string]int64{},
+		last: map[string][]byte{}, lastSeq: map[string]uint64{}, gens: map[string]int64{}}
+	f, err := os.Open(path)
+	if err != nil {
+		return sc
+	}
+	defer f.Close()
+	ps := int64(m.pageSize)
+	le := binary.NativeEndian
+	hdr := make([]byte, boltPageHeader)
+	for i := int64(2); i < int64(m.pages); i++ {
+		if _, err := f.ReadAt(hdr, i*ps); err != nil {
+			return sc
+		}
+		id, flags, count, overflow := le.Uint64(hdr), le.Uint16(hdr[8:]), int64(le.Uint16(hdr[10:])), int64(le.Uint32(hdr[12:]))
+		if int64(id) != i || flags != 0x02 || i+overflow >= int64(m.pages) {
+			continue
+		}
+		page := make([]byte, (overflow+1)*ps)
+		if _, err := f.ReadAt(page, i*ps); err != nil {
+			continue
+		}
+		leafElems(page, count, 0, sc.add)
+	}
+	return sc
+}
+
+// leafElems calls fn with every key and value of the leaf page in page
+// (count elements), descending into inline buckets (a bucket element
+// whose root page is 0 carries its own leaf page after its 16-byte
+// header), with every offset bounds-checked.
+func leafElems(page []byte, count int64, depth int, fn func(k string, v []byte)) {
+	le := binary.NativeEndian
+	for e := int64(0); e < count; e++ {
+		off := boltPageHeader + e*16
+		if off+16 > int64(len(page)) {
+			return
+		}
+		ef, pos := le.Uint32(page[off:]), int64(le.Uint32(page[off+4:]))
+		ks, vs := int64(le.Uint32(page[off+8:])), int64(le.Uint32(page[off+12:]))
+		kb := off + pos
+		if kb+ks+vs > int64(len(page)) || ks == 0 {
+			continue
+		}
+		v := page[kb+ks : kb+ks+vs]
+		if ef&0x01 == 0 {
+			fn(string(page[kb:kb+ks]), v)
+			continue
+		}
+		// An inline bucket: root page 0, then a leaf page header.
+		if depth < 4 && len(v) >= 16+boltPageHeader && le.Uint64(v) == 0 && le.Uint16(v[16+8:]) == 0x02 {
+			inline := v[16:]
+			leafElems(inline, int64(le.Uint16(inline[10:])), depth+1, fn)
+		}
+	}
+}
+
+func (sc *scanned) add(k string, v []byte) {
+	if !idLike.MatchString(k) || k == "r" { // "r": a report inside a history, whose id is not known here
+		return
+	}
+	if len(v) == 8 && v[0] == 0 {
+		if n := int64(binary.BigEndian.Uint64(v)); n > sc.gens[k] {
+			sc.gens[k] = n
+		}
+		return
+	}
+	var obj map[string]json.RawMessage
+	if len(v) == 0 || v[0] != '{' || json.Unmarshal(v, &obj) != nil {
+		return
+	}
+	var doc struct {
+		InstanceID string `json:"instanceId"`
+		Generation int64  `json:"generation"`
+		Seq        uint64 `json:"seq"`
+	}
+	if json.Unmarshal(v, &doc) != nil {
+		return
+	}
+	_, hasState := obj["state"]
+	switch {
+	case doc.InstanceID == k && doc.Generation > 0:
+		if doc.Generation > sc.cgen[k] {
+			sc.config[k], sc.cgen[k] = clone(v), doc.Generation
+		}
+	case hasState && obj["seq"] != nil:
+		if _, ok := sc.last[k]; !ok || doc.Seq > sc.lastSeq[k] {
+			sc.last[k], sc.lastSeq[k] = clone(v), doc.Seq
+		}
+	default:
+		for f := range obj {
+			if f != "addresses" && f != "hostInterface" && f != "labels" {
+				return
+			}
+		}
+		if json.Unmarshal(v, new(Registration)) != nil || len(obj) == 0 {
+			return
+		}
+		if sc.regs[k] == nil {
+			sc.regs[k] = map[string]bool{}
+		}
+		sc.regs[k][string(v)] = true
+	}
+}
+
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}

@@ -1,0 +1,275 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// A store file is verified before it is used, because bbolt trusts it: an
+// empty file is silently initialised as a new store (every generation
+// restarts at 1 and agents wait forever on their old ETag), and bbolt maps
+// the file into memory, so a truncated one faults (SIGBUS) when a page past
+// its end is read. The checks run in this order, none of them writing:
+//
+//  1. the file's size against the page count its newest valid meta page
+//     records, read with plain reads (no mapping);
+//  2. a read-only open, then a walk of every bucket and value in a
+//     goroutine where a memory fault is a panic (debug.SetPanicOnFault),
+//     recovered as an error;
+//  3. bbolt's own consistency check (tx.Check), bounded to the first few
+//     problems.
+
+// DamagedError says the store file cannot be used as it is. Its message
+// names the file, says why, and tells the operator what to do; the file
+// is left untouched.
+type DamagedError struct {
+	Path   string
+	Reason string
+}
+
+func (e *DamagedError) Error() string {
+	dir := filepath.Dir(e.Path)
+	return fmt.Sprintf("store %s is damaged: %s; it was left as it is: restore it from a backup, "+
+		"or run \"prewarm-imds store check --data-dir %s\" and \"prewarm-imds store recover --data-dir %s\" "+
+		"(which salvages what it can read into a new store and keeps the damaged file beside it)",
+		e.Path, e.Reason, dir, dir)
+}
+
+// Layout of a bbolt meta page (go.etcd.io/bbolt/internal/common): a 16-byte
+// page header, then magic, version, page size, flags, root bucket (root
+// page, sequence), freelist page, page count (high water mark), txid, and
+// an FNV-64a checksum of the fields before it, in the machine's byte order.
+const (
+	boltMagic      = 0xED0CDAED
+	boltVersion    = 2
+	boltPageHeader = 16
+	boltMetaSize   = 64
+)
+
+// boltMeta is what verification needs from a meta page.
+type boltMeta struct {
+	pageSize uint32
+	pages    uint64
+	txid     uint64
+}
+
+// readMeta reads the meta page at off; ok is false unless it is valid.
+func readMeta(f *os.File, off int64) (m boltMeta, ok bool) {
+	b := make([]byte, boltPageHeader+boltMetaSize)
+	if _, err := f.ReadAt(b, off); err != nil {
+		return m, false
+	}
+	b = b[boltPageHeader:]
+	le := binary.NativeEndian
+	h := fnv.New64a()
+	h.Write(b[:56])
+	if le.Uint32(b[0:]) != boltMagic || le.Uint32(b[4:]) != boltVersion || h.Sum64() != le.Uint64(b[56:]) {
+		return m, false
+	}
+	m = boltMeta{pageSize: le.Uint32(b[8:]), pages: le.Uint64(b[40:]), txid: le.Uint64(b[48:])}
+	if m.pageSize < 1024 || m.pageSize > 1<<20 || m.pageSize&(m.pageSize-1) != 0 || m.pages < 2 {
+		return m, false
+	}
+	return m, true
+}
+
+// newestMeta returns the valid meta page with the highest txid, the one
+// bbolt would use.
+func newestMeta(f *os.File) (boltMeta, bool) {
+	m0, ok0 := readMeta(f, 0)
+	sizes := []uint32{m0.pageSize}
+	if !ok0 {
+		sizes = []uint32{uint32(os.Getpagesize()), 4096, 8192, 16384, 32768, 65536}
+	}
+	best, ok := m0, ok0
+	for _, ps := range sizes {
+		if m1, ok1 := readMeta(f, int64(ps)); ok1 && (!ok || m1.txid > best.txid) {
+			best, ok = m1, true
+		}
+	}
+	return best, ok
+}
+
+// checkFile checks the size of the store file at path against its meta
+// pages without mapping it. It returns an error matching fs.ErrNotExist
+// when there is no file, a *DamagedError when it is empty, truncated or
+// not a bbolt file.
+func checkFile(path string) (boltMeta, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return boltMeta{}, fmt.Errorf("check store %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return boltMeta{}, fmt.Errorf("check store %s: %w", path, err)
+	}
+	size := fi.Size()
+	if size == 0 {
+		return boltMeta{}, &DamagedError{Path: path, Reason: "the file is 0 bytes (an empty file is not an empty store: its instances and generations are gone)"}
+	}
+	m, ok := newestMeta(f)
+	if !ok {
+		return m, &DamagedError{Path: path, Reason: fmt.Sprintf("not a prewarm-imds store: the file (%d bytes) has no valid bbolt meta page (magic, version and checksum)", size)}
+	}
+	if want := int64(m.pages) * int64(m.pageSize); size < want {
+		return m, &DamagedError{Path: path, Reason: fmt.Sprintf("truncated: the file is %d bytes, its meta page records %d pages of %d bytes (%d bytes)", size, m.pages, m.pageSize, want)}
+	}
+	return m, nil
+}
+
+// maxCheckProblems bounds the problems a check reports.
+const maxCheckProblems = 8
+
+// Summary is what a check found in a healthy store.
+type Summary struct {
+	Path      string
+	Epoch     string // "" for a store written before epochs existed
+	Instances int
+	Bytes     int64
+}
+
+// CheckBolt verifies the store in dir without changing it. It fails with
+// an error matching fs.ErrNotExist when dir holds no store, a
+// *DamagedError when the store is damaged, and another error when the
+// store cannot be opened (for example, because a running prewarm-imds
+// holds it).
+func CheckBolt(dir string) (Summary, error) {
+	return checkPath(filepath.Join(dir, FileName))
+}
+
+func checkPath(path string) (Summary, error) {
+	sum := Summary{Path: path}
+	if _, err := checkFile(path); err != nil {
+		return sum, err
+	}
+	if fi, err := os.Stat(path); err == nil {
+		sum.Bytes = fi.Size()
+	}
+	db, err := openProtected(path, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return sum, err
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		return protect(path, func() error {
+			if err := walk(tx); err != nil {
+				return err
+			}
+			if b := tx.Bucket(bInstances); b != nil {
+				sum.Instances = b.Stats().KeyN
+			}
+			if b := tx.Bucket(bMeta); b != nil {
+				sum.Epoch = string(b.Get(kEpoch))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return sum, err
+	}
+	var problems []string
+	n := 0
+	err = db.View(func(tx *bolt.Tx) error {
+		for e := range tx.Check() {
+			if n++; n <= maxCheckProblems {
+				problems = append(problems, e.Error())
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return sum, fmt.Errorf("check store %s: %w", path, err)
+	}
+	if n > 0 {
+		more := ""
+		if n > maxCheckProblems {
+			more = fmt.Sprintf(" (and %d more)", n-maxCheckProblems)
+		}
+		return sum, &DamagedError{Path: path, Reason: "inconsistent: " + strings.Join(problems, "; ") + more}
+	}
+	return sum, nil
+}
+
+// openProtected opens the bbolt file at path, turning a panic of bbolt's
+// (it panics on some damage) into a *DamagedError. A file another process
+// holds fails with an error saying so.
+func openProtected(path string, o *bolt.Options) (db *bolt.DB, err error) {
+	err = protect(path, func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, o)
+		return err
+	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open store %s: %w (is a prewarm-imds using it? stop it first)", path, err)
+	}
+	var de *DamagedError
+	if err != nil && !errors.As(err, &de) && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
+		return nil, &DamagedError{Path: path, Reason: fmt.Sprintf("bbolt cannot open it: %v", err)}
+	}
+	return db, err
+}
+
+// protect runs fn with memory faults turned into panics and any panic
+// into a *DamagedError: bbolt panics on some damage, and reading a page
+// of a damaged mapping can fault.
+func protect(path string, fn func() error) error {
+	err := guard(fn)
+	var pe *panicError
+	if errors.As(err, &pe) {
+		return &DamagedError{Path: path, Reason: "inconsistent: " + pe.Error()}
+	}
+	return err
+}
+
+// panicError is a panic (or memory fault) recovered by guard.
+type panicError struct{ v any }
+
+func (e *panicError) Error() string { return fmt.Sprintf("reading it failed: %v", e.v) }
+
+// guard runs fn with memory faults turned into panics, and returns a
+// panic as a *panicError.
+func guard(fn func() error) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	defer func() {
+		if r := recover(); r != nil {
+			err = &panicError{r}
+		}
+	}()
+	return fn()
+}
+
+// walk reads every bucket, key and value of tx, so that every reachable
+// page is read once (within protect).
+func walk(tx *bolt.Tx) error {
+	var sink byte
+	var visit func(b *bolt.Bucket) error
+	visit = func(b *bolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				if nb := b.Bucket(k); nb != nil {
+					return visit(nb)
+				}
+				return nil
+			}
+			for _, c := range v {
+				sink ^= c
+			}
+			return nil
+		})
+	}
+	err := tx.ForEach(func(_ []byte, b *bolt.Bucket) error { return visit(b) })
+	_ = sink
+	return err
+}
