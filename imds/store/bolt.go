@@ -24,8 +24,8 @@ var (
 	bInterfaces = []byte("interfaces")  // host interface -> id
 	bConfigs    = []byte("configs")     // id -> stamped document JSON
 	bGens       = []byte("generations") // id -> last generation (never deleted)
-	bStatus     = []byte("status")      // id -> bucket of seq(8 bytes BE) -> report JSON
-	bLast       = []byte("laststatus")  // id -> newest report JSON
+	bStatus     = []byte("status")      // id -> bucket of seq(8 bytes BE) -> bucket of "r" -> report JSON (see kReport)
+	bLast       = []byte("laststatus")  // id -> newest report JSON (stores before the history kept it; now read from bStatus)
 	bMeta       = []byte("meta")        // the store's own keys: kEpoch, kProbe
 )
 
@@ -169,7 +169,14 @@ func readRecord(tx *bolt.Tx, id string, regJSON []byte) (Record, error) {
 		}
 		rec.Generation = g.Generation
 	}
-	if l := tx.Bucket(bLast).Get([]byte(id)); l != nil {
+	// The newest report of the history, or a store's older copy in bLast.
+	l := tx.Bucket(bLast).Get([]byte(id))
+	if h := tx.Bucket(bStatus).Bucket([]byte(id)); h != nil {
+		if k, v := h.Cursor().Last(); k != nil {
+			l = historyReport(h, k, v)
+		}
+	}
+	if l != nil {
 		var r status.Report
 		if err := json.Unmarshal(l, &r); err != nil {
 			return rec, fmt.Errorf("decode last status of %q: %w", id, err)
@@ -313,46 +320,98 @@ func (s *Bolt) Delete(ctx context.Context, id string) error {
 	})
 }
 
-// AppendStatus implements Store.
+// kReport is the one key of a report's bucket in a status history.
+var kReport = []byte("r")
+
+// A status history (bStatus/<id>) maps seq (8 bytes BE, the history
+// bucket's own sequence) to a bucket holding the report at kReport. The
+// bucket gives a large report pages of its own: bbolt packs at least two
+// values into a leaf page, so a 64 KiB report stored as a plain value was
+// rewritten, with its neighbours, by every later append and delete near
+// it. A small report's bucket is inlined in the history's leaf. Stores
+// written before this hold plain values, which are read the same way.
+
+// historyReport returns the report at key k of history h, whose cursor
+// value is v (nil for a bucket).
+func historyReport(h *bolt.Bucket, k, v []byte) []byte {
+	if v != nil {
+		return v
+	}
+	if rb := h.Bucket(k); rb != nil {
+		return rb.Get(kReport)
+	}
+	return nil
+}
+
+// forEachReport calls fn with each report of history h, oldest first.
+func forEachReport(h *bolt.Bucket, fn func(k, data []byte) error) error {
+	return h.ForEach(func(k, v []byte) error { return fn(k, historyReport(h, k, v)) })
+}
+
+// AppendStatus implements Store. The report is one new entry of id's
+// history, so an append writes the report once plus the B+tree pages on
+// its path; the oldest reports past MaxStatusHistory or
+// MaxStatusHistoryBytes are deleted in the same transaction (the newest
+// always stays). The newest report of the history is the instance's last
+// status: it is not stored twice.
 func (s *Bolt) AppendStatus(ctx context.Context, id string, r status.Report) error {
-	data, err := json.Marshal(r)
+	data, err := EncodeReport(r)
 	if err != nil {
 		return fmt.Errorf("encode status of %q: %w", id, err)
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	err = s.update(ctx, func(tx *bolt.Tx) error {
 		key := []byte(id)
 		if tx.Bucket(bInstances).Get(key) == nil {
 			return ErrNotFound
 		}
-		b, err := tx.Bucket(bStatus).CreateBucketIfNotExists(key)
+		h, err := tx.Bucket(bStatus).CreateBucketIfNotExists(key)
 		if err != nil {
 			return err
 		}
-		n, err := b.NextSequence()
+		n, err := h.NextSequence()
 		if err != nil {
 			return err
 		}
-		if err := b.Put(binary.BigEndian.AppendUint64(nil, n), data); err != nil {
+		rb, err := h.CreateBucket(binary.BigEndian.AppendUint64(nil, n))
+		if err != nil {
 			return err
 		}
-		if err := tx.Bucket(bLast).Put(key, data); err != nil {
+		if err := rb.Put(kReport, data); err != nil {
 			return err
 		}
-		count := 0
-		if err := b.ForEach(func(_, _ []byte) error { count++; return nil }); err != nil {
-			return err
-		}
-		c := b.Cursor()
-		for ; count > MaxStatusHistory; count-- {
-			if k, _ := c.First(); k == nil {
-				break
+		// A store written before the history held the last status has
+		// a copy in bLast; it would go stale.
+		if tx.Bucket(bLast).Get(key) != nil {
+			if err := tx.Bucket(bLast).Delete(key); err != nil {
+				return err
 			}
-			if err := c.Delete(); err != nil {
+		}
+		// Newest first, find the first report that no longer fits: it
+		// and every older one go.
+		var budget HistoryBudget
+		var drop [][]byte
+		c := h.Cursor()
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			if drop != nil || !budget.Keep(len(historyReport(h, k, v))) {
+				drop = append(drop, append([]byte(nil), k...))
+			}
+		}
+		for _, k := range drop {
+			if h.Bucket(k) != nil {
+				err = h.DeleteBucket(k)
+			} else {
+				err = h.Delete(k)
+			}
+			if err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("append status of %q: %w", id, err)
+	}
+	return nil
 }
 
 // StatusHistory implements Store.
@@ -363,11 +422,11 @@ func (s *Bolt) StatusHistory(ctx context.Context, id string) ([]status.Report, e
 		if tx.Bucket(bInstances).Get(key) == nil {
 			return ErrNotFound
 		}
-		b := tx.Bucket(bStatus).Bucket(key)
-		if b == nil {
+		h := tx.Bucket(bStatus).Bucket(key)
+		if h == nil {
 			return nil
 		}
-		return b.ForEach(func(_, v []byte) error {
+		return forEachReport(h, func(_, v []byte) error {
 			var r status.Report
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("decode status of %q: %w", id, err)

@@ -30,7 +30,8 @@ var (
 	ErrClosed = errors.New("store closed")
 )
 
-// MaxStatusHistory is how many status reports are kept per instance.
+// MaxStatusHistory is how many status reports are kept per instance, at
+// most; MaxStatusHistoryBytes bounds their size too.
 const MaxStatusHistory = 256
 
 // Registration is what the registry holds about an instance. Addresses are
@@ -112,7 +113,8 @@ type Store interface {
 	// generation counter of id is kept so a generation is never reused.
 	Delete(ctx context.Context, id string) error
 	// AppendStatus adds a report to id's history, keeping the newest
-	// MaxStatusHistory.
+	// within MaxStatusHistory reports and MaxStatusHistoryBytes bytes (the
+	// newest always), and makes it id's last status.
 	AppendStatus(ctx context.Context, id string, r status.Report) error
 	// StatusHistory returns id's reports, oldest first.
 	StatusHistory(ctx context.Context, id string) ([]status.Report, error)
