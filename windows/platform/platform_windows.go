@@ -31,7 +31,12 @@ type Options struct {
 	// Interfaces restricts the managed interfaces, by alias ("Ethernet") or
 	// adapter GUID (nil = every non-loopback, non-tunnel NIC).
 	Interfaces []string
-	Logger     *slog.Logger
+	// ManageExistingUsers are the local accounts that existed before the
+	// agent that the image builder lets it manage (--manage-existing-users).
+	// The users step manages no other account it did not create, and never
+	// a built-in one.
+	ManageExistingUsers []string
+	Logger              *slog.Logger
 
 	// Runner runs the external commands (tzutil, netsh); nil means
 	// run.Exec logging to Logger.
@@ -78,7 +83,7 @@ func New(opts Options) (agent.Platform, error) {
 		DHCP:     &dhcpRenewer{names: opts.Interfaces, grace: opts.DHCPGrace, log: log.With("step", "dhcp")},
 		Hostname: &hostnameSetter{log: log.With("step", "hostname")},
 		Timezone: timezone.Setter{Runner: runner, Log: log.With("step", "timezone")},
-		Users:    &userManager{root: opts.Root, stateDir: opts.StateDir, log: log.With("step", "users")},
+		Users:    &userManager{root: opts.Root, stateDir: opts.StateDir, manageExisting: opts.ManageExistingUsers, log: log.With("step", "users")},
 		Network:  &networkConfigurator{stateDir: opts.StateDir, runner: runner, log: log.With("step", "network")},
 	}, nil
 }

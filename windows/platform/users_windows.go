@@ -20,6 +20,9 @@ import (
 
 type userManager struct {
 	root, stateDir string
+	// manageExisting are the accounts that existed before the agent that
+	// the image builder lets it manage (Options.ManageExistingUsers).
+	manageExisting []string
 	log            *slog.Logger
 }
 
@@ -31,6 +34,9 @@ type usersRecord struct {
 	// Passwords are verifiers (salted scrypt) of the passwords the agent
 	// set, so setting the same one again is no change. Never the password.
 	Passwords map[string]string `json:"passwords,omitempty"`
+	// Created are the accounts the agent created: lower-cased name to
+	// SID, "" while NetUserAdd runs (plan.MayManage).
+	Created map[string]string `json:"created,omitempty"`
 }
 
 // ApplyUsers ensures every listed user. One user's failure does not stop
@@ -45,6 +51,9 @@ func (m *userManager) ApplyUsers(ctx context.Context, users []config.User) (agen
 	if rec.Passwords == nil {
 		rec.Passwords = map[string]string{}
 	}
+	if rec.Created == nil {
+		rec.Created = map[string]string{}
+	}
 	admins, err := administratorsGroup()
 	if err != nil {
 		return res.StepResult(), err
@@ -55,7 +64,7 @@ func (m *userManager) ApplyUsers(ctx context.Context, users []config.User) (agen
 			errs = append(errs, err)
 			break
 		}
-		if err := m.ensure(u, admins, &rec, &res); err != nil {
+		if err := m.ensure(u, admins, recPath, &rec, &res); err != nil {
 			m.log.Warn("user failed", "user", u.Name, "err", err)
 			errs = append(errs, err)
 		}
@@ -81,6 +90,8 @@ func administratorsGroup() (string, error) {
 
 // lookupUser returns the SID of the local user name, nil if there is none,
 // and an error for a name that is not a user or is a built-in account.
+// Whether the agent may manage an account it returns is plan.MayManage's
+// decision.
 func lookupUser(name string) (*windows.SID, error) {
 	sid, _, typ, err := windows.LookupSID("", name)
 	if errors.Is(err, windows.ERROR_NONE_MAPPED) {
@@ -98,13 +109,22 @@ func lookupUser(name string) (*windows.SID, error) {
 	return sid, nil
 }
 
-func (m *userManager) ensure(u config.User, admins string, rec *usersRecord, res *plan.Result) error {
+func (m *userManager) ensure(u config.User, admins, recPath string, rec *usersRecord, res *plan.Result) error {
 	if err := plan.CheckUser(u); err != nil {
 		return err
 	}
 	sid, err := lookupUser(u.Name)
 	if err != nil {
 		return fmt.Errorf("user %q: %w", u.Name, err)
+	}
+	if sid != nil {
+		rid := uint32(0)
+		if n := sid.SubAuthorityCount(); n > 0 {
+			rid = sid.SubAuthority(uint32(n) - 1)
+		}
+		if err := plan.MayManage(u.Name, sid.String(), rid, rec.Created, m.manageExisting); err != nil {
+			return err
+		}
 	}
 	// The plaintext password lives in these two buffers only while needed;
 	// both are zeroed when ensure returns. (The Go string in the document
@@ -133,7 +153,14 @@ func (m *userManager) ensure(u config.User, admins string, rec *usersRecord, res
 		if pw16 != nil {
 			info.Password = &pw16[0]
 		}
+		// Recorded before it exists, completed once it does.
+		key := strings.ToLower(u.Name)
+		rec.Created[key] = ""
+		if err := state.Save(recPath, rec); err != nil {
+			return fmt.Errorf("create user %q: record it first: %w", u.Name, err)
+		}
 		if err := winapi.NetUserAdd(&info); err != nil {
+			delete(rec.Created, key)
 			return fmt.Errorf("create user %q: %w", u.Name, err)
 		}
 		m.log.Info("user created", "user", u.Name)
@@ -148,6 +175,7 @@ func (m *userManager) ensure(u config.User, admins string, rec *usersRecord, res
 		} else if sid == nil {
 			return fmt.Errorf("user %q: created, but LookupAccountName does not find it", u.Name)
 		}
+		rec.Created[key] = sid.String()
 	} else if pw16 != nil && !state.Matches(rec.Passwords[u.Name], pwBytes) {
 		if err := winapi.NetUserSetPassword(name16, &pw16[0]); err != nil {
 			return fmt.Errorf("set password of %q: %w", u.Name, err)

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -15,6 +16,45 @@ const FirstUserRID = 1000
 // IsSystemAccount reports whether an account with this RID is one of the
 // machine's built-in accounts, which the agent must not manage.
 func IsSystemAccount(rid uint32) bool { return rid < FirstUserRID }
+
+// Errors of MayManage, the same rule as the Linux users step's.
+var (
+	// ErrSystemAccount: a built-in account, never managed.
+	ErrSystemAccount = errors.New("system account")
+	// ErrUnmanagedAccount: the account exists, the agent did not create
+	// it and the image builder did not list it.
+	ErrUnmanagedAccount = errors.New("account not created by the agent")
+)
+
+// MayManage decides whether the agent manages the existing local account
+// name (its SID sid, whose last sub-authority is rid). A built-in account
+// never, listed or not. Otherwise one the agent created: created maps the
+// lower-cased names of those to their SID, "" while pending (recorded just
+// before NetUserAdd, so an agent stopped in between still knows its
+// account; MayManage completes such an entry with sid); or one the image
+// builder listed in allow. Names compare without regard to case, as
+// Windows compares them.
+func MayManage(name, sid string, rid uint32, created map[string]string, allow []string) error {
+	if IsSystemAccount(rid) {
+		return fmt.Errorf("user %q: RID %d is a built-in account; refusing to manage it, listed or not: %w", name, rid, ErrSystemAccount)
+	}
+	key := strings.ToLower(name)
+	if s, ok := created[key]; ok {
+		switch s {
+		case sid:
+			return nil
+		case "":
+			created[key] = sid
+			return nil
+		}
+	}
+	for _, a := range allow {
+		if strings.EqualFold(a, name) {
+			return nil
+		}
+	}
+	return fmt.Errorf("user %q exists (%s) and was not created by the agent; refusing to manage it (an image builder allows an existing account with --manage-existing-users): %w", name, sid, ErrUnmanagedAccount)
+}
 
 // WantsAdmin reports whether u belongs in the local Administrators group:
 // any sudo level but "none".
