@@ -26,14 +26,22 @@ type Options struct {
 	// StateDir holds the platform's own records (network.json: the
 	// addresses and routes the agent added; dhcp-builtin.json: the
 	// built-in DHCP client's leases), already relative to nothing: an
-	// absolute host path. Default DefaultStateDir.
+	// absolute host path. Default DefaultStateDir. The exception is
+	// users.json, the accounts the agent created: it belongs with the
+	// account database it describes, so it lives at StateDir inside Root
+	// (the same place when Root is "/").
 	StateDir string
 	// DHCPClient overrides detection of the DHCP client ("" = detect;
 	// "dhclient", "dhcpcd", "udhcpc", "networkd", "networkmanager", "builtin").
 	DHCPClient string
 	// Interfaces restricts the managed interfaces (nil = every non-loopback NIC).
 	Interfaces []string
-	Logger     *slog.Logger
+	// ManageExistingUsers are the accounts that existed before the agent
+	// that the image builder lets it manage (--manage-existing-users). The
+	// users step manages no other account it did not create, and never a
+	// system account.
+	ManageExistingUsers []string
+	Logger              *slog.Logger
 	// Offline, when set, treats Root as an image that is not running even
 	// when it is "/": no kernel hostname, no hostnamectl, timedatectl or
 	// resolvectl. By default Root "/" (or "") is the live system and any
@@ -68,7 +76,7 @@ func New(opts Options) (agent.Platform, error) {
 	if err != nil {
 		return agent.Platform{}, fmt.Errorf("linux platform: %w", err)
 	}
-	sys := system.New(system.Options{Root: root, Runner: runner, Logger: log, Live: live})
+	sys := system.New(system.Options{Root: root, Runner: runner, Logger: log, Live: live, StateDir: stateDir, ManageExistingUsers: opts.ManageExistingUsers})
 	return agent.Platform{
 		Links:    netmon.New(netmon.Options{Interfaces: opts.Interfaces, Logger: log, PollInterval: opts.LinkPollInterval}),
 		DHCP:     d,
