@@ -3,11 +3,15 @@ package system
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
@@ -20,10 +24,26 @@ const zoneinfo = "/usr/share/zoneinfo/"
 
 // ApplyTimezone implements agent.TimezoneSetter: the /etc/localtime
 // symlink, /etc/timezone, and timedatectl on a live systemd system. A zone
-// the target's tzdata does not have fails the step, naming it.
+// the target's tzdata does not have fails the step, naming it; so does a
+// name whose file is a link that leaves the zoneinfo tree or loops
+// (zoneinfo/localtime links to /etc/localtime on Debian: linking
+// /etc/localtime to it would make a loop).
 func (s *System) ApplyTimezone(ctx context.Context, zone string) (agent.StepResult, error) {
 	var res agent.StepResult
-	if zone == "Local" || !zoneRE.MatchString(zone) || !isTZif(s.path(zoneinfo+zone)) {
+	if zone == "Local" || !zoneRE.MatchString(zone) {
+		return res, fmt.Errorf("set timezone %q: %w", zone, ErrUnknownZone)
+	}
+	resolved, via, err := resolveInRoot(s.o.Root, zoneinfo+zone)
+	if err != nil {
+		return res, fmt.Errorf("set timezone %q: %w", zone, errors.Join(ErrUnknownZone, err))
+	}
+	if slices.Contains(via, "/etc/localtime") {
+		return res, fmt.Errorf("set timezone %q: %w: %s%s links to /etc/localtime, which it would replace (a loop)", zone, ErrUnknownZone, zoneinfo, zone)
+	}
+	if !strings.HasPrefix(resolved, zoneinfo) {
+		return res, fmt.Errorf("set timezone %q: %w: %s%s resolves to %s, outside %s", zone, ErrUnknownZone, zoneinfo, zone, resolved, zoneinfo)
+	}
+	if !isTZif(s.path(resolved)) {
 		return res, fmt.Errorf("set timezone %q: %w", zone, ErrUnknownZone)
 	}
 	lt := s.path("/etc/localtime")
@@ -48,6 +68,54 @@ func (s *System) ApplyTimezone(ctx context.Context, zone string) (agent.StepResu
 	}
 	res.Changed = len(res.Actions) > 0
 	return res, nil
+}
+
+// maxLinks bounds the links followed in one resolution, as the kernel's
+// MAXSYMLINKS does.
+const maxLinks = 40
+
+// resolveInRoot resolves the absolute path p inside root the way the target
+// system would see it: absolute links and ".." are taken relative to root,
+// never beyond it. It returns the root-relative path with every link
+// followed and the links it followed on the way, or an error for a loop
+// (more than maxLinks links).
+func resolveInRoot(root, p string) (resolved string, via []string, err error) {
+	rest := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	cur := "/"
+	links := 0
+	for len(rest) > 0 {
+		part := rest[0]
+		rest = rest[1:]
+		switch part {
+		case "", ".":
+			continue
+		case "..":
+			cur = path.Dir(cur)
+			continue
+		}
+		next := path.Join(cur, part)
+		fi, err := os.Lstat(fsx.Join(root, next))
+		if err != nil {
+			return "", via, fmt.Errorf("resolve %s: %w", p, err)
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			cur = next
+			continue
+		}
+		if links++; links > maxLinks {
+			return "", via, fmt.Errorf("resolve %s: %w", p, syscall.ELOOP)
+		}
+		via = append(via, next)
+		target, err := os.Readlink(fsx.Join(root, next))
+		if err != nil {
+			return "", via, fmt.Errorf("resolve %s: %w", p, err)
+		}
+		if strings.HasPrefix(target, "/") {
+			cur = "/"
+		}
+		rest = append(strings.Split(target, "/"), rest...)
+	}
+	return cur, via, nil
 }
 
 func isTZif(p string) bool {
