@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -78,6 +79,21 @@ type route struct {
 	Via string `json:"via"`
 }
 
+// routeKey is how r is recorded: canonical text, no zone.
+func routeKey(r nl.Route) route {
+	return route{To: prefix(r.Dst.Masked()), Via: addr(r.Gateway)}
+}
+
+// parse reads a recorded route. A zone, which a state file written before
+// zones were refused may hold, is dropped: the kernel's route has none, and
+// comparing with it would never match (the route would be leaked, and every
+// later add of it would fail with "file exists").
+func (o route) parse() (netip.Prefix, netip.Addr, bool) {
+	dst, err1 := netip.ParsePrefix(o.To)
+	gw, err2 := netip.ParseAddr(o.Via)
+	return dst, gw.WithZone(""), err1 == nil && err2 == nil
+}
+
 type state struct {
 	Interfaces map[string]*owned `json:"interfaces"` // by lower-case MAC
 }
@@ -127,48 +143,88 @@ type wanted struct {
 	dns     []netip.Addr
 }
 
+// parse checks and parses one interface entry. It is the agent's own check,
+// for documents that never went through validation: a malformed field, an
+// IPv6 zone in any address field, or a MAC that is not 48 bits fails with
+// ErrInvalid naming the field.
 func parse(in config.Interface) (*wanted, error) {
-	w := &wanted{cfg: in, mac: strings.ToLower(in.MAC)}
-	bad := func(what string, v any, err error) error {
-		return fmt.Errorf("interface %s: %s %v: %w", in.MAC, what, v, errors.Join(ErrInvalid, err))
+	bad := func(field string, v any, err error) error {
+		if err == nil {
+			return fmt.Errorf("%s %q: %w", field, fmt.Sprint(v), ErrInvalid)
+		}
+		return fmt.Errorf("%s %q: %w: %w", field, fmt.Sprint(v), ErrInvalid, err)
 	}
-	for _, a := range in.Addresses {
+	zoned := func(field, v string) error {
+		if strings.Contains(v, "%") {
+			return bad(field, v, errZone)
+		}
+		return nil
+	}
+	hw, err := net.ParseMAC(in.MAC)
+	if err != nil || len(hw) != 6 {
+		return nil, bad("mac", in.MAC, err)
+	}
+	w := &wanted{cfg: in, mac: hw.String()}
+	for i, a := range in.Addresses {
+		field := fmt.Sprintf("addresses[%d]", i)
+		if err := zoned(field, a); err != nil {
+			return nil, err
+		}
 		p, err := netip.ParsePrefix(a)
 		if err != nil {
-			return nil, bad("address", a, err)
+			return nil, bad(field, a, err)
 		}
 		w.addrs = append(w.addrs, p)
 	}
 	if in.Gateway4 != "" {
+		if err := zoned("gateway4", in.Gateway4); err != nil {
+			return nil, err
+		}
 		g, err := netip.ParseAddr(in.Gateway4)
 		if err != nil || !g.Is4() {
 			return nil, bad("gateway4", in.Gateway4, err)
 		}
 		w.gateway = g
 	}
-	for _, r := range in.Routes {
+	for i, r := range in.Routes {
+		if err := zoned(fmt.Sprintf("routes[%d].to", i), r.To); err != nil {
+			return nil, err
+		}
+		if err := zoned(fmt.Sprintf("routes[%d].via", i), r.Via); err != nil {
+			return nil, err
+		}
 		to, err := netip.ParsePrefix(r.To)
 		if err != nil {
-			return nil, bad("route to", r.To, err)
+			return nil, bad(fmt.Sprintf("routes[%d].to", i), r.To, err)
 		}
 		via, err := netip.ParseAddr(r.Via)
 		if err != nil {
-			return nil, bad("route via", r.Via, err)
+			return nil, bad(fmt.Sprintf("routes[%d].via", i), r.Via, err)
 		}
-		w.routes = append(w.routes, nl.Route{Dst: to.Masked(), Gateway: via})
+		if to.Addr().Is4() != via.Is4() {
+			return nil, bad(fmt.Sprintf("routes[%d].via", i), r.Via, errors.New("not of the address family of to"))
+		}
+		w.routes = append(w.routes, nl.Route{Dst: to.Masked(), Gateway: via.WithZone("")})
 	}
-	for _, n := range in.Nameservers {
+	for i, n := range in.Nameservers {
+		field := fmt.Sprintf("nameservers[%d]", i)
+		if err := zoned(field, n); err != nil {
+			return nil, err
+		}
 		a, err := netip.ParseAddr(n)
 		if err != nil {
-			return nil, bad("nameserver", n, err)
+			return nil, bad(field, n, err)
 		}
-		w.dns = append(w.dns, a)
+		w.dns = append(w.dns, a.WithZone(""))
 	}
-	if in.MTU < 0 || (in.MTU > 0 && in.MTU < 68) {
+	if in.MTU < 0 || (in.MTU > 0 && in.MTU < config.MinMTU) || in.MTU > config.MaxMTU {
 		return nil, bad("mtu", in.MTU, nil)
 	}
 	return w, nil
 }
+
+// errZone is why an address with an IPv6 zone is refused.
+var errZone = errors.New("must not carry an IPv6 zone (%...): the interface is the entry's own")
 
 func (w *wanted) allRoutes() []nl.Route {
 	rs := slices.Clone(w.routes)
@@ -179,6 +235,14 @@ func (w *wanted) allRoutes() []nl.Route {
 }
 
 // ApplyNetwork implements agent.NetworkConfigurator.
+//
+// Every file and DNS setting is rendered before anything changes: a value a
+// format cannot carry fails the apply with nothing changed. A live change
+// that fails (a gateway the kernel will not route through) fails that
+// interface: its persisted file keeps the last generation that applied, DNS
+// is left as it was, and the error names every change this apply made to
+// the link before the failure; those are recorded as the agent's, so the
+// next generation reconciles them like any other.
 func (c *Configurator) ApplyNetwork(ctx context.Context, n *config.Network) (agent.StepResult, error) {
 	var res agent.StepResult
 	if n == nil || n.Interfaces == nil {
@@ -186,10 +250,10 @@ func (c *Configurator) ApplyNetwork(ctx context.Context, n *config.Network) (age
 	}
 	var ws []*wanted
 	var errs []error
-	for _, in := range n.Interfaces {
+	for i, in := range n.Interfaces {
 		w, err := parse(in)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("configure network.interfaces[%d] (%s): %w", i, in.MAC, err))
 			continue
 		}
 		ws = append(ws, w)
@@ -200,12 +264,17 @@ func (c *Configurator) ApplyNetwork(ctx context.Context, n *config.Network) (age
 	if !c.o.Live {
 		// An image root, not the running machine: its links are not this
 		// kernel's, so netlink is left alone and only the files are written.
-		acts, err := c.persist(ws, nil)
+		files, err := c.renderFiles(ws, nil)
+		dns, err2 := c.planDNS(ws, nil)
+		if err != nil || err2 != nil {
+			return res, errors.Join(err, err2)
+		}
+		acts, err := c.persist(ws, nil, files, nil)
 		res.Actions = append(res.Actions, acts...)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		acts, err = c.applyDNS(ctx, ws, nil, &state{Interfaces: map[string]*owned{}})
+		acts, err = c.applyDNS(ctx, dns, &state{Interfaces: map[string]*owned{}})
 		res.Actions = append(res.Actions, acts...)
 		if err != nil {
 			errs = append(errs, err)
@@ -223,35 +292,55 @@ func (c *Configurator) ApplyNetwork(ctx context.Context, n *config.Network) (age
 	}
 	defer conn.Close()
 	links := map[string]nl.Link{}
+	failed := map[string]bool{}
 	for _, w := range ws {
 		l, err := conn.LinkByMAC(w.mac)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("configure network: %w", err))
+			failed[w.mac] = true
 			continue
 		}
 		links[w.mac] = l
+	}
+	files, err := c.renderFiles(ws, links)
+	dns, err2 := c.planDNS(ws, links)
+	if err != nil || err2 != nil {
+		return res, errors.Join(append(errs, err, err2)...)
+	}
+	for _, w := range ws {
+		l, ok := links[w.mac]
+		if !ok {
+			continue
+		}
 		acts, err := c.applyLive(conn, l, w, st)
 		res.Actions = append(res.Actions, acts...)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("configure %s (%s): %w", l.Name, w.mac, err))
+			failed[w.mac] = true
+			kept := "none"
+			if len(acts) > 0 {
+				kept = strings.Join(acts, "; ")
+			}
+			errs = append(errs, fmt.Errorf("configure %s (%s): %w (changes this apply made before the failure, kept and recorded as the agent's: %s; its persisted config and DNS were left as they were)", l.Name, w.mac, err, kept))
 		}
 	}
 	// Saved even after an error: what was added before it is owned.
 	if err := c.save(st); err != nil {
 		errs = append(errs, fmt.Errorf("record network state: %w", err))
 	}
-	acts, err := c.persist(ws, links)
+	acts, err := c.persist(ws, links, files, failed)
 	res.Actions = append(res.Actions, acts...)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	acts, err = c.applyDNS(ctx, ws, links, st)
-	res.Actions = append(res.Actions, acts...)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.save(st); err != nil {
-		errs = append(errs, fmt.Errorf("record network state: %w", err))
+	if len(failed) == 0 {
+		acts, err = c.applyDNS(ctx, dns, st)
+		res.Actions = append(res.Actions, acts...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if err := c.save(st); err != nil {
+			errs = append(errs, fmt.Errorf("record network state: %w", err))
+		}
 	}
 	res.Changed = len(res.Actions) > 0
 	return res, errors.Join(errs...)
@@ -338,17 +427,37 @@ func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state)
 		want := w.allRoutes()
 		var keep []route
 		for _, r := range want {
+			keep = append(keep, routeKey(r))
+		}
+		for _, r := range want {
 			r.Index = l.Index
-			key := route{To: r.Dst.String(), Via: r.Gateway.String()}
-			keep = append(keep, key)
+			key := routeKey(r)
 			if has(r) {
-				continue
+				continue // the agent's if it added it, else someone else's
 			}
-			if err := conn.AddRoute(r); err != nil {
-				return acts, err
+			// A route of the agent's to the same destination that this
+			// document no longer wants (the gateway changed) is replaced
+			// in one step: adding first would fail with "file exists",
+			// removing first would leave the link without the route.
+			old := slices.IndexFunc(own.Routes, func(o route) bool {
+				dst, gw, ok := o.parse()
+				return ok && dst == r.Dst && !slices.Contains(keep, o) && has(nl.Route{Dst: dst, Gateway: gw, Index: l.Index})
+			})
+			if old >= 0 {
+				_, gw, _ := own.Routes[old].parse()
+				if err := conn.ReplaceRoute(r); err != nil {
+					return acts, err
+				}
+				acts = append(acts, fmt.Sprintf("replace route %s via %s dev %s by one via %s", r.Dst, gw, l.Name, r.Gateway))
+				rs = slices.DeleteFunc(rs, func(x nl.Route) bool { return x.Index == l.Index && x.Dst == r.Dst && x.Gateway == gw })
+				own.Routes = slices.Delete(own.Routes, old, old+1)
+			} else {
+				if err := conn.AddRoute(r); err != nil {
+					return acts, err
+				}
+				acts = append(acts, fmt.Sprintf("add route %s via %s dev %s", r.Dst, r.Gateway, l.Name))
 			}
 			rs = append(rs, r)
-			acts = append(acts, fmt.Sprintf("add route %s via %s dev %s", r.Dst, r.Gateway, l.Name))
 			if !slices.Contains(own.Routes, key) {
 				own.Routes = append(own.Routes, key)
 			}
@@ -357,9 +466,8 @@ func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state)
 			if slices.Contains(keep, o) {
 				continue
 			}
-			dst, err1 := netip.ParsePrefix(o.To)
-			gw, err2 := netip.ParseAddr(o.Via)
-			if r := (nl.Route{Dst: dst, Gateway: gw, Index: l.Index}); err1 == nil && err2 == nil && has(r) {
+			dst, gw, ok := o.parse()
+			if r := (nl.Route{Dst: dst, Gateway: gw, Index: l.Index}); ok && has(r) {
 				if err := conn.DelRoute(r); err != nil {
 					return acts, err
 				}
@@ -383,9 +491,8 @@ func (c *Configurator) releaseStatic(conn *nl.Conn, l nl.Link, own *owned, acts 
 			return acts, err
 		}
 		for _, o := range slices.Clone(own.Routes) {
-			dst, err1 := netip.ParsePrefix(o.To)
-			gw, err2 := netip.ParseAddr(o.Via)
-			ours := err1 == nil && err2 == nil && slices.ContainsFunc(rs, func(x nl.Route) bool {
+			dst, gw, ok := o.parse()
+			ours := ok && slices.ContainsFunc(rs, func(x nl.Route) bool {
 				return x.Index == l.Index && x.Dst == dst && x.Gateway == gw && x.Protocol == unix.RTPROT_STATIC
 			})
 			if ours {

@@ -20,6 +20,14 @@ import (
 	"github.com/prewarm/prewarm/shared/config"
 )
 
+// must returns b, panicking on err: for renders that cannot fail.
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 type noRunner struct{}
 
 func (noRunner) Run(context.Context, run.Cmd) ([]byte, error) {
@@ -36,25 +44,26 @@ func TestRender(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd := string(renderNetworkd(w))
+	nd := string(must(renderNetworkd(w)))
 	for _, want := range []string{"MACAddress=52:54:00:aa:bb:cc", "MTUBytes=1400", "Address=10.1.0.5/24", "Gateway=10.1.0.1", "DNS=10.1.0.2", "Domains=corp.example", "Destination=10.2.0.0/16\nGateway=10.1.0.254"} {
 		if !strings.Contains(nd, want) {
 			t.Errorf("networkd file lacks %q:\n%s", want, nd)
 		}
 	}
-	kf := string(renderKeyfile(w, "eth0"))
+	kf := string(must(renderKeyfile(w, "eth0")))
 	for _, want := range []string{"mac-address=52:54:00:AA:BB:CC", "address1=10.1.0.5/24,10.1.0.1", "route1=10.2.0.0/16,10.1.0.254", "dns=10.1.0.2;", "mtu=1400"} {
 		if !strings.Contains(kf, want) {
 			t.Errorf("keyfile lacks %q:\n%s", want, kf)
 		}
 	}
-	iu := string(renderIfupdown(w, "eth0"))
+	iu := string(must(renderIfupdown(w, "eth0")))
 	for _, want := range []string{"auto eth0", "iface eth0 inet static", "address 10.1.0.5/24", "gateway 10.1.0.1", "mtu 1400", "up ip route add 10.2.0.0/16 via 10.1.0.254 dev eth0"} {
 		if !strings.Contains(iu, want) {
 			t.Errorf("ifupdown stanza lacks %q:\n%s", want, iu)
 		}
 	}
-	if got := string(renderResolvConf([]string{"a", "b", "c", "d"}, []string{"x.example"})); strings.Contains(got, "nameserver d") || !strings.Contains(got, "search x.example") {
+	ns := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3"), netip.MustParseAddr("10.0.0.4")}
+	if got := string(must(renderResolvConf(ns, []string{"x.example"}))); strings.Contains(got, "nameserver 10.0.0.4") || !strings.Contains(got, "search x.example") {
 		t.Errorf("resolv.conf:\n%s", got)
 	}
 	for _, bad := range []config.Interface{
@@ -326,7 +335,7 @@ func TestGuestNetworkDHCPSwitch(t *testing.T) {
 			t.Fatal(err)
 		}
 		os.MkdirAll(filepath.Join(root, ifupdownDir), 0o755)
-		os.WriteFile(filepath.Join(root, ifupdownPath("eth9")), renderIfupdown(other, "eth9"), 0o644)
+		os.WriteFile(filepath.Join(root, ifupdownPath("eth9")), must(renderIfupdown(other, "eth9")), 0o644)
 		os.WriteFile(filepath.Join(root, ifupdownPath("mine")), []byte("auto eth0\niface eth0 inet static\n"), 0o644)
 		c := New(Options{Root: root, StateDir: stateDir, Runner: noRunner{}, Logger: log, Live: true, RunDir: t.TempDir()})
 		if _, err := c.ApplyNetwork(ctx, static); err != nil {
@@ -545,7 +554,7 @@ func TestOfflinePersist(t *testing.T) {
 	}
 	// A file written live for this MAC (as ens3) is found by MAC and removed.
 	w, _ := parse(static.Interfaces[0])
-	os.WriteFile(filepath.Join(root, ifupdownPath("ens3")), renderIfupdown(w, "ens3"), 0o644)
+	os.WriteFile(filepath.Join(root, ifupdownPath("ens3")), must(renderIfupdown(w, "ens3")), 0o644)
 	if _, err := c.ApplyNetwork(ctx, dhcp); err != nil {
 		t.Fatal(err)
 	}

@@ -48,19 +48,77 @@ func dirExists(p string) bool {
 	return err == nil && st.IsDir()
 }
 
-// persist writes each static interface's configuration for the target's
-// manager. For a DHCP interface it removes the file it wrote for that MAC
-// (a static configuration of before), leaving the interface to whatever
-// else the root configures. links holds the live links by MAC; offline (not
-// Live) it is nil and files are matched by MAC alone, which ifupdown, naming
-// interfaces, cannot do: a static ifupdown interface fails there, naming its
-// MAC.
-func (c *Configurator) persist(ws []*wanted, links map[string]nl.Link) ([]string, error) {
+// fileChange is the file one static interface gets under the root.
+type fileChange struct {
+	path string // as seen inside the root
+	body []byte
+	mode os.FileMode
+}
+
+// renderFiles renders, before anything is changed, the file each static
+// interface of ws gets for the target's manager, by MAC. links holds the
+// live links by MAC; offline (not Live) it is nil and files are matched by
+// MAC alone, which ifupdown, naming interfaces, cannot do: a static ifupdown
+// interface fails there, naming its MAC. A value the format cannot carry
+// (ErrUnsafe) fails too: the apply then changes nothing.
+func (c *Configurator) renderFiles(ws []*wanted, links map[string]nl.Link) (map[string]fileChange, error) {
 	m := c.manager()
+	files := map[string]fileChange{}
+	var errs []error
+	for _, w := range ws {
+		if w.cfg.DHCP4 || m == "" {
+			continue
+		}
+		name := ""
+		if c.o.Live {
+			l, ok := links[w.mac]
+			if !ok {
+				continue // reported by the live apply
+			}
+			name = l.Name
+		}
+		id := strings.ReplaceAll(w.mac, ":", "")
+		f := fileChange{mode: 0o644}
+		var err error
+		switch m {
+		case Networkd:
+			f.path = networkdPath(id)
+			f.body, err = renderNetworkd(w)
+		case NetworkManager:
+			f.path, f.mode = keyfilePath(id), 0o600
+			f.body, err = renderKeyfile(w, name)
+		case Ifupdown:
+			if name == "" {
+				errs = append(errs, fmt.Errorf("persist network config of %s: ifupdown configures interfaces by name, and the offline root %s does not tell which interface has this MAC (use systemd-networkd or NetworkManager in the image, or provision it live)", w.mac, c.o.Root))
+				continue
+			}
+			f.path = ifupdownPath(name)
+			f.body, err = renderIfupdown(w, name)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("persist network config of %s: %w", w.mac, err))
+			continue
+		}
+		files[w.mac] = f
+	}
+	return files, errors.Join(errs...)
+}
+
+// persist writes the rendered file of each static interface, except those
+// in skip (whose live apply failed: their file keeps the last generation
+// that applied). For a DHCP interface it removes the file it wrote for that
+// MAC (a static configuration of before), leaving the interface to whatever
+// else the root configures.
+func (c *Configurator) persist(ws []*wanted, links map[string]nl.Link, files map[string]fileChange, skip map[string]bool) ([]string, error) {
 	var acts []string
 	var errs []error
-	logged := false
+	if c.manager() == "" {
+		c.log.Info("no network manager configuration found under the root; live changes only")
+	}
 	for _, w := range ws {
+		if skip[w.mac] {
+			continue
+		}
 		name := ""
 		if c.o.Live {
 			l, ok := links[w.mac]
@@ -77,41 +135,22 @@ func (c *Configurator) persist(ws []*wanted, links map[string]nl.Link) ([]string
 			}
 			continue
 		}
-		if m == "" {
-			if !logged {
-				c.log.Info("no network manager configuration found under the root; live changes only")
-				logged = true
-			}
+		f, ok := files[w.mac]
+		if !ok {
 			continue
 		}
-		id := strings.ReplaceAll(w.mac, ":", "")
-		var p string
-		var body []byte
-		mode := os.FileMode(0o644)
-		switch m {
-		case Networkd:
-			p, body = networkdPath(id), renderNetworkd(w)
-		case NetworkManager:
-			p, body, mode = keyfilePath(id), renderKeyfile(w, name), 0o600
-		case Ifupdown:
-			if name == "" {
-				errs = append(errs, fmt.Errorf("persist network config of %s: ifupdown configures interfaces by name, and the offline root %s does not tell which interface has this MAC (use systemd-networkd or NetworkManager in the image, or provision it live)", w.mac, c.o.Root))
-				continue
-			}
-			p, body = ifupdownPath(name), renderIfupdown(w, name)
-		}
-		full := fsx.Join(c.o.Root, p)
+		full := fsx.Join(c.o.Root, f.path)
 		if err := os.MkdirAll(parent(full), 0o755); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("persist network config of %s: %w", w.mac, err))
 			continue
 		}
-		changed, err := fsx.WriteFile(full, body, fsx.WriteOptions{Mode: mode})
+		changed, err := fsx.WriteFile(full, f.body, fsx.WriteOptions{Mode: f.mode})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("persist network config of %s: %w", w.mac, err))
 			continue
 		}
 		if changed {
-			acts = append(acts, "write "+p)
+			acts = append(acts, "write "+f.path)
 		}
 	}
 	return acts, errors.Join(errs...)
@@ -171,41 +210,72 @@ func (c *Configurator) unpersist(mac, name string) ([]string, error) {
 
 func parent(p string) string { return p[:strings.LastIndexByte(p, '/')] }
 
-func renderNetworkd(w *wanted) []byte {
+// renderNetworkd renders w as a systemd-networkd .network file, refusing
+// (ErrUnsafe) any value the format cannot carry.
+func renderNetworkd(w *wanted) ([]byte, error) {
+	var errs []error
+	v := func(what, s string) string {
+		s, err := networkdValue(what, s)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return s
+	}
 	var b strings.Builder
 	b.WriteString(header)
-	fmt.Fprintf(&b, "[Match]\nMACAddress=%s\n", w.mac)
+	mac, err := macValue("systemd-networkd", w.mac)
+	errs = append(errs, err)
+	fmt.Fprintf(&b, "[Match]\nMACAddress=%s\n", mac)
 	if w.cfg.MTU > 0 {
 		fmt.Fprintf(&b, "\n[Link]\nMTUBytes=%d\n", w.cfg.MTU)
 	}
 	b.WriteString("\n[Network]\n")
 	for _, a := range w.addrs {
-		fmt.Fprintf(&b, "Address=%s\n", a)
+		fmt.Fprintf(&b, "Address=%s\n", v("address", prefix(a)))
 	}
 	if w.gateway.IsValid() {
-		fmt.Fprintf(&b, "Gateway=%s\n", w.gateway)
+		fmt.Fprintf(&b, "Gateway=%s\n", v("gateway4", addr(w.gateway)))
 	}
 	for _, d := range w.dns {
-		fmt.Fprintf(&b, "DNS=%s\n", d)
+		fmt.Fprintf(&b, "DNS=%s\n", v("nameserver", addr(d)))
 	}
 	if len(w.cfg.SearchDomains) > 0 {
-		fmt.Fprintf(&b, "Domains=%s\n", strings.Join(w.cfg.SearchDomains, " "))
+		ds := make([]string, len(w.cfg.SearchDomains))
+		for i, d := range w.cfg.SearchDomains {
+			ds[i] = v("search domain", d)
+		}
+		fmt.Fprintf(&b, "Domains=%s\n", strings.Join(ds, " "))
 	}
 	for _, r := range w.routes {
-		fmt.Fprintf(&b, "\n[Route]\nDestination=%s\nGateway=%s\n", r.Dst, r.Gateway)
+		fmt.Fprintf(&b, "\n[Route]\nDestination=%s\nGateway=%s\n", v("route to", prefix(r.Dst)), v("route via", addr(r.Gateway)))
 	}
-	return []byte(b.String())
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("render systemd-networkd config of %q: %w", w.cfg.MAC, err)
+	}
+	return []byte(b.String()), nil
 }
 
-func renderKeyfile(w *wanted, name string) []byte {
+// renderKeyfile renders w as a NetworkManager keyfile for the link name
+// ("" offline), escaping every value as GKeyFile does.
+func renderKeyfile(w *wanted, name string) ([]byte, error) {
+	var errs []error
+	v := func(what, s string, list bool) string {
+		s, err := keyfileValue(what, s, list)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return s
+	}
+	mac, err := macValue("NetworkManager keyfile", w.mac)
+	errs = append(errs, err)
 	var b strings.Builder
 	b.WriteString(header)
 	if name != "" {
-		fmt.Fprintf(&b, "[connection]\nid=prewarm-%s\ntype=ethernet\ninterface-name=%s\n", name, name)
+		fmt.Fprintf(&b, "[connection]\nid=%s\ntype=ethernet\ninterface-name=%s\n", v("id", "prewarm-"+name, false), v("interface name", name, false))
 	} else { // offline: matched by MAC alone
-		fmt.Fprintf(&b, "[connection]\nid=prewarm-%s\ntype=ethernet\n", strings.ReplaceAll(w.mac, ":", ""))
+		fmt.Fprintf(&b, "[connection]\nid=%s\ntype=ethernet\n", v("id", "prewarm-"+strings.ReplaceAll(mac, ":", ""), false))
 	}
-	fmt.Fprintf(&b, "autoconnect-priority=100\n\n[ethernet]\nmac-address=%s\n", strings.ToUpper(w.mac))
+	fmt.Fprintf(&b, "autoconnect-priority=100\n\n[ethernet]\nmac-address=%s\n", strings.ToUpper(mac))
 	if w.cfg.MTU > 0 {
 		fmt.Fprintf(&b, "mtu=%d\n", w.cfg.MTU)
 	}
@@ -219,77 +289,119 @@ func renderKeyfile(w *wanted, name string) []byte {
 	}
 	b.WriteString("\n[ipv4]\nmethod=manual\n")
 	for i, a := range v4 {
-		fmt.Fprintf(&b, "address%d=%s", i+1, a)
+		fmt.Fprintf(&b, "address%d=%s", i+1, v("address", prefix(a), false))
 		if i == 0 && w.gateway.IsValid() {
-			fmt.Fprintf(&b, ",%s", w.gateway)
+			fmt.Fprintf(&b, ",%s", v("gateway4", addr(w.gateway), false))
 		}
 		b.WriteString("\n")
 	}
 	var dns4 []string
 	for _, d := range w.dns {
 		if d.Is4() {
-			dns4 = append(dns4, d.String())
+			dns4 = append(dns4, v("nameserver", addr(d), true))
 		}
 	}
 	if len(dns4) > 0 {
 		fmt.Fprintf(&b, "dns=%s;\n", strings.Join(dns4, ";"))
 	}
 	if len(w.cfg.SearchDomains) > 0 {
-		fmt.Fprintf(&b, "dns-search=%s;\n", strings.Join(w.cfg.SearchDomains, ";"))
+		ds := make([]string, len(w.cfg.SearchDomains))
+		for i, d := range w.cfg.SearchDomains {
+			ds[i] = v("search domain", d, true)
+		}
+		fmt.Fprintf(&b, "dns-search=%s;\n", strings.Join(ds, ";"))
 	}
 	for i, r := range w.routes {
 		if r.Dst.Addr().Is4() {
-			fmt.Fprintf(&b, "route%d=%s,%s\n", i+1, r.Dst, r.Gateway)
+			fmt.Fprintf(&b, "route%d=%s,%s\n", i+1, v("route to", prefix(r.Dst), false), v("route via", addr(r.Gateway), false))
 		}
 	}
 	if len(v6) > 0 {
 		b.WriteString("\n[ipv6]\nmethod=manual\n")
 		for i, a := range v6 {
-			fmt.Fprintf(&b, "address%d=%s\n", i+1, a)
+			fmt.Fprintf(&b, "address%d=%s\n", i+1, v("address", prefix(a), false))
 		}
 	} else {
 		b.WriteString("\n[ipv6]\nmethod=ignore\n")
 	}
-	return []byte(b.String())
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("render NetworkManager keyfile of %q: %w", w.cfg.MAC, err)
+	}
+	return []byte(b.String()), nil
 }
 
-func renderIfupdown(w *wanted, name string) []byte {
+// renderIfupdown renders w as an interfaces(5) stanza for the link name,
+// refusing any value the format cannot carry; the arguments of its "up"
+// lines, which ifup runs with /bin/sh, are shell-quoted too.
+func renderIfupdown(w *wanted, name string) ([]byte, error) {
+	var errs []error
+	v := func(what, s string) string {
+		s, err := ifupdownValue(what, s)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return s
+	}
+	sh := func(what, s string) string { return shellQuote(v(what, s)) }
 	var b strings.Builder
 	b.WriteString(header)
-	b.WriteString(macMark(w.mac))
-	fmt.Fprintf(&b, "auto %s\n", name)
+	mac, err := macValue("ifupdown", w.mac)
+	errs = append(errs, err)
+	b.WriteString(macMark(mac))
+	fmt.Fprintf(&b, "auto %s\n", v("interface name", name))
 	first := true
 	for _, a := range w.addrs {
 		if !a.Addr().Is4() {
 			continue
 		}
 		if first {
-			fmt.Fprintf(&b, "iface %s inet static\n\taddress %s\n", name, a)
+			fmt.Fprintf(&b, "iface %s inet static\n\taddress %s\n", v("interface name", name), v("address", prefix(a)))
 			if w.gateway.IsValid() {
-				fmt.Fprintf(&b, "\tgateway %s\n", w.gateway)
+				fmt.Fprintf(&b, "\tgateway %s\n", v("gateway4", addr(w.gateway)))
 			}
 			if w.cfg.MTU > 0 {
 				fmt.Fprintf(&b, "\tmtu %d\n", w.cfg.MTU)
 			}
 			for _, r := range w.routes {
-				fmt.Fprintf(&b, "\tup ip route add %s via %s dev %s\n", r.Dst, r.Gateway, name)
+				fmt.Fprintf(&b, "\tup ip route add %s via %s dev %s\n", sh("route to", prefix(r.Dst)), sh("route via", addr(r.Gateway)), sh("interface name", name))
 			}
 			first = false
 		} else {
-			fmt.Fprintf(&b, "\tup ip addr add %s dev %s\n", a, name)
+			fmt.Fprintf(&b, "\tup ip addr add %s dev %s\n", sh("address", prefix(a)), sh("interface name", name))
 		}
 	}
 	if first {
-		fmt.Fprintf(&b, "iface %s inet manual\n", name)
+		fmt.Fprintf(&b, "iface %s inet manual\n", v("interface name", name))
 	}
-	return []byte(b.String())
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("render ifupdown config of %q: %w", w.cfg.MAC, err)
+	}
+	return []byte(b.String()), nil
 }
 
-// applyDNS sets the nameservers and search domains: through
-// systemd-resolved (resolvectl) on a live system that runs it, else in an
-// atomically written /etc/resolv.conf under the root.
-func (c *Configurator) applyDNS(ctx context.Context, ws []*wanted, links map[string]nl.Link, st *state) ([]string, error) {
-	var servers []string
+// dnsPlan is how an apply sets DNS, rendered before anything is changed.
+type dnsPlan struct {
+	none     bool      // no interface names DNS
+	resolved []dnsLink // through systemd-resolved, per link
+	conf     []byte    // else /etc/resolv.conf
+}
+
+type dnsLink struct {
+	mac, name string
+	servers   []string
+	domains   []string
+}
+
+func (d dnsLink) key() string {
+	return strings.Join(d.servers, ",") + "|" + strings.Join(d.domains, ",")
+}
+
+// planDNS renders the nameservers and search domains: through
+// systemd-resolved (resolvectl) on a live system that runs it, else as an
+// /etc/resolv.conf under the root. A value the target cannot carry fails
+// with ErrUnsafe.
+func (c *Configurator) planDNS(ws []*wanted, links map[string]nl.Link) (dnsPlan, error) {
+	var servers []netip.Addr
 	var search []string
 	any := false
 	for _, w := range ws {
@@ -298,8 +410,8 @@ func (c *Configurator) applyDNS(ctx context.Context, ws []*wanted, links map[str
 		}
 		any = true
 		for _, d := range w.dns {
-			if !slices.Contains(servers, d.String()) {
-				servers = append(servers, d.String())
+			if d = d.WithZone(""); !slices.Contains(servers, d) {
+				servers = append(servers, d)
 			}
 		}
 		for _, s := range w.cfg.SearchDomains {
@@ -309,42 +421,66 @@ func (c *Configurator) applyDNS(ctx context.Context, ws []*wanted, links map[str
 		}
 	}
 	if !any {
-		return nil, nil
+		return dnsPlan{none: true}, nil
 	}
-	var acts []string
 	if _, err := c.o.Runner.Look("resolvectl"); err == nil && c.o.Live && dirExists(c.o.RunDir+"/systemd/resolve") {
+		var p dnsPlan
+		var errs []error
 		for _, w := range ws {
 			l, ok := links[w.mac]
 			if !ok || (w.cfg.Nameservers == nil && w.cfg.SearchDomains == nil) {
 				continue
 			}
-			var ns []string
-			for _, d := range w.dns {
-				ns = append(ns, d.String())
+			// resolvectl takes arguments, not a shell line; the same
+			// token rule keeps a value from being read as an option or a
+			// routing domain (~example).
+			d := dnsLink{mac: w.mac, name: l.Name}
+			for _, a := range w.dns {
+				d.servers = append(d.servers, addr(a))
 			}
-			key := strings.Join(ns, ",") + "|" + strings.Join(w.cfg.SearchDomains, ",")
-			own := st.Interfaces[w.mac]
-			if own != nil && own.DNS == key {
+			for _, s := range w.cfg.SearchDomains {
+				v, err := token("resolvectl", "search domain", s)
+				errs = append(errs, err)
+				d.domains = append(d.domains, v)
+			}
+			p.resolved = append(p.resolved, d)
+		}
+		return p, errors.Join(errs...)
+	}
+	conf, err := renderResolvConf(servers, search)
+	return dnsPlan{conf: conf}, err
+}
+
+// applyDNS carries out p, recording in st what was sent to resolved.
+func (c *Configurator) applyDNS(ctx context.Context, p dnsPlan, st *state) ([]string, error) {
+	if p.none {
+		return nil, nil
+	}
+	var acts []string
+	if p.conf == nil {
+		for _, d := range p.resolved {
+			own := st.Interfaces[d.mac]
+			if own != nil && own.DNS == d.key() {
 				continue
 			}
-			if _, err := c.o.Runner.Run(ctx, run.Cmd{Name: "resolvectl", Args: append([]string{"dns", l.Name}, ns...)}); err != nil {
-				return acts, fmt.Errorf("set DNS of %s: %w", l.Name, err)
+			if _, err := c.o.Runner.Run(ctx, run.Cmd{Name: "resolvectl", Args: append([]string{"dns", d.name}, d.servers...)}); err != nil {
+				return acts, fmt.Errorf("set DNS of %s: %w", d.name, err)
 			}
-			if _, err := c.o.Runner.Run(ctx, run.Cmd{Name: "resolvectl", Args: append([]string{"domain", l.Name}, w.cfg.SearchDomains...)}); err != nil {
-				return acts, fmt.Errorf("set search domains of %s: %w", l.Name, err)
+			if _, err := c.o.Runner.Run(ctx, run.Cmd{Name: "resolvectl", Args: append([]string{"domain", d.name}, d.domains...)}); err != nil {
+				return acts, fmt.Errorf("set search domains of %s: %w", d.name, err)
 			}
 			if own != nil {
-				own.DNS = key
+				own.DNS = d.key()
 			}
-			acts = append(acts, "set DNS of "+l.Name+" through systemd-resolved")
+			acts = append(acts, "set DNS of "+d.name+" through systemd-resolved")
 		}
 		return acts, nil
 	}
-	p := fsx.Join(c.o.Root, "/etc/resolv.conf")
-	if err := os.MkdirAll(parent(p), 0o755); err != nil {
-		return nil, err
+	path := fsx.Join(c.o.Root, "/etc/resolv.conf")
+	if err := os.MkdirAll(parent(path), 0o755); err != nil {
+		return nil, fmt.Errorf("set DNS: %w", err)
 	}
-	changed, err := fsx.WriteFile(p, renderResolvConf(servers, search), fsx.WriteOptions{Mode: 0o644})
+	changed, err := fsx.WriteFile(path, p.conf, fsx.WriteOptions{Mode: 0o644})
 	if err != nil {
 		return nil, fmt.Errorf("set DNS: %w", err)
 	}
@@ -354,17 +490,34 @@ func (c *Configurator) applyDNS(ctx context.Context, ws []*wanted, links map[str
 	return acts, nil
 }
 
-func renderResolvConf(servers, search []string) []byte {
+// renderResolvConf renders a resolv.conf, refusing any value the format
+// cannot carry.
+func renderResolvConf(servers []netip.Addr, search []string) ([]byte, error) {
+	var errs []error
+	v := func(what, s string) string {
+		s, err := resolvConfValue(what, s)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return s
+	}
 	var b strings.Builder
 	b.WriteString(header)
 	for i, s := range servers {
 		if i == 3 {
 			break // the resolver reads at most three (MAXNS)
 		}
-		fmt.Fprintf(&b, "nameserver %s\n", s)
+		fmt.Fprintf(&b, "nameserver %s\n", v("nameserver", addr(s)))
 	}
 	if len(search) > 0 {
-		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
+		ds := make([]string, len(search))
+		for i, d := range search {
+			ds[i] = v("search domain", d)
+		}
+		fmt.Fprintf(&b, "search %s\n", strings.Join(ds, " "))
 	}
-	return []byte(b.String())
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("render /etc/resolv.conf: %w", err)
+	}
+	return []byte(b.String()), nil
 }
