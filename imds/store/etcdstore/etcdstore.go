@@ -282,6 +282,7 @@ func (s *Store) kHostLast(host, id string) string { return s.hostDir(host) + "la
 func (s *Store) kGen(id string) string            { return s.prefix + "generations/" + id }
 func (s *Store) kLast(id string) string           { return s.prefix + "laststatus/" + id }
 func (s *Store) kSeq(id string) string            { return s.prefix + "statusseq/" + id }
+func (s *Store) kStatusBytes(id string) string    { return s.prefix + "statusbytes/" + id }
 func (s *Store) kMark(id string) string           { return s.prefix + "writemarks/" + id }
 func (s *Store) kStatusDir(id string) string {
 	return s.prefix + "status/" + id + "/"
@@ -681,6 +682,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 			clientv3.OpDelete(s.kHostLast(host, id)),
 			clientv3.OpDelete(s.kLast(id)),
 			clientv3.OpDelete(s.kSeq(id)),
+			clientv3.OpDelete(s.kStatusBytes(id)),
 			clientv3.OpDelete(s.kMark(id)),
 			clientv3.OpDelete(s.kStatusDir(id), clientv3.WithPrefix()),
 		}
@@ -708,20 +710,26 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 }
 
 // AppendStatus implements store.Store: the report becomes status number
-// statusseq+1 and the instance's last status; the one MaxStatusHistory
-// older is deleted in the same transaction.
+// statusseq+1 and the instance's last status; in the same transaction the
+// oldest reports past store.MaxStatusHistory or store.MaxStatusHistoryBytes
+// are deleted (the newest always stays), and statusbytes records what the
+// history then holds, so that an append reads only the reports it drops.
 func (s *Store) AppendStatus(ctx context.Context, id string, r status.Report) error {
 	op := fmt.Sprintf("append status of %q", id)
 	if err := s.check(op); err != nil {
 		return err
 	}
-	data, err := json.Marshal(r)
+	data, err := store.EncodeReport(r)
 	if err != nil {
 		return fmt.Errorf("%s: encode: %w", op, err)
 	}
 	return s.retry(ctx, op, func(uncertain bool) (bool, int64, error) {
 		rctx, cancel := context.WithTimeout(ctx, s.reqTO)
-		resp, err := s.cli.Txn(rctx).Then(clientv3.OpGet(s.kPlace(id)), clientv3.OpGet(s.kSeq(id)), clientv3.OpGet(s.kLast(id))).Commit()
+		resp, err := s.cli.Txn(rctx).Then(
+			clientv3.OpGet(s.kPlace(id)), clientv3.OpGet(s.kSeq(id)), clientv3.OpGet(s.kLast(id)),
+			clientv3.OpGet(s.kStatusBytes(id)),
+			clientv3.OpGet(s.kStatusDir(id), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+		).Commit()
 		cancel()
 		if err != nil {
 			return false, 0, s.op(ctx, op, err)
@@ -739,6 +747,22 @@ func (s *Store) AppendStatus(ctx context.Context, id string, r status.Report) er
 		if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
 			seq, seqRev = parseInt(kvs[0].Value), kvs[0].ModRevision
 		}
+		count := resp.Responses[4].GetResponseRange().GetCount()
+		var size, sizeRev int64
+		if kvs := resp.Responses[3].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			size, sizeRev = parseInt(kvs[0].Value), kvs[0].ModRevision
+		} else if count > 0 {
+			// A history written before statusbytes existed, or by a
+			// control plane that does not keep it: size it once.
+			if size, err = s.historySize(ctx, op, id, resp.Header.Revision); err != nil {
+				return false, 0, err
+			}
+		}
+		count, size = count+1, size+int64(len(data))
+		drop, size, err := s.statusDrop(ctx, op, id, resp.Header.Revision, count, size)
+		if err != nil {
+			return false, 0, err
+		}
 		n := seq + 1
 		host := string(place[0].Value)
 		cmps := []clientv3.Cmp{
@@ -746,17 +770,18 @@ func (s *Store) AppendStatus(ctx context.Context, id string, r status.Report) er
 			// in between); publishes do not conflict.
 			clientv3.Compare(clientv3.ModRevision(s.kPlace(id)), "=", place[0].ModRevision),
 			clientv3.Compare(clientv3.ModRevision(s.kSeq(id)), "=", seqRev),
+			clientv3.Compare(clientv3.ModRevision(s.kStatusBytes(id)), "=", sizeRev),
 		}
 		ops := []clientv3.Op{
 			clientv3.OpPut(s.kStatus(id, n), string(data)),
 			clientv3.OpPut(s.kSeq(id), strconv.FormatInt(n, 10)),
+			clientv3.OpPut(s.kStatusBytes(id), strconv.FormatInt(size, 10)),
 			clientv3.OpPut(s.kLast(id), string(data)),
 			clientv3.OpPut(s.kHostLast(host, id), string(data)),
 		}
-		if old := n - store.MaxStatusHistory; old > 0 {
-			// Everything at or below old: normally one key, more if a
-			// control plane wrote its own.
-			ops = append(ops, clientv3.OpDelete(s.kStatusDir(id), clientv3.WithRange(s.kStatus(id, old+1))))
+		if drop != "" {
+			// Everything up to the newest dropped key.
+			ops = append(ops, clientv3.OpDelete(s.kStatusDir(id), clientv3.WithRange(drop+"\x00")))
 		}
 		ok, rev, err := s.commit(ctx, op, cmps, ops)
 		if host != s.host {
@@ -766,7 +791,57 @@ func (s *Store) AppendStatus(ctx context.Context, id string, r status.Report) er
 	})
 }
 
-// StatusHistory implements store.Store.
+// statusDrop decides which of id's oldest reports an append drops: the
+// history, with the new report, holds count reports of size bytes. It
+// reads (at revision rev) only the reports it drops, and returns the key
+// of the newest of them ("" for none) and the size that then remains.
+func (s *Store) statusDrop(ctx context.Context, op, id string, rev, count, size int64) (string, int64, error) {
+	over := func() bool {
+		return count > 1 && (count > store.MaxStatusHistory || size > store.MaxStatusHistoryBytes)
+	}
+	drop, from := "", s.kStatusDir(id)
+	end := clientv3.GetPrefixRangeEnd(from)
+	for over() {
+		rctx, cancel := context.WithTimeout(ctx, s.reqTO)
+		resp, err := s.cli.Get(rctx, from, clientv3.WithRange(end), clientv3.WithRev(rev),
+			clientv3.WithLimit(max(count-store.MaxStatusHistory, 2)))
+		cancel()
+		if err != nil {
+			return "", 0, s.op(ctx, op, err)
+		}
+		if len(resp.Kvs) == 0 {
+			break // count said more: changed under us, the commit will fail
+		}
+		for _, kv := range resp.Kvs {
+			if !over() {
+				break
+			}
+			drop = string(kv.Key)
+			count, size = count-1, size-int64(len(kv.Value))
+		}
+		from = drop + "\x00"
+	}
+	return drop, size, nil
+}
+
+// historySize reads id's history at revision rev and returns its size.
+func (s *Store) historySize(ctx context.Context, op, id string, rev int64) (int64, error) {
+	rctx, cancel := context.WithTimeout(ctx, s.reqTO)
+	defer cancel()
+	resp, err := s.cli.Get(rctx, s.kStatusDir(id), clientv3.WithPrefix(), clientv3.WithRev(rev))
+	if err != nil {
+		return 0, s.op(ctx, op, err)
+	}
+	var n int64
+	for _, kv := range resp.Kvs {
+		n += int64(len(kv.Value))
+	}
+	return n, nil
+}
+
+// StatusHistory implements store.Store. It keeps to the history's bounds
+// even where etcd holds more (a control plane's own reports, or a history
+// written before the byte budget).
 func (s *Store) StatusHistory(ctx context.Context, id string) ([]status.Report, error) {
 	op := fmt.Sprintf("status history of %q", id)
 	if s.closed.Load() {
@@ -784,17 +859,19 @@ func (s *Store) StatusHistory(ctx context.Context, id string) ([]status.Report, 
 	if resp.Responses[0].GetResponseRange().GetCount() == 0 {
 		return nil, store.ErrNotFound
 	}
-	out := []status.Report{}
-	for _, kv := range resp.Responses[1].GetResponseRange().GetKvs() {
+	kvs := resp.Responses[1].GetResponseRange().GetKvs()
+	first := len(kvs)
+	var budget store.HistoryBudget
+	for first > 0 && budget.Keep(len(kvs[first-1].Value)) {
+		first--
+	}
+	out := make([]status.Report, 0, len(kvs)-first)
+	for _, kv := range kvs[first:] {
 		var r status.Report
 		if err := json.Unmarshal(kv.Value, &r); err != nil {
 			return nil, fmt.Errorf("%s: decode %s: %w", op, kv.Key, err)
 		}
 		out = append(out, r)
-	}
-	// Keep the newest MaxStatusHistory even if a control plane wrote more.
-	if len(out) > store.MaxStatusHistory {
-		out = out[len(out)-store.MaxStatusHistory:]
 	}
 	return out, nil
 }
