@@ -187,6 +187,7 @@ func (n *networkConfigurator) apply(ctx context.Context, a adapter, ops plan.Ops
 }
 
 func (n *networkConfigurator) setDNS(ctx context.Context, a adapter, ops plan.Ops) error {
+	servers := unzoned(ops.DNS)
 	guid, err := windows.GUIDFromString(a.GUID)
 	if err != nil {
 		return fmt.Errorf("adapter GUID %q: %w", a.GUID, err)
@@ -195,7 +196,7 @@ func (n *networkConfigurator) setDNS(ctx context.Context, a adapter, ops plan.Op
 		s := winapi.DNSInterfaceSettings{Version: winapi.DNS_INTERFACE_SETTINGS_VERSION1}
 		if ops.SetDNS {
 			s.Flags |= winapi.DNS_SETTING_NAMESERVER
-			if s.NameServer, err = windows.UTF16PtrFromString(plan.DNSList(ops.DNS)); err != nil {
+			if s.NameServer, err = windows.UTF16PtrFromString(plan.DNSList(servers)); err != nil {
 				return err
 			}
 		}
@@ -220,13 +221,25 @@ func (n *networkConfigurator) setDNS(ctx context.Context, a adapter, ops plan.Op
 	if _, err := n.runner.Run(ctx, run.Cmd{Path: run.Netsh(), Args: args}); err != nil {
 		return fmt.Errorf("set name servers: %w", err)
 	}
-	for i, s := range ops.DNS {
+	for i, s := range servers {
 		args := []string{"interface", "ipv4", "add", "dnsservers", idx, "address=" + s.String(), "index=" + strconv.Itoa(i+1), "validate=no"}
 		if _, err := n.runner.Run(ctx, run.Cmd{Path: run.Netsh(), Args: args}); err != nil {
 			return fmt.Errorf("add name server %s: %w", s, err)
 		}
 	}
 	return nil
+}
+
+// unzoned returns as without IPv6 zones. Validation and plan.ParseInterface
+// refuse zones already; this second wall keeps one, whatever let it through,
+// from reaching SetInterfaceDnsSettings or netsh, where its bytes (',' or
+// ' ') would be list syntax.
+func unzoned(as []netip.Addr) []netip.Addr {
+	out := make([]netip.Addr, len(as))
+	for i, a := range as {
+		out[i] = a.WithZone("")
+	}
+	return out
 }
 
 func sockaddr4(ip netip.Addr) windows.RawSockaddrInet {

@@ -143,16 +143,28 @@ func ParseInterface(in config.Interface) (Want, error) {
 	if in.Nameservers != nil {
 		w.DNS = []netip.Addr{}
 	}
-	for _, n := range in.Nameservers {
+	for i, n := range in.Nameservers {
 		a, err := netip.ParseAddr(n)
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("nameserver %q: not an IP address", n))
-			continue
+		switch {
+		case strings.Contains(n, "%"):
+			// A zone names an interface of one machine, and its bytes
+			// (',' or ' ') would be list syntax to SetInterfaceDnsSettings.
+			errs = append(errs, fmt.Sprintf("nameservers[%d] %q: must not carry an IPv6 zone", i, n))
+		case err != nil:
+			errs = append(errs, fmt.Sprintf("nameservers[%d] %q: not an IP address", i, n))
+		default:
+			w.DNS = append(w.DNS, a)
 		}
-		w.DNS = append(w.DNS, a)
 	}
 	if in.SearchDomains != nil {
-		w.Search = append([]string{}, in.SearchDomains...)
+		w.Search = []string{}
+	}
+	for i, d := range in.SearchDomains {
+		if d == "" || strings.Trim(strings.ToLower(d), "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" {
+			errs = append(errs, fmt.Sprintf("searchDomains[%d] %q: must be a DNS name of letters, digits, '.' and '-' (the lists Windows takes are separated by ',' and ' ')", i, d))
+			continue
+		}
+		w.Search = append(w.Search, d)
 	}
 	if in.MTU < 0 || (in.MTU > 0 && in.MTU < 576) {
 		errs = append(errs, fmt.Sprintf("mtu %d: below IPv4's minimum of 576", in.MTU))

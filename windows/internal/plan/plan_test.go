@@ -261,3 +261,26 @@ func TestDNSList(t *testing.T) {
 		t.Errorf("ParseDNSList = %q", got)
 	}
 }
+
+// TestParseInterfaceRefusesZonesAndListSyntax: a nameserver with an IPv6
+// zone, or a search domain carrying the separators of the comma-separated
+// lists handed to SetInterfaceDnsSettings and netsh, is refused, naming the
+// field, even in a document that was never validated.
+func TestParseInterfaceRefusesZonesAndListSyntax(t *testing.T) {
+	_, err := ParseInterface(config.Interface{MAC: "52:54:00:12:34:56",
+		Nameservers:   []string{"10.1.0.2", "fe80::1%x,6.6.6.6", "fe80::2%eth0"},
+		SearchDomains: []string{"corp.example", "a.example,evil.example", "b c", "x\ny", ""}})
+	if err == nil {
+		t.Fatal("hostile interface parsed")
+	}
+	for _, s := range []string{"nameservers[1]", "nameservers[2]", "searchDomains[1]", "searchDomains[2]", "searchDomains[3]", "searchDomains[4]", "zone"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not name %s", err, s)
+		}
+	}
+	for _, s := range []string{"nameservers[0]", "searchDomains[0]"} {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error %q names the good %s", err, s)
+		}
+	}
+}
