@@ -1,0 +1,67 @@
+package network
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/prewarm/prewarm/shared/config"
+)
+
+// Line shapes of each format the agent writes: a value is one token, so no
+// input can add a line, a key, a section or a shell word.
+var (
+	tok          = `[A-Za-z0-9._:/+@][A-Za-z0-9._:/+@-]*`
+	networkdLine = regexp.MustCompile(`^(|# Written by prewarm-agent .*|\[(Match|Link|Network|Route)\]|(MACAddress|MTUBytes|Address|Gateway|DNS|Destination)=` + tok + `|Domains=` + tok + `( ` + tok + `)*)$`)
+	ifupdownLine = regexp.MustCompile(`^(# Written by prewarm-agent .*|# mac ` + tok + `|auto ` + tok + `|iface ` + tok + ` inet (static|manual)|\t(address|gateway|mtu) ` + tok + `|\tup ip route add ` + tok + ` via ` + tok + ` dev ` + tok + `|\tup ip addr add ` + tok + ` dev ` + tok + `)$`)
+	resolvLine   = regexp.MustCompile(`^(# Written by prewarm-agent .*|nameserver ` + tok + `|search ` + tok + `( ` + tok + `)*)$`)
+	keyfileLine  = regexp.MustCompile(`^(|# Written by prewarm-agent .*|\[(connection|ethernet|ipv4|ipv6)\]|(id|type|interface-name|autoconnect-priority|mac-address|mtu|method|address[0-9]+|dns|dns-search|route[0-9]+)=[^\x00-\x1f\x7f]*)$`)
+)
+
+// FuzzRender feeds arbitrary field values through the agent's own parse
+// (no validation) to every renderer: each either refuses with ErrInvalid or
+// ErrUnsafe, or writes only lines of its format's shape.
+func FuzzRender(f *testing.F) {
+	f.Add("52:54:00:12:34:56", "10.1.0.5/24", "10.1.0.1", "10.2.0.0/16", "10.1.0.254", "10.1.0.2", "corp.example", "eth0")
+	// The hostile inputs of issue 13.
+	f.Add("52:54:00:12:34:56", "2001:db8::5/64", "", "2001:db8::/64", "fe80::1%x;touch /tmp/pwned", "fe80::1%a\nnameserver 6.6.6.6", "a b", "eth0;reboot")
+	f.Add("52-54-00-12-34-56", "fe80::5%eth0/64", "fe80::1%eth0", "fe80::%x/64", "fe80::1", "fe80::53", "x\ny", "eth 0")
+	f.Add("52:54:00:12:34:56\n[Network]", "10.1.0.5/24", "10.1.0.1", "10.2.0.0/16", "10.1.0.254", "10.1.0.2", "evil;reboot", "-x")
+	f.Add("52:54:00:12:34:56", "10.1.0.5/24", "10.1.0.1", "10.2.0.0/16", "10.1.0.254", "10.1.0.2", "$(reboot)`id`'\"\\", "e'th\n")
+	f.Fuzz(func(t *testing.T, mac, address, gw, to, via, ns, search, name string) {
+		in := config.Interface{MAC: mac, Addresses: []string{address}, Gateway4: gw, Nameservers: []string{ns}, SearchDomains: []string{search}}
+		if to != "" || via != "" {
+			in.Routes = []config.Route{{To: to, Via: via}}
+		}
+		w, err := parse(in)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("parse: %v, not ErrInvalid", err)
+			}
+			return
+		}
+		check := func(format string, re *regexp.Regexp, b []byte, err error) {
+			t.Helper()
+			if err != nil {
+				if !errors.Is(err, ErrUnsafe) {
+					t.Fatalf("%s: %v, not ErrUnsafe", format, err)
+				}
+				return
+			}
+			for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+				if !re.MatchString(line) {
+					t.Fatalf("%s: line %q is not of the format's shape:\n%s", format, line, b)
+				}
+			}
+		}
+		b, err := renderNetworkd(w)
+		check("networkd", networkdLine, b, err)
+		b, err = renderIfupdown(w, name)
+		check("ifupdown", ifupdownLine, b, err)
+		b, err = renderResolvConf(w.dns, w.cfg.SearchDomains)
+		check("resolv.conf", resolvLine, b, err)
+		b, err = renderKeyfile(w, name)
+		check("keyfile", keyfileLine, b, err)
+	})
+}
