@@ -112,7 +112,7 @@ func (c *Configurator) renderFiles(ws []*wanted, links map[string]nl.Link) (map[
 func (c *Configurator) persist(ws []*wanted, links map[string]nl.Link, files map[string]fileChange, skip map[string]bool) ([]string, error) {
 	var acts []string
 	var errs []error
-	if c.manager() == "" {
+	if c.manager() == "" && slices.ContainsFunc(ws, func(w *wanted) bool { return !w.cfg.DHCP4 }) {
 		c.log.Info("no network manager configuration found under the root; live changes only")
 	}
 	for _, w := range ws {
