@@ -79,6 +79,7 @@ type runFlags struct {
 	imdsURL, stateDir, logDir, runDir, root string
 	dhcpClient, interfaces, logFormat       string
 	logLevel, platform                      string
+	manageUsers                             string
 }
 
 // newFlagSet returns a flag set with the run flags bound to f.
@@ -100,6 +101,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.platform, "platform", "auto", "platform: auto (this OS's adapter) or none (every step fails; for benchmarks)")
+	fs.StringVar(&f.manageUsers, "manage-existing-users", "", "comma-separated accounts that existed before the agent and that it may manage all the same (never a system account)")
 }
 
 // args renders the flags back into arguments for the service definition.
@@ -108,12 +110,17 @@ func (f *runFlags) args() []string {
 		"--imds-url=" + f.imdsURL, "--state-dir=" + f.stateDir, "--log-dir=" + f.logDir,
 		"--run-dir=" + f.runDir, "--root=" + f.root, "--dhcp-client=" + f.dhcpClient,
 		"--interfaces=" + f.interfaces, "--log-format=" + f.logFormat, "--log-level=" + f.logLevel,
-		"--platform=" + f.platform}
+		"--platform=" + f.platform, "--manage-existing-users=" + f.manageUsers}
 }
 
-func (f *runFlags) interfaceList() []string {
+func (f *runFlags) interfaceList() []string { return splitList(f.interfaces) }
+
+func (f *runFlags) manageUserList() []string { return splitList(f.manageUsers) }
+
+// splitList splits a comma-separated flag, dropping blanks and empties.
+func splitList(list string) []string {
 	var out []string
-	for s := range strings.SplitSeq(f.interfaces, ",") {
+	for s := range strings.SplitSeq(list, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			out = append(out, s)
 		}

@@ -22,11 +22,14 @@ func TestVersion(t *testing.T) {
 func TestRunFlagsRoundTrip(t *testing.T) {
 	f := &runFlags{}
 	fs := newFlagSet("run", f)
-	if err := fs.Parse([]string{"--imds-url=http://127.0.0.1:9", "--interfaces=eth0, eth1", "--log-format=json"}); err != nil {
+	if err := fs.Parse([]string{"--imds-url=http://127.0.0.1:9", "--interfaces=eth0, eth1", "--log-format=json", "--manage-existing-users=admin, ops,"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.interfaceList(); len(got) != 2 || got[1] != "eth1" {
 		t.Errorf("interfaces %q", got)
+	}
+	if got := f.manageUserList(); len(got) != 2 || got[0] != "admin" || got[1] != "ops" {
+		t.Errorf("existing users to manage %q", got)
 	}
 	// install passes the flags on to the service's run: they must parse back.
 	g := &runFlags{}

@@ -14,6 +14,8 @@ func newPlatform(f *runFlags, log *slog.Logger) (agent.Platform, error) {
 		DHCPClient: f.dhcpClient,
 		Interfaces: f.interfaceList(),
 		Logger:     log,
+		// The image builder's list (packaging/README.md).
+		ManageExistingUsers: f.manageUserList(),
 	})
 }
 
