@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +25,9 @@ var maxLogBytes int64 = 8 << 20
 
 // statusLog writes the tenant's status log: every report appended as one
 // line to the JSONL file (0644) and the latest alone in the current file.
+// The log is opened with openOwnFile, so a symbolic link, FIFO or hard link
+// planted in its place is refused, never written through; the current file
+// is written to a fresh temporary file and renamed over whatever is there.
 type statusLog struct {
 	logPath, currentPath string
 }
@@ -40,35 +44,43 @@ func newStatusLog(logDir, runDir string) (*statusLog, error) {
 	}, nil
 }
 
-// write appends r to the log and makes it the current report.
+// write appends r to the log and makes it the current report. A log that
+// cannot be written does not keep the current file from being written.
 func (l *statusLog) write(r *status.Report) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("status log: %w", err)
 	}
-	if fi, err := os.Stat(l.logPath); err == nil && fi.Size() >= maxLogBytes {
+	b = append(b, '\n')
+	err = l.append(b)
+	if cerr := writeFileAtomic(l.currentPath, b, 0o644); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("status file %s: %w", l.currentPath, cerr))
+	}
+	return err
+}
+
+func (l *statusLog) append(line []byte) error {
+	if fi, err := os.Lstat(l.logPath); err == nil && fi.Mode().IsRegular() && fi.Size() >= maxLogBytes {
 		// Keep one previous file; `status --follow` follows the rename.
 		if err := os.Rename(l.logPath, l.logPath+".1"); err != nil {
-			return fmt.Errorf("rotate status log: %w", err)
+			return fmt.Errorf("rotate status log %s: %w", l.logPath, err)
 		}
 	}
-	f, err := os.OpenFile(l.logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := openOwnFile(l.logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("status log: %w", err)
 	}
 	// The umask may have narrowed the mode: tenants must be able to read it.
+	// (Chmod of the open file: it is the agent's own, checked above.)
 	if fi, err := f.Stat(); err == nil && fi.Mode().Perm() != 0o644 {
 		_ = f.Chmod(0o644)
 	}
-	_, err = f.Write(append(b, '\n'))
+	_, err = f.Write(line)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("status log %s: %w", l.logPath, err)
-	}
-	if err := writeFileAtomic(l.currentPath, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("status file %s: %w", l.currentPath, err)
 	}
 	return nil
 }
@@ -83,7 +95,7 @@ func (l *statusLog) lastSeq() uint64 {
 }
 
 func lastSeqIn(path string) uint64 {
-	f, err := os.Open(path)
+	f, err := openOwnFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return 0
 	}
