@@ -223,10 +223,35 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 }
 
 // Status returns id's status reports with seq above after (all for 0),
-// oldest first. With wait it blocks until there is one, up to timeout
-// (0: the server's default of 60 s; at most 300 s), and returns
+// oldest first, following the server's pages (api.DefaultStatusPage
+// reports each) to the last. With wait it blocks until there is one, up to
+// timeout (0: the server's default of 60 s; at most 300 s), and returns
 // ErrNotModified when none came.
 func (c *Client) Status(ctx context.Context, id string, after uint64, wait bool, timeout time.Duration) (*api.StatusHistory, error) {
+	var all *api.StatusHistory
+	for {
+		h, err := c.statusPage(ctx, id, after, wait, timeout)
+		if err != nil {
+			return nil, err
+		}
+		if all == nil {
+			all = h
+		} else {
+			all.Reports = append(all.Reports, h.Reports...)
+		}
+		if !h.More {
+			all.More, all.Next = false, 0
+			return all, nil
+		}
+		if h.Next <= after {
+			return nil, fmt.Errorf("read status of %q: the server's next cursor %d does not advance past after=%d", id, h.Next, after)
+		}
+		after, wait = h.Next, false
+	}
+}
+
+// statusPage gets one page of id's status reports.
+func (c *Client) statusPage(ctx context.Context, id string, after uint64, wait bool, timeout time.Duration) (*api.StatusHistory, error) {
 	q := url.Values{}
 	if after > 0 {
 		q.Set("after", strconv.FormatUint(after, 10))

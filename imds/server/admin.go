@@ -223,8 +223,10 @@ func (s *Server) adminGetConfig(w http.ResponseWriter, id string) {
 	writeJSON(w, http.StatusOK, d)
 }
 
-// adminStatus serves GET /v1/instances/{id}/status with after, wait and
-// timeout.
+// adminStatus serves GET /v1/instances/{id}/status with after, limit, wait
+// and timeout. An answer holds at most limit reports (and the history at
+// most store.MaxStatusHistoryBytes), with more and next when there are
+// others past them.
 func (s *Server) adminStatus(w http.ResponseWriter, r *http.Request, id string) {
 	q := r.URL.Query()
 	p, err := parseWait(q)
@@ -236,6 +238,13 @@ func (s *Server) adminStatus(w http.ResponseWriter, r *http.Request, id string) 
 	if v, ok := q["after"]; ok {
 		if after, err = strconv.ParseUint(v[0], 10, 64); err != nil {
 			writeError(w, http.StatusBadRequest, "query parameter after must be a non-negative integer (got %q)", v[0])
+			return
+		}
+	}
+	limit := api.DefaultStatusPage
+	if v, ok := q["limit"]; ok {
+		if limit, err = strconv.Atoi(v[0]); err != nil || limit < 1 || limit > api.MaxStatusPage {
+			writeError(w, http.StatusBadRequest, "query parameter limit must be an integer between 1 and %d (got %q)", api.MaxStatusPage, v[0])
 			return
 		}
 	}
@@ -265,7 +274,11 @@ func (s *Server) adminStatus(w http.ResponseWriter, r *http.Request, id string) 
 			}
 		}
 		if len(reports) > 0 || !p.wait {
-			writeJSON(w, http.StatusOK, api.StatusHistory{InstanceID: id, Reports: reports})
+			page := api.StatusHistory{InstanceID: id, Reports: reports}
+			if len(reports) > limit {
+				page.Reports, page.More, page.Next = reports[:limit], true, reports[limit-1].Seq
+			}
+			writeJSON(w, http.StatusOK, page)
 			return
 		}
 		if !parked {

@@ -53,8 +53,19 @@ const (
 	MaxWaitSeconds     = 300
 )
 
-// MaxStatusHistory is how many reports the IMDS keeps per instance.
-const MaxStatusHistory = 256
+// MaxStatusHistory is how many reports the IMDS keeps per instance, at
+// most; MaxStatusHistoryBytes bounds their size too (the oldest go first,
+// the newest always stays).
+const (
+	MaxStatusHistory      = 256
+	MaxStatusHistoryBytes = 1 << 20
+)
+
+// Page sizes of GET /v1/instances/{id}/status (its limit parameter).
+const (
+	DefaultStatusPage = 100
+	MaxStatusPage     = 256
+)
 
 // InstanceIDPattern is the rule for instance ids.
 const InstanceIDPattern = `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`
@@ -101,10 +112,16 @@ type PublishResult struct {
 	Generation int64 `json:"generation"`
 }
 
-// StatusHistory is the answer of GET /v1/instances/{id}/status.
+// StatusHistory is the answer of GET /v1/instances/{id}/status: one page
+// of the instance's reports, oldest first.
 type StatusHistory struct {
 	InstanceID string          `json:"instanceId"`
 	Reports    []status.Report `json:"reports"`
+	// More is true (and present) when reports past this page exist: ask
+	// again with after=Next.
+	More bool `json:"more,omitempty"`
+	// Next is the seq of the page's last report, present only with More.
+	Next uint64 `json:"next,omitempty"`
 }
 
 // PublishFile is a publish-directory file, DIR/<id>.json.
