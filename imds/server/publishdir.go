@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -40,6 +42,10 @@ type publishDir struct {
 	w    *fsnotify.Watcher
 	quit chan struct{}
 	wg   sync.WaitGroup
+	// beforeOpen, when set (tests), runs just before a publish file is
+	// opened: a test swaps the file there, as a hostile writer racing
+	// the ingest would.
+	beforeOpen atomic.Pointer[func(path string)]
 }
 
 func startPublishDir(s *Server, dir string) (*publishDir, error) {
@@ -144,31 +150,20 @@ func (pd *publishDir) loop() {
 func (pd *publishDir) ingest(name string) {
 	log := pd.s.log.With("file", name)
 	path := filepath.Join(pd.dir, name)
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if h := pd.beforeOpen.Load(); h != nil {
+		(*h)(path)
+	}
+	data, e, err := readPublishFile(path, name)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errPublishDir) {
 		return
 	}
 	if err != nil {
-		log.Error("publish dir: stat", "err", err)
+		log.Error("publish dir: read, leaving the file", "err", err)
 		return
 	}
-	if fi.IsDir() {
-		return
-	}
-	if !fi.Mode().IsRegular() {
-		pd.reject(name, errorf(http.StatusBadRequest, "publish file %s is not a regular file", name))
-		return
-	}
-	if fi.Size() > maxPublishFileBytes {
-		pd.reject(name, errorf(http.StatusRequestEntityTooLarge, "publish file exceeds %d bytes", maxPublishFileBytes))
-		return
-	}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return
-	}
-	if err != nil {
-		log.Error("publish dir: read", "err", err)
+	if e != nil {
+		pd.s.m.rejects.WithLabelValues("publish-dir").Inc()
+		pd.reject(name, e)
 		return
 	}
 	c, e := parsePublishFile(name, data)
@@ -194,6 +189,56 @@ func (pd *publishDir) ingest(name string) {
 		return
 	}
 	log.Info("publish dir: ingested", "instance", id, "generation", rec.Generation)
+}
+
+// errPublishDir says a publish file name is a directory (left alone).
+var errPublishDir = errors.New("is a directory")
+
+// readPublishFile reads the publish file at path without trusting what a
+// directory entry said about it a moment ago: it opens the name without
+// following a symbolic link and without blocking on a FIFO, checks the
+// open file (a regular file, at most maxPublishFileBytes) and reads at
+// most one byte past the cap, so a file swapped for a link, a FIFO, a
+// device or a growing file between the event and the open is rejected,
+// never followed, waited on or read without bound. A file to reject
+// comes back as the *Error its .error file holds; err is a failure to
+// read a file that may be fine (the file is left for the next start).
+func readPublishFile(path, name string) ([]byte, *Error, error) {
+	notRegular := errorf(http.StatusBadRequest, "publish file %s is not a regular file", name)
+	tooLarge := errorf(http.StatusRequestEntityTooLarge, "publish file %s exceeds %d bytes", name, maxPublishFileBytes)
+	f, err := os.OpenFile(path, os.O_RDONLY|publishOpenFlags, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, err
+		}
+		// A symbolic link fails to open (ELOOP), so does a socket (ENXIO):
+		// say so rather than leave them for ever. The Lstat only names
+		// the failure; nothing is read after it.
+		if fi, lerr := os.Lstat(path); lerr == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+			return nil, notRegular, nil
+		}
+		return nil, nil, fmt.Errorf("open publish file %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return nil, nil, fmt.Errorf("stat publish file %s: %w", path, err)
+	case fi.IsDir():
+		return nil, nil, fmt.Errorf("publish file %s: %w", path, errPublishDir)
+	case !fi.Mode().IsRegular():
+		return nil, notRegular, nil
+	case fi.Size() > maxPublishFileBytes:
+		return nil, tooLarge, nil
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxPublishFileBytes+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read publish file %s: %w", path, err)
+	}
+	if len(data) > maxPublishFileBytes {
+		return nil, tooLarge, nil
+	}
+	return data, nil, nil
 }
 
 // parsePublishFile turns a publish file into one store change.
