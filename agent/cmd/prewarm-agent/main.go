@@ -39,7 +39,19 @@ commands:
   stop        stop the service
   status      print the current status [--json] [--follow]
   version     print the version
+
+exit status:
+  0  done (run: stopped by a signal or the service manager)
+  1  failed
+  2  no command, or an unknown one
+  7  run: another prewarm-agent already runs on the state dir (it holds
+     <state-dir>/agent.lock); this one started nothing
 `
+
+// exitAlreadyRunning is the exit status of a run that found another agent
+// holding the state dir's lock. The systemd unit lists it in
+// RestartPreventExitStatus: restarting cannot help while the other runs.
+const exitAlreadyRunning = 7
 
 func realMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -65,6 +77,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
+	}
+	if errors.Is(err, agent.ErrLocked) {
+		fmt.Fprintln(stderr, "prewarm-agent:", err)
+		return exitAlreadyRunning
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "prewarm-agent:", err)

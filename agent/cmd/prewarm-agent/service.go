@@ -16,6 +16,7 @@ import (
 
 	"github.com/kardianos/service"
 
+	"github.com/prewarm/prewarm/agent"
 	winsvc "github.com/prewarm/prewarm/windows/service"
 )
 
@@ -31,9 +32,23 @@ type program struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	log    *slog.Logger
+	lock   *agent.StateLock
 }
 
 func (p *program) Start(service.Service) error {
+	// Before anything else: a second agent on the state dir would
+	// interleave its report sequence with the first one's. It fails here,
+	// having started nothing (the error wraps agent.ErrLocked).
+	lock, err := agent.LockStateDir(p.flags.stateDir)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	started := false
+	defer func() {
+		if !started {
+			lock.Release()
+		}
+	}()
 	var once sync.Once
 	a, log, err := newAgent(p.flags, p.stderr, func() {
 		// Readiness means the first report is written (PROTOCOL.md: the
@@ -47,7 +62,7 @@ func (p *program) Start(service.Service) error {
 	if err != nil {
 		return err
 	}
-	p.log = log
+	p.log, p.lock, started = log, lock, true
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel, p.done = cancel, make(chan struct{})
 	go func() {
@@ -65,6 +80,9 @@ func (p *program) Stop(service.Service) error {
 	p.cancel()
 	select {
 	case <-p.done:
+		if err := p.lock.Release(); err != nil {
+			p.log.Warn("stopped", "error", err)
+		}
 		return nil
 	case <-time.After(stopDeadline):
 		return fmt.Errorf("agent did not stop within %s", stopDeadline)
@@ -92,6 +110,8 @@ NotifyAccess=main
 ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}
 {{if Restart}}Restart={{Restart}}
 {{end}}RestartSec=5
+# exitAlreadyRunning: another agent holds the state dir's lock.
+RestartPreventExitStatus=7
 TimeoutStopSec=15
 # The DHCP client the agent restarts lands in this cgroup: it must outlive
 # an agent restart, or the lease would lapse.
