@@ -37,11 +37,20 @@ func (e *HTTPError) Error() string {
 // msgNoConfig is the IMDS's "no config published" answer.
 const msgNoConfig = "no config published"
 
+// errRedirectOffIMDS is a redirect to anywhere but the configured IMDS
+// (another host, port or scheme). The agent never follows one: the document
+// and the reports belong to the IMDS alone.
+var errRedirectOffIMDS = errors.New("redirect away from the IMDS refused")
+
+// maxRedirects bounds the redirects followed within the IMDS itself.
+const maxRedirects = 3
+
 // imdsClient speaks the guest API (PROTOCOL.md section 2).
 type imdsClient struct {
-	base string
-	tr   *http.Transport
-	hc   *http.Client
+	base   string
+	origin string // scheme://host:port of base, for redirects
+	tr     *http.Transport
+	hc     *http.Client
 }
 
 func newIMDSClient(base string) (*imdsClient, error) {
@@ -58,7 +67,31 @@ func newIMDSClient(base string) (*imdsClient, error) {
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 0, // long-polls park; each request has a context deadline instead
 	}
-	return &imdsClient{base: strings.TrimRight(base, "/"), tr: tr, hc: &http.Client{Transport: tr}}, nil
+	c := &imdsClient{base: strings.TrimRight(base, "/"), origin: origin(u), tr: tr}
+	c.hc = &http.Client{Transport: tr, CheckRedirect: c.checkRedirect}
+	return c, nil
+}
+
+// checkRedirect follows a redirect only within the IMDS's own origin.
+func (c *imdsClient) checkRedirect(req *http.Request, via []*http.Request) error {
+	if o := origin(req.URL); o != c.origin {
+		return fmt.Errorf("%w: %s answered %d with a redirect to %s", errRedirectOffIMDS,
+			c.origin, req.Response.StatusCode, o)
+	}
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", len(via))
+	}
+	return nil
+}
+
+// origin is u's scheme://host:port, the port made explicit and the host
+// lowercased, so equal origins compare equal.
+func origin(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	return u.Scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
 // reconnect drops idle connections, so the next request dials afresh (after
@@ -183,6 +216,8 @@ func failureKind(err error) string {
 		return "http " + strconv.Itoa(he.StatusCode)
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
+	case errors.Is(err, errRedirectOffIMDS):
+		return "redirect"
 	}
 	var ne *net.OpError
 	if errors.As(err, &ne) {
