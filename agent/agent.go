@@ -199,7 +199,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.emit(status.Report{State: status.StateStarting, Generation: st.AppliedGeneration}, nil)
 	// Events (dhcp-renewed) carry the state of the last outcome.
 	switch {
-	case st.AttemptedGeneration > st.AppliedGeneration:
+	case st.lastFailed():
 		a.setCurrent(status.StateFailed, st.AttemptedGeneration)
 	case st.AppliedGeneration > 0:
 		a.setCurrent(st.AppliedState, st.AppliedGeneration)
@@ -343,10 +343,17 @@ func (a *Agent) sleep(ctx context.Context, d time.Duration, wake <-chan struct{}
 func (a *Agent) watchConfig(ctx context.Context) {
 	bo := backoff{base: a.opts.BackoffBase, max: a.opts.BackoffMax}
 	fl := failureLog{log: a.log, op: "get config"}
+	// legacy: the IMDS refused an If-None-Match with an epoch (an IMDS
+	// older than epochs, after a downgrade): send the generation alone
+	// until a document with an epoch comes again.
+	legacy := false
 	for ctx.Err() == nil {
 		a.mu.Lock()
-		known := a.st.AttemptedGeneration
+		known := a.st.ifNoneMatch()
 		a.mu.Unlock()
+		if gen, epoch, ok := parseETag(known); legacy && ok && epoch != "" {
+			known = etag(gen)
+		}
 
 		pctx, cancel := context.WithCancel(ctx)
 		a.pollMu.Lock()
@@ -377,6 +384,11 @@ func (a *Agent) watchConfig(ctx context.Context) {
 				a.sleep(ctx, a.opts.PollInterval, a.wakePoll)
 				continue
 			}
+			if errors.As(err, &he) && he.StatusCode == 400 && !legacy && epochOf(known) != "" {
+				a.log.Warn("IMDS refused an If-None-Match with a store epoch: sending the generation alone", "ifNoneMatch", known, "error", err)
+				legacy = true
+				continue
+			}
 			d := bo.after(err)
 			fl.fail(failureKind(err), err, d)
 			a.sleep(ctx, d, a.wakePoll)
@@ -384,7 +396,10 @@ func (a *Agent) watchConfig(ctx context.Context) {
 		}
 		fl.ok()
 		bo.reset()
-		if ans.NotModified || (known > 0 && ans.Generation == known) {
+		if ans.Epoch != "" {
+			legacy = false
+		}
+		if ans.NotModified || (known != "" && ans.ETag == known) {
 			if ans.NotModified && time.Since(start) >= a.opts.WaitTimeout/2 {
 				continue // a genuine long-poll timeout
 			}
@@ -397,6 +412,16 @@ func (a *Agent) watchConfig(ctx context.Context) {
 			d := bo.next(0)
 			fl.fail("bad document", err, d)
 			a.sleep(ctx, d, a.wakePoll)
+			continue
+		}
+		a.mu.Lock()
+		next := a.st.ifNoneMatch()
+		a.mu.Unlock()
+		if next == known {
+			// The same document again, under an ETag the agent cannot send
+			// back (none, or one it does not read): the IMDS cannot park
+			// on it, so poll at an interval instead of spinning.
+			a.sleep(ctx, a.opts.PollInterval, a.wakePoll)
 		}
 	}
 }
@@ -404,7 +429,7 @@ func (a *Agent) watchConfig(ctx context.Context) {
 // handle validates and applies one document.
 func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 	a.red.Add(secretsIn(ans.Body)...)
-	gen := ans.Generation
+	gen, tag := ans.Generation, ans.ETag
 	if gen == 0 {
 		// No ETag: take the document's own generation, read leniently so a
 		// document that fails validation still gets its failed report.
@@ -418,22 +443,35 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 		return errors.New("config without a generation (no ETag, no generation member)")
 	}
 	a.mu.Lock()
-	applied := a.st.AppliedGeneration
-	a.mu.Unlock()
-	if gen == applied {
-		// Never apply an applied generation twice (generations only grow,
-		// so this is an IMDS that forgot what it served).
-		a.log.Warn("config of an already applied generation: ignored", "generation", gen)
-		a.mu.Lock()
-		a.st.AttemptedGeneration = gen
+	if a.st.isApplied(gen, ans.Epoch) {
+		// Never apply an applied document twice (generations only grow
+		// within a store, so this is an IMDS that forgot what it served).
+		// Remember its ETag, which may name the store's epoch for the
+		// first time, so the next poll waits for a change of it.
+		a.log.Warn("config of an already applied generation: ignored", "generation", gen, "etag", tag)
+		old := *a.st
+		a.st.AttemptedGeneration, a.st.AttemptedETag = gen, tag
+		if epochOf(a.st.AppliedETag) == "" && ans.Epoch != "" {
+			a.st.AppliedETag = tag
+		}
+		if a.st.AttemptedGeneration != old.AttemptedGeneration || a.st.AttemptedETag != old.AttemptedETag || a.st.AppliedETag != old.AppliedETag {
+			if err := a.st.save(a.opts.StateDir); err != nil {
+				a.log.Error("persist state", "error", err)
+			}
+		}
 		a.mu.Unlock()
 		return nil
 	}
-	a.log.Info("config received", "generation", gen, "bytes", len(ans.Body))
+	if ae := epochOf(a.st.AppliedETag); ae != "" && ans.Epoch != "" && ae != ans.Epoch {
+		a.log.Warn("config from another IMDS store (its epoch changed): applying it whatever its generation",
+			"generation", gen, "etag", tag, "appliedEtag", a.st.AppliedETag)
+	}
+	a.mu.Unlock()
+	a.log.Info("config received", "generation", gen, "etag", tag, "bytes", len(ans.Body))
 	doc, err := config.Decode(ans.Body)
 	if err != nil {
 		a.emit(status.Report{State: status.StateFailed, Generation: gen, Error: err.Error()},
-			func(s *State) { s.AttemptedGeneration = gen })
+			func(s *State) { s.AttemptedGeneration, s.AttemptedETag = gen, tag })
 		return nil
 	}
 
@@ -462,9 +500,9 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 	}
 	a.mu.Unlock()
 	a.emit(r, func(s *State) {
-		s.AttemptedGeneration = gen
+		s.AttemptedGeneration, s.AttemptedETag = gen, tag
 		if len(failures) == 0 {
-			s.AppliedGeneration, s.AppliedState = gen, r.State
+			s.AppliedGeneration, s.AppliedState, s.AppliedETag = gen, r.State, tag
 		}
 		if renew != nil {
 			s.PendingRenewDHCP = renew

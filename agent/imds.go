@@ -101,13 +101,17 @@ func (c *imdsClient) reconnect() { c.tr.CloseIdleConnections() }
 // configAnswer is one answer of GET /metadata/v1/config.
 type configAnswer struct {
 	NotModified bool
-	Generation  int64 // from the ETag, 0 if there was none
-	Body        []byte
+	// ETag is the answer's entity tag, verbatim, if it is one the agent
+	// reads ("" if there was none); Generation and Epoch are its parts.
+	ETag       string
+	Generation int64
+	Epoch      string
+	Body       []byte
 }
 
 // getConfig fetches the config. With wait > 0 it long-polls for a
-// generation other than known (0: none known).
-func (c *imdsClient) getConfig(ctx context.Context, known int64, wait time.Duration) (configAnswer, error) {
+// document other than the one of the entity tag known ("": none known).
+func (c *imdsClient) getConfig(ctx context.Context, known string, wait time.Duration) (configAnswer, error) {
 	u := c.base + api.PathConfig
 	if wait > 0 {
 		u += "?wait=true&timeout=" + strconv.Itoa(max(1, int(wait/time.Second)))
@@ -124,8 +128,8 @@ func (c *imdsClient) getConfig(ctx context.Context, known int64, wait time.Durat
 		return configAnswer{}, fmt.Errorf("get config: %w", err)
 	}
 	req.Header.Set(api.HeaderMetadata, api.MetadataTrue)
-	if known > 0 {
-		req.Header.Set(api.HeaderIfNoneMatch, etag(known))
+	if known != "" {
+		req.Header.Set(api.HeaderIfNoneMatch, known)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -138,10 +142,15 @@ func (c *imdsClient) getConfig(ctx context.Context, known int64, wait time.Durat
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
-		gen, _ := parseETag(resp.Header.Get(api.HeaderETag))
-		return configAnswer{Generation: gen, Body: body}, nil
+		ans := configAnswer{Body: body}
+		if tag := strings.TrimSpace(resp.Header.Get(api.HeaderETag)); tag != "" {
+			if gen, epoch, ok := parseETag(tag); ok {
+				ans.ETag, ans.Generation, ans.Epoch = tag, gen, epoch
+			}
+		}
+		return ans, nil
 	case http.StatusNotModified:
-		return configAnswer{NotModified: true, Generation: known}, nil
+		return configAnswer{NotModified: true}, nil
 	}
 	return configAnswer{}, httpError("get config", resp, body)
 }
@@ -183,14 +192,50 @@ func httpError(op string, resp *http.Response, body []byte) *HTTPError {
 
 func etag(gen int64) string { return `"` + strconv.FormatInt(gen, 10) + `"` }
 
-// parseETag reads `"N"` (a weak W/ prefix is tolerated).
-func parseETag(s string) (int64, bool) {
+// epochLen is the length of a store epoch in an ETag: 16 lowercase hex
+// characters.
+const epochLen = 16
+
+// parseETag reads the ETag of a config (PROTOCOL.md section 2):
+// `"<generation>.<epoch>"` from an IMDS that names its store, or the older
+// `"<generation>"` (epoch ""). The generation is a positive decimal number
+// without a sign or leading zeros, the epoch 16 lowercase hex characters;
+// a weak W/ prefix is tolerated. Anything else is not ok.
+func parseETag(s string) (gen int64, epoch string, ok bool) {
 	s = strings.TrimPrefix(strings.TrimSpace(s), "W/")
-	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
-		return 0, false
+	if len(s) < 3 || s[0] != '"' || s[len(s)-1] != '"' {
+		return 0, "", false
 	}
-	n, err := strconv.ParseInt(s[1:len(s)-1], 10, 64)
-	return n, err == nil && n > 0
+	g, e, dotted := strings.Cut(s[1:len(s)-1], ".")
+	if dotted && !isEpoch(e) {
+		return 0, "", false
+	}
+	if g == "" || g[0] < '1' || g[0] > '9' || strings.TrimLeft(g, "0123456789") != "" {
+		return 0, "", false
+	}
+	n, err := strconv.ParseInt(g, 10, 64)
+	if err != nil {
+		return 0, "", false
+	}
+	return n, e, true
+}
+
+func isEpoch(s string) bool {
+	if len(s) != epochLen {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// epochOf is the epoch of an ETag ("" for none or the older form).
+func epochOf(tag string) string {
+	_, e, _ := parseETag(tag)
+	return e
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date; it is capped at five

@@ -33,9 +33,17 @@ type State struct {
 	// provisioned). A restart never applies it again.
 	AppliedGeneration int64  `json:"appliedGeneration"`
 	AppliedState      string `json:"appliedState,omitempty"`
+	// AppliedETag is the IMDS's ETag of the applied document, verbatim:
+	// `"<generation>.<epoch>"`, or `"<generation>"` from an older IMDS. Its
+	// epoch names the IMDS store the generation counts in, so a document of
+	// another store is new whatever its generation. Empty in state files
+	// written before it existed, and for documents served without an ETag.
+	AppliedETag string `json:"appliedEtag,omitempty"`
 	// AttemptedGeneration is the last generation whose outcome (applied or
-	// failed) was reported: the agent waits for a generation other than it.
-	AttemptedGeneration int64 `json:"attemptedGeneration"`
+	// failed) was reported, AttemptedETag its ETag: the agent sends that
+	// ETag back in If-None-Match and waits for a document other than it.
+	AttemptedGeneration int64  `json:"attemptedGeneration"`
+	AttemptedETag       string `json:"attemptedEtag,omitempty"`
 	// RenewDHCP is the last network.renewDhcp acted on; PendingRenewDHCP a
 	// value recorded with an outcome whose renewal has not finished yet.
 	RenewDHCP        *int64 `json:"renewDhcp,omitempty"`
@@ -44,6 +52,37 @@ type State struct {
 	Seq uint64 `json:"seq"`
 	// Queue holds the reports not yet delivered to the IMDS, oldest first.
 	Queue []status.Report `json:"queue"`
+}
+
+// isApplied reports whether the document of generation gen in the store of
+// epoch is the applied one. An epoch compares only when both sides know it
+// (an older IMDS, or a state file from before epochs, names none): then a
+// store reset that restarts the generations at or below the applied one is
+// seen, and the document is new.
+func (s *State) isApplied(gen int64, epoch string) bool {
+	if gen <= 0 || gen != s.AppliedGeneration {
+		return false
+	}
+	ae := epochOf(s.AppliedETag)
+	return ae == "" || epoch == "" || ae == epoch
+}
+
+// lastFailed reports whether the last outcome reported was a failure.
+func (s *State) lastFailed() bool {
+	return s.AttemptedGeneration > 0 && !s.isApplied(s.AttemptedGeneration, epochOf(s.AttemptedETag))
+}
+
+// ifNoneMatch is the entity tag the agent waits for a change of: the
+// attempted document's ETag verbatim, or, when that document came without
+// one (or the state predates ETags), its generation in the older form.
+func (s *State) ifNoneMatch() string {
+	switch {
+	case s.AttemptedETag != "":
+		return s.AttemptedETag
+	case s.AttemptedGeneration > 0:
+		return etag(s.AttemptedGeneration)
+	}
+	return ""
 }
 
 // LoadState reads the state file of dir; a missing file is a fresh state.
