@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"net/http"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -153,8 +154,14 @@ func (d *azureDialect) serveInstance(w http.ResponseWriter, r *http.Request, v *
 	if apiVersion >= "2021-01-01" {
 		ud = 1
 	}
-	doc := cached(&v.azure[ud], d.set, func() *azureRendered {
-		b, _ := json.Marshal(azureInstance(v, d.set.settings, apiVersion))
+	// The caller's address is part of the rendering only when a dhcp4
+	// NIC may need it; the cache is keyed by it.
+	src := ""
+	if azureNeedsSource(v) {
+		src = sourceIPv4(r)
+	}
+	doc := cachedKey(&v.azure[ud], d.set, src, func() *azureRendered {
+		b, _ := json.Marshal(azureInstance(v, d.set.settings, apiVersion, src))
 		var tree any
 		json.Unmarshal(b, &tree)
 		return &azureRendered{body: b, tree: tree}
@@ -218,6 +225,26 @@ func (d *azureDialect) serveInstance(w http.ResponseWriter, r *http.Request, v *
 	d.writeJSON(w, http.StatusOK, cur)
 }
 
+// azureNeedsSource reports whether v has a dhcp4 NIC, whose address may
+// have to be the caller's (azureInterfaces).
+func azureNeedsSource(v *View) bool {
+	for _, in := range nics(v) {
+		if in.DHCP4 {
+			return true
+		}
+	}
+	return false
+}
+
+// sourceIPv4 is the IPv4 address r comes from, "" for any other.
+func sourceIPv4(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if a := ap.Addr().Unmap(); err == nil && a.Is4() {
+		return a.String()
+	}
+	return ""
+}
+
 // azureRendered is /metadata/instance of one view: its JSON and the same
 // as generic maps and slices.
 type azureRendered struct {
@@ -272,6 +299,7 @@ type azureIPv4 struct {
 
 type azureIPv6 struct {
 	IPAddress []azureIPAddress `json:"ipAddress"`
+	Subnet    []azureSubnet    `json:"subnet,omitempty"`
 }
 
 type azureIPAddress struct {
@@ -293,7 +321,9 @@ func adminUser(v *View) (name string, keys []string, password bool) {
 	return u.Name, u.SSHAuthorizedKeys, u.Password != "" || u.PasswordHash != ""
 }
 
-func azureInstance(v *View, s Settings, apiVersion string) azureDoc {
+// azureInstance is /metadata/instance of v for a caller at src (see
+// azureInterfaces).
+func azureInstance(v *View, s Settings, apiVersion, src string) azureDoc {
 	admin, _, password := adminUser(v)
 	out := azureDoc{Compute: azureCompute{
 		AzEnvironment: "AzurePublicCloud",
@@ -318,36 +348,82 @@ func azureInstance(v *View, s Settings, apiVersion string) azureDoc {
 		}
 		out.Compute.UserData = &ud
 	}
-	out.Network.Interface = []azureInterface{}
-	if ns := nics(v); len(ns) > 0 {
-		for _, in := range ns {
-			ai := azureInterface{
-				IPv4:       azureIPv4{IPAddress: []azureIPAddress{}, Subnet: []azureSubnet{}},
-				IPv6:       azureIPv6{IPAddress: []azureIPAddress{}},
-				MACAddress: strings.ToUpper(strings.ReplaceAll(in.MAC, ":", "")),
-			}
-			v4, v6 := prefixes(in)
-			for _, p := range v4 {
-				ai.IPv4.IPAddress = append(ai.IPv4.IPAddress, azureIPAddress{PrivateIPAddress: p.Addr().String()})
-			}
-			if len(v4) > 0 {
-				m := v4[0].Masked()
-				ai.IPv4.Subnet = append(ai.IPv4.Subnet, azureSubnet{Address: m.Addr().String(), Prefix: strconv.Itoa(m.Bits())})
-			}
-			for _, p := range v6 {
-				ai.IPv6.IPAddress = append(ai.IPv6.IPAddress, azureIPAddress{PrivateIPAddress: p.Addr().String()})
-			}
-			out.Network.Interface = append(out.Network.Interface, ai)
+	out.Network.Interface = azureInterfaces(v, src)
+	return out
+}
+
+// azureInterfaces is network/interface: the document's NICs in its order,
+// described as Azure describes a NIC, which is what cloud-init's Azure
+// datasource turns into its network config (one ethN per list entry, by
+// index; the first address of each family by DHCP, the others static with
+// the prefix of subnet[0]). So:
+//   - A NIC with static IPv4 addresses lists them, subnet[0] the first's.
+//   - A dhcp4 NIC lists the address it has, as Azure does: the next
+//     registered IPv4 address that no NIC of the document holds
+//     statically, else the caller's source address src (an instance
+//     registered by host interface only). cloud-init skips a NIC without
+//     any address, leaving a DHCP NIC unconfigured.
+//   - A NIC with no address Prewarm can know (a second dhcp4 NIC beyond
+//     the registered addresses, a NIC with neither dhcp4 nor addresses)
+//     keeps its place with an empty list rather than an invented address:
+//     leaving it out would shift every later NIC's index, and so its ethN
+//     name, onto another NIC's.
+//   - A document without NICs lists none: there is no MAC to describe,
+//     and an entry with an empty macAddress makes netplan refuse
+//     cloud-init's whole network config.
+//
+// IPv6 addresses list their subnet too (cloud-init reads subnet[0] for
+// every address after the first).
+func azureInterfaces(v *View, src string) []azureInterface {
+	out := []azureInterface{}
+	ns := nics(v)
+	if len(ns) == 0 {
+		return out
+	}
+	held := map[netip.Addr]bool{}
+	for _, in := range ns {
+		v4, _ := prefixes(in)
+		for _, p := range v4 {
+			held[p.Addr()] = true
 		}
-	} else if ip := primaryIPv4(v); ip != "" {
-		// No interface in the document (DHCP guest): the address the
-		// instance is registered with, MAC unknown.
-		out.Network.Interface = append(out.Network.Interface, azureInterface{
-			IPv4: azureIPv4{IPAddress: []azureIPAddress{{PrivateIPAddress: ip}}, Subnet: []azureSubnet{}},
-			IPv6: azureIPv6{IPAddress: []azureIPAddress{}},
-		})
+	}
+	var free []netip.Addr // IPv4 addresses for dhcp4 NICs, in order
+	for _, a := range append(append([]string(nil), v.Addresses...), src) {
+		if ip, err := netip.ParseAddr(a); err == nil && ip.Is4() && !held[ip] {
+			held[ip] = true
+			free = append(free, ip)
+		}
+	}
+	for _, in := range ns {
+		ai := azureInterface{
+			IPv4:       azureIPv4{IPAddress: []azureIPAddress{}, Subnet: []azureSubnet{}},
+			IPv6:       azureIPv6{IPAddress: []azureIPAddress{}},
+			MACAddress: strings.ToUpper(strings.ReplaceAll(in.MAC, ":", "")),
+		}
+		v4, v6 := prefixes(in)
+		for _, p := range v4 {
+			ai.IPv4.IPAddress = append(ai.IPv4.IPAddress, azureIPAddress{PrivateIPAddress: p.Addr().String()})
+		}
+		if len(v4) > 0 {
+			ai.IPv4.Subnet = append(ai.IPv4.Subnet, azureSubnetOf(v4[0]))
+		} else if in.DHCP4 && len(free) > 0 {
+			ai.IPv4.IPAddress = append(ai.IPv4.IPAddress, azureIPAddress{PrivateIPAddress: free[0].String()})
+			free = free[1:]
+		}
+		for _, p := range v6 {
+			ai.IPv6.IPAddress = append(ai.IPv6.IPAddress, azureIPAddress{PrivateIPAddress: p.Addr().String()})
+		}
+		if len(v6) > 0 {
+			ai.IPv6.Subnet = []azureSubnet{azureSubnetOf(v6[0])}
+		}
+		out = append(out, ai)
 	}
 	return out
+}
+
+func azureSubnetOf(p netip.Prefix) azureSubnet {
+	m := p.Masked()
+	return azureSubnet{Address: m.Addr().String(), Prefix: strconv.Itoa(m.Bits())}
 }
 
 // azureOVF renders the final document as the ovf-env.xml Azure hands a
@@ -355,6 +431,15 @@ func azureInstance(v *View, s Settings, apiVersion string) azureDoc {
 // cloud-init's OvfEnvXml parses: the admin user (first user), the host
 // name, the user-data as CustomData, the admin's SSH keys. A plaintext
 // password goes in UserPassword (the guest hashes it), as on Azure.
+//
+// A document without users is valid (its users section is absent: leave
+// the machine's users as they are), but Azure always names an admin and
+// cloud-init's parser requires the UserName element: without it,
+// reprovisioning fails. So UserName is always there, empty when there is
+// no user: cloud-init then takes no name from it and keeps the image's
+// default user, and no user is invented. (Refusing such a publish while
+// the Azure dialect is on would refuse a valid document for every guest
+// of a default listener, native ones included.)
 func azureOVF(v *View) string {
 	admin, keys, _ := adminUser(v)
 	var pw string
@@ -375,9 +460,7 @@ func azureOVF(v *View) string {
       <ns1:ConfigurationSetType>LinuxProvisioningConfiguration</ns1:ConfigurationSetType>
 `)
 	b.WriteString("      <ns1:HostName>" + esc(hostname(v, v.ID)) + "</ns1:HostName>\n")
-	if admin != "" {
-		b.WriteString("      <ns1:UserName>" + esc(admin) + "</ns1:UserName>\n")
-	}
+	b.WriteString("      <ns1:UserName>" + esc(admin) + "</ns1:UserName>\n")
 	if pw != "" {
 		b.WriteString("      <ns1:UserPassword>" + esc(pw) + "</ns1:UserPassword>\n")
 	}

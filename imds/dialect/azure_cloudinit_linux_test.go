@@ -11,14 +11,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prewarm/prewarm/shared/config"
 )
 
 // cloud-init's Azure datasource needs Azure's wire server besides IMDS, so
 // it cannot provision from Prewarm alone; this test runs the parts of it
 // that read IMDS (cloud-init's own Python, from Debian's package) against
-// the Azure dialect: the instance metadata crawl and the fields it takes
-// from it, and the pre-provisioning poll of reprovisiondata with the
-// ovf-env.xml parser it feeds.
+// the Azure dialect: the instance metadata crawl, the fields it takes from
+// it and the network config it renders from it, and the pre-provisioning
+// poll of reprovisiondata with the ovf-env.xml parser it feeds.
 
 const azEnv = "PREWARM_DIALECT_AZURE_CI"
 
@@ -35,17 +37,33 @@ out["userData"] = dsaz._userdata_from_imds(md)
 out["noPassword"] = dsaz._disable_password_from_imds(md)
 out["keys"] = [k["keyData"] for k in md["compute"]["publicKeys"]]
 out["macs"] = [i["macAddress"] for i in md["network"]["interface"]]
+# The network config cloud-init renders from IMDS (apply_network_config,
+# on by default); an exception here makes it fall back to DHCP on one NIC.
+try:
+    out["net"] = dsaz.generate_network_config_from_instance_network_metadata(md["network"])
+except Exception as e:
+    out["netError"] = repr(e)
 url = dsaz.MetadataType.REPROVISION_DATA.value + "?api-version=" + dsaz.IMDS_VER_MIN
 try:
     r = url_helper.readurl(url, headers={"Metadata": "true"}, retries=0, timeout=5)
-    ovf = helpers.OvfEnvXml.parse_text(r.contents.decode())
+    contents = r.contents.decode()
+    ovf = helpers.OvfEnvXml.parse_text(contents)
     out["ovf"] = {"user": ovf.username, "host": ovf.hostname,
                   "customData": ovf.custom_data.decode() if ovf.custom_data else None,
                   "keys": [k["value"] for k in ovf.public_keys],
                   "password": ovf.password, "disableSshPassword": ovf.disable_ssh_password_auth,
                   "preprovisioned": ovf.preprovisioned_vm}
+    # What _reprovision and crawl_metadata do with it after the poll.
+    _, _, cfg = dsaz.read_azure_ovf(contents)
+    md2 = dsaz.get_metadata_from_imds(retries=0, api_version=dsaz.IMDS_VER_WANT)
+    user = dsaz._username_from_imds(md2)
+    if user:
+        cfg["system_info"]["default_user"]["name"] = user
+    out["defaultUser"] = cfg.get("system_info", {}).get("default_user", {}).get("name")
 except url_helper.UrlError as e:
     out["reprovisionCode"] = e.code
+except Exception as e:
+    out["ovfError"] = repr(e)
 print(json.dumps(out))
 `
 
@@ -53,12 +71,31 @@ type azProbeResult struct {
 	User, Host, UserData string
 	NoPassword           bool
 	Keys, Macs           []string
+	Net                  *azNetConfig
+	NetError             string
 	ReprovisionCode      int
+	OVFError             string
+	DefaultUser          *string
 	OVF                  *struct {
 		User, Host, CustomData, Password string
 		Keys                             []string
 		DisableSSHPassword               bool `json:"disableSshPassword"`
 		Preprovisioned                   bool
+	}
+}
+
+// azNetConfig is the netplan-style (version 2) config cloud-init renders
+// from network/interface.
+type azNetConfig struct {
+	Version   int
+	Ethernets map[string]struct {
+		Match struct {
+			MACAddress string `json:"macaddress"`
+		}
+		DHCP4     bool
+		DHCP6     bool
+		Addresses []string
+		SetName   string `json:"set-name"`
 	}
 }
 
@@ -141,12 +178,22 @@ func azInNetns(t *testing.T) {
 		t.Errorf("reprovisiondata while partial: code %d, ovf %v; want 404", r.ReprovisionCode, r.OVF)
 	}
 
+	if r.Net == nil || len(r.Net.Ethernets) != 1 || r.Net.Ethernets["eth0"].Match.MACAddress != macA ||
+		!r.Net.Ethernets["eth0"].DHCP4 || strings.Join(r.Net.Ethernets["eth0"].Addresses, ",") != "10.1.0.6/24" {
+		t.Errorf("cloud-init's network config of a static NIC: %+v %s", r.Net, r.NetError)
+	}
+
 	final := docA()
 	final.Users[0].Password = "Pa55-<word>"
+	// A second IPv6 address: cloud-init takes its prefix from subnet[0].
+	final.Network.Interfaces[0].Addresses = append(final.Network.Interfaces[0].Addresses, "2001:db8:1::6/64")
 	inst.publish(final)
 	r = probe()
 	if r.OVF == nil {
-		t.Fatalf("reprovisiondata of the final document: code %d", r.ReprovisionCode)
+		t.Fatalf("reprovisiondata of the final document: code %d, %s", r.ReprovisionCode, r.OVFError)
+	}
+	if r.Net == nil || strings.Join(r.Net.Ethernets["eth0"].Addresses, ",") != "10.1.0.6/24,2001:db8:1::6/64" || !r.Net.Ethernets["eth0"].DHCP6 {
+		t.Errorf("cloud-init's network config with two IPv6 addresses: %+v %s", r.Net, r.NetError)
 	}
 	o := r.OVF
 	if o.User != "alice" || o.Host != "web-a" || o.CustomData != userDataA || o.Password != "Pa55-<word>" || o.DisableSSHPassword ||
@@ -155,5 +202,32 @@ func azInNetns(t *testing.T) {
 	}
 	if r.NoPassword {
 		t.Error("disablePasswordAuthentication still true with a password")
+	}
+	if r.DefaultUser == nil || *r.DefaultUser != "alice" {
+		t.Errorf("cloud-init's default user after reprovisioning: %v, want alice", r.DefaultUser)
+	}
+
+	// A final document without users (issue 13 item 17) and with one
+	// dhcp4 NIC (item 16): cloud-init reprovisions, keeps the image's
+	// default user (no name from the OVF or IMDS), and configures the
+	// NIC by DHCP.
+	inst.publish(&config.Document{Hostname: "web-z", Network: &config.Network{Interfaces: []config.Interface{{MAC: macA, DHCP4: true}}}})
+	r = probe()
+	if r.OVF == nil {
+		t.Fatalf("reprovisiondata of a final document without users: code %d, %s", r.ReprovisionCode, r.OVFError)
+	}
+	if r.OVF.User != "" || r.OVF.Host != "web-z" || len(r.OVF.Keys) != 0 || r.OVF.Password != "" || r.DefaultUser != nil || r.User != "" {
+		t.Errorf("reprovisioning without users: ovf %+v, default user %v, IMDS adminUsername %q; want no user at all", *r.OVF, r.DefaultUser, r.User)
+	}
+	if r.Net == nil || len(r.Net.Ethernets) != 1 || r.Net.Ethernets["eth0"].Match.MACAddress != macA || !r.Net.Ethernets["eth0"].DHCP4 {
+		t.Errorf("cloud-init's network config of a dhcp4 NIC: %+v %s", r.Net, r.NetError)
+	}
+
+	// A document without NICs: no interface, so cloud-init renders no
+	// ethernet (not one matching an empty MAC, which netplan refuses).
+	inst.publish(&config.Document{Hostname: "web-z"})
+	r = probe()
+	if r.Net == nil || len(r.Net.Ethernets) != 0 || len(r.Macs) != 0 {
+		t.Errorf("cloud-init's network config of a document without NICs: %+v %s (macs %q)", r.Net, r.NetError, r.Macs)
 	}
 }

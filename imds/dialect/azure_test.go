@@ -4,9 +4,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/prewarm/prewarm/shared/config"
 )
 
 // Azure publishes no Go client for its instance metadata; these tests make
@@ -90,8 +93,9 @@ func TestAzureInstance(t *testing.T) {
 	_, _, body = do(t, b, "GET", srv.URL+"/metadata/instance?api-version=2019-06-01", metadataTrue)
 	got = azureInstanceJSON{}
 	json.Unmarshal([]byte(body), &got)
+	// vm-b's document has no NICs: no interface (item 16 of issue 13).
 	if got.Compute.Name != "vm-b" || got.Compute.OSProfile.AdminUsername != "carol" || got.Compute.UserData != nil ||
-		len(got.Network.Interface) != 1 || got.Network.Interface[0].IPv4.IPAddress[0].PrivateIPAddress != addrB {
+		got.Network.Interface == nil || len(got.Network.Interface) != 0 {
 		t.Errorf("vm-b instance = %s", body)
 	}
 
@@ -116,6 +120,112 @@ func TestAzureInstance(t *testing.T) {
 	code, _, body = do(t, a, "GET", srv.URL+"/metadata/versions", metadataTrue)
 	if json.Unmarshal([]byte(body), &versions); code != 200 || len(versions.APIVersions) < 20 || versions.APIVersions[0] != "2017-03-01" {
 		t.Errorf("versions: %d %s", code, body)
+	}
+}
+
+// TestAzureNetwork checks that network/interface describes each NIC as
+// Azure does (issue 13 item 16): every NIC of the document with its MAC
+// and at least one IPv4 address when one is known (a dhcp4 NIC's from the
+// registry, else the address the guest calls from), and no interface at
+// all for a document without NICs (one with an empty macAddress makes
+// netplan refuse cloud-init's whole network config).
+func TestAzureNetwork(t *testing.T) {
+	const (
+		macS = "52:54:00:aa:00:11"
+		macD = "52:54:00:aa:00:12"
+		macE = "52:54:00:aa:00:13"
+	)
+	dhcp := func(macs ...string) *config.Document {
+		d := &config.Document{Hostname: "net", Network: &config.Network{}}
+		for _, m := range macs {
+			d.Network.Interfaces = append(d.Network.Interfaces, config.Interface{MAC: m, DHCP4: true})
+		}
+		return d
+	}
+	staticThenDHCP := dhcp(macD)
+	staticThenDHCP.Network.Interfaces = append([]config.Interface{{MAC: macS, Addresses: []string{addrB + "/8", "2001:db8::5/64", "2001:db8::6/64"}}}, staticThenDHCP.Network.Interfaces...)
+	type nic struct {
+		mac  string
+		ipv4 []string
+		sub4 string // "address/prefix" of subnet[0], "" for none
+		ipv6 []string
+		sub6 string
+	}
+	for _, tc := range []struct {
+		name   string
+		doc    *config.Document
+		byAddr bool // registered with its address; else by host interface only
+		want   []nic
+	}{
+		{"one dhcp4 NIC, registered address", dhcp(macD), true, []nic{{mac: "525400AA0012", ipv4: []string{addrB}}}},
+		{"one dhcp4 NIC, host interface only: the caller's address", dhcp(macD), false, []nic{{mac: "525400AA0012", ipv4: []string{addrB}}}},
+		{"no network section", &config.Document{Hostname: "net"}, true, nil},
+		{"no interfaces", &config.Document{Hostname: "net", Network: &config.Network{}}, true, nil},
+		{"nothing published", nil, true, nil},
+		{"static NIC takes the address, the dhcp4 NIC has none left", staticThenDHCP, true, []nic{
+			{mac: "525400AA0011", ipv4: []string{addrB}, sub4: "127.0.0.0/8", ipv6: []string{"2001:db8::5", "2001:db8::6"}, sub6: "2001:db8::/64"},
+			{mac: "525400AA0012"},
+		}},
+		{"two dhcp4 NICs, one address known", dhcp(macD, macE), true, []nic{{mac: "525400AA0012", ipv4: []string{addrB}}, {mac: "525400AA0013"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHost(t, []string{NameAzure}, Settings{})
+			inst := h.register("vm-net", addrB, nil)
+			if !tc.byAddr {
+				inst.view.Addresses, inst.view.HostInterface = nil, "tap-net"
+			}
+			if tc.doc != nil {
+				inst.publish(tc.doc)
+			}
+			srv := h.start(t)
+			code, _, body := do(t, clientFrom(t, addrB), "GET", srv.URL+"/metadata/instance/network?api-version=2021-08-01", metadataTrue)
+			if code != 200 {
+				t.Fatalf("%d %s", code, body)
+			}
+			if strings.Contains(body, `"macAddress":""`) {
+				t.Errorf("an interface without a MAC: %s", body)
+			}
+			var got struct {
+				Interface []struct {
+					IPv4 struct {
+						IPAddress []struct {
+							PrivateIPAddress string `json:"privateIpAddress"`
+						} `json:"ipAddress"`
+						Subnet []struct{ Address, Prefix string } `json:"subnet"`
+					} `json:"ipv4"`
+					IPv6 struct {
+						IPAddress []struct {
+							PrivateIPAddress string `json:"privateIpAddress"`
+						} `json:"ipAddress"`
+						Subnet []struct{ Address, Prefix string } `json:"subnet"`
+					} `json:"ipv6"`
+					MACAddress string `json:"macAddress"`
+				} `json:"interface"`
+			}
+			if err := json.Unmarshal([]byte(body), &got); err != nil || got.Interface == nil {
+				t.Fatalf("%s: %v (interface must be a list, [] when empty)", body, err)
+			}
+			var have []nic
+			for _, in := range got.Interface {
+				n := nic{mac: in.MACAddress}
+				for _, a := range in.IPv4.IPAddress {
+					n.ipv4 = append(n.ipv4, a.PrivateIPAddress)
+				}
+				for _, a := range in.IPv6.IPAddress {
+					n.ipv6 = append(n.ipv6, a.PrivateIPAddress)
+				}
+				if len(in.IPv4.Subnet) > 0 {
+					n.sub4 = in.IPv4.Subnet[0].Address + "/" + in.IPv4.Subnet[0].Prefix
+				}
+				if len(in.IPv6.Subnet) > 0 {
+					n.sub6 = in.IPv6.Subnet[0].Address + "/" + in.IPv6.Subnet[0].Prefix
+				}
+				have = append(have, n)
+			}
+			if fmt.Sprint(have) != fmt.Sprint(tc.want) {
+				t.Errorf("interfaces = %+v\nwant %+v\n%s", have, tc.want, body)
+			}
+		})
 	}
 }
 
@@ -213,6 +323,20 @@ func TestAzureReprovision(t *testing.T) {
 		string(ud) != *d.UserData || len(l.Keys) != 1 || l.Keys[0].Value != keyCarol || l.Keys[0].Path != "/home/carol/.ssh/authorized_keys" ||
 		env.Platform.Settings.PreprovisionedVM != "false" {
 		t.Errorf("ovf-env = %+v\n%s", env, body)
+	}
+	// A final document without users (issue 13 item 17): cloud-init's
+	// parser requires UserName, so it is there and empty; nothing else of
+	// a user is invented.
+	bInst.publish(&config.Document{Hostname: "web-b"})
+	code, _, body = do(t, b, "GET", srv.URL+path, metadataTrue)
+	env = ovfEnv{}
+	if err := xml.Unmarshal([]byte(body), &env); code != 200 || err != nil {
+		t.Fatalf("final without users: %d %v\n%s", code, err, body)
+	}
+	l = env.Provisioning.Linux
+	if !strings.Contains(body, "<ns1:UserName></ns1:UserName>") || l.UserName != "" || l.UserPassword != nil || len(l.Keys) != 0 ||
+		l.DisableSSHPw != "true" || l.HostName != "web-b" {
+		t.Errorf("ovf-env without users = %+v\n%s", env, body)
 	}
 	// Without the api-version it is an api-version error, as on Azure.
 	if code, _, _ := do(t, b, "GET", srv.URL+"/metadata/reprovisiondata", metadataTrue); code != 400 {

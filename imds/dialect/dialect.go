@@ -131,9 +131,10 @@ type View struct {
 	token atomic.Pointer[verifiedToken]
 }
 
-// memo is something rendered from a view for one Set.
+// memo is something rendered from a view for one Set (and key).
 type memo struct {
 	owner *Set
+	key   string
 	val   any
 }
 
@@ -142,11 +143,17 @@ type memo struct {
 // equal). Views are immutable, so nothing is ever invalidated: a publish
 // makes a new view.
 func cached[T any](p *atomic.Pointer[memo], s *Set, build func() T) T {
-	if m := p.Load(); m != nil && m.owner == s {
+	return cachedKey(p, s, "", build)
+}
+
+// cachedKey is cached for a rendering that also depends on key (something
+// of the request): the view keeps the one for the last key asked.
+func cachedKey[T any](p *atomic.Pointer[memo], s *Set, key string, build func() T) T {
+	if m := p.Load(); m != nil && m.owner == s && m.key == key {
 		return m.val.(T)
 	}
 	v := build()
-	p.Store(&memo{owner: s, val: v})
+	p.Store(&memo{owner: s, key: key, val: v})
 	return v
 }
 
