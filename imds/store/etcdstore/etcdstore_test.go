@@ -110,7 +110,7 @@ func TestApplyAndConflicts(t *testing.T) {
 		t.Fatalf("same interface name on another host: %v", err)
 	}
 	// A failed change changes nothing: 10.0.0.2 is still free.
-	if _, err := b.Apply(ctx, "vm-3", store.Change{Register: reg("10.0.0.2"), Publish: stamp("3")}); err != nil {
+	if _, err := b.Apply(ctx, "vm-3", store.Change{Register: reg("10.0.0.2"), Publish: stamp("h3")}); err != nil {
 		t.Fatal(err)
 	}
 	// Re-registration releases the addresses it drops.
@@ -121,10 +121,10 @@ func TestApplyAndConflicts(t *testing.T) {
 		t.Fatalf("address released by re-registration: %v", err)
 	}
 	// Register and publish together: both or neither.
-	if _, err := a.Apply(ctx, "vm-5", store.Change{Register: reg("10.0.0.1"), Publish: stamp("5")}); !errors.As(err, &ce) {
+	if _, err := a.Apply(ctx, "vm-5", store.Change{Register: reg("10.0.0.1"), Publish: stamp("h5")}); !errors.As(err, &ce) {
 		t.Fatalf("want conflict, got %v", err)
 	}
-	if _, err := a.Apply(ctx, "vm-5", store.Change{Publish: stamp("5")}); !errors.Is(err, store.ErrNotFound) {
+	if _, err := a.Apply(ctx, "vm-5", store.Change{Publish: stamp("h5")}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("vm-5 exists after a failed change: %v", err)
 	}
 }
@@ -390,7 +390,7 @@ func TestWatchResumeAndCompaction(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	a := open(t, []string{m.ClientURL}, "host-a")
-	if _, err := a.Apply(ctx, "vm-1", store.Change{Register: reg("10.0.0.1"), Publish: stamp("1")}); err != nil {
+	if _, err := a.Apply(ctx, "vm-1", store.Change{Register: reg("10.0.0.1"), Publish: stamp("h1")}); err != nil {
 		t.Fatal(err)
 	}
 	_, rev, err := a.Snapshot(ctx, 0)
@@ -486,7 +486,7 @@ func TestEtcdLoss(t *testing.T) {
 	m := etcdtest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	a := open(t, []string{m.ClientURL}, "host-a")
-	if _, err := a.Apply(ctx, "vm-1", store.Change{Register: reg("10.0.0.1"), Publish: stamp("1")}); err != nil {
+	if _, err := a.Apply(ctx, "vm-1", store.Change{Register: reg("10.0.0.1"), Publish: stamp("h1")}); err != nil {
 		t.Fatal(err)
 	}
 	evs := make(chan etcdstore.Event, 100)
@@ -505,7 +505,7 @@ func TestEtcdLoss(t *testing.T) {
 		t.Fatal("Degraded() false after the health event")
 	}
 	start := time.Now()
-	_, err := a.Apply(ctx, "vm-1", store.Change{Publish: stamp("2")})
+	_, err := a.Apply(ctx, "vm-1", store.Change{Publish: stamp("h2")})
 	var u interface{ Unavailable() bool }
 	if !errors.Is(err, etcdstore.ErrUnavailable) || !errors.As(err, &u) {
 		t.Fatalf("publish while etcd is down: %v", err)
@@ -519,7 +519,7 @@ func TestEtcdLoss(t *testing.T) {
 	if a.Degraded() {
 		t.Fatal("still degraded after recovery")
 	}
-	rec, err := a.Apply(ctx, "vm-1", store.Change{Publish: stamp("2")})
+	rec, err := a.Apply(ctx, "vm-1", store.Change{Publish: stamp("h2")})
 	if err != nil || rec.Generation != 2 {
 		t.Fatalf("publish after recovery: %+v, %v", rec, err)
 	}
@@ -647,7 +647,7 @@ func TestThreeMemberCluster(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	a := open(t, etcdtest.Endpoints(ms), "host-a")
 	b := open(t, etcdtest.Endpoints(ms), "host-b")
-	if _, err := a.Apply(ctx, "vm-1", store.Change{Register: reg("10.0.0.1"), Publish: stamp("1")}); err != nil {
+	if _, err := a.Apply(ctx, "vm-1", store.Change{Register: reg("10.0.0.1"), Publish: stamp("h1")}); err != nil {
 		t.Fatal(err)
 	}
 	evs := make(chan etcdstore.Event, 1000)
