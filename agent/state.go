@@ -74,10 +74,12 @@ func (s *State) lastFailed() bool {
 
 // ifNoneMatch is the entity tag the agent waits for a change of: the
 // attempted document's ETag verbatim, or, when that document came without
-// one (or the state predates ETags), its generation in the older form.
+// one (or the state predates ETags, or holds one that does not parse: it
+// goes into a request header), its generation in the older form.
 func (s *State) ifNoneMatch() string {
+	_, _, ok := parseETag(s.AttemptedETag)
 	switch {
-	case s.AttemptedETag != "":
+	case ok:
 		return s.AttemptedETag
 	case s.AttemptedGeneration > 0:
 		return etag(s.AttemptedGeneration)

@@ -161,3 +161,23 @@ func FuzzSecretsIn(f *testing.F) {
 		}
 	})
 }
+
+// TestIfNoneMatch: the If-None-Match comes from the state: the attempted
+// ETag verbatim, else the attempted generation; never a value that does
+// not parse (a damaged state file must not make every request invalid).
+func TestIfNoneMatch(t *testing.T) {
+	for _, c := range []struct {
+		st   State
+		want string
+	}{
+		{State{}, ""},
+		{State{AttemptedGeneration: 3}, `"3"`},
+		{State{AttemptedGeneration: 3, AttemptedETag: `"3.9f86d081884c7d65"`}, `"3.9f86d081884c7d65"`},
+		{State{AttemptedGeneration: 3, AttemptedETag: `W/"3"`}, `W/"3"`},
+		{State{AttemptedGeneration: 3, AttemptedETag: "\"3\"\r\nX-Evil: 1"}, `"3"`},
+	} {
+		if got := c.st.ifNoneMatch(); got != c.want {
+			t.Errorf("ifNoneMatch of %+v = %q, want %q", c.st, got, c.want)
+		}
+	}
+}
