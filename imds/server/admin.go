@@ -305,12 +305,13 @@ func (s *Server) adminStatus(w http.ResponseWriter, r *http.Request, id string) 
 }
 
 // RequireBearer wraps h so that every request but /healthz must carry
-// `Authorization: Bearer <token>`; the token is compared in constant time.
+// `Authorization: Bearer <token>` (the scheme's name in any case, RFC
+// 7235); the token is compared in constant time.
 func RequireBearer(token string, h http.Handler) http.Handler {
 	want := []byte(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != api.PathHealthz {
-			got, ok := strings.CutPrefix(r.Header.Get(api.HeaderAuthorization), "Bearer ")
+			got, ok := bearerToken(r.Header.Get(api.HeaderAuthorization))
 			if !ok || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="prewarm-imds"`)
 				writeError(w, http.StatusUnauthorized, "a valid bearer token is required")

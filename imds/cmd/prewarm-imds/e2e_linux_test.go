@@ -549,7 +549,8 @@ func TestE2EShutdownAnswersParkedPolls(t *testing.T) {
 func TestE2EAdminTCPToken(t *testing.T) {
 	dir := t.TempDir()
 	tok := filepath.Join(dir, "token")
-	os.WriteFile(tok, []byte("s3cret-token\n"), 0o600)
+	const secret = "s3cret-token-of-at-least-32-bytes"
+	os.WriteFile(tok, []byte(secret+"\n"), 0o600)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	p := startIMDS(t, nil, "--admin-listen", addr, "--admin-token-file", tok)
 	if _, err := client.NewHTTP("http://" + addr).List(ctx(t)); client.StatusCode(err) != 401 {
@@ -558,7 +559,7 @@ func TestE2EAdminTCPToken(t *testing.T) {
 	if _, err := client.NewHTTP("http://"+addr, client.WithToken("wrong")).List(ctx(t)); client.StatusCode(err) != 401 {
 		t.Fatalf("wrong token: %v", err)
 	}
-	c := client.NewHTTP("http://"+addr, client.WithToken("s3cret-token"))
+	c := client.NewHTTP("http://"+addr, client.WithToken(secret))
 	if _, err := c.Register(ctx(t), "vm-t", api.Registration{Addresses: []string{"127.0.0.71"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -28,7 +27,7 @@ func serve(args []string, stderr io.Writer) error {
 	bindIfaces := fs.Bool("bind-interfaces", true, "bind a guest listener to every registered hostInterface on --listen's address (Linux), following the devices as they come and go")
 	adminSocket := fs.String("admin-socket", api.DefaultAdminSocket, `admin API Unix socket ("" for none)`)
 	adminListen := fs.String("admin-listen", "", "also serve the admin API on this TCP address (requires --admin-token-file)")
-	tokenFile := fs.String("admin-token-file", "", "file holding the bearer token of --admin-listen")
+	tokenFile := fs.String("admin-token-file", "", "file holding the bearer token of --admin-listen: at least 32 printable bytes, mode 0600 or stricter (serve refuses to start otherwise)")
 	dataDir := fs.String("data-dir", "/var/lib/prewarm-imds", "directory of the embedded store")
 	publishDir := fs.String("publish-dir", "", "watch this directory for <id>.json publish files")
 	rate := fs.Float64("rate", server.DefaultRate, "per-instance guest requests per second (0 turns limiting off)")
@@ -64,12 +63,8 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	var token string
 	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			return fmt.Errorf("read admin token: %w", err)
-		}
-		if token = strings.TrimSpace(string(b)); token == "" {
-			return fmt.Errorf("admin token file %s is empty", *tokenFile)
+		if token, err = readAdminToken(*tokenFile); err != nil {
+			return err
 		}
 	}
 
