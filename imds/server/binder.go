@@ -176,11 +176,12 @@ func (b *binder) reconcile() {
 		// A static device (--guest-interface) also serves address-only
 		// guests behind it; one bound only because an instance registered
 		// it serves that instance alone.
-		hs := b.s.guestHTTPServer(dev, !slices.Contains(b.static, dev))
+		byDeviceOnly := !slices.Contains(b.static, dev)
+		hs := b.s.guestHTTPServer(dev, byDeviceOnly)
 		b.bound[dev] = &boundIface{index: idx, hs: hs, ln: ln}
 		delete(b.failed, dev)
 		go func() {
-			if err := b.s.serve(hs, b.s.limit(ln, dev), "guest", dev); err != nil && !errors.Is(err, net.ErrClosed) {
+			if err := b.s.serve(hs, b.s.limit(ln, dev, byDeviceOnly), "guest", dev); err != nil && !errors.Is(err, net.ErrClosed) {
 				b.s.log.Debug("guest listener ended", "hostInterface", dev, "err", err)
 			}
 		}()

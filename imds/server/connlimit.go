@@ -15,10 +15,17 @@ import (
 // descriptors and starve the others. An agent needs one or two.
 const DefaultMaxConnsPerSource = 128
 
-// DefaultMaxGuestConns bounds the guest connections of all sources
-// together, so that many sources (guests, or one guest on many devices)
-// cannot use up the server's file descriptors either.
+// DefaultMaxGuestConns bounds the guest connections of all registered
+// sources together, so that many sources (guests, or one guest on many
+// devices) cannot use up the server's file descriptors either.
 const DefaultMaxGuestConns = 8192
+
+// DefaultMaxUnknownConns bounds the guest connections of all sources that
+// match no registered instance together. They count against it instead of
+// MaxGuestConns, so callers the server does not know (scanners, guests
+// not registered yet) cannot use up what registered guests need; all they
+// get is a 404, so a few suffice.
+const DefaultMaxUnknownConns = 64
 
 // DefaultGuestBodyTimeout bounds how long a guest may take to send a
 // request body (a status report), measured from the end of its headers.
@@ -26,18 +33,23 @@ const DefaultMaxGuestConns = 8192
 const DefaultGuestBodyTimeout = 30 * time.Second
 
 // limitListener refuses (closes at once) a connection whose source
-// already holds max open connections on this server, or any connection
-// while all guest listeners together hold total. On the device-less
+// already holds max open connections on this server, or, while all guest
+// listeners together hold total connections of registered sources, one
+// of a registered source, or, while they hold unknown connections of
+// sources no instance matches, one of such a source. On the device-less
 // listener a source is an address; on a listener bound to a host device
 // it is the device alone: a guest registered by hostInterface keeps its
 // identity whatever address it uses, so adding addresses must not add
-// connections.
+// connections. Whether a source is registered is decided at accept, as
+// identify would attribute a request on the connection then.
 type limitListener struct {
 	net.Listener
-	s     *Server
-	max   int // per source; <= 0: no bound
-	total int // all guest listeners; <= 0: no bound
-	iface string
+	s            *Server
+	max          int // per source; <= 0: no bound
+	total        int // registered sources, all guest listeners; <= 0: no bound
+	unknown      int // unknown sources, all guest listeners; <= 0: no bound
+	iface        string
+	byDeviceOnly bool // as the listener's requests are attributed (lookup)
 }
 
 type connSource struct {
@@ -47,9 +59,10 @@ type connSource struct {
 
 // connCounts is shared by all guest listeners of a server.
 type connCounts struct {
-	mu    sync.Mutex
-	n     map[connSource]int
-	total int
+	mu      sync.Mutex
+	n       map[connSource]int
+	total   int // connections of registered sources
+	unknown int // connections of sources no instance matched at accept
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -59,42 +72,58 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		src := connSource{iface: l.iface}
+		addr, ok := sourceAddr(c.RemoteAddr().String())
 		if l.iface == "" {
-			addr, ok := sourceAddr(c.RemoteAddr().String())
 			if !ok {
 				return c, nil
 			}
 			src.addr = addr
 		}
+		known := l.s.lookup(l.iface, addr, l.byDeviceOnly) != nil
 		cc := &l.s.conns
-		cc.mu.Lock()
-		if l.max > 0 && cc.n[src] >= l.max {
-			cc.mu.Unlock()
-			c.Close()
-			l.s.m.connsRefused.Inc()
-			l.s.log.Debug("guest connection refused: too many from one source", "source", c.RemoteAddr().String(), "hostInterface", src.iface, "limit", l.max)
-			continue
+		class := &cc.total // the count this connection adds to
+		if !known {
+			class = &cc.unknown
 		}
-		if l.total > 0 && cc.total >= l.total {
+		cc.mu.Lock()
+		var refused, why string
+		var limit int
+		switch {
+		case l.max > 0 && cc.n[src] >= l.max:
+			refused, why, limit = limitPerSource, "too many from one source", l.max
+		case known && l.total > 0 && cc.total >= l.total:
+			refused, why, limit = limitGuestTotal, "too many guest connections", l.total
+		case !known && l.unknown > 0 && cc.unknown >= l.unknown:
+			refused, why, limit = limitUnknownTotal, "too many connections from sources of no registered instance", l.unknown
+		}
+		if refused != "" {
 			cc.mu.Unlock()
 			c.Close()
-			l.s.m.connsRefused.Inc()
-			l.s.log.Debug("guest connection refused: too many guest connections", "source", c.RemoteAddr().String(), "hostInterface", src.iface, "limit", l.total)
+			l.s.m.connsRefused.WithLabelValues(refused).Inc()
+			l.s.log.Debug("guest connection refused: "+why, "source", c.RemoteAddr().String(), "hostInterface", src.iface, "registered", known, "limit", limit)
 			continue
 		}
 		cc.n[src]++
-		cc.total++
+		*class++
 		cc.mu.Unlock()
 		return &limitedConn{Conn: c, release: func() {
 			cc.mu.Lock()
 			if cc.n[src]--; cc.n[src] <= 0 {
 				delete(cc.n, src)
 			}
-			cc.total--
+			*class--
 			cc.mu.Unlock()
 		}}, nil
 	}
 }
+
+// The limit label values of prewarm_imds_guest_connections_refused_total:
+// the serve flag of each bound.
+const (
+	limitPerSource    = "max-conns-per-source"
+	limitGuestTotal   = "max-guest-conns"
+	limitUnknownTotal = "max-unknown-conns"
+)
 
 // bodyDeadline bounds the time a guest request's body may take to
 // arrive (slow POST bodies would otherwise hold a connection and a

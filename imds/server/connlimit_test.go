@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/prewarm/prewarm/imds/store"
 	"github.com/prewarm/prewarm/shared/api"
 )
@@ -271,5 +273,127 @@ func TestGuestBodyDeadlineLifted(t *testing.T) {
 	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n", api.PathInstance)
 	if resp, err = http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("next request on the connection: %v %v", resp, err)
+	}
+}
+
+// Sources that match no registered instance have their own budget
+// (MaxUnknownConns), apart from MaxGuestConns: however many connections
+// they open and hold, a registered guest still gets all of its own, and
+// an unknown caller within the budget is answered 404 at once and its
+// connection closed.
+func TestUnknownSourcesOwnBudget(t *testing.T) {
+	s := newTestServer(t, Options{MaxGuestConns: 3, MaxUnknownConns: 2})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeGuest(ln, "")
+	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
+
+	// Eight unknown sources each open a connection and hold it idle; the
+	// listener accepts in order, so the first two take the budget.
+	var unknown []net.Conn
+	for i := 2; i < 10; i++ {
+		c := dialFrom(t, fmt.Sprintf("127.0.0.%d", i), ln.Addr().String())
+		defer c.Close()
+		unknown = append(unknown, c)
+	}
+	for i := 0; i < 3; i++ {
+		c := dialFrom(t, "127.0.0.1", ln.Addr().String())
+		defer c.Close()
+		if !instanceAlive(c) {
+			t.Fatalf("registered guest's connection %d of 3 not served while unknown sources hold connections", i+1)
+		}
+	}
+	// Past the registered guests' budget, still refused.
+	over := dialFrom(t, "127.0.0.1", ln.Addr().String())
+	defer over.Close()
+	if instanceAlive(over) {
+		t.Fatal("a registered guest's connection past MaxGuestConns was served")
+	}
+	// An unknown source past the unknown budget was closed at accept,
+	// without an answer.
+	if code, answered := guestAnswer(unknown[2]); answered {
+		t.Fatalf("unknown source past MaxUnknownConns was answered %d", code)
+	}
+	// One within it is answered 404 and its connection closed.
+	c := unknown[0]
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n", api.PathInstance)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("unknown source within MaxUnknownConns: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusNotFound || !resp.Close {
+		t.Fatalf("unknown source: status %d, close %v; want 404 and the connection closed", resp.StatusCode, resp.Close)
+	}
+	if n, err := br.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("unknown source's connection still open after the 404: %d %v", n, err)
+	}
+	if got := refusedCount(t, s, "max-unknown-conns"); got != 6 {
+		t.Fatalf("refused{limit=max-unknown-conns} = %v, want 6", got)
+	}
+	if got := refusedCount(t, s, "max-guest-conns"); got != 1 {
+		t.Fatalf("refused{limit=max-guest-conns} = %v, want 1", got)
+	}
+}
+
+// guestAnswer sends a guest request on c and returns the status of the
+// answer, if one came before the connection ended.
+func guestAnswer(c net.Conn) (int, bool) {
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n", api.PathInstance)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, false
+	}
+	resp.Body.Close()
+	return resp.StatusCode, true
+}
+
+// refusedCount reads prewarm_imds_guest_connections_refused_total for
+// one limit.
+func refusedCount(t *testing.T, s *Server, limit string) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := s.m.connsRefused.WithLabelValues(limit).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// On a device-bound listener a source is registered when its device is,
+// whatever address it calls from, so a guest registered by hostInterface
+// never counts against MaxUnknownConns; a device no instance has is
+// unknown.
+func TestUnknownBudgetByDevice(t *testing.T) {
+	s := newTestServer(t, Options{MaxUnknownConns: 1})
+	known, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeGuest(known, "tap-vm")
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeGuest(other, "tap-none")
+	mustRegister(t, s, "vm-tap", api.Registration{HostInterface: "tap-vm"})
+
+	idle := dialFrom(t, "127.0.0.4", other.Addr().String()) // takes the unknown budget
+	defer idle.Close()
+	refused := dialFrom(t, "127.0.0.5", other.Addr().String())
+	defer refused.Close()
+	if code, answered := guestAnswer(refused); answered {
+		t.Fatalf("a second unknown device connection was answered %d", code)
+	}
+	for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
+		c := dialFrom(t, src, known.Addr().String())
+		defer c.Close()
+		if !instanceAlive(c) {
+			t.Fatalf("guest registered by hostInterface, calling from %s, not served", src)
+		}
 	}
 }

@@ -23,10 +23,11 @@ type metrics struct {
 	rateLimited prometheus.Counter
 	reports     *prometheus.CounterVec
 	panics      prometheus.Counter
-	// connsRefused counts guest connections closed at accept
-	// (MaxConnsPerSource, MaxGuestConns); parkEvicted counts polls answered early
-	// (MaxParkedPerInstance).
-	connsRefused prometheus.Counter
+	// connsRefused counts guest connections closed at accept, by the
+	// limit that refused them (MaxConnsPerSource, MaxGuestConns,
+	// MaxUnknownConns: limitPerSource...); parkEvicted counts polls
+	// answered early (MaxParkedPerInstance).
+	connsRefused *prometheus.CounterVec
 	parkEvicted  prometheus.Counter
 	peerGone     prometheus.Counter
 	handler      http.Handler
@@ -75,9 +76,12 @@ func newMetrics(reg prometheus.Registerer, gat prometheus.Gatherer, s *Server) (
 			Name: "prewarm_imds_handler_panics_total", Help: "Handler panics recovered.",
 		}),
 	}
-	m.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "prewarm_imds_guest_connections_refused_total", Help: "Guest connections closed at accept: too many from one source (address, or host interface on its listener) or in all.",
-	})
+	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "prewarm_imds_guest_connections_refused_total", Help: "Guest connections closed at accept, by the limit that refused them: max-conns-per-source (too many from one source: an address, or a host interface on its listener), max-guest-conns (too many of registered sources in all), max-unknown-conns (too many of sources that match no registered instance in all).",
+	}, []string{"limit"})
+	for _, l := range []string{limitPerSource, limitGuestTotal, limitUnknownTotal} {
+		m.connsRefused.WithLabelValues(l)
+	}
 	m.parkEvicted = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "prewarm_imds_long_polls_evicted_total", Help: "Parked long-polls answered early: too many parked for one instance.",
 	})

@@ -19,8 +19,10 @@
 // hostInterface), else by its source address (never on a listener opened
 // for a registered hostInterface: see lookup). Parked long-polls on HTTP/1
 // connections hold no goroutine (longpoll.go). Guest connections per source
-// and in total, parked polls per instance and the time a request body may
-// take are bounded, so one guest cannot use up what the others need.
+// and in total (registered sources and unknown ones each with their own
+// budget), parked polls per instance and the time a request body may take
+// are bounded, so one guest, or callers no instance matches, cannot use up
+// what the others need.
 //
 // The server holds an in-memory index of the registry (address and host
 // interface to instance) and each instance's current document, encoded
@@ -93,10 +95,18 @@ type Options struct {
 	// on the device-less listener, the device on a device-bound one. Past
 	// it a new connection is closed at once.
 	MaxConnsPerSource int
-	// MaxGuestConns bounds the open guest connections of all listeners
-	// together (0: DefaultMaxGuestConns; negative: no bound). Past it a
-	// new connection is closed at once.
+	// MaxGuestConns bounds the open guest connections of registered
+	// sources on all listeners together (0: DefaultMaxGuestConns;
+	// negative: no bound). Past it a new connection of a registered
+	// source is closed at once.
 	MaxGuestConns int
+	// MaxUnknownConns bounds the open guest connections of sources that
+	// match no registered instance when they connect, on all listeners
+	// together (0: DefaultMaxUnknownConns; negative: no bound of their
+	// own). They count against it instead of MaxGuestConns, so unknown
+	// callers cannot take the connections registered guests need. Past it
+	// a new connection of an unknown source is closed at once.
+	MaxUnknownConns int
 	// MaxParkedPerInstance bounds one instance's parked long-polls on
 	// HTTP/1 listeners (0: DefaultMaxParked; negative: no bound). A new
 	// poll past it answers the instance's oldest parked poll 304, so the
@@ -232,6 +242,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.MaxGuestConns == 0 {
 		opts.MaxGuestConns = DefaultMaxGuestConns
+	}
+	if opts.MaxUnknownConns == 0 {
+		opts.MaxUnknownConns = DefaultMaxUnknownConns
 	}
 	log := opts.Logger
 	if log == nil {
@@ -759,15 +772,17 @@ func (inst *instance) observeStatus(r status.Report) {
 // registered with that hostInterface, falling back to the source address
 // when none is. It returns nil after Shutdown.
 func (s *Server) ServeGuest(ln net.Listener, hostInterface string) error {
-	return s.serve(s.guestHTTPServer(hostInterface, false), s.limit(ln, hostInterface), "guest", hostInterface)
+	return s.serve(s.guestHTTPServer(hostInterface, false), s.limit(ln, hostInterface, false), "guest", hostInterface)
 }
 
-// limit applies MaxConnsPerSource and MaxGuestConns to a guest listener.
-func (s *Server) limit(ln net.Listener, hostInterface string) net.Listener {
-	if s.opts.MaxConnsPerSource < 0 && s.opts.MaxGuestConns < 0 {
+// limit applies MaxConnsPerSource, MaxGuestConns and MaxUnknownConns to a
+// guest listener; byDeviceOnly is as for guestHTTPServer.
+func (s *Server) limit(ln net.Listener, hostInterface string, byDeviceOnly bool) net.Listener {
+	if s.opts.MaxConnsPerSource < 0 && s.opts.MaxGuestConns < 0 && s.opts.MaxUnknownConns < 0 {
 		return ln
 	}
-	return &limitListener{Listener: ln, s: s, max: s.opts.MaxConnsPerSource, total: s.opts.MaxGuestConns, iface: hostInterface}
+	return &limitListener{Listener: ln, s: s, max: s.opts.MaxConnsPerSource, total: s.opts.MaxGuestConns,
+		unknown: s.opts.MaxUnknownConns, iface: hostInterface, byDeviceOnly: byDeviceOnly}
 }
 
 // guestHTTPServer is the http.Server of one guest listener. byDeviceOnly

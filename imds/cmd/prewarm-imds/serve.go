@@ -33,7 +33,8 @@ func serve(args []string, stderr io.Writer) error {
 	rate := fs.Float64("rate", server.DefaultRate, "per-instance guest requests per second (0 turns limiting off)")
 	burst := fs.Int("burst", server.DefaultBurst, "per-instance burst")
 	maxConns := fs.Int("max-conns-per-source", server.DefaultMaxConnsPerSource, "open guest connections allowed per source: per host interface on its listener, per address on the device-less one (-1: no bound)")
-	maxGuestConns := fs.Int("max-guest-conns", server.DefaultMaxGuestConns, "open guest connections allowed in all (-1: no bound)")
+	maxGuestConns := fs.Int("max-guest-conns", server.DefaultMaxGuestConns, "open guest connections of registered instances allowed in all (-1: no bound); sources that match no instance count against --max-unknown-conns instead")
+	maxUnknownConns := fs.Int("max-unknown-conns", server.DefaultMaxUnknownConns, "open guest connections allowed in all to sources that match no registered instance (they get a 404), apart from --max-guest-conns so they cannot starve registered guests (-1: no bound)")
 	maxPolls := fs.Int("max-polls-per-instance", server.DefaultMaxParked, "parked long-polls per instance; past it the oldest is answered 304 (-1: no bound)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -89,9 +90,10 @@ func serve(args []string, stderr io.Writer) error {
 		MaxConnsPerSource:    *maxConns,
 		MaxParkedPerInstance: *maxPolls,
 		MaxGuestConns:        *maxGuestConns,
+		MaxUnknownConns:      *maxUnknownConns,
 	}
-	if *maxConns == 0 || *maxPolls == 0 || *maxGuestConns == 0 {
-		return fmt.Errorf("%w: --max-conns-per-source, --max-polls-per-instance and --max-guest-conns must be positive or -1", errUsage)
+	if *maxConns == 0 || *maxPolls == 0 || *maxGuestConns == 0 || *maxUnknownConns == 0 {
+		return fmt.Errorf("%w: --max-conns-per-source, --max-polls-per-instance, --max-guest-conns and --max-unknown-conns must be positive or -1", errUsage)
 	}
 	if len(names) != 1 || names[0] != dialect.NameNative {
 		set, err := dialect.New(names, dialect.Settings{
