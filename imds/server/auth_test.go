@@ -1,6 +1,13 @@
 package server
 
-import "testing"
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prewarm/prewarm/shared/api"
+)
 
 // The Bearer scheme's name is case-insensitive (RFC 7235 section 2.1);
 // the token itself is compared exactly.
@@ -39,4 +46,30 @@ func TestRequireBearerScheme(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzRequireBearer sends arbitrary Authorization values: no panic, and
+// a request passes exactly when the value is the Bearer scheme's name in
+// any case, one or more spaces, and the token itself.
+func FuzzRequireBearer(f *testing.F) {
+	for _, h := range []string{"Bearer tok-123", "bearer tok-123", "BEARER tok-123", "Bearer   tok-123",
+		"Bearer tok-1234", "Bearer\ttok-123", "Bearertok-123", "Bearer", "Bearer ", "Basic tok-123", "",
+		"Bearer tok-123 ", "Bearer  tok-123\x00", "ʙearer tok-123", "Bearer tok-123,foo"} {
+		f.Add(h)
+	}
+	s := newTestServer(f, Options{})
+	h := RequireBearer("tok-123", s.AdminHandler())
+	f.Fuzz(func(t *testing.T, auth string) {
+		r := httptest.NewRequest(http.MethodGet, api.PathInstances, nil)
+		r.Header[api.HeaderAuthorization] = []string{auth}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		want := len(auth) > 7 && strings.EqualFold(auth[:6], "bearer") && auth[6] == ' ' && strings.TrimLeft(auth[6:], " ") == "tok-123"
+		if got := rec.Code == http.StatusOK; got != want {
+			t.Fatalf("Authorization %q: status %d, want passed=%v", auth, rec.Code, want)
+		}
+		if rec.Code != http.StatusOK && rec.Code != http.StatusUnauthorized {
+			t.Fatalf("Authorization %q: status %d", auth, rec.Code)
+		}
+	})
 }
