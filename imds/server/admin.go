@@ -170,8 +170,8 @@ func (s *Server) adminRegister(w http.ResponseWriter, r *http.Request, id string
 func (s *Server) adminPublish(w http.ResponseWriter, r *http.Request, id string) {
 	var ifMatch *int64
 	if v := r.Header[api.HeaderIfMatch]; len(v) > 0 {
-		g, anyTag, err := parseETag(v[0])
-		if err != nil || anyTag {
+		g, epoch, anyTag, err := parseETag(v[0])
+		if err != nil || anyTag || epoch != "" {
 			writeError(w, http.StatusBadRequest, "header If-Match must be a generation in quotes, like \"4\" (\"0\": nothing published yet) (got %q)", v[0])
 			return
 		}

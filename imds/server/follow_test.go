@@ -61,7 +61,7 @@ func TestFollowedIndex(t *testing.T) {
 	ch := poll(h, "10.0.0.1", "wait=true&timeout=10", "")
 	parked(t, s, 1)
 	mustPublish(t, s, "vm-a", `{"hostname":"a"}`)
-	if r := waitResult(t, ch, 5*time.Second); r.code != 200 || r.etag != `"1"` {
+	if r := waitResult(t, ch, 5*time.Second); r.code != 200 || r.etag != tag(s, 1) {
 		t.Fatalf("%+v", r)
 	}
 	if rec := do(h, req{method: "POST", path: api.PathStatus, from: "10.0.0.1", hdr: md, body: report}); rec.Code != 204 {
@@ -74,7 +74,7 @@ func TestFollowedIndex(t *testing.T) {
 	// Changes made elsewhere (another host) arrive through Sync / Resync.
 	doc, _ := json.Marshal(map[string]any{"instanceId": "vm-b", "generation": 7, "hostname": "b"})
 	s.Sync(store.Record{ID: "vm-b", Registration: store.Registration{Addresses: []string{"10.0.0.2"}}, Generation: 7, Config: doc})
-	if rec := do(h, req{path: api.PathConfig, from: "10.0.0.2", hdr: md}); rec.Code != 200 || rec.Header().Get("ETag") != `"7"` {
+	if rec := do(h, req{path: api.PathConfig, from: "10.0.0.2", hdr: md}); rec.Code != 200 || rec.Header().Get("ETag") != tag(s, 7) {
 		t.Fatalf("synced instance: %d %s", rec.Code, rec.Body.String())
 	}
 	ch = poll(h, "10.0.0.2", "wait=true&timeout=10", `"7"`)

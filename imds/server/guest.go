@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/imds/dialect"
+	"github.com/prewarm/prewarm/imds/store"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -204,22 +205,24 @@ func parseWait(q url.Values) (waitParams, error) {
 	return p, nil
 }
 
-// parseETag reads an entity tag holding a generation: "4", W/"4" or 4.
-// ok is false for "*" (any), which is reported with any=true.
-func parseETag(v string) (gen int64, any bool, err error) {
+// parseETag reads an entity tag holding a generation and, in the current
+// form, the store's epoch: "4.9f86d081884c7d65", or "4", W/"4" or 4.
+// "*" (any) is reported with any=true.
+func parseETag(v string) (gen int64, epoch string, any bool, err error) {
 	v = strings.TrimSpace(v)
 	if v == "*" {
-		return 0, true, nil
+		return 0, "", true, nil
 	}
 	v = strings.TrimPrefix(v, "W/")
 	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 		v = v[1 : len(v)-1]
 	}
-	gen, err = strconv.ParseInt(v, 10, 64)
-	if err != nil || gen < 0 {
-		return 0, false, errors.New("must be a generation in quotes, like \"4\"")
+	g, e, dotted := strings.Cut(v, ".")
+	gen, err = strconv.ParseInt(g, 10, 64)
+	if err != nil || gen < 0 || (dotted && !store.ValidEpoch(e)) {
+		return 0, "", false, errors.New("must be a generation and the store's epoch in quotes, like \"4.9f86d081884c7d65\", or a generation alone, like \"4\"")
 	}
-	return gen, false, nil
+	return gen, e, false, nil
 }
 
 func writeDoc(w http.ResponseWriter, sn *snapshot) {
@@ -249,18 +252,21 @@ func (s *Server) guestConfig(w http.ResponseWriter, r *http.Request, inst *insta
 			return
 		}
 	}
-	have, hasINM, any := int64(0), false, false
+	have, epoch, hasINM, any := int64(0), "", false, false
 	if v := r.Header[api.HeaderIfNoneMatch]; len(v) > 0 {
 		var err error
-		if have, any, err = parseETag(v[0]); err != nil {
+		if have, epoch, any, err = parseETag(v[0]); err != nil {
 			writeError(w, http.StatusBadRequest, "header If-None-Match %v (got %q)", err, v[0])
 			return
 		}
 		hasINM = true
 	}
-	cond := pollCond{have: have, hasINM: hasINM, any: any}
+	cond := pollCond{have: have, epoch: epoch, hasINM: hasINM, any: any}
 	fresh := cond.fresh
 	sn := inst.cur.Load()
+	if epoch != "" && epoch == sn.epoch && have > sn.generation {
+		s.noteAhead(r.Context(), inst, have, sn.generation)
+	}
 	if !p.wait {
 		switch {
 		case sn.deleted:

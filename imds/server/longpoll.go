@@ -41,12 +41,16 @@ const DefaultMaxParked = 64
 // pollCond is what a poll already has: If-None-Match.
 type pollCond struct {
 	have        int64
+	epoch       string // "" for the older "<generation>" form
 	hasINM, any bool
 }
 
-// fresh reports whether sn answers a poll with this condition.
+// fresh reports whether sn answers a poll with this condition: a
+// document exists and the poll's tag is not its tag. A tag of another
+// epoch is never current, whatever its generation: it came from another
+// (reset or recovered) store.
 func (c pollCond) fresh(sn *snapshot) bool {
-	return sn.doc != nil && (!c.hasINM || (!c.any && sn.generation != c.have))
+	return sn.doc != nil && (!c.hasINM || (!c.any && (sn.generation != c.have || (c.epoch != "" && c.epoch != sn.epoch))))
 }
 
 // parkHijacked parks the poll without a goroutine. It returns false, having

@@ -197,6 +197,10 @@ type instance struct {
 	pollMu  sync.Mutex
 	polls   map[*parkedPoll]struct{}
 	pollSeq uint64
+
+	// ahead is what this instance's guest showed of a generation above
+	// the current one (epoch.go).
+	ahead aheadState
 }
 
 // snapshot is one immutable view of an instance: its registration and its
@@ -205,7 +209,8 @@ type snapshot struct {
 	reg        store.Registration
 	generation int64
 	doc        []byte   // stamped document; nil while none is published
-	etag       []string // {`"<generation>"`}
+	epoch      string   // the store's epoch when the snapshot was made
+	etag       []string // {`"<generation>.<epoch>"`} (guestETag)
 	length     []string // {len(doc)}
 	deleted    bool
 	changed    chan struct{}
@@ -323,9 +328,9 @@ func (s *Server) closeStore() {
 }
 
 func (s *Server) newSnapshot(id string, reg store.Registration, gen int64, doc []byte) *snapshot {
-	sn := &snapshot{reg: reg, generation: gen, doc: doc, changed: make(chan struct{})}
+	sn := &snapshot{reg: reg, generation: gen, doc: doc, epoch: s.st.Epoch(), changed: make(chan struct{})}
 	if doc != nil {
-		sn.etag = []string{etag(gen)}
+		sn.etag = []string{guestETag(gen, sn.epoch)}
 		sn.length = []string{fmt.Sprint(len(doc))}
 	}
 	if s.opts.Dialects != nil {
@@ -407,7 +412,7 @@ func (s *Server) unindex(id string) *instance {
 	if d := old.reg.HostInterface; d != "" && s.byIface[d] == inst {
 		delete(s.byIface, d)
 	}
-	sn := &snapshot{reg: old.reg, generation: old.generation, doc: old.doc, etag: old.etag, length: old.length,
+	sn := &snapshot{reg: old.reg, generation: old.generation, doc: old.doc, epoch: old.epoch, etag: old.etag, length: old.length,
 		deleted: true, changed: make(chan struct{})}
 	if v := old.view; v != nil {
 		sn.view = &dialect.View{ID: v.ID, Addresses: v.Addresses, HostInterface: v.HostInterface, Generation: v.Generation, Doc: v.Doc, Deleted: true}

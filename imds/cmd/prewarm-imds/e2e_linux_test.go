@@ -309,7 +309,7 @@ func TestE2EDurabilityAcrossSIGKILL(t *testing.T) {
 	}
 	q := startIMDS(t, p) // replaces the stale socket
 	a := q.mustGuest("127.0.0.21", "GET", api.PathConfig, "")
-	if a.code != 200 || a.hdr.Get("ETag") != `"2"` || !strings.Contains(a.body, "durable") {
+	if a.code != 200 || genTag(a.hdr.Get("ETag")) != `"2"` || !strings.Contains(a.body, "durable") {
 		t.Fatalf("after restart: %d %s %s", a.code, a.hdr.Get("ETag"), a.body)
 	}
 	// Generations never go back, even after delete and re-registration
@@ -363,7 +363,7 @@ func TestE2EPublishDir(t *testing.T) {
 	write("vm-bad.json", `{"addresses":["127.0.0.31"],"config":{"hostname":"x"}}`)
 	select {
 	case r := <-ch:
-		if r.err != nil || r.a.code != 200 || !strings.Contains(r.a.body, "later") || r.a.hdr.Get("ETag") != `"2"` {
+		if r.err != nil || r.a.code != 200 || !strings.Contains(r.a.body, "later") || genTag(r.a.hdr.Get("ETag")) != `"2"` {
 			t.Fatalf("%+v %v", r.a, r.err)
 		}
 	case <-time.After(10 * time.Second):
@@ -453,7 +453,7 @@ func TestE2ELongPoll(t *testing.T) {
 		p.mustCLI(`{"partial":true}`, "publish", "vm-l", "-")
 		select {
 		case a := <-ch:
-			if a.code != 200 || a.hdr.Get("ETag") != `"1"` {
+			if a.code != 200 || genTag(a.hdr.Get("ETag")) != `"1"` {
 				t.Fatalf("%d %s", a.code, a.body)
 			}
 			t.Logf("answered %v after the CLI started publishing", time.Since(start))
@@ -645,4 +645,15 @@ func (p *imds) rawDo(src, method, path string, hdr ...string) answer {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return answer{code: resp.StatusCode, hdr: resp.Header, body: string(b)}
+}
+
+// genTag is the generation-only form of a guest ETag: "4" for
+// "4.9f86d081884c7d65"; a tag not of that form is returned as it is, so a
+// comparison with it fails.
+func genTag(tag string) string {
+	g, e, ok := strings.Cut(strings.Trim(tag, `"`), ".")
+	if !ok || len(e) != 16 || strings.Trim(e, "0123456789abcdef") != "" {
+		return tag
+	}
+	return `"` + g + `"`
 }
