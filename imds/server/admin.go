@@ -30,6 +30,11 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		if !methodOK(w, r, http.MethodGet, http.MethodHead) {
 			return
 		}
+		if err := s.writeHealth(r.Context()); err != nil {
+			// This host's own store cannot write: unhealthy.
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "error": "store cannot write: " + err.Error()})
+			return
+		}
 		if err := s.StoreHealth(); err != nil {
 			// Still alive and serving guests: 200, but say so.
 			writeJSON(w, http.StatusOK, map[string]string{"status": "degraded", "error": "store unavailable: " + err.Error()})

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"sync/atomic"
+	"time"
 )
 
 // A shared store (Options.Followed, e.g. etcd) can become unreachable while
@@ -46,6 +48,26 @@ func (s *Server) SetStoreHealth(err error) {
 	if s.health.err.Swap(&err) == nil {
 		s.log.Warn("store unavailable; serving the last known documents read-only", "err", err)
 	}
+}
+
+// storeProber is a store that can say whether it can take a write now
+// (store.Bolt: a small write, and free space, checked at most every few
+// seconds; a failed write shows at once).
+type storeProber interface {
+	Probe(ctx context.Context) error
+}
+
+// writeHealth is nil while the server's own store can write, else why
+// not: /healthz answers 503 with it. A shared store's unreachability is
+// StoreHealth instead (degraded, still 200: the whole fleet shares it).
+func (s *Server) writeHealth(ctx context.Context) error {
+	p, ok := s.st.(storeProber)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return p.Probe(ctx)
 }
 
 // StoreHealth returns nil while the store is reachable, else why not.
