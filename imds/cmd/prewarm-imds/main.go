@@ -7,6 +7,7 @@
 //	prewarm-imds status ID [--wait] [--after SEQ] [--timeout D]
 //	prewarm-imds list [--json]
 //	prewarm-imds get ID | config ID | delete ID
+//	prewarm-imds store check|recover [--data-dir DIR]  verify or salvage the embedded store
 //
 // The CLI talks to the admin API on --admin-socket (default
 // /run/prewarm/imds-admin.sock) or, with --admin-url, over TCP with the
@@ -33,6 +34,10 @@ commands:
   get ID                       show one instance
   config ID                    show the current config (passwords redacted)
   delete ID
+  store check [--data-dir DIR]
+                               verify the embedded store (exit 0 ok, 1 damaged, 3 cannot read it)
+  store recover [--data-dir DIR] [--force]
+                               salvage a damaged store into a new one (new epoch), keeping the damaged file
 
 Run "prewarm-imds COMMAND -h" for a command's flags.
 `
@@ -48,9 +53,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var err error
+	var ee *exitError
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
 		err = serve(rest, stderr)
+	case "store":
+		err = storeCmd(rest, stdout, stderr)
 	case "register", "publish", "status", "list", "get", "config", "delete":
 		err = cli(cmd, rest, stdin, stdout, stderr)
 	case "-h", "--help", "help":
@@ -68,6 +76,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "prewarm-imds %s: %v\n", args[0], err)
 		return 2
+	case errors.As(err, &ee):
+		fmt.Fprintf(stderr, "prewarm-imds %s: %v\n", args[0], err)
+		return ee.code
 	default:
 		fmt.Fprintf(stderr, "prewarm-imds %s: %v\n", args[0], err)
 		return 1

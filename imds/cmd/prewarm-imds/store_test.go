@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prewarm/prewarm/imds/store"
+)
+
+// newStore makes a store in a new directory holding n instances, each
+// with a published document, and returns the directory and its epoch.
+func newStore(t *testing.T, n int) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := store.OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 600)
+	for i := range n {
+		id := fmt.Sprintf("vm-%03d", i)
+		_, err := s.Apply(context.Background(), id, store.Change{
+			Register: &store.Registration{Addresses: []string{fmt.Sprintf("10.0.%d.%d", i/200, i%200+1)}},
+			Publish: func(id string, gen int64) ([]byte, error) {
+				return fmt.Appendf(nil, `{"instanceId":%q,"generation":%d,"userData":%q}`, id, gen, pad), nil
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	epoch := s.Epoch()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, epoch
+}
+
+func runCmd(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, strings.NewReader(""), &o, &e)
+	return code, o.String(), e.String()
+}
+
+// serve refuses a damaged store, saying which file and what to do, and
+// leaves the file as it is; store check says the same with exit status 1.
+func TestServeRefusesDamagedStore(t *testing.T) {
+	tests := []struct {
+		name   string
+		damage func(path string) error
+		reason string
+	}{
+		{"empty file", func(path string) error { return os.Truncate(path, 0) }, "0 bytes"},
+		{"truncated", func(path string) error {
+			fi, err := os.Stat(path)
+			if err != nil {
+				return err
+			}
+			return os.Truncate(path, fi.Size()/4)
+		}, "truncated"},
+		{"garbage", func(path string) error {
+			return os.WriteFile(path, bytes.Repeat([]byte("not a database "), 5000), 0o600)
+		}, "not a prewarm-imds store"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, _ := newStore(t, 30)
+			path := filepath.Join(dir, store.FileName)
+			if err := tt.damage(path); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.ReadFile(path)
+			code, _, stderr := runCmd("serve", "--data-dir", dir, "--listen", "", "--admin-socket", "")
+			if code != 1 {
+				t.Fatalf("serve exit status %d, want 1; stderr:\n%s", code, stderr)
+			}
+			for _, want := range []string{path, tt.reason, "restore it from a backup", "prewarm-imds store check --data-dir " + dir, "prewarm-imds store recover --data-dir " + dir} {
+				if !strings.Contains(stderr, want) {
+					t.Errorf("serve's error does not say %q:\n%s", want, stderr)
+				}
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+				t.Fatal("serve changed the damaged store file")
+			}
+			code, stdout, stderr := runCmd("store", "check", "--data-dir", dir)
+			if code != 1 || !strings.Contains(stderr, path) || !strings.Contains(stderr, tt.reason) {
+				t.Fatalf("store check of a damaged store: exit %d, stdout %q, stderr %q; want 1 and the reason", code, stdout, stderr)
+			}
+		})
+	}
+}
+
+func TestStoreCheckAndRecover(t *testing.T) {
+	dir, epoch := newStore(t, 30)
+	path := filepath.Join(dir, store.FileName)
+	code, stdout, stderr := runCmd("store", "check", "--data-dir", dir)
+	if code != 0 || !strings.Contains(stdout, "ok") || !strings.Contains(stdout, "30 instances") || !strings.Contains(stdout, epoch) {
+		t.Fatalf("check of a healthy store: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if code, _, stderr := runCmd("store", "recover", "--data-dir", dir); code != 1 || !strings.Contains(stderr, "not damaged") {
+		t.Fatalf("recover of a healthy store: exit %d, stderr %q; want 1, not damaged", code, stderr)
+	}
+	if code, _, stderr := runCmd("store", "check", "--data-dir", t.TempDir()); code != 3 || !strings.Contains(stderr, "no such file") {
+		t.Fatalf("check without a store: exit %d, stderr %q; want 3", code, stderr)
+	}
+	for _, args := range [][]string{{"store"}, {"store", "fix"}, {"store", "check", "extra"}} {
+		if code, _, _ := runCmd(args...); code != 2 {
+			t.Fatalf("%q: exit %d, want 2", args, code)
+		}
+	}
+
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = runCmd("store", "recover", "--data-dir", dir)
+	if code != 0 || !strings.Contains(stdout, "new epoch") || !strings.Contains(stdout, ".damaged-") {
+		t.Fatalf("recover of an empty file: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	t.Logf("recover:\n%s", stdout)
+	code, stdout, _ = runCmd("store", "check", "--data-dir", dir)
+	if code != 0 || strings.Contains(stdout, epoch) {
+		t.Fatalf("check after recover: exit %d, %q; want ok with a new epoch", code, stdout)
+	}
+	kept, _ := filepath.Glob(path + ".damaged-*")
+	if len(kept) != 1 {
+		t.Fatalf("damaged files kept: %q, want one", kept)
+	}
+	s, err := store.OpenBolt(dir)
+	if err != nil {
+		t.Fatalf("the recovered store does not open: %v", err)
+	}
+	defer s.Close()
+	if s.Epoch() == epoch || !store.ValidEpoch(s.Epoch()) {
+		t.Fatalf("recovered store's epoch %q; the old one was %q", s.Epoch(), epoch)
+	}
+}
