@@ -210,15 +210,16 @@ func salvage(path string) (insts []salvaged, gens map[string]int64, scannedIDs, 
 		}
 	}
 	got := map[string]bool{}
-	broken := false
-	db, err := openProtected(cp.Name(), &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	broken := true
+	db, err := openForWalk(cp.Name(), m)
 	if err != nil {
-		lost = append(lost, fmt.Sprintf("open a copy of %s: %v", path, err))
-		broken = true
+		lost = append(lost, fmt.Sprintf("the page tree cannot be walked (%v): only the page scan reads this file", err))
 	} else {
 		var walked []salvaged
-		walked, broken, lost = walkSalvage(db, raise)
+		var walkLost []string
+		walked, broken, walkLost = walkSalvage(db, raise)
 		db.Close()
+		lost = append(lost, walkLost...)
 		for _, in := range walked {
 			got[in.id] = true
 		}
@@ -274,6 +275,21 @@ func salvage(path string) (insts []salvaged, gens map[string]int64, scannedIDs, 
 		scannedIDs = append(scannedIDs, id)
 	}
 	return insts, gens, scannedIDs, lost
+}
+
+// openForWalk opens the bbolt file at path read-only once checkLoops
+// says bbolt cannot loop in its tree.
+func openForWalk(path string, m boltMeta) (*bolt.DB, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	err = checkLoops(f, m)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	return openProtected(path, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 }
 
 // walkSalvage reads the instances through db's tree, each step guarded:
@@ -432,7 +448,8 @@ func scanPages(path string, m boltMeta) scanned {
 		if _, err := f.ReadAt(page, i*ps); err != nil {
 			continue
 		}
-		leafElems(page, count, 0, sc.add)
+		budget := int64(len(page)) / 16
+		leafElems(page, count, 0, &budget, sc.add)
 	}
 	return sc
 }
@@ -440,10 +457,15 @@ func scanPages(path string, m boltMeta) scanned {
 // leafElems calls fn with every key and value of the leaf page in page
 // (count elements), descending into inline buckets (a bucket element
 // whose root page is 0 carries its own leaf page after its 16-byte
-// header), with every offset bounds-checked.
-func leafElems(page []byte, count int64, depth int, fn func(k string, v []byte)) {
+// header), with every offset bounds-checked. budget bounds the elements
+// read, nesting included (a real page holds at most one per 16 bytes;
+// inline pages that overlap could otherwise multiply them).
+func leafElems(page []byte, count int64, depth int, budget *int64, fn func(k string, v []byte)) {
 	le := binary.NativeEndian
 	for e := int64(0); e < count; e++ {
+		if *budget--; *budget < 0 {
+			return
+		}
 		off := boltPageHeader + e*16
 		if off+16 > int64(len(page)) {
 			return
@@ -462,7 +484,7 @@ func leafElems(page []byte, count int64, depth int, fn func(k string, v []byte))
 		// An inline bucket: root page 0, then a leaf page header.
 		if depth < 4 && len(v) >= 16+boltPageHeader && le.Uint64(v) == 0 && le.Uint16(v[16+8:]) == 0x02 {
 			inline := v[16:]
-			leafElems(inline, int64(le.Uint16(inline[10:])), depth+1, fn)
+			leafElems(inline, int64(le.Uint16(inline[10:])), depth+1, budget, fn)
 		}
 	}
 }

@@ -61,7 +61,12 @@ type boltMeta struct {
 	pageSize uint32
 	pages    uint64
 	txid     uint64
+	root     uint64 // the root bucket's page
+	freelist uint64 // the freelist's page (noFreelist: none)
 }
+
+// noFreelist is the freelist page of a store that does not sync it.
+const noFreelist = ^uint64(0)
 
 // readMeta reads the meta page at off; ok is false unless it is valid.
 func readMeta(f *os.File, off int64) (m boltMeta, ok bool) {
@@ -76,7 +81,7 @@ func readMeta(f *os.File, off int64) (m boltMeta, ok bool) {
 	if le.Uint32(b[0:]) != boltMagic || le.Uint32(b[4:]) != boltVersion || h.Sum64() != le.Uint64(b[56:]) {
 		return m, false
 	}
-	m = boltMeta{pageSize: le.Uint32(b[8:]), pages: le.Uint64(b[40:]), txid: le.Uint64(b[48:])}
+	m = boltMeta{pageSize: le.Uint32(b[8:]), pages: le.Uint64(b[40:]), txid: le.Uint64(b[48:]), root: le.Uint64(b[16:]), freelist: le.Uint64(b[32:])}
 	if m.pageSize < 1024 || m.pageSize > 1<<20 || m.pageSize&(m.pageSize-1) != 0 || m.pages < 2 {
 		return m, false
 	}
@@ -122,10 +127,201 @@ func checkFile(path string) (boltMeta, error) {
 	if !ok {
 		return m, &DamagedError{Path: path, Reason: fmt.Sprintf("not a prewarm-imds store: the file (%d bytes) has no valid bbolt meta page (magic, version and checksum)", size)}
 	}
-	if want := int64(m.pages) * int64(m.pageSize); size < want {
+	if want := int64(m.pages) * int64(m.pageSize); m.pages > uint64(size) || size < want {
 		return m, &DamagedError{Path: path, Reason: fmt.Sprintf("truncated: the file is %d bytes, its meta page records %d pages of %d bytes (%d bytes)", size, m.pages, m.pageSize, want)}
 	}
+	if err := checkTree(f, m); err != nil {
+		return m, &DamagedError{Path: path, Reason: "inconsistent: " + err.Error()}
+	}
 	return m, nil
+}
+
+// maxTreeDepth bounds the depth of the page tree, nested buckets
+// included; a store's is a few levels.
+const maxTreeDepth = 64
+
+// checkTree reads the page tree from the root bucket down with plain
+// reads, before bbolt maps the file: every page must be in the file, be
+// the page it says it is, of a branch or leaf type, with its elements
+// inside it, and be reached once. bbolt trusts all of that: a page that
+// points back up the tree sends its cursor round forever, growing its
+// stack until memory runs out, and a bad type or offset panics or faults.
+func checkTree(f *os.File, m boltMeta) error {
+	return newTreeCheck(f, m, false).run(m)
+}
+
+// checkLoops is checkTree for a file known to be damaged (RecoverBolt):
+// a malformed page is a dead end (bbolt panics there, which a guarded
+// read recovers from), and only what would make bbolt loop fails: a page
+// reached twice, or a tree deeper than maxTreeDepth.
+func checkLoops(f *os.File, m boltMeta) error {
+	return newTreeCheck(f, m, true).run(m)
+}
+
+func newTreeCheck(f *os.File, m boltMeta, tolerant bool) *treeCheck {
+	return &treeCheck{f: f, ps: int64(m.pageSize), pages: m.pages, seen: map[uint64]bool{}, tolerant: tolerant,
+		elems: int64(m.pages) * int64(m.pageSize) / 16}
+}
+
+// errLoop marks the errors of a tree bbolt would loop in.
+var errLoop = errors.New("the page tree has a loop")
+
+func (c *treeCheck) run(m boltMeta) error {
+	if m.freelist != noFreelist && !c.tolerant {
+		if err := c.freelist(m.freelist); err != nil {
+			return err
+		}
+	}
+	return c.page(m.root, 0)
+}
+
+type treeCheck struct {
+	f        *os.File
+	ps       int64
+	pages    uint64
+	seen     map[uint64]bool
+	tolerant bool // malformed pages are dead ends (checkLoops)
+	// elems is how many more elements the check may read: each takes 16
+	// bytes of the file, so a real tree has fewer. Inline buckets whose
+	// pages overlap could otherwise make the count explode.
+	elems int64
+}
+
+// read reads page id whole (with its overflow pages), checking its
+// header, and marks it reached.
+func (c *treeCheck) read(id uint64) (buf []byte, flags uint16, count int64, err error) {
+	le := binary.NativeEndian
+	if id < 2 || id >= c.pages {
+		return nil, 0, 0, fmt.Errorf("page %d is outside the file's %d pages", id, c.pages)
+	}
+	hdr := make([]byte, boltPageHeader)
+	if _, err := c.f.ReadAt(hdr, int64(id)*c.ps); err != nil {
+		return nil, 0, 0, fmt.Errorf("read page %d: %w", id, err)
+	}
+	if got := le.Uint64(hdr); got != id {
+		return nil, 0, 0, fmt.Errorf("page %d identifies as page %d", id, got)
+	}
+	flags, count, overflow := le.Uint16(hdr[8:]), int64(le.Uint16(hdr[10:])), uint64(le.Uint32(hdr[12:]))
+	if overflow >= c.pages-id {
+		return nil, 0, 0, fmt.Errorf("page %d: %d overflow pages run past the file's %d pages", id, overflow, c.pages)
+	}
+	for p := id; p <= id+overflow; p++ {
+		if c.seen[p] {
+			return nil, 0, 0, fmt.Errorf("page %d is reached twice: %w", p, errLoop)
+		}
+		c.seen[p] = true
+	}
+	buf = make([]byte, int64(overflow+1)*c.ps)
+	if _, err := c.f.ReadAt(buf, int64(id)*c.ps); err != nil {
+		return nil, 0, 0, fmt.Errorf("read page %d: %w", id, err)
+	}
+	return buf, flags, count, nil
+}
+
+func (c *treeCheck) freelist(id uint64) error {
+	buf, flags, count, err := c.read(id)
+	if err != nil {
+		return fmt.Errorf("freelist: %w", err)
+	}
+	if flags != 0x10 {
+		return fmt.Errorf("freelist page %d has type %#x", id, flags)
+	}
+	off := int64(boltPageHeader)
+	if count == 0xFFFF { // the real count is the first element
+		count = int64(binary.NativeEndian.Uint64(buf[off:]))
+		off += 8
+	}
+	if count < 0 || count > (int64(len(buf))-off)/8 {
+		return fmt.Errorf("freelist page %d: %d entries do not fit in it", id, count)
+	}
+	return nil
+}
+
+func (c *treeCheck) page(id uint64, depth int) (err error) {
+	if depth > maxTreeDepth {
+		return fmt.Errorf("the page tree is deeper than %d levels at page %d: %w", maxTreeDepth, id, errLoop)
+	}
+	if c.tolerant {
+		defer func() {
+			if err != nil && !errors.Is(err, errLoop) {
+				err = nil
+			}
+		}()
+	}
+	buf, flags, count, err := c.read(id)
+	if err != nil {
+		return err
+	}
+	switch flags {
+	case 0x01: // branch: pos, ksize, child page
+		le := binary.NativeEndian
+		if count == 0 || boltPageHeader+count*16 > int64(len(buf)) {
+			return fmt.Errorf("branch page %d: %d elements do not fit in it", id, count)
+		}
+		if c.elems -= count; c.elems < 0 {
+			return fmt.Errorf("branch page %d: more elements than the file can hold: %w", id, errLoop)
+		}
+		for e := int64(0); e < count; e++ {
+			off := boltPageHeader + e*16
+			pos, ks := int64(le.Uint32(buf[off:])), int64(le.Uint32(buf[off+4:]))
+			if off+pos+ks > int64(len(buf)) {
+				return fmt.Errorf("branch page %d: element %d's key runs past the page", id, e)
+			}
+			if err := c.page(le.Uint64(buf[off+8:]), depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case 0x02:
+		return c.leaf(id, buf, count, depth)
+	}
+	return fmt.Errorf("page %d has type %#x, want a branch or leaf page", id, flags)
+}
+
+// leaf checks the elements of a leaf page (or an inline bucket's page)
+// and follows the buckets it holds.
+func (c *treeCheck) leaf(id uint64, buf []byte, count int64, depth int) error {
+	le := binary.NativeEndian
+	if boltPageHeader+count*16 > int64(len(buf)) {
+		return fmt.Errorf("leaf page %d: %d elements do not fit in it", id, count)
+	}
+	if c.elems -= count; c.elems < 0 {
+		return fmt.Errorf("leaf page %d: more elements than the file can hold: %w", id, errLoop)
+	}
+	for e := int64(0); e < count; e++ {
+		off := boltPageHeader + e*16
+		flags, pos := le.Uint32(buf[off:]), int64(le.Uint32(buf[off+4:]))
+		ks, vs := int64(le.Uint32(buf[off+8:])), int64(le.Uint32(buf[off+12:]))
+		if off+pos+ks+vs > int64(len(buf)) {
+			return fmt.Errorf("leaf page %d: element %d runs past the page", id, e)
+		}
+		if flags&0x01 == 0 {
+			continue
+		}
+		v := buf[off+pos+ks : off+pos+ks+vs]
+		if len(v) < 16 {
+			return fmt.Errorf("leaf page %d: bucket element %d is %d bytes", id, e, len(v))
+		}
+		root := le.Uint64(v)
+		if root != 0 {
+			if err := c.page(root, depth+1); err != nil {
+				return err
+			}
+			continue
+		}
+		// An inline bucket: its own leaf page follows the header.
+		in := v[16:]
+		if len(in) < boltPageHeader || le.Uint16(in[8:]) != 0x02 {
+			return fmt.Errorf("leaf page %d: inline bucket %d is not a leaf page", id, e)
+		}
+		if depth >= maxTreeDepth {
+			return fmt.Errorf("the page tree is deeper than %d levels at page %d: %w", maxTreeDepth, id, errLoop)
+		}
+		if err := c.leaf(id, in, int64(le.Uint16(in[10:])), depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // maxCheckProblems bounds the problems a check reports.
