@@ -31,6 +31,10 @@ func FuzzGuestHandler(f *testing.F) {
 		{"PUT", "/latest/api/token", "X-aws-ec2-metadata-token-ttl-seconds: 21600", ""},
 		{"GET", "/computeMetadata/v1/instance/?recursive=true&wait_for_change=true&timeout_sec=1", "Metadata-Flavor: Google", ""},
 		{"GET", "/metadata/instance?api-version=2021-02-01", "Metadata: true", ""},
+		{"GET", "/metadata/v1/config?wait=true&timeout=0", "Metadata: true\nIf-None-Match: \"1.0123456789abcdef\"", ""},
+		{"GET", "/metadata/v1/config", "Metadata: true\nIf-None-Match: \"1.\"", ""},
+		{"GET", "/metadata/v1/config", "Metadata: true\nIf-None-Match: W/\"1.0123456789ABCDEF\"", ""},
+		{"GET", "/metadata/v1/config", "Metadata: true\nIf-None-Match: \"1.0123456789abcdef.0123456789abcdef\"", ""},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.target, s.hdr, s.body)
@@ -44,6 +48,11 @@ func FuzzGuestHandler(f *testing.F) {
 	mustRegister(f, s, "vm-b", api.Registration{Addresses: []string{"10.0.0.2"}})
 	mustPublish(f, s, "vm-a", `{"hostname":"a"}`)
 	mustPublish(f, s, "vm-b", `{"hostname":"b"}`)
+	// Tags of this store's epoch: current, ahead (a restored backup) and
+	// past the bound of a guest's claim.
+	for _, g := range []string{"1", "9", "4503599627370497", "9223372036854775807"} {
+		f.Add("GET", "/metadata/v1/config?wait=true&timeout=0", "Metadata: true\nIf-None-Match: \""+g+"."+s.st.Epoch()+"\"", "")
+	}
 	before := string(s.get("vm-b").cur.Load().doc)
 	h := s.GuestHandler()
 	f.Fuzz(func(t *testing.T, method, target, hdr, body string) {
