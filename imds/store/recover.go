@@ -126,6 +126,10 @@ func RecoverBolt(dir string, force bool) (RecoverResult, error) {
 		os.Remove(tmp)
 		return res, fmt.Errorf("recover store %s: write the new store: %w", path, err)
 	}
+	if err := copyOwner(tmp, path); err != nil {
+		os.Remove(tmp)
+		return res, fmt.Errorf("recover store %s: give the new store the damaged one's owner: %w", path, err)
+	}
 	res.DamagedPath = fmt.Sprintf("%s.damaged-%s", path, time.Now().UTC().Format("20060102T150405Z"))
 	if err := os.Rename(path, res.DamagedPath); err != nil {
 		os.Remove(tmp)
