@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -31,6 +32,7 @@ type aheadState struct {
 	mu     sync.Mutex
 	floor  int64 // the highest floor raised
 	warned bool
+	failed bool // a raise failed and was logged; logged again once one succeeds
 }
 
 // guestETag is the guest API's entity tag of a document.
@@ -60,10 +62,15 @@ func (s *Server) noteAhead(ctx context.Context, inst *instance, have, cur int64)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := s.st.RaiseGeneration(ctx, inst.id, have); err != nil {
-		s.log.Warn("cannot raise the generation floor of an instance whose guest is ahead of the store", "instance", inst.id, "guest", have, "store", cur, "err", err)
+		// Tried again at the guest's next request; logged once.
+		lv := slog.LevelDebug
+		if !a.failed {
+			a.failed, lv = true, slog.LevelWarn
+		}
+		s.log.Log(ctx, lv, "cannot raise the generation floor of an instance whose guest is ahead of the store", "instance", inst.id, "guest", have, "store", cur, "err", err)
 		return
 	}
-	a.floor = have
+	a.floor, a.failed = have, false
 	if !a.warned {
 		a.warned = true
 		s.log.Warn("guest has seen a later generation of this store than it holds: was an older backup restored? the next publish is numbered above it",
