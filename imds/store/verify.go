@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // A store file is verified before it is used, because bbolt trusts it: an
@@ -412,7 +413,7 @@ func openProtected(path string, o *bolt.Options) (db *bolt.DB, err error) {
 		db, err = bolt.Open(path, 0o600, o)
 		return err
 	})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store %s: %w (is a prewarm-imds using it? stop it first)", path, err)
 	}
 	var de *DamagedError
