@@ -181,6 +181,9 @@ func restoreInstance(tx *bolt.Tx, in salvaged) error {
 // check.
 func salvage(path string) (insts []salvaged, gens map[string]int64, scannedIDs, lost []string) {
 	gens = map[string]int64{}
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+		return nil, gens, nil, []string{fmt.Sprintf("%s is not a regular file: nothing could be read", path)}
+	}
 	src, err := os.Open(path)
 	if err != nil {
 		return nil, gens, nil, []string{fmt.Sprintf("open %s: %v", path, err)}

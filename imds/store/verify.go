@@ -117,6 +117,12 @@ func newestMeta(f *os.File) (boltMeta, bool) {
 // when there is no file, a *DamagedError when it is empty, truncated or
 // not a bbolt file.
 func checkFile(path string) (boltMeta, error) {
+	// Stat first: opening a FIFO to read waits for a writer forever.
+	if fi, err := os.Stat(path); err != nil {
+		return boltMeta{}, fmt.Errorf("check store %s: %w", path, err)
+	} else if !fi.Mode().IsRegular() {
+		return boltMeta{}, &DamagedError{Path: path, Reason: fmt.Sprintf("not a regular file (mode %v)", fi.Mode())}
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return boltMeta{}, fmt.Errorf("check store %s: %w", path, err)
