@@ -58,6 +58,9 @@ func TestHealthzStoreCannotWrite(t *testing.T) {
 	if r := do(adm, req{path: api.PathHealthz}); r.Code != http.StatusOK || !strings.Contains(r.Body.String(), `"ok"`) {
 		t.Fatalf("healthz with room to write: %d %s", r.Code, r.Body)
 	}
+	if r := do(adm, req{path: api.PathMetrics}); !strings.Contains(r.Body.String(), "prewarm_imds_store_writable 1") {
+		t.Fatal("metrics lack prewarm_imds_store_writable 1")
+	}
 	mustRegister(t, s, "vm-1", api.Registration{Addresses: []string{"10.0.0.5"}})
 
 	filler := filepath.Join(dir, "filler")
@@ -82,6 +85,9 @@ func TestHealthzStoreCannotWrite(t *testing.T) {
 	r := do(adm, req{path: api.PathHealthz})
 	if r.Code != http.StatusServiceUnavailable || !strings.Contains(r.Body.String(), `"unhealthy"`) || !strings.Contains(r.Body.String(), "no space left on device") {
 		t.Fatalf("healthz on a full filesystem: %d %s; want 503 saying no space left on device", r.Code, r.Body)
+	}
+	if r := do(adm, req{path: api.PathMetrics}); !strings.Contains(r.Body.String(), "prewarm_imds_store_writable 0") {
+		t.Fatal("metrics lack prewarm_imds_store_writable 0")
 	}
 	// Still 503 at the next probe: the filesystem is still full.
 	time.Sleep(6 * time.Second)

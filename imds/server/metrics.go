@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -103,7 +104,15 @@ func newMetrics(reg prometheus.Registerer, gat prometheus.Gatherer, s *Server) (
 		}
 		return 0
 	})
-	for _, c := range []prometheus.Collector{degraded, m.requests, m.parked, m.publishes, m.rejects, m.rateLimited, m.reports, m.panics, m.connsRefused, m.parkEvicted, m.peerGone, instances} {
+	writable := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "prewarm_imds_store_writable", Help: "0 while the embedded store cannot write (full or read-only filesystem, I/O error), else 1; /healthz then answers 503.",
+	}, func() float64 {
+		if s.writeHealth(context.Background()) != nil {
+			return 0
+		}
+		return 1
+	})
+	for _, c := range []prometheus.Collector{degraded, writable, m.requests, m.parked, m.publishes, m.rejects, m.rateLimited, m.reports, m.panics, m.connsRefused, m.parkEvicted, m.peerGone, instances} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
