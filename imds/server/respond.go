@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
+	"time"
 
 	"github.com/prewarm/prewarm/shared/api"
 )
@@ -101,8 +103,12 @@ func (s *Server) recoverer(api string, h http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.log.Error("handler panic", "api", api, "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				s.m.panics.Inc()
+				if ok, suppressed := s.panicLog.allow(time.Now()); ok {
+					s.log.Error("handler panic", "api", api, "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "suppressed", suppressed, "stack", string(debug.Stack()))
+				} else {
+					s.log.Debug("handler panic", "api", api, "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
+				}
 				if sw.code == 0 {
 					writeError(sw, http.StatusInternalServerError, "internal error")
 				}
@@ -122,4 +128,30 @@ func (s *Server) recoverer(api string, h http.Handler) http.Handler {
 		}()
 		h.ServeHTTP(sw, r)
 	})
+}
+
+// panicLogInterval is how often a recovered panic's stack is logged at
+// most: a guest that found a request which panics a handler could otherwise
+// write a stack of a few KB to the host's log with every request.
+const panicLogInterval = time.Minute
+
+// panicLog bounds the log lines of recovered panics. Every panic is still
+// answered 500 and counted in prewarm_imds_handler_panics_total; only the
+// first in each interval is logged at error level with its stack, the rest
+// at debug level without one, and the next logged line says how many were
+// left out.
+type panicLog struct {
+	last       atomic.Int64 // unix nanoseconds of the last logged panic
+	suppressed atomic.Int64
+}
+
+// allow reports whether the panic happening at now may be logged with its
+// stack, and how many were suppressed since the last one that was.
+func (p *panicLog) allow(now time.Time) (ok bool, suppressed int64) {
+	last := p.last.Load()
+	if last != 0 && now.UnixNano()-last < int64(panicLogInterval) || !p.last.CompareAndSwap(last, now.UnixNano()) {
+		p.suppressed.Add(1)
+		return false, 0
+	}
+	return true, p.suppressed.Swap(0)
 }

@@ -140,6 +140,7 @@ type Server struct {
 	ownsStore bool
 	m         *metrics
 	health    storeHealth
+	panicLog  panicLog
 
 	// writeMu serializes changes: store transaction then index update, so
 	// the index applies changes in the store's order.
