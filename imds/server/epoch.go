@@ -19,7 +19,8 @@ import (
 // and a generation above its instance's current one shows that: the
 // server logs it (once per instance) and raises the instance's generation
 // floor in the store, so that the next publish is numbered above what the
-// guest has seen and the agent takes it as new.
+// guest has seen and the agent takes it as new. Until then the guest's tag
+// counts as current (pollCond.fresh): it is never handed the older document.
 
 // maxClaimedGeneration bounds a guest's claim: above it the claim is
 // ignored, so generations stay exact in any JSON reader (below 2^53) and
@@ -47,7 +48,7 @@ func guestETag(gen int64, epoch string) string {
 // epoch while its instance is at cur (have > cur): the store was restored
 // from an older backup. It raises the instance's generation floor to have
 // at most once per claimed value and warns once per instance; the poll
-// itself answers at once with the current document.
+// itself waits for that next publish.
 func (s *Server) noteAhead(ctx context.Context, inst *instance, have, cur int64) {
 	if have > maxClaimedGeneration {
 		s.log.Debug("guest claims a generation past the bound; ignored", "instance", inst.id, "claimed", have, "bound", int64(maxClaimedGeneration))

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,23 +173,42 @@ func TestRestoredBackupRaisesFloor(t *testing.T) {
 	if !strings.HasPrefix(seen, `"5.`) {
 		t.Fatalf("the guest saw %s, want generation 5", seen)
 	}
+	// The guest is never handed the restored, older document: its tag
+	// stays current until a publish passes it.
 	for range 3 {
-		rec := do(g, req{path: api.PathConfig + "?wait=true&timeout=300", from: "10.0.0.7", hdr: with(md, "If-None-Match", seen)})
-		if rec.Code != 200 || !strings.HasPrefix(rec.Header().Get("ETag"), `"1.`) {
-			t.Fatalf("poll with the later tag: %d, ETag %q; want 200 at once with the restored generation 1", rec.Code, rec.Header().Get("ETag"))
+		rec := do(g, req{path: api.PathConfig, from: "10.0.0.7", hdr: with(md, "If-None-Match", seen)})
+		if rec.Code != http.StatusNotModified {
+			t.Fatalf("read with the later tag: %d, ETag %q; want 304 (the store's generation 1 is older than the guest's 5)", rec.Code, rec.Header().Get("ETag"))
 		}
 	}
 	if n := lc.count("older backup restored"); n != 1 {
 		t.Fatalf("%d warnings about a restored backup for one instance, want 1; log:\n%s", n, lc.buf.String())
 	}
+	parked := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		parked <- do(g, req{path: api.PathConfig + "?wait=true&timeout=300", from: "10.0.0.7", hdr: with(md, "If-None-Match", seen)})
+	}()
+	select {
+	case rec := <-parked:
+		t.Fatalf("long-poll with the later tag answered %d, ETag %q, before any publish", rec.Code, rec.Header().Get("ETag"))
+	case <-time.After(200 * time.Millisecond):
+	}
 	if gen := mustPublish(t, s, "vm-1", `{"hostname":"after-restore"}`); gen != 6 {
 		t.Fatalf("publish after the restore: generation %d, want 6 (above the 5 the guest saw)", gen)
+	}
+	select {
+	case rec := <-parked:
+		if rec.Code != 200 || !strings.HasPrefix(rec.Header().Get("ETag"), `"6.`) {
+			t.Fatalf("long-poll after the publish: %d, ETag %q; want 200 with generation 6", rec.Code, rec.Header().Get("ETag"))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the parked long-poll was not answered by the publish past the guest's generation")
 	}
 
 	// A claim past the bound moves nothing.
 	ep := strings.TrimSuffix(seen[strings.Index(seen, ".")+1:], `"`)
 	huge := fmt.Sprintf(`"%d.%s"`, int64(1)<<60, ep)
-	if rec := do(g, req{path: api.PathConfig, from: "10.0.0.8", hdr: with(md, "If-None-Match", huge)}); rec.Code != 200 {
+	if rec := do(g, req{path: api.PathConfig, from: "10.0.0.8", hdr: with(md, "If-None-Match", huge)}); rec.Code != http.StatusNotModified {
 		t.Fatalf("poll with a huge claim: %d", rec.Code)
 	}
 	if gen := mustPublish(t, s, "vm-2", `{"hostname":"two"}`); gen != 2 {

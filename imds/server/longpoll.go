@@ -48,9 +48,25 @@ type pollCond struct {
 // fresh reports whether sn answers a poll with this condition: a
 // document exists and the poll's tag is not its tag. A tag of another
 // epoch is never current, whatever its generation: it came from another
-// (reset or recovered) store.
+// (reset or recovered) store. A tag of this epoch with a generation above
+// the document's is the guest of a store restored from an older backup:
+// the document is older than what the guest has, so the poll waits for a
+// publish numbered past it (noteAhead raised the floor), and generations
+// never go back for a guest.
 func (c pollCond) fresh(sn *snapshot) bool {
-	return sn.doc != nil && (!c.hasINM || (!c.any && (sn.generation != c.have || (c.epoch != "" && c.epoch != sn.epoch))))
+	switch {
+	case sn.doc == nil:
+		return false
+	case !c.hasINM:
+		return true
+	case c.any:
+		return false
+	case c.epoch != "" && c.epoch != sn.epoch:
+		return true
+	case c.epoch != "" && c.have > sn.generation:
+		return false
+	}
+	return sn.generation != c.have
 }
 
 // parkHijacked parks the poll without a goroutine. It returns false, having
