@@ -462,6 +462,17 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 		a.mu.Unlock()
 		return nil
 	}
+	if ae := epochOf(a.st.AppliedETag); ae != "" && ae == ans.Epoch && gen < a.st.AppliedGeneration {
+		// Generations only grow within a store: this one was restored from
+		// an older backup and answered anyway. Never go back to an older
+		// document; keep waiting on the applied one, which a current IMDS
+		// answers with a publish numbered past it.
+		applied := a.st.AppliedGeneration
+		a.mu.Unlock()
+		a.log.Warn("config of an older generation of the same IMDS store: ignored (was the store restored from an older backup?)",
+			"generation", gen, "etag", tag, "applied", applied)
+		return nil
+	}
 	if ae := epochOf(a.st.AppliedETag); ae != "" && ans.Epoch != "" && ae != ans.Epoch {
 		a.log.Warn("config from another IMDS store (its epoch changed): applying it whatever its generation",
 			"generation", gen, "etag", tag, "appliedEtag", a.st.AppliedETag)

@@ -265,3 +265,35 @@ func TestLegacyETags(t *testing.T) {
 		t.Errorf("%d config requests refused with 400, want 1 (the fallback must stick)", bad)
 	}
 }
+
+// TestOlderGenerationSameStoreIgnored: a document of the same store (same
+// epoch) with a lower generation than the one applied is an IMDS restored
+// from an older backup that answered anyway: the agent never goes back to
+// it, keeps waiting on what it applied, and applies the next generation
+// numbered past it.
+func TestOlderGenerationSameStoreIgnored(t *testing.T) {
+	h := newHarness(t)
+	f := newFakeConfig(h.imds)
+	tag3 := `"3.` + epochA + `"`
+	f.set(tag3, genDoc(3, finalDoc))
+	h.start()
+	h.imds.waitReport(status.StateProvisioned, 3)
+	f.waitIfNoneMatch(0, tag3)
+
+	f.set(`"1.`+epochA+`"`, genDoc(1, partialDoc))
+	n := len(f.ifNoneMatches())
+	f.waitIfNoneMatch(n, tag3) // polled again after seeing generation 1
+	if st := stateFile(t, h.stateDir); st["appliedEtag"] != tag3 || st["attemptedEtag"] != tag3 {
+		t.Errorf("state after an older generation of the same store: appliedEtag %v, attemptedEtag %v; want %s", st["appliedEtag"], st["attemptedEtag"], tag3)
+	}
+	f.set(`"4.`+epochA+`"`, genDoc(4, reconfDoc))
+	h.imds.waitReport(status.StateProvisioned, 4)
+	h.stop()
+
+	got := h.imds.all()
+	checkSeq(t, got)
+	want := "starting/0 waiting/0 applying/3 provisioned/3 applying/4 provisioned/4"
+	if s := states(got); s != want {
+		t.Errorf("reports = %s\nwant      %s", s, want)
+	}
+}
