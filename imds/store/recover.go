@@ -56,11 +56,16 @@ type salvaged struct {
 // registration, document, generation counter (never lower than the
 // document's) and status; the address and interface indexes are rebuilt.
 // A store that checks healthy is left alone unless force is set. It must
-// not run while a prewarm-imds serves the store (a healthy store held by
-// one fails the check's open).
+// not run while a prewarm-imds serves the store: a store a server holds
+// (its flock) is refused, damaged or not.
 func RecoverBolt(dir string, force bool) (RecoverResult, error) {
 	path := filepath.Join(dir, FileName)
 	res := RecoverResult{Path: path}
+	unlock, err := lockForRecovery(path)
+	if err != nil {
+		return res, fmt.Errorf("recover store %s: %w", path, err)
+	}
+	defer unlock()
 	sum, err := checkPath(path)
 	var de *DamagedError
 	switch {

@@ -1,0 +1,29 @@
+//go:build !windows
+
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// lockForRecovery takes a shared flock on the store file, held until the
+// returned function runs. A running prewarm-imds holds bbolt's exclusive
+// flock on it, so recovery fails fast instead of renaming a file a server
+// still writes to; a server starting meanwhile waits for the lock.
+func lockForRecovery(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s is in use by a running prewarm-imds: stop it first", path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
