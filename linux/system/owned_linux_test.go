@@ -156,6 +156,23 @@ func TestUsersCreatedAccountsRecorded(t *testing.T) {
 
 type failRunner struct{ fakeRunner }
 
+// halfRunner's useradd writes the account, then fails, as useradd does
+// when it cannot create the home directory (exit 12).
+type halfRunner struct {
+	fakeRunner
+	t    *testing.T
+	root string
+}
+
+func (f *halfRunner) Run(ctx context.Context, c run.Cmd) ([]byte, error) {
+	f.fakeRunner.Run(ctx, c)
+	if c.Name == "useradd" {
+		addPasswd(f.t, f.root, c.Args[len(c.Args)-1]+":1700")
+		return nil, errors.New("useradd: cannot create directory /home/half")
+	}
+	return nil, nil
+}
+
 func (f *failRunner) Run(ctx context.Context, c run.Cmd) ([]byte, error) {
 	f.fakeRunner.Run(ctx, c)
 	return nil, errors.New("useradd: cannot lock /etc/passwd")
@@ -190,5 +207,21 @@ func TestUsersPendingRecord(t *testing.T) {
 	}
 	if got := read(t, rec); strings.Contains(got, "newbie") {
 		t.Fatalf("a user useradd did not create stays recorded: %s", got)
+	}
+
+	// A useradd that wrote the account and then failed (no home) created
+	// it: the step fails, but the account stays the agent's, so the next
+	// generation can manage it instead of refusing it for good.
+	hr := &halfRunner{t: t, root: root}
+	s = New(Options{Root: root, Runner: hr, Logger: testLogger(t)})
+	if _, err := s.ApplyUsers(context.Background(), []config.User{{Name: "half"}}); err == nil || !strings.Contains(err.Error(), `"half"`) {
+		t.Fatalf("useradd that failed after writing the account: err %v, want the step failed naming the user", err)
+	}
+	if got := read(t, rec); !strings.Contains(got, `"half"`) || !strings.Contains(got, `"uid": 1700`) {
+		t.Fatalf("an account useradd wrote before failing is not recorded as the agent's: %s", got)
+	}
+	s = New(Options{Root: root, Runner: &fakeRunner{}, Logger: testLogger(t)})
+	if _, err := s.ApplyUsers(context.Background(), []config.User{{Name: "half", Shell: "/bin/bash"}}); err != nil {
+		t.Fatalf("next apply of the half-created account: %v", err)
 	}
 }

@@ -201,9 +201,16 @@ func (s *System) ensureUser(ctx context.Context, u config.User, rec *usersRecord
 			return fail(err)
 		}
 		if err := s.cmd(ctx, "useradd", nil, append(args, name)...); err != nil {
-			rec.Created = slices.DeleteFunc(rec.Created, func(c createdUser) bool { return c.Name == name })
+			// useradd may fail after it wrote the account (exit 12: no
+			// home directory). Such an account did not exist before: it
+			// is the agent's, or the next generation would refuse it.
+			if pw, lerr := s.lookupUser(name); lerr == nil && pw != nil {
+				rec.Created[rec.find(name)].UID = pw.uid
+			} else {
+				rec.Created = slices.DeleteFunc(rec.Created, func(c createdUser) bool { return c.Name == name })
+			}
 			if serr := s.saveRecord(rec); serr != nil {
-				s.log.Warn("dropping the record of a user not created", "user", name, "err", serr)
+				s.log.Warn("updating the record of a user useradd failed to create", "user", name, "err", serr)
 			}
 			return fail(fmt.Errorf("create: %w", err))
 		}
