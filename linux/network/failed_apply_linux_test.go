@@ -145,3 +145,42 @@ func TestGuestNetworkFailedApply(t *testing.T) {
 	}
 	os.Stdout.WriteString("PWL: FAILED-APPLY\n")
 }
+
+// TestNetworkAbsentLinkInNetns (ROOT TEST): a document naming a NIC that
+// is not there (yet) fails the step naming its MAC, but the NIC that is
+// there is configured, its persisted file written and its name servers
+// applied: one absent NIC does not hold back the others' DNS.
+func TestNetworkAbsentLinkInNetns(t *testing.T) {
+	runGuest(t, "TestGuestNetworkAbsentLink", "ABSENT-LINK")
+}
+
+func TestGuestNetworkAbsentLink(t *testing.T) {
+	if !nstest.InGuest() {
+		t.Skip("guest side of TestNetworkAbsentLinkInNetns; runs inside a test namespace")
+	}
+	mac := os.Getenv("PWL_MAC")
+	const absent = "52:54:00:ab:5e:17"
+	log := slog.New(slog.NewTextHandler(logW{}, nil))
+	for _, m := range []string{Networkd, Ifupdown} {
+		root, stateDir := managerRoot(t, m), t.TempDir()
+		c := New(Options{Root: root, StateDir: stateDir, Runner: noRunner{}, Logger: log, Live: true, RunDir: t.TempDir()})
+		res, err := c.ApplyNetwork(context.Background(), &config.Network{Interfaces: []config.Interface{
+			{MAC: mac, Addresses: []string{"10.77.0.5/24"}, Nameservers: []string{"10.77.0.9"}},
+			{MAC: absent, Addresses: []string{"10.78.0.5/24"}, Nameservers: []string{"10.78.0.9"}},
+		}})
+		t.Logf("%s: actions %q, err %v", m, res.Actions, err)
+		if err == nil || !strings.Contains(err.Error(), absent) {
+			t.Errorf("%s: err %v, want one naming the absent NIC %s", m, err, absent)
+		}
+		if m == Ifupdown {
+			rc, _ := os.ReadFile(filepath.Join(root, "etc/resolv.conf"))
+			if !strings.Contains(string(rc), "10.77.0.9") {
+				t.Errorf("%s: resolv.conf lacks the present NIC's name server:\n%s", m, rc)
+			}
+		}
+		if addrs, _, _ := linkState(t, os.Getenv("PWL_IF")); !slices.Contains(addrs, "10.77.0.5/24") {
+			t.Errorf("%s: the present NIC was not configured: addresses %q", m, addrs)
+		}
+	}
+	os.Stdout.WriteString("PWL: ABSENT-LINK\n")
+}

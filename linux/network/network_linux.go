@@ -307,6 +307,9 @@ func (c *Configurator) ApplyNetwork(ctx context.Context, n *config.Network) (age
 	if err != nil || err2 != nil {
 		return res, errors.Join(append(errs, err, err2)...)
 	}
+	// A NIC that is not there (yet) fails the step but holds back nothing
+	// else; a live apply that failed leaves DNS as it was.
+	applyFailed := false
 	for _, w := range ws {
 		l, ok := links[w.mac]
 		if !ok {
@@ -315,7 +318,7 @@ func (c *Configurator) ApplyNetwork(ctx context.Context, n *config.Network) (age
 		acts, err := c.applyLive(conn, l, w, st)
 		res.Actions = append(res.Actions, acts...)
 		if err != nil {
-			failed[w.mac] = true
+			failed[w.mac], applyFailed = true, true
 			kept := "none"
 			if len(acts) > 0 {
 				kept = strings.Join(acts, "; ")
@@ -332,7 +335,7 @@ func (c *Configurator) ApplyNetwork(ctx context.Context, n *config.Network) (age
 	if err != nil {
 		errs = append(errs, err)
 	}
-	if len(failed) == 0 {
+	if !applyFailed {
 		acts, err = c.applyDNS(ctx, dns, st)
 		res.Actions = append(res.Actions, acts...)
 		if err != nil {
