@@ -74,13 +74,18 @@ func (a *Agent) watchLinks(ctx context.Context) {
 }
 
 // renewAll renews DHCP on every DHCP-managed interface because
-// network.renewDhcp changed to v, then records v as acted on.
+// network.renewDhcp changed to v, then records v as acted on. Only a
+// renewal that happened is recorded: if the interfaces cannot be listed,
+// or the agent stops first, v stays pending, and the next start (or the
+// next document carrying v) renews again. A renewal of one interface that
+// fails counts as done: it was attempted and reported to the IMDS.
 func (a *Agent) renewAll(ctx context.Context, v int64) {
 	a.platMu.Lock()
 	ifaces, err := a.p.DHCP.DHCPInterfaces(ctx)
 	a.platMu.Unlock()
 	if err != nil {
-		a.log.Warn("list DHCP interfaces", "renewDhcp", v, "error", err)
+		a.log.Warn("list DHCP interfaces: renewDhcp stays pending until the next start", "renewDhcp", v, "error", err)
+		return
 	}
 	a.log.Info("renewDhcp changed: renewing DHCP", "renewDhcp", v, "interfaces", ifaces)
 	for _, iface := range ifaces {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -133,6 +134,40 @@ func TestRenewDHCPCounter(t *testing.T) {
 	st, _ := LoadState(h.stateDir)
 	if st.RenewDHCP == nil || *st.RenewDHCP != 2 || st.PendingRenewDHCP != nil {
 		t.Errorf("state renewDhcp %v pending %v", st.RenewDHCP, st.PendingRenewDHCP)
+	}
+	checkSeq(t, h.imds.all())
+}
+
+// TestRenewDHCPListFails: a renewDhcp whose DHCP interfaces cannot be
+// listed is not recorded as acted on: it stays pending, and the next start
+// renews every interface and only then records it.
+func TestRenewDHCPListFails(t *testing.T) {
+	h := newHarness(t)
+	h.plat.dhcpIfaces = []string{"eth0", "eth1"}
+	h.plat.setFail(listDHCP, errors.New("netlink: no buffer space"))
+	h.start()
+	g1 := h.imds.publish(`{"network": {"renewDhcp": 1}}`)
+	h.imds.waitReport(status.StateProvisioned, g1)
+	// The renewal runs in the config loop before the next document is
+	// read: once generation 2's outcome is reported, it has given up.
+	g2 := h.imds.publish(`{"timezone": "UTC"}`)
+	h.imds.waitReport(status.StateProvisioned, g2)
+	h.stop()
+	if n := h.plat.renewals.Load(); n != 0 {
+		t.Errorf("%d renewals while listing fails, want 0", n)
+	}
+	st, _ := LoadState(h.stateDir)
+	if st.RenewDHCP != nil || st.PendingRenewDHCP == nil || *st.PendingRenewDHCP != 1 {
+		t.Fatalf("after a failed listing: state renewDhcp %v pending %v, want none done and 1 pending", st.RenewDHCP, st.PendingRenewDHCP)
+	}
+
+	h.plat.setFail(listDHCP, nil)
+	h.start()
+	h.imds.waitFor("two renewals", func(rs []status.Report, _ []request) bool { return len(renewReports(rs)) == 2 })
+	h.stop()
+	st, _ = LoadState(h.stateDir)
+	if st.RenewDHCP == nil || *st.RenewDHCP != 1 || st.PendingRenewDHCP != nil {
+		t.Errorf("after the restart: state renewDhcp %v pending %v, want 1 done", st.RenewDHCP, st.PendingRenewDHCP)
 	}
 	checkSeq(t, h.imds.all())
 }

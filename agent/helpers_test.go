@@ -281,7 +281,16 @@ func (f *fakePlatform) WatchLinks(ctx context.Context) (<-chan LinkEvent, error)
 	}()
 	return out, nil
 }
+
+// listDHCP is the name under which setFail fails DHCPInterfaces.
+const listDHCP = "list-dhcp"
+
 func (f *fakePlatform) DHCPInterfaces(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail[listDHCP]; err != nil {
+		return nil, err
+	}
 	return f.dhcpIfaces, nil
 }
 func (f *fakePlatform) RenewDHCP(_ context.Context, iface string) (Lease, error) {
