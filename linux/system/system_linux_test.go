@@ -219,30 +219,6 @@ func TestUsersFakeRunnerKeepsSecretsOffArgv(t *testing.T) {
 	}
 }
 
-func TestWithKeyBlock(t *testing.T) {
-	user := "ssh-ed25519 AAAAuser me@home\n"
-	kb := func(old string, keys []string) string {
-		t.Helper()
-		b, err := withKeyBlock([]byte(old), keys)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
-	got := kb(user, []string{"ssh-ed25519 AAAA1 a", "ssh-rsa AAAA2 b"})
-	want := user + keysBegin + "\nssh-ed25519 AAAA1 a\nssh-rsa AAAA2 b\n" + keysEnd + "\n"
-	if got != want {
-		t.Fatalf("got %q want %q", got, want)
-	}
-	got2 := kb(got, []string{"ssh-rsa AAAA2 b"})
-	if want2 := user + keysBegin + "\nssh-rsa AAAA2 b\n" + keysEnd + "\n"; got2 != want2 {
-		t.Fatalf("got %q want %q", got2, want2)
-	}
-	if got3 := kb(got2, []string{}); got3 != user {
-		t.Fatalf("empty key list: got %q want %q", got3, user)
-	}
-}
-
 // TestUsersScratchRoot (ROOT TEST) runs the real useradd, usermod,
 // groupadd and chpasswd with --root against a scratch root.
 func TestUsersScratchRoot(t *testing.T) {

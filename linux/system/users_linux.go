@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/internal/authkeys"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
 	"github.com/prewarm/prewarm/linux/internal/run"
 	"github.com/prewarm/prewarm/shared/config"
@@ -25,15 +26,10 @@ import (
 
 var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 
-// Markers of the block of authorized keys the agent owns.
-const (
-	keysBegin = "# BEGIN prewarm-agent managed keys (do not edit inside this block)"
-	keysEnd   = "# END prewarm-agent managed keys"
-)
-
 // ErrBrokenKeyBlock is returned for an authorized_keys file whose markers
-// do not pair up into at most one block (the rule Windows follows too).
-var ErrBrokenKeyBlock = errors.New("broken prewarm-agent marker block")
+// do not pair up into at most one block: the rule of package authkeys,
+// which Windows follows too.
+var ErrBrokenKeyBlock = authkeys.ErrBrokenBlock
 
 type passwdEnt struct {
 	name     string
@@ -389,7 +385,7 @@ func (s *System) ensureKeys(pw *passwdEnt, keys []string) ([]string, error) {
 	if err != nil {
 		return acts, err
 	}
-	data, err := withKeyBlock(old, keys)
+	data, _, err := authkeys.Managed.Set(old, keys, "\n")
 	if err != nil {
 		return acts, fmt.Errorf("%s: %w; refusing to change it", name, err)
 	}
@@ -500,54 +496,4 @@ func replaceAt(dir int, name string, data []byte, mode uint32, uid, gid int) err
 	ok = true
 	unix.Fsync(dir)
 	return nil
-}
-
-// withKeyBlock replaces the agent's marked block in an authorized_keys
-// file where it stands (appending one if there is none; dropping it when
-// keys is empty). Lines outside the block are kept as they are. Markers
-// that do not pair up into at most one block (a BEGIN without its END, an
-// END without its BEGIN, a second block) are ErrBrokenKeyBlock: the agent
-// cannot tell its lines from the user's then, so it changes nothing.
-func withKeyBlock(old []byte, keys []string) ([]byte, error) {
-	lines := strings.Split(strings.TrimSuffix(string(old), "\n"), "\n")
-	if len(lines) == 1 && lines[0] == "" {
-		lines = nil
-	}
-	begin, end := -1, -1
-	for i, l := range lines {
-		// Trailing blanks and a CR (an editor's or a CRLF file's) do not
-		// hide a marker.
-		switch strings.TrimRight(l, " \t\r") {
-		case keysBegin:
-			if begin >= 0 {
-				return nil, fmt.Errorf("%w: a second BEGIN marker at line %d", ErrBrokenKeyBlock, i+1)
-			}
-			begin = i
-		case keysEnd:
-			if begin < 0 || end >= 0 {
-				return nil, fmt.Errorf("%w: an END marker without its BEGIN at line %d", ErrBrokenKeyBlock, i+1)
-			}
-			end = i
-		}
-	}
-	if begin >= 0 && end < 0 {
-		return nil, fmt.Errorf("%w: the BEGIN marker at line %d has no END", ErrBrokenKeyBlock, begin+1)
-	}
-	before, after := lines, []string(nil)
-	if begin >= 0 {
-		before, after = lines[:begin], lines[end+1:]
-	}
-	out := slices.Clip(before)
-	if len(keys) > 0 {
-		out = append(out, keysBegin)
-		for _, k := range keys {
-			out = append(out, strings.TrimSpace(k))
-		}
-		out = append(out, keysEnd)
-	}
-	out = append(out, after...)
-	if len(out) == 0 {
-		return nil, nil
-	}
-	return []byte(strings.Join(out, "\n") + "\n"), nil
 }
