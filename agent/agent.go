@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/config"
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -351,8 +352,8 @@ func (a *Agent) watchConfig(ctx context.Context) {
 		a.mu.Lock()
 		known := a.st.ifNoneMatch()
 		a.mu.Unlock()
-		if gen, epoch, ok := parseETag(known); legacy && ok && epoch != "" {
-			known = etag(gen)
+		if t, err := api.ParseETag(known); legacy && err == nil && t.Epoch != "" {
+			known = api.ETag{Generation: t.Generation}.String()
 		}
 
 		pctx, cancel := context.WithCancel(ctx)

@@ -144,8 +144,8 @@ func (c *imdsClient) getConfig(ctx context.Context, known string, wait time.Dura
 	case http.StatusOK:
 		ans := configAnswer{Body: body}
 		if tag := strings.TrimSpace(resp.Header.Get(api.HeaderETag)); tag != "" {
-			if gen, epoch, ok := parseETag(tag); ok {
-				ans.ETag, ans.Generation, ans.Epoch = tag, gen, epoch
+			if t, err := api.ParseETag(tag); err == nil {
+				ans.ETag, ans.Generation, ans.Epoch = tag, t.Generation, t.Epoch
 			}
 		}
 		return ans, nil
@@ -190,52 +190,11 @@ func httpError(op string, resp *http.Response, body []byte) *HTTPError {
 	return e
 }
 
-func etag(gen int64) string { return `"` + strconv.FormatInt(gen, 10) + `"` }
-
-// epochLen is the length of a store epoch in an ETag: 16 lowercase hex
-// characters.
-const epochLen = 16
-
-// parseETag reads the ETag of a config (PROTOCOL.md section 2):
-// `"<generation>.<epoch>"` from an IMDS that names its store, or the older
-// `"<generation>"` (epoch ""). The generation is a positive decimal number
-// without a sign or leading zeros, the epoch 16 lowercase hex characters;
-// a weak W/ prefix is tolerated. Anything else is not ok.
-func parseETag(s string) (gen int64, epoch string, ok bool) {
-	s = strings.TrimPrefix(strings.TrimSpace(s), "W/")
-	if len(s) < 3 || s[0] != '"' || s[len(s)-1] != '"' {
-		return 0, "", false
-	}
-	g, e, dotted := strings.Cut(s[1:len(s)-1], ".")
-	if dotted && !isEpoch(e) {
-		return 0, "", false
-	}
-	if g == "" || g[0] < '1' || g[0] > '9' || strings.TrimLeft(g, "0123456789") != "" {
-		return 0, "", false
-	}
-	n, err := strconv.ParseInt(g, 10, 64)
-	if err != nil {
-		return 0, "", false
-	}
-	return n, e, true
-}
-
-func isEpoch(s string) bool {
-	if len(s) != epochLen {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-// epochOf is the epoch of an ETag ("" for none or the older form).
+// epochOf is the store epoch an ETag names ("" for none, the older form,
+// or a tag that does not parse).
 func epochOf(tag string) string {
-	_, e, _ := parseETag(tag)
-	return e
+	t, _ := api.ParseETag(tag)
+	return t.Epoch
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date; it is capped at five

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )
 
@@ -77,12 +78,12 @@ func (s *State) lastFailed() bool {
 // one (or the state predates ETags, or holds one that does not parse: it
 // goes into a request header), its generation in the older form.
 func (s *State) ifNoneMatch() string {
-	_, _, ok := parseETag(s.AttemptedETag)
+	_, err := api.ParseETag(s.AttemptedETag)
 	switch {
-	case ok:
+	case err == nil:
 		return s.AttemptedETag
 	case s.AttemptedGeneration > 0:
-		return etag(s.AttemptedGeneration)
+		return api.ETag{Generation: s.AttemptedGeneration}.String()
 	}
 	return ""
 }
