@@ -169,7 +169,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		// start would leave the VM unmanaged for good; start afresh and
 		// keep the damaged file for a post-mortem.
 		aside := corrupt.path + ".corrupt"
-		a.log.Error("state file unreadable: moved aside, starting afresh", "error", err, "movedTo", aside)
+		a.log.Error("state file unreadable: moved aside, starting afresh", "err", err, "movedTo", aside)
 		if rerr := os.Rename(corrupt.path, aside); rerr != nil {
 			return fmt.Errorf("agent: %w (and moving it aside: %w)", err, rerr)
 		}
@@ -190,7 +190,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	for i := range st.Queue {
 		if st.Queue[i].Seq > last {
 			if err := sl.write(&st.Queue[i]); err != nil {
-				a.log.Error("write status log", "error", err)
+				a.log.Error("write status log", "err", err)
 			}
 		}
 	}
@@ -254,14 +254,14 @@ func (a *Agent) emit(r status.Report, mutate func(*State)) status.Report {
 		a.st.Queue = append([]status.Report(nil), a.st.Queue[n:]...)
 	}
 	if err := a.st.save(a.opts.StateDir); err != nil {
-		a.log.Error("persist state", "error", err)
+		a.log.Error("persist state", "err", err)
 	}
 	if err := a.status.write(&r); err != nil {
-		a.log.Error("write status log", "error", err)
+		a.log.Error("write status log", "err", err)
 	}
 	a.mu.Unlock()
 
-	a.log.Info("report", "seq", r.Seq, "state", r.State, "generation", r.Generation, "event", r.Event, "error", r.Error)
+	a.log.Info("report", "seq", r.Seq, "state", r.State, "generation", r.Generation, "event", r.Event, "err", r.Error)
 	select {
 	case a.reportReady <- struct{}{}:
 	default:
@@ -303,7 +303,7 @@ func (a *Agent) deliver(ctx context.Context) {
 		if err != nil && errors.As(err, &he) && (he.StatusCode == 400 || he.StatusCode == 413) {
 			// The IMDS will never take this report: retrying it would block
 			// every later one.
-			a.log.Error("status report refused: dropping it", "seq", head.Seq, "error", err)
+			a.log.Error("status report refused: dropping it", "seq", head.Seq, "err", err)
 			err = nil
 		}
 		if err != nil {
@@ -320,7 +320,7 @@ func (a *Agent) deliver(ctx context.Context) {
 		if len(a.st.Queue) > 0 && a.st.Queue[0].Seq == head.Seq {
 			a.st.Queue = a.st.Queue[1:]
 			if err := a.st.save(a.opts.StateDir); err != nil {
-				a.log.Error("persist state", "error", err)
+				a.log.Error("persist state", "err", err)
 			}
 		}
 		a.mu.Unlock()
@@ -386,7 +386,7 @@ func (a *Agent) watchConfig(ctx context.Context) {
 				continue
 			}
 			if errors.As(err, &he) && he.StatusCode == 400 && !legacy && epochOf(known) != "" {
-				a.log.Warn("IMDS refused an If-None-Match with a store epoch: sending the generation alone", "ifNoneMatch", known, "error", err)
+				a.log.Warn("IMDS refused an If-None-Match with a store epoch: sending the generation alone", "ifNoneMatch", known, "err", err)
 				legacy = true
 				continue
 			}
@@ -457,7 +457,7 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 		}
 		if a.st.AttemptedGeneration != old.AttemptedGeneration || a.st.AttemptedETag != old.AttemptedETag || a.st.AppliedETag != old.AppliedETag {
 			if err := a.st.save(a.opts.StateDir); err != nil {
-				a.log.Error("persist state", "error", err)
+				a.log.Error("persist state", "err", err)
 			}
 		}
 		a.mu.Unlock()
@@ -555,7 +555,7 @@ func (a *Agent) apply(ctx context.Context, doc *config.Document) (steps []status
 		if err != nil {
 			out.Error = a.red.String(err.Error())
 			failures = append(failures, s.name+": "+out.Error)
-			a.log.Warn("step failed", "step", s.name, "ms", out.MS, "error", err)
+			a.log.Warn("step failed", "step", s.name, "ms", out.MS, "err", err)
 		} else {
 			reboot = reboot || res.RebootRequired
 			a.log.Info("step finished", "step", s.name, "ms", out.MS, "changed", res.Changed, "actions", res.Actions)

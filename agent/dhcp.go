@@ -16,7 +16,7 @@ import (
 func (a *Agent) watchLinks(ctx context.Context) {
 	events, err := a.p.Links.WatchLinks(ctx)
 	if err != nil {
-		a.log.Warn("link watching unavailable: DHCP is renewed only when network.renewDhcp changes", "error", err)
+		a.log.Warn("link watching unavailable: DHCP is renewed only when network.renewDhcp changes", "err", err)
 		return
 	}
 	due := map[string]time.Time{}  // interface → when to renew
@@ -84,7 +84,7 @@ func (a *Agent) renewAll(ctx context.Context, v int64) {
 	ifaces, err := a.p.DHCP.DHCPInterfaces(ctx)
 	a.platMu.Unlock()
 	if err != nil {
-		a.log.Warn("list DHCP interfaces: renewDhcp stays pending until the next start", "renewDhcp", v, "error", err)
+		a.log.Warn("list DHCP interfaces: renewDhcp stays pending until the next start", "renewDhcp", v, "err", err)
 		return
 	}
 	a.log.Info("renewDhcp changed: renewing DHCP", "renewDhcp", v, "interfaces", ifaces)
@@ -100,7 +100,7 @@ func (a *Agent) renewAll(ctx context.Context, v int64) {
 	a.mu.Lock()
 	a.st.RenewDHCP, a.st.PendingRenewDHCP = &v, nil
 	if err := a.st.save(a.opts.StateDir); err != nil {
-		a.log.Error("persist state", "error", err)
+		a.log.Error("persist state", "err", err)
 	}
 	a.mu.Unlock()
 }
@@ -121,7 +121,7 @@ func (a *Agent) renew(ctx context.Context, iface string) {
 	r := status.Report{State: a.curState, Generation: a.curGen, Event: status.EventDHCPRenewed, Interface: iface}
 	a.mu.Unlock()
 	if err != nil {
-		a.log.Warn("renew DHCP", "interface", iface, "error", err)
+		a.log.Warn("renew DHCP", "interface", iface, "err", err)
 		r.Error = "renew DHCP on " + iface + ": " + err.Error()
 	} else {
 		a.log.Info("DHCP renewed", "interface", iface, "client", lease.Client, "addresses", lease.Addresses, "ms", time.Since(t0).Milliseconds())

@@ -25,7 +25,7 @@ func (f *failureLog) fail(kind string, err error, wait time.Duration) {
 		f.since = time.Now()
 	}
 	if kind != f.kind || bits.OnesCount(uint(f.count)) == 1 {
-		f.log.Warn(f.op+" failed", "kind", kind, "error", err, "failures", f.count, "retryIn", wait.Round(time.Millisecond))
+		f.log.Warn(f.op+" failed", "kind", kind, "err", err, "failures", f.count, "retryIn", wait.Round(time.Millisecond))
 	}
 	f.kind = kind
 }

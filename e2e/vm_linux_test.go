@@ -126,7 +126,7 @@ func vmClaim(t *testing.T, ctx context.Context, tm *Timings, vl *VMLab, rep *Rep
 	// reaches the guest without a DOWN (carrier-back, counter +2).
 	hard = true
 	for _, line := range vl.VM.QEMU.Log.Lines()[from:] {
-		if strings.Contains(line, "iface=eth0") && strings.Contains(line, `msg="link event"`) {
+		if strings.Contains(line, "interface=eth0") && strings.Contains(line, `msg="link event"`) {
 			t.Logf("  agent: %s", line[strings.Index(line, "msg="):])
 			if strings.Contains(line, "carrier-lost") {
 				hard = false

@@ -68,7 +68,7 @@ func startPublishDir(s *Server, dir string) (*publishDir, error) {
 	pd.scan()
 	pd.wg.Add(1)
 	go pd.loop()
-	s.log.Info("watching publish directory", "dir", dir)
+	s.log.Info("watching publish directory", "path", dir)
 	return pd, nil
 }
 
@@ -86,7 +86,7 @@ func eligible(name string) bool {
 func (pd *publishDir) scan() {
 	entries, err := os.ReadDir(pd.dir)
 	if err != nil {
-		pd.s.log.Error("publish dir: scan", "dir", pd.dir, "err", err)
+		pd.s.log.Error("publish dir: scan", "path", pd.dir, "err", err)
 		return
 	}
 	for _, e := range entries {
@@ -148,7 +148,7 @@ func (pd *publishDir) loop() {
 // ingest applies one publish file, all or nothing, then moves it to done/
 // or rejected/ (with <name>.error beside it).
 func (pd *publishDir) ingest(name string) {
-	log := pd.s.log.With("file", name)
+	log := pd.s.log.With("path", name)
 	path := filepath.Join(pd.dir, name)
 	if h := pd.beforeOpen.Load(); h != nil {
 		(*h)(path)
@@ -273,7 +273,7 @@ func parsePublishFile(name string, data []byte) (store.Change, *Error) {
 }
 
 func (pd *publishDir) reject(name string, e *Error) {
-	log := pd.s.log.With("file", name)
+	log := pd.s.log.With("path", name)
 	rej := filepath.Join(pd.dir, RejectedDir)
 	body, err := marshal(e.Body)
 	if err != nil {
@@ -293,5 +293,5 @@ func (pd *publishDir) reject(name string, e *Error) {
 		log.Error("publish dir: move to rejected", "err", err)
 		return
 	}
-	log.Warn("publish dir: rejected", "status", e.Status, "error", e.Error())
+	log.Warn("publish dir: rejected", "status", e.Status, "err", e.Error())
 }

@@ -102,7 +102,7 @@ func (r *Renewer) renewBuiltin(ctx context.Context, c *nl.Conn, link nl.Link) er
 	if old.Address != "" && old.Address != pfx.String() {
 		if p, err := netip.ParsePrefix(old.Address); err == nil {
 			if err := c.DelAddr(link.Index, p); err != nil {
-				r.log.Warn("remove the previous lease's address", "iface", link.Name, "addr", p, "err", err)
+				r.log.Warn("remove the previous lease's address", "interface", link.Name, "addr", p, "err", err)
 			}
 		}
 	}
@@ -127,7 +127,7 @@ func (r *Renewer) renewBuiltin(ctx context.Context, c *nl.Conn, link nl.Link) er
 	var recorded []bRoute
 	for _, rt := range routes {
 		if err := c.ReplaceRoute(rt); err != nil {
-			r.log.Warn("install DHCP route", "iface", link.Name, "err", err)
+			r.log.Warn("install DHCP route", "interface", link.Name, "err", err)
 			continue
 		}
 		recorded = append(recorded, bRoute{To: rt.Dst.String(), Via: rt.Gateway.String()})
@@ -136,7 +136,7 @@ func (r *Renewer) renewBuiltin(ctx context.Context, c *nl.Conn, link nl.Link) er
 	if err := r.saveState(st); err != nil {
 		r.log.Warn("record the built-in client's lease", "err", err)
 	}
-	r.log.Info("built-in DHCP lease applied", "iface", link.Name, "addr", pfx, "server", serverID(ack), "lease", lt)
+	r.log.Info("built-in DHCP lease applied", "interface", link.Name, "addr", pfx, "server", serverID(ack), "lease", lt)
 	r.scheduleRenewal(link.Name, ack.IPAddressRenewalTime(lt/2), lt)
 	return nil
 }
@@ -164,7 +164,7 @@ func (r *Renewer) scheduleRenewal(iface string, t1, lease time.Duration) {
 			return // renewBuiltin scheduled the next one
 		}
 		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
-		r.log.Warn("scheduled DHCP renewal failed; retrying", "iface", iface, "in", wait, "err", err)
+		r.log.Warn("scheduled DHCP renewal failed; retrying", "interface", iface, "in", wait, "err", err)
 		r.timersMu.Lock()
 		r.timers[iface] = time.AfterFunc(wait, func() { fire(min(backoff*2, 5*time.Minute)) })
 		r.timersMu.Unlock()
@@ -194,7 +194,7 @@ func (r *Renewer) exchange(ctx context.Context, iface string) (*nclient4.Lease, 
 		if ctx.Err() != nil || !(errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENETDOWN) || strings.Contains(err.Error(), "no buffer space")) {
 			return nil, last
 		}
-		r.log.Info("DHCP exchange failed; retrying", "iface", iface, "attempt", attempt, "err", err)
+		r.log.Info("DHCP exchange failed; retrying", "interface", iface, "attempt", attempt, "err", err)
 		wait := delay/2 + time.Duration(rand.Int64N(int64(delay)))
 		select {
 		case <-ctx.Done():

@@ -146,7 +146,7 @@ func (r *Renewer) RenewDHCP(ctx context.Context, iface string) (agent.Lease, err
 		return agent.Lease{}, fmt.Errorf("renew DHCP on %s: %w", iface, err)
 	}
 	ow := r.owner(iface, link.Index)
-	log := r.log.With("iface", iface, "client", ow.Client)
+	log := r.log.With("interface", iface, "client", ow.Client)
 	log.Info("renewing DHCP lease", "pid", ow.PID)
 	start := time.Now()
 	switch ow.Client {

@@ -77,7 +77,7 @@ func (w *Watcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, error
 	if !w.opts.ForcePoll {
 		m, err := w.dial()
 		if err != nil {
-			w.log.Warn("netlink link notifications unavailable; polling instead", "dir", w.opts.SysClassNet, "every", w.opts.PollInterval, "err", err)
+			w.log.Warn("netlink link notifications unavailable; polling instead", "path", w.opts.SysClassNet, "every", w.opts.PollInterval, "err", err)
 		} else {
 			mon = m
 		}
@@ -136,7 +136,7 @@ func (w *Watcher) receive(ctx context.Context, mon osMon, t *tracker, q *queue, 
 			w.log.Warn("receive link notifications", "err", err)
 			if failures >= 3 {
 				mon.Close()
-				w.log.Warn("netlink link notifications failing; polling instead", "dir", w.opts.SysClassNet, "every", w.opts.PollInterval)
+				w.log.Warn("netlink link notifications failing; polling instead", "path", w.opts.SysClassNet, "every", w.opts.PollInterval)
 				mon = newPollMon(ctx, w.opts.SysClassNet, w.opts.PollInterval)
 				go func(m osMon) { <-ctx.Done(); m.Close() }(mon)
 				failures = 0
@@ -153,7 +153,7 @@ func (w *Watcher) receive(ctx context.Context, mon osMon, t *tracker, q *queue, 
 			}
 		}
 		for _, e := range evs {
-			w.log.Info("link event", "kind", e.Kind.String(), "iface", e.Interface, "carrierChanges", e.CarrierChanges)
+			w.log.Info("link event", "kind", e.Kind.String(), "interface", e.Interface, "carrierChanges", e.CarrierChanges)
 		}
 		q.push(evs...)
 	}

@@ -40,7 +40,7 @@ func (h *hostnameSetter) ApplyHostname(ctx context.Context, hostname string) (ag
 		if err := winapi.SetComputerNameEx(winapi.ComputerNamePhysicalDns, name); err != nil {
 			return res.StepResult(), fmt.Errorf("set computer name %q: %w", name, err)
 		}
-		h.log.Info("computer name set; effective after restart", "name", name, "was", active)
+		h.log.Info("computer name set; effective after restart", "hostname", name, "was", active)
 		res.Did(fmt.Sprintf("set computer name to %s (effective after restart)", name), reboot)
 	} else if reboot {
 		res.Pending()

@@ -163,7 +163,7 @@ func newLogger(format, level string, w io.Writer, red *agent.Redactor) (*slog.Lo
 	h, prepErr := osPrepare(h)
 	log := slog.New(red.Handler(h))
 	if prepErr != nil {
-		log.Warn("preparing for the service manager", "error", prepErr)
+		log.Warn("preparing for the service manager", "err", prepErr)
 	}
 	return log, nil
 }

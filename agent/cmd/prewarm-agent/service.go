@@ -55,7 +55,7 @@ func (p *program) Start(service.Service) error {
 		// log is written before sending).
 		once.Do(func() {
 			if err := sdNotify("READY=1"); err != nil {
-				p.log.Warn("sd_notify READY=1", "error", err)
+				p.log.Warn("sd_notify READY=1", "err", err)
 			}
 		})
 	})
@@ -68,7 +68,7 @@ func (p *program) Start(service.Service) error {
 	go func() {
 		defer close(p.done)
 		if err := a.Run(ctx); err != nil {
-			log.Error("agent failed", "error", err)
+			log.Error("agent failed", "err", err)
 			os.Exit(1)
 		}
 	}()
@@ -81,7 +81,7 @@ func (p *program) Stop(service.Service) error {
 	select {
 	case <-p.done:
 		if err := p.lock.Release(); err != nil {
-			p.log.Warn("stopped", "error", err)
+			p.log.Warn("stopped", "err", err)
 		}
 		return nil
 	case <-time.After(stopDeadline):
