@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/prewarm/prewarm/internal/atomicfile"
 	"github.com/prewarm/prewarm/shared/status"
 )
 
@@ -53,8 +54,8 @@ func (l *statusLog) write(r *status.Report) error {
 	}
 	b = append(b, '\n')
 	err = l.append(b)
-	if cerr := writeFileAtomic(l.currentPath, b, 0o644); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("status file %s: %w", l.currentPath, cerr))
+	if cerr := atomicfile.Write(l.currentPath, b, atomicfile.Options{Mode: 0o644, SyncDir: true}); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("status file: %w", cerr))
 	}
 	return err
 }

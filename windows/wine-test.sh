@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# wine-test.sh: run the Windows unit tests of windows/... (the _windows.go
-# code and the portable code, compiled with GOOS=windows) under Wine.
+# wine-test.sh: run the Windows unit tests of windows/... and internal/...
+# (the _windows.go code and the portable code, compiled with GOOS=windows)
+# under Wine.
 #
 #   windows/wine-test.sh [go test flags...]     # e.g. -v, -run TestRows
 #
@@ -83,5 +84,5 @@ exec timeout 600 wine "$@"
 EXEC
 chmod +x "$work/exec.sh"
 
-echo "wine-test.sh: GOOS=windows go test ./windows/... under Wine"
-GOOS=windows GOARCH=amd64 CGO_ENABLED=0 go test -count=1 -exec "$work/exec.sh" "$@" ./windows/...
+echo "wine-test.sh: GOOS=windows go test ./windows/... ./internal/... under Wine"
+GOOS=windows GOARCH=amd64 CGO_ENABLED=0 go test -count=1 -exec "$work/exec.sh" "$@" ./windows/... ./internal/...

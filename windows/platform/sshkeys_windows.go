@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/registry"
 
+	"github.com/prewarm/prewarm/internal/atomicfile"
 	"github.com/prewarm/prewarm/internal/authkeys"
 	"github.com/prewarm/prewarm/shared/config"
 	"github.com/prewarm/prewarm/windows/internal/plan"
@@ -80,28 +81,10 @@ func (m *userManager) writeKeys(path, owner string, keys []string, d sddl.Descri
 	} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Dir(path), err)
 	}
-	// Atomic, and with the final ACL before the file takes its name.
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".authorized_keys.*.tmp")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(content); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := applySDDL(tmp.Name(), d); err != nil {
+	// The final ACL before the file takes its name.
+	prepare := func(tmp string) error { return applySDDL(tmp, d) }
+	if err := atomicfile.Write(path, content, atomicfile.Options{Mode: 0o600, Prepare: prepare}); err != nil {
 		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
 	}
 	m.log.Info("authorized keys written", "path", path, "user", owner, "keys", len(keys))
 	if len(keys) == 0 {

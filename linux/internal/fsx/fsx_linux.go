@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/prewarm/prewarm/internal/atomicfile"
 )
 
 // Join returns path p (absolute, as seen inside the target) under root.
@@ -28,54 +30,28 @@ type WriteOptions struct {
 	Validate func(tmpPath string) error
 }
 
-// WriteFile writes data to path atomically: a temporary file in the same
-// directory, fsynced, then renamed over path. It reports whether the file
+// WriteFile writes data to path atomically (package atomicfile), the
+// owner set before the file takes its name. It reports whether the file
 // changed: when path already holds exactly data with the same mode (and
 // owner, with Chown), nothing is written.
 func WriteFile(path string, data []byte, o WriteOptions) (bool, error) {
 	if same(path, data, o) {
 		return false, nil
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".prewarm-*")
-	if err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
+	err := atomicfile.Write(path, data, atomicfile.Options{Mode: o.Mode, Prepare: func(tmp string) error {
+		if o.Chown {
+			if err := os.Lchown(tmp, o.UID, o.GID); err != nil {
+				return fmt.Errorf("write %s: %w", path, err)
+			}
 		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(o.Mode); err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	if o.Chown {
-		if err := f.Chown(o.UID, o.GID); err != nil {
-			return false, fmt.Errorf("write %s: %w", path, err)
+		if o.Validate != nil {
+			if err := o.Validate(tmp); err != nil {
+				return fmt.Errorf("check %s: %w", path, err)
+			}
 		}
-	}
-	if err := f.Sync(); err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	if o.Validate != nil {
-		if err := o.Validate(tmp); err != nil {
-			return false, fmt.Errorf("check %s: %w", path, err)
-		}
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	ok = true
-	return true, nil
+		return nil
+	}})
+	return err == nil, err
 }
 
 func same(path string, data []byte, o WriteOptions) bool {

@@ -9,10 +9,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/crypto/scrypt"
+
+	"github.com/prewarm/prewarm/internal/atomicfile"
 )
 
 // Load reads the JSON record at path into v. A missing file leaves v as it
@@ -37,43 +38,7 @@ func Save(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode state %s: %w", path, err)
 	}
-	return WriteFile(path, append(b, '\n'), 0o600)
-}
-
-// WriteFile writes data to path atomically: to a temporary file in the same
-// directory, flushed, then renamed over path (on Windows, os.Rename replaces
-// an existing file).
-func WriteFile(path string, data []byte, perm fs.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp, perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	ok = true
-	return nil
+	return atomicfile.Write(path, append(b, '\n'), atomicfile.Options{Mode: 0o600})
 }
 
 // scrypt parameters of a verifier: the recommended interactive cost.
