@@ -47,6 +47,7 @@ type Bolt struct {
 	mu     sync.RWMutex
 	closed bool
 	probe  probeState
+	feed   boltFeed
 }
 
 var _ Store = (*Bolt)(nil)
@@ -189,7 +190,7 @@ func readRecord(tx *bolt.Tx, id string, regJSON []byte) (Record, error) {
 // Apply implements Store.
 func (s *Bolt) Apply(ctx context.Context, id string, c Change) (Record, error) {
 	var rec Record
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.write(ctx, func(tx *bolt.Tx) error {
 		key := []byte(id)
 		insts := tx.Bucket(bInstances)
 		cur := insts.Get(key)
@@ -235,7 +236,7 @@ func (s *Bolt) Apply(ctx context.Context, id string, c Change) (Record, error) {
 		var err error
 		rec, err = readRecord(tx, id, insts.Get(key))
 		return err
-	})
+	}, func() Event { return Event{Type: EventChanged, ID: id, Record: rec} })
 	return rec, err
 }
 
@@ -295,7 +296,7 @@ func unindex(tx *bolt.Tx, old Registration) error {
 
 // Delete implements Store.
 func (s *Bolt) Delete(ctx context.Context, id string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.write(ctx, func(tx *bolt.Tx) error {
 		key := []byte(id)
 		cur := tx.Bucket(bInstances).Get(key)
 		if cur == nil {
@@ -317,7 +318,7 @@ func (s *Bolt) Delete(ctx context.Context, id string) error {
 			return tx.Bucket(bStatus).DeleteBucket(key)
 		}
 		return nil
-	})
+	}, func() Event { return Event{Type: EventDeleted, ID: id} })
 }
 
 // kReport is the one key of a report's bucket in a status history.
@@ -359,7 +360,7 @@ func (s *Bolt) AppendStatus(ctx context.Context, id string, r status.Report) err
 	if err != nil {
 		return fmt.Errorf("encode status of %q: %w", id, err)
 	}
-	err = s.update(ctx, func(tx *bolt.Tx) error {
+	err = s.write(ctx, func(tx *bolt.Tx) error {
 		key := []byte(id)
 		if tx.Bucket(bInstances).Get(key) == nil {
 			return ErrNotFound
@@ -407,7 +408,7 @@ func (s *Bolt) AppendStatus(ctx context.Context, id string, r status.Report) err
 			}
 		}
 		return nil
-	})
+	}, func() Event { rc := r; return Event{Type: EventStatus, ID: id, Status: &rc} })
 	if err != nil {
 		return fmt.Errorf("append status of %q: %w", id, err)
 	}

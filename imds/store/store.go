@@ -8,8 +8,9 @@
 // invariants another writer could break (an address or host interface owned
 // by one instance only, generations that never go back for an id, even after
 // Delete and re-registration). The server keeps its own in-memory index for
-// the hot path and uses the store to make changes durable and to load state
-// at start.
+// the hot path; the store's change feed (Store.Feed) is the only writer of
+// that index, for the server's own writes and for changes made anywhere
+// else alike.
 package store
 
 import (
@@ -28,6 +29,10 @@ var (
 	ErrNotFound = errors.New("instance not registered")
 	// ErrClosed means the store has been closed.
 	ErrClosed = errors.New("store closed")
+	// ErrNotVisible means a change is durable but the store's feed did
+	// not deliver it in time: a running Feed's caller does not show it
+	// yet. The change stays made; a read retried later sees it.
+	ErrNotVisible = errors.New("change is durable but not yet delivered by the store's feed")
 )
 
 // MaxStatusHistory is how many status reports are kept per instance, at
@@ -100,9 +105,69 @@ func (e *PreconditionError) Error() string {
 	return fmt.Sprintf("If-Match \"%d\" does not match the current generation \"%d\"", e.Want, e.Current)
 }
 
+// EventType says what an Event of a store's feed carries.
+type EventType int
+
+// Event types.
+const (
+	// EventResync replaces everything known: Records are every instance
+	// this store serves here. It comes first, and again whenever the feed
+	// lost track of the changes in between.
+	EventResync EventType = iota + 1
+	// EventChanged: Record is the new state of instance ID (registration,
+	// config, last status).
+	EventChanged
+	// EventDeleted: instance ID is no longer served here (deleted, or
+	// handed over to another host of a shared store).
+	EventDeleted
+	// EventStatus: instance ID reported Status, now its last status.
+	EventStatus
+	// EventHealth: a shared store became unreachable (Err says why) or
+	// reachable again (Err nil).
+	EventHealth
+)
+
+func (t EventType) String() string {
+	switch t {
+	case EventResync:
+		return "resync"
+	case EventChanged:
+		return "changed"
+	case EventDeleted:
+		return "deleted"
+	case EventStatus:
+		return "status"
+	case EventHealth:
+		return "health"
+	}
+	return fmt.Sprintf("EventType(%d)", int(t))
+}
+
+// Event is one change of a store's feed.
+type Event struct {
+	Type EventType
+	// ID is the instance of EventChanged, EventDeleted and EventStatus.
+	ID      string
+	Record  Record
+	Records []Record
+	Status  *status.Report
+	Err     error
+}
+
 // Store is the durable state behind prewarm-imds. Implementations are safe
 // for concurrent use; each method is atomic and durable when it returns nil.
 type Store interface {
+	// Feed calls fn with every change of the instances this store serves
+	// here, in the order the store made them, until ctx ends; it returns
+	// ctx's error (or why the feed could not start). The first event is
+	// an EventResync of the current state. fn is called by one goroutine
+	// at a time and must not call the store's mutating methods.
+	//
+	// While a Feed runs, Apply, Delete and AppendStatus return only once
+	// fn has returned for their change (or fail with ErrNotVisible when
+	// the feed does not deliver it within the store's request bound), so
+	// that a caller keeping an index fed by fn reads its own writes.
+	Feed(ctx context.Context, fn func(Event)) error
 	// Load returns every registered instance.
 	Load(ctx context.Context) ([]Record, error)
 	// Apply applies c to instance id and returns the resulting record. It

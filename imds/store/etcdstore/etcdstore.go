@@ -402,7 +402,9 @@ func (s *Store) retry(ctx context.Context, op string, try func(uncertain bool) (
 			}
 			s.log.Debug("retrying", "op", op, "err", err)
 		} else if ok {
-			s.await(ctx, rev)
+			if err := s.await(ctx, rev); err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
 			return nil
 		}
 		if err := backoff(ctx, n); err != nil {
@@ -1016,26 +1018,28 @@ func (s *Store) snapshot(ctx context.Context, rev int64, local bool) (*mirror, i
 // await blocks until a running Follow has delivered revision rev (of a
 // write to this host's directory; 0 means nothing to wait for), so that a
 // caller feeding its index from Follow sees its own write when the call
-// returns. It gives up after the request timeout (the write is durable
-// either way).
-func (s *Store) await(ctx context.Context, rev int64) {
+// returns. When the follower has not delivered it within the request
+// timeout, or ctx ends first, it returns an error matching
+// store.ErrNotVisible: the write is durable but the caller's index does
+// not show it yet, and a success would break read-your-writes.
+func (s *Store) await(ctx context.Context, rev int64) error {
 	t := time.NewTimer(s.reqTO)
 	defer t.Stop()
 	for {
 		s.fmu.Lock()
 		if s.followers == 0 || s.delivered >= rev {
 			s.fmu.Unlock()
-			return
+			return nil
 		}
 		w := s.wake
 		s.fmu.Unlock()
 		select {
 		case <-w:
 		case <-ctx.Done():
-			return
+			return fmt.Errorf("committed at revision %d: %w (%w)", rev, store.ErrNotVisible, ctx.Err())
 		case <-t.C:
 			s.log.Warn("follower lags behind a write", "revision", rev)
-			return
+			return fmt.Errorf("committed at revision %d, follower still behind after %v: %w", rev, s.reqTO, store.ErrNotVisible)
 		}
 	}
 }

@@ -231,8 +231,10 @@ func (s *Store) Watch(ctx context.Context, fromRevision int64) <-chan Event {
 //
 // fn runs on Follow's goroutine and must not call the Store's mutating
 // methods: while a Follow runs, Apply, Delete and AppendStatus return only
-// once fn has seen their revision (bounded by the request timeout), which
-// lets a caller keep an index fed by fn and still read its own writes.
+// once fn has seen their revision, which lets a caller keep an index fed
+// by fn and still read its own writes. When the follower does not deliver
+// it within the request timeout they fail with store.ErrNotVisible (the
+// write is durable; it shows once the follower catches up).
 //
 // Follow probes etcd every HealthInterval; when two probes in a row fail
 // it sends an EventHealth with Degraded set, the mutating methods fail at once with
@@ -241,6 +243,45 @@ func (s *Store) Watch(ctx context.Context, fromRevision int64) <-chan Event {
 // was compacted meanwhile). Run at most one Follow per Store.
 func (s *Store) Follow(ctx context.Context, fromRevision int64, fn func(Event)) error {
 	return s.follow(ctx, fromRevision, true, true, fn)
+}
+
+// Feed implements store.Store: it is Follow from revision 0 with this
+// host's view of each event. An instance handed over to another host
+// arrives as EventDeleted (it is no longer served here), a resync lists
+// this host's instances only, and etcd's unreachability arrives as
+// EventHealth. Like Follow, it makes this Store's writes wait for it.
+func (s *Store) Feed(ctx context.Context, fn func(store.Event)) error {
+	return s.Follow(ctx, 0, func(ev Event) {
+		switch ev.Type {
+		case EventResync:
+			var recs []store.Record
+			for _, in := range ev.Instances {
+				if in.Local {
+					recs = append(recs, in.Record)
+				}
+			}
+			s.log.Info("resynced", "revision", ev.Revision, "instances", len(recs), "fleet", len(ev.Instances))
+			fn(store.Event{Type: store.EventResync, Records: recs})
+		case EventChanged:
+			if ev.Instance.Local {
+				fn(store.Event{Type: store.EventChanged, ID: ev.ID, Record: ev.Instance.Record})
+			} else {
+				fn(store.Event{Type: store.EventDeleted, ID: ev.ID})
+			}
+		case EventDeleted:
+			fn(store.Event{Type: store.EventDeleted, ID: ev.ID})
+		case EventStatus:
+			fn(store.Event{Type: store.EventStatus, ID: ev.ID, Status: ev.Status})
+		case EventHealth:
+			var err error
+			if ev.Degraded {
+				if err = ev.Err; err == nil {
+					err = ErrUnavailable
+				}
+			}
+			fn(store.Event{Type: store.EventHealth, Err: err})
+		}
+	})
 }
 
 type follower struct {
