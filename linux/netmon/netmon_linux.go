@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/agent/linktrack"
 )
 
 // Options configure a Watcher.
@@ -94,7 +95,7 @@ func (w *Watcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, error
 	t.seed(initial)
 
 	out := make(chan agent.LinkEvent, 16)
-	q := newQueue()
+	q := linktrack.NewQueue()
 	done := make(chan struct{})
 	go func() {
 		<-ctx.Done()
@@ -105,11 +106,11 @@ func (w *Watcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, error
 		defer close(out)
 		for {
 			select {
-			case <-q.notify:
+			case <-q.Notify:
 			case <-done:
 				return
 			}
-			for _, e := range q.take() {
+			for _, e := range q.Take() {
 				select {
 				case out <- e:
 				case <-done:
@@ -123,7 +124,7 @@ func (w *Watcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, error
 
 // receive feeds the tracker until ctx ends. A failing netlink socket is
 // replaced by polling, with a log line.
-func (w *Watcher) receive(ctx context.Context, mon osMon, t *tracker, q *queue, done chan struct{}) {
+func (w *Watcher) receive(ctx context.Context, mon osMon, t *tracker, q *linktrack.Queue, done chan struct{}) {
 	defer close(done)
 	failures := 0
 	for {
@@ -155,7 +156,7 @@ func (w *Watcher) receive(ctx context.Context, mon osMon, t *tracker, q *queue, 
 		for _, e := range evs {
 			w.log.Info("link event", "kind", e.Kind.String(), "interface", e.Interface, "carrierChanges", e.CarrierChanges)
 		}
-		q.push(evs...)
+		q.Push(evs...)
 	}
 }
 

@@ -238,31 +238,3 @@ func TestWatcherFallsBackToPolling(t *testing.T) {
 	for range evs {
 	}
 }
-
-func TestQueueCoalescesButKeepsLast(t *testing.T) {
-	q := newQueue()
-	for i := range maxQueued + 10 {
-		k := agent.CarrierLost
-		if i%2 == 1 {
-			k = agent.CarrierBack
-		}
-		q.push(agent.LinkEvent{Kind: k, Index: 2, Interface: "eth0", CarrierChanges: uint32(i)})
-	}
-	q.push(agent.LinkEvent{Kind: agent.LinkAdded, Index: 3, Interface: "eth1"})
-	got := q.take()
-	if len(got) > maxQueued {
-		t.Fatalf("%d events queued, want at most %d", len(got), maxQueued)
-	}
-	if last := got[len(got)-1]; last.Interface != "eth1" {
-		t.Fatalf("last event %+v, want eth1's", last)
-	}
-	var sawLast bool
-	for _, e := range got {
-		if e.CarrierChanges == maxQueued+9 {
-			sawLast = true
-		}
-	}
-	if !sawLast {
-		t.Fatal("eth0's last event was dropped")
-	}
-}

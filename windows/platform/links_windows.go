@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/windows"
 
 	"github.com/prewarm/prewarm/agent"
-	"github.com/prewarm/prewarm/windows/internal/plan"
+	"github.com/prewarm/prewarm/agent/linktrack"
 )
 
 type linkWatcher struct {
@@ -66,7 +66,7 @@ func (w *linkWatcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, e
 		poll = 30 * time.Second
 	}
 
-	prev, err := w.snapshot()
+	initial, err := w.snapshot()
 	if err != nil {
 		if h != 0 {
 			windows.CancelMibChangeNotify2(h)
@@ -74,6 +74,8 @@ func (w *linkWatcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, e
 		unregister()
 		return nil, err
 	}
+	t := linktrack.New()
+	t.Seed(initial)
 	out := make(chan agent.LinkEvent, 16)
 	go func() {
 		defer close(out)
@@ -105,42 +107,22 @@ func (w *linkWatcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, e
 				w.log.Warn("read interfaces", "err", err)
 				continue
 			}
-			queue = coalesce(append(queue, plan.LinkEvents(prev, cur, time.Now())...))
-			prev = cur
+			queue = linktrack.Bound(append(queue, t.Sync(cur)...))
 		}
 	}()
 	return out, nil
 }
 
-// coalesce bounds a slow reader's backlog: past 64 events it keeps only
-// the last event of each interface.
-func coalesce(q []agent.LinkEvent) []agent.LinkEvent {
-	if len(q) <= 64 {
-		return q
-	}
-	last := map[int]int{}
-	for i, e := range q {
-		last[e.Index] = i
-	}
-	var out []agent.LinkEvent
-	for i, e := range q {
-		if last[e.Index] == i {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func (w *linkWatcher) snapshot() (map[int]plan.Link, error) {
+// snapshot lists every adapter for the tracker, which reports the managed
+// ones. Windows keeps no carrier-change counter: Changes stays 0.
+func (w *linkWatcher) snapshot() ([]linktrack.Link, error) {
 	as, err := adapters()
 	if err != nil {
 		return nil, err
 	}
-	m := map[int]plan.Link{}
+	ls := make([]linktrack.Link, 0, len(as))
 	for _, a := range as {
-		if managed(a, w.names) {
-			m[int(a.Index)] = plan.Link{Index: int(a.Index), Name: a.Name, MAC: a.MAC, Up: a.Up}
-		}
+		ls = append(ls, linktrack.Link{Index: int(a.Index), Name: a.Name, MAC: a.MAC, Up: a.Up, Managed: managed(a, w.names)})
 	}
-	return m, nil
+	return ls, nil
 }

@@ -16,7 +16,6 @@ import (
 
 	"golang.org/x/sys/windows"
 
-	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/windows/internal/plan"
 	"github.com/prewarm/prewarm/windows/internal/winapi"
 )
@@ -84,20 +83,6 @@ func TestNetworkAbsentSectionIsNoChange(t *testing.T) {
 	res, err := n.ApplyNetwork(context.Background(), nil)
 	if err != nil || res.Changed {
 		t.Errorf("ApplyNetwork(nil) = %+v, %v", res, err)
-	}
-}
-
-func TestCoalesce(t *testing.T) {
-	var q []agent.LinkEvent
-	for i := range 100 {
-		q = append(q, agent.LinkEvent{Index: i % 2, Kind: agent.CarrierLost + agent.LinkEventKind(i%2)})
-	}
-	got := coalesce(q)
-	if len(got) != 2 || got[0].Index != 0 || got[1].Index != 1 {
-		t.Errorf("coalesce kept %+v", got)
-	}
-	if short := coalesce(q[:10]); len(short) != 10 {
-		t.Errorf("coalesce shortened a short queue to %d", len(short))
 	}
 }
 

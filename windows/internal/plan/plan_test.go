@@ -96,43 +96,6 @@ func TestSkipRenewal(t *testing.T) {
 	}
 }
 
-func TestLinkEvents(t *testing.T) {
-	now := time.Unix(1, 0)
-	eth := Link{Index: 4, Name: "Ethernet", MAC: "52:54:00:12:34:56", Up: true}
-	down := eth
-	down.Up = false
-	eth2 := Link{Index: 9, Name: "Ethernet 2", MAC: "52:54:00:00:00:09", Up: false}
-	kinds := func(evs []agent.LinkEvent) []string {
-		var k []string
-		for _, e := range evs {
-			k = append(k, e.Kind.String()+":"+e.Interface)
-		}
-		return k
-	}
-	tests := []struct {
-		name      string
-		prev, cur map[int]Link
-		want      []string
-	}{
-		{"no change", map[int]Link{4: eth}, map[int]Link{4: eth}, nil},
-		{"lost", map[int]Link{4: eth}, map[int]Link{4: down}, []string{"carrier-lost:Ethernet"}},
-		{"back", map[int]Link{4: down}, map[int]Link{4: eth}, []string{"carrier-back:Ethernet"}},
-		{"added up", nil, map[int]Link{4: eth}, []string{"added:Ethernet", "carrier-back:Ethernet"}},
-		{"added down, removed", map[int]Link{4: eth}, map[int]Link{9: eth2}, []string{"removed:Ethernet", "added:Ethernet 2"}},
-	}
-	for _, tt := range tests {
-		evs := LinkEvents(tt.prev, tt.cur, now)
-		if got := kinds(evs); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("%s: %v; want %v", tt.name, got, tt.want)
-		}
-		for _, e := range evs {
-			if e.Time != now || e.MAC == "" || e.Index == 0 {
-				t.Errorf("%s: incomplete event %+v", tt.name, e)
-			}
-		}
-	}
-}
-
 func TestUsers(t *testing.T) {
 	if !IsSystemAccount(500) || !IsSystemAccount(503) || IsSystemAccount(1001) {
 		t.Error("IsSystemAccount")
