@@ -175,9 +175,9 @@ func (s *Server) adminRegister(w http.ResponseWriter, r *http.Request, id string
 func (s *Server) adminPublish(w http.ResponseWriter, r *http.Request, id string) {
 	var ifMatch *int64
 	if v := r.Header[api.HeaderIfMatch]; len(v) > 0 {
-		g, epoch, anyTag, err := parseETag(v[0])
-		if err != nil || anyTag || epoch != "" {
-			writeError(w, http.StatusBadRequest, "header If-Match must be a generation in quotes, like \"4\" (\"0\": nothing published yet) (got %q)", v[0])
+		g, err := api.ParseIfMatch(v[0])
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "%v", err)
 			return
 		}
 		ifMatch = &g
@@ -192,7 +192,7 @@ func (s *Server) adminPublish(w http.ResponseWriter, r *http.Request, id string)
 		writeErr(w, err)
 		return
 	}
-	w.Header().Set(api.HeaderETag, etag(gen))
+	w.Header().Set(api.HeaderETag, api.ETag{Generation: gen}.String())
 	writeJSON(w, http.StatusOK, api.PublishResult{Generation: gen})
 }
 
@@ -224,7 +224,7 @@ func (s *Server) adminGetConfig(w http.ResponseWriter, id string) {
 		writeError(w, http.StatusNotFound, "no config published for instance %q", id)
 		return
 	}
-	w.Header().Set(api.HeaderETag, etag(d.Generation))
+	w.Header().Set(api.HeaderETag, api.ETag{Generation: d.Generation}.String())
 	writeJSON(w, http.StatusOK, d)
 }
 

@@ -2,16 +2,17 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 )
 
-// The guest API's ETag of a document is "<generation>.<epoch>": the epoch
+// The guest API's ETag of a document is "<generation>.<epoch>" (api.ETag;
+// "<generation>" while a shared store is not reached yet): the epoch
 // (store.Store.Epoch) tells a generation of this store from the same
 // number of another one. A store that was reset or recovered has a new
-// epoch, so an agent's tag from before is never current there (pollCond):
+// epoch, so an agent's tag from before is never current there
+// (api.IfNoneMatch.Matches):
 // its long-poll answers at once and it re-reads.
 //
 // A restored older backup keeps the epoch but its generations are behind
@@ -20,7 +21,8 @@ import (
 // server logs it (once per instance) and raises the instance's generation
 // floor in the store, so that the next publish is numbered above what the
 // guest has seen and the agent takes it as new. Until then the guest's tag
-// counts as current (pollCond.fresh): it is never handed the older document.
+// counts as current (api.IfNoneMatch.Matches): it is never handed the
+// older document.
 
 // maxClaimedGeneration bounds a guest's claim: above it the claim is
 // ignored, so generations stay exact in any JSON reader (below 2^53) and
@@ -34,14 +36,6 @@ type aheadState struct {
 	floor  int64 // the highest floor raised
 	warned bool
 	failed bool // a raise failed and was logged; logged again once one succeeds
-}
-
-// guestETag is the guest API's entity tag of a document.
-func guestETag(gen int64, epoch string) string {
-	if epoch == "" {
-		return fmt.Sprintf(`"%d"`, gen) // a shared store not reached yet
-	}
-	return fmt.Sprintf(`"%d.%s"`, gen, epoch)
 }
 
 // noteAhead handles a guest that showed generation have of this store's

@@ -103,7 +103,9 @@ func TestHijackedLongPollForeignEpoch(t *testing.T) {
 }
 
 // tag is the guest ETag of generation gen on s.
-func tag(s *Server, gen int64) string { return guestETag(gen, s.st.Epoch()) }
+func tag(s *Server, gen int64) string {
+	return api.ETag{Generation: gen, Epoch: s.st.Epoch()}.String()
+}
 
 // logCount counts log records whose message contains a string.
 type logCount struct {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/imds/dialect"
-	"github.com/prewarm/prewarm/imds/store"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -205,26 +204,6 @@ func parseWait(q url.Values) (waitParams, error) {
 	return p, nil
 }
 
-// parseETag reads an entity tag holding a generation and, in the current
-// form, the store's epoch: "4.9f86d081884c7d65", or "4", W/"4" or 4.
-// "*" (any) is reported with any=true.
-func parseETag(v string) (gen int64, epoch string, any bool, err error) {
-	v = strings.TrimSpace(v)
-	if v == "*" {
-		return 0, "", true, nil
-	}
-	v = strings.TrimPrefix(v, "W/")
-	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-		v = v[1 : len(v)-1]
-	}
-	g, e, dotted := strings.Cut(v, ".")
-	gen, err = strconv.ParseInt(g, 10, 64)
-	if err != nil || gen < 0 || (dotted && !store.ValidEpoch(e)) {
-		return 0, "", false, errors.New("must be a generation and the store's epoch in quotes, like \"4.9f86d081884c7d65\", or a generation alone, like \"4\"")
-	}
-	return gen, e, false, nil
-}
-
 func writeDoc(w http.ResponseWriter, sn *snapshot) {
 	h := w.Header()
 	h["Content-Type"] = ctJSON
@@ -252,20 +231,19 @@ func (s *Server) guestConfig(w http.ResponseWriter, r *http.Request, inst *insta
 			return
 		}
 	}
-	have, epoch, hasINM, any := int64(0), "", false, false
+	var cond pollCond
 	if v := r.Header[api.HeaderIfNoneMatch]; len(v) > 0 {
-		var err error
-		if have, epoch, any, err = parseETag(v[0]); err != nil {
-			writeError(w, http.StatusBadRequest, "header If-None-Match %v (got %q)", err, v[0])
+		inm, err := api.ParseIfNoneMatch(v[0])
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "%v", err)
 			return
 		}
-		hasINM = true
+		cond = pollCond{inm: inm, hasINM: true}
 	}
-	cond := pollCond{have: have, epoch: epoch, hasINM: hasINM, any: any}
 	fresh := cond.fresh
 	sn := inst.cur.Load()
-	if epoch != "" && epoch == sn.epoch && have > sn.generation {
-		s.noteAhead(r.Context(), inst, have, sn.generation)
+	if have := cond.inm.ETag; have.Epoch != "" && have.Epoch == sn.epoch && have.Generation > sn.generation {
+		s.noteAhead(r.Context(), inst, have.Generation, sn.generation)
 	}
 	if !p.wait {
 		switch {

@@ -38,35 +38,20 @@ type parkedPoll struct {
 // has one.
 const DefaultMaxParked = 64
 
-// pollCond is what a poll already has: If-None-Match.
+// pollCond is what a poll already has: its If-None-Match, if it sent one.
 type pollCond struct {
-	have        int64
-	epoch       string // "" for the older "<generation>" form
-	hasINM, any bool
+	inm    api.IfNoneMatch
+	hasINM bool
 }
 
 // fresh reports whether sn answers a poll with this condition: a
-// document exists and the poll's tag is not its tag. A tag of another
-// epoch is never current, whatever its generation: it came from another
-// (reset or recovered) store. A tag of this epoch with a generation above
-// the document's is the guest of a store restored from an older backup:
-// the document is older than what the guest has, so the poll waits for a
-// publish numbered past it (noteAhead raised the floor), and generations
-// never go back for a guest.
+// document exists and the poll's tag does not name it
+// (api.IfNoneMatch.Matches: a tag of another epoch never does; one of this
+// epoch ahead of the document, a guest of a store restored from an older
+// backup, does until a publish numbered past it, which noteAhead makes
+// sure of).
 func (c pollCond) fresh(sn *snapshot) bool {
-	switch {
-	case sn.doc == nil:
-		return false
-	case !c.hasINM:
-		return true
-	case c.any:
-		return false
-	case c.epoch != "" && c.epoch != sn.epoch:
-		return true
-	case c.epoch != "" && c.have > sn.generation:
-		return false
-	}
-	return sn.generation != c.have
+	return sn.doc != nil && (!c.hasINM || !c.inm.Matches(api.ETag{Generation: sn.generation, Epoch: sn.epoch}))
 }
 
 // parkHijacked parks the poll without a goroutine. It returns false, having
@@ -183,8 +168,9 @@ func (s *Server) wake(inst *instance) {
 	for _, p := range ready {
 		p.timer.Stop()
 	}
-	// Never write on the caller's goroutine: it holds writeMu, and a guest
-	// that stops reading must not stall publishes.
+	// Never write on the caller's goroutine: it is the store's feed, which
+	// a publish waits for, and a guest that stops reading must not stall
+	// publishes.
 	resp, code := docResponse(sn), http.StatusOK
 	if sn.deleted {
 		resp, code = unknownInstanceResponse(), http.StatusNotFound

@@ -211,7 +211,7 @@ type snapshot struct {
 	generation int64
 	doc        []byte   // stamped document; nil while none is published
 	epoch      string   // the store's epoch when the snapshot was made
-	etag       []string // {`"<generation>.<epoch>"`} (guestETag)
+	etag       []string // {`"<generation>.<epoch>"`} (api.ETag)
 	length     []string // {len(doc)}
 	deleted    bool
 	changed    chan struct{}
@@ -331,7 +331,7 @@ func (s *Server) closeStore() {
 func (s *Server) newSnapshot(id string, reg store.Registration, gen int64, doc []byte) *snapshot {
 	sn := &snapshot{reg: reg, generation: gen, doc: doc, epoch: s.st.Epoch(), changed: make(chan struct{})}
 	if doc != nil {
-		sn.etag = []string{guestETag(gen, sn.epoch)}
+		sn.etag = []string{api.ETag{Generation: gen, Epoch: sn.epoch}.String()}
 		sn.length = []string{fmt.Sprint(len(doc))}
 	}
 	if s.opts.Dialects != nil {
@@ -353,8 +353,6 @@ func (inst *instance) Current() (*dialect.View, <-chan struct{}) {
 	sn := inst.cur.Load()
 	return sn.view, sn.changed
 }
-
-func etag(gen int64) string { return fmt.Sprintf("%q", fmt.Sprint(gen)) }
 
 // index installs rec in the in-memory registry, replacing what was there.
 // Callers hold writeMu (or are New).
