@@ -62,11 +62,24 @@ Source: https://github.com/prewarm/prewarm
 
 Files: *
 Copyright: $year The Prewarm authors
-License: Proprietary
- Prewarm has not been published under a free software license; all rights
- are reserved by its authors. The binaries are statically linked Go
- programs and include Go modules under their own licenses (BSD-3-Clause,
- MIT, Apache-2.0), listed by \`go version -m /usr/bin/<program>\`.
+License: Apache-2.0
+ Licensed under the Apache License, Version 2.0 (the "License"); you may
+ not use this file except in compliance with the License. You may obtain a
+ copy of the License at
+ .
+ http://www.apache.org/licenses/LICENSE-2.0
+ .
+ Unless required by applicable law or agreed to in writing, software
+ distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+ WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+ License for the specific language governing permissions and limitations
+ under the License.
+ .
+ On Debian systems, the complete text of the Apache License, Version 2.0
+ can be found in "/usr/share/common-licenses/Apache-2.0". The binaries are
+ statically linked Go programs and include Go modules under their own
+ licenses (BSD-3-Clause, MIT, Apache-2.0), listed by
+ \`go version -m /usr/bin/<program>\`.
 EOT
 for m in prewarm-agent prewarm-imds; do
 	gzip -9nc "packaging/man/$m.8" >"$DOCDIR/$m.8.gz"
@@ -86,7 +99,7 @@ for m in prewarm-agent prewarm-imds; do
 	go tool nfpm package --config "$cfg" --packager deb --target "$dist/"
 	# RPM requires a License tag; a .deb has no such field (lintian:
 	# unknown-field), and nfpm sets both from one key, so only here.
-	{ cat "$cfg"; echo "license: Proprietary"; } |
+	{ cat "$cfg"; echo "license: Apache-2.0"; } |
 		go tool nfpm package --config - --packager rpm --target "$dist/"
 done
 ls -l "$dist"/*.deb "$dist"/*.rpm
