@@ -14,9 +14,16 @@ import (
 // flock on it, so recovery fails fast instead of renaming a file a server
 // still writes to; a server starting meanwhile waits for the lock.
 func lockForRecovery(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	// Links are followed (a server follows them too); O_NONBLOCK keeps a
+	// FIFO from hanging the open. What cannot be opened, or is not a
+	// regular file, is no store a server runs on: the check reports it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, err
+		return func() {}, nil
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return func() {}, nil
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
 		f.Close()
