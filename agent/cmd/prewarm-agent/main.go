@@ -129,6 +129,21 @@ func (f *runFlags) args() []string {
 		"--platform=" + f.platform, "--manage-existing-users=" + f.manageUsers}
 }
 
+// changedArgs is args without the flags that hold their defaults: what the
+// systemd unit's ExecStart adds to `run`.
+func (f *runFlags) changedArgs() []string {
+	var d runFlags
+	d.register(flag.NewFlagSet("", flag.ContinueOnError))
+	all, def := f.args(), d.args()
+	out := all[:1:1]
+	for i := 1; i < len(all); i++ {
+		if all[i] != def[i] {
+			out = append(out, all[i])
+		}
+	}
+	return out
+}
+
 func (f *runFlags) interfaceList() []string { return splitList(f.interfaces) }
 
 func (f *runFlags) manageUserList() []string { return splitList(f.manageUsers) }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/kardianos/service"
 
 	"github.com/prewarm/prewarm/agent"
+	units "github.com/prewarm/prewarm/packaging/systemd"
 	winsvc "github.com/prewarm/prewarm/windows/service"
 )
 
@@ -89,44 +91,58 @@ func (p *program) Stop(service.Service) error {
 	}
 }
 
-// systemdUnit is kardianos' default unit with Type=notify, so systemd
-// waits for READY=1 (the first report written) before it counts the agent
-// as started.
-const systemdUnit = `[Unit]
-Description={{Description}}
-ConditionFileIsExecutable={{Path | cmdEscape}}
-# After the network stack, before network-online: the link watcher is open
-# before the first flap (packaging/systemd/prewarm-agent.service, the unit
-# the packages install, says the same with hardening on top).
-After=network.target
-Before=network-online.target
-StartLimitIntervalSec=120
-StartLimitBurst=10
-{{range Dependencies}}{{.}}
-{{end}}
-[Service]
-Type=notify
-NotifyAccess=main
-ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}
-{{if Restart}}Restart={{Restart}}
-{{end}}RestartSec=5
-# exitAlreadyRunning: another agent holds the state dir's lock.
-RestartPreventExitStatus=7
-TimeoutStopSec=15
-# The DHCP client the agent restarts lands in this cgroup: it must outlive
-# an agent restart, or the lease would lapse.
-KillMode=process
+// systemdUnit is the unit `prewarm-agent install` writes on a systemd
+// machine: the one the .deb and .rpm install (packaging/systemd, embedded),
+// hardening and all, with its ExecStart running exe with the flags install
+// was given that differ from their defaults. Installed as
+// /usr/bin/prewarm-agent with no flags, it is that file byte for byte.
+func systemdUnit(exe string, f *runFlags) (string, error) {
+	if strings.Count(units.AgentUnit, units.AgentExecStart) != 1 {
+		return "", errors.New("the embedded unit has no single " + strings.TrimSpace(units.AgentExecStart))
+	}
+	words := []string{systemdQuote(exe)}
+	for _, a := range f.changedArgs() {
+		words = append(words, systemdQuote(a))
+	}
+	exec := "ExecStart=" + strings.Join(words, " ") + " $PREWARM_AGENT_OPTS\n"
+	unit := strings.Replace(units.AgentUnit, units.AgentExecStart, exec, 1)
+	// kardianos reads the unit as a template: one without actions is
+	// written verbatim.
+	if strings.Contains(unit, "{{") {
+		return "", fmt.Errorf("install: %q cannot stand in a systemd unit", exec)
+	}
+	return unit, nil
+}
 
-[Install]
-WantedBy=multi-user.target
-`
+// systemdQuote quotes one word of an ExecStart command line: % and $ are
+// doubled (systemd would expand them), and a word with other than plain
+// characters is double-quoted with C escapes.
+func systemdQuote(w string) string {
+	w = strings.NewReplacer("%", "%%", "$", "$$").Replace(w)
+	plain := w != ""
+	for _, r := range w {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("%$+,-./:=@_", r)) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return w
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(w) + `"`
+}
 
-func newService(p *program, args []string) (service.Service, error) {
+// newService makes the service definition kardianos installs and runs
+// under. unit is the systemd unit an install writes (systemdUnit); run and
+// the other actions write none and pass "".
+func newService(p *program, args []string, unit string) (service.Service, error) {
 	opts := service.KeyValue{
-		"SystemdScript":          systemdUnit,
 		"Restart":                "always",
 		"OnFailure":              "restart",
 		"OnFailureDelayDuration": "5s",
+	}
+	if unit != "" {
+		opts["SystemdScript"] = unit
 	}
 	osServiceOptions(opts)
 	// One name on every OS; on Windows it is also the Event Log source and
@@ -154,7 +170,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	}
 	tuneMemory()
 	p := &program{flags: f, stderr: stderr}
-	s, err := newService(p, f.args())
+	s, err := newService(p, f.args(), "")
 	if err != nil {
 		// No service manager detected (a container, a chroot): run plainly
 		// until SIGINT or SIGTERM.
@@ -179,7 +195,17 @@ func cmdService(action string, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	s, err := newService(&program{flags: f, stderr: stderr}, f.args())
+	var unit string
+	if action == "install" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("install: locate this binary for the unit's ExecStart: %w", err)
+		}
+		if unit, err = systemdUnit(exe, f); err != nil {
+			return err
+		}
+	}
+	s, err := newService(&program{flags: f, stderr: stderr}, f.args(), unit)
 	if err != nil {
 		return err
 	}
