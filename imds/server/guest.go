@@ -339,15 +339,11 @@ func decodeReport(body []byte) (*status.Report, *Error) {
 		return nil, errorf(http.StatusBadRequest, "malformed status report: data after the JSON object")
 	}
 	if err := rep.Validate(); err != nil {
-		e := &Error{Status: http.StatusBadRequest, Body: api.Error{Error: "invalid status report"}}
-		for _, line := range strings.Split(err.Error(), "\n") {
-			path, reason, ok := strings.Cut(line, ": ")
-			if !ok {
-				path, reason = "", line
-			}
-			e.Body.Fields = append(e.Body.Fields, api.FieldError{Path: path, Reason: reason})
+		var ve *status.ValidationError
+		if !errors.As(err, &ve) {
+			return nil, errorf(http.StatusBadRequest, "invalid status report: %v", err)
 		}
-		return nil, e
+		return nil, &Error{Status: http.StatusBadRequest, Body: api.Error{Error: "invalid status report", Fields: ve.Fields}}
 	}
 	return &rep, nil
 }

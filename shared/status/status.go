@@ -6,7 +6,10 @@ package status
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/prewarm/prewarm/shared/config"
 )
 
 // MaxReportBytes is the largest status report body the IMDS accepts.
@@ -102,25 +105,50 @@ func ValidState(s string) bool {
 	return false
 }
 
-// Validate checks the rules the IMDS enforces on a received report.
+// FieldError names one offending field of a report by its path
+// (steps[1].name) and the rule it breaks. It is the config's type, so
+// every error object of the API lists its fields one way.
+type FieldError = config.FieldError
+
+// ValidationError lists every field error of one report.
+type ValidationError struct {
+	Fields []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	fields := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		fields[i] = f.Path + ": " + f.Reason
+	}
+	return "invalid status report: " + strings.Join(fields, "; ")
+}
+
+// Validate checks the rules the IMDS enforces on a received report. It
+// returns a *ValidationError naming every offending field, or nil.
 func (r *Report) Validate() error {
-	var errs []error
+	var fields []FieldError
+	fail := func(path, reason string) {
+		fields = append(fields, FieldError{Path: path, Reason: reason})
+	}
 	if r.Seq == 0 {
-		errs = append(errs, errors.New("seq: must be at least 1"))
+		fail("seq", "must be at least 1")
 	}
 	if !ValidState(r.State) {
-		errs = append(errs, fmt.Errorf("state: must be one of starting, waiting, applying, partial-ready, provisioned, failed (got %q)", r.State))
+		fail("state", fmt.Sprintf("must be one of starting, waiting, applying, partial-ready, provisioned, failed (got %q)", r.State))
 	}
 	if r.Generation < 0 {
-		errs = append(errs, errors.New("generation: must not be negative"))
+		fail("generation", "must not be negative")
 	}
 	if r.Time.IsZero() {
-		errs = append(errs, errors.New("time: required"))
+		fail("time", "required")
 	}
 	for i, s := range r.Steps {
 		if s.Name == "" {
-			errs = append(errs, fmt.Errorf("steps[%d].name: required", i))
+			fail(fmt.Sprintf("steps[%d].name", i), "required")
 		}
 	}
-	return errors.Join(errs...)
+	if len(fields) > 0 {
+		return &ValidationError{Fields: fields}
+	}
+	return nil
 }

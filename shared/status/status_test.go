@@ -2,6 +2,8 @@ package status
 
 import (
 	"encoding/json"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,5 +52,32 @@ func TestReportValidate(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"time":"yesterday"}`), &r); err == nil {
 		t.Error("bad time accepted")
+	}
+}
+
+// TestReportValidateFields: Validate names every offending field by its
+// path, as config validation does, so the IMDS's 400 lists them.
+func TestReportValidateFields(t *testing.T) {
+	r := Report{State: "done", Generation: -1, Steps: []Step{{Name: "hostname"}, {OK: true}}}
+	var ve *ValidationError
+	if err := r.Validate(); !errors.As(err, &ve) {
+		t.Fatalf("Validate = %v, want a *ValidationError", err)
+	}
+	var paths []string
+	for _, f := range ve.Fields {
+		if f.Reason == "" {
+			t.Errorf("field %s without a reason", f.Path)
+		}
+		paths = append(paths, f.Path)
+	}
+	if want := []string{"seq", "state", "generation", "time", "steps[1].name"}; !slices.Equal(paths, want) {
+		t.Errorf("paths %v, want %v", paths, want)
+	}
+	if !strings.HasPrefix(ve.Error(), "invalid status report: seq: must be at least 1; state: ") {
+		t.Errorf("Error() = %q", ve.Error())
+	}
+	ok := Report{Seq: 1, Time: Time{time.Now()}, State: StateWaiting}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("valid report: %v", err)
 	}
 }
