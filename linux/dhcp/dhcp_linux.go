@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/internal/run"
 	"github.com/prewarm/prewarm/linux/internal/nl"
-	"github.com/prewarm/prewarm/linux/internal/run"
 )
 
 // Options configure a Renewer.

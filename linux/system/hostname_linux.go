@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/internal/run"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
-	"github.com/prewarm/prewarm/linux/internal/run"
 	"golang.org/x/sys/unix"
 )
 

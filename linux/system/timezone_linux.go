@@ -14,8 +14,8 @@ import (
 	"syscall"
 
 	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/internal/run"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
-	"github.com/prewarm/prewarm/linux/internal/run"
 )
 
 var zoneRE = regexp.MustCompile(`^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$`)

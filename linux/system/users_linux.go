@@ -18,8 +18,8 @@ import (
 
 	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/internal/authkeys"
+	"github.com/prewarm/prewarm/internal/run"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
-	"github.com/prewarm/prewarm/linux/internal/run"
 	"github.com/prewarm/prewarm/shared/config"
 	"golang.org/x/sys/unix"
 )

@@ -15,9 +15,9 @@ import (
 	"golang.org/x/sys/windows"
 
 	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/internal/run"
 	"github.com/prewarm/prewarm/shared/config"
 	"github.com/prewarm/prewarm/windows/internal/plan"
-	"github.com/prewarm/prewarm/windows/internal/run"
 	"github.com/prewarm/prewarm/windows/internal/state"
 	"github.com/prewarm/prewarm/windows/internal/winapi"
 )
@@ -136,7 +136,7 @@ func (n *networkConfigurator) apply(ctx context.Context, a adapter, ops plan.Ops
 		// finds present.
 		p := ops.Static
 		mask := net.IP(net.CIDRMask(p.Bits(), 32)).String()
-		_, err := n.runner.Run(ctx, run.Cmd{Path: run.Netsh(), Args: []string{"interface", "ipv4", "set", "address",
+		_, err := n.runner.Run(ctx, run.Cmd{Name: "netsh", Args: []string{"interface", "ipv4", "set", "address",
 			"name=" + strconv.Itoa(int(a.Index)), "source=static", "address=" + p.Addr().String(), "mask=" + mask}})
 		if err != nil {
 			return done, fmt.Errorf("disable DHCP: %w", err)
@@ -218,12 +218,12 @@ func (n *networkConfigurator) setDNS(ctx context.Context, a adapter, ops plan.Op
 	}
 	idx := "name=" + strconv.Itoa(int(a.Index))
 	args := []string{"interface", "ipv4", "set", "dnsservers", idx, "source=static", "address=none", "validate=no"}
-	if _, err := n.runner.Run(ctx, run.Cmd{Path: run.Netsh(), Args: args}); err != nil {
+	if _, err := n.runner.Run(ctx, run.Cmd{Name: "netsh", Args: args}); err != nil {
 		return fmt.Errorf("set name servers: %w", err)
 	}
 	for i, s := range servers {
 		args := []string{"interface", "ipv4", "add", "dnsservers", idx, "address=" + s.String(), "index=" + strconv.Itoa(i+1), "validate=no"}
-		if _, err := n.runner.Run(ctx, run.Cmd{Path: run.Netsh(), Args: args}); err != nil {
+		if _, err := n.runner.Run(ctx, run.Cmd{Name: "netsh", Args: args}); err != nil {
 			return fmt.Errorf("add name server %s: %w", s, err)
 		}
 	}

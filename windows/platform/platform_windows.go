@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/agent"
-	"github.com/prewarm/prewarm/windows/internal/run"
+	"github.com/prewarm/prewarm/internal/run"
 	"github.com/prewarm/prewarm/windows/timezone"
 )
 
@@ -73,7 +73,7 @@ func New(opts Options) (agent.Platform, error) {
 	}
 	runner := opts.Runner
 	if runner == nil {
-		runner = run.Exec{Log: log.With("component", "run")}
+		runner = &run.Exec{Logger: log.With("component", "run")}
 	}
 	if opts.DHCPGrace <= 0 {
 		opts.DHCPGrace = DefaultDHCPGrace

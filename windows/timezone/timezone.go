@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/internal/run"
 	"github.com/prewarm/prewarm/windows/internal/plan"
-	"github.com/prewarm/prewarm/windows/internal/run"
 	"github.com/prewarm/prewarm/windows/tzmap"
 )
 
@@ -16,8 +16,6 @@ import (
 type Setter struct {
 	Runner run.Runner
 	Log    *slog.Logger
-	// Tzutil is the path of tzutil.exe; "" means run.Tzutil().
-	Tzutil string
 }
 
 // ApplyTimezone sets the Windows time zone that corresponds to zone.
@@ -27,11 +25,7 @@ func (s Setter) ApplyTimezone(ctx context.Context, zone string) (agent.StepResul
 	if err != nil {
 		return res.StepResult(), fmt.Errorf("set timezone %q: %w", zone, err)
 	}
-	tzutil := s.Tzutil
-	if tzutil == "" {
-		tzutil = run.Tzutil()
-	}
-	out, err := s.Runner.Run(ctx, run.Cmd{Path: tzutil, Args: []string{"/g"}})
+	out, err := s.Runner.Run(ctx, run.Cmd{Name: "tzutil", Args: []string{"/g"}})
 	if err != nil {
 		return res.StepResult(), fmt.Errorf("read current timezone: %w", err)
 	}
@@ -41,7 +35,7 @@ func (s Setter) ApplyTimezone(ctx context.Context, zone string) (agent.StepResul
 	// A current zone with daylight saving off (tzutil prints it with the
 	// suffix "_dstoff") differs too:
 	// setting the plain ID turns daylight saving back on, as the zone has it.
-	if _, err := s.Runner.Run(ctx, run.Cmd{Path: tzutil, Args: []string{"/s", id}}); err != nil {
+	if _, err := s.Runner.Run(ctx, run.Cmd{Name: "tzutil", Args: []string{"/s", id}}); err != nil {
 		return res.StepResult(), fmt.Errorf("set timezone %q (%s): %w", zone, id, err)
 	}
 	if s.Log != nil {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prewarm/prewarm/windows/internal/run"
+	"github.com/prewarm/prewarm/internal/run"
 	"github.com/prewarm/prewarm/windows/tzmap"
 )
 
@@ -21,6 +21,8 @@ type fakeRunner struct {
 func (f *fakeRunner) Run(_ context.Context, c run.Cmd) ([]byte, error) {
 	f.calls = append(f.calls, strings.Join(c.Args, " "))
 	switch {
+	case c.Name != "tzutil":
+		return nil, errors.New("not tzutil: " + c.String())
 	case len(c.Args) == 1 && c.Args[0] == "/g":
 		return []byte(f.current + "\r\n"), nil
 	case len(c.Args) == 2 && c.Args[0] == "/s":
@@ -32,6 +34,8 @@ func (f *fakeRunner) Run(_ context.Context, c run.Cmd) ([]byte, error) {
 	}
 	return nil, errors.New("unexpected command")
 }
+
+func (f *fakeRunner) Look(name string) (string, error) { return name, nil }
 
 func TestApplyTimezone(t *testing.T) {
 	tests := []struct {
@@ -47,7 +51,7 @@ func TestApplyTimezone(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeRunner{current: tt.current}
-			s := Setter{Runner: f, Tzutil: "tzutil.exe"}
+			s := Setter{Runner: f}
 			res, err := s.ApplyTimezone(context.Background(), tt.zone)
 			if err != nil {
 				t.Fatal(err)

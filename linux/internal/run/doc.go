@@ -1,4 +1,5 @@
-// Package run is the one seam through which the Linux platform runs external
-// commands (useradd, chpasswd, hostnamectl, dhclient...). The paths of every
-// command live here, in one table; tests replace the Runner with a fake.
+// Package run is a forwarding name for internal/run, the one seam through
+// which both platforms run external commands, kept only for linux/network
+// until that package imports internal/run itself. New code imports
+// internal/run.
 package run
