@@ -2,61 +2,62 @@ package server
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prewarm/prewarm/imds/store"
 	"github.com/prewarm/prewarm/shared/api"
-	"github.com/prewarm/prewarm/shared/status"
 )
 
-// followedStore wraps a Store the way a shared backend behaves: every
-// write is also delivered to a follower (here: straight back into the
-// server) before the write returns.
-type followedStore struct {
+// scriptedFeed is a store whose feed also carries the events a test sends
+// (what a shared store's feed brings: resyncs, outages), in order with the
+// store's own.
+type scriptedFeed struct {
 	store.Store
-	s *Server
+	mu sync.Mutex
+	fn func(store.Event)
 }
 
-func (f *followedStore) Apply(ctx context.Context, id string, c store.Change) (store.Record, error) {
-	rec, err := f.Store.Apply(ctx, id, c)
-	if err == nil {
-		f.s.Sync(rec)
+func (f *scriptedFeed) Feed(ctx context.Context, fn func(store.Event)) error {
+	return f.Store.Feed(ctx, func(ev store.Event) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.fn = fn
+		fn(ev)
+	})
+}
+
+func (f *scriptedFeed) send(ev store.Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fn(ev)
+}
+
+func stampHostname(host string) store.Stamper {
+	return func(id string, gen int64) ([]byte, error) {
+		return fmt.Appendf(nil, `{"instanceId":%q,"generation":%d,"hostname":%q}`, id, gen, host), nil
 	}
-	return rec, err
 }
 
-func (f *followedStore) Delete(ctx context.Context, id string) error {
-	err := f.Store.Delete(ctx, id)
-	if err == nil {
-		f.s.Forget(id)
-	}
-	return err
-}
-
-func (f *followedStore) AppendStatus(ctx context.Context, id string, r status.Report) error {
-	err := f.Store.AppendStatus(ctx, id, r)
-	if err == nil {
-		f.s.SyncStatus(id, r)
-	}
-	return err
-}
-
-func TestFollowedIndex(t *testing.T) {
+// The index follows the store's feed alone: the server's own writes, the
+// store's changes made around the server, resyncs and health all reach it
+// that way.
+func TestFeedIsTheIndexWriter(t *testing.T) {
 	b, err := store.OpenBolt(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	fs := &followedStore{Store: b}
-	s := newTestServer(t, Options{Store: fs, Followed: true})
-	fs.s = s
+	fs := &scriptedFeed{Store: b}
+	s := newTestServer(t, Options{Store: fs})
 	h := s.GuestHandler()
+	ctx := context.Background()
 
-	// The server's own writes reach the index through the follower.
+	// The server's own writes.
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"10.0.0.1"}})
 	ch := poll(h, "10.0.0.1", "wait=true&timeout=10", "")
 	parked(t, s, 1)
@@ -71,23 +72,65 @@ func TestFollowedIndex(t *testing.T) {
 		t.Fatalf("status not followed: %+v", in.LastStatus)
 	}
 
-	// Changes made elsewhere (another host) arrive through Sync / Resync.
-	doc, _ := json.Marshal(map[string]any{"instanceId": "vm-b", "generation": 7, "hostname": "b"})
-	s.Sync(store.Record{ID: "vm-b", Registration: store.Registration{Addresses: []string{"10.0.0.2"}}, Generation: 7, Config: doc})
-	if rec := do(h, req{path: api.PathConfig, from: "10.0.0.2", hdr: md}); rec.Code != 200 || rec.Header().Get("ETag") != tag(s, 7) {
-		t.Fatalf("synced instance: %d %s", rec.Code, rec.Body.String())
+	// A change made in the store around the server (as another host of a
+	// shared store, or a control plane, would) is in the index when the
+	// store's write returns.
+	if _, err := b.Apply(ctx, "vm-b", store.Change{Register: &store.Registration{Addresses: []string{"10.0.0.2"}}, Publish: stampHostname("b")}); err != nil {
+		t.Fatal(err)
 	}
-	ch = poll(h, "10.0.0.2", "wait=true&timeout=10", `"7"`)
+	if rec := do(h, req{path: api.PathConfig, from: "10.0.0.2", hdr: md}); rec.Code != 200 || rec.Header().Get("ETag") != tag(s, 1) {
+		t.Fatalf("instance written around the server: %d %s", rec.Code, rec.Body.String())
+	}
+	ch = poll(h, "10.0.0.2", "wait=true&timeout=10", tag(s, 1))
 	parked(t, s, 1)
-	s.Resync([]store.Record{{ID: "vm-b", Registration: store.Registration{Addresses: []string{"10.0.0.2"}}, Generation: 7, Config: doc}})
-	if _, ok := s.Instance("vm-a"); ok {
-		t.Fatal("Resync kept an instance it did not list")
+
+	// A resync replaces the index.
+	recs, err := b.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	s.Forget("vm-b")
+	var only []store.Record
+	for _, r := range recs {
+		if r.ID == "vm-b" {
+			only = append(only, r)
+		}
+	}
+	fs.send(store.Event{Type: store.EventResync, Records: only})
+	if _, ok := s.Instance("vm-a"); ok {
+		t.Fatal("resync kept an instance it did not list")
+	}
+
+	// A delete around the server answers the parked poll 404.
+	if err := b.Delete(ctx, "vm-b"); err != nil {
+		t.Fatal(err)
+	}
 	if r := waitResult(t, ch, 5*time.Second); r.code != 404 || !strings.Contains(r.body, "unknown instance") {
-		t.Fatalf("after Forget: %+v", r)
+		t.Fatalf("after delete: %+v", r)
 	}
 	if n := len(s.Instances()); n != 0 {
-		t.Fatal(fmt.Sprint(n, " instances left"))
+		t.Fatal(n, "instances left")
+	}
+
+	// Health comes through the feed too.
+	down := errors.New("etcd unavailable")
+	fs.send(store.Event{Type: store.EventHealth, Err: down})
+	if err := s.StoreHealth(); !errors.Is(err, down) {
+		t.Fatalf("StoreHealth = %v", err)
+	}
+	fs.send(store.Event{Type: store.EventHealth})
+	if err := s.StoreHealth(); err != nil {
+		t.Fatalf("StoreHealth after recovery = %v", err)
+	}
+}
+
+// A store whose feed cannot start fails New.
+func TestNewFailsWithoutFeed(t *testing.T) {
+	b, err := store.OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if _, err := New(Options{Store: b, Logger: testLogger(t)}); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("New on a closed store: %v", err)
 	}
 }

@@ -8,9 +8,9 @@ import (
 	"time"
 )
 
-// A shared store (Options.Followed, e.g. etcd) can become unreachable while
-// the server keeps running. The caller following the store reports that
-// through SetStoreHealth; the server then keeps serving guests the last
+// A shared store (e.g. etcd) can become unreachable while the server keeps
+// running. Its feed reports that (store.EventHealth, follow.go) through
+// SetStoreHealth; the server then keeps serving guests the last
 // documents it knows, says so on /healthz and in
 // prewarm_imds_store_degraded, and answers writes the store refuses with
 // 503 and the error object.

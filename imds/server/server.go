@@ -27,7 +27,8 @@
 // The server holds an in-memory index of the registry (address and host
 // interface to instance) and each instance's current document, encoded
 // once per publish, so that a guest GET is a map lookup and one write. The
-// store makes every change durable before the index shows it.
+// store's change feed is the index's only writer (follow.go): a change is
+// durable before the index shows it, and a write returns once it does.
 package server
 
 import (
@@ -112,12 +113,6 @@ type Options struct {
 	// poll past it answers the instance's oldest parked poll 304, so the
 	// newest always waits.
 	MaxParkedPerInstance int
-	// Followed says the store can change behind this server (a shared
-	// backend such as etcd) and the caller feeds the in-memory index from
-	// the store's change stream through Sync, SyncStatus, Forget and
-	// Resync. The server's own writes then reach the index that way too
-	// (the store returns from a write once its follower has delivered it).
-	Followed bool
 	// Dialects are the cloud metadata dialects (PROTOCOL.md section 5)
 	// the guest listeners speak besides the native API; nil means the
 	// native API only. A set without "native" turns the native paths off.
@@ -142,9 +137,15 @@ type Server struct {
 	health    storeHealth
 	panicLog  panicLog
 
-	// writeMu serializes changes: store transaction then index update, so
-	// the index applies changes in the store's order.
+	// writeMu serializes this server's own changes, so that Register's
+	// created answer is exact for writes through this server and Shutdown
+	// closes the store between two of them. The order of the index is the
+	// feed's (follow.go), not writeMu's.
 	writeMu sync.Mutex
+
+	// feedStop ends the store's feed; feedDone is closed when it ended.
+	feedStop context.CancelFunc
+	feedDone chan struct{}
 
 	mu      sync.RWMutex
 	byID    map[string]*instance
@@ -188,8 +189,9 @@ type instance struct {
 
 	// appendMu makes appendStatus's duplicate check and its store write
 	// one step, so two copies of one report sent at once are stored once.
-	// lastAppended is the last report this server stored (in Followed
-	// mode lastStatus only changes when the store's watch delivers).
+	// lastAppended is the last report this server stored (lastStatus is
+	// the feed's, and a shared store's feed may hold a newer one from
+	// another host).
 	appendMu     sync.Mutex
 	lastAppended *status.Report
 
@@ -224,9 +226,12 @@ var idRE = regexp.MustCompile(api.InstanceIDPattern)
 // ValidID reports whether id is a valid instance id.
 func ValidID(id string) bool { return idRE.MatchString(id) }
 
-// New builds a Server and loads the registry from its store. It starts the
-// publish-directory watcher when opts.PublishDir is set; it serves nothing
-// until ServeGuest / ServeAdmin or the handlers are used.
+// New builds a Server and starts following its store's change feed; it
+// returns once the index holds the store's state (or a shared store is
+// known to be unreachable: the server then starts degraded and fills its
+// index when the store answers). It starts the publish-directory watcher
+// when opts.PublishDir is set; it serves nothing until ServeGuest /
+// ServeAdmin or the handlers are used.
 func New(opts Options) (*Server, error) {
 	if opts.Rate < 0 {
 		return nil, fmt.Errorf("rate %v: must not be negative", opts.Rate)
@@ -286,20 +291,19 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
-	recs, err := s.st.Load(context.Background())
-	if err != nil {
-		s.closeStore()
-		return nil, err
-	}
-	for _, r := range recs {
-		s.index(r)
-	}
-
-	s.log.Info("registry loaded", "instances", len(recs))
 	s.guest = s.recoverer("guest", http.HandlerFunc(s.serveGuest))
 	s.admin = s.recoverer("admin", http.HandlerFunc(s.serveAdmin))
+	// The binder starts before the feed, which kicks it with every
+	// registry change.
 	if opts.GuestAddr != "" {
 		s.binder = startBinder(s, opts.GuestAddr, opts.GuestInterfaces)
+	}
+	if err := s.startFeed(); err != nil {
+		if s.binder != nil {
+			s.binder.stop()
+		}
+		s.closeStore()
+		return nil, err
 	}
 	if opts.PublishDir != "" {
 		pd, err := startPublishDir(s, opts.PublishDir)
@@ -307,6 +311,7 @@ func New(opts Options) (*Server, error) {
 			if s.binder != nil {
 				s.binder.stop()
 			}
+			s.stopFeed()
 			s.closeStore()
 			return nil, err
 		}
@@ -355,7 +360,7 @@ func (inst *instance) Current() (*dialect.View, <-chan struct{}) {
 }
 
 // index installs rec in the in-memory registry, replacing what was there.
-// Callers hold writeMu (or are New).
+// Only the store's feed calls it (follow.go).
 func (s *Server) index(rec store.Record) *instance {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -496,6 +501,8 @@ func storeError(id string, err error) *Error {
 		return errorf(http.StatusNotFound, "instance %q is not registered", id)
 	case errors.Is(err, store.ErrClosed):
 		return errorf(http.StatusServiceUnavailable, "server is shutting down")
+	case errors.Is(err, store.ErrNotVisible):
+		return errorf(http.StatusServiceUnavailable, "the change is durable but this host does not show it yet: %v", err)
 	case isUnavailable(err):
 		return storeUnavailable(err)
 	default:
@@ -606,7 +613,7 @@ func (s *Server) Register(ctx context.Context, id string, reg api.Registration) 
 // Publish validates data as a config document and publishes it for id
 // (PUT /v1/instances/{id}/config). ifMatch, when set, must equal the current
 // generation (0: nothing published yet). It returns the new generation once
-// it is durable.
+// it is durable and this server's guests and long-polls see it.
 func (s *Server) Publish(ctx context.Context, id string, data []byte, ifMatch *int64) (int64, error) {
 	if !ValidID(id) {
 		return 0, errorf(http.StatusBadRequest, "invalid instance id %q: must match %s", id, api.InstanceIDPattern)
@@ -623,7 +630,8 @@ func (s *Server) Publish(ctx context.Context, id string, data []byte, ifMatch *i
 	return rec.Generation, nil
 }
 
-// apply runs one change through the store and then the index.
+// apply runs one change through the store; the store's feed has brought it
+// into the index when the store returns.
 func (s *Server) apply(ctx context.Context, id string, c store.Change) (store.Record, bool, error) {
 	if s.closing.Load() {
 		return store.Record{}, false, errorf(http.StatusServiceUnavailable, "server is shutting down")
@@ -635,18 +643,12 @@ func (s *Server) apply(ctx context.Context, id string, c store.Change) (store.Re
 	if err != nil {
 		return rec, false, storeError(id, err)
 	}
-	if !s.opts.Followed {
-		s.wake(s.index(rec))
-	}
 	if c.Publish != nil {
 		s.m.publishes.Inc()
 		s.log.Info("config published", "instance", id, "generation", rec.Generation)
 	}
 	if c.Register != nil {
 		s.log.Info("instance registered", "instance", id, "addresses", rec.Addresses, "hostInterface", rec.HostInterface, "created", created)
-		if s.binder != nil {
-			s.binder.update()
-		}
 		s.srvMu.Lock()
 		unserved := s.binder == nil && rec.HostInterface != "" && len(s.guestIfaces) > 0 && !s.guestIfaces[rec.HostInterface]
 		s.srvMu.Unlock()
@@ -666,14 +668,6 @@ func (s *Server) Delete(ctx context.Context, id string) error {
 	defer s.writeMu.Unlock()
 	if err := s.st.Delete(ctx, id); err != nil {
 		return storeError(id, err)
-	}
-	if !s.opts.Followed {
-		if inst := s.unindex(id); inst != nil {
-			s.wake(inst)
-		}
-		if s.binder != nil {
-			s.binder.update()
-		}
 	}
 	s.log.Info("instance deleted", "instance", id)
 	return nil
@@ -746,9 +740,6 @@ func (s *Server) appendStatus(ctx context.Context, inst *instance, r status.Repo
 	}
 	rc := r
 	inst.lastAppended = &rc
-	if !s.opts.Followed {
-		inst.observeStatus(r)
-	}
 	s.m.reports.WithLabelValues(r.State).Inc()
 	return nil
 }
@@ -924,6 +915,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.peers != nil {
 		s.peers.close()
 	}
+	s.stopFeed()
 	// Hold writeMu so no change is half-applied when the store closes.
 	s.writeMu.Lock()
 	s.closeStore()

@@ -15,7 +15,6 @@ import (
 // does, so that concurrent reports overlap in it.
 type slowAppendStore struct {
 	store.Store
-	follow *Server // when set, delivers each append back like a watch
 }
 
 func (f *slowAppendStore) AppendStatus(ctx context.Context, id string, r status.Report) error {
@@ -23,58 +22,40 @@ func (f *slowAppendStore) AppendStatus(ctx context.Context, id string, r status.
 	if err := ctx.Err(); err != nil {
 		return err // as a remote store would: the request was cancelled
 	}
-	err := f.Store.AppendStatus(ctx, id, r)
-	if err == nil && f.follow != nil {
-		f.follow.SyncStatus(id, r)
-	}
-	return err
-}
-
-func (f *slowAppendStore) Apply(ctx context.Context, id string, c store.Change) (store.Record, error) {
-	rec, err := f.Store.Apply(ctx, id, c)
-	if err == nil && f.follow != nil {
-		f.follow.Sync(rec)
-	}
-	return rec, err
+	return f.Store.AppendStatus(ctx, id, r)
 }
 
 // Copies of one report sent at the same time (an agent's retry racing its
-// first attempt) are stored once, on a local and on a followed store.
+// first attempt) are stored once.
 func TestConcurrentDuplicateReportsStoredOnce(t *testing.T) {
-	for _, followed := range []bool{false, true} {
-		b, err := store.OpenBolt(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
+	b, err := store.OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	s := newTestServer(t, Options{Store: &slowAppendStore{Store: b}})
+	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"10.0.0.1"}})
+	h := s.GuestHandler()
+	var wg sync.WaitGroup
+	codes := make([]int, 8)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = do(h, req{method: "POST", path: api.PathStatus, from: "10.0.0.1", hdr: md, body: report}).Code
+		}()
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != 204 {
+			t.Fatalf("report %d: status %d", i, c)
 		}
-		t.Cleanup(func() { b.Close() })
-		fs := &slowAppendStore{Store: b}
-		s := newTestServer(t, Options{Store: fs, Followed: followed})
-		if followed {
-			fs.follow = s
-		}
-		mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"10.0.0.1"}})
-		h := s.GuestHandler()
-		var wg sync.WaitGroup
-		codes := make([]int, 8)
-		for i := range codes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				codes[i] = do(h, req{method: "POST", path: api.PathStatus, from: "10.0.0.1", hdr: md, body: report}).Code
-			}()
-		}
-		wg.Wait()
-		for i, c := range codes {
-			if c != 204 {
-				t.Fatalf("followed=%v: report %d: status %d", followed, i, c)
-			}
-		}
-		hist, err := b.StatusHistory(context.Background(), "vm-a")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(hist) != 1 {
-			t.Fatalf("followed=%v: %d copies of one report stored, want 1", followed, len(hist))
-		}
+	}
+	hist, err := b.StatusHistory(context.Background(), "vm-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != 1 {
+		t.Fatalf("%d copies of one report stored, want 1", len(hist))
 	}
 }

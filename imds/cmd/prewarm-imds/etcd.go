@@ -1,15 +1,10 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"sync"
 
-	"github.com/prewarm/prewarm/imds/server"
-	"github.com/prewarm/prewarm/imds/store"
 	"github.com/prewarm/prewarm/imds/store/etcdstore"
 )
 
@@ -40,27 +35,6 @@ func addStoreFlags(fs *flag.FlagSet) *storeFlags {
 	return f
 }
 
-// etcdBackend is a running etcd store and the follower that feeds the
-// server's index from it.
-type etcdBackend struct {
-	st     *etcdstore.Store
-	cancel context.CancelFunc
-	done   chan struct{}
-	// ready is closed at the first resync, or when etcd is found
-	// unreachable (the server then starts empty and degraded, and fills
-	// its index when etcd answers).
-	ready chan struct{}
-}
-
-// followedStore is the etcd store as the server sees it: its index comes
-// from the follower's first resync (server.Options.Followed), so loading
-// at start is left to that, and a host started while etcd is down still
-// starts.
-type followedStore struct{ *etcdstore.Store }
-
-// Load implements store.Store: nothing; see followedStore.
-func (followedStore) Load(context.Context) ([]store.Record, error) { return nil, nil }
-
 // open returns the store to pass to server.New: nil for the embedded one
 // (the server opens it in --data-dir), else the etcd store.
 func (f *storeFlags) open(log *slog.Logger) (*etcdstore.Store, error) {
@@ -88,58 +62,4 @@ func (f *storeFlags) open(log *slog.Logger) (*etcdstore.Store, error) {
 		PasswordFile: *f.pwFile,
 		Logger:       log.With("store", "etcd"),
 	})
-}
-
-// follow feeds srv's index from st's change stream until stop.
-func follow(st *etcdstore.Store, srv *server.Server, log *slog.Logger) *etcdBackend {
-	ctx, cancel := context.WithCancel(context.Background())
-	b := &etcdBackend{st: st, cancel: cancel, done: make(chan struct{}), ready: make(chan struct{})}
-	var once sync.Once
-	go func() {
-		defer close(b.done)
-		st.Follow(ctx, 0, func(ev etcdstore.Event) {
-			if ev.Type == etcdstore.EventResync || ev.Type == etcdstore.EventHealth {
-				defer once.Do(func() { close(b.ready) })
-			}
-			switch ev.Type {
-			case etcdstore.EventResync:
-				var recs []store.Record
-				for _, in := range ev.Instances {
-					if in.Local {
-						recs = append(recs, in.Record)
-					}
-				}
-				srv.Resync(recs)
-				log.Info("index resynced from etcd", "revision", ev.Revision, "instances", len(recs), "fleet", len(ev.Instances))
-			case etcdstore.EventChanged:
-				if ev.Instance.Local {
-					srv.Sync(ev.Instance.Record)
-				} else {
-					srv.Forget(ev.ID)
-				}
-			case etcdstore.EventDeleted:
-				srv.Forget(ev.ID)
-			case etcdstore.EventStatus:
-				srv.SyncStatus(ev.ID, *ev.Status)
-			case etcdstore.EventHealth:
-				if ev.Degraded {
-					err := ev.Err
-					if err == nil {
-						err = errors.New("etcd unavailable")
-					}
-					srv.SetStoreHealth(err)
-				} else {
-					srv.SetStoreHealth(nil)
-				}
-			}
-		})
-	}()
-	return b
-}
-
-// stop ends the follower and closes the store (after server.Shutdown).
-func (b *etcdBackend) stop() error {
-	b.cancel()
-	<-b.done
-	return b.st.Close()
 }

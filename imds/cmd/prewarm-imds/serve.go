@@ -116,7 +116,10 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 	if es != nil {
-		opts.Store, opts.Followed = followedStore{es}, true
+		// server.New follows its feed: it returns once the index holds
+		// this host's instances, or etcd is known to be down (then
+		// degraded, filled when it answers).
+		opts.Store = es
 	}
 	// The device-less guest listener opens before server.New starts the
 	// per-device ones, and is never reopened: the kernel hands a connection
@@ -143,16 +146,6 @@ func serve(args []string, stderr io.Writer) error {
 		}
 		return err
 	}
-	var etcd *etcdBackend
-	if es != nil {
-		// Serve once the index holds this host's instances (or etcd is
-		// known to be down: then degraded, filled when it answers).
-		etcd = follow(es, srv, log)
-		select {
-		case <-etcd.ready:
-		case <-ctx.Done():
-		}
-	}
 	type serveFn func() error
 	var fns []serveFn
 	var lns []net.Listener
@@ -161,8 +154,8 @@ func serve(args []string, stderr io.Writer) error {
 			ln.Close()
 		}
 		srv.Shutdown(context.Background())
-		if etcd != nil {
-			etcd.stop()
+		if es != nil {
+			es.Close()
 		}
 		return err
 	}
@@ -206,8 +199,8 @@ func serve(args []string, stderr io.Writer) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Error("shutdown", "err", err)
 	}
-	if etcd != nil {
-		if err := etcd.stop(); err != nil {
+	if es != nil {
+		if err := es.Close(); err != nil {
 			log.Error("close etcd store", "err", err)
 		}
 	}
