@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,99 +23,121 @@ import (
 // fit).
 const maxRegistrationBytes = 4 << 20
 
-// serveAdmin routes the admin API.
-func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
-	p := r.URL.Path
-	switch p {
-	case api.PathHealthz:
-		if !methodOK(w, r, http.MethodGet, http.MethodHead) {
-			return
-		}
-		if err := s.writeHealth(r.Context()); err != nil {
-			// This host's own store cannot write: unhealthy.
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "error": "store cannot write: " + err.Error()})
-			return
-		}
-		if err := s.StoreHealth(); err != nil {
-			// Still alive and serving guests: 200, but say so.
-			writeJSON(w, http.StatusOK, map[string]string{"status": "degraded", "error": "store unavailable: " + err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-		return
-	case api.PathMetrics:
-		if !methodOK(w, r, http.MethodGet, http.MethodHead) {
-			return
-		}
-		s.m.handler.ServeHTTP(w, r)
-		return
-	case api.PathInstances:
-		if !methodOK(w, r, http.MethodGet) {
-			return
-		}
-		writeJSON(w, http.StatusOK, api.InstanceList{Instances: s.Instances()})
-		return
+// adminRouter routes the admin API (PROTOCOL.md section 3) by method and
+// path. Every answer it makes itself is an error object: 405 with Allow
+// for a method a path does not take, 404 for a path that names nothing,
+// 400 for an {id} that breaks the id pattern.
+func (s *Server) adminRouter() http.Handler {
+	mux := http.NewServeMux()
+	handleAdmin(mux, api.PathHealthz, adminRoute{http.MethodGet, s.adminHealth}, adminRoute{http.MethodHead, s.adminHealth})
+	handleAdmin(mux, api.PathMetrics, adminRoute{http.MethodGet, s.m.handler.ServeHTTP}, adminRoute{http.MethodHead, s.m.handler.ServeHTTP})
+	handleAdmin(mux, api.PathInstances, adminRoute{http.MethodGet, s.adminList})
+	// A trailing slash names the instance too, as it always has.
+	for _, p := range []string{api.PathInstance1, api.PathInstance1 + "/{$}"} {
+		handleAdmin(mux, p,
+			adminRoute{http.MethodGet, withID(s.adminGetInstance)},
+			adminRoute{http.MethodPut, withID(s.adminRegister)},
+			adminRoute{http.MethodDelete, withID(s.adminDelete)})
 	}
-	rest, ok := strings.CutPrefix(p, api.PathInstances+"/")
-	if !ok || rest == "" {
-		writeError(w, http.StatusNotFound, "no such path: %s", p)
-		return
+	handleAdmin(mux, api.PathInstanceConfig,
+		adminRoute{http.MethodGet, withID(s.adminGetConfig)},
+		adminRoute{http.MethodPut, withID(s.adminPublish)})
+	handleAdmin(mux, api.PathInstanceStatus, adminRoute{http.MethodGet, withID(s.adminStatus)})
+	mux.HandleFunc("/", noSuchPath)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// ServeMux would redirect it; the admin API redirects nowhere.
+		if !cleanPath(r.URL.Path) {
+			noSuchPath(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// cleanPath reports whether ServeMux takes p as it is. It redirects the
+// others (/v1//instances, /v1/instances/a/../b), which name nothing here.
+func cleanPath(p string) bool {
+	c := path.Clean(p)
+	return strings.HasPrefix(p, "/") && (p == c || c != "/" && p == c+"/")
+}
+
+// adminRoute is one method of an admin API path.
+type adminRoute struct {
+	method string
+	h      http.HandlerFunc
+}
+
+// handleAdmin registers the routes of one path pattern, and for every other method
+// a 405 naming them in Allow (HEAD included: a GET pattern alone would take
+// it).
+func handleAdmin(mux *http.ServeMux, pattern string, routes ...adminRoute) {
+	allowed := make([]string, len(routes))
+	for i, rt := range routes {
+		mux.HandleFunc(rt.method+" "+pattern, rt.h)
+		allowed[i] = rt.method
 	}
-	id, sub, _ := strings.Cut(rest, "/")
-	switch sub {
-	case "":
-		if !methodOK(w, r, http.MethodGet, http.MethodPut, http.MethodDelete) {
-			return
-		}
-	case "config":
-		if !methodOK(w, r, http.MethodGet, http.MethodPut) {
-			return
-		}
-	case "status":
-		if !methodOK(w, r, http.MethodGet) {
-			return
-		}
-	default:
-		writeError(w, http.StatusNotFound, "no such path: %s", p)
-		return
+	allow := strings.Join(allowed, ", ")
+	notAllowed := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)
 	}
-	if !ValidID(id) {
-		writeError(w, http.StatusBadRequest, "invalid instance id %q: must match %s", id, api.InstanceIDPattern)
-		return
+	if !slices.Contains(allowed, http.MethodHead) {
+		mux.HandleFunc(http.MethodHead+" "+pattern, notAllowed)
 	}
-	switch sub + " " + r.Method {
-	case " GET":
-		inst, ok := s.Instance(id)
-		if !ok {
-			writeError(w, http.StatusNotFound, "instance %q is not registered", id)
+	mux.HandleFunc(pattern, notAllowed)
+}
+
+// withID hands h the path's {id}, once it matches the id pattern (400
+// otherwise).
+func withID(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if !ValidID(id) {
+			writeError(w, http.StatusBadRequest, "invalid instance id %q: must match %s", id, api.InstanceIDPattern)
 			return
 		}
-		writeJSON(w, http.StatusOK, inst)
-	case " PUT":
-		s.adminRegister(w, r, id)
-	case " DELETE":
-		if err := s.Delete(r.Context(), id); err != nil {
-			writeErr(w, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	case "config PUT":
-		s.adminPublish(w, r, id)
-	case "config GET":
-		s.adminGetConfig(w, id)
-	case "status GET":
-		s.adminStatus(w, r, id)
+		h(w, r, id)
 	}
 }
 
-// methodOK answers 405 unless r's method is one of allowed.
-func methodOK(w http.ResponseWriter, r *http.Request, allowed ...string) bool {
-	if slices.Contains(allowed, r.Method) {
-		return true
+func noSuchPath(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, "no such path: %s", r.URL.Path)
+}
+
+// adminHealth serves GET /healthz.
+func (s *Server) adminHealth(w http.ResponseWriter, r *http.Request) {
+	if err := s.writeHealth(r.Context()); err != nil {
+		// This host's own store cannot write: unhealthy.
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "error": "store cannot write: " + err.Error()})
+		return
 	}
-	w.Header().Set("Allow", strings.Join(allowed, ", "))
-	writeError(w, http.StatusMethodNotAllowed, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allowed, ", "))
-	return false
+	if err := s.StoreHealth(); err != nil {
+		// Still alive and serving guests: 200, but say so.
+		writeJSON(w, http.StatusOK, map[string]string{"status": "degraded", "error": "store unavailable: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) adminList(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, api.InstanceList{Instances: s.Instances()})
+}
+
+func (s *Server) adminGetInstance(w http.ResponseWriter, _ *http.Request, id string) {
+	inst, ok := s.Instance(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "instance %q is not registered", id)
+		return
+	}
+	writeJSON(w, http.StatusOK, inst)
+}
+
+func (s *Server) adminDelete(w http.ResponseWriter, r *http.Request, id string) {
+	if err := s.Delete(r.Context(), id); err != nil {
+		writeErr(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // readBody reads at most limit bytes, answering 413 or 400 itself.
@@ -214,7 +237,7 @@ func (s *Server) Config(id string) (*config.Document, error) {
 	return d.Redact(), nil
 }
 
-func (s *Server) adminGetConfig(w http.ResponseWriter, id string) {
+func (s *Server) adminGetConfig(w http.ResponseWriter, _ *http.Request, id string) {
 	d, err := s.Config(id)
 	if err != nil {
 		writeErr(w, err)

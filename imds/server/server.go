@@ -292,7 +292,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.m = m
 	s.guest = s.recoverer("guest", http.HandlerFunc(s.serveGuest))
-	s.admin = s.recoverer("admin", http.HandlerFunc(s.serveAdmin))
+	s.admin = s.recoverer("admin", s.adminRouter())
 	// The binder starts before the feed, which kicks it with every
 	// registry change.
 	if opts.GuestAddr != "" {
