@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/prewarm/prewarm/internal/atomicfile"
+	"github.com/prewarm/prewarm/agent/atomicfile"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )

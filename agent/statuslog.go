@@ -10,7 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/prewarm/prewarm/internal/atomicfile"
+	"github.com/prewarm/prewarm/agent/atomicfile"
 	"github.com/prewarm/prewarm/shared/status"
 )
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# wine-test.sh: run the Windows unit tests of windows/... and internal/...
+# wine-test.sh: run the Windows unit tests of windows/... and agent/...
 # (the _windows.go code and the portable code, compiled with GOOS=windows)
 # under Wine.
 #
@@ -84,5 +84,5 @@ exec timeout 600 wine "$@"
 EXEC
 chmod +x "$work/exec.sh"
 
-echo "wine-test.sh: GOOS=windows go test ./windows/... ./internal/... under Wine"
-GOOS=windows GOARCH=amd64 CGO_ENABLED=0 go test -count=1 -exec "$work/exec.sh" "$@" ./windows/... ./internal/...
+echo "wine-test.sh: GOOS=windows go test ./windows/... ./agent/atomicfile ./agent/authkeys ./agent/run under Wine"
+GOOS=windows GOARCH=amd64 CGO_ENABLED=0 go test -count=1 -exec "$work/exec.sh" "$@" ./windows/... ./agent/atomicfile ./agent/authkeys ./agent/run

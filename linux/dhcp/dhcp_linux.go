@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/agent"
-	"github.com/prewarm/prewarm/internal/run"
+	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/linux/internal/nl"
 )
 

@@ -16,7 +16,7 @@ import (
 	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
 	"github.com/prewarm/prewarm/linux/internal/nl"
-	"github.com/prewarm/prewarm/linux/internal/run"
+	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/shared/config"
 	"golang.org/x/sys/unix"
 )

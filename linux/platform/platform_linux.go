@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/agent"
-	"github.com/prewarm/prewarm/internal/run"
+	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/linux/dhcp"
 	"github.com/prewarm/prewarm/linux/netmon"
 	"github.com/prewarm/prewarm/linux/network"

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/prewarm/prewarm/agent"
-	"github.com/prewarm/prewarm/internal/run"
+	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
 	"golang.org/x/sys/unix"
 )

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prewarm/prewarm/internal/run"
+	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/shared/config"
 )
 

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/prewarm/prewarm/internal/run"
+	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/shared/config"
 )
 

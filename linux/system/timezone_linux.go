@@ -14,7 +14,7 @@ import (
 	"syscall"
 
 	"github.com/prewarm/prewarm/agent"
-	"github.com/prewarm/prewarm/internal/run"
+	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
 )
 

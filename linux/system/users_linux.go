@@ -17,8 +17,8 @@ import (
 	"strings"
 
 	"github.com/prewarm/prewarm/agent"
-	"github.com/prewarm/prewarm/internal/authkeys"
-	"github.com/prewarm/prewarm/internal/run"
+	"github.com/prewarm/prewarm/agent/authkeys"
+	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
 	"github.com/prewarm/prewarm/shared/config"
 	"golang.org/x/sys/unix"

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/windows"
 
 	"github.com/prewarm/prewarm/agent"
-	"github.com/prewarm/prewarm/internal/run"
+	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/shared/config"
 	"github.com/prewarm/prewarm/windows/internal/plan"
 	"github.com/prewarm/prewarm/windows/internal/state"

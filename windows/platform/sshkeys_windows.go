@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/registry"
 
-	"github.com/prewarm/prewarm/internal/atomicfile"
-	"github.com/prewarm/prewarm/internal/authkeys"
+	"github.com/prewarm/prewarm/agent/atomicfile"
+	"github.com/prewarm/prewarm/agent/authkeys"
 	"github.com/prewarm/prewarm/shared/config"
 	"github.com/prewarm/prewarm/windows/internal/plan"
 	"github.com/prewarm/prewarm/windows/internal/sddl"

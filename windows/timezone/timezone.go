@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/prewarm/prewarm/agent"
-	"github.com/prewarm/prewarm/internal/run"
+	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/windows/internal/plan"
 	"github.com/prewarm/prewarm/windows/tzmap"
 )

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prewarm/prewarm/internal/run"
+	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/windows/tzmap"
 )
 

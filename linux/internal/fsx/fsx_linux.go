@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/prewarm/prewarm/internal/atomicfile"
+	"github.com/prewarm/prewarm/agent/atomicfile"
 )
 
 // Join returns path p (absolute, as seen inside the target) under root.

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/crypto/scrypt"
 
-	"github.com/prewarm/prewarm/internal/atomicfile"
+	"github.com/prewarm/prewarm/agent/atomicfile"
 )
 
 // Load reads the JSON record at path into v. A missing file leaves v as it
