@@ -14,9 +14,9 @@ import (
 	"strings"
 
 	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
 	"github.com/prewarm/prewarm/linux/internal/nl"
-	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/shared/config"
 	"golang.org/x/sys/unix"
 )

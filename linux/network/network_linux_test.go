@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/linux/internal/nl"
 	"github.com/prewarm/prewarm/linux/internal/nstest"
-	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/shared/config"
 )
 

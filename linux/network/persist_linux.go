@@ -9,9 +9,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
 	"github.com/prewarm/prewarm/linux/internal/nl"
-	"github.com/prewarm/prewarm/agent/run"
 )
 
 // Network managers whose configuration is persisted.
