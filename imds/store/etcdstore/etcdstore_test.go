@@ -713,15 +713,7 @@ func TestThreeMemberCluster(t *testing.T) {
 // follower runs Follow on s and returns its events.
 func follower(t *testing.T, s *etcdstore.Store) <-chan etcdstore.Event {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	evs := make(chan etcdstore.Event, 1000)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Follow(ctx, 0, func(ev etcdstore.Event) { evs <- ev })
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return evs
+	return collect(t, func(ctx context.Context, fn func(etcdstore.Event)) error { return s.Follow(ctx, 0, fn) })
 }
 
 // TestFollowIsHostScoped: a host's Follow sees its own instances only; a

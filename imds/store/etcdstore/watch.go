@@ -21,43 +21,28 @@ import (
 	"github.com/prewarm/prewarm/shared/status"
 )
 
-// EventType says what an Event carries.
-type EventType int
+// EventType says what an Event carries: store.EventType, the feed's own
+// types, read as the fleet's (Follow, Watch) rather than one host's (Feed).
+type EventType = store.EventType
 
 // Event types.
 const (
 	// EventResync replaces everything known: Instances is the whole fleet
 	// as of Revision. It comes first when following from revision 0, and
 	// again whenever the revision to resume from has been compacted.
-	EventResync EventType = iota + 1
+	EventResync = store.EventResync
 	// EventChanged: Instance (registration, host, config) changed at
 	// Revision. An instance that moved to another host arrives with
 	// Local false.
-	EventChanged
+	EventChanged = store.EventChanged
 	// EventDeleted: instance ID was deleted at Revision.
-	EventDeleted
+	EventDeleted = store.EventDeleted
 	// EventStatus: instance ID reported Status at Revision.
-	EventStatus
+	EventStatus = store.EventStatus
 	// EventHealth: etcd became unreachable (Degraded, Err says why) or
 	// reachable again (not Degraded).
-	EventHealth
+	EventHealth = store.EventHealth
 )
-
-func (t EventType) String() string {
-	switch t {
-	case EventResync:
-		return "resync"
-	case EventChanged:
-		return "changed"
-	case EventDeleted:
-		return "deleted"
-	case EventStatus:
-		return "status"
-	case EventHealth:
-		return "health"
-	}
-	return fmt.Sprintf("EventType(%d)", int(t))
-}
 
 // Event is one change of the fleet's state.
 type Event struct {
