@@ -83,14 +83,14 @@ type IfNoneMatch struct {
 // ParseIfNoneMatch reads an If-None-Match header value: "*", or a tag in
 // either form (generation 0 included), weak or not, quoted or not.
 func ParseIfNoneMatch(v string) (IfNoneMatch, error) {
-	if strings.TrimSpace(v) == "*" {
+	t, err := readTag(v)
+	switch {
+	case err == nil:
+		return IfNoneMatch{ETag: t}, nil
+	case strings.TrimSpace(v) == "*":
 		return IfNoneMatch{Any: true}, nil
 	}
-	t, err := readTag(v)
-	if err != nil {
-		return IfNoneMatch{}, fmt.Errorf("header %s %w (got %q)", HeaderIfNoneMatch, err, v)
-	}
-	return IfNoneMatch{ETag: t}, nil
+	return IfNoneMatch{}, fmt.Errorf("header %s %w (got %q)", HeaderIfNoneMatch, err, v)
 }
 
 // Matches reports whether the document tagged cur is the one the guest
