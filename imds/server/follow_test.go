@@ -47,11 +47,7 @@ func stampHostname(host string) store.Stamper {
 // store's changes made around the server, resyncs and health all reach it
 // that way.
 func TestFeedIsTheIndexWriter(t *testing.T) {
-	b, err := store.OpenBolt(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := openBolt(t)
 	fs := &scriptedFeed{Store: b}
 	s := newTestServer(t, Options{Store: fs})
 	h := s.GuestHandler()
@@ -125,10 +121,7 @@ func TestFeedIsTheIndexWriter(t *testing.T) {
 
 // A store whose feed cannot start fails New.
 func TestNewFailsWithoutFeed(t *testing.T) {
-	b, err := store.OpenBolt(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := openBolt(t)
 	b.Close()
 	if _, err := New(Options{Store: b, Logger: testLogger(t)}); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("New on a closed store: %v", err)

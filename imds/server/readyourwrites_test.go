@@ -12,19 +12,24 @@ import (
 	"github.com/prewarm/prewarm/shared/api"
 )
 
+// openBolt opens a bbolt store in a temporary directory, closed when the
+// test ends.
+func openBolt(t testing.TB) *store.Bolt {
+	t.Helper()
+	b, err := store.OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
 // rywBackends open each store backend for a read-your-writes test.
 var rywBackends = []struct {
 	name string
 	open func(t *testing.T) store.Store
 }{
-	{"bolt", func(t *testing.T) store.Store {
-		b, err := store.OpenBolt(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close() })
-		return b
-	}},
+	{"bolt", func(t *testing.T) store.Store { return openBolt(t) }},
 	{"etcd", func(t *testing.T) store.Store {
 		m := etcdtest.Start(t) // skips without an etcd binary
 		es, err := etcdstore.Open(etcdstore.Config{

@@ -28,11 +28,7 @@ func (f *slowAppendStore) AppendStatus(ctx context.Context, id string, r status.
 // Copies of one report sent at the same time (an agent's retry racing its
 // first attempt) are stored once.
 func TestConcurrentDuplicateReportsStoredOnce(t *testing.T) {
-	b, err := store.OpenBolt(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	b := openBolt(t)
 	s := newTestServer(t, Options{Store: &slowAppendStore{Store: b}})
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"10.0.0.1"}})
 	h := s.GuestHandler()
