@@ -217,10 +217,10 @@ func poll(ctx context.Context, base string, mu *sync.Mutex, seen map[int64]time.
 		}
 		resp.Body.Close()
 		t := time.Now()
-		if g, err := strconv.ParseInt(strings.Trim(resp.Header.Get(api.HeaderETag), `"`), 10, 64); err == nil && resp.StatusCode == 200 {
+		if tag, err := api.ParseETag(resp.Header.Get(api.HeaderETag)); err == nil && resp.StatusCode == 200 {
 			mu.Lock()
-			if _, ok := seen[g]; !ok {
-				seen[g] = t
+			if _, ok := seen[tag.Generation]; !ok {
+				seen[tag.Generation] = t
 			}
 			mu.Unlock()
 		}
