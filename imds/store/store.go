@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )
 
@@ -199,22 +200,14 @@ type Store interface {
 	Close() error
 }
 
-// NewEpoch returns a new random store epoch: 16 lowercase hex digits.
+// NewEpoch returns a new random store epoch: api.EpochLen lowercase hex
+// digits.
 func NewEpoch() string {
-	var b [8]byte
+	var b [api.EpochLen / 2]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
 
-// ValidEpoch reports whether e has the form of an epoch.
-func ValidEpoch(e string) bool {
-	if len(e) != 16 {
-		return false
-	}
-	for _, c := range e {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
+// ValidEpoch reports whether e has the form of an epoch (the contract's
+// rule, api.ValidEpoch).
+func ValidEpoch(e string) bool { return api.ValidEpoch(e) }
