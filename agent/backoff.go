@@ -30,9 +30,26 @@ const refusedMax = time.Second
 // connection.
 func (b *backoff) after(err error) time.Duration {
 	if errors.Is(err, syscall.ECONNREFUSED) {
-		return b.nextUpTo(retryAfterOf(err), min(b.max, refusedMax))
+		limit := min(b.max, refusedMax)
+		d := b.nextUpTo(retryAfterOf(err), limit)
+		// A run of refusals (an IMDS restarting) does not raise the
+		// ceiling past what a refusal uses: the first other failure once
+		// the IMDS is back (a connection reset while it starts) then
+		// waits about as long as a refusal, not a draw of up to the full
+		// cap that the refusals alone escalated to.
+		b.n = min(b.n, levelOf(b.base, limit))
+		return d
 	}
 	return b.next(retryAfterOf(err))
+}
+
+// levelOf is the smallest n with base*2^n at or above limit.
+func levelOf(base, limit time.Duration) int {
+	n := 0
+	for base > 0 && base<<n < limit && n < 30 {
+		n++
+	}
+	return n
 }
 
 // next returns how long to wait before the next attempt. retryAfter, when

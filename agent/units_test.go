@@ -53,6 +53,24 @@ func TestBackoffRefused(t *testing.T) {
 	}
 }
 
+// TestBackoffAfterRefusals: a restarting IMDS refuses connections for a
+// while; the first other failure once it is back (a reset while it
+// starts) waits about as long as a refusal, not a draw from a ceiling the
+// refusals escalated to the full cap (seen as a 5 s resume in e2e).
+func TestBackoffAfterRefusals(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	const limit = 2 * refusedMax // the next level up from a refusal's ceiling
+	for range 200 {
+		b := backoff{base: 100 * time.Millisecond, max: 10 * time.Second}
+		for range 20 {
+			b.after(refused)
+		}
+		if d := b.after(errors.New("connection reset by peer")); d > limit {
+			t.Fatalf("first other failure after 20 refusals waits %v, want at most %v", d, limit)
+		}
+	}
+}
+
 func TestParseRetryAfter(t *testing.T) {
 	for in, want := range map[string]time.Duration{"": 0, "2": 2 * time.Second, "-3": 0, "999999": 5 * time.Minute, "soon": 0} {
 		if got := parseRetryAfter(in); got != want {
