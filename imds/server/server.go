@@ -53,6 +53,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/prewarm/prewarm/imds/dialect"
+	"github.com/prewarm/prewarm/imds/publishdir"
 	"github.com/prewarm/prewarm/imds/store"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/config"
@@ -162,7 +163,7 @@ type Server struct {
 	// for a listener without one.
 	guestIfaces map[string]bool
 
-	pd     *publishDir
+	pd     *publishdir.Dir
 	binder *binder
 	conns  connCounts
 	// bodyTimeout bounds a guest request body's arrival (tests shorten it
@@ -306,7 +307,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	if opts.PublishDir != "" {
-		pd, err := startPublishDir(s, opts.PublishDir)
+		pd, err := s.startPublishDir(opts.PublishDir)
 		if err != nil {
 			if s.binder != nil {
 				s.binder.stop()
@@ -480,6 +481,12 @@ func (e *Error) Error() string {
 	}
 	return b.String()
 }
+
+// HTTPStatus is the status the API answers e with.
+func (e *Error) HTTPStatus() int { return e.Status }
+
+// ErrorBody is the error object the API answers e with.
+func (e *Error) ErrorBody() api.Error { return e.Body }
 
 func errorf(code int, format string, args ...any) *Error {
 	return &Error{Status: code, Body: api.Error{Error: fmt.Sprintf(format, args...)}}
@@ -880,7 +887,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.log.Info("shutting down")
 	drained := s.drainPolls()
 	if s.pd != nil {
-		s.pd.stop()
+		s.pd.Stop()
 	}
 	if s.binder != nil {
 		s.binder.stop()
@@ -915,9 +922,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.peers != nil {
 		s.peers.close()
 	}
-	s.stopFeed()
-	// Hold writeMu so no change is half-applied when the store closes.
+	// Hold writeMu so no change is half-applied when the store closes, and
+	// take it before the feed stops: a handler Shutdown gave up waiting for
+	// must not commit a write the index can no longer show.
 	s.writeMu.Lock()
+	s.stopFeed()
 	s.closeStore()
 	s.writeMu.Unlock()
 	s.log.Info("shut down")

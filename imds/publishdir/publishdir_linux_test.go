@@ -1,4 +1,4 @@
-package server
+package publishdir
 
 import (
 	"context"
@@ -18,18 +18,18 @@ import (
 )
 
 // A publish file that is not a regular file of at most
-// maxPublishFileBytes is moved to rejected/ beside an error file, whether
-// it was there from the start or swapped in between the server noticing
-// it and opening it: a FIFO must not hang the ingest (nor Shutdown), a
+// testMaxBytes is moved to rejected/ beside an error file, whether
+// it was there from the start or swapped in between the watcher noticing
+// it and opening it: a FIFO must not hang the ingest (nor Stop), a
 // symbolic link is not followed (to /dev/zero or to a file the publisher
 // may not write), and an oversized file is not read whole.
 func TestPublishDirHostileFiles(t *testing.T) {
 	const id = "vm-x"
 	const name = id + ".json"
 	notRegular := "publish file " + name + " is not a regular file"
-	tooLarge := fmt.Sprintf("publish file %s exceeds %d bytes", name, maxPublishFileBytes)
+	tooLarge := fmt.Sprintf("publish file %s exceeds %d bytes", name, testMaxBytes)
 	valid := `{"addresses":["10.0.0.7"],"config":{"hostname":"x"}}`
-	oversized := `{"addresses":["10.0.0.7"],"config":{"userData":"` + strings.Repeat("x", maxPublishFileBytes) + `"}}`
+	oversized := `{"addresses":["10.0.0.7"],"config":{"userData":"` + strings.Repeat("x", testMaxBytes) + `"}}`
 
 	tests := []struct {
 		name    string
@@ -85,8 +85,12 @@ func TestPublishDirHostileFiles(t *testing.T) {
 						}
 					}
 				}
-				s := newTestServer(t, Options{PublishDir: dir})
-				t.Cleanup(unblock) // before the server's Shutdown
+				var applied atomic.Bool
+				pd, stop := startTest(t, dir, func(context.Context, string, api.PublishFile) (int64, error) {
+					applied.Store(true)
+					return 1, nil
+				})
+				t.Cleanup(unblock) // before the directory's Stop
 				if swapped {
 					var once atomic.Bool
 					hook := func(p string) {
@@ -98,7 +102,7 @@ func TestPublishDirHostileFiles(t *testing.T) {
 							t.Error(err)
 						}
 					}
-					s.pd.beforeOpen.Store(&hook)
+					pd.beforeOpen.Store(&hook)
 					writeAtomic(t, dir, name, valid)
 				} else {
 					tt.make(t, tmp)
@@ -119,24 +123,23 @@ func TestPublishDirHostileFiles(t *testing.T) {
 				if err := json.Unmarshal(b, &e); err != nil || e.Error != tt.errText {
 					t.Fatalf("error file %s (%v), want the error object {\"error\": %q}", b, err, tt.errText)
 				}
-				if _, ok := s.Instance(id); ok {
-					t.Fatalf("hostile file registered %s", id)
+				if applied.Load() {
+					t.Fatalf("hostile file applied for %s", id)
 				}
 
 				done := make(chan error, 1)
 				go func() {
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					defer cancel()
-					done <- s.Shutdown(ctx)
+					stop()
+					done <- nil
 				}()
 				select {
 				case err := <-done:
 					if err != nil {
-						t.Fatalf("shutdown: %v", err)
+						t.Fatalf("stop: %v", err)
 					}
 				case <-time.After(20 * time.Second):
 					unblock()
-					t.Fatal("shutdown did not complete: the publish directory's ingest is stuck")
+					t.Fatal("stop did not complete: the publish directory's ingest is stuck")
 				}
 			})
 		}

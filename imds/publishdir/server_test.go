@@ -1,6 +1,7 @@
-package server
+package publishdir_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -8,44 +9,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prewarm/prewarm/imds/publishdir"
+	"github.com/prewarm/prewarm/imds/server"
 	"github.com/prewarm/prewarm/shared/api"
 )
 
-// writeAtomic writes name in dir the way the contract asks publishers to:
-// a dot-file first, then a rename.
-func writeAtomic(t *testing.T, dir, name, body string) {
-	t.Helper()
-	tmp := filepath.Join(dir, "."+name+".tmp")
-	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// waitFile waits until path exists.
-func waitFile(t *testing.T, path string) {
-	t.Helper()
-	for i := 0; i < 400; i++ {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("%s never appeared", path)
-}
-
+// TestPublishDir runs the directory inside the IMDS server: the server's
+// Apply validates the registration and the document as the admin API
+// does, and its errors are the .error files.
 func TestPublishDir(t *testing.T) {
 	dir := t.TempDir()
-	// A file present before start is ingested by New itself.
-	writeAtomic(t, dir, "vm-early.json", `{"addresses":["10.0.0.1"],"config":{"partial":true}}`)
+	// A file present before start is ingested by server.New itself.
+	publishdir.WriteAtomic(t, dir, "vm-early.json", `{"addresses":["10.0.0.1"],"config":{"partial":true}}`)
 	os.WriteFile(filepath.Join(dir, ".vm-wip.json"), []byte(`{"addresses":["10.0.0.50"]}`), 0o644)
-	s := newTestServer(t, Options{PublishDir: dir})
+	s := newServer(t, dir)
 	if in, ok := s.Instance("vm-early"); !ok || in.Generation != 1 {
 		t.Fatalf("early file not ingested at start: %+v", in)
 	}
-	if _, err := os.Stat(filepath.Join(dir, DoneDir, "vm-early.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, publishdir.DoneDir, "vm-early.json")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -68,18 +49,18 @@ func TestPublishDir(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			id := strings.TrimSuffix(tt.file, ".json")
-			os.Remove(filepath.Join(dir, DoneDir, tt.file))
-			writeAtomic(t, dir, tt.file, tt.body)
+			os.Remove(filepath.Join(dir, publishdir.DoneDir, tt.file))
+			publishdir.WriteAtomic(t, dir, tt.file, tt.body)
 			if tt.ok {
-				waitFile(t, filepath.Join(dir, DoneDir, tt.file))
+				publishdir.WaitFile(t, filepath.Join(dir, publishdir.DoneDir, tt.file))
 				in, ok := s.Instance(id)
 				if !ok || in.Generation != tt.gen {
 					t.Fatalf("instance %+v, want generation %d", in, tt.gen)
 				}
 				return
 			}
-			errFile := filepath.Join(dir, RejectedDir, tt.file+".error")
-			waitFile(t, filepath.Join(dir, RejectedDir, tt.file))
+			errFile := filepath.Join(dir, publishdir.RejectedDir, tt.file+".error")
+			publishdir.WaitFile(t, filepath.Join(dir, publishdir.RejectedDir, tt.file))
 			b, err := os.ReadFile(errFile)
 			if err != nil {
 				t.Fatal(err)
@@ -107,4 +88,19 @@ func fieldsOf(e api.Error) []string {
 		out = append(out, f.Path+": "+f.Reason)
 	}
 	return out
+}
+
+// newServer starts an IMDS server on a fresh store, watching dir.
+func newServer(t *testing.T, dir string) *server.Server {
+	t.Helper()
+	s, err := server.New(server.Options{DataDir: t.TempDir(), PublishDir: dir, Logger: publishdir.TestLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return s
 }

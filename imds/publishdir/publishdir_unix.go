@@ -1,10 +1,10 @@
 //go:build unix
 
-package server
+package publishdir
 
 import "syscall"
 
-// publishOpenFlags open a publish file without following a symbolic link
+// openFlags open a publish file without following a symbolic link
 // (the open fails instead), without blocking on a FIFO that has no writer,
 // and without making a terminal the process's controlling terminal.
-const publishOpenFlags = syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_NOCTTY
+const openFlags = syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_NOCTTY

@@ -1,8 +1,0 @@
-package server
-
-import "syscall"
-
-// publishOpenFlags open a publish file's reparse point (a symbolic link
-// or junction) itself instead of its target, so that the regular-file
-// check refuses it.
-const publishOpenFlags = syscall.FILE_FLAG_OPEN_REPARSE_POINT
