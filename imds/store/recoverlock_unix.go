@@ -15,11 +15,16 @@ import (
 // still writes to; a server starting meanwhile waits for the lock.
 func lockForRecovery(path string) (func(), error) {
 	// Links are followed (a server follows them too); O_NONBLOCK keeps a
-	// FIFO from hanging the open. What cannot be opened, or is not a
-	// regular file, is no store a server runs on: the check reports it.
+	// FIFO from hanging the open. What does not exist, loops or is no
+	// openable file is no store a server runs on: the check reports it.
+	// Any other failure (EACCES, EMFILE, EIO) is an error: recovery must
+	// not rename a file it could not lock.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return func() {}, nil
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENXIO) || errors.Is(err, syscall.ENOTDIR) {
+			return func() {}, nil
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		f.Close()

@@ -742,8 +742,9 @@ func (s *Store) AppendStatus(ctx context.Context, id string, r status.Report) er
 		}
 		if last := resp.Responses[2].GetResponseRange().GetKvs(); uncertain && len(last) > 0 && string(last[0].Value) == string(data) {
 			// The earlier attempt whose answer was lost landed (a report
-			// carries its seq and time, so equal bytes are this one).
-			return true, 0, nil
+			// carries its seq and time, so equal bytes are this one): its
+			// revision is the last status's, awaited like any write.
+			return true, last[0].ModRevision, nil
 		}
 		var seq, seqRev int64
 		if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
