@@ -44,9 +44,17 @@ func (s *Server) startFeed() error {
 			errc <- err
 		}
 	}()
+	var stop <-chan struct{}
+	if s.opts.StartContext != nil {
+		stop = s.opts.StartContext.Done()
+	}
 	select {
 	case <-ready:
 		return nil
+	case <-stop:
+		cancel()
+		<-done
+		return fmt.Errorf("follow the store: %w", context.Cause(s.opts.StartContext))
 	case err := <-errc:
 		cancel()
 		if err == nil {

@@ -127,3 +127,37 @@ func TestNewFailsWithoutFeed(t *testing.T) {
 		t.Fatalf("New on a closed store: %v", err)
 	}
 }
+
+// silentFeed is a store whose feed never delivers its first event (etcd
+// unreachable, its snapshot hanging) until its context ends.
+type silentFeed struct{ store.Store }
+
+func (silentFeed) Feed(ctx context.Context, fn func(store.Event)) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestNewGivesUpWithStartContext: New waits for the store's first feed
+// event, but no longer than its start context: a SIGTERM during start-up
+// ends it at once instead of after the store's own timeouts.
+func TestNewGivesUpWithStartContext(t *testing.T) {
+	b := openBolt(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		s, err := New(Options{Store: silentFeed{b}, Logger: testLogger(t), StartContext: ctx})
+		if err == nil {
+			s.Shutdown(context.Background())
+		}
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("New after its start context ended: %v, want context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("New still waiting for the feed 30 s after its start context ended")
+	}
+}

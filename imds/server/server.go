@@ -73,6 +73,12 @@ type Options struct {
 	Store store.Store
 	// DataDir is where the bbolt store lives when Store is nil.
 	DataDir string
+	// StartContext bounds how long New waits for the store's first feed
+	// event (with etcd: its first snapshot, or the news that it is down):
+	// when it ends, New gives up with its error. Nil waits as the store
+	// does. The CLI passes its signal context, so a SIGTERM during
+	// start-up ends it at once.
+	StartContext context.Context
 	// Rate is each instance's token bucket rate in requests per second;
 	// 0 turns rate limiting off (the CLI's default is DefaultRate).
 	Rate float64

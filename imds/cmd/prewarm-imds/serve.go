@@ -81,11 +81,12 @@ func serve(args []string, stderr io.Writer) error {
 		return fmt.Errorf("%w: --ec2-tokens: %v", errUsage, err)
 	}
 	opts := server.Options{
-		DataDir:    *dataDir,
-		Rate:       *rate,
-		Burst:      *burst,
-		Logger:     log,
-		PublishDir: *publishDir,
+		StartContext: ctx,
+		DataDir:      *dataDir,
+		Rate:         *rate,
+		Burst:        *burst,
+		Logger:       log,
+		PublishDir:   *publishDir,
 
 		MaxConnsPerSource:    *maxConns,
 		MaxParkedPerInstance: *maxPolls,
