@@ -2,36 +2,22 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/prewarm/prewarm/imds/server"
-	"github.com/prewarm/prewarm/shared/api"
 )
 
 // TestSecondRunExits: while one agent runs on a state dir, a second
 // `prewarm-agent run` on it exits at once with status 7 and says why,
 // without writing a report (the first one's sequence stays whole).
 func TestSecondRunExits(t *testing.T) {
-	srv, err := server.New(server.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
-	if _, _, err := srv.Register(context.Background(), "vm-1", api.Registration{Addresses: []string{"127.0.0.1"}}); err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.GuestHandler())
-	defer hs.Close()
+	imdsURL := startIMDS(t)
 
 	d := t.TempDir()
-	args := []string{"--imds-url=" + hs.URL, "--state-dir=" + d + "/state", "--log-dir=" + d + "/log",
+	args := []string{"--imds-url=" + imdsURL, "--state-dir=" + d + "/state", "--log-dir=" + d + "/log",
 		"--run-dir=" + d + "/run", "--root=" + d + "/root", "--platform=none"}
 	f := &runFlags{}
 	if err := newFlagSet("run", f).Parse(args); err != nil {

@@ -14,20 +14,28 @@ import (
 	"github.com/prewarm/prewarm/shared/api"
 )
 
-// TestProgramReadyAndStop runs the service program against a real
-// in-process IMDS: READY=1 reaches $NOTIFY_SOCKET only once the first
-// report is in the status log, and Stop returns within its deadline.
-func TestProgramReadyAndStop(t *testing.T) {
+// startIMDS serves a real in-process IMDS on loopback with vm-1
+// registered for 127.0.0.1, until the test ends; it returns its URL.
+func startIMDS(t *testing.T) string {
+	t.Helper()
 	srv, err := server.New(server.Options{DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Shutdown(context.Background())
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	if _, _, err := srv.Register(context.Background(), "vm-1", api.Registration{Addresses: []string{"127.0.0.1"}}); err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv.GuestHandler())
-	defer hs.Close()
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
+// TestProgramReadyAndStop runs the service program against a real
+// in-process IMDS: READY=1 reaches $NOTIFY_SOCKET only once the first
+// report is in the status log, and Stop returns within its deadline.
+func TestProgramReadyAndStop(t *testing.T) {
+	imdsURL := startIMDS(t)
 
 	d := t.TempDir()
 	sock := filepath.Join(d, "notify")
@@ -39,7 +47,7 @@ func TestProgramReadyAndStop(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", sock)
 
 	f := &runFlags{}
-	if err := newFlagSet("run", f).Parse([]string{"--imds-url=" + hs.URL, "--state-dir=" + d + "/state",
+	if err := newFlagSet("run", f).Parse([]string{"--imds-url=" + imdsURL, "--state-dir=" + d + "/state",
 		"--log-dir=" + d + "/log", "--run-dir=" + d + "/run", "--root=" + d + "/root", "--platform=none"}); err != nil {
 		t.Fatal(err)
 	}
