@@ -69,13 +69,9 @@ func (c *Configurator) renderFiles(ws []*wanted, links map[string]nl.Link) (map[
 		if w.cfg.DHCP4 || m == "" {
 			continue
 		}
-		name := ""
-		if c.o.Live {
-			l, ok := links[w.mac]
-			if !ok {
-				continue // reported by the live apply
-			}
-			name = l.Name
+		name, ok := c.linkName(w, links)
+		if !ok {
+			continue // reported by the live apply
 		}
 		id := strings.ReplaceAll(w.mac, ":", "")
 		f := fileChange{mode: 0o644}
@@ -104,6 +100,16 @@ func (c *Configurator) renderFiles(ws []*wanted, links map[string]nl.Link) (map[
 	return files, errors.Join(errs...)
 }
 
+// linkName is the name of w's link in a live apply (ok false when the
+// link is not there), and "" offline, where files are matched by MAC.
+func (c *Configurator) linkName(w *wanted, links map[string]nl.Link) (name string, ok bool) {
+	if !c.o.Live {
+		return "", true
+	}
+	l, ok := links[w.mac]
+	return l.Name, ok
+}
+
 // persist writes the rendered file of each static interface, except those
 // in skip (whose live apply failed: their file keeps the last generation
 // that applied). For a DHCP interface it removes the file it wrote for that
@@ -119,13 +125,9 @@ func (c *Configurator) persist(ws []*wanted, links map[string]nl.Link, files map
 		if skip[w.mac] {
 			continue
 		}
-		name := ""
-		if c.o.Live {
-			l, ok := links[w.mac]
-			if !ok {
-				continue // reported by the live apply
-			}
-			name = l.Name
+		name, ok := c.linkName(w, links)
+		if !ok {
+			continue // reported by the live apply
 		}
 		if w.cfg.DHCP4 {
 			a, err := c.unpersist(w.mac, name)
