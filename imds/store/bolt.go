@@ -38,8 +38,9 @@ var (
 // FileName is the database file inside a data directory.
 const FileName = "imds.db"
 
-// Bolt is the bbolt Store. Every write transaction is fsynced before it
-// returns (bbolt's default).
+// Bolt is the bbolt Store. Every write is fsynced before it returns
+// (bbolt's default); status reports that arrive together share one
+// transaction and its fsync (group commit, boltcommit.go).
 type Bolt struct {
 	db     *bolt.DB
 	path   string
@@ -48,6 +49,7 @@ type Bolt struct {
 	closed bool
 	probe  probeState
 	feed   boltFeed
+	queue  commitQueue // the committer's (boltcommit.go)
 }
 
 var _ Store = (*Bolt)(nil)
@@ -96,6 +98,7 @@ func openBoltFile(path string) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("init store %s: %w", path, err)
 	}
+	s.startCommitter()
 	return s, nil
 }
 
@@ -236,7 +239,7 @@ func (s *Bolt) Apply(ctx context.Context, id string, c Change) (Record, error) {
 		var err error
 		rec, err = readRecord(tx, id, insts.Get(key))
 		return err
-	}, func() Event { return Event{Type: EventChanged, ID: id, Record: rec} })
+	}, func() Event { return Event{Type: EventChanged, ID: id, Record: rec} }, false)
 	return rec, err
 }
 
@@ -318,7 +321,7 @@ func (s *Bolt) Delete(ctx context.Context, id string) error {
 			return tx.Bucket(bStatus).DeleteBucket(key)
 		}
 		return nil
-	}, func() Event { return Event{Type: EventDeleted, ID: id} })
+	}, func() Event { return Event{Type: EventDeleted, ID: id} }, false)
 }
 
 // kReport is the one key of a report's bucket in a status history.
@@ -408,7 +411,7 @@ func (s *Bolt) AppendStatus(ctx context.Context, id string, r status.Report) err
 			}
 		}
 		return nil
-	}, func() Event { rc := r; return Event{Type: EventStatus, ID: id, Status: &rc} })
+	}, func() Event { rc := r; return Event{Type: EventStatus, ID: id, Status: &rc} }, true)
 	if err != nil {
 		return fmt.Errorf("append status of %q: %w", id, err)
 	}
@@ -454,8 +457,10 @@ func (s *Bolt) RaiseGeneration(ctx context.Context, id string, floor int64) erro
 	})
 }
 
-// Close implements Store. It waits for running transactions.
+// Close implements Store. The changes already queued are committed; it
+// waits for running transactions.
 func (s *Bolt) Close() error {
+	s.stopCommitter()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

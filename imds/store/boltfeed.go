@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"sync"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // boltFeed is the Bolt store's change feed: the functions of the running
@@ -47,20 +45,13 @@ func (s *Bolt) Feed(ctx context.Context, fn func(Event)) error {
 	return ctx.Err()
 }
 
-// write is update for the changes the feed delivers: when tx commits,
-// every running Feed is called with ev's event before write returns.
-func (s *Bolt) write(ctx context.Context, tx func(*bolt.Tx) error, ev func() Event) error {
-	f := &s.feed
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := s.update(ctx, tx); err != nil {
-		return err
-	}
+// deliver calls every running Feed with ev's event; f.mu is held, from
+// the change's commit on.
+func (f *boltFeed) deliver(ev func() Event) {
 	if len(f.fns) > 0 {
 		e := ev()
 		for _, fn := range f.fns {
 			fn(e)
 		}
 	}
-	return nil
 }
