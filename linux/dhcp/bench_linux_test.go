@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prewarm/prewarm/linux/internal/nstest"
+	"github.com/prewarm/prewarm/e2e/netlab"
 )
 
 // BenchmarkHostLinkUpToLease measures, per client, the time from the host
@@ -34,13 +34,13 @@ func BenchmarkQuickBounceToLease(b *testing.B) {
 }
 
 func benchLinkUp(b *testing.B, down time.Duration) {
-	nstest.RequireRoot(b)
+	netlab.RequireRoot(b)
 	for _, c := range clients {
 		b.Run(c.name, func(b *testing.B) {
 			if c.cmd != "" {
-				nstest.Require(b, c.cmd, c.pkg)
+				netlab.Require(b, c.cmd)
 			}
-			p := nstest.NewPair(b)
+			p := netlab.NewPair(b)
 			p.StartDnsmasq(b, "10.77.0.50")
 			g := p.StartGuest(b, "TestGuestDHCP", "PWL_CLIENT="+c.name)
 			g.Expect("READY", 30*time.Second)
@@ -78,18 +78,18 @@ func benchLinkUp(b *testing.B, down time.Duration) {
 // renews. It reports the renewals during the storm and after it ends (want
 // at most 2 after), and checks the final lease is the new address.
 func BenchmarkFlapStorm(b *testing.B) {
-	nstest.RequireRoot(b)
+	netlab.RequireRoot(b)
 	for _, c := range clients {
 		b.Run(c.name, func(b *testing.B) {
 			if c.cmd != "" {
-				nstest.Require(b, c.cmd, c.pkg)
+				netlab.Require(b, c.cmd)
 			}
 			for range b.N {
-				p := nstest.NewPair(b)
+				p := netlab.NewPair(b)
 				d := p.StartDnsmasq(b, "10.77.0.50")
 				g := p.StartGuest(b, "TestGuestDHCP", "PWL_CLIENT="+c.name, "PWL_DEBOUNCE_MS=1500")
 				g.Expect("READY", 30*time.Second)
-				d.Reserve(b, p.GuestMAC, "10.77.0.61")
+				p.Reserve(b, d, "10.77.0.61")
 				start := time.Now()
 				for range 50 {
 					p.HostLink(b, "down")

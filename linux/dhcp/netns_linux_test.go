@@ -22,30 +22,29 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/e2e/netlab"
 	"github.com/prewarm/prewarm/linux/internal/nl"
-	"github.com/prewarm/prewarm/linux/internal/nstest"
 	"github.com/prewarm/prewarm/linux/netmon"
-	"golang.org/x/sys/unix"
 )
 
-var clients = []struct{ name, cmd, pkg string }{
-	{Dhclient, "dhclient", "isc-dhcp-client"},
-	{Dhcpcd, "dhcpcd", "dhcpcd-base"},
-	{Udhcpc, "busybox", "busybox-static"},
-	{Builtin, "", ""},
+var clients = []struct{ name, cmd string }{
+	{Dhclient, "dhclient"},
+	{Dhcpcd, "dhcpcd"},
+	{Udhcpc, "busybox"},
+	{Builtin, ""},
 }
 
 func TestDHCPRenewalInNetns(t *testing.T) {
-	if nstest.InGuest() {
+	if netlab.InGuest() {
 		t.Skip("host side only")
 	}
-	nstest.RequireRoot(t)
+	netlab.RequireRoot(t)
 	for _, c := range clients {
 		t.Run(c.name, func(t *testing.T) {
 			if c.cmd != "" {
-				nstest.Require(t, c.cmd, c.pkg)
+				netlab.Require(t, c.cmd)
 			}
-			p := nstest.NewPair(t)
+			p := netlab.NewPair(t)
 			d := p.StartDnsmasq(t, "10.77.0.50")
 			// Option 121 (the route to the metadata service): the
 			// built-in client and dhcpcd install it themselves.
@@ -60,7 +59,7 @@ func TestDHCPRenewalInNetns(t *testing.T) {
 				t.Fatalf("initial lease: %s", ready)
 			}
 			// The host re-maps the network, then bounces the link.
-			d.Reserve(t, p.GuestMAC, "10.77.0.60")
+			p.Reserve(t, d, "10.77.0.60")
 			p.HostLink(t, "down")
 			time.Sleep(30 * time.Millisecond)
 			p.HostLink(t, "up")
@@ -82,79 +81,28 @@ func TestDHCPRenewalInNetns(t *testing.T) {
 	}
 }
 
-// guestSetup isolates the guest process's files: `ip netns exec` gave it a
-// private mount namespace; /run, dhcpcd's state and /etc/resolv.conf get
-// private copies so no client writes the machine's.
-func guestSetup(t *testing.T, dir string) {
-	self, _ := os.Readlink("/proc/self/ns/mnt")
-	init, _ := os.Readlink("/proc/1/ns/mnt")
-	if self == "" || self == init {
-		t.Fatal("guest is not in a private mount namespace; refusing to mount")
-	}
-	must := func(err error) {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""))
-	must(unix.Mount("tmpfs", "/run", "tmpfs", 0, "mode=0755"))
-	if st, err := os.Stat("/var/lib/dhcpcd"); err == nil && st.IsDir() {
-		must(unix.Mount("tmpfs", "/var/lib/dhcpcd", "tmpfs", 0, "mode=0755"))
-	}
-	rc := filepath.Join(dir, "resolv.conf")
-	must(os.WriteFile(rc, []byte("# guest test\n"), 0o644))
-	must(unix.Mount(rc, "/etc/resolv.conf", "", unix.MS_BIND, ""))
-}
-
-const dhclientHook = `#!/bin/sh
-case "$reason" in
-BOUND|RENEW|REBIND|REBOOT)
-	cur=$(ip -4 -o addr show dev "$interface" scope global | awk '{print $4}')
-	[ "$cur" = "$new_ip_address/24" ] || ip -4 addr flush dev "$interface" scope global
-	ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" valid_lft "$new_dhcp_lease_time" preferred_lft "$new_dhcp_lease_time" ;;
-EXPIRE|FAIL|RELEASE|STOP)
-	ip -4 addr flush dev "$interface" scope global ;;
-esac
-exit 0
-`
-
-const udhcpcHook = `#!/bin/sh
-case "$1" in
-deconfig) ip -4 addr flush dev "$interface" scope global ;;
-bound|renew)
-	cur=$(ip -4 -o addr show dev "$interface" scope global | awk '{print $4}')
-	[ "$cur" = "$ip/$mask" ] || ip -4 addr flush dev "$interface" scope global
-	ip addr replace "$ip/$mask" dev "$interface" valid_lft "${lease:-120}" preferred_lft "${lease:-120}" ;;
-esac
-exit 0
-`
-
+// startClient starts the DHCP client (none for the built-in one) with
+// private files in dir.
 func startClient(t *testing.T, client, dir, iface string) {
-	hook := filepath.Join(dir, "hook-"+client)
-	run := func(name string, args ...string) {
-		out, err := exec.Command(name, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s %v: %v: %s", name, args, err, out)
-		}
+	if client == Builtin {
+		return
 	}
-	switch client {
-	case Dhclient:
-		os.WriteFile(hook, []byte(dhclientHook), 0o755)
-		run("dhclient", "-4", "-1", "-sf", hook, "-lf", filepath.Join(dir, "dhclient.leases"), "-pf", filepath.Join(dir, "dhclient.pid"), iface)
-	case Dhcpcd:
-		os.WriteFile(hook, []byte("#!/bin/sh\nexit 0\n"), 0o755)
-		conf := filepath.Join(dir, "dhcpcd.conf")
-		os.WriteFile(conf, []byte("noarp\nnodelay\nnoipv4ll\nipv4only\noption subnet_mask, routers, classless_static_routes\nlogfile "+filepath.Join(dir, "dhcpcd.log")+"\n"), 0o644)
-		run("dhcpcd", "-4", "-w", "-t", "15", "-f", conf, "-c", hook, iface)
-	case Udhcpc:
-		os.WriteFile(hook, []byte(udhcpcHook), 0o755)
-		cmd := exec.Command("busybox", "udhcpc", "-i", iface, "-f", "-t", "5", "-T", "1", "-A", "1", "-s", hook)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go cmd.Wait() // reap it
+	argv, err := netlab.DHCPClient{Kind: client, Iface: iface, Dir: dir}.Argv()
+	if err != nil {
+		t.Fatal(err)
 	}
+	if client != Udhcpc {
+		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", argv, err, out)
+		}
+		return
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go cmd.Wait() // reap it
 }
 
 // stopClients ends every DHCP client of this namespace (they are ours).
@@ -223,7 +171,7 @@ func (logW) Write(p []byte) (int, error) { return os.Stderr.Write(p) }
 // PWL_DEBOUNCE_MS), printing one "PWL: RENEWED" line per renewal, until
 // its stdin closes.
 func TestGuestDHCP(t *testing.T) {
-	if !nstest.InGuest() {
+	if !netlab.InGuest() {
 		t.Skip("guest side of TestDHCPRenewalInNetns; runs inside a test namespace")
 	}
 	dir, iface, client := os.Getenv("PWL_DIR"), os.Getenv("PWL_IF"), os.Getenv("PWL_CLIENT")
@@ -233,10 +181,10 @@ func TestGuestDHCP(t *testing.T) {
 		fmt.Sscan(v, &ms)
 		debounce = time.Duration(ms) * time.Millisecond
 	}
-	guestSetup(t, dir)
+	netlab.PrivateFiles(t, dir)
 	defer stopClients()
 	defer func() {
-		if b, err := os.ReadFile(filepath.Join(dir, "dhcpcd.log")); err == nil {
+		if b, err := os.ReadFile(filepath.Join(dir, "dhcpcd."+iface+".log")); err == nil {
 			os.Stderr.Write(b)
 		}
 	}()

@@ -15,14 +15,14 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/agent"
-	"github.com/prewarm/prewarm/linux/internal/nstest"
+	"github.com/prewarm/prewarm/e2e/netlab"
 )
 
 func TestWatcherInNetns(t *testing.T) {
-	if nstest.InGuest() {
+	if netlab.InGuest() {
 		t.Skip("host side only")
 	}
-	p := nstest.NewPair(t)
+	p := netlab.NewPair(t)
 	g := p.StartGuest(t, "TestGuestWatcher")
 	g.Expect("READY", 20*time.Second)
 	// A host-side bounce: the guest sees the carrier go and come back (or,
@@ -49,7 +49,7 @@ func TestWatcherInNetns(t *testing.T) {
 }
 
 func TestGuestWatcher(t *testing.T) {
-	if !nstest.InGuest() {
+	if !netlab.InGuest() {
 		t.Skip("guest side of TestWatcherInNetns; runs inside a test namespace")
 	}
 	ctx, cancel := context.WithCancel(context.Background())

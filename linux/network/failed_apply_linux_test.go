@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prewarm/prewarm/linux/internal/nstest"
+	"github.com/prewarm/prewarm/e2e/netlab"
 	"github.com/prewarm/prewarm/shared/config"
 )
 
@@ -25,7 +25,7 @@ func TestNetworkFailedApplyInNetns(t *testing.T) {
 }
 
 func TestGuestNetworkFailedApply(t *testing.T) {
-	if !nstest.InGuest() {
+	if !netlab.InGuest() {
 		t.Skip("guest side of TestNetworkFailedApplyInNetns; runs inside a test namespace")
 	}
 	mac, iface := os.Getenv("PWL_MAC"), os.Getenv("PWL_IF")
@@ -155,7 +155,7 @@ func TestNetworkAbsentLinkInNetns(t *testing.T) {
 }
 
 func TestGuestNetworkAbsentLink(t *testing.T) {
-	if !nstest.InGuest() {
+	if !netlab.InGuest() {
 		t.Skip("guest side of TestNetworkAbsentLinkInNetns; runs inside a test namespace")
 	}
 	mac := os.Getenv("PWL_MAC")

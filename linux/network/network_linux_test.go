@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/agent/run"
+	"github.com/prewarm/prewarm/e2e/netlab"
 	"github.com/prewarm/prewarm/linux/internal/nl"
-	"github.com/prewarm/prewarm/linux/internal/nstest"
 	"github.com/prewarm/prewarm/shared/config"
 )
 
@@ -97,7 +97,7 @@ type logW struct{}
 func (logW) Write(b []byte) (int, error) { return os.Stderr.Write(b) }
 
 func TestGuestNetworkApply(t *testing.T) {
-	if !nstest.InGuest() {
+	if !netlab.InGuest() {
 		t.Skip("guest side of TestNetworkApplyInNetns; runs inside a test namespace")
 	}
 	mac, iface := os.Getenv("PWL_MAC"), os.Getenv("PWL_IF")
@@ -311,7 +311,7 @@ func TestNetworkDHCPSwitchInNetns(t *testing.T) {
 }
 
 func TestGuestNetworkDHCPSwitch(t *testing.T) {
-	if !nstest.InGuest() {
+	if !netlab.InGuest() {
 		t.Skip("guest side of TestNetworkDHCPSwitchInNetns; runs inside a test namespace")
 	}
 	mac, iface := os.Getenv("PWL_MAC"), os.Getenv("PWL_IF")
@@ -410,7 +410,7 @@ func TestNetworkPartialFailureInNetns(t *testing.T) {
 }
 
 func TestGuestNetworkPartialFailure(t *testing.T) {
-	if !nstest.InGuest() {
+	if !netlab.InGuest() {
 		t.Skip("guest side of TestNetworkPartialFailureInNetns; runs inside a test namespace")
 	}
 	mac, iface := os.Getenv("PWL_MAC"), os.Getenv("PWL_IF")
@@ -477,7 +477,7 @@ func TestNetworkOfflineInNetns(t *testing.T) {
 }
 
 func TestGuestNetworkOffline(t *testing.T) {
-	if !nstest.InGuest() {
+	if !netlab.InGuest() {
 		t.Skip("guest side of TestNetworkOfflineInNetns; runs inside a test namespace")
 	}
 	mac, iface := os.Getenv("PWL_MAC"), os.Getenv("PWL_IF")
@@ -568,10 +568,10 @@ func TestOfflinePersist(t *testing.T) {
 // guest NIC's MAC in PWL_MAC) and waits for it to print "PWL: <marker>".
 func runGuest(t *testing.T, guestTest, marker string) {
 	t.Helper()
-	if nstest.InGuest() {
+	if netlab.InGuest() {
 		t.Skip("host side only")
 	}
-	p := nstest.NewPair(t)
+	p := netlab.NewPair(t)
 	g := p.StartGuest(t, guestTest, "PWL_MAC="+p.GuestMAC)
 	g.Expect(marker, 30*time.Second)
 	g.Wait()

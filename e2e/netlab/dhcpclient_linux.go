@@ -1,0 +1,141 @@
+package netlab
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// The DHCP clients a guest may run.
+const (
+	Dhclient = "dhclient" // ISC dhclient
+	Dhcpcd   = "dhcpcd"
+	Udhcpc   = "udhcpc" // busybox udhcpc
+)
+
+// DHCPClient is how a guest runs one DHCP client on one interface, with
+// private files only: its hook, lease, PID and config files are under Dir,
+// so no client writes the machine's resolv.conf, host name or leases.
+type DHCPClient struct {
+	Kind  string // Dhclient, Dhcpcd or Udhcpc
+	Iface string
+	// Dir is where the client finds its files, as the client sees it.
+	Dir string
+	// WriteDir is where this process writes them, when the guest sees
+	// them elsewhere (a private mount); "" means Dir.
+	WriteDir string
+}
+
+// LeaseLine is the start of the line the udhcpc hook prints on every lease:
+// "netlab: lease <iface> <addr>".
+const LeaseLine = "netlab: lease "
+
+// Tool is the executable the client needs (busybox for udhcpc).
+func (c DHCPClient) Tool() string {
+	if c.Kind == Udhcpc {
+		return "busybox"
+	}
+	return c.Kind
+}
+
+// PIDFile is dhclient's PID file, as the client sees it.
+func (c DHCPClient) PIDFile() string {
+	return filepath.Join(c.Dir, c.Kind+"."+c.Iface+".pid")
+}
+
+// Argv writes the client's files and returns its command line.
+//
+// dhclient (-1) and dhcpcd (-w) return once they hold a lease and go on in
+// the background; find them by PIDFile or by name. udhcpc stays in the
+// foreground (-f): start it as a Proc and wait for LeaseLine.
+//
+// The hooks set the lease's address (dropping other dynamic addresses,
+// never static ones) and the default route; dhcpcd configures the
+// interface itself (no ARP probe, no start delay: 6.5 s a lease otherwise)
+// and is the only one that installs option 121's routes.
+func (c DHCPClient) Argv() ([]string, error) {
+	if c.Iface == "" || c.Dir == "" {
+		return nil, fmt.Errorf("netlab.DHCPClient: Iface and Dir are required (got %q, %q)", c.Iface, c.Dir)
+	}
+	wd := c.WriteDir
+	if wd == "" {
+		wd = c.Dir
+	}
+	if err := os.MkdirAll(wd, 0o755); err != nil {
+		return nil, err
+	}
+	file := func(name, data string, perm os.FileMode) (string, error) {
+		return filepath.Join(c.Dir, name), os.WriteFile(filepath.Join(wd, name), []byte(data), perm)
+	}
+	base := c.Kind + "." + c.Iface
+	switch c.Kind {
+	case Dhclient:
+		hook, err := file("hook-dhclient", dhclientHook, 0o755)
+		if err != nil {
+			return nil, err
+		}
+		return []string{"dhclient", "-4", "-1", "-sf", hook,
+			"-lf", filepath.Join(c.Dir, base+".leases"), "-pf", c.PIDFile(), c.Iface}, nil
+	case Dhcpcd:
+		hook, err := file("hook-dhcpcd", "#!/bin/sh\nexit 0\n", 0o755)
+		if err != nil {
+			return nil, err
+		}
+		conf, err := file(base+".conf", "noarp\nnodelay\nnoipv4ll\nipv4only\noption subnet_mask, routers, classless_static_routes\nlogfile "+filepath.Join(c.Dir, base+".log")+"\n", 0o644)
+		if err != nil {
+			return nil, err
+		}
+		return []string{"dhcpcd", "-4", "-w", "-t", "15", "-f", conf, "-c", hook, c.Iface}, nil
+	case Udhcpc:
+		hook, err := file("hook-udhcpc", udhcpcHook, 0o755)
+		if err != nil {
+			return nil, err
+		}
+		return []string{"busybox", "udhcpc", "-i", c.Iface, "-f", "-t", "5", "-T", "1", "-A", "1", "-s", hook}, nil
+	}
+	return nil, fmt.Errorf("netlab.DHCPClient.Kind: %q is not one of %s, %s, %s", c.Kind, Dhclient, Dhcpcd, Udhcpc)
+}
+
+// dhclientHook is a minimal dhclient-script: it sets the lease's address
+// (removing other dynamic addresses, never static ones) and the default
+// route, and writes no resolv.conf and no host name.
+const dhclientHook = `#!/bin/sh
+plen() {
+  n=0; IFS=.
+  for o in $1; do
+    case $o in 255) n=$((n+8));; 254) n=$((n+7));; 252) n=$((n+6));; 248) n=$((n+5));;
+      240) n=$((n+4));; 224) n=$((n+3));; 192) n=$((n+2));; 128) n=$((n+1));; esac
+  done
+  unset IFS; echo $n
+}
+dyn() { ip -4 -o addr show dev "$interface" dynamic | awk '{print $4}'; }
+case "$reason" in
+PREINIT)
+  ip link set dev "$interface" up ;;
+BOUND|RENEW|REBIND|REBOOT)
+  p=$(plen "$new_subnet_mask")
+  for a in $(dyn); do [ "$a" = "$new_ip_address/$p" ] || ip -4 addr del "$a" dev "$interface"; done
+  lt=${new_dhcp_lease_time:-3600}
+  ip -4 addr replace "$new_ip_address/$p" dev "$interface" valid_lft "$lt" preferred_lft "$lt"
+  for r in $new_routers; do ip -4 route replace default via "$r" dev "$interface"; break; done ;;
+EXPIRE|FAIL|RELEASE|STOP)
+  for a in $(dyn); do ip -4 addr del "$a" dev "$interface"; done ;;
+esac
+exit 0
+`
+
+// udhcpcHook is the same for busybox udhcpc, and prints LeaseLine.
+const udhcpcHook = `#!/bin/sh
+dyn() { ip -4 -o addr show dev "$interface" dynamic | awk '{print $4}'; }
+case "$1" in
+deconfig)
+  for a in $(dyn); do ip -4 addr del "$a" dev "$interface"; done
+  ip link set dev "$interface" up ;;
+bound|renew)
+  for a in $(dyn); do [ "$a" = "$ip/${mask:-24}" ] || ip -4 addr del "$a" dev "$interface"; done
+  ip -4 addr replace "$ip/${mask:-24}" dev "$interface" valid_lft "${lease:-120}" preferred_lft "${lease:-120}"
+  for r in $router; do ip -4 route replace default via "$r" dev "$interface"; break; done
+  echo "netlab: lease $interface $ip" ;;
+esac
+exit 0
+`
