@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -23,11 +24,21 @@ const (
 	DefaultPollInterval = 2 * time.Second
 	DefaultBackoffBase  = 100 * time.Millisecond
 	DefaultBackoffMax   = 10 * time.Second
-	// DefaultLinkDebounce exceeds the kernel's one-a-second spacing of
-	// link-down notices, so a storm's events keep restarting the wait.
-	DefaultLinkDebounce = 1500 * time.Millisecond
-	DefaultLinkSettle   = 100 * time.Millisecond
 )
+
+// After a renewal the route to the IMDS may lag the address by a few
+// milliseconds (a DHCP client's script adds the address, then the route):
+// for fastWindow after it, a request that fails on the network is retried
+// every fastRetry instead of backing off, so the agent is back on the wire
+// as soon as the route exists.
+const (
+	fastWindow = 3 * time.Second
+	fastRetry  = 10 * time.Millisecond
+)
+
+// errLinkCut cancels the IMDS requests in flight when a link event (a
+// carrier change, a renewal) may have left their connection dead.
+var errLinkCut = errors.New("cut by a link event")
 
 // Options configure an Agent.
 type Options struct {
@@ -49,15 +60,6 @@ type Options struct {
 	PollInterval time.Duration
 	// BackoffBase and BackoffMax bound the full-jitter backoff of failures.
 	BackoffBase, BackoffMax time.Duration
-	// LinkSettle is how long the carrier of a quiet link must stay up after
-	// it comes back before its DHCP lease is renewed: the fast path of a
-	// claim's single NIC bounce.
-	LinkSettle time.Duration
-	// LinkDebounce is how long a link must stay up before its lease is
-	// renewed when it came back within LinkDebounce of the last time: every
-	// flap of a storm restarts the wait, so a storm yields at most one
-	// renewal at its start and one once it settles.
-	LinkDebounce time.Duration
 	// OnReport, if set, is called with each report once it is persisted and
 	// in the status log, before it is sent (main signals readiness with it).
 	OnReport func(status.Report)
@@ -79,8 +81,21 @@ type Agent struct {
 
 	platMu sync.Mutex // one platform operation at a time
 
-	pollMu     sync.Mutex
-	cancelPoll context.CancelFunc
+	// cutMu guards the cancel functions of the requests in flight, which
+	// a link event cuts (cancelPoll the long-poll, cancelPost the report).
+	cutMu      sync.Mutex
+	cancelPoll context.CancelCauseFunc
+	cancelPost context.CancelCauseFunc
+	// fastUntil (UnixNano) ends the fine-cadence retry after a renewal.
+	fastUntil atomic.Int64
+
+	// linkMu guards links, busy and idle: the renewals that link events
+	// started (see watchLinks).
+	linkMu sync.Mutex
+	links  map[string]*linkRenewal
+	busy   int           // interfaces whose renewal runs or is queued
+	idle   chan struct{} // closed while busy is 0
+	bg     sync.WaitGroup
 
 	reportReady chan struct{} // a report was queued
 	wakeDeliver chan struct{} // reconnected: retry delivery at once
@@ -105,8 +120,6 @@ func New(opts Options) (*Agent, error) {
 	def(&opts.PollInterval, DefaultPollInterval)
 	def(&opts.BackoffBase, DefaultBackoffBase)
 	def(&opts.BackoffMax, DefaultBackoffMax)
-	def(&opts.LinkDebounce, DefaultLinkDebounce)
-	def(&opts.LinkSettle, DefaultLinkSettle)
 	if opts.Version == "" {
 		opts.Version = Version
 	}
@@ -119,7 +132,11 @@ func New(opts Options) (*Agent, error) {
 		red = NewRedactor()
 		log = slog.New(red.Handler(log.Handler()))
 	}
+	idle := make(chan struct{})
+	close(idle)
 	return &Agent{
+		links:       map[string]*linkRenewal{},
+		idle:        idle,
 		opts:        opts,
 		log:         log,
 		red:         red,
@@ -216,6 +233,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.watchConfig(ctx)
 	wg.Wait()
+	a.bg.Wait()
 	a.log.Info("agent stopped")
 	return nil
 }
@@ -295,10 +313,27 @@ func (a *Agent) deliver(ctx context.Context) {
 			continue
 		}
 		// A stop does not cut a report in flight: the IMDS may have taken
-		// it already, and a restart would send it a second time.
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		err := a.imds.postStatus(pctx, &head)
-		cancel()
+		// it already, and a restart would send it a second time. A link
+		// event does: the connection may be dead, and the report is sent
+		// again at once on a fresh one (the IMDS takes a resend of the
+		// report it stored last as delivered, so it is stored once).
+		pctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+		tctx, tcancel := context.WithTimeout(pctx, 5*time.Second)
+		a.cutMu.Lock()
+		a.cancelPost = cancel
+		a.cutMu.Unlock()
+		err := a.imds.postStatus(tctx, &head)
+		a.cutMu.Lock()
+		a.cancelPost = nil
+		a.cutMu.Unlock()
+		cut := errors.Is(context.Cause(pctx), errLinkCut)
+		tcancel()
+		cancel(nil)
+		if err != nil && cut {
+			a.log.Info("status report cut by a link event: sending it again", "seq", head.Seq)
+			bo.reset()
+			continue
+		}
 		var he *HTTPError
 		if err != nil && errors.As(err, &he) && (he.StatusCode == 400 || he.StatusCode == 413) {
 			// The IMDS will never take this report: retrying it would block
@@ -307,7 +342,7 @@ func (a *Agent) deliver(ctx context.Context) {
 			err = nil
 		}
 		if err != nil {
-			d := bo.after(err)
+			d := a.retryIn(&bo, err)
 			fl.fail(failureKind(err), err, d)
 			if !a.sleep(ctx, d, a.wakeDeliver) {
 				return
@@ -356,23 +391,23 @@ func (a *Agent) watchConfig(ctx context.Context) {
 			known = api.ETag{Generation: t.Generation}.String()
 		}
 
-		pctx, cancel := context.WithCancel(ctx)
-		a.pollMu.Lock()
+		pctx, cancel := context.WithCancelCause(ctx)
+		a.cutMu.Lock()
 		a.cancelPoll = cancel
-		a.pollMu.Unlock()
+		a.cutMu.Unlock()
 		start := time.Now()
 		ans, err := a.imds.getConfig(pctx, known, a.opts.WaitTimeout)
-		a.pollMu.Lock()
+		a.cutMu.Lock()
 		a.cancelPoll = nil
-		a.pollMu.Unlock()
-		cut := pctx.Err() != nil
-		cancel()
+		a.cutMu.Unlock()
+		cut := errors.Is(context.Cause(pctx), errLinkCut)
+		cancel(nil)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
 			if cut {
-				// A reconnect cut the parked poll: poll again at once.
+				// A link event cut the poll: poll again at once.
 				bo.reset()
 				continue
 			}
@@ -390,7 +425,7 @@ func (a *Agent) watchConfig(ctx context.Context) {
 				legacy = true
 				continue
 			}
-			d := bo.after(err)
+			d := a.retryIn(&bo, err)
 			fl.fail(failureKind(err), err, d)
 			a.sleep(ctx, d, a.wakePoll)
 			continue
@@ -504,6 +539,11 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 	default:
 		r.State = status.StateProvisioned
 	}
+	// The outcome says the machine is ready: not while a renewal that a
+	// link event (the claim's NIC bounce) started is still running.
+	if !a.awaitRenewals(ctx) {
+		return nil
+	}
 	var renew *int64
 	a.mu.Lock()
 	if n := doc.Network; n != nil && n.RenewDHCP != nil && (a.st.RenewDHCP == nil || *a.st.RenewDHCP != *n.RenewDHCP) {
@@ -565,22 +605,41 @@ func (a *Agent) apply(ctx context.Context, doc *config.Document) (steps []status
 	return steps, reboot, failures
 }
 
-// reconnect re-establishes the IMDS connection at once after the guest's
-// address may have changed: idle connections are dropped, a parked poll is
-// cut and redialled, and a waiting delivery retries.
-func (a *Agent) reconnect() {
-	a.imds.reconnect()
-	a.pollMu.Lock()
-	if a.cancelPoll != nil {
-		a.cancelPoll()
+// reconnect re-establishes the IMDS connection at once after a link event
+// (a carrier change, a renewal: the guest's address or route may have
+// changed): idle connections are dropped, and every request in flight is
+// cut and issued again at once on a fresh connection (the parked poll, the
+// report being sent); a delivery or poll waiting out a backoff goes at
+// once. After a renewal (fast), failures on the network are retried at a
+// fine cadence for fastWindow: the route may follow the address.
+func (a *Agent) reconnect(fast bool) {
+	if fast {
+		a.fastUntil.Store(time.Now().Add(fastWindow).UnixNano())
 	}
-	a.pollMu.Unlock()
+	a.imds.reconnect()
+	a.cutMu.Lock()
+	for _, c := range []context.CancelCauseFunc{a.cancelPoll, a.cancelPost} {
+		if c != nil {
+			c(errLinkCut)
+		}
+	}
+	a.cutMu.Unlock()
 	for _, c := range []chan struct{}{a.wakePoll, a.wakeDeliver} {
 		select {
 		case c <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// retryIn is the wait after the failed request err: fastRetry for a
+// failure on the network within fastWindow of a renewal, else the backoff.
+func (a *Agent) retryIn(bo *backoff, err error) time.Duration {
+	var he *HTTPError
+	if !errors.As(err, &he) && time.Now().UnixNano() < a.fastUntil.Load() {
+		return fastRetry
+	}
+	return bo.after(err)
 }
 
 // maxErrorBytes bounds a report's error.

@@ -8,32 +8,19 @@ import (
 )
 
 // watchLinks renews the DHCP lease of an interface whose carrier came
-// back. The carrier of a quiet link need only stay up for LinkSettle (a
-// claim's NIC bounce is renewed at once); one that comes back again within
-// LinkDebounce must stay up for LinkDebounce, each flap restarting the
-// wait. A carrier lost before the wait ends cancels it. So a storm of flaps
-// yields at most two renewals: one at its start, one once it settles.
+// back, debounced by evidence, not by time. Every link event first cuts the
+// IMDS requests in flight (their connection may be dead) and issues them
+// again. A carrier that comes back starts a renewal at once; further
+// carrier changes while it runs (a storm, or a bounce the kernel reported
+// in two parts) are coalesced into one more renewal after it, and a repeat
+// of the state the running renewal started from (the same carrier-change
+// count) into none. So back-to-back bounces cost no fixed wait, and a storm
+// costs one renewal at a time, each seeing a later state of the link.
 func (a *Agent) watchLinks(ctx context.Context) {
 	events, err := a.p.Links.WatchLinks(ctx)
 	if err != nil {
 		a.log.Warn("link watching unavailable: DHCP is renewed only when network.renewDhcp changes", "err", err)
 		return
-	}
-	due := map[string]time.Time{}  // interface → when to renew
-	back := map[string]time.Time{} // interface → when its carrier last came back
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	rearm := func() {
-		timer.Stop()
-		var first time.Time
-		for _, t := range due {
-			if first.IsZero() || t.Before(first) {
-				first = t
-			}
-		}
-		if !first.IsZero() {
-			timer.Reset(time.Until(first))
-		}
 	}
 	for {
 		select {
@@ -44,32 +31,79 @@ func (a *Agent) watchLinks(ctx context.Context) {
 				return
 			}
 			a.log.Debug("link event", "interface", ev.Interface, "kind", ev.Kind.String(), "carrierChanges", ev.CarrierChanges)
-			switch ev.Kind {
-			case CarrierBack, LinkAdded:
-				now := time.Now()
-				wait := a.opts.LinkSettle
-				if now.Sub(back[ev.Interface]) < a.opts.LinkDebounce {
-					wait = a.opts.LinkDebounce
-				}
-				back[ev.Interface] = now
-				due[ev.Interface] = now.Add(wait)
-			case CarrierLost:
-				delete(due, ev.Interface)
-			case LinkRemoved:
-				delete(due, ev.Interface)
-				delete(back, ev.Interface)
+			a.reconnect(false)
+			if ev.Kind == CarrierBack {
+				a.linkBack(ctx, ev)
 			}
-			rearm()
-		case <-timer.C:
-			now := time.Now()
-			for iface, t := range due {
-				if !t.After(now) {
-					delete(due, iface)
-					a.renew(ctx, iface)
-				}
-			}
-			rearm()
 		}
+	}
+}
+
+// linkRenewal is the renewal state of one interface.
+type linkRenewal struct {
+	running bool   // a renewal runs (or waits for the platform)
+	again   bool   // a change came while it ran: renew once more after it
+	changes uint32 // the carrier-change count the latest renewal answers
+}
+
+// linkBack starts a renewal of ev's interface, or, while one runs, asks
+// for one more after it if ev is news to it.
+func (a *Agent) linkBack(ctx context.Context, ev LinkEvent) {
+	a.linkMu.Lock()
+	defer a.linkMu.Unlock()
+	lr := a.links[ev.Interface]
+	if lr == nil {
+		lr = &linkRenewal{}
+		a.links[ev.Interface] = lr
+	}
+	if lr.running {
+		if ev.CarrierChanges == 0 || ev.CarrierChanges != lr.changes {
+			lr.again, lr.changes = true, ev.CarrierChanges
+		}
+		return
+	}
+	lr.running, lr.changes = true, ev.CarrierChanges
+	if a.busy == 0 {
+		a.idle = make(chan struct{})
+	}
+	a.busy++
+	a.bg.Go(func() {
+		for {
+			a.renew(ctx, ev.Interface)
+			a.linkMu.Lock()
+			if lr.again && ctx.Err() == nil {
+				lr.again = false
+				a.linkMu.Unlock()
+				continue
+			}
+			lr.running, lr.again = false, false
+			a.busy--
+			if a.busy == 0 {
+				close(a.idle)
+			}
+			a.linkMu.Unlock()
+			return
+		}
+	})
+}
+
+// awaitRenewals waits until no renewal started by a link event runs or is
+// queued; false if ctx ended first.
+func (a *Agent) awaitRenewals(ctx context.Context) bool {
+	a.linkMu.Lock()
+	idle := a.idle
+	a.linkMu.Unlock()
+	select {
+	case <-idle:
+		return true
+	default:
+	}
+	a.log.Info("outcome waits for the renewal of a link event")
+	select {
+	case <-idle:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -113,7 +147,7 @@ func (a *Agent) renew(ctx context.Context, iface string) {
 	a.platMu.Lock()
 	lease, err := a.p.DHCP.RenewDHCP(ctx, iface)
 	a.platMu.Unlock()
-	a.reconnect()
+	a.reconnect(true)
 	if ctx.Err() != nil {
 		return
 	}

@@ -2,8 +2,11 @@ package agent
 
 import (
 	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -18,90 +21,181 @@ func renewReports(rs []status.Report) []status.Report {
 	return out
 }
 
-// TestFlapStormDebounced: 50 flaps of eth0 in quick succession yield one
-// renewal once the link is stable (at most 2 allowed), reported as a
-// dhcp-renewed event with the new addresses, after which the agent
-// re-establishes its IMDS connection at once (the parked poll is cut and
-// redialled).
-func TestFlapStormDebounced(t *testing.T) {
+// countRenewed counts the dhcp-renewed reports of iface.
+func countRenewed(rs []status.Report, iface string) int {
+	n := 0
+	for _, r := range renewReports(rs) {
+		if r.Interface == iface {
+			n++
+		}
+	}
+	return n
+}
+
+// settle returns once every renewal that link events started has
+// finished: the outcome of a new generation waits for them (see
+// TestOutcomeAfterRenewal), so once it is reported they are done.
+func settle(h *harness) {
+	h.t.Helper()
+	h.plat.syncLinks(h.t)
+	h.imds.waitReport(status.StateProvisioned, h.imds.publish(`{"hostname": "settled"}`))
+}
+
+// TestFlapStormCoalesced: a carrier that comes back is renewed at once;
+// 50 more flaps of eth0 while that renewal runs are coalesced into exactly
+// one more renewal after it; the renewal is reported as a dhcp-renewed
+// event with the new addresses, and the agent re-establishes its IMDS
+// connection at once (the parked poll is cut and redialled).
+func TestFlapStormCoalesced(t *testing.T) {
 	h := newHarness(t)
 	g := h.imds.publish(finalDoc)
 	h.start()
 	h.imds.waitReport(status.StateProvisioned, g)
+	hold := h.plat.holdRenewals()
 	// Wait for the agent to park its long-poll for the next generation.
 	h.imds.waitFor("parked poll", func(_ []status.Report, reqs []request) bool { return len(configGets(reqs)) >= 1 })
 	getsBefore := len(configGets(h.imds.reqs()))
 
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 2}
+	if s := <-h.plat.entered; s != renewStep {
+		t.Fatalf("entered %q, want the renewal", s)
+	}
 	for i := range 50 {
-		h.plat.links <- LinkEvent{Kind: CarrierLost, Interface: "eth0", CarrierChanges: uint32(2 * i)}
-		h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: uint32(2*i + 1)}
+		h.plat.links <- LinkEvent{Kind: CarrierLost, Interface: "eth0", CarrierChanges: uint32(3 + 2*i)}
+		h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: uint32(4 + 2*i)}
 	}
-	flapsDone := time.Now()
-	h.imds.waitFor("dhcp-renewed", func(rs []status.Report, _ []request) bool { return len(renewReports(rs)) >= 1 })
-	if d := time.Since(flapsDone); d < 90*time.Millisecond {
-		t.Errorf("renewed %v after the storm, before the 100 ms debounce", d)
-	}
+	h.plat.syncLinks(t)
+	close(hold)
+	h.imds.waitFor("two dhcp-renewed", func(rs []status.Report, _ []request) bool { return countRenewed(rs, "eth0") >= 2 })
 	r := renewReports(h.imds.all())[0]
 	if r.Interface != "eth0" || len(r.Addresses) != 1 || r.Addresses[0] != "10.0.0.5/24" || r.State != status.StateProvisioned || r.Generation != g {
 		t.Errorf("dhcp-renewed report %+v", r)
 	}
-	// The reconnect: a new config request right after the renewal, long
-	// before the 5 s long-poll timeout would have produced one.
+	// The reconnect: a new config request after the renewal, long before
+	// the 5 s long-poll timeout would have produced one.
 	h.imds.waitFor("re-established poll", func(_ []status.Report, reqs []request) bool {
-		gets := configGets(reqs)
-		return len(gets) > getsBefore && gets[len(gets)-1].Time.Sub(flapsDone) < 2*time.Second
+		return len(configGets(reqs)) > getsBefore
 	})
-	// Settle, event-driven: a flap of eth9 queued behind the storm is due
-	// later than any renewal the storm could still cause, so once eth9's
-	// renewal is reported every eth0 renewal has happened.
-	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth9"}
-	h.imds.waitFor("eth9 renewal", func(rs []status.Report, _ []request) bool {
-		for _, r := range renewReports(rs) {
-			if r.Interface == "eth9" {
-				return true
-			}
-		}
-		return false
-	})
-	n := 0
-	for _, r := range renewReports(h.imds.all()) {
-		if r.Interface == "eth0" {
-			n++
-		}
+	settle(h)
+	if n := countRenewed(h.imds.all(), "eth0"); n != 2 {
+		t.Errorf("%d renewals of eth0 for a bounce and 50 flaps during its renewal, want 2 (the one, and one coalesced)", n)
 	}
-	if n < 1 || n > 2 {
-		t.Errorf("%d renewals of eth0 after 50 flaps, want 1 (at most 2)", n)
+	if n := h.plat.renewals.Load(); n != 2 {
+		t.Errorf("%d renewals in all, want 2", n)
 	}
 	checkSeq(t, h.imds.all())
 }
 
-// TestQuietBounceRenewsAtOnce: the single NIC bounce of a claim, on a link
-// that was quiet, is renewed once the carrier has settled, without waiting
-// out the storm debounce; a second bounce right after it waits for the
-// debounce, and the storm rule still yields one more renewal at most.
-func TestQuietBounceRenewsAtOnce(t *testing.T) {
+// TestBackToBackBounces: bounces that follow one another, each after the
+// last renewal finished, are each renewed at once: no debounce holds the
+// second back. A repeat of the state a running renewal answers (the same
+// carrier-change count) adds no renewal.
+func TestBackToBackBounces(t *testing.T) {
 	h := newHarness(t)
-	h.tweak = func(o *Options) {
-		o.LinkSettle = 20 * time.Millisecond
-		o.LinkDebounce = time.Hour // a renewal that waits for it never comes in this test
-	}
 	g := h.imds.publish(finalDoc)
 	h.start()
 	h.imds.waitReport(status.StateProvisioned, g)
-	h.plat.links <- LinkEvent{Kind: CarrierLost, Interface: "eth0"}
-	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0"}
-	h.imds.waitFor("dhcp-renewed after a quiet bounce", func(rs []status.Report, _ []request) bool { return len(renewReports(rs)) == 1 })
-	// A second bounce within the debounce is held back by it.
-	h.plat.links <- LinkEvent{Kind: CarrierLost, Interface: "eth0"}
-	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0"}
-	// Another interface's quiet bounce is renewed at once, and it was
-	// queued behind eth0's: once it is reported, eth0's second bounce has
-	// been handled (and must not have renewed).
-	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth9"}
-	h.imds.waitFor("eth9 renewal", func(rs []status.Report, _ []request) bool { return len(renewReports(rs)) >= 2 })
-	rs := renewReports(h.imds.all())
-	if len(rs) != 2 || rs[0].Interface != "eth0" || rs[1].Interface != "eth9" {
-		t.Errorf("renewals %+v, want eth0 then eth9 only", rs)
+	for i := 1; i <= 3; i++ {
+		h.plat.links <- LinkEvent{Kind: CarrierLost, Interface: "eth0", CarrierChanges: uint32(2*i + 1)}
+		h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: uint32(2*i + 2)}
+		h.imds.waitFor(fmt.Sprintf("renewal %d", i), func(rs []status.Report, _ []request) bool { return countRenewed(rs, "eth0") == i })
+	}
+	hold := h.plat.holdRenewals()
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 10}
+	<-h.plat.entered
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 10}
+	h.plat.syncLinks(t)
+	close(hold)
+	settle(h)
+	if n := countRenewed(h.imds.all(), "eth0"); n != 4 {
+		t.Errorf("%d renewals of eth0, want 4 (three bounces, then one state seen twice)", n)
+	}
+	checkSeq(t, h.imds.all())
+}
+
+// TestOutcomeAfterRenewal: a claim's document and its NIC bounce arrive
+// together: the carrier comes back while the steps run. The outcome
+// (provisioned) is reported only after the renewal the bounce caused has
+// finished, once, and the renewal happens once.
+func TestOutcomeAfterRenewal(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.imds.waitReport(status.StateWaiting, 0)
+	step := make(chan struct{})
+	h.plat.block[status.StepTimezone] = step
+	h.plat.entered = make(chan string, 16)
+	g := h.imds.publish(finalDoc)
+	for s := range h.plat.entered {
+		if s == status.StepTimezone {
+			break
+		}
+	}
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 2}
+	h.plat.syncLinks(t)
+	close(step)
+	h.imds.waitReport(status.StateProvisioned, g)
+	h.imds.waitFor("dhcp-renewed", func(rs []status.Report, _ []request) bool { return countRenewed(rs, "eth0") == 1 })
+	rs := h.imds.all()
+	var renewed, provisioned uint64
+	for _, r := range rs {
+		if r.Event == status.EventDHCPRenewed {
+			renewed = r.Seq
+		}
+		if r.State == status.StateProvisioned && r.Event == "" {
+			provisioned = r.Seq
+		}
+	}
+	if renewed > provisioned {
+		t.Errorf("provisioned (seq %d) reported before the bounce's renewal finished (seq %d): %s", provisioned, renewed, summarize(rs))
+	}
+	if n := count(rs, status.StateProvisioned, g); n != 1 {
+		t.Errorf("%d provisioned reports: %s", n, summarize(rs))
+	}
+	if n := h.plat.renewals.Load(); n != 1 {
+		t.Errorf("%d renewals, want 1", n)
+	}
+	checkSeq(t, rs)
+}
+
+// TestReportCutByLinkEvent: the report in flight when the link goes down
+// hangs (its connection is dead: the IMDS never answers it). The link
+// event cuts it and the agent sends it again at once on a new connection:
+// the report reaches the IMDS exactly once, in order, and the first try
+// ended because of the link event, not by running into a timeout.
+func TestReportCutByLinkEvent(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.imds.waitReport(status.StateWaiting, 0)
+	var held atomic.Int32
+	heldIn := make(chan struct{}, 1)
+	cutSeen := make(chan error, 1)
+	h.imds.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPost || held.Add(1) != 1 {
+			return false
+		}
+		heldIn <- struct{}{}
+		<-r.Context().Done() // a dead connection: no answer, ever
+		cutSeen <- r.Context().Err()
+		return true
+	})
+	g := h.imds.publish(finalDoc)
+	<-heldIn
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 2}
+	h.imds.waitReport(status.StateProvisioned, g)
+	h.imds.waitFor("dhcp-renewed", func(rs []status.Report, _ []request) bool { return countRenewed(rs, "eth0") == 1 })
+	<-cutSeen
+	h.stop()
+	rs := h.imds.all()
+	checkSeq(t, rs)
+	if n := count(rs, status.StateApplying, g); n != 1 {
+		t.Errorf("the held report (applying) arrived %d times: %s", n, summarize(rs))
+	}
+	logs := h.logs.String()
+	if !strings.Contains(logs, "status report cut by a link event") {
+		t.Errorf("the report in flight was not cut by the link event")
+	}
+	if strings.Contains(logs, "deadline exceeded") {
+		t.Errorf("a request ran into its timeout instead of being cut:\n%s", logs)
 	}
 }
 

@@ -40,6 +40,7 @@ type testIMDS struct {
 
 	mu       sync.Mutex
 	reports  []status.Report
+	resends  int // reports sent again after a cut, answered 2xx
 	requests []request
 	changed  chan struct{} // closed and replaced on every recorded event
 }
@@ -95,7 +96,15 @@ func (m *testIMDS) serve(w http.ResponseWriter, r *http.Request) {
 		if err := json.Unmarshal(body, &rep); err != nil {
 			m.t.Errorf("accepted report does not decode: %v", err)
 		}
-		m.reports = append(m.reports, rep)
+		// A link event cuts a report in flight and the agent sends it
+		// again: the IMDS takes a resend of the report it stored last
+		// (same seq, same time) without storing it twice, and so does
+		// this record.
+		if n := len(m.reports); n > 0 && m.reports[n-1].Seq == rep.Seq && m.reports[n-1].Time.Equal(rep.Time.Time) {
+			m.resends++
+		} else {
+			m.reports = append(m.reports, rep)
+		}
 	}
 	m.notify()
 }
@@ -282,6 +291,34 @@ func (f *fakePlatform) WatchLinks(ctx context.Context) (<-chan LinkEvent, error)
 	return out, nil
 }
 
+// holdRenewals makes renewals wait until the returned channel is closed,
+// and signal on entered when they start.
+func (f *fakePlatform) holdRenewals() chan struct{} {
+	hold := make(chan struct{})
+	f.mu.Lock()
+	f.block[renewStep] = hold
+	f.entered = make(chan string, 256)
+	f.mu.Unlock()
+	return hold
+}
+
+// syncLinks returns once the agent has handled every link event sent so
+// far: it queues two markers (removals of an interface the agent never
+// saw) and waits until the forwarder has taken the second, which it does
+// only once the agent took the first, so every earlier event was handled.
+func (f *fakePlatform) syncLinks(t *testing.T) {
+	t.Helper()
+	f.links <- LinkEvent{Kind: LinkRemoved, Interface: "sync0"}
+	f.links <- LinkEvent{Kind: LinkRemoved, Interface: "sync0"}
+	deadline := time.Now().Add(waitLimit)
+	for len(f.links) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent does not take link events")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // listDHCP is the name under which setFail fails DHCPInterfaces.
 const listDHCP = "list-dhcp"
 
@@ -293,11 +330,27 @@ func (f *fakePlatform) DHCPInterfaces(context.Context) ([]string, error) {
 	}
 	return f.dhcpIfaces, nil
 }
-func (f *fakePlatform) RenewDHCP(_ context.Context, iface string) (Lease, error) {
+
+// renewStep is the name under which block and entered hold and signal a
+// renewal.
+const renewStep = "renew"
+
+func (f *fakePlatform) RenewDHCP(ctx context.Context, iface string) (Lease, error) {
 	f.renewals.Add(1)
 	f.mu.Lock()
 	f.calls = append(f.calls, "renew="+iface)
+	block, entered := f.block[renewStep], f.entered
 	f.mu.Unlock()
+	if entered != nil {
+		entered <- renewStep
+	}
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return Lease{}, ctx.Err()
+		}
+	}
 	return Lease{Interface: iface, Client: "fake", Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.5/24")}}, nil
 }
 
@@ -335,7 +388,6 @@ func (h *harness) options() Options {
 		PollInterval: 100 * time.Millisecond,
 		BackoffBase:  10 * time.Millisecond,
 		BackoffMax:   200 * time.Millisecond,
-		LinkDebounce: 100 * time.Millisecond,
 	}
 	if h.tweak != nil {
 		h.tweak(&o)
