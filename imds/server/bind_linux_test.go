@@ -4,46 +4,24 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prewarm/prewarm/imds/guestnet"
 	"github.com/prewarm/prewarm/shared/api"
 )
-
-func TestListenGuestUnknownDevice(t *testing.T) {
-	_, err := ListenGuest(context.Background(), "127.0.0.1:0", "pwi-nodev0")
-	if err == nil || !strings.Contains(err.Error(), "SO_BINDTODEVICE pwi-nodev0") {
-		t.Fatalf("err = %v, want SO_BINDTODEVICE failure", err)
-	}
-}
-
-func TestListenGuestSharesPort(t *testing.T) {
-	// SO_REUSEPORT lets a device-bound listener share the address of the
-	// plain one.
-	a, err := ListenGuest(context.Background(), "127.0.0.1:0", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := ListenGuest(context.Background(), a.Addr().String(), "lo")
-	if err != nil {
-		t.Fatalf("device-bound listener on the same address: %v", err)
-	}
-	b.Close()
-}
 
 // TestBinderLoopback registers "lo" as a host interface: the binder binds
 // a listener to it, and requests on loopback belong to that instance
 // rather than to the one registered by address; unregistering closes it.
 func TestBinderLoopback(t *testing.T) {
-	probe, err := ListenGuest(context.Background(), "127.0.0.1:0", "")
+	probe, err := guestnet.Listen(context.Background(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := probe.Addr().String()
-	s := newTestServer(t, Options{GuestAddr: addr})
+	s := newTestServer(t, Options{GuestListener: probe, BindInterfaces: true})
 	go s.ServeGuest(probe, "")
 	mustRegister(t, s, "vm-addr", api.Registration{Addresses: []string{"127.0.0.1"}})
 	mustRegister(t, s, "vm-lo", api.Registration{HostInterface: "lo"})
@@ -59,18 +37,6 @@ func TestBinderLoopback(t *testing.T) {
 	if got := whoOn(t, addr); got != "vm-addr" {
 		t.Fatalf("after unbinding: %q, want vm-addr", got)
 	}
-}
-
-// boundInterfaces lists the devices with a listener (for tests).
-func (b *binder) boundInterfaces() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := make([]string, 0, len(b.bound))
-	for d := range b.bound {
-		out = append(out, d)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // whoOn asks the guest listener at addr which instance the caller is
@@ -92,12 +58,12 @@ func whoOn(t *testing.T, addr string) string {
 func waitBoundOn(t *testing.T, s *Server, want string) {
 	t.Helper()
 	for i := 0; i < 200; i++ {
-		if strings.Join(s.binder.boundInterfaces(), ",") == want {
+		if strings.Join(s.binder.Bound(), ",") == want {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("bound %v, want %q", s.binder.boundInterfaces(), want)
+	t.Fatalf("bound %v, want %q", s.binder.Bound(), want)
 }
 
 // A listener the binder opened for a registered hostInterface never falls
@@ -105,12 +71,12 @@ func waitBoundOn(t *testing.T, s *Server, want string) {
 // the binder closes it), a guest on it cannot pass for an address-only
 // instance by using that instance's address.
 func TestBinderListenerNoAddressFallback(t *testing.T) {
-	probe, err := ListenGuest(context.Background(), "127.0.0.1:0", "")
+	probe, err := guestnet.Listen(context.Background(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := probe.Addr().String()
-	s := newTestServer(t, Options{GuestAddr: addr})
+	s := newTestServer(t, Options{GuestListener: probe, BindInterfaces: true})
 	go s.ServeGuest(probe, "")
 	mustRegister(t, s, "vm-addr", api.Registration{Addresses: []string{"127.0.0.1"}})
 	mustRegister(t, s, "vm-lo", api.Registration{HostInterface: "lo"})
@@ -128,12 +94,12 @@ func TestBinderListenerNoAddressFallback(t *testing.T) {
 // A static --guest-interface listener still serves address-only guests
 // behind its device.
 func TestStaticGuestInterfaceAddressFallback(t *testing.T) {
-	probe, err := ListenGuest(context.Background(), "127.0.0.1:0", "")
+	probe, err := guestnet.Listen(context.Background(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := probe.Addr().String()
-	s := newTestServer(t, Options{GuestAddr: addr, GuestInterfaces: []string{"lo"}})
+	s := newTestServer(t, Options{GuestListener: probe, BindInterfaces: true, GuestInterfaces: []string{"lo"}})
 	go s.ServeGuest(probe, "")
 	mustRegister(t, s, "vm-addr", api.Registration{Addresses: []string{"127.0.0.1"}})
 	waitBoundOn(t, s, "lo")

@@ -107,7 +107,7 @@ func (s *Server) sync(rec store.Record) {
 	}
 	s.wake(inst)
 	if s.binder != nil {
-		s.binder.update()
+		s.binder.Update()
 	}
 }
 
@@ -126,7 +126,7 @@ func (s *Server) forget(id string) {
 		s.wake(inst)
 	}
 	if s.binder != nil {
-		s.binder.update()
+		s.binder.Update()
 	}
 }
 

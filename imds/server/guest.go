@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/imds/dialect"
+	"github.com/prewarm/prewarm/imds/guestnet"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -155,19 +156,9 @@ func (s *Server) serveDialect(w http.ResponseWriter, r *http.Request, d dialect.
 // address, never by anything the request says.
 func (s *Server) identify(r *http.Request) *instance {
 	iface, _ := r.Context().Value(ifaceKey{}).(string)
-	addr, _ := sourceAddr(r.RemoteAddr)
+	addr, _ := guestnet.SourceAddr(r.RemoteAddr)
 	byDeviceOnly, _ := r.Context().Value(byDeviceOnlyKey{}).(bool)
 	return s.lookup(iface, addr, byDeviceOnly)
-}
-
-// sourceAddr is the address of a remote "host:port" as instances are
-// keyed by it: IPv4-mapped IPv6 unmapped, zone dropped.
-func sourceAddr(remote string) (netip.Addr, bool) {
-	ap, err := netip.ParseAddrPort(remote)
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	return ap.Addr().Unmap().WithZone(""), true
 }
 
 // waitParams are the long-poll query parameters.

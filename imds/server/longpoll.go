@@ -99,7 +99,7 @@ func (s *Server) parkHijacked(w http.ResponseWriter, r *http.Request, inst *inst
 		p.seq = inst.pollSeq
 		if s.peers != nil {
 			// Registered before p is visible to anyone who could answer it.
-			if uw, err := s.peers.watch(conn, func() { s.peerGone(inst, p) }); err == nil {
+			if uw, err := s.peers.Watch(conn, func() { s.peerGone(inst, p) }); err == nil {
 				p.unwatch = uw
 			} else {
 				s.log.Debug("cannot watch a parked connection", "err", err)

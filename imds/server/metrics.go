@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/prewarm/prewarm/imds/guestnet"
 	"github.com/prewarm/prewarm/shared/api"
 )
 
@@ -26,7 +27,7 @@ type metrics struct {
 	panics      prometheus.Counter
 	// connsRefused counts guest connections closed at accept, by the
 	// limit that refused them (MaxConnsPerSource, MaxGuestConns,
-	// MaxUnknownConns: limitPerSource...); parkEvicted counts polls
+	// MaxUnknownConns: guestnet.LimitPerSource...); parkEvicted counts polls
 	// answered early (MaxParkedPerInstance).
 	connsRefused *prometheus.CounterVec
 	parkEvicted  prometheus.Counter
@@ -80,7 +81,7 @@ func newMetrics(reg prometheus.Registerer, gat prometheus.Gatherer, s *Server) (
 	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "prewarm_imds_guest_connections_refused_total", Help: "Guest connections closed at accept, by the limit that refused them: max-conns-per-source (too many from one source: an address, or a host interface on its listener), max-guest-conns (too many of registered sources in all), max-unknown-conns (too many of sources that match no registered instance in all).",
 	}, []string{"limit"})
-	for _, l := range []string{limitPerSource, limitGuestTotal, limitUnknownTotal} {
+	for _, l := range []string{guestnet.LimitPerSource, guestnet.LimitRegistered, guestnet.LimitUnknown} {
 		m.connsRefused.WithLabelValues(l)
 	}
 	m.parkEvicted = prometheus.NewCounter(prometheus.CounterOpts{

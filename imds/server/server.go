@@ -53,6 +53,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/prewarm/prewarm/imds/dialect"
+	"github.com/prewarm/prewarm/imds/guestnet"
 	"github.com/prewarm/prewarm/imds/publishdir"
 	"github.com/prewarm/prewarm/imds/store"
 	"github.com/prewarm/prewarm/shared/api"
@@ -88,29 +89,34 @@ type Options struct {
 	Logger *slog.Logger
 	// PublishDir, when set, is watched for DIR/<id>.json files (section 3).
 	PublishDir string
-	// GuestAddr, when set (host:port, normally the guest listener's
-	// address), makes the server keep a guest listener bound to each
-	// registered hostInterface and each of GuestInterfaces on that address
-	// (SO_BINDTODEVICE, Linux), binding a device when it appears and
-	// rebinding it when it is re-created. Requests on such a listener are
-	// attributed to the instance registered with that hostInterface.
-	GuestAddr string
+	// GuestListener is the device-less guest listener
+	// (guestnet.Listen), needed by BindInterfaces. New does not serve it:
+	// serve it with ServeGuest(GuestListener, "").
+	GuestListener *guestnet.Listener
+	// BindInterfaces makes the server keep a guest listener bound to each
+	// registered hostInterface and each of GuestInterfaces on
+	// GuestListener's address (SO_BINDTODEVICE, Linux), binding a device
+	// when it appears and rebinding it when it is re-created
+	// (guestnet.Binder: every one newer than GuestListener, as
+	// SO_REUSEPORT needs). Requests on such a listener are attributed to
+	// the instance registered with that hostInterface.
+	BindInterfaces bool
 	// GuestInterfaces are host devices to bind even before an instance
-	// registers them (with GuestAddr).
+	// registers them (with BindInterfaces).
 	GuestInterfaces []string
 	// MaxConnsPerSource bounds the open guest connections of one source
-	// (0: DefaultMaxConnsPerSource; negative: no bound): a source address
+	// (0: guestnet.DefaultMaxConnsPerSource; negative: no bound): a source address
 	// on the device-less listener, the device on a device-bound one. Past
 	// it a new connection is closed at once.
 	MaxConnsPerSource int
 	// MaxGuestConns bounds the open guest connections of registered
-	// sources on all listeners together (0: DefaultMaxGuestConns;
+	// sources on all listeners together (0: guestnet.DefaultMaxGuestConns;
 	// negative: no bound). Past it a new connection of a registered
 	// source is closed at once.
 	MaxGuestConns int
 	// MaxUnknownConns bounds the open guest connections of sources that
 	// match no registered instance when they connect, on all listeners
-	// together (0: DefaultMaxUnknownConns; negative: no bound of their
+	// together (0: guestnet.DefaultMaxUnknownConns; negative: no bound of their
 	// own). They count against it instead of MaxGuestConns, so unknown
 	// callers cannot take the connections registered guests need. Past it
 	// a new connection of an unknown source is closed at once.
@@ -169,13 +175,13 @@ type Server struct {
 	// for a listener without one.
 	guestIfaces map[string]bool
 
-	pd     *publishdir.Dir
-	binder *binder
-	conns  connCounts
+	pd      *publishdir.Dir
+	binder  *guestnet.Binder // nil without Options.BindInterfaces
+	limiter *guestnet.ConnLimiter
 	// bodyTimeout bounds a guest request body's arrival (tests shorten it
 	// before serving).
 	bodyTimeout time.Duration
-	peers       *peerWatch // nil where unsupported
+	peers       *guestnet.PeerWatch // nil where unsupported
 
 	guest http.Handler
 	admin http.Handler
@@ -249,20 +255,26 @@ func New(opts Options) (*Server, error) {
 	if opts.Burst == 0 {
 		opts.Burst = DefaultBurst
 	}
+	if opts.BindInterfaces && opts.GuestListener == nil {
+		return nil, errors.New("server options: BindInterfaces needs GuestListener (the device-less guest listener the device listeners share an address with)")
+	}
+	if len(opts.GuestInterfaces) > 0 && !opts.BindInterfaces {
+		return nil, errors.New("server options: GuestInterfaces needs BindInterfaces")
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	if opts.MaxConnsPerSource == 0 {
-		opts.MaxConnsPerSource = DefaultMaxConnsPerSource
+		opts.MaxConnsPerSource = guestnet.DefaultMaxConnsPerSource
 	}
 	if opts.MaxParkedPerInstance == 0 {
 		opts.MaxParkedPerInstance = DefaultMaxParked
 	}
 	if opts.MaxGuestConns == 0 {
-		opts.MaxGuestConns = DefaultMaxGuestConns
+		opts.MaxGuestConns = guestnet.DefaultMaxGuestConns
 	}
 	if opts.MaxUnknownConns == 0 {
-		opts.MaxUnknownConns = DefaultMaxUnknownConns
+		opts.MaxUnknownConns = guestnet.DefaultMaxUnknownConns
 	}
 	log := opts.Logger
 	if log == nil {
@@ -279,7 +291,6 @@ func New(opts Options) (*Server, error) {
 		servers:  map[*http.Server]struct{}{},
 
 		guestIfaces: map[string]bool{},
-		conns:       connCounts{n: map[connSource]int{}},
 		bodyTimeout: DefaultGuestBodyTimeout,
 	}
 	if s.st == nil {
@@ -298,16 +309,31 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
+	s.limiter = guestnet.NewConnLimiter(guestnet.ConnLimits{
+		PerSource:  opts.MaxConnsPerSource,
+		Registered: opts.MaxGuestConns,
+		Unknown:    opts.MaxUnknownConns,
+		IsRegistered: func(iface string, addr netip.Addr, byDeviceOnly bool) bool {
+			return s.lookup(iface, addr, byDeviceOnly) != nil
+		},
+		OnRefuse: func(limit string) { m.connsRefused.WithLabelValues(limit).Inc() },
+		Logger:   log,
+	})
 	s.guest = s.recoverer("guest", http.HandlerFunc(s.serveGuest))
 	s.admin = s.recoverer("admin", s.adminRouter())
 	// The binder starts before the feed, which kicks it with every
 	// registry change.
-	if opts.GuestAddr != "" {
-		s.binder = startBinder(s, opts.GuestAddr, opts.GuestInterfaces)
+	if opts.BindInterfaces {
+		s.binder = opts.GuestListener.StartBinder(guestnet.BinderOptions{
+			Static:     opts.GuestInterfaces,
+			Registered: s.registeredIfaces,
+			Serve:      s.serveBound,
+			Logger:     log,
+		})
 	}
 	if err := s.startFeed(); err != nil {
 		if s.binder != nil {
-			s.binder.stop()
+			s.binder.Stop()
 		}
 		s.closeStore()
 		return nil, err
@@ -316,7 +342,7 @@ func New(opts Options) (*Server, error) {
 		pd, err := s.startPublishDir(opts.PublishDir)
 		if err != nil {
 			if s.binder != nil {
-				s.binder.stop()
+				s.binder.Stop()
 			}
 			s.stopFeed()
 			s.closeStore()
@@ -324,7 +350,7 @@ func New(opts Options) (*Server, error) {
 		}
 		s.pd = pd
 	}
-	if pw, err := newPeerWatch(); err == nil {
+	if pw, err := guestnet.NewPeerWatch(); err == nil {
 		s.peers = pw
 	} else {
 		s.log.Debug("parked long-polls are released at their timeout only", "err", err)
@@ -776,7 +802,7 @@ func (inst *instance) observeStatus(r status.Report) {
 
 // ServeGuest serves the guest API on ln until Shutdown. When hostInterface
 // is set, ln is expected to be bound to that host device (see
-// ListenGuest): every request on it is attributed to the instance
+// guestnet.ListenDevice): every request on it is attributed to the instance
 // registered with that hostInterface, falling back to the source address
 // when none is. It returns nil after Shutdown.
 func (s *Server) ServeGuest(ln net.Listener, hostInterface string) error {
@@ -786,11 +812,54 @@ func (s *Server) ServeGuest(ln net.Listener, hostInterface string) error {
 // limit applies MaxConnsPerSource, MaxGuestConns and MaxUnknownConns to a
 // guest listener; byDeviceOnly is as for guestHTTPServer.
 func (s *Server) limit(ln net.Listener, hostInterface string, byDeviceOnly bool) net.Listener {
-	if s.opts.MaxConnsPerSource < 0 && s.opts.MaxGuestConns < 0 && s.opts.MaxUnknownConns < 0 {
-		return ln
+	return s.limiter.Limit(ln, hostInterface, byDeviceOnly)
+}
+
+// serveBound serves a listener the binder opened for hostInterface until
+// the binder closes the returned server.
+func (s *Server) serveBound(ln net.Listener, hostInterface string, byDeviceOnly bool) io.Closer {
+	hs := s.guestHTTPServer(hostInterface, byDeviceOnly)
+	go func() {
+		if err := s.serve(hs, s.limit(ln, hostInterface, byDeviceOnly), "guest", hostInterface); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Debug("guest listener ended", "hostInterface", hostInterface, "err", err)
+		}
+	}()
+	return hs
+}
+
+// registeredIfaces lists the host interfaces instances are registered
+// with, for the binder.
+func (s *Server) registeredIfaces() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.byIface))
+	for d := range s.byIface {
+		out = append(out, d)
 	}
-	return &limitListener{Listener: ln, s: s, max: s.opts.MaxConnsPerSource, total: s.opts.MaxGuestConns,
-		unknown: s.opts.MaxUnknownConns, iface: hostInterface, byDeviceOnly: byDeviceOnly}
+	return out
+}
+
+// DefaultGuestBodyTimeout bounds how long a guest may take to send a
+// request body (a status report), measured from the end of its headers.
+// It applies only to requests with a body, so long-polls are unaffected.
+const DefaultGuestBodyTimeout = 30 * time.Second
+
+// bodyDeadline bounds the time a guest request's body may take to
+// arrive (slow POST bodies would otherwise hold a connection and a
+// goroutine for ever). Requests without a body, long-polls among them,
+// are left alone. net/http lifts the deadline itself once the body has
+// been read (to watch for the peer closing), so a slow store does not
+// cancel the request.
+func bodyDeadline(timeout time.Duration, h http.Handler) http.Handler {
+	if timeout <= 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // guestHTTPServer is the http.Server of one guest listener. byDeviceOnly
@@ -896,7 +965,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.pd.Stop()
 	}
 	if s.binder != nil {
-		s.binder.stop()
+		s.binder.Stop()
 	}
 	s.srvMu.Lock()
 	servers := make([]*http.Server, 0, len(s.servers))
@@ -926,7 +995,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("answering parked long-polls: %w", ctx.Err()))
 	}
 	if s.peers != nil {
-		s.peers.close()
+		s.peers.Close()
 	}
 	// Hold writeMu so no change is half-applied when the store closes, and
 	// take it before the feed stops: a handler Shutdown gave up waiting for

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/imds/dialect"
+	"github.com/prewarm/prewarm/imds/guestnet"
 	"github.com/prewarm/prewarm/imds/server"
 	"github.com/prewarm/prewarm/shared/api"
 )
@@ -32,9 +33,9 @@ func serve(args []string, stderr io.Writer) error {
 	publishDir := fs.String("publish-dir", "", "watch this directory for <id>.json publish files")
 	rate := fs.Float64("rate", server.DefaultRate, "per-instance guest requests per second (0 turns limiting off)")
 	burst := fs.Int("burst", server.DefaultBurst, "per-instance burst")
-	maxConns := fs.Int("max-conns-per-source", server.DefaultMaxConnsPerSource, "open guest connections allowed per source: per host interface on its listener, per address on the device-less one (-1: no bound)")
-	maxGuestConns := fs.Int("max-guest-conns", server.DefaultMaxGuestConns, "open guest connections of registered instances allowed in all (-1: no bound); sources that match no instance count against --max-unknown-conns instead")
-	maxUnknownConns := fs.Int("max-unknown-conns", server.DefaultMaxUnknownConns, "open guest connections allowed in all to sources that match no registered instance (they get a 404), apart from --max-guest-conns so they cannot starve registered guests (-1: no bound)")
+	maxConns := fs.Int("max-conns-per-source", guestnet.DefaultMaxConnsPerSource, "open guest connections allowed per source: per host interface on its listener, per address on the device-less one (-1: no bound)")
+	maxGuestConns := fs.Int("max-guest-conns", guestnet.DefaultMaxGuestConns, "open guest connections of registered instances allowed in all (-1: no bound); sources that match no instance count against --max-unknown-conns instead")
+	maxUnknownConns := fs.Int("max-unknown-conns", guestnet.DefaultMaxUnknownConns, "open guest connections allowed in all to sources that match no registered instance (they get a 404), apart from --max-guest-conns so they cannot starve registered guests (-1: no bound)")
 	maxPolls := fs.Int("max-polls-per-instance", server.DefaultMaxParked, "parked long-polls per instance; past it the oldest is answered 304 (-1: no bound)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -110,7 +111,7 @@ func serve(args []string, stderr io.Writer) error {
 		opts.Dialects = set
 	}
 	if *listen != "" && (*bindIfaces || len(ifaces) > 0) {
-		opts.GuestAddr, opts.GuestInterfaces = *listen, ifaces
+		opts.BindInterfaces, opts.GuestInterfaces = true, ifaces
 	}
 	es, err := storeOpts.open(log)
 	if err != nil {
@@ -122,20 +123,18 @@ func serve(args []string, stderr io.Writer) error {
 		// degraded, filled when it answers).
 		opts.Store = es
 	}
-	// The device-less guest listener opens before server.New starts the
-	// per-device ones, and is never reopened: the kernel hands a connection
-	// to the first SO_REUSEPORT listener on its list that matches, and
-	// IPv4 listeners join the list at its head, so every device-bound
-	// listener must be newer than the device-less one or the device-less
-	// one takes its guests (e2e TestIMDSListenerOrder).
-	var guestLn net.Listener
+	// The device-bound guest listeners share the device-less one's
+	// address and are opened through it, so they are newer, as the kernel's
+	// SO_REUSEPORT lookup needs (guestnet; e2e TestIMDSListenerOrder).
+	var guestLn *guestnet.Listener
 	if *listen != "" {
-		if guestLn, err = server.ListenGuest(ctx, *listen, ""); err != nil {
+		if guestLn, err = guestnet.Listen(ctx, *listen); err != nil {
 			if es != nil {
 				es.Close()
 			}
 			return err
 		}
+		opts.GuestListener = guestLn
 	}
 	srv, err := server.New(opts)
 	if err != nil {

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package server
+package guestnet
 
 import (
 	"context"
@@ -13,10 +13,10 @@ import (
 // supported on this OS.
 var ErrBindToDevice = errors.New("binding a listener to a network device is supported on Linux only")
 
-// ListenGuest listens on addr for the guest API. Binding to a device
+// listen listens on addr for the guest API. Binding to a device
 // (hostInterface identity) is Linux only; with a device it fails with
 // ErrBindToDevice here.
-func ListenGuest(ctx context.Context, addr, device string) (net.Listener, error) {
+func listen(ctx context.Context, addr, device string) (net.Listener, error) {
 	if device != "" {
 		return nil, fmt.Errorf("listen on %s bound to device %s: %w", addr, device, ErrBindToDevice)
 	}

@@ -1,4 +1,4 @@
-package server
+package guestnet
 
 import (
 	"errors"
@@ -10,11 +10,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// peerWatch tells when the guest behind a parked (hijacked) long-poll goes
+// PeerWatch tells when the guest behind a parked (hijacked) long-poll goes
 // away, so its descriptor is freed then and not at the poll's timeout.
 // One epoll set with EPOLLRDHUP|EPOLLONESHOT per connection, one goroutine
 // blocked in epoll_wait for all of them; an eventfd wakes it to stop.
-type peerWatch struct {
+type PeerWatch struct {
 	epfd, evfd int
 
 	mu     sync.Mutex
@@ -24,7 +24,8 @@ type peerWatch struct {
 	done   chan struct{}
 }
 
-func newPeerWatch() (*peerWatch, error) {
+// NewPeerWatch starts a watch (one goroutine); Close ends it.
+func NewPeerWatch() (*PeerWatch, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -40,7 +41,7 @@ func newPeerWatch() (*peerWatch, error) {
 		unix.Close(evfd)
 		return nil, fmt.Errorf("epoll_ctl eventfd: %w", err)
 	}
-	w := &peerWatch{epfd: epfd, evfd: evfd, cbs: map[uint64]func(){}, next: 1, done: make(chan struct{})}
+	w := &PeerWatch{epfd: epfd, evfd: evfd, cbs: map[uint64]func(){}, next: 1, done: make(chan struct{})}
 	go w.loop()
 	return w, nil
 }
@@ -49,7 +50,7 @@ func evID(ev *unix.EpollEvent) uint64 {
 	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 }
 
-func (w *peerWatch) loop() {
+func (w *PeerWatch) loop() {
 	defer close(w.done)
 	events := make([]unix.EpollEvent, 128)
 	for {
@@ -76,10 +77,10 @@ func (w *peerWatch) loop() {
 	}
 }
 
-// watch calls gone (once, on its own goroutine) when the peer of c closes
+// Watch calls gone (once, on its own goroutine) when the peer of c closes
 // or resets the connection. The returned unwatch must be called before c
 // is closed; after it gone is not called.
-func (w *peerWatch) watch(c net.Conn, gone func()) (unwatch func(), err error) {
+func (w *PeerWatch) Watch(c net.Conn, gone func()) (unwatch func(), err error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil, fmt.Errorf("connection type %T has no socket", c)
@@ -116,7 +117,8 @@ func (w *peerWatch) watch(c net.Conn, gone func()) (unwatch func(), err error) {
 	}, nil
 }
 
-func (w *peerWatch) close() {
+// Close ends the watch: no gone is started after it returns.
+func (w *PeerWatch) Close() {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()

@@ -1,4 +1,4 @@
-package server
+package guestnet
 
 import (
 	"context"
@@ -9,22 +9,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ListenGuest listens on addr (host:port) for the guest API. With a
-// non-empty device the socket is bound to that host network device
-// (SO_BINDTODEVICE): it accepts only connections that arrive on it, so
-// ServeGuest(ln, device) can attribute them to the instance registered
-// with that hostInterface whatever their source address.
+// listen listens on addr (host:port) for the guest API. With a non-empty
+// device the socket is bound to that host network device
+// (SO_BINDTODEVICE): it accepts only connections that arrive on it, so the
+// server can attribute them to the instance registered with that
+// hostInterface whatever their source address.
 //
 // Every guest listener sets SO_REUSEPORT, so one listener per device and
 // one device-less listener can share 169.254.169.254:80. The kernel does
 // not rank them by device: it gives a connection to the first listener on
 // its list that matches the arrival device, and IPv4 listeners join that
-// list at its head. So the device-less listener must be the oldest: open it
-// before any device listener and never reopen it (prewarm-imds serve does).
-// IPv6 listeners join at the tail, so a device-less IPv6 listener would
-// take every device's guests: listen on IPv4 (169.254.169.254) when guests
-// are registered by host interface.
-func ListenGuest(ctx context.Context, addr, device string) (net.Listener, error) {
+// list at its head. So the device-less listener must be the oldest: it is
+// opened before any device listener (Listen, then Listener.StartBinder)
+// and never reopened. IPv6 listeners join at the tail, so a device-less
+// IPv6 listener would take every device's guests: listen on IPv4
+// (169.254.169.254) when guests are registered by host interface.
+func listen(ctx context.Context, addr, device string) (net.Listener, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
