@@ -398,7 +398,7 @@ func azureInterfaces(v *View, src string) []azureInterface {
 		ai := azureInterface{
 			IPv4:       azureIPv4{IPAddress: []azureIPAddress{}, Subnet: []azureSubnet{}},
 			IPv6:       azureIPv6{IPAddress: []azureIPAddress{}},
-			MACAddress: strings.ToUpper(strings.ReplaceAll(in.MAC, ":", "")),
+			MACAddress: strings.ToUpper(strings.ReplaceAll(in.MAC.String(), ":", "")),
 		}
 		v4, v6 := prefixes(in)
 		for _, p := range v4 {

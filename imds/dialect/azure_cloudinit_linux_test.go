@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -103,36 +104,22 @@ type azNetConfig struct {
 // Azure dialect in a private network namespace where 169.254.169.254 is
 // local. Needs root, unshare, ip and cloud-init; skipped otherwise.
 func TestCloudInitAzureCode(t *testing.T) {
-	if os.Getenv(azEnv) == "1" {
+	if netlab.InGuest() {
 		azInNetns(t)
 		return
 	}
 	if testing.Short() {
 		t.Skip("cloud-init run skipped in -short mode")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace")
-	}
-	for _, bin := range []string{"unshare", "ip", "cloud-init", "/usr/bin/python3"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s", bin)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "unshare", "--net", "--fork", "--kill-child",
-		os.Args[0], "-test.run=^TestCloudInitAzureCode$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), azEnv+"=1")
-	b, err := cmd.CombinedOutput()
-	t.Logf("in a private network namespace:\n%s", b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	netlab.RequireRoot(t, "cloud-init", "/usr/bin/python3")
+	ns := netlab.NewNetns(t, netlab.Unique("pwaz"))
+	ns.IP(t, "addr", "add", "169.254.169.254/32", "dev", "lo")
+	ns.RunTest(t, "TestCloudInitAzureCode", 90*time.Second)
 }
 
+// azInNetns is the test inside its network namespace, where
+// 169.254.169.254 is on lo.
 func azInNetns(t *testing.T) {
-	run(t, "ip", "link", "set", "lo", "up")
-	run(t, "ip", "addr", "add", "169.254.169.254/32", "dev", "lo")
 	h := newHost(t, []string{NameAzure}, Settings{AvailabilityZone: "westeurope1"})
 	d := docA()
 	d.Partial = true
@@ -186,7 +173,7 @@ func azInNetns(t *testing.T) {
 	final := docA()
 	final.Users[0].Password = "Pa55-<word>"
 	// A second IPv6 address: cloud-init takes its prefix from subnet[0].
-	final.Network.Interfaces[0].Addresses = append(final.Network.Interfaces[0].Addresses, "2001:db8:1::6/64")
+	final.Network.Interfaces[0].Addresses = append(final.Network.Interfaces[0].Addresses, netip.MustParsePrefix("2001:db8:1::6/64"))
 	inst.publish(final)
 	r = probe()
 	if r.OVF == nil {
@@ -211,7 +198,7 @@ func azInNetns(t *testing.T) {
 	// dhcp4 NIC (item 16): cloud-init reprovisions, keeps the image's
 	// default user (no name from the OVF or IMDS), and configures the
 	// NIC by DHCP.
-	inst.publish(&config.Document{Hostname: "web-z", Network: &config.Network{Interfaces: []config.Interface{{MAC: macA, DHCP4: true}}}})
+	inst.publish(&config.Document{Hostname: "web-z", Network: &config.Network{Interfaces: []config.Interface{{MAC: config.MustParseMAC(macA), DHCP4: true}}}})
 	r = probe()
 	if r.OVF == nil {
 		t.Fatalf("reprovisiondata of a final document without users: code %d, %s", r.ReprovisionCode, r.OVFError)

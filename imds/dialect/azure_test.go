@@ -138,12 +138,12 @@ func TestAzureNetwork(t *testing.T) {
 	dhcp := func(macs ...string) *config.Document {
 		d := &config.Document{Hostname: "net", Network: &config.Network{}}
 		for _, m := range macs {
-			d.Network.Interfaces = append(d.Network.Interfaces, config.Interface{MAC: m, DHCP4: true})
+			d.Network.Interfaces = append(d.Network.Interfaces, config.Interface{MAC: config.MustParseMAC(m), DHCP4: true})
 		}
 		return d
 	}
 	staticThenDHCP := dhcp(macD)
-	staticThenDHCP.Network.Interfaces = append([]config.Interface{{MAC: macS, Addresses: []string{addrB + "/8", "2001:db8::5/64", "2001:db8::6/64"}}}, staticThenDHCP.Network.Interfaces...)
+	staticThenDHCP.Network.Interfaces = append([]config.Interface{{MAC: config.MustParseMAC(macS), Addresses: pfxs(addrB+"/8", "2001:db8::5/64", "2001:db8::6/64")}}, staticThenDHCP.Network.Interfaces...)
 	type nic struct {
 		mac  string
 		ipv4 []string

@@ -253,7 +253,7 @@ func (d *ec2Dialect) tree(v *View) *node {
 		md.add(leaf("local-ipv4", ip))
 	}
 	if ns := nics(v); len(ns) > 0 {
-		md.add(leaf("mac", ns[0].MAC))
+		md.add(leaf("mac", ns[0].MAC.String()))
 		macs := dirNode("macs")
 		for i, in := range ns {
 			macs.add(ec2Interface(i, in, hn))
@@ -290,10 +290,10 @@ func (d *ec2Dialect) tree(v *View) *node {
 
 // ec2Interface is network/interfaces/macs/<mac>/.
 func ec2Interface(i int, in config.Interface, hn string) *node {
-	n := dirNode(in.MAC,
+	n := dirNode(in.MAC.String(),
 		leaf("device-number", strconv.Itoa(i)),
 		leaf("local-hostname", hn),
-		leaf("mac", in.MAC),
+		leaf("mac", in.MAC.String()),
 	)
 	v4, v6 := prefixes(in)
 	if len(v4) > 0 {

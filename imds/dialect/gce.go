@@ -363,7 +363,7 @@ func (d *gceDialect) tree(v *View) *node {
 	nets.key, nets.array = "networkInterfaces", true
 	ns := nics(v)
 	for i, in := range ns {
-		n := dirNode(strconv.Itoa(i), leaf("mac", in.MAC), leaf("network", "projects/"+num+"/networks/default"))
+		n := dirNode(strconv.Itoa(i), leaf("mac", in.MAC.String()), leaf("network", "projects/"+num+"/networks/default"))
 		v4, _ := prefixes(in)
 		ip := ""
 		if len(v4) > 0 {
@@ -375,8 +375,8 @@ func (d *gceDialect) tree(v *View) *node {
 		if ip != "" {
 			n.add(leaf("ip", ip))
 		}
-		if in.Gateway4 != "" {
-			n.add(leaf("gateway", in.Gateway4))
+		if in.Gateway4.IsValid() {
+			n.add(leaf("gateway", in.Gateway4.String()))
 		}
 		if in.MTU > 0 {
 			mtu := leaf("mtu", strconv.Itoa(in.MTU))

@@ -185,6 +185,15 @@ func do(t *testing.T, c *http.Client, method, url string, hdr map[string]string)
 
 func strp(s string) *string { return &s }
 
+// pfxs parses interface addresses of a test document.
+func pfxs(ss ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(ss))
+	for i, s := range ss {
+		out[i] = netip.MustParsePrefix(s)
+	}
+	return out
+}
+
 // The test fleet: three registered instances with different documents and
 // one address nobody owns.
 const (
@@ -209,9 +218,9 @@ func docA() *config.Document {
 			{Name: "bob", SSHAuthorizedKeys: []string{keyBob}},
 		},
 		Network: &config.Network{Interfaces: []config.Interface{{
-			MAC:       strings.ToUpper(macA),
-			Addresses: []string{"10.1.0.5/24", "10.1.0.6/24", "2001:db8:1::5/64"},
-			Gateway4:  "10.1.0.1",
+			MAC:       config.MustParseMAC(strings.ToUpper(macA)),
+			Addresses: pfxs("10.1.0.5/24", "10.1.0.6/24", "2001:db8:1::5/64"),
+			Gateway4:  netip.MustParseAddr("10.1.0.1"),
 			MTU:       1460,
 		}}},
 	}

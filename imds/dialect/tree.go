@@ -124,30 +124,24 @@ func hostname(v *View, fallback string) string {
 	return fallback
 }
 
-// nics are the document's interfaces, MACs lower-cased.
+// nics are the document's interfaces (their MACs are canonical: lower
+// case, colons).
 func nics(v *View) []config.Interface {
 	if v.Doc == nil || v.Doc.Network == nil {
 		return nil
 	}
-	out := make([]config.Interface, len(v.Doc.Network.Interfaces))
-	for i, in := range v.Doc.Network.Interfaces {
-		in.MAC = strings.ToLower(in.MAC)
-		out[i] = in
-	}
-	return out
+	return v.Doc.Network.Interfaces
 }
 
-// prefixes parses an interface's addresses ("10.1.0.5/24"), skipping what
-// does not parse (the document was validated; this is belt and braces).
+// prefixes splits an interface's addresses ("10.1.0.5/24") by family,
+// skipping an invalid one (a document built in code, not decoded).
 func prefixes(in config.Interface) (v4, v6 []netip.Prefix) {
-	for _, a := range in.Addresses {
-		p, err := netip.ParsePrefix(a)
-		if err != nil {
-			continue
-		}
-		if p.Addr().Is4() {
+	for _, p := range in.Addresses {
+		switch {
+		case !p.IsValid():
+		case p.Addr().Is4():
 			v4 = append(v4, p)
-		} else {
+		default:
 			v6 = append(v6, p)
 		}
 	}

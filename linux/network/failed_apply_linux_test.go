@@ -36,7 +36,7 @@ func TestGuestNetworkFailedApply(t *testing.T) {
 		c := New(Options{Root: root, StateDir: stateDir, Runner: noRunner{}, Logger: log, Live: true, RunDir: t.TempDir()})
 		apply := func(in config.Interface) (bool, error) {
 			t.Helper()
-			in.MAC = mac
+			in.MAC = config.MustParseMAC(mac)
 			res, err := c.ApplyNetwork(ctx, &config.Network{Interfaces: []config.Interface{in}})
 			t.Logf("%s: actions %q, err %v", m, res.Actions, err)
 			return res.Changed, err
@@ -63,8 +63,8 @@ func TestGuestNetworkFailedApply(t *testing.T) {
 			}
 		}
 
-		gen1 := config.Interface{Addresses: []string{"10.77.0.5/24"}, Gateway4: "10.77.0.1",
-			Routes: []config.Route{{To: "10.99.0.0/16", Via: "10.77.0.254"}}, Nameservers: []string{"10.77.0.2"}}
+		gen1 := config.Interface{Addresses: mustPfxs("10.77.0.5/24"), Gateway4: mustAddr("10.77.0.1"),
+			Routes: []config.Route{{To: mustPfx("10.99.0.0/16"), Via: mustAddr("10.77.0.254")}}, Nameservers: mustAddrs("10.77.0.2")}
 		if _, err := apply(gen1); err != nil {
 			t.Fatalf("%s: gen 1: %v", m, err)
 		}
@@ -72,7 +72,7 @@ func TestGuestNetworkFailedApply(t *testing.T) {
 
 		// A gateway the kernel will not route through (not on any link).
 		bad := gen1
-		bad.Gateway4, bad.Nameservers = "192.0.2.1", []string{"10.77.0.3"}
+		bad.Gateway4, bad.Nameservers = mustAddr("192.0.2.1"), mustAddrs("10.77.0.3")
 		if _, err := apply(bad); err == nil || !strings.Contains(err.Error(), "192.0.2.1") || !strings.Contains(err.Error(), "made before the failure") {
 			t.Errorf("%s: unusable gateway: err %v, want one naming it and what was kept", m, err)
 		}
@@ -80,7 +80,7 @@ func TestGuestNetworkFailedApply(t *testing.T) {
 
 		// A zoned route of a document that was never validated.
 		zoned := gen1
-		zoned.Routes = []config.Route{{To: "2001:db8:1::/48", Via: "fe80::1%x;touch /tmp/pwned"}}
+		zoned.Routes = []config.Route{{To: mustPfx("2001:db8:1::/48"), Via: mustAddr("fe80::1%x;touch /tmp/pwned")}}
 		if _, err := apply(zoned); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "routes[0].via") {
 			t.Errorf("%s: zoned route: err %v, want ErrInvalid naming routes[0].via", m, err)
 		}
@@ -88,7 +88,7 @@ func TestGuestNetworkFailedApply(t *testing.T) {
 
 		// The next valid generation changes the gateway and the route.
 		gen2 := gen1
-		gen2.Gateway4, gen2.Routes = "10.77.0.254", []config.Route{{To: "10.98.0.0/16", Via: "10.77.0.1"}}
+		gen2.Gateway4, gen2.Routes = mustAddr("10.77.0.254"), []config.Route{{To: mustPfx("10.98.0.0/16"), Via: mustAddr("10.77.0.1")}}
 		if _, err := apply(gen2); err != nil {
 			t.Fatalf("%s: gen 2 after failed applies: %v", m, err)
 		}
@@ -107,7 +107,7 @@ func TestGuestNetworkFailedApply(t *testing.T) {
 		// fails. The error names the address; the next generation takes it
 		// back.
 		part := gen2
-		part.Addresses, part.Gateway4 = []string{"10.77.0.5/24", "10.88.0.5/24"}, "192.0.2.1"
+		part.Addresses, part.Gateway4 = mustPfxs("10.77.0.5/24", "10.88.0.5/24"), mustAddr("192.0.2.1")
 		if _, err := apply(part); err == nil || !strings.Contains(err.Error(), "add 10.88.0.5/24 to "+iface) {
 			t.Errorf("%s: partial failure: err %v, want one naming the address it added", m, err)
 		}
@@ -117,7 +117,7 @@ func TestGuestNetworkFailedApply(t *testing.T) {
 		if addrs, routes, _ := linkState(t, iface); !slices.Equal(addrs, []string{"10.77.0.5/24"}) || !slices.Equal(routes, []string{"0.0.0.0/0 via 10.77.0.254", "10.98.0.0/16 via 10.77.0.1"}) {
 			t.Errorf("%s: after the partial failure and gen 2: %v %v", m, addrs, routes)
 		}
-		if _, err := apply(config.Interface{Addresses: []string{}, Routes: []config.Route{}}); err != nil {
+		if _, err := apply(config.Interface{Addresses: mustPfxs(), Routes: []config.Route{}}); err != nil {
 			t.Fatalf("%s: clean-up: %v", m, err)
 		}
 	}
@@ -131,13 +131,13 @@ func TestGuestNetworkFailedApply(t *testing.T) {
 	stateDir := t.TempDir()
 	os.WriteFile(filepath.Join(stateDir, stateFile), []byte(`{"interfaces":{"`+strings.ToLower(mac)+`":{"routes":[{"to":"2001:db8:1::/48","via":"fe80::1%x;touch /tmp/pwned"}]}}}`), 0o600)
 	c := New(Options{Root: managerRoot(t, Networkd), StateDir: stateDir, Runner: noRunner{}, Logger: log, Live: true, RunDir: t.TempDir()})
-	if _, err := c.ApplyNetwork(ctx, &config.Network{Interfaces: []config.Interface{{MAC: mac, Routes: []config.Route{{To: "2001:db8:1::/48", Via: "fe80::2"}}}}}); err != nil {
+	if _, err := c.ApplyNetwork(ctx, &config.Network{Interfaces: []config.Interface{{MAC: config.MustParseMAC(mac), Routes: []config.Route{{To: mustPfx("2001:db8:1::/48"), Via: mustAddr("fe80::2")}}}}}); err != nil {
 		t.Fatalf("replacing the zoned route of an old state file: %v", err)
 	}
 	if _, routes, _ := linkState(t, iface); !slices.Equal(routes, []string{"2001:db8:1::/48 via fe80::2"}) {
 		t.Errorf("routes %v, want only 2001:db8:1::/48 via fe80::2", routes)
 	}
-	if _, err := c.ApplyNetwork(ctx, &config.Network{Interfaces: []config.Interface{{MAC: mac, Routes: []config.Route{}}}}); err != nil {
+	if _, err := c.ApplyNetwork(ctx, &config.Network{Interfaces: []config.Interface{{MAC: config.MustParseMAC(mac), Routes: []config.Route{}}}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, routes, _ := linkState(t, iface); len(routes) > 0 {
@@ -165,8 +165,8 @@ func TestGuestNetworkAbsentLink(t *testing.T) {
 		root, stateDir := managerRoot(t, m), t.TempDir()
 		c := New(Options{Root: root, StateDir: stateDir, Runner: noRunner{}, Logger: log, Live: true, RunDir: t.TempDir()})
 		res, err := c.ApplyNetwork(context.Background(), &config.Network{Interfaces: []config.Interface{
-			{MAC: mac, Addresses: []string{"10.77.0.5/24"}, Nameservers: []string{"10.77.0.9"}},
-			{MAC: absent, Addresses: []string{"10.78.0.5/24"}, Nameservers: []string{"10.78.0.9"}},
+			{MAC: config.MustParseMAC(mac), Addresses: mustPfxs("10.77.0.5/24"), Nameservers: mustAddrs("10.77.0.9")},
+			{MAC: config.MustParseMAC(absent), Addresses: mustPfxs("10.78.0.5/24"), Nameservers: mustAddrs("10.78.0.9")},
 		}})
 		t.Logf("%s: actions %q, err %v", m, res.Actions, err)
 		if err == nil || !strings.Contains(err.Error(), absent) {

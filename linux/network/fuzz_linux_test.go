@@ -2,6 +2,7 @@ package network
 
 import (
 	"errors"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,9 +20,12 @@ var (
 	keyfileLine  = regexp.MustCompile(`^(|# Written by prewarm-agent .*|\[(connection|ethernet|ipv4|ipv6)\]|(id|type|interface-name|autoconnect-priority|mac-address|mtu|method|address[0-9]+|dns|dns-search|route[0-9]+)=[^\x00-\x1f\x7f]*)$`)
 )
 
-// FuzzRender feeds arbitrary field values through the agent's own parse
-// (no validation) to every renderer: each either refuses with ErrInvalid or
-// ErrUnsafe, or writes only lines of its format's shape.
+// FuzzRender turns arbitrary field values into the typed values any parser
+// could let through (netip keeps any bytes as a zone) and checks both walls:
+// the agent's own parse refuses with ErrInvalid or accepts, and every
+// renderer, given the entry unchecked (and the MAC text as it came, when it
+// is no MAC), either refuses with ErrUnsafe or writes only lines of its
+// format's shape.
 func FuzzRender(f *testing.F) {
 	f.Add("52:54:00:12:34:56", "10.1.0.5/24", "10.1.0.1", "10.2.0.0/16", "10.1.0.254", "10.1.0.2", "corp.example", "eth0")
 	// The hostile inputs of issue 13.
@@ -30,16 +34,28 @@ func FuzzRender(f *testing.F) {
 	f.Add("52:54:00:12:34:56\n[Network]", "10.1.0.5/24", "10.1.0.1", "10.2.0.0/16", "10.1.0.254", "10.1.0.2", "evil;reboot", "-x")
 	f.Add("52:54:00:12:34:56", "10.1.0.5/24", "10.1.0.1", "10.2.0.0/16", "10.1.0.254", "10.1.0.2", "$(reboot)`id`'\"\\", "e'th\n")
 	f.Fuzz(func(t *testing.T, mac, address, gw, to, via, ns, search, name string) {
-		in := config.Interface{MAC: mac, Addresses: []string{address}, Gateway4: gw, Nameservers: []string{ns}, SearchDomains: []string{search}}
-		if to != "" || via != "" {
-			in.Routes = []config.Route{{To: to, Via: via}}
+		in := config.Interface{SearchDomains: []string{search}}
+		in.MAC, _ = config.ParseMAC(mac)
+		if p, err := netip.ParsePrefix(address); err == nil {
+			in.Addresses = []netip.Prefix{p}
+		} else if a, err := netip.ParseAddr(address); err == nil {
+			in.Addresses = []netip.Prefix{netip.PrefixFrom(a, a.BitLen())}
 		}
-		w, err := parse(in)
-		if err != nil {
-			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("parse: %v, not ErrInvalid", err)
-			}
-			return
+		in.Gateway4, _ = netip.ParseAddr(gw)
+		if a, err := netip.ParseAddr(ns); err == nil {
+			in.Nameservers = []netip.Addr{a}
+		}
+		dst, err1 := netip.ParsePrefix(to)
+		gwy, err2 := netip.ParseAddr(via)
+		if err1 == nil && err2 == nil {
+			in.Routes = []config.Route{{To: dst, Via: gwy}}
+		}
+		if _, err := parse(in); err != nil && !errors.Is(err, ErrInvalid) {
+			t.Fatalf("parse: %v, not ErrInvalid", err)
+		}
+		w := newWanted(in)
+		if !in.MAC.IsValid() {
+			w.mac = mac
 		}
 		check := func(format string, re *regexp.Regexp, b []byte, err error) {
 			t.Helper()

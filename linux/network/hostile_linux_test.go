@@ -25,7 +25,7 @@ var hostileStrings = []string{
 func zonedWanted() *wanted {
 	z := func(s string) netip.Addr { return netip.MustParseAddr(s) }
 	return &wanted{
-		cfg: config.Interface{MAC: "52:54:00:aa:bb:cc", Addresses: []string{}, Nameservers: []string{}},
+		cfg: config.Interface{MAC: config.MustParseMAC("52:54:00:aa:bb:cc"), Addresses: []netip.Prefix{}, Nameservers: []netip.Addr{}},
 		mac: "52:54:00:aa:bb:cc",
 		addrs: []netip.Prefix{
 			netip.MustParsePrefix("10.1.0.5/24"),
@@ -77,8 +77,8 @@ func TestRenderersDropZones(t *testing.T) {
 // the value and adds no line.
 func TestRenderersRefuseOrEscapeHostileValues(t *testing.T) {
 	base := func() *wanted {
-		w, err := parse(config.Interface{MAC: "52:54:00:aa:bb:cc", Addresses: []string{"10.1.0.5/24"}, Gateway4: "10.1.0.1",
-			Routes: []config.Route{{To: "10.2.0.0/16", Via: "10.1.0.254"}}, Nameservers: []string{"10.1.0.2"}, SearchDomains: []string{"ok.example"}})
+		w, err := parse(config.Interface{MAC: config.MustParseMAC("52:54:00:aa:bb:cc"), Addresses: mustPfxs("10.1.0.5/24"), Gateway4: mustAddr("10.1.0.1"),
+			Routes: []config.Route{{To: mustPfx("10.2.0.0/16"), Via: mustAddr("10.1.0.254")}}, Nameservers: mustAddrs("10.1.0.2"), SearchDomains: []string{"ok.example"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,30 +196,53 @@ func gkeyfileList(v string, list bool) []string {
 	return items
 }
 
-// TestParseRefusesZones: the agent's own parse refuses a zone in every
-// address field, naming the field, and a MAC that is not 48 bits.
+// TestParseRefusesZones: the agent's own parse, the document's rules
+// (config.Interface.Validate) applied again, refuses a zone in every
+// address field that can hold one, naming the field, and an entry without
+// a MAC. (A netip.Prefix cannot hold a zone: addresses[] and routes[].to
+// are safe by type, and the decoder refuses "fe80::5%eth0/64" as text.)
 func TestParseRefusesZones(t *testing.T) {
-	const mac = "52:54:00:aa:bb:cc"
+	mac := config.MustParseMAC("52:54:00:aa:bb:cc")
 	for _, tt := range []struct {
 		field string
 		in    config.Interface
 		zone  bool // refused for its zone
 	}{
-		{"addresses[0]", config.Interface{MAC: mac, Addresses: []string{"fe80::5%eth0/64"}}, true},
-		{"routes[0].to", config.Interface{MAC: mac, Routes: []config.Route{{To: "fe80::%x/64", Via: "fe80::1"}}}, true},
-		{"routes[0].via", config.Interface{MAC: mac, Routes: []config.Route{{To: "2001:db8::/64", Via: "fe80::1%x;touch /tmp/pwned"}}}, true},
-		{"gateway4", config.Interface{MAC: mac, Gateway4: "fe80::1%eth0"}, true},
-		{"nameservers[1]", config.Interface{MAC: mac, Nameservers: []string{"10.0.0.2", "fe80::1%a\nnameserver 6.6.6.6"}}, true},
-		{"routes[1].via", config.Interface{MAC: mac, Routes: []config.Route{{To: "2001:db8::/64", Via: "fe80::1"}, {To: "10.0.0.0/8", Via: "fe80::1"}}}, false},
-		{"mac", config.Interface{MAC: "../../../etc/x"}, false},
+		{"routes[0].via", config.Interface{MAC: mac, Routes: []config.Route{{To: mustPfx("2001:db8::/64"), Via: mustAddr("fe80::1%x;touch /tmp/pwned")}}}, true},
+		{"gateway4", config.Interface{MAC: mac, Gateway4: mustAddr("fe80::1%eth0")}, true},
+		{"nameservers[1]", config.Interface{MAC: mac, Nameservers: mustAddrs("10.0.0.2", "fe80::1%a\nnameserver 6.6.6.6")}, true},
+		{"routes[1].via", config.Interface{MAC: mac, Routes: []config.Route{{To: mustPfx("2001:db8::/64"), Via: mustAddr("fe80::1")}, {To: mustPfx("10.0.0.0/8"), Via: mustAddr("fe80::1")}}}, false},
+		{"mac", config.Interface{}, false},
 	} {
 		_, err := parse(tt.in)
-		if !errors.Is(err, ErrInvalid) || !strings.HasPrefix(err.Error(), tt.field+" ") || tt.zone != errors.Is(err, errZone) {
+		if !errors.Is(err, ErrInvalid) || !strings.HasPrefix(err.Error(), tt.field+": ") || tt.zone != strings.Contains(err.Error(), "IPv6 zone") {
 			t.Errorf("%s: err %v, want ErrInvalid naming %s (zone rule: %v)", tt.field, err, tt.field, tt.zone)
 		}
 	}
-	w, err := parse(config.Interface{MAC: "52-54-00-AA-BB-CC"})
-	if err != nil || w.mac != mac {
+	w, err := parse(config.Interface{MAC: config.MustParseMAC("52-54-00-AA-BB-CC")})
+	if err != nil || w.mac != mac.String() {
 		t.Errorf("MAC not canonical: %+v, %v", w, err)
 	}
+}
+
+// Typed values for test documents.
+func mustPfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func mustAddr(s string) netip.Addr  { return netip.MustParseAddr(s) }
+
+// mustPfxs and mustAddrs return a non-nil slice, also for no arguments
+// ("present and empty").
+func mustPfxs(ss ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(ss))
+	for i, s := range ss {
+		out[i] = mustPfx(s)
+	}
+	return out
+}
+
+func mustAddrs(ss ...string) []netip.Addr {
+	out := make([]netip.Addr, len(ss))
+	for i, s := range ss {
+		out[i] = mustAddr(s)
+	}
+	return out
 }

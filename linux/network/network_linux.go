@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -143,88 +142,39 @@ type wanted struct {
 	dns     []netip.Addr
 }
 
-// parse checks and parses one interface entry. It is the agent's own check,
-// for documents that never went through validation: a malformed field, an
-// IPv6 zone in any address field, or a MAC that is not 48 bits fails with
+// parse checks one interface entry and turns it into the wanted state. The
+// check is the document's own rule set (config.Interface.Validate), the
+// agent's second wall for an entry that never went through Decode: an IPv6
+// zone in any address field, a missing MAC, a broken value fails with
 // ErrInvalid naming the field.
 func parse(in config.Interface) (*wanted, error) {
-	bad := func(field string, v any, err error) error {
-		if err == nil {
-			return fmt.Errorf("%s %q: %w", field, fmt.Sprint(v), ErrInvalid)
+	var ve *config.ValidationError
+	if err := in.Validate(); errors.As(err, &ve) {
+		errs := make([]error, len(ve.Fields))
+		for i, f := range ve.Fields {
+			errs[i] = fmt.Errorf("%s: %w: %s", f.Path, ErrInvalid, f.Reason)
 		}
-		return fmt.Errorf("%s %q: %w: %w", field, fmt.Sprint(v), ErrInvalid, err)
+		return nil, errors.Join(errs...)
+	} else if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	zoned := func(field, v string) error {
-		if strings.Contains(v, "%") {
-			return bad(field, v, errZone)
-		}
-		return nil
-	}
-	hw, err := net.ParseMAC(in.MAC)
-	if err != nil || len(hw) != 6 {
-		return nil, bad("mac", in.MAC, err)
-	}
-	w := &wanted{cfg: in, mac: hw.String()}
-	for i, a := range in.Addresses {
-		field := fmt.Sprintf("addresses[%d]", i)
-		if err := zoned(field, a); err != nil {
-			return nil, err
-		}
-		p, err := netip.ParsePrefix(a)
-		if err != nil {
-			return nil, bad(field, a, err)
-		}
-		w.addrs = append(w.addrs, p)
-	}
-	if in.Gateway4 != "" {
-		if err := zoned("gateway4", in.Gateway4); err != nil {
-			return nil, err
-		}
-		g, err := netip.ParseAddr(in.Gateway4)
-		if err != nil || !g.Is4() {
-			return nil, bad("gateway4", in.Gateway4, err)
-		}
-		w.gateway = g
-	}
-	for i, r := range in.Routes {
-		if err := zoned(fmt.Sprintf("routes[%d].to", i), r.To); err != nil {
-			return nil, err
-		}
-		if err := zoned(fmt.Sprintf("routes[%d].via", i), r.Via); err != nil {
-			return nil, err
-		}
-		to, err := netip.ParsePrefix(r.To)
-		if err != nil {
-			return nil, bad(fmt.Sprintf("routes[%d].to", i), r.To, err)
-		}
-		via, err := netip.ParseAddr(r.Via)
-		if err != nil {
-			return nil, bad(fmt.Sprintf("routes[%d].via", i), r.Via, err)
-		}
-		if to.Addr().Is4() != via.Is4() {
-			return nil, bad(fmt.Sprintf("routes[%d].via", i), r.Via, errors.New("not of the address family of to"))
-		}
-		w.routes = append(w.routes, nl.Route{Dst: to.Masked(), Gateway: via.WithZone("")})
-	}
-	for i, n := range in.Nameservers {
-		field := fmt.Sprintf("nameservers[%d]", i)
-		if err := zoned(field, n); err != nil {
-			return nil, err
-		}
-		a, err := netip.ParseAddr(n)
-		if err != nil {
-			return nil, bad(field, n, err)
-		}
-		w.dns = append(w.dns, a.WithZone(""))
-	}
-	if in.MTU < 0 || (in.MTU > 0 && in.MTU < config.MinMTU) || in.MTU > config.MaxMTU {
-		return nil, bad("mtu", in.MTU, nil)
-	}
-	return w, nil
+	return newWanted(in), nil
 }
 
-// errZone is why an address with an IPv6 zone is refused.
-var errZone = errors.New("must not carry an IPv6 zone (%...): the interface is the entry's own")
+// newWanted is in's wanted state, checked or not: routes go to their
+// network, and no address keeps a zone, so that whatever let one through,
+// it never reaches a file or a command.
+func newWanted(in config.Interface) *wanted {
+	w := &wanted{cfg: in, mac: in.MAC.String(), gateway: in.Gateway4.WithZone("")}
+	w.addrs = slices.Clone(in.Addresses)
+	for _, r := range in.Routes {
+		w.routes = append(w.routes, nl.Route{Dst: r.To.Masked(), Gateway: r.Via.WithZone("")})
+	}
+	for _, a := range in.Nameservers {
+		w.dns = append(w.dns, a.WithZone(""))
+	}
+	return w
+}
 
 func (w *wanted) allRoutes() []nl.Route {
 	rs := slices.Clone(w.routes)

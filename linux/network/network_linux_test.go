@@ -37,9 +37,9 @@ func (noRunner) Look(string) (string, error) { return "", run.ErrNotFound }
 
 func TestRender(t *testing.T) {
 	w, err := parse(config.Interface{
-		MAC: "52:54:00:AA:BB:CC", Addresses: []string{"10.1.0.5/24"}, Gateway4: "10.1.0.1",
-		Routes: []config.Route{{To: "10.2.0.0/16", Via: "10.1.0.254"}}, MTU: 1400,
-		Nameservers: []string{"10.1.0.2"}, SearchDomains: []string{"corp.example"},
+		MAC: config.MustParseMAC("52:54:00:AA:BB:CC"), Addresses: mustPfxs("10.1.0.5/24"), Gateway4: mustAddr("10.1.0.1"),
+		Routes: []config.Route{{To: mustPfx("10.2.0.0/16"), Via: mustAddr("10.1.0.254")}}, MTU: 1400,
+		Nameservers: mustAddrs("10.1.0.2"), SearchDomains: []string{"corp.example"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -67,10 +67,10 @@ func TestRender(t *testing.T) {
 		t.Errorf("resolv.conf:\n%s", got)
 	}
 	for _, bad := range []config.Interface{
-		{MAC: "52:54:00:00:00:01", Addresses: []string{"10.1.0.5"}},
-		{MAC: "52:54:00:00:00:01", Gateway4: "fe80::1"},
-		{MAC: "52:54:00:00:00:01", Routes: []config.Route{{To: "x", Via: "10.0.0.1"}}},
-		{MAC: "52:54:00:00:00:01", MTU: 10},
+		{MAC: config.MustParseMAC("52:54:00:00:00:01"), Addresses: []netip.Prefix{{}}},
+		{MAC: config.MustParseMAC("52:54:00:00:00:01"), Gateway4: mustAddr("fe80::1")},
+		{MAC: config.MustParseMAC("52:54:00:00:00:01"), Routes: []config.Route{{Via: mustAddr("10.0.0.1")}}},
+		{MAC: config.MustParseMAC("52:54:00:00:00:01"), MTU: 10},
 	} {
 		if _, err := parse(bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%+v: err %v, want ErrInvalid", bad, err)
@@ -113,9 +113,9 @@ func TestGuestNetworkApply(t *testing.T) {
 	c := New(Options{Root: root, StateDir: stateDir, Runner: noRunner{}, Logger: log, Live: true, RunDir: t.TempDir()})
 	ctx := context.Background()
 	doc := &config.Network{Interfaces: []config.Interface{{
-		MAC: strings.ToUpper(mac), Addresses: []string{"10.77.0.5/24", "10.88.1.5/24"}, Gateway4: "10.77.0.1",
-		Routes: []config.Route{{To: "10.99.0.0/16", Via: "10.77.0.254"}}, MTU: 1400,
-		Nameservers: []string{"10.77.0.2", "10.77.0.3"}, SearchDomains: []string{"corp.example"},
+		MAC: config.MustParseMAC(strings.ToUpper(mac)), Addresses: mustPfxs("10.77.0.5/24", "10.88.1.5/24"), Gateway4: mustAddr("10.77.0.1"),
+		Routes: []config.Route{{To: mustPfx("10.99.0.0/16"), Via: mustAddr("10.77.0.254")}}, MTU: 1400,
+		Nameservers: mustAddrs("10.77.0.2", "10.77.0.3"), SearchDomains: []string{"corp.example"},
 	}}}
 	res, err := c.ApplyNetwork(ctx, doc)
 	if err != nil || !res.Changed {
@@ -179,20 +179,20 @@ func TestGuestNetworkApply(t *testing.T) {
 
 	// Drop an address and change the route: the agent removes its own,
 	// and only its own.
-	doc.Interfaces[0].Addresses = []string{"10.77.0.5/24", "10.66.0.9/24"}
-	doc.Interfaces[0].Routes = []config.Route{{To: "10.98.0.0/16", Via: "10.77.0.254"}}
+	doc.Interfaces[0].Addresses = mustPfxs("10.77.0.5/24", "10.66.0.9/24")
+	doc.Interfaces[0].Routes = []config.Route{{To: mustPfx("10.98.0.0/16"), Via: mustAddr("10.77.0.254")}}
 	if res, err = c.ApplyNetwork(ctx, doc); err != nil || !res.Changed {
 		t.Fatalf("change: %+v, %v", res, err)
 	}
 	t.Logf("actions: %q", res.Actions)
 	check([]string{"10.66.0.9/24", "10.77.0.5/24"}, []string{"10.98.0.0/16 via 10.77.0.254"}, []string{"10.99.0.0/16 via 10.77.0.254"})
-	doc.Interfaces[0].Addresses = []string{"10.77.0.5/24"}
+	doc.Interfaces[0].Addresses = mustPfxs("10.77.0.5/24")
 	if res, err = c.ApplyNetwork(ctx, doc); err != nil {
 		t.Fatal(err)
 	}
 	// 10.66.0.9 is named by no document now, but the agent did not add it.
 	check([]string{"10.66.0.9/24", "10.77.0.5/24"}, nil, nil)
-	if _, err := c.ApplyNetwork(ctx, &config.Network{Interfaces: []config.Interface{{MAC: "02:00:00:00:00:99", Addresses: []string{"10.1.1.1/24"}}}}); !errors.Is(err, nl.ErrNoLink) {
+	if _, err := c.ApplyNetwork(ctx, &config.Network{Interfaces: []config.Interface{{MAC: config.MustParseMAC("02:00:00:00:00:99"), Addresses: mustPfxs("10.1.1.1/24")}}}); !errors.Is(err, nl.ErrNoLink) {
 		t.Errorf("unknown MAC: err %v, want ErrNoLink", err)
 	}
 	_ = netip.Prefix{}
@@ -322,15 +322,15 @@ func TestGuestNetworkDHCPSwitch(t *testing.T) {
 	sh(t, "ip", "route", "add", "10.55.0.0/16", "via", "10.66.0.1", "dev", iface)
 	foreignAddrs, foreignRoutes := []string{"10.66.0.9/24"}, []string{"10.55.0.0/16 via 10.66.0.1"}
 	static := &config.Network{Interfaces: []config.Interface{{
-		MAC: strings.ToUpper(mac), Addresses: []string{"10.77.0.5/24", "10.88.1.5/24"}, Gateway4: "10.77.0.1",
-		Routes: []config.Route{{To: "10.99.0.0/16", Via: "10.77.0.254"}},
+		MAC: config.MustParseMAC(strings.ToUpper(mac)), Addresses: mustPfxs("10.77.0.5/24", "10.88.1.5/24"), Gateway4: mustAddr("10.77.0.1"),
+		Routes: []config.Route{{To: mustPfx("10.99.0.0/16"), Via: mustAddr("10.77.0.254")}},
 	}}}
-	dhcp := &config.Network{Interfaces: []config.Interface{{MAC: mac, DHCP4: true, Addresses: []string{}}}}
+	dhcp := &config.Network{Interfaces: []config.Interface{{MAC: config.MustParseMAC(mac), DHCP4: true, Addresses: mustPfxs()}}}
 	for _, m := range []string{Networkd, NetworkManager, Ifupdown} {
 		root, stateDir := managerRoot(t, m), t.TempDir()
 		// Another interface's ifupdown file, and a file the agent did not
 		// write: both stay.
-		other, err := parse(config.Interface{MAC: "52:54:00:99:99:99", Addresses: []string{"10.5.0.5/24"}})
+		other, err := parse(config.Interface{MAC: config.MustParseMAC("52:54:00:99:99:99"), Addresses: mustPfxs("10.5.0.5/24")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -426,7 +426,7 @@ func TestGuestNetworkPartialFailure(t *testing.T) {
 	c := New(Options{Root: managerRoot(t, Networkd), StateDir: stateDir, Runner: noRunner{}, Logger: log, Live: true, RunDir: t.TempDir()})
 	apply := func(in config.Interface, wantErr bool) {
 		t.Helper()
-		in.MAC = mac
+		in.MAC = config.MustParseMAC(mac)
 		res, err := c.ApplyNetwork(ctx, &config.Network{Interfaces: []config.Interface{in}})
 		t.Logf("actions %q, err %v", res.Actions, err)
 		if (err != nil) != wantErr {
@@ -434,7 +434,7 @@ func TestGuestNetworkPartialFailure(t *testing.T) {
 		}
 	}
 	// 10.77.0.5 is added, then the IPv6 address fails.
-	apply(config.Interface{Addresses: []string{"10.77.0.5/24", "2001:db8::5/64"}}, true)
+	apply(config.Interface{Addresses: mustPfxs("10.77.0.5/24", "2001:db8::5/64")}, true)
 	addrs, _, _ := linkState(t, iface)
 	if want := []string{"10.77.0.5/24", "10.77.0.9/24"}; !slices.Equal(addrs, want) {
 		t.Fatalf("addresses %v, want %v", addrs, want)
@@ -444,8 +444,8 @@ func TestGuestNetworkPartialFailure(t *testing.T) {
 	}
 	// 10.77.0.5 goes (it was the agent's); the default route and
 	// 10.99.0.0/16 are added, then the route via an unreachable gateway fails.
-	apply(config.Interface{Addresses: []string{"10.77.0.6/24"}, Gateway4: "10.77.0.1", Routes: []config.Route{
-		{To: "10.99.0.0/16", Via: "10.77.0.254"}, {To: "10.98.0.0/16", Via: "192.0.2.1"},
+	apply(config.Interface{Addresses: mustPfxs("10.77.0.6/24"), Gateway4: mustAddr("10.77.0.1"), Routes: []config.Route{
+		{To: mustPfx("10.99.0.0/16"), Via: mustAddr("10.77.0.254")}, {To: mustPfx("10.98.0.0/16"), Via: mustAddr("192.0.2.1")},
 	}}, true)
 	addrs, routes, _ := linkState(t, iface)
 	if want := []string{"10.77.0.6/24", "10.77.0.9/24"}; !slices.Equal(addrs, want) {
@@ -455,7 +455,7 @@ func TestGuestNetworkPartialFailure(t *testing.T) {
 		t.Fatalf("routes %v, want %v", routes, want)
 	}
 	// No gateway and no routes: those the failed apply added go.
-	apply(config.Interface{Addresses: []string{"10.77.0.7/24"}, Routes: []config.Route{}}, false)
+	apply(config.Interface{Addresses: mustPfxs("10.77.0.7/24"), Routes: []config.Route{}}, false)
 	addrs, routes, _ = linkState(t, iface)
 	if want := []string{"10.77.0.7/24", "10.77.0.9/24"}; !slices.Equal(addrs, want) {
 		t.Errorf("addresses %v, want %v", addrs, want)
@@ -485,7 +485,7 @@ func TestGuestNetworkOffline(t *testing.T) {
 	root, stateDir := managerRoot(t, Networkd), t.TempDir()
 	c := New(Options{Root: root, StateDir: stateDir, Runner: noRunner{}})
 	res, err := c.ApplyNetwork(context.Background(), &config.Network{Interfaces: []config.Interface{{
-		MAC: mac, Addresses: []string{"10.77.0.5/24"}, Gateway4: "10.77.0.1", MTU: 1400,
+		MAC: config.MustParseMAC(mac), Addresses: mustPfxs("10.77.0.5/24"), Gateway4: mustAddr("10.77.0.1"), MTU: 1400,
 	}}})
 	if err != nil || !res.Changed {
 		t.Fatalf("offline apply: %+v, %v", res, err)
@@ -514,9 +514,9 @@ func TestOfflinePersist(t *testing.T) {
 	}
 	ctx := context.Background()
 	static := &config.Network{Interfaces: []config.Interface{{
-		MAC: mac, Addresses: []string{"10.1.0.5/24"}, Gateway4: "10.1.0.1", Nameservers: []string{"10.1.0.2"},
+		MAC: config.MustParseMAC(mac), Addresses: mustPfxs("10.1.0.5/24"), Gateway4: mustAddr("10.1.0.1"), Nameservers: mustAddrs("10.1.0.2"),
 	}}}
-	dhcp := &config.Network{Interfaces: []config.Interface{{MAC: mac, DHCP4: true}}}
+	dhcp := &config.Network{Interfaces: []config.Interface{{MAC: config.MustParseMAC(mac), DHCP4: true}}}
 	for _, m := range []string{Networkd, NetworkManager} {
 		root, stateDir := managerRoot(t, m), t.TempDir()
 		c := New(Options{Root: root, StateDir: stateDir, Runner: noRunner{}})

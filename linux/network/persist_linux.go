@@ -252,7 +252,7 @@ func renderNetworkd(w *wanted) ([]byte, error) {
 		fmt.Fprintf(&b, "\n[Route]\nDestination=%s\nGateway=%s\n", v("route to", prefix(r.Dst)), v("route via", addr(r.Gateway)))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("render systemd-networkd config of %q: %w", w.cfg.MAC, err)
+		return nil, fmt.Errorf("render systemd-networkd config of %q: %w", w.mac, err)
 	}
 	return []byte(b.String()), nil
 }
@@ -327,7 +327,7 @@ func renderKeyfile(w *wanted, name string) ([]byte, error) {
 		b.WriteString("\n[ipv6]\nmethod=ignore\n")
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("render NetworkManager keyfile of %q: %w", w.cfg.MAC, err)
+		return nil, fmt.Errorf("render NetworkManager keyfile of %q: %w", w.mac, err)
 	}
 	return []byte(b.String()), nil
 }
@@ -376,7 +376,7 @@ func renderIfupdown(w *wanted, name string) ([]byte, error) {
 		fmt.Fprintf(&b, "iface %s inet manual\n", v("interface name", name))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("render ifupdown config of %q: %w", w.cfg.MAC, err)
+		return nil, fmt.Errorf("render ifupdown config of %q: %w", w.mac, err)
 	}
 	return []byte(b.String()), nil
 }

@@ -11,6 +11,11 @@
 // round trip.
 package config
 
+import (
+	"net/netip"
+	"slices"
+)
+
 // MaxDocumentBytes is the largest encoded config document accepted anywhere
 // (request bodies and publish-directory files alike).
 const MaxDocumentBytes = 262144
@@ -74,21 +79,30 @@ type Network struct {
 }
 
 // Interface configures one NIC, matched by MAC.
+//
+// Its address fields are parsed once, by Decode: adapters use the typed
+// values and never parse a document string again. They encode in canonical
+// form (see MAC; netip's String for addresses), and an address with a
+// prefix length keeps its host bits: 10.1.0.5/24 stays 10.1.0.5/24.
 type Interface struct {
-	MAC           string   `json:"mac"`
-	DHCP4         bool     `json:"dhcp4,omitempty"`
-	Addresses     []string `json:"addresses,omitzero"`
-	Gateway4      string   `json:"gateway4,omitempty"`
-	Routes        []Route  `json:"routes,omitzero"`
-	MTU           int      `json:"mtu,omitempty"`
-	Nameservers   []string `json:"nameservers,omitzero"`
-	SearchDomains []string `json:"searchDomains,omitzero"`
+	MAC   MAC  `json:"mac"`
+	DHCP4 bool `json:"dhcp4,omitempty"`
+	// Addresses are interface addresses with their prefix length
+	// (10.1.0.5/24), not networks: the host bits are the address.
+	Addresses []netip.Prefix `json:"addresses,omitzero"`
+	// Gateway4 is the IPv4 default gateway; the zero Addr is none.
+	Gateway4      netip.Addr   `json:"gateway4,omitzero"`
+	Routes        []Route      `json:"routes,omitzero"`
+	MTU           int          `json:"mtu,omitempty"`
+	Nameservers   []netip.Addr `json:"nameservers,omitzero"`
+	SearchDomains []string     `json:"searchDomains,omitzero"`
 }
 
-// Route is a static route.
+// Route is a static route: the network To (host bits zero) through the
+// gateway Via.
 type Route struct {
-	To  string `json:"to"`
-	Via string `json:"via"`
+	To  netip.Prefix `json:"to"`
+	Via netip.Addr   `json:"via"`
 }
 
 // Redact returns a deep copy of d with every plaintext password replaced by
@@ -116,8 +130,8 @@ func (d *Document) Clone() *Document {
 	if d.Users != nil {
 		c.Users = make([]User, len(d.Users))
 		for i, u := range d.Users {
-			u.Groups = cloneStrings(u.Groups)
-			u.SSHAuthorizedKeys = cloneStrings(u.SSHAuthorizedKeys)
+			u.Groups = slices.Clone(u.Groups)
+			u.SSHAuthorizedKeys = slices.Clone(u.SSHAuthorizedKeys)
 			c.Users[i] = u
 		}
 	}
@@ -130,23 +144,14 @@ func (d *Document) Clone() *Document {
 		if n.Interfaces != nil {
 			n.Interfaces = make([]Interface, len(d.Network.Interfaces))
 			for i, in := range d.Network.Interfaces {
-				in.Addresses = cloneStrings(in.Addresses)
-				in.Nameservers = cloneStrings(in.Nameservers)
-				in.SearchDomains = cloneStrings(in.SearchDomains)
-				if in.Routes != nil {
-					in.Routes = append([]Route{}, in.Routes...)
-				}
+				in.Addresses = slices.Clone(in.Addresses)
+				in.Nameservers = slices.Clone(in.Nameservers)
+				in.SearchDomains = slices.Clone(in.SearchDomains)
+				in.Routes = slices.Clone(in.Routes)
 				n.Interfaces[i] = in
 			}
 		}
 		c.Network = &n
 	}
 	return &c
-}
-
-func cloneStrings(s []string) []string {
-	if s == nil {
-		return nil
-	}
-	return append([]string{}, s...)
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -234,10 +236,112 @@ func TestValidation(t *testing.T) {
 // TestValidateTypedDocument covers documents built in code, which never
 // pass through the decoder.
 func TestValidateTypedDocument(t *testing.T) {
-	d := &Document{Hostname: "ok", Network: &Network{Interfaces: []Interface{{MAC: "52:54:00:00:00:01", MTU: 70000}}}, Users: []User{{Name: ""}}}
+	d := &Document{Hostname: "ok", Network: &Network{Interfaces: []Interface{{MAC: MustParseMAC("52:54:00:00:00:01"), MTU: 70000}}}, Users: []User{{Name: ""}}}
 	var ve *ValidationError
 	if err := d.Validate(); !errors.As(err, &ve) || len(ve.Fields) != 2 {
 		t.Fatalf("got %v, want errors for users[0].name and the MTU", err)
+	}
+}
+
+// TestValidateTypedNetwork: typed values built in code, which no decoder
+// saw, break the same rules with the same reasons: zones (netip keeps any
+// bytes in one), missing values, host bits, families.
+func TestValidateTypedNetwork(t *testing.T) {
+	z := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+	in := Interface{
+		MAC:         MustParseMAC("52:54:00:12:34:56"),
+		Addresses:   []netip.Prefix{netip.MustParsePrefix("10.0.0.4/24"), {}, netip.PrefixFrom(z("fe80::5%x;touch /tmp/pwned"), 64)},
+		Gateway4:    z("fe80::1%eth0"),
+		Routes:      []Route{{To: netip.MustParsePrefix("10.2.0.1/16"), Via: z("10.1.0.254")}, {Via: z("fe80::1%x\nup reboot")}, {To: netip.MustParsePrefix("10.3.0.0/16"), Via: z("fe80::1")}},
+		Nameservers: []netip.Addr{z("10.1.0.2"), {}, z("fe80::53%a\nnameserver 6.6.6.6")},
+	}
+	want := map[string]string{
+		"addresses[1]":   "prefix length",
+		"gateway4":       "zone",
+		"routes[0].to":   "host bits",
+		"routes[1].to":   "CIDR",
+		"routes[1].via":  "zone",
+		"routes[2].via":  "family",
+		"nameservers[1]": "IP address",
+		"nameservers[2]": "zone",
+	}
+	var ve *ValidationError
+	if err := in.Validate(); !errors.As(err, &ve) {
+		t.Fatalf("Interface.Validate: %v, want a *ValidationError", err)
+	}
+	got := map[string]string{}
+	for _, f := range ve.Fields {
+		got[f.Path] = f.Reason
+	}
+	for path, sub := range want {
+		if !strings.Contains(got[path], sub) {
+			t.Errorf("%s: reason %q, want one mentioning %q", path, got[path], sub)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("got errors %v, want %d", ve.Fields, len(want))
+	}
+	// The same entry inside a document: the same rules, under its path.
+	d := &Document{Network: &Network{Interfaces: []Interface{in}}}
+	if err := d.Validate(); !errors.As(err, &ve) || len(ve.Fields) != len(want) {
+		t.Errorf("Document.Validate: %v, want %d errors", err, len(want))
+	} else {
+		for _, f := range ve.Fields {
+			if sub, ok := want[strings.TrimPrefix(f.Path, "network.interfaces[0].")]; !ok || !strings.Contains(f.Reason, sub) {
+				t.Errorf("Document.Validate: %s: %s", f.Path, f.Reason)
+			}
+		}
+	}
+	if err := (Interface{}).Validate(); !errors.As(err, &ve) || ve.Fields[0].Path != "mac" {
+		t.Errorf("an entry without a MAC: %v", err)
+	}
+}
+
+// TestCanonicalEncoding: address and MAC fields are stored in one canonical
+// form whatever form was published; an interface address keeps its host
+// bits (10.0.0.4/24 is an address, not the network 10.0.0.0/24).
+func TestCanonicalEncoding(t *testing.T) {
+	d, err := Decode([]byte(`{"network":{"interfaces":[{"mac":"52-54-00-AB-CD-EF","addresses":["10.0.0.4/24","2001:DB8:0:0::5/64"],"gateway4":"10.0.0.1","routes":[{"to":"2001:db8:1::/48","via":"FE80::1"}],"nameservers":["2001:0db8::53","10.0.0.2"]}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"network":{"interfaces":[{"mac":"52:54:00:ab:cd:ef","addresses":["10.0.0.4/24","2001:db8::5/64"],"gateway4":"10.0.0.1","routes":[{"to":"2001:db8:1::/48","via":"fe80::1"}],"nameservers":["2001:db8::53","10.0.0.2"]}]}}`
+	if string(b) != want {
+		t.Errorf("encoding\n got %s\nwant %s", b, want)
+	}
+	// encoding/json reads the canonical form back to the same values (the
+	// IMDS and its clients unmarshal stored documents that way).
+	var again Document
+	if err := json.Unmarshal(b, &again); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&again, d) {
+		t.Errorf("json.Unmarshal of the canonical form:\n got %+v\nwant %+v", again.Network.Interfaces, d.Network.Interfaces)
+	}
+}
+
+func TestMAC(t *testing.T) {
+	for in, want := range map[string]string{"52:54:00:AB:cd:ef": "52:54:00:ab:cd:ef", "52-54-00-ab-cd-ef": "52:54:00:ab:cd:ef", "5254.00ab.cdef": "52:54:00:ab:cd:ef"} {
+		m, err := ParseMAC(in)
+		if err != nil || m.String() != want || m.HardwareAddr().String() != want || !m.IsValid() {
+			t.Errorf("ParseMAC(%q) = %v, %v; want %s", in, m, err, want)
+		}
+	}
+	for _, in := range []string{"", "52:54:00:12:34", "00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01", "52:54:00:12:34:56\n", "../../etc"} {
+		if m, err := ParseMAC(in); err == nil {
+			t.Errorf("ParseMAC(%q) = %v, want an error", in, m)
+		}
+	}
+	var zero MAC
+	if zero.IsValid() || zero.String() != "" || zero.HardwareAddr() != nil {
+		t.Errorf("zero MAC: %v %q %v", zero.IsValid(), zero.String(), zero.HardwareAddr())
+	}
+	if err := zero.UnmarshalText([]byte("nope")); err == nil {
+		t.Error("UnmarshalText accepted nope")
 	}
 }
 

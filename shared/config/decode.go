@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Decode parses a config document strictly and validates it. Every unknown
@@ -260,13 +262,16 @@ func (w *walker) iface(path string, v any) Interface {
 	if !ok {
 		return in
 	}
-	in.MAC, ok = w.str(join(path, "mac"), m["mac"])
-	if !ok && m["mac"] == nil {
+	if m["mac"] == nil {
 		w.fail(join(path, "mac"), "required")
+	} else {
+		in.MAC, _ = parseField(w, join(path, "mac"), m["mac"], ParseMAC, errMAC.Error())
 	}
 	in.DHCP4 = w.boolean(join(path, "dhcp4"), m["dhcp4"])
-	in.Addresses = w.strings(join(path, "addresses"), m["addresses"])
-	in.Gateway4 = w.nonEmpty(join(path, "gateway4"), m["gateway4"], "omit the field for no default gateway")
+	in.Addresses = parseList(w, join(path, "addresses"), m["addresses"], netip.ParsePrefix, reasonAddress)
+	if s := w.nonEmpty(join(path, "gateway4"), m["gateway4"], "omit the field for no default gateway"); s != "" {
+		in.Gateway4, _ = parseText(w, join(path, "gateway4"), s, netip.ParseAddr, reasonGateway)
+	}
 	if l, ok := w.list(join(path, "routes"), m["routes"]); ok {
 		in.Routes = make([]Route, 0, len(l))
 		for i, e := range l {
@@ -281,7 +286,7 @@ func (w *walker) iface(path string, v any) Interface {
 		}
 		in.MTU = int(mtu)
 	}
-	in.Nameservers = w.strings(join(path, "nameservers"), m["nameservers"])
+	in.Nameservers = parseList(w, join(path, "nameservers"), m["nameservers"], netip.ParseAddr, reasonNameserver)
 	in.SearchDomains = w.strings(join(path, "searchDomains"), m["searchDomains"])
 	return in
 }
@@ -292,15 +297,63 @@ func (w *walker) route(path string, v any) Route {
 	if !ok {
 		return r
 	}
-	for _, f := range []struct {
-		name string
-		dst  *string
-	}{{"to", &r.To}, {"via", &r.Via}} {
-		s, ok := w.str(join(path, f.name), m[f.name])
-		if !ok && m[f.name] == nil {
-			w.fail(join(path, f.name), "required")
-		}
-		*f.dst = s
+	if m["to"] == nil {
+		w.fail(join(path, "to"), "required")
+	} else {
+		r.To, _ = parseField(w, join(path, "to"), m["to"], netip.ParsePrefix, reasonRouteTo)
+	}
+	if m["via"] == nil {
+		w.fail(join(path, "via"), "required")
+	} else {
+		r.Via, _ = parseField(w, join(path, "via"), m["via"], netip.ParseAddr, reasonVia)
 	}
 	return r
+}
+
+// parseField reads the string at path and parses it into its typed value:
+// the one place a document's address or MAC text is parsed. What does not
+// parse is reported with reason (or zoneReason when it carries a zone) and
+// gives the zero value.
+func parseField[T any](w *walker, path string, v any, parse func(string) (T, error), reason string) (T, bool) {
+	s, ok := w.str(path, v)
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	return parseText(w, path, s, parse, reason)
+}
+
+func parseText[T any](w *walker, path, s string, parse func(string) (T, error), reason string) (T, bool) {
+	if strings.Contains(s, "%") {
+		// netip takes any bytes as a zone; refuse them before parsing,
+		// so that no zone reaches a typed value from a document.
+		w.fail(path, "%s", zoneReason)
+		var zero T
+		return zero, false
+	}
+	t, err := parse(s)
+	if err != nil {
+		w.fail(path, "%s", reason)
+		return t, false
+	}
+	return t, true
+}
+
+// parseList is parseField for a list: nil when absent, and one element per
+// entry, the zero value for an entry that does not parse, so that indexes
+// stay those of the document.
+func parseList[T any](w *walker, path string, v any, parse func(string) (T, error), reason string) []T {
+	l, ok := w.list(path, v)
+	if !ok {
+		return nil
+	}
+	out := make([]T, len(l))
+	for i, e := range l {
+		if e == nil {
+			w.fail(index(path, i), "must be a string, not null")
+			continue
+		}
+		out[i], _ = parseField(w, index(path, i), e, parse, reason)
+	}
+	return out
 }

@@ -1,11 +1,14 @@
 package config
 
 import (
+	"bytes"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -28,6 +31,8 @@ func FuzzDecode(f *testing.F) {
 		`{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","nameservers":["fe80::1%a\nnameserver 1.2.3.4"],"gateway4":"fe80::1%eth0"}]}}`,
 		`{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","addresses":["fe80::5%eth0/64"],"routes":[{"to":"fe80::%x/64","via":"fe80::1"}]}]}}`,
 		`{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","searchDomains":["a b","x\ny",";","'\""]}]}}`,
+		// Non-canonical forms the canonical encoding must round-trip.
+		`{"network":{"interfaces":[{"mac":"52-54-00-AB-CD-EF","addresses":["10.0.0.4/24","2001:DB8:0:0::5/64"],"routes":[{"to":"::/0","via":"FE80::1"}],"nameservers":["::ffff:10.0.0.2"]}]}}`,
 		`{"hostname":"10.0.0.1"}`, `{"hostname":"127.1"}`, `{"hostname":"0x7f000001"}`, `{"timezone":"localtime"}`,
 	} {
 		f.Add([]byte(s))
@@ -49,8 +54,17 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Marshal of an accepted document: %v", err)
 		}
-		if _, err := Decode(b); err != nil {
+		again, err := Decode(b)
+		if err != nil {
 			t.Fatalf("re-decoding an accepted document: %v\n%s", err, b)
+		}
+		// Round trip: the canonical encoding decodes to equal typed
+		// values, and encodes to the same bytes.
+		if !reflect.DeepEqual(again, d) {
+			t.Fatalf("decode → encode → decode changed the document:\n%+v\n%+v", d, again)
+		}
+		if b2, _ := json.Marshal(again); !bytes.Equal(b2, b) {
+			t.Fatalf("the canonical encoding is not stable:\n%s\n%s", b, b2)
 		}
 	})
 }
@@ -69,12 +83,14 @@ func checkAccepted(t *testing.T, d *Document) {
 	if d.Network == nil {
 		return
 	}
-	plain := func(what, s string) {
-		if strings.ContainsAny(s, "% \t\r\n;'\"\\$`") {
+	plain := func(what string, v encoding.TextMarshaler) {
+		b, err := v.MarshalText()
+		if s := string(b); err != nil || strings.ContainsAny(s, "% \t\r\n;'\"\\$`") {
 			t.Fatalf("accepted %s %q", what, s)
 		}
 	}
 	for _, in := range d.Network.Interfaces {
+		plain("mac", in.MAC)
 		for _, a := range in.Addresses {
 			plain("address", a)
 		}
@@ -87,7 +103,9 @@ func checkAccepted(t *testing.T, d *Document) {
 			plain("nameserver", n)
 		}
 		for _, s := range in.SearchDomains {
-			plain("search domain", s)
+			if strings.ContainsAny(s, "% \t\r\n;'\"\\$`") {
+				t.Fatalf("accepted search domain %q", s)
+			}
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -137,7 +136,35 @@ func numericName(labels []string) bool {
 // before its embedded copy (Go's platformZoneSources on Unix).
 var zoneinfoDirs = []string{"/usr/share/zoneinfo/", "/usr/share/lib/zoneinfo/", "/usr/lib/locale/TZ/"}
 
-func timezoneRule(zone string) string {
+// ValidHostname reports whether name is a host name a document may set: an
+// RFC 1123 name of lower-case labels that is not an IP address literal.
+func ValidHostname(name string) bool { return hostnameRule(name) == "" }
+
+// ValidSearchDomain reports whether s is a DNS search domain by the
+// hostname label rules, in any case.
+func ValidSearchDomain(s string) bool { return hostnameRule(strings.ToLower(s)) == "" }
+
+// ValidUserName reports whether name matches the pattern of users[].name
+// and users[].groups[] (^[a-z_][a-z0-9_-]{0,31}$). Reserved system names
+// match it: Validate refuses those for users[].name on top.
+func ValidUserName(name string) bool { return userNameRE.MatchString(name) }
+
+// ValidShell reports whether shell is an absolute path without spaces,
+// colons or control characters, at most 255 characters.
+func ValidShell(shell string) bool { return shellRE.MatchString(shell) }
+
+// ValidPasswordHash reports whether h is a crypt(3) string of a scheme a
+// document may carry: $6$ (SHA-512), $5$ (SHA-256) or $y$ (yescrypt).
+func ValidPasswordHash(h string) bool { return validCrypt(h) }
+
+// ValidZoneName reports whether zone is a well-formed zone name that can
+// name a tzdata zone on some machine: the syntax of zone and link names,
+// without "..", and neither Local nor localtime. It does not look the zone
+// up: an agent checks that against its own zoneinfo tree, Validate against
+// the validating machine's.
+func ValidZoneName(zone string) bool { return zoneNameRule(zone) == "" }
+
+func zoneNameRule(zone string) string {
 	if zone == "Local" {
 		return "must name a tzdata zone; Local is not one"
 	}
@@ -148,6 +175,13 @@ func timezoneRule(zone string) string {
 		// Debian, Ubuntu and Fedora ship zoneinfo/localtime as a link to
 		// /etc/localtime: pointing /etc/localtime at it makes a loop.
 		return "must be a tzdata zone or link name; localtime names the machine's own /etc/localtime, not a zone"
+	}
+	return ""
+}
+
+func timezoneRule(zone string) string {
+	if reason := zoneNameRule(zone); reason != "" {
+		return reason
 	}
 	for _, dir := range zoneinfoDirs {
 		if reason := zoneFileRule(dir, zone); reason != "" {
@@ -190,13 +224,13 @@ func (u User) check(w *walker, p string) {
 	switch {
 	case u.Name == "" && w.has(join(p, "name")):
 		// The decoder already said it is missing or mistyped.
-	case !userNameRE.MatchString(u.Name):
+	case !ValidUserName(u.Name):
 		w.fail(join(p, "name"), "must match ^[a-z_][a-z0-9_-]{0,31}$")
 	case reservedUsers[u.Name]:
 		w.fail(join(p, "name"), "%s is a reserved system account name", quote(u.Name))
 	}
 	for i, g := range u.Groups {
-		if !userNameRE.MatchString(g) {
+		if !ValidUserName(g) {
 			w.fail(index(join(p, "groups"), i), "must match ^[a-z_][a-z0-9_-]{0,31}$")
 		}
 	}
@@ -205,7 +239,7 @@ func (u User) check(w *walker, p string) {
 	default:
 		w.fail(join(p, "sudo"), "must be one of none, password, nopasswd")
 	}
-	if u.Shell != "" && !shellRE.MatchString(u.Shell) {
+	if u.Shell != "" && !ValidShell(u.Shell) {
 		w.fail(join(p, "shell"), "must be an absolute path without spaces, colons or control characters, at most 255 characters")
 	}
 	for i, k := range u.SSHAuthorizedKeys {
@@ -213,7 +247,7 @@ func (u User) check(w *walker, p string) {
 			w.fail(index(join(p, "sshAuthorizedKeys"), i), "%s", reason)
 		}
 	}
-	if u.PasswordHash != "" && !validCrypt(u.PasswordHash) {
+	if u.PasswordHash != "" && !ValidPasswordHash(u.PasswordHash) {
 		w.fail(join(p, "passwordHash"), "must be a crypt(3) string: $6$ (SHA-512), $5$ (SHA-256) or $y$ (yescrypt)")
 	}
 	if u.Password != "" {
@@ -266,27 +300,54 @@ func authorizedKeyRule(line string) string {
 	return ""
 }
 
+// Reasons of the address fields, given alike for text that does not parse
+// (Decode) and for a typed value that breaks the rule (Validate).
+const (
+	reasonAddress    = "must be an address with a prefix length, e.g. 10.1.0.5/24"
+	reasonGateway    = "must be a unicast IPv4 address, e.g. 10.1.0.1"
+	reasonRouteTo    = "must be a network in CIDR notation, e.g. 10.2.0.0/16"
+	reasonVia        = "must be an IP address, e.g. 10.1.0.254"
+	reasonNameserver = "must be an IP address, e.g. 10.1.0.2"
+)
+
 func (n *Network) check(w *walker, p string) {
 	if n.RenewDHCP != nil && *n.RenewDHCP < 0 {
 		w.fail(join(p, "renewDhcp"), "must not be negative")
 	}
-	macs := map[string]int{}
+	macs := map[MAC]int{}
 	for i, in := range n.Interfaces {
 		ip := index(join(p, "interfaces"), i)
 		if w.has(ip) {
 			continue
 		}
-		if mac, err := net.ParseMAC(in.MAC); err != nil || len(mac) != 6 {
+		if !in.MAC.IsValid() {
 			if !w.has(join(ip, "mac")) {
-				w.fail(join(ip, "mac"), "must be a 48-bit MAC address like 52:54:00:12:34:56")
+				w.fail(join(ip, "mac"), "%s", errMAC)
 			}
-		} else if first, dup := macs[mac.String()]; dup {
+		} else if first, dup := macs[in.MAC]; dup {
 			w.fail(join(ip, "mac"), "duplicate of %s.interfaces[%d].mac", p, first)
 		} else {
-			macs[mac.String()] = i
+			macs[in.MAC] = i
 		}
 		in.check(w, ip)
 	}
+}
+
+// Validate checks one interface entry by the rules Validate applies to it
+// inside a document, except that its MAC is unique among the document's
+// interfaces. Paths in the *ValidationError are the entry's own (mac,
+// routes[0].via). It is the agents' second wall for an entry that never
+// went through Decode: the same rules, not a copy of them.
+func (in Interface) Validate() error {
+	w := &walker{}
+	if !in.MAC.IsValid() {
+		w.fail("mac", "%s", errMAC)
+	}
+	in.check(w, "")
+	if len(w.errs) > 0 {
+		return &ValidationError{Fields: w.errs}
+	}
+	return nil
 }
 
 func (in Interface) check(w *walker, p string) {
@@ -300,7 +361,7 @@ func (in Interface) check(w *walker, p string) {
 		if len(in.Addresses) > 0 {
 			w.fail(join(p, "addresses"), reason)
 		}
-		if in.Gateway4 != "" {
+		if in.Gateway4.IsValid() {
 			w.fail(join(p, "gateway4"), reason)
 		}
 		if len(in.Routes) > 0 {
@@ -308,21 +369,20 @@ func (in Interface) check(w *walker, p string) {
 		}
 	}
 	for i, a := range in.Addresses {
-		pre, err := netip.ParsePrefix(a)
+		ap := index(join(p, "addresses"), i)
 		switch {
-		case strings.Contains(a, "%"):
-			w.fail(index(join(p, "addresses"), i), "%s", zoneReason)
-		case err != nil:
-			w.fail(index(join(p, "addresses"), i), "must be an address with a prefix length, e.g. 10.1.0.5/24")
-		case !unicast(pre.Addr()):
-			w.fail(index(join(p, "addresses"), i), "must be a unicast address (not unspecified, loopback or multicast)")
+		case !a.IsValid():
+			// netip.Prefix never holds a zone (PrefixFrom drops it).
+			w.failOnce(ap, reasonAddress)
+		case !unicast(a.Addr()):
+			w.fail(ap, "must be a unicast address (not unspecified, loopback or multicast)")
 		}
 	}
-	if in.Gateway4 != "" {
-		if strings.Contains(in.Gateway4, "%") {
+	if g := in.Gateway4; g.IsValid() {
+		if g.Zone() != "" {
 			w.fail(join(p, "gateway4"), "%s", zoneReason)
-		} else if a, err := netip.ParseAddr(in.Gateway4); err != nil || !a.Is4() || !unicast(a) {
-			w.fail(join(p, "gateway4"), "must be a unicast IPv4 address, e.g. 10.1.0.1")
+		} else if !g.Is4() || !unicast(g) {
+			w.fail(join(p, "gateway4"), "%s", reasonGateway)
 		}
 	}
 	for i, r := range in.Routes {
@@ -330,41 +390,46 @@ func (in Interface) check(w *walker, p string) {
 		if w.has(rp) {
 			continue
 		}
-		to, errTo := netip.ParsePrefix(r.To)
-		if strings.Contains(r.To, "%") {
-			w.fail(join(rp, "to"), "%s", zoneReason)
-		} else if errTo != nil {
-			if !w.has(join(rp, "to")) {
-				w.fail(join(rp, "to"), "must be a network in CIDR notation, e.g. 10.2.0.0/16")
-			}
-		} else if to.Masked() != to {
-			w.fail(join(rp, "to"), "must be a network address with its host bits zero (%s)", to.Masked())
-		}
-		via, errVia := netip.ParseAddr(r.Via)
 		switch {
-		case strings.Contains(r.Via, "%"):
+		case !r.To.IsValid():
+			w.failOnce(join(rp, "to"), reasonRouteTo)
+		case r.To.Masked() != r.To:
+			w.fail(join(rp, "to"), "must be a network address with its host bits zero (%s)", r.To.Masked())
+		}
+		switch via := r.Via; {
+		case !via.IsValid():
+			w.failOnce(join(rp, "via"), reasonVia)
+		case via.Zone() != "":
 			w.fail(join(rp, "via"), "%s", zoneReason)
-		case errVia != nil:
-			if !w.has(join(rp, "via")) {
-				w.fail(join(rp, "via"), "must be an IP address, e.g. 10.1.0.254")
-			}
 		case !unicast(via):
 			w.fail(join(rp, "via"), "must be a unicast address")
-		case errTo == nil && to.Addr().Is4() != via.Is4():
+		case r.To.IsValid() && r.To.Addr().Is4() != via.Is4():
 			w.fail(join(rp, "via"), "must be of the same address family as to")
 		}
 	}
 	for i, ns := range in.Nameservers {
-		if strings.Contains(ns, "%") {
-			w.fail(index(join(p, "nameservers"), i), "%s", zoneReason)
-		} else if a, err := netip.ParseAddr(ns); err != nil || a.IsUnspecified() || a.IsMulticast() {
-			w.fail(index(join(p, "nameservers"), i), "must be an IP address, e.g. 10.1.0.2")
+		np := index(join(p, "nameservers"), i)
+		switch {
+		case !ns.IsValid():
+			w.failOnce(np, reasonNameserver)
+		case ns.Zone() != "":
+			w.fail(np, "%s", zoneReason)
+		case ns.IsUnspecified() || ns.IsMulticast():
+			w.fail(np, "%s", reasonNameserver)
 		}
 	}
 	for i, s := range in.SearchDomains {
-		if hostnameRule(strings.ToLower(s)) != "" {
+		if !ValidSearchDomain(s) {
 			w.fail(index(join(p, "searchDomains"), i), "must be a DNS domain name, e.g. corp.example")
 		}
+	}
+}
+
+// failOnce records reason for path unless an error is recorded for it
+// already (Decode said why the text did not parse).
+func (w *walker) failOnce(path, reason string) {
+	if !w.has(path) {
+		w.fail(path, "%s", reason)
 	}
 }
 

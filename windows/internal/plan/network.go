@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -105,69 +106,56 @@ func (o Ops) Actions(iface string) []string {
 	return a
 }
 
+// MinMTU is the smallest MTU the Windows agent sets: IPv4's minimum
+// datagram size a host must accept (RFC 791), below which Windows refuses
+// an interface MTU.
+const MinMTU = 576
+
 // ParseInterface turns one interface of the document into a Want. It
-// reports every unusable value, not only the first.
+// reports every unusable value, not only the first: first the document's
+// own rules (config.Interface.Validate, the same check the IMDS made, for an
+// entry that never went through it: zones, list syntax in search domains),
+// then what Windows cannot do (IPv6 addresses and routes, an MTU below
+// MinMTU).
 func ParseInterface(in config.Interface) (Want, error) {
-	w := Want{MAC: strings.ToLower(in.MAC), MTU: in.MTU}
+	w := Want{MAC: in.MAC.String(), MTU: in.MTU}
 	var errs []string
+	var ve *config.ValidationError
+	if err := in.Validate(); errors.As(err, &ve) {
+		for _, f := range ve.Fields {
+			errs = append(errs, f.Path+": "+f.Reason)
+		}
+	} else if err != nil {
+		errs = append(errs, err.Error())
+	}
 	if in.Addresses != nil {
 		w.Addresses = []netip.Prefix{}
 	}
-	for _, a := range in.Addresses {
-		p, err := netip.ParsePrefix(a)
-		if err != nil || !p.Addr().Is4() {
-			errs = append(errs, fmt.Sprintf("address %q: want an IPv4 address with prefix length", a))
-			continue
+	for i, p := range in.Addresses {
+		if p.IsValid() && !p.Addr().Is4() {
+			errs = append(errs, fmt.Sprintf("addresses[%d] %s: want an IPv4 address with prefix length (the Windows agent configures IPv4 only)", i, p))
 		}
 		w.Addresses = append(w.Addresses, p)
 	}
-	if in.Gateway4 != "" {
-		gw, err := netip.ParseAddr(in.Gateway4)
-		if err != nil || !gw.Is4() {
-			errs = append(errs, fmt.Sprintf("gateway4 %q: want an IPv4 address", in.Gateway4))
-		} else {
-			w.Routes = append(w.Routes, Route{DefaultRoute, gw})
-			w.HasGateway = true
-		}
+	if gw := in.Gateway4; gw.IsValid() {
+		w.Routes = append(w.Routes, Route{DefaultRoute, gw})
+		w.HasGateway = true
 	}
 	w.HasRoutes = in.Routes != nil
-	for _, r := range in.Routes {
-		to, err1 := netip.ParsePrefix(r.To)
-		via, err2 := netip.ParseAddr(r.Via)
-		if err1 != nil || err2 != nil || !to.Addr().Is4() || !via.Is4() {
-			errs = append(errs, fmt.Sprintf("route %s via %s: want IPv4 prefix and gateway", r.To, r.Via))
-			continue
+	for i, r := range in.Routes {
+		if r.To.IsValid() && !r.To.Addr().Is4() {
+			errs = append(errs, fmt.Sprintf("routes[%d] %s via %s: want an IPv4 route (the Windows agent configures IPv4 only)", i, r.To, r.Via))
 		}
-		w.Routes = append(w.Routes, Route{to.Masked(), via})
+		w.Routes = append(w.Routes, Route{r.To, r.Via})
 	}
 	if in.Nameservers != nil {
-		w.DNS = []netip.Addr{}
-	}
-	for i, n := range in.Nameservers {
-		a, err := netip.ParseAddr(n)
-		switch {
-		case strings.Contains(n, "%"):
-			// A zone names an interface of one machine, and its bytes
-			// (',' or ' ') would be list syntax to SetInterfaceDnsSettings.
-			errs = append(errs, fmt.Sprintf("nameservers[%d] %q: must not carry an IPv6 zone", i, n))
-		case err != nil:
-			errs = append(errs, fmt.Sprintf("nameservers[%d] %q: not an IP address", i, n))
-		default:
-			w.DNS = append(w.DNS, a)
-		}
+		w.DNS = slices.Clone(in.Nameservers)
 	}
 	if in.SearchDomains != nil {
-		w.Search = []string{}
+		w.Search = slices.Clone(in.SearchDomains)
 	}
-	for i, d := range in.SearchDomains {
-		if d == "" || strings.Trim(strings.ToLower(d), "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" {
-			errs = append(errs, fmt.Sprintf("searchDomains[%d] %q: must be a DNS name of letters, digits, '.' and '-' (the lists Windows takes are separated by ',' and ' ')", i, d))
-			continue
-		}
-		w.Search = append(w.Search, d)
-	}
-	if in.MTU < 0 || (in.MTU > 0 && in.MTU < 576) {
-		errs = append(errs, fmt.Sprintf("mtu %d: below IPv4's minimum of 576", in.MTU))
+	if in.MTU < 0 || (in.MTU > 0 && in.MTU < MinMTU) {
+		errs = append(errs, fmt.Sprintf("mtu %d: below IPv4's minimum of %d", in.MTU, MinMTU))
 	}
 	if len(errs) > 0 {
 		return w, fmt.Errorf("interface %s: %s", in.MAC, strings.Join(errs, "; "))

@@ -134,9 +134,9 @@ func addr(s string) netip.Addr  { return netip.MustParseAddr(s) }
 
 func TestParseInterface(t *testing.T) {
 	w, err := ParseInterface(config.Interface{
-		MAC: "52:54:00:12:34:56", Addresses: []string{"10.1.0.5/24"}, Gateway4: "10.1.0.1",
-		Routes: []config.Route{{To: "10.2.0.1/16", Via: "10.1.0.254"}}, MTU: 1500,
-		Nameservers: []string{"10.1.0.2"}, SearchDomains: []string{"corp.example"},
+		MAC: config.MustParseMAC("52:54:00:12:34:56"), Addresses: []netip.Prefix{pfx("10.1.0.5/24")}, Gateway4: addr("10.1.0.1"),
+		Routes: []config.Route{{To: pfx("10.2.0.0/16"), Via: addr("10.1.0.254")}}, MTU: 1500,
+		Nameservers: []netip.Addr{addr("10.1.0.2")}, SearchDomains: []string{"corp.example"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -148,11 +148,15 @@ func TestParseInterface(t *testing.T) {
 	if !reflect.DeepEqual(w, want) {
 		t.Errorf("ParseInterface = %+v; want %+v", w, want)
 	}
-	_, err = ParseInterface(config.Interface{MAC: "x", Addresses: []string{"10.0.0.1", "fe80::1/64"}, Gateway4: "nope", MTU: 100})
+	// Typed values that break the document's rules (checked again, by the
+	// same function) and values Windows cannot take.
+	_, err = ParseInterface(config.Interface{Addresses: []netip.Prefix{{}, pfx("2001:db8::1/64")}, Gateway4: addr("2001:db8::1"),
+		Routes: []config.Route{{To: pfx("2001:db8:1::/48"), Via: addr("2001:db8::fe")}}, MTU: 100})
 	if err == nil {
 		t.Fatal("bad interface parsed")
 	}
-	for _, s := range []string{`address "10.0.0.1"`, `address "fe80::1/64"`, `gateway4 "nope"`, "mtu 100"} {
+	for _, s := range []string{"mac: must be a 48-bit MAC", "addresses[0]: must be an address with a prefix length", "addresses[1] 2001:db8::1/64: want an IPv4 address",
+		"gateway4: must be a unicast IPv4 address", "routes[0] 2001:db8:1::/48 via 2001:db8::fe: want an IPv4 route", "mtu 100"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not name %s", err, s)
 		}
@@ -230,8 +234,8 @@ func TestDNSList(t *testing.T) {
 // lists handed to SetInterfaceDnsSettings and netsh, is refused, naming the
 // field, even in a document that was never validated.
 func TestParseInterfaceRefusesZonesAndListSyntax(t *testing.T) {
-	_, err := ParseInterface(config.Interface{MAC: "52:54:00:12:34:56",
-		Nameservers:   []string{"10.1.0.2", "fe80::1%x,6.6.6.6", "fe80::2%eth0"},
+	_, err := ParseInterface(config.Interface{MAC: config.MustParseMAC("52:54:00:12:34:56"),
+		Nameservers:   []netip.Addr{addr("10.1.0.2"), addr("fe80::1%x,6.6.6.6"), addr("fe80::2%eth0")},
 		SearchDomains: []string{"corp.example", "a.example,evil.example", "b c", "x\ny", ""}})
 	if err == nil {
 		t.Fatal("hostile interface parsed")
