@@ -7,12 +7,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prewarm/prewarm/e2e/netlab"
 	"github.com/prewarm/prewarm/shared/config"
 )
 
@@ -22,8 +22,6 @@ import (
 // the Azure dialect: the instance metadata crawl, the fields it takes from
 // it and the network config it renders from it, and the pre-provisioning
 // poll of reprovisiondata with the ovf-env.xml parser it feeds.
-
-const azEnv = "PREWARM_DIALECT_AZURE_CI"
 
 const azProbe = `
 import base64, json, sys

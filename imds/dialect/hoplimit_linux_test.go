@@ -6,13 +6,13 @@ import (
 	"encoding/binary"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prewarm/prewarm/e2e/netlab"
 )
 
 // TestSetHopLimit checks the socket option on the server side of a token
@@ -58,38 +58,19 @@ func TestEC2TokenWithoutConnIsRefused(t *testing.T) {
 	}
 }
 
-const netnsEnv = "PREWARM_DIALECT_IN_NETNS"
-
 // TestEC2TokenTTLOnTheWire reads the token response's IP header off the
-// wire: a raw socket in a private network namespace (unshare -n, so
-// nothing else's traffic is seen) captures the segments, and the one that
-// carries the token must have TTL 1 while an ordinary metadata answer has
-// the default TTL. Needs root and unshare(1); skipped otherwise.
+// wire: a raw socket in a private network namespace (netlab, so nothing
+// else's traffic is seen) captures the segments, and the one that carries
+// the token must have TTL 1 while an ordinary metadata answer has the
+// default TTL. Needs root; skipped otherwise.
 func TestEC2TokenTTLOnTheWire(t *testing.T) {
-	if os.Getenv(netnsEnv) != "1" {
-		if os.Geteuid() != 0 {
-			t.Skip("needs root for a network namespace and a raw socket")
-		}
-		unshare, err := exec.LookPath("unshare")
-		if err != nil {
-			t.Skip("needs unshare(1)")
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, unshare, "--net", os.Args[0], "-test.run=^TestEC2TokenTTLOnTheWire$", "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), netnsEnv+"=1")
-		out, err := cmd.CombinedOutput()
-		t.Logf("in a private network namespace:\n%s", out)
-		if err != nil {
-			t.Fatalf("netns run: %v", err)
-		}
+	if !netlab.InGuest() {
+		netlab.RequireRoot(t)
+		netlab.NewNetns(t, netlab.Unique("pwttl")).RunTest(t, "TestEC2TokenTTLOnTheWire", 60*time.Second)
 		return
 	}
 
-	// In the private namespace: bring lo up, capture TCP on it.
-	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("ip link set lo up: %v: %s", err, out)
-	}
+	// In the private namespace (lo is up): capture TCP on lo.
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_TCP)
 	if err != nil {
 		t.Fatalf("raw socket: %v", err)
@@ -152,8 +133,6 @@ func TestEC2TokenTTLOnTheWire(t *testing.T) {
 	}
 }
 
-const hopEnv = "PREWARM_DIALECT_HOPS"
-
 // TestEC2TokenOneHopFurther is the hop limit as a client sees it: in
 // private namespaces, a guest attached to the host (as a VM's tap) gets
 // its token, while a client one routing hop further away (a router
@@ -161,80 +140,39 @@ const hopEnv = "PREWARM_DIALECT_HOPS"
 // but never receives the token response, whose TTL of 1 expires at the
 // router. Needs root, unshare, ip and curl; skipped otherwise.
 func TestEC2TokenOneHopFurther(t *testing.T) {
-	if os.Getenv(hopEnv) != "host" {
-		if testing.Short() {
-			t.Skip("namespace test skipped in -short mode")
-		}
-		if os.Geteuid() != 0 {
-			t.Skip("needs root for namespaces")
-		}
-		for _, bin := range []string{"unshare", "ip", "curl"} {
-			if _, err := exec.LookPath(bin); err != nil {
-				t.Skipf("needs %s", bin)
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "unshare", "--mount", "--net", "--fork", "--kill-child",
-			os.Args[0], "-test.run=^TestEC2TokenOneHopFurther$", "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), hopEnv+"=host")
-		b, err := cmd.CombinedOutput()
-		t.Logf("in private namespaces:\n%s", b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return
+	if testing.Short() {
+		t.Skip("namespace test skipped in -short mode")
 	}
-
-	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
-		t.Fatalf("make / private: %v", err)
-	}
-	if err := syscall.Mount("run", "/run", "tmpfs", 0, "mode=0755"); err != nil {
-		t.Fatalf("private /run: %v", err)
-	}
-	pid := strconv.Itoa(os.Getpid())
-	near, far := "pwd-"+pid+"-near", "pwd-"+pid+"-far"
-	sh := func(args ...string) {
-		t.Helper()
-		if b, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, b)
-		}
-	}
+	netlab.RequireRoot(t, "curl")
+	name := netlab.Unique("pwd")
+	host, near, far := netlab.NewNetns(t, name+"-h"), netlab.NewNetns(t, name+"-near"), netlab.NewNetns(t, name+"-far")
 	// host (10.200.1.1) -- near (10.200.1.2 | 10.200.2.1, forwards) -- far (10.200.2.2)
-	sh("ip", "link", "set", "lo", "up")
-	for _, ns := range []string{near, far} {
-		sh("ip", "netns", "add", ns)
-		defer exec.Command("ip", "netns", "del", ns).Run()
-		sh("ip", "-n", ns, "link", "set", "lo", "up")
-	}
-	sh("ip", "link", "add", "pwh-h", "type", "veth", "peer", "name", "pwh-n1", "netns", near)
-	sh("ip", "-n", near, "link", "add", "pwh-n2", "type", "veth", "peer", "name", "pwh-f", "netns", far)
-	sh("ip", "addr", "add", "10.200.1.1/24", "dev", "pwh-h")
-	sh("ip", "link", "set", "pwh-h", "up")
-	sh("ip", "route", "add", "10.200.2.0/24", "via", "10.200.1.2")
-	sh("ip", "-n", near, "addr", "add", "10.200.1.2/24", "dev", "pwh-n1")
-	sh("ip", "-n", near, "addr", "add", "10.200.2.1/24", "dev", "pwh-n2")
-	sh("ip", "-n", near, "link", "set", "pwh-n1", "up")
-	sh("ip", "-n", near, "link", "set", "pwh-n2", "up")
-	sh("ip", "netns", "exec", near, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-	sh("ip", "-n", far, "addr", "add", "10.200.2.2/24", "dev", "pwh-f")
-	sh("ip", "-n", far, "link", "set", "pwh-f", "up")
-	sh("ip", "-n", far, "route", "add", "default", "via", "10.200.2.1")
+	netlab.Veth(t, host, "pwh-h", near, "pwh-n1", "")
+	netlab.Veth(t, near, "pwh-n2", far, "pwh-f", "")
+	host.IP(t, "addr", "add", "10.200.1.1/24", "dev", "pwh-h")
+	host.IP(t, "link", "set", "pwh-h", "up")
+	host.IP(t, "route", "add", "10.200.2.0/24", "via", "10.200.1.2")
+	near.IP(t, "addr", "add", "10.200.1.2/24", "dev", "pwh-n1")
+	near.IP(t, "addr", "add", "10.200.2.1/24", "dev", "pwh-n2")
+	near.IP(t, "link", "set", "pwh-n1", "up")
+	near.IP(t, "link", "set", "pwh-n2", "up")
+	netlab.Sh(t, near.Argv("sysctl", "-qw", "net.ipv4.ip_forward=1")...)
+	far.IP(t, "addr", "add", "10.200.2.2/24", "dev", "pwh-f")
+	far.IP(t, "link", "set", "pwh-f", "up")
+	far.IP(t, "route", "add", "default", "via", "10.200.2.1")
 
 	h := newHost(t, []string{NameEC2}, Settings{})
 	h.register("vm-near", "10.200.1.2", docA())
 	h.register("vm-far", "10.200.2.2", docB())
-	ln, err := net.Listen("tcp", "10.200.1.1:80")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := host.Listen(t, "tcp", "10.200.1.1:80")
 	srv := &http.Server{Handler: h, ConnContext: ConnContext, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
 
-	curl := func(ns string, args ...string) (string, error) {
-		full := append([]string{"netns", "exec", ns, "curl", "-sS", "--max-time", "3"}, args...)
-		b, err := exec.Command("ip", full...).CombinedOutput()
+	curl := func(ns *netlab.Netns, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		b, err := ns.Command(ctx, append([]string{"curl", "-sS", "--max-time", "3"}, args...)...).CombinedOutput()
 		return string(b), err
 	}
 	const token = "http://10.200.1.1/latest/api/token"

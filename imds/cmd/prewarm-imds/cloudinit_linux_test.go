@@ -4,56 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prewarm/prewarm/e2e/netlab"
+	"github.com/prewarm/prewarm/imds/client"
 	"github.com/prewarm/prewarm/imds/dialect/citest"
 )
-
-// ciHostScript is the host side of TestE2ECloudInit, run under
-// unshare --mount --net: a private /run (so `ip netns` state stays
-// inside), a guest namespace on a veth pair (one hop, as a VM's tap),
-// prewarm-imds serving 169.254.169.254:80 with tokens required, the
-// instance registered by its guest address and its document published
-// through the CLI, then cloud-init in the guest (citest.GuestScript).
-// Arguments: binary, work dir (doc.json, guest.sh), results dir, cloud.
-const ciHostScript = `set -eu
-bin=$1 dir=$2 out=$3 cloud=$4
-mount --make-rprivate /
-mount -t tmpfs -o mode=0755 run /run
-ns=pwd-$$-ci
-ip link set lo up
-ip netns add $ns
-imds=
-cleanup() {
-	[ -z "$imds" ] || { kill $imds 2>/dev/null || true; wait $imds 2>/dev/null || true; }
-	ip netns del $ns 2>/dev/null || true
-}
-trap cleanup EXIT
-ip link add pwci-h type veth peer name pwci-g netns $ns
-ip addr add 169.254.169.254/16 dev pwci-h
-ip link set pwci-h up
-ip -n $ns link set lo up
-ip -n $ns addr add 169.254.10.5/16 dev pwci-g
-ip -n $ns link set pwci-g up
-sock=$dir/admin.sock
-$bin serve --listen 169.254.169.254:80 --admin-socket $sock --data-dir $dir/data \
-	--ec2-tokens required --availability-zone eu-central-1a --gce-project-id ci-project \
-	--log-level debug > $out/imds.log 2>&1 &
-imds=$!
-i=0
-until $bin list --admin-socket $sock > /dev/null 2>&1; do
-	i=$((i + 1))
-	[ $i -lt 200 ] || { echo "prewarm-imds did not start"; exit 1; }
-	sleep 0.05
-done
-$bin register i-0prewarmci0001 --address 169.254.10.5 --admin-socket $sock
-$bin publish i-0prewarmci0001 $dir/doc.json --admin-socket $sock
-ip netns exec $ns unshare --mount --uts sh $dir/guest.sh $out $cloud
-`
 
 // TestE2ECloudInit provisions a sandboxed "VM" with Debian's cloud-init
 // (its Ec2 datasource, then its GCE datasource) from the real prewarm-imds
@@ -66,14 +25,7 @@ func TestE2ECloudInit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cloud-init runs skipped in -short mode")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for namespaces")
-	}
-	for _, bin := range []string{"cloud-init", "unshare", "ip", "chroot"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s (apt-get install cloud-init)", bin)
-		}
-	}
+	netlab.RequireRoot(t, "cloud-init", "unshare", "chroot")
 	const (
 		key1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUm alice@laptop"
 		key2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywt bob@desk"
@@ -97,7 +49,6 @@ func TestE2ECloudInit(t *testing.T) {
 			doc, _ := json.Marshal(map[string]any{"hostname": "ci-guest", "userData": citest.UserData, "users": users})
 			for name, data := range map[string]string{
 				"doc.json": string(doc),
-				"guest.sh": citest.GuestScript,
 				"out/cfg":  citest.Config(cloud),
 			} {
 				p := filepath.Join(dir, name)
@@ -108,16 +59,11 @@ func TestE2ECloudInit(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, "unshare", "--mount", "--net", "--fork", "--kill-child",
-				"sh", "-c", ciHostScript, "sh", binPath, dir, out, cloud)
-			b, err := cmd.CombinedOutput()
+			err := ciRun(t, dir, out, cloud)
 			read := func(name string) string {
 				b, _ := os.ReadFile(filepath.Join(out, name))
 				return strings.TrimSpace(string(b))
 			}
-			t.Logf("host and guest:\n%s", b)
 			if err != nil {
 				t.Logf("prewarm-imds log:\n%s", read("imds.log"))
 				t.Logf("cloud-init.log (tail):\n%s", lastLines(read("cloud-init.log"), 40))
@@ -151,6 +97,44 @@ func TestE2ECloudInit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ciRun is the host side of TestE2ECloudInit: a guest namespace on a veth
+// pair (one hop, as a VM's tap), prewarm-imds serving 169.254.169.254:80
+// with tokens required in the host namespace, the instance registered by
+// its guest address and its document (dir/doc.json) published through the
+// CLI, then cloud-init in the guest (citest.GuestScript) leaving its
+// results in out.
+func ciRun(t *testing.T, dir, out, cloud string) error {
+	name := netlab.Unique("pwci")
+	host, guest := netlab.NewNetns(t, name+"-h"), netlab.NewNetns(t, name+"-g")
+	netlab.Veth(t, host, "pwci-h", guest, "pwci-g", "")
+	host.IP(t, "addr", "add", "169.254.169.254/16", "dev", "pwci-h")
+	host.IP(t, "link", "set", "pwci-h", "up")
+	guest.IP(t, "addr", "add", "169.254.10.5/16", "dev", "pwci-g")
+	guest.IP(t, "link", "set", "pwci-g", "up")
+	sock := filepath.Join(dir, "admin.sock")
+	imds, err := netlab.StartProc(t, out, "imds", false, "nsenter", "--net="+host.Path(), "--",
+		binPath, "serve", "--listen", "169.254.169.254:80", "--admin-socket", sock, "--data-dir", filepath.Join(dir, "data"),
+		"--ec2-tokens", "required", "--availability-zone", "eu-central-1a", "--gce-project-id", "ci-project",
+		"--log-level", "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.NewUnix(sock)
+	for i := 0; c.Healthz(ctx(t)) != nil; i++ {
+		if done, perr := imds.Exited(); done || i > 200 {
+			t.Fatalf("prewarm-imds did not start (exited %v: %v)", done, perr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	netlab.MustRun(t, binPath, "register", "i-0prewarmci0001", "--address", "169.254.10.5", "--admin-socket", sock)
+	netlab.MustRun(t, binPath, "publish", "i-0prewarmci0001", filepath.Join(dir, "doc.json"), "--admin-socket", sock)
+	cctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	b, err := guest.Command(cctx, "unshare", "--mount", "--uts", "sh", "-c", citest.GuestScript, "sh", out, cloud).CombinedOutput()
+	t.Logf("guest:\n%s", b)
+	return err
 }
 
 func lastLines(s string, n int) string {

@@ -13,89 +13,34 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/prewarm/prewarm/e2e/netlab"
 	"github.com/prewarm/prewarm/imds/client"
 	"github.com/prewarm/prewarm/shared/api"
 )
 
-// sh runs ip and friends, failing the test with their output.
-func sh(t *testing.T, args ...string) {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// addNetns creates a namespace deleted at cleanup, or skips the test.
-func addNetns(t *testing.T, name string) {
-	t.Helper()
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("network namespaces unavailable here (ip netns add %s: %v: %s); hostInterface identity not tested", name, err, strings.TrimSpace(string(out)))
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-}
-
-// dialInNetns connects to addr from inside the named namespace. The socket
-// is made on a locked thread moved into the namespace; that thread is
-// never handed back (the goroutine exits locked, so the runtime drops it).
-func dialInNetns(ns, addr string) (net.Conn, error) {
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open(filepath.Join("/run/netns", ns))
-		if err != nil {
-			ch <- res{nil, err}
-			return
-		}
-		defer f.Close()
-		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			ch <- res{nil, fmt.Errorf("unshare: %w", err)}
-			return
-		}
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- res{nil, fmt.Errorf("setns %s: %w", ns, err)}
-			return
-		}
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		ch <- res{c, err}
-	}()
-	r := <-ch
-	return r.c, r.err
-}
-
 // nsGet sends a guest GET from namespace ns.
-func nsGet(t *testing.T, ns, path string) (int, string) {
+func nsGet(t *testing.T, ns *netlab.Netns, path string) (int, string) {
 	t.Helper()
 	tr := &http.Transport{
 		DisableKeepAlives: true,
-		DialContext: func(context.Context, string, string) (net.Conn, error) {
-			return dialInNetns(ns, "169.254.169.254:80")
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			return ns.Dial(ctx, "tcp", "169.254.169.254:80")
 		},
 	}
 	req, _ := http.NewRequest("GET", "http://169.254.169.254"+path, nil)
 	req.Header.Set("Metadata", "true")
 	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
-		t.Fatalf("GET %s from %s: %v", path, ns, err)
+		t.Fatalf("GET %s from %s: %v", path, ns.Name, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
@@ -104,32 +49,23 @@ func nsGet(t *testing.T, ns, path string) (int, string) {
 
 // veth links guest namespace ns to the host namespace with host-side
 // device vh on subnet sub (.1 host, .2 guest).
-func veth(t *testing.T, host, ns, vh, sub string) {
+func veth(t *testing.T, host, ns *netlab.Netns, vh, sub string) {
 	t.Helper()
-	sh(t, "ip", "link", "add", vh, "netns", host, "type", "veth", "peer", "name", "eth0", "netns", ns)
-	sh(t, "ip", "-n", host, "addr", "add", sub+".1/24", "dev", vh)
-	sh(t, "ip", "-n", host, "link", "set", vh, "up")
-	sh(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	sh(t, "ip", "-n", ns, "addr", "add", sub+".2/24", "dev", "eth0")
-	sh(t, "ip", "-n", ns, "link", "set", "eth0", "up")
-	sh(t, "ip", "-n", ns, "route", "add", "169.254.169.254/32", "via", sub+".1")
+	netlab.Veth(t, host, vh, ns, "eth0", "")
+	host.IP(t, "addr", "add", sub+".1/24", "dev", vh)
+	host.IP(t, "link", "set", vh, "up")
+	ns.IP(t, "addr", "add", sub+".2/24", "dev", "eth0")
+	ns.IP(t, "link", "set", "eth0", "up")
+	ns.IP(t, "route", "add", "169.254.169.254/32", "via", sub+".1")
 }
 
 func TestNetnsHostInterfaceIdentity(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("not root: cannot create network namespaces; hostInterface identity not tested")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("iproute2 (ip) not installed; hostInterface identity not tested")
-	}
+	netlab.RequireRoot(t)
 	tag := fmt.Sprintf("%04x", rand.IntN(0x10000))
-	host, g1, g2 := "pwi-h-"+tag, "pwi-g1-"+tag, "pwi-g2-"+tag
 	vh1, vh2, vh3 := "pwi1"+tag, "pwi2"+tag, "pwi3"+tag
-	addNetns(t, host)
-	addNetns(t, g1)
-	addNetns(t, g2)
-	sh(t, "ip", "-n", host, "link", "set", "lo", "up")
-	sh(t, "ip", "-n", host, "addr", "add", "169.254.169.254/32", "dev", "lo")
+	name := netlab.Unique("pwi")
+	host, g1, g2 := netlab.NewNetns(t, name+"-h"), netlab.NewNetns(t, name+"-g1"), netlab.NewNetns(t, name+"-g2")
+	host.IP(t, "addr", "add", "169.254.169.254/32", "dev", "lo")
 	veth(t, host, g2, vh2, "10.201.2")
 
 	// The server binds registered host interfaces by itself, and the
@@ -137,7 +73,7 @@ func TestNetnsHostInterfaceIdentity(t *testing.T) {
 	dir := t.TempDir()
 	socket := filepath.Join(dir, "admin.sock")
 	out := &logWriter{t: t}
-	cmd := exec.Command("ip", "netns", "exec", host, binPath, "serve",
+	cmd := exec.Command("ip", "netns", "exec", host.Name, binPath, "serve",
 		"--listen", "169.254.169.254:80", "--guest-interface", vh3,
 		"--admin-socket", socket, "--data-dir", filepath.Join(dir, "data"), "--rate", "0")
 	cmd.Stdout, cmd.Stderr = out, out
@@ -163,7 +99,7 @@ func TestNetnsHostInterfaceIdentity(t *testing.T) {
 		if err := c.Healthz(ctx(t)); err == nil {
 			break
 		} else if i > 250 {
-			t.Fatalf("server in %s not ready: %v", host, err)
+			t.Fatalf("server in %s not ready: %v", host.Name, err)
 		}
 		select {
 		case <-exited:
@@ -184,19 +120,19 @@ func TestNetnsHostInterfaceIdentity(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	identity := func(ns string) string {
+	identity := func(ns *netlab.Netns) string {
 		code, body := nsGet(t, ns, api.PathInstance)
 		if code == 404 && strings.Contains(body, "unknown instance") {
 			return ""
 		}
 		var info api.InstanceInfo
 		if code != 200 || json.Unmarshal([]byte(body), &info) != nil {
-			t.Fatalf("from %s: %d %s", ns, code, body)
+			t.Fatalf("from %s: %d %s", ns.Name, code, body)
 		}
 		return info.InstanceID
 	}
 	// expect waits (bounded) for the binder to follow a change.
-	expect := func(ns, want string) {
+	expect := func(ns *netlab.Netns, want string) {
 		t.Helper()
 		var got string
 		for i := 0; i < 100; i++ {
@@ -205,20 +141,20 @@ func TestNetnsHostInterfaceIdentity(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		t.Fatalf("from %s: instance %q, want %q", ns, got, want)
+		t.Fatalf("from %s: instance %q, want %q", ns.Name, got, want)
 	}
 	// The VM starts: its tap device appears and is bound.
 	veth(t, host, g1, vh1, "10.201.1")
 	expect(g1, "vm-a")
 	expect(g2, "vm-b")
 	if code, body := nsGet(t, g1, api.PathConfig); code != 200 || !strings.Contains(body, `"hostname":"vm-a"`) {
-		t.Fatalf("config from %s: %d %s", g1, code, body)
+		t.Fatalf("config from %s: %d %s", g1.Name, code, body)
 	}
 
 	// DHCP gives g1 a new address: it keeps its identity.
-	sh(t, "ip", "-n", g1, "addr", "flush", "dev", "eth0")
-	sh(t, "ip", "-n", g1, "addr", "add", "10.201.1.77/24", "dev", "eth0")
-	sh(t, "ip", "-n", g1, "route", "replace", "169.254.169.254/32", "via", "10.201.1.1")
+	g1.IP(t, "addr", "flush", "dev", "eth0")
+	g1.IP(t, "addr", "add", "10.201.1.77/24", "dev", "eth0")
+	g1.IP(t, "route", "replace", "169.254.169.254/32", "via", "10.201.1.1")
 	expect(g1, "vm-a")
 	// Even an instance registered by g1's new address does not win over
 	// the interface g1's requests arrive on.
@@ -229,14 +165,14 @@ func TestNetnsHostInterfaceIdentity(t *testing.T) {
 
 	// The VM restarts: its device is removed and re-created (a new
 	// ifindex); the listener follows.
-	sh(t, "ip", "-n", host, "link", "del", vh1)
+	host.IP(t, "link", "del", vh1)
 	veth(t, host, g1, vh1, "10.201.1")
 	expect(g1, "vm-a")
 
 	// g2 is known by address only: a new address makes it a stranger.
-	sh(t, "ip", "-n", g2, "addr", "flush", "dev", "eth0")
-	sh(t, "ip", "-n", g2, "addr", "add", "10.201.2.50/24", "dev", "eth0")
-	sh(t, "ip", "-n", g2, "route", "replace", "169.254.169.254/32", "via", "10.201.2.1")
+	g2.IP(t, "addr", "flush", "dev", "eth0")
+	g2.IP(t, "addr", "add", "10.201.2.50/24", "dev", "eth0")
+	g2.IP(t, "route", "replace", "169.254.169.254/32", "via", "10.201.2.1")
 	expect(g2, "")
 
 	// Once vm-a gives its interface up, its listener closes and g1 is
@@ -244,9 +180,9 @@ func TestNetnsHostInterfaceIdentity(t *testing.T) {
 	if _, err := c.Register(ctx(t), "vm-a", api.Registration{Addresses: []string{"10.201.1.200"}}); err != nil {
 		t.Fatal(err)
 	}
-	sh(t, "ip", "-n", g1, "addr", "flush", "dev", "eth0")
-	sh(t, "ip", "-n", g1, "addr", "add", "10.201.1.77/24", "dev", "eth0")
-	sh(t, "ip", "-n", g1, "route", "replace", "169.254.169.254/32", "via", "10.201.1.1")
+	g1.IP(t, "addr", "flush", "dev", "eth0")
+	g1.IP(t, "addr", "add", "10.201.1.77/24", "dev", "eth0")
+	g1.IP(t, "route", "replace", "169.254.169.254/32", "via", "10.201.1.1")
 	expect(g1, "vm-c")
 	if !strings.Contains(out.String(), "closing guest listener: host interface no longer registered") {
 		t.Error("no log of the listener closing")
