@@ -4,28 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
 
 	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
+	"github.com/prewarm/prewarm/shared/config"
 	"golang.org/x/sys/unix"
 )
-
-var labelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-func validHostname(h string) bool {
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(h, ".") {
-		if !labelRE.MatchString(l) {
-			return false
-		}
-	}
-	return true
-}
 
 // ApplyHostname implements agent.HostnameSetter: /etc/hostname, the
 // 127.0.1.1 line of /etc/hosts, and on a live system the kernel hostname
@@ -33,7 +19,9 @@ func validHostname(h string) bool {
 func (s *System) ApplyHostname(ctx context.Context, name string) (agent.StepResult, error) {
 	var res agent.StepResult
 	name = strings.ToLower(name)
-	if !validHostname(name) {
+	// The document's own rule (config.ValidHostname), again, for a name
+	// that never went through validation.
+	if !config.ValidHostname(name) {
 		return res, fmt.Errorf("set hostname %q: %w", name, ErrInvalidHostname)
 	}
 	short, _, _ := strings.Cut(name, ".")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
+	"github.com/prewarm/prewarm/shared/config"
 )
 
 // Options configure a System.
@@ -59,7 +60,7 @@ func New(o Options) *System {
 	}
 	log = log.With("component", "system")
 	for _, n := range o.ManageExistingUsers {
-		if !userRE.MatchString(n) || n == "root" {
+		if !config.ValidUserName(n) || n == "root" {
 			// Never matches a user the step accepts; a typo, said once.
 			log.Warn("ignoring an invalid name in the list of existing users to manage", "user", n)
 		}

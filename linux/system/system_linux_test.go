@@ -101,7 +101,9 @@ func TestHostnameScratchRoot(t *testing.T) {
 	if res, err := s.ApplyHostname(ctx, "web-01.corp.example"); err != nil || res.Changed {
 		t.Fatalf("second apply changed something: %+v, %v", res, err)
 	}
-	for _, bad := range []string{"", "-web", "web_01", "a..b", strings.Repeat("a", 64), "web 01"} {
+	// The last two are the document's rule against IP literals, which the
+	// copy of the label rule this package had let through.
+	for _, bad := range []string{"", "-web", "web_01", "a..b", strings.Repeat("a", 64), "web 01", "10.0.0.1", "web.123"} {
 		if _, err := s.ApplyHostname(ctx, bad); !errors.Is(err, ErrInvalidHostname) {
 			t.Errorf("hostname %q: err %v, want ErrInvalidHostname", bad, err)
 		}
@@ -308,6 +310,12 @@ func TestUsersScratchRoot(t *testing.T) {
 		{config.User{Name: "carol", Shell: "bin/sh"}, ErrInvalidUser},
 		{config.User{Name: "carol", PasswordHash: "x:y"}, ErrInvalidUser},
 		{config.User{Name: "carol", Sudo: "always"}, ErrInvalidUser},
+		// The document's rules, which the weaker copies this package had
+		// let through: an MD5 or truncated hash, a shell with a space.
+		{config.User{Name: "carol", PasswordHash: "$1$saltsalt$qwertyuiopasdfghjklzx."}, ErrInvalidUser},
+		{config.User{Name: "carol", PasswordHash: "$6$salt$short"}, ErrInvalidUser},
+		{config.User{Name: "carol", Shell: "/bin/sh -c"}, ErrInvalidUser},
+		{config.User{Name: "carol", Groups: []string{"Wheel"}}, ErrInvalidUser},
 	}
 	for _, b := range bad {
 		_, err := s.ApplyUsers(ctx, []config.User{b.u})

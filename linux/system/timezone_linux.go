@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -16,9 +15,8 @@ import (
 	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
+	"github.com/prewarm/prewarm/shared/config"
 )
-
-var zoneRE = regexp.MustCompile(`^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$`)
 
 const zoneinfo = "/usr/share/zoneinfo/"
 
@@ -30,7 +28,9 @@ const zoneinfo = "/usr/share/zoneinfo/"
 // /etc/localtime to it would make a loop).
 func (s *System) ApplyTimezone(ctx context.Context, zone string) (agent.StepResult, error) {
 	var res agent.StepResult
-	if zone == "Local" || !zoneRE.MatchString(zone) {
+	// The document's name rule (config.ValidZoneName), again; whether
+	// the zone exists is this root's tree to say.
+	if !config.ValidZoneName(zone) {
 		return res, fmt.Errorf("set timezone %q: %w", zone, ErrUnknownZone)
 	}
 	resolved, via, err := resolveInRoot(s.o.Root, zoneinfo+zone)

@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,8 +22,6 @@ import (
 	"github.com/prewarm/prewarm/shared/config"
 	"golang.org/x/sys/unix"
 )
-
-var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 
 // ErrBrokenKeyBlock is returned for an authorized_keys file whose markers
 // do not pair up into at most one block: the rule of package authkeys,
@@ -136,26 +133,30 @@ func (s *System) cmd(ctx context.Context, name string, stdin []byte, args ...str
 func (s *System) ensureUser(ctx context.Context, u config.User, rec *usersRecord) (acts []string, err error) {
 	name := u.Name
 	fail := func(err error) ([]string, error) { return acts, fmt.Errorf("user %q: %w", name, err) }
-	if !userRE.MatchString(name) || name == "root" {
+	// The document's own rules (package config) and the key-line rule of
+	// package authkeys, again, for a user that never went through
+	// validation: the same functions, not copies of them. Which existing
+	// accounts are off limits (system accounts) is mayManage's to say.
+	if !config.ValidUserName(name) || name == "root" {
 		return fail(ErrInvalidUser)
 	}
-	if u.Shell != "" && (!strings.HasPrefix(u.Shell, "/") || strings.ContainsAny(u.Shell, ":\n")) {
+	if u.Shell != "" && !config.ValidShell(u.Shell) {
 		return fail(fmt.Errorf("shell %q: %w", u.Shell, ErrInvalidUser))
 	}
 	if u.Password != "" && u.PasswordHash != "" {
 		return fail(fmt.Errorf("both password and passwordHash: %w", ErrInvalidUser))
 	}
-	if h := u.PasswordHash; h != "" && (!strings.HasPrefix(h, "$") || strings.ContainsAny(h, ":\n")) {
-		return fail(fmt.Errorf("passwordHash is not a crypt(3) string: %w", ErrInvalidUser))
+	if h := u.PasswordHash; h != "" && !config.ValidPasswordHash(h) {
+		return fail(fmt.Errorf("passwordHash is not a crypt(3) string ($6$, $5$ or $y$): %w", ErrInvalidUser))
 	}
 	for _, g := range u.Groups {
-		if !userRE.MatchString(g) {
+		if !config.ValidUserName(g) {
 			return fail(fmt.Errorf("group %q: %w", g, ErrInvalidUser))
 		}
 	}
 	for _, k := range u.SSHAuthorizedKeys {
-		if strings.ContainsAny(k, "\n\r") || strings.TrimSpace(k) == "" || strings.HasPrefix(strings.TrimSpace(k), "#") {
-			return fail(fmt.Errorf("malformed SSH key: %w", ErrInvalidUser))
+		if err := authkeys.CheckKey(k); err != nil {
+			return fail(fmt.Errorf("malformed SSH key: %w: %w", ErrInvalidUser, err))
 		}
 	}
 	pw, err := s.lookupUser(name)
