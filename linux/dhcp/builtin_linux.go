@@ -18,7 +18,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
-	"github.com/prewarm/prewarm/linux/internal/nl"
+	"github.com/prewarm/prewarm/linux/nl"
 )
 
 // builtinLease is what the built-in client put on an interface, so that a

@@ -14,7 +14,7 @@ import (
 
 	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/agent/run"
-	"github.com/prewarm/prewarm/linux/internal/nl"
+	"github.com/prewarm/prewarm/linux/nl"
 )
 
 // Options configure a Renewer.

@@ -23,7 +23,7 @@ import (
 
 	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/e2e/netlab"
-	"github.com/prewarm/prewarm/linux/internal/nl"
+	"github.com/prewarm/prewarm/linux/nl"
 	"github.com/prewarm/prewarm/linux/netmon"
 )
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prewarm/prewarm/linux/internal/nl"
+	"github.com/prewarm/prewarm/linux/nl"
 	"github.com/prewarm/prewarm/shared/config"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
-	"github.com/prewarm/prewarm/linux/internal/nl"
+	"github.com/prewarm/prewarm/linux/nl"
 	"github.com/prewarm/prewarm/shared/config"
 	"golang.org/x/sys/unix"
 )

@@ -16,7 +16,7 @@ import (
 
 	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/e2e/netlab"
-	"github.com/prewarm/prewarm/linux/internal/nl"
+	"github.com/prewarm/prewarm/linux/nl"
 	"github.com/prewarm/prewarm/shared/config"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
-	"github.com/prewarm/prewarm/linux/internal/nl"
+	"github.com/prewarm/prewarm/linux/nl"
 )
 
 // Network managers whose configuration is persisted.
