@@ -79,34 +79,3 @@ func removeBins() {
 func registration(hostIf string) api.Registration {
 	return api.Registration{HostInterface: hostIf, Labels: map[string]string{"e2e": "true"}}
 }
-
-// dhclientHookName is the guest's dhclient script, in its private /etc.
-const dhclientHookName = "prewarm-e2e-dhclient-script"
-
-// dhclientHook is a minimal dhclient-script: it sets the lease's address
-// (removing other DHCP addresses, never static ones) and the default route,
-// and writes no resolv.conf and no hostname.
-const dhclientHook = `#!/bin/sh
-plen() {
-  n=0; IFS=.
-  for o in $1; do
-    case $o in 255) n=$((n+8));; 254) n=$((n+7));; 252) n=$((n+6));; 248) n=$((n+5));;
-      240) n=$((n+4));; 224) n=$((n+3));; 192) n=$((n+2));; 128) n=$((n+1));; esac
-  done
-  unset IFS; echo $n
-}
-dyn() { ip -4 -o addr show dev "$interface" dynamic | awk '{print $4}'; }
-case "$reason" in
-PREINIT)
-  ip link set dev "$interface" up ;;
-BOUND|RENEW|REBIND|REBOOT)
-  p=$(plen "$new_subnet_mask")
-  for a in $(dyn); do [ "$a" = "$new_ip_address/$p" ] || ip -4 addr del "$a" dev "$interface"; done
-  lt=${new_dhcp_lease_time:-3600}
-  ip -4 addr replace "$new_ip_address/$p" dev "$interface" valid_lft "$lt" preferred_lft "$lt"
-  for r in $new_routers; do ip -4 route replace default via "$r" dev "$interface"; break; done ;;
-EXPIRE|FAIL|RELEASE|STOP)
-  for a in $(dyn); do ip -4 addr del "$a" dev "$interface"; done ;;
-esac
-exit 0
-`

@@ -2,19 +2,15 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prewarm/prewarm/e2e/netlab"
 	"github.com/prewarm/prewarm/shared/status"
 )
-
-// dhcpcdConf is the guest's dhcpcd configuration: no ARP probe and no
-// start delay (6.5 s per lease otherwise, HARNESS.md), IPv4 only.
-const dhcpcdConf = "noarp\nnodelay\nipv4only\nnoipv4ll\noption classless_static_routes\n"
 
 // TestClaimDHCPClients runs the claim (re-mapped reservation, host-side
 // bounce → dhcp-renewed with the new address) with each DHCP client a
@@ -33,20 +29,22 @@ func TestClaimDHCPClients(t *testing.T) {
 			}
 		}},
 		{"dhcpcd", "dhcpcd", func(t *testing.T, ctx context.Context, g *Guest) {
-			if err := os.WriteFile(g.Path("/etc/pwe-dhcpcd.conf"), []byte(dhcpcdConf), 0o644); err != nil {
+			// -w: wait for the lease, then fork.
+			argv, err := g.DHCPClient(netlab.Dhcpcd).Argv()
+			if err != nil {
 				t.Fatal(err)
 			}
-			// -w: wait for the lease, then fork; its hooks are /bin/true.
-			if _, err := g.Exec(ctx, "dhcpcd", "-f", "/etc/pwe-dhcpcd.conf", "-c", "/bin/true", "-w", "-4", "eth0"); err != nil {
+			if _, err := g.Exec(ctx, argv...); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"udhcpc", "busybox", func(t *testing.T, ctx context.Context, g *Guest) {
-			if err := os.WriteFile(g.Path("/etc/pwe-udhcpc.script"), []byte(udhcpcScript), 0o755); err != nil {
+			argv, err := g.DHCPClient(netlab.Udhcpc).Argv()
+			if err != nil {
 				t.Fatal(err)
 			}
-			p := g.Start("udhcpc", "busybox", "udhcpc", "-i", "eth0", "-f", "-s", "/etc/pwe-udhcpc.script", "-t", "5", "-T", "1")
-			if _, _, err := p.Log.WaitFrom(ctx, 0, "PWE lease eth0"); err != nil {
+			p := g.Start("udhcpc", argv...)
+			if _, _, err := p.Log.WaitFrom(ctx, 0, netlab.LeaseLine+"eth0"); err != nil {
 				t.Fatal(err)
 			}
 		}},

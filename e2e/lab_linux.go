@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prewarm/prewarm/e2e/netlab"
 	"github.com/prewarm/prewarm/imds/client"
 )
 
@@ -29,41 +29,7 @@ func RequireRoot(t testing.TB) {
 	if os.Geteuid() != 0 {
 		t.Skip("e2e: needs root (network, UTS, mount and PID namespaces); run `sudo go test ./e2e/` or `make e2e`")
 	}
-	for _, tool := range []string{"ip", "nsenter", "unshare", "dnsmasq", "dhclient"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("e2e: %s not installed (make deps installs it): %v", tool, err)
-		}
-	}
-	if _, err := os.Stat("/run/netns"); err != nil {
-		os.MkdirAll("/run/netns", 0o755)
-	}
-}
-
-// Netns is a named network namespace the harness created.
-type Netns struct{ Name string }
-
-// Path is the namespace's bind mount.
-func (n *Netns) Path() string { return "/run/netns/" + n.Name }
-
-func newNetns(t testing.TB, name string) *Netns {
-	t.Helper()
-	mustRun(t, "ip", "netns", "add", name)
-	n := &Netns{Name: name}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := run(ctx, "ip", "netns", "del", name); err != nil {
-			t.Logf("cleanup: %v", err)
-		}
-	})
-	mustRun(t, "ip", "-n", name, "link", "set", "lo", "up")
-	return n
-}
-
-// IP runs `ip -n NS args...`.
-func (n *Netns) IP(t testing.TB, args ...string) string {
-	t.Helper()
-	return mustRun(t, append([]string{"ip", "-n", n.Name}, args...)...)
+	netlab.RequireRoot(t, "nsenter", "unshare", "dnsmasq", "dhclient")
 }
 
 // Lab is one host: a network namespace with the guests' gateways and
@@ -72,7 +38,7 @@ type Lab struct {
 	T      testing.TB
 	Name   string // prefix of every namespace: pwe-<pid>-<seq>
 	Root   string // everything of the lab on disk
-	HostNS *Netns
+	HostNS *netlab.Netns
 	Guests []*Guest
 
 	HostDir   string // Root/host: the IMDS's data, admin socket, publish dir
@@ -80,7 +46,7 @@ type Lab struct {
 	DataDir   string
 	PubDir    string
 
-	Dnsmasq *Proc
+	Dnsmasq *netlab.Dnsmasq
 	IMDS    *Proc
 	Admin   *client.Client
 
@@ -125,7 +91,7 @@ func NewHostLab(t testing.TB) *Lab {
 			t.Fatal(err)
 		}
 	}
-	l.HostNS = newNetns(t, name+"-h")
+	l.HostNS = netlab.NewNetns(t, name+"-h")
 	return l
 }
 
@@ -136,7 +102,7 @@ type Guest struct {
 	Lab    *Lab
 	Index  int
 	ID     string // instance id: vm-<index>
-	NS     *Netns
+	NS     *netlab.Netns
 	HostIf string // vh<index>
 	MAC    string
 	Dir    string // backing store of the guest's private directories
@@ -180,16 +146,14 @@ func (l *Lab) newGuest(i int) *Guest {
 func (l *Lab) AddVeth(i int) *Guest {
 	t := l.T
 	g := l.newGuest(i)
-	g.NS = newNetns(t, fmt.Sprintf("%s-g%d", l.Name, i))
-	l.HostNS.IP(t, "link", "add", g.HostIf, "type", "veth", "peer", "name", "eth0", "netns", g.NS.Name)
-	g.NS.IP(t, "link", "set", "eth0", "address", g.MAC)
+	g.NS = netlab.NewNetns(t, fmt.Sprintf("%s-g%d", l.Name, i))
+	netlab.Veth(t, l.HostNS, g.HostIf, g.NS, "eth0", g.MAC)
 	l.hostSide(g)
 	g.StaticIf = fmt.Sprintf("vs%d", i)
 	g.StaticMAC = fmt.Sprintf("52:54:00:78:00:%02x", i)
 	g.StaticNet = netip.MustParsePrefix(fmt.Sprintf("192.168.%d.0/24", 100+i))
 	g.StaticGW = netip.MustParseAddr(fmt.Sprintf("192.168.%d.254", 100+i))
-	l.HostNS.IP(t, "link", "add", g.StaticIf, "type", "veth", "peer", "name", "eth1", "netns", g.NS.Name)
-	g.NS.IP(t, "link", "set", "eth1", "address", g.StaticMAC)
+	netlab.Veth(t, l.HostNS, g.StaticIf, g.NS, "eth1", g.StaticMAC)
 	l.HostNS.IP(t, "addr", "add", g.StaticGW.String()+"/24", "dev", g.StaticIf)
 	l.HostNS.IP(t, "link", "set", g.StaticIf, "up")
 	l.Guests = append(l.Guests, g)
@@ -209,63 +173,33 @@ func (l *Lab) hostSide(g *Guest) {
 	h.IP(t, "route", "add", "unreachable", g.Net2.String(), "metric", "4000")
 }
 
-// writeHosts writes dnsmasq's reservations (MAC → address) for every guest.
-func (l *Lab) writeHosts() {
-	var b strings.Builder
+// hosts is dnsmasq's reservations (MAC → address) for every guest.
+func (l *Lab) hosts() []netlab.Host {
+	var hs []netlab.Host
 	for _, g := range l.Guests {
-		fmt.Fprintf(&b, "%s,%s,%s\n", g.MAC, g.reserved, g.ID)
+		hs = append(hs, netlab.Host{MAC: g.MAC, Addr: g.reserved.String(), Name: g.ID})
 	}
-	tmp := filepath.Join(l.HostDir, ".dnsmasq.hosts")
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		l.T.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(l.HostDir, "dnsmasq.hosts")); err != nil {
-		l.T.Fatal(err)
-	}
+	return hs
 }
 
-// StartDnsmasq writes the reservations of every guest and starts dnsmasq
-// on their host interfaces.
+// StartDnsmasq starts dnsmasq on the guests' host interfaces with the
+// reservations of every guest.
 func (l *Lab) StartDnsmasq() {
-	t := l.T
-	l.writeHosts()
-	args := []string{"nsenter", "--net=" + l.HostNS.Path(), "--",
-		"dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
-		"--bind-interfaces", "--except-interface=lo",
-		"--dhcp-hostsfile=" + filepath.Join(l.HostDir, "dnsmasq.hosts"),
-		"--dhcp-leasefile=" + filepath.Join(l.HostDir, "dnsmasq.leases"),
-		"--pid-file=" + filepath.Join(l.HostDir, "dnsmasq.pid"),
-		"--dhcp-authoritative", "--no-ping", "--user=root", "--log-dhcp", "--log-facility=-",
-	}
+	cfg := netlab.DnsmasqConfig{Dir: l.HostDir, Hosts: l.hosts()}
 	for _, g := range l.Guests {
-		args = append(args, "--interface="+g.HostIf,
-			"--dhcp-range="+g.Net1.Addr().String()+",static,255.255.255.0,1h",
-			"--dhcp-range="+g.Net2.Addr().String()+",static,255.255.255.0,1h")
+		cfg.Interfaces = append(cfg.Interfaces, g.HostIf)
+		cfg.Ranges = append(cfg.Ranges,
+			g.Net1.Addr().String()+",static,255.255.255.0,1h",
+			g.Net2.Addr().String()+",static,255.255.255.0,1h")
 	}
-	p, err := startProc(t, l.HostDir, "dnsmasq", false, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.echo(p)
-	l.Dnsmasq = p
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, _, err := p.Log.WaitFunc(ctx, 0, l.hostsRead); err != nil {
-		t.Fatalf("dnsmasq did not start: %v", err)
-	}
-}
-
-// hostsRead matches dnsmasq's line saying it read the reservations.
-func (l *Lab) hostsRead(line string) bool {
-	return strings.HasSuffix(line, "]: read "+filepath.Join(l.HostDir, "dnsmasq.hosts"))
+	l.Dnsmasq = netlab.StartDnsmasq(l.T, l.HostNS, cfg)
+	l.echo(l.Dnsmasq.Proc)
 }
 
 func (l *Lab) echo(p *Proc) {
 	if l.Echo != nil {
 		name := p.Name
-		p.Log.mu.Lock()
-		p.Log.echo = func(s string) { l.Echo(name, s) }
-		p.Log.mu.Unlock()
+		p.Log.SetEcho(func(s string) { l.Echo(name, s) })
 	}
 }
 
@@ -361,12 +295,8 @@ func (g *Guest) boot() {
 		}
 	}
 	mustRun(t, "cp", "-a", "/etc", filepath.Join(g.Dir, "etc"))
-	// A private hostname file and a DHCP client hook that writes nothing
-	// but the interface's address and default route.
+	// A private hostname file.
 	if err := os.WriteFile(filepath.Join(g.Dir, "etc/hostname"), []byte("localhost\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(g.Dir, "etc", dhclientHookName), []byte(dhclientHook), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	p, err := startProc(t, g.Dir, "holder", false,
@@ -382,11 +312,10 @@ func (g *Guest) boot() {
 	if _, _, err := p.Log.WaitFrom(ctx, 0, "ready"); err != nil {
 		t.Fatalf("guest %s: holder: %v", g.ID, err)
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.cmd.Process.Pid, p.cmd.Process.Pid))
-	if err != nil || len(strings.Fields(string(b))) == 0 {
-		t.Fatalf("guest %s: no PID 1 under unshare %d: %v", g.ID, p.cmd.Process.Pid, err)
+	g.pid1, err = netlab.FirstChild(p.StartedPID(), 2*time.Second)
+	if err != nil {
+		t.Fatalf("guest %s: no PID 1 under unshare: %v", g.ID, err)
 	}
-	fmt.Sscan(strings.Fields(string(b))[0], &g.pid1)
 	// Killing unshare kills PID 1 (--kill-child), which takes every process
 	// of the guest's PID namespace with it.
 	t.Cleanup(func() { p.Signal(syscall.SIGKILL); p.Wait(10 * time.Second) })
@@ -429,18 +358,22 @@ func (g *Guest) Path(p string) string {
 	panic("e2e: no backing directory for guest path " + p)
 }
 
-// dhclientArgs is how the guest's dhclient runs: private lease and PID
-// files and the harness's hook (no resolv.conf, no hostname).
-func (g *Guest) dhclientArgs() []string {
-	return []string{"dhclient", "-4", "-1", "-sf", "/etc/" + dhclientHookName,
-		"-lf", "/var/lib/dhcp/dhclient.eth0.leases", "-pf", "/run/dhclient.eth0.pid", "eth0"}
+// DHCPClient is how the guest runs a DHCP client of the given kind
+// (netlab.Dhclient, Dhcpcd, Udhcpc) on eth0: its hook, lease, PID and
+// config files in the guest's private /run (dhclient's PID file is
+// /run/dhclient.eth0.pid).
+func (g *Guest) DHCPClient(kind string) netlab.DHCPClient {
+	return netlab.DHCPClient{Kind: kind, Iface: "eth0", Dir: "/run", WriteDir: g.Path("/run")}
 }
 
 // StartDHCP runs dhclient in the guest and returns once it holds a lease
 // (dhclient -1 backgrounds itself only then).
 func (g *Guest) StartDHCP(ctx context.Context) error {
-	_, err := g.Exec(ctx, g.dhclientArgs()...)
+	argv, err := g.DHCPClient(netlab.Dhclient).Argv()
 	if err != nil {
+		return fmt.Errorf("guest %s: %w", g.ID, err)
+	}
+	if _, err := g.Exec(ctx, argv...); err != nil {
 		return fmt.Errorf("guest %s: dhclient: %w", g.ID, err)
 	}
 	return nil
@@ -452,16 +385,7 @@ func (g *Guest) Addrs(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var as []string
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		for i := 0; i+1 < len(f); i++ {
-			if f[i] == "inet" {
-				as = append(as, f[i+1])
-			}
-		}
-	}
-	return as, nil
+	return netlab.ParseAddrs(out), nil
 }
 
 // Register registers the guest's instance by its host interface.
@@ -490,27 +414,18 @@ func (g *Guest) Reserve(ctx context.Context, addr, gw netip.Addr) error {
 		return err
 	}
 	g.reserved = addr
-	from := l.Dnsmasq.Log.Len()
-	l.writeHosts()
-	if err := l.Dnsmasq.Signal(syscall.SIGHUP); err != nil {
-		return err
-	}
-	if _, _, err := l.Dnsmasq.Log.WaitFunc(ctx, from, l.hostsRead); err != nil {
-		return fmt.Errorf("dnsmasq did not re-read its reservations: %w", err)
-	}
-	return nil
+	return l.Dnsmasq.SetHosts(ctx, l.hosts()...)
 }
 
 // LinkDown and LinkUp set the host end of the guest's veth down or up
 // (the hypervisor-side NIC bounce); LinkUp returns when it was done.
 func (g *Guest) LinkDown(ctx context.Context) error {
-	_, err := run(ctx, "ip", "-n", g.Lab.HostNS.Name, "link", "set", g.HostIf, "down")
-	return err
+	return g.Lab.HostNS.LinkUp(ctx, g.HostIf, false)
 }
 
 // LinkUp sets the host end up and returns the time it did.
 func (g *Guest) LinkUp(ctx context.Context) (time.Time, error) {
-	_, err := run(ctx, "ip", "-n", g.Lab.HostNS.Name, "link", "set", g.HostIf, "up")
+	err := g.Lab.HostNS.LinkUp(ctx, g.HostIf, true)
 	return time.Now(), err
 }
 

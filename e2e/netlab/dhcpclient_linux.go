@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 )
 
 // The DHCP clients a guest may run.
@@ -139,3 +142,33 @@ bound|renew)
 esac
 exit 0
 `
+
+// StopDHCPClients sends SIGTERM to every DHCP client (dhclient, dhcpcd,
+// busybox udhcpc) in this process's network namespace, which in a guest
+// are the guest's own: the ones it started. It returns their PIDs.
+func StopDHCPClients() []int {
+	self, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		return nil
+	}
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err != nil || ns != self {
+			continue
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		argv := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		name := filepath.Base(argv[0])
+		if name == "dhclient" || name == "dhcpcd" || (name == "busybox" && len(argv) > 1 && argv[1] == "udhcpc") || name == "udhcpc" {
+			if syscall.Kill(pid, syscall.SIGTERM) == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}

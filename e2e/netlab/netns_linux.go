@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,10 +40,27 @@ func RequireRoot(t testing.TB, tools ...string) {
 		t.Skip("ROOT TEST: needs root (network namespaces, veth, dnsmasq); skipped as non-root")
 	}
 	Require(t, append([]string{"ip"}, tools...)...)
-	if err := os.MkdirAll("/run/netns", 0o755); err != nil {
-		t.Fatalf("mkdir /run/netns: %v", err)
+	probeOnce.Do(func() {
+		name := fmt.Sprintf("netlab-probe-%d", os.Getpid())
+		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+			probeErr = fmt.Errorf("ip netns add %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+			return
+		}
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			probeErr = fmt.Errorf("ip netns del %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+		}
+	})
+	if probeErr != nil {
+		t.Skipf("network namespaces cannot be made here: %v", probeErr)
 	}
 }
+
+// probeOnce checks once per process that a named network namespace can be
+// made (not so in some containers, even as root).
+var (
+	probeOnce sync.Once
+	probeErr  error
+)
 
 // Require skips the test when a tool is missing, naming its apt package.
 func Require(t testing.TB, tools ...string) {
