@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/prewarm/prewarm/shared/config"
 )
 
 // MaxComputerNameLen is the longest name Windows accepts as a computer
@@ -19,30 +21,21 @@ var ErrHostnameTooLong = errors.New("first label longer than 15 characters, too 
 var ErrBadHostname = errors.New("invalid Windows computer name")
 
 // ComputerName returns the name Windows applies for hostname: its first
-// label, checked against Windows' rules.
+// label. The name must be a host name by the document's own rule
+// (config.ValidHostname, checked again for a name that never went through
+// validation); on top, Windows takes at most MaxComputerNameLen characters
+// and no all-numeric computer name.
 func ComputerName(hostname string) (string, error) {
+	if !config.ValidHostname(hostname) {
+		return "", fmt.Errorf("hostname %q: %w: not a host name by the document's rules (RFC 1123 labels of [a-z0-9-], not an IP literal)", hostname, ErrBadHostname)
+	}
 	label, _, _ := strings.Cut(hostname, ".")
-	switch {
-	case label == "":
-		return "", fmt.Errorf("hostname %q: %w: empty first label", hostname, ErrBadHostname)
-	case len(label) > MaxComputerNameLen:
+	if len(label) > MaxComputerNameLen {
 		return "", fmt.Errorf("hostname %q: %q is %d characters: %w", hostname, label, len(label), ErrHostnameTooLong)
-	case label[0] == '-' || label[len(label)-1] == '-':
-		return "", fmt.Errorf("hostname %q: %w: label starts or ends with '-'", hostname, ErrBadHostname)
 	}
-	digits := true
-	for _, c := range label {
-		switch {
-		case c >= '0' && c <= '9':
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '-':
-			digits = false
-		default:
-			return "", fmt.Errorf("hostname %q: %w: character %q", hostname, ErrBadHostname, c)
-		}
-	}
-	if digits {
+	if strings.Trim(label, "0123456789") == "" {
 		// Windows refuses an all-numeric computer name.
-		return "", fmt.Errorf("hostname %q: %w: all digits", hostname, ErrBadHostname)
+		return "", fmt.Errorf("hostname %q: %w: first label all digits", hostname, ErrBadHostname)
 	}
 	return label, nil
 }

@@ -27,6 +27,9 @@ func TestComputerName(t *testing.T) {
 		{"-web", "", ErrBadHostname},
 		{"web_01", "", ErrBadHostname},
 		{"", "", ErrBadHostname},
+		{"12345.example", "", ErrBadHostname}, // a valid host name, but no computer name
+		{"Web-01", "", ErrBadHostname},        // the document's rule: lower case
+		{"10.0.0.1", "", ErrBadHostname},
 	}
 	for _, tt := range tests {
 		got, err := ComputerName(tt.in)
