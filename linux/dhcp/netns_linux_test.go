@@ -23,8 +23,8 @@ import (
 
 	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/e2e/netlab"
-	"github.com/prewarm/prewarm/linux/nl"
 	"github.com/prewarm/prewarm/linux/netmon"
+	"github.com/prewarm/prewarm/linux/nl"
 )
 
 var clients = []struct{ name, cmd string }{
