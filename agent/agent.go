@@ -91,11 +91,12 @@ type Agent struct {
 
 	// linkMu guards links, busy and idle: the renewals that link events
 	// started (see watchLinks).
-	linkMu sync.Mutex
-	links  map[string]*linkRenewal
-	busy   int           // interfaces whose renewal runs or is queued
-	idle   chan struct{} // closed while busy is 0
-	bg     sync.WaitGroup
+	linkMu   sync.Mutex
+	links    map[string]*linkRenewal
+	busy     int           // interfaces whose renewal runs or is queued
+	idle     chan struct{} // closed while busy is 0
+	linkSeen chan struct{} // closed and replaced after each link event
+	bg       sync.WaitGroup
 
 	reportReady chan struct{} // a report was queued
 	wakeDeliver chan struct{} // reconnected: retry delivery at once
@@ -137,6 +138,7 @@ func New(opts Options) (*Agent, error) {
 	return &Agent{
 		links:       map[string]*linkRenewal{},
 		idle:        idle,
+		linkSeen:    make(chan struct{}),
 		opts:        opts,
 		log:         log,
 		red:         red,

@@ -35,6 +35,10 @@ func (a *Agent) watchLinks(ctx context.Context) {
 			if ev.Kind == CarrierBack {
 				a.linkBack(ctx, ev)
 			}
+			a.linkMu.Lock()
+			close(a.linkSeen)
+			a.linkSeen = make(chan struct{})
+			a.linkMu.Unlock()
 		}
 	}
 }
@@ -87,23 +91,66 @@ func (a *Agent) linkBack(ctx context.Context, ev LinkEvent) {
 	})
 }
 
+// maxBehindWait bounds how long an outcome waits for a link event the
+// platform says is still to come (Linux sends one within about a second):
+// a safety net, not a pace.
+const maxBehindWait = 5 * time.Second
+
 // awaitRenewals waits until no renewal started by a link event runs or is
-// queued; false if ctx ended first.
+// queued, and no link change is still to be reported by the platform
+// (LinkSettler): a NIC bounce that began before the outcome is renewed
+// before it. False if ctx ended first.
 func (a *Agent) awaitRenewals(ctx context.Context) bool {
-	a.linkMu.Lock()
-	idle := a.idle
-	a.linkMu.Unlock()
-	select {
-	case <-idle:
-		return true
-	default:
-	}
-	a.log.Info("outcome waits for the renewal of a link event")
-	select {
-	case <-idle:
-		return true
-	case <-ctx.Done():
-		return false
+	logged := false
+	var behindSince time.Time
+	for {
+		a.linkMu.Lock()
+		idle, seen := a.idle, a.linkSeen
+		a.linkMu.Unlock()
+		select {
+		case <-idle:
+		default:
+			if !logged {
+				a.log.Info("outcome waits for the renewal of a link event")
+				logged = true
+			}
+			select {
+			case <-idle:
+			case <-ctx.Done():
+				return false
+			}
+			continue
+		}
+		ls, ok := a.p.Links.(LinkSettler)
+		if !ok {
+			return true
+		}
+		behind, err := ls.LinksBehind(ctx)
+		if err != nil {
+			a.log.Warn("read link states", "err", err)
+			return true
+		}
+		if !behind {
+			return true
+		}
+		if behindSince.IsZero() {
+			behindSince = time.Now()
+			a.log.Info("outcome waits for a link change not yet reported")
+		}
+		left := maxBehindWait - time.Since(behindSince)
+		if left <= 0 {
+			a.log.Warn("a link change was not reported in time: reporting the outcome anyway", "after", maxBehindWait)
+			return true
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-seen:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+		t.Stop()
 	}
 }
 

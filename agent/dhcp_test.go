@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -153,6 +154,39 @@ func TestOutcomeAfterRenewal(t *testing.T) {
 	}
 	if n := h.plat.renewals.Load(); n != 1 {
 		t.Errorf("%d renewals, want 1", n)
+	}
+	checkSeq(t, rs)
+}
+
+// TestOutcomeWaitsForUnreportedBounce: the claim's bounce has begun (the
+// platform reads a carrier change) but its link event is still to come
+// (Linux rate-limits link notices) when the steps are done: the outcome
+// waits for the event and the renewal it starts.
+func TestOutcomeWaitsForUnreportedBounce(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.imds.waitReport(status.StateWaiting, 0)
+	h.plat.behind.Store(true)
+	g := h.imds.publish(finalDoc)
+	deadline := time.Now().Add(waitLimit)
+	for !strings.Contains(h.logs.String(), "outcome waits for a link change not yet reported") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the outcome did not wait for the link change: %s", h.imds.summary())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.plat.behind.Store(false)
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 4}
+	p := h.imds.waitReport(status.StateProvisioned, g)
+	rs := h.imds.all()
+	var renewed uint64
+	for _, r := range rs {
+		if r.Event == status.EventDHCPRenewed {
+			renewed = r.Seq
+		}
+	}
+	if renewed == 0 || renewed > p.Seq {
+		t.Errorf("provisioned (seq %d) not after the bounce's renewal (seq %d): %s", p.Seq, renewed, summarize(rs))
 	}
 	checkSeq(t, rs)
 }

@@ -208,6 +208,7 @@ type fakePlatform struct {
 	links      chan LinkEvent
 	dhcpIfaces []string
 	renewals   atomic.Int32
+	behind     atomic.Bool // LinksBehind's answer
 }
 
 func newFakePlatform() *fakePlatform {
@@ -318,6 +319,9 @@ func (f *fakePlatform) syncLinks(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// LinksBehind implements LinkSettler.
+func (f *fakePlatform) LinksBehind(context.Context) (bool, error) { return f.behind.Load(), nil }
 
 // listDHCP is the name under which setFail fails DHCPInterfaces.
 const listDHCP = "list-dhcp"

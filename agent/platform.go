@@ -66,6 +66,17 @@ type LinkWatcher interface {
 	WatchLinks(ctx context.Context) (<-chan LinkEvent, error)
 }
 
+// LinkSettler is optionally implemented by a LinkWatcher whose OS changes a
+// link's state before it notifies it (Linux rate-limits link notices to
+// about one a second; the carrier flag and its change counter change at
+// once). The agent asks it before it reports a generation's outcome, so a
+// claim's NIC bounce that began before the outcome is renewed first.
+type LinkSettler interface {
+	// LinksBehind reports whether a managed link has changed in a way no
+	// event has told the agent of yet (an event is still to come).
+	LinksBehind(ctx context.Context) (bool, error)
+}
+
 // Lease is what a DHCP renewal produced.
 type Lease struct {
 	Interface string

@@ -182,17 +182,32 @@ func run(imdsBin, agentBin, tmp string, n int, gapMin, gapMax, settle, park time
 	if err != nil {
 		return err
 	}
-	time.Sleep(park)
-	s2, err := switches(pid)
-	if err != nil {
-		return err
+	r1 := timeslices(pid)
+	// Sample every second, so each wake-up is placed in time: a periodic
+	// one shows as a regular spacing of the seconds that have one.
+	start := time.Now()
+	prev := s1
+	var marks []string
+	for time.Since(start) < park {
+		time.Sleep(min(time.Second, park-time.Since(start)))
+		cur, err := switches(pid)
+		if err != nil {
+			return err
+		}
+		if cur != prev {
+			marks = append(marks, fmt.Sprintf("%.0fs:+%d", time.Since(start).Seconds(), cur-prev))
+		}
+		prev = cur
 	}
+	s2 := prev
+	r2 := timeslices(pid)
 	rss, err := rssKB(pid)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("parked agent (pid %d): RSS %.1f MB (%s), %d context switches in %v = %.2f wake-ups/s\n",
-		pid, float64(rss)/1024, rssParts(pid), s2-s1, park, float64(s2-s1)/park.Seconds())
+	fmt.Printf("parked agent (pid %d): RSS %.1f MB (%s), %d context switches in %v = %.3f wake-ups/s (schedstat: %d timeslices run)\n",
+		pid, float64(rss)/1024, rssParts(pid), s2-s1, park, float64(s2-s1)/park.Seconds(), r2-r1)
+	fmt.Printf("  when (seconds into the window: switches): %s\n", strings.Join(marks, " "))
 	la, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("load average at the end (2 cores, shared): %s", la)
 	return nil
@@ -258,6 +273,25 @@ func switches(pid int) (int64, error) {
 		}
 	}
 	return sum, nil
+}
+
+// timeslices sums the "timeslices run" of every thread of pid
+// (/proc/PID/task/*/schedstat, third field): each is one time the thread
+// was put on a CPU.
+func timeslices(pid int) int64 {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var sum int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) == 3 {
+			v, _ := strconv.ParseInt(f[2], 10, 64)
+			sum += v
+		}
+	}
+	return sum
 }
 
 func rssKB(pid int) (int64, error) {

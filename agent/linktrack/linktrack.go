@@ -86,6 +86,33 @@ func (t *Tracker) Update(l Link) []agent.LinkEvent {
 	return nil
 }
 
+// Known returns the state last recorded of the link with index idx.
+func (t *Tracker) Known(idx int) (Link, bool) {
+	l, ok := t.links[idx]
+	return l, ok
+}
+
+// Behind reports whether the current state cur of a managed link differs
+// from the one last recorded for it in what makes events: its
+// carrier-change counter, where the OS keeps one (every carrier change
+// moves it at once, while Linux's link notices and operational state lag
+// by up to a second), else whether it is up. A platform reads cur afresh
+// (Linux: a netlink dump), so true means an event is still to come. A link
+// not recorded under that index and name is not behind.
+func (t *Tracker) Behind(cur Link) bool {
+	if !cur.Managed {
+		return false
+	}
+	old, ok := t.links[cur.Index]
+	if !ok || old.Name != cur.Name {
+		return false // a new link: not a change of one in use
+	}
+	if cur.Changes != 0 || old.Changes != 0 {
+		return old.Changes != cur.Changes
+	}
+	return old.Up != cur.Up
+}
+
 // Remove records that a link is gone and returns the event it means. l
 // needs only its Index; a Link without a Name stands for the state last
 // recorded.

@@ -147,3 +147,38 @@ func TestBound(t *testing.T) {
 		t.Errorf("Bound shortened a short queue to %d", len(short))
 	}
 }
+
+// TestBehind: a state read directly (sysfs) against the last one recorded:
+// the carrier-change counter decides where there is one; whether the link
+// is up, where there is none; unmanaged links never are behind.
+func TestBehind(t *testing.T) {
+	eth0 := Link{Index: 2, Name: "eth0", Up: true, Changes: 2, Managed: true}
+	win := Link{Index: 4, Name: "Ethernet", Up: true, Managed: true}
+	lo := Link{Index: 1, Name: "lo", Up: true}
+	tr := New()
+	tr.Seed([]Link{eth0, win, lo})
+	with := func(l Link, up bool, changes uint32) Link { l.Up, l.Changes = up, changes; return l }
+	tests := []struct {
+		name string
+		cur  Link
+		want bool
+	}{
+		{"same", eth0, false},
+		{"carrier off, not yet notified", with(eth0, false, 3), true},
+		{"bounced within the rate limit", with(eth0, true, 4), true},
+		{"operational state lags, counter same", with(eth0, false, 2), false},
+		{"no counter: down", with(win, false, 0), true},
+		{"no counter: same", win, false},
+		{"unmanaged", with(lo, false, 9), false},
+		{"unknown link", Link{Index: 7, Name: "eth7", Up: true, Managed: true}, false},
+		{"another link at the index", Link{Index: 2, Name: "eth9", Up: true, Changes: 7, Managed: true}, false},
+	}
+	for _, tt := range tests {
+		if got := tr.Behind(tt.cur); got != tt.want {
+			t.Errorf("%s: Behind = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if l, ok := tr.Known(2); !ok || l.Changes != 2 {
+		t.Errorf("Known(2) = %+v, %v", l, ok)
+	}
+}

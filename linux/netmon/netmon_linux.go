@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prewarm/prewarm/agent"
@@ -27,15 +28,26 @@ type Options struct {
 	ForcePoll bool
 }
 
-// Watcher implements agent.LinkWatcher.
+// Watcher implements agent.LinkWatcher and agent.LinkSettler.
 type Watcher struct {
 	opts Options
 	log  *slog.Logger
 	// dial opens the netlink monitor; tests replace it.
 	dial func() (osMon, error)
+
+	// mu guards t (the tracker of the running watch, nil before it), mon
+	// (its source of link states) and undelivered (events made but not
+	// yet handed to the agent).
+	mu          sync.Mutex
+	t           *tracker
+	mon         osMon
+	undelivered int
 }
 
-var _ agent.LinkWatcher = (*Watcher)(nil)
+var (
+	_ agent.LinkWatcher = (*Watcher)(nil)
+	_ agent.LinkSettler = (*Watcher)(nil)
+)
 
 // osMon is the OS side of the watcher: a source of link states.
 type osMon interface {
@@ -93,6 +105,9 @@ func (w *Watcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, error
 	}
 	t := newTracker(w.managed)
 	t.seed(initial)
+	w.mu.Lock()
+	w.t, w.mon, w.undelivered = t, mon, 0
+	w.mu.Unlock()
 
 	out := make(chan agent.LinkEvent, 16)
 	q := linktrack.NewQueue()
@@ -116,6 +131,9 @@ func (w *Watcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, error
 				case <-done:
 					return
 				}
+				w.mu.Lock()
+				w.undelivered = max(0, w.undelivered-1)
+				w.mu.Unlock()
 			}
 		}
 	}()
@@ -139,6 +157,9 @@ func (w *Watcher) receive(ctx context.Context, mon osMon, t *tracker, q *linktra
 				mon.Close()
 				w.log.Warn("netlink link notifications failing; polling instead", "path", w.opts.SysClassNet, "every", w.opts.PollInterval)
 				mon = newPollMon(ctx, w.opts.SysClassNet, w.opts.PollInterval)
+				w.mu.Lock()
+				w.mon = mon
+				w.mu.Unlock()
 				go func(m osMon) { <-ctx.Done(); m.Close() }(mon)
 				failures = 0
 			}
@@ -146,6 +167,7 @@ func (w *Watcher) receive(ctx context.Context, mon osMon, t *tracker, q *linktra
 		}
 		failures = 0
 		var evs []agent.LinkEvent
+		w.mu.Lock()
 		if full {
 			evs = t.sync(states)
 		} else {
@@ -153,11 +175,46 @@ func (w *Watcher) receive(ctx context.Context, mon osMon, t *tracker, q *linktra
 				evs = append(evs, t.apply(s)...)
 			}
 		}
+		// Counted before the tracker is seen updated, so LinksBehind never
+		// sees the new state without the events it made.
+		w.undelivered += len(evs)
+		w.mu.Unlock()
 		for _, e := range evs {
 			w.log.Info("link event", "kind", e.Kind.String(), "interface", e.Interface, "carrierChanges", e.CarrierChanges)
 		}
 		q.Push(evs...)
 	}
+}
+
+// LinksBehind implements agent.LinkSettler: it lists the links afresh (a
+// netlink dump, or sysfs when polling), whose carrier and carrier-change
+// counter the kernel updates at once, and reports true when a managed link
+// has changed since the state the watcher last turned into events (the
+// kernel sends link notices at most about once a second: the event is
+// still to come), or when events are made but not yet handed to the
+// agent. False before WatchLinks.
+func (w *Watcher) LinksBehind(ctx context.Context) (bool, error) {
+	w.mu.Lock()
+	t, mon := w.t, w.mon
+	w.mu.Unlock()
+	if t == nil {
+		return false, nil
+	}
+	cur, err := mon.Dump()
+	if err != nil {
+		return false, fmt.Errorf("list links: %w", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.undelivered > 0 {
+		return true, nil
+	}
+	for _, s := range cur {
+		if t.t.Behind(t.link(s)) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 var errClosed = errors.New("monitor closed")
