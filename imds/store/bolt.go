@@ -27,6 +27,7 @@ var (
 	bStatus     = []byte("status")      // id -> bucket of seq(8 bytes BE) -> bucket of "r" -> report JSON (see kReport)
 	bLast       = []byte("laststatus")  // id -> newest report JSON (stores before the history kept it; now read from bStatus)
 	bMeta       = []byte("meta")        // the store's own keys: kEpoch, kProbe
+	bHistSize   = []byte("historysize") // id -> reports (8 bytes BE) and bytes (8 bytes BE) of its status history
 )
 
 // Keys of the meta bucket.
@@ -79,7 +80,7 @@ func openBoltFile(path string) (*Bolt, error) {
 	}
 	s := &Bolt{db: db, path: path}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bInstances, bAddresses, bInterfaces, bConfigs, bGens, bStatus, bLast, bMeta} {
+		for _, b := range [][]byte{bInstances, bAddresses, bInterfaces, bConfigs, bGens, bStatus, bLast, bMeta, bHistSize} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -312,7 +313,7 @@ func (s *Bolt) Delete(ctx context.Context, id string) error {
 		if err := unindex(tx, old); err != nil {
 			return err
 		}
-		for _, b := range [][]byte{bInstances, bConfigs, bLast} {
+		for _, b := range [][]byte{bInstances, bConfigs, bLast, bHistSize} {
 			if err := tx.Bucket(b).Delete(key); err != nil {
 				return err
 			}
@@ -372,11 +373,15 @@ func (s *Bolt) AppendStatus(ctx context.Context, id string, r status.Report) err
 		if err != nil {
 			return err
 		}
-		n, err := h.NextSequence()
+		n, size, err := historySize(tx, key, h)
 		if err != nil {
 			return err
 		}
-		rb, err := h.CreateBucket(binary.BigEndian.AppendUint64(nil, n))
+		seq, err := h.NextSequence()
+		if err != nil {
+			return err
+		}
+		rb, err := h.CreateBucket(binary.BigEndian.AppendUint64(nil, seq))
 		if err != nil {
 			return err
 		}
@@ -390,18 +395,20 @@ func (s *Bolt) AppendStatus(ctx context.Context, id string, r status.Report) err
 				return err
 			}
 		}
-		// Newest first, find the first report that no longer fits: it
-		// and every older one go.
-		var budget HistoryBudget
-		var drop [][]byte
-		c := h.Cursor()
-		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			if drop != nil || !budget.Keep(len(historyReport(h, k, v))) {
-				drop = append(drop, append([]byte(nil), k...))
+		// Drop the oldest reports while the history is past its
+		// bounds (never the newest): what stays is what HistoryBudget
+		// keeps, newest first. The history's size is kept beside it
+		// (bHistSize), so an append reads only the reports it drops,
+		// not the whole history.
+		n, size = n+1, size+int64(len(data))
+		for n > 1 && (n > MaxStatusHistory || size > MaxStatusHistoryBytes) {
+			k, v := h.Cursor().First()
+			if k == nil {
+				break
 			}
-		}
-		for _, k := range drop {
-			if h.Bucket(k) != nil {
+			size -= int64(len(historyReport(h, k, v)))
+			n--
+			if v == nil {
 				err = h.DeleteBucket(k)
 			} else {
 				err = h.Delete(k)
@@ -410,12 +417,27 @@ func (s *Bolt) AppendStatus(ctx context.Context, id string, r status.Report) err
 				return err
 			}
 		}
-		return nil
+		return tx.Bucket(bHistSize).Put(key, binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(n)), uint64(size)))
 	}, func() Event { rc := r; return Event{Type: EventStatus, ID: id, Status: &rc} }, true)
 	if err != nil {
 		return fmt.Errorf("append status of %q: %w", id, err)
 	}
 	return nil
+}
+
+// historySize returns the reports and bytes of history h of id: from
+// bHistSize, or, for a history written before it was kept, by reading the
+// history once.
+func historySize(tx *bolt.Tx, key []byte, h *bolt.Bucket) (n, size int64, err error) {
+	if v := tx.Bucket(bHistSize).Get(key); len(v) == 16 {
+		return int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:])), nil
+	}
+	err = forEachReport(h, func(_, data []byte) error {
+		n++
+		size += int64(len(data))
+		return nil
+	})
+	return n, size, err
 }
 
 // StatusHistory implements Store.

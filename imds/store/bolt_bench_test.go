@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,4 +87,48 @@ func mustJSON(tb testing.TB, v any) []byte {
 		tb.Fatal(err)
 	}
 	return b
+}
+
+// BenchmarkBoltReportIngest is status reports from many instances at once
+// (one goroutine each, their histories full), the group commit's case:
+// reports/s, and the transactions they took (reports/tx).
+func BenchmarkBoltReportIngest(b *testing.B) {
+	const instances = 512
+	ctx := context.Background()
+	s, err := OpenBolt(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ids := make([]string, instances)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("vm-%d", i)
+		if _, err := s.Apply(ctx, ids[i], Change{Register: &Registration{Addresses: []string{fmt.Sprintf("10.0.%d.%d", i/250, i%250+1)}}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	fill := func(reports int) {
+		var wg sync.WaitGroup
+		for _, id := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for seq := range reports {
+					if err := s.AppendStatus(ctx, id, tinyReport(uint64(seq+1))); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	fill(MaxStatusHistory)
+	txs := s.queue.commits.Load()
+	b.ResetTimer()
+	start := time.Now()
+	per := max(1, b.N/instances)
+	fill(per)
+	b.ReportMetric(float64(per*instances)/time.Since(start).Seconds(), "reports/s")
+	b.ReportMetric(float64(per*instances)/float64(s.queue.commits.Load()-txs), "reports/tx")
 }

@@ -2,10 +2,13 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -264,4 +267,67 @@ func TestBoltCloseCommitsQueued(t *testing.T) {
 	if err := f.s.AppendStatus(context.Background(), "i0", report(3)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("report after Close: %v, want ErrClosed", err)
 	}
+}
+
+// The history's size is kept beside it (bHistSize) so an append reads
+// only what it drops; a history without that entry (a store written
+// before it) is measured once, and Delete forgets it.
+func TestBoltHistorySizeKept(t *testing.T) {
+	ctx := context.Background()
+	f := newCommitFixture(t, 1)
+	s := f.s
+	for i := uint64(1); i <= 10; i++ {
+		if err := s.AppendStatus(ctx, "i0", report(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size := func() (n, bytes uint64, ok bool) {
+		s.db.View(func(tx *bolt.Tx) error {
+			if v := tx.Bucket(bHistSize).Get([]byte("i0")); len(v) == 16 {
+				n, bytes, ok = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]), true
+			}
+			return nil
+		})
+		return
+	}
+	bytesOf := func(from, to uint64) (sum uint64) {
+		for i := from; i <= to; i++ {
+			sum += uint64(len(mustEncode(t, report(i))))
+		}
+		return sum
+	}
+	if n, b, ok := size(); !ok || n != 10 || b != bytesOf(1, 10) {
+		t.Fatalf("kept size %d reports %d bytes (%v), want 10 and %d", n, b, ok, bytesOf(1, 10))
+	}
+	// As a store from before the size was kept.
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bHistSize).Delete([]byte("i0")) }); err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(11); i <= MaxStatusHistory+5; i++ {
+		if err := s.AppendStatus(ctx, "i0", report(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := s.StatusHistory(ctx, "i0")
+	if err != nil || len(h) != MaxStatusHistory || h[0].Seq != 6 {
+		t.Fatalf("history: %d reports from seq %d (%v), want %d from 6", len(h), h[0].Seq, err, MaxStatusHistory)
+	}
+	if n, b, ok := size(); !ok || n != MaxStatusHistory || b != bytesOf(6, MaxStatusHistory+5) {
+		t.Fatalf("kept size %d reports %d bytes (%v), want %d and %d", n, b, ok, MaxStatusHistory, bytesOf(6, MaxStatusHistory+5))
+	}
+	if err := s.Delete(ctx, "i0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := size(); ok {
+		t.Fatal("Delete kept the history's size")
+	}
+}
+
+func mustEncode(t *testing.T, r status.Report) []byte {
+	t.Helper()
+	b, err := EncodeReport(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
