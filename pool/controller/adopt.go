@@ -1,0 +1,156 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/prewarm/prewarm/pool/virt"
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// adopt rebuilds the controller's state from libvirt and the IMDS: every
+// domain with prewarm metadata is taken back in its state; a booting VM is
+// watched again; a claim whose final document is out is rolled forward,
+// one whose document is not is rolled back (the VM is destroyed and
+// replaced); reservations, overlays and IMDS instances no domain owns are
+// removed.
+func (c *Controller) adopt(ctx context.Context) error {
+	doms, err := c.hv.Domains(ctx)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	for _, n := range c.cfg.Networks {
+		c.used[n.Name] = map[netip.Addr]string{}
+	}
+	c.mu.Unlock()
+	owned := map[string]bool{}
+	for _, d := range doms {
+		owned[d.Name] = true
+	}
+	for _, n := range c.cfg.Networks {
+		hosts, err := c.hv.DHCPHosts(ctx, n.Name)
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if strings.HasPrefix(h.Name, "pw-") && !owned[h.Name] {
+				c.log.Info("removing a reservation no domain owns", "instance", h.Name, "mac", h.MAC, "addr", h.IP)
+				if err := c.hv.RemoveDHCPHost(ctx, n.Name, h.MAC); err != nil {
+					return err
+				}
+				continue
+			}
+			if a, err := netip.ParseAddr(h.IP); err == nil {
+				c.used[n.Name][a] = h.MAC
+			}
+		}
+	}
+	if vols, err := c.hv.Overlays(ctx, c.cfg.StoragePool); err != nil {
+		return err
+	} else {
+		for _, vol := range vols {
+			name := strings.TrimSuffix(vol, ".qcow2")
+			if strings.HasPrefix(vol, "pw-") && name != vol && !owned[name] {
+				c.log.Info("removing an overlay no domain owns", "path", vol)
+				if err := c.hv.DeleteOverlay(ctx, c.cfg.StoragePool, vol); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if insts, err := c.imds.List(ctx); err != nil {
+		return fmt.Errorf("list IMDS instances: %w", err)
+	} else {
+		for _, in := range insts {
+			if _, ours := in.Labels[LabelPool]; ours && !owned[in.ID] {
+				c.log.Info("removing an IMDS instance no domain owns", "instance", in.ID)
+				if err := c.imds.Delete(ctx, in.ID); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, d := range doms {
+		v := &vm{name: d.Name, meta: d.Meta}
+		c.mu.Lock()
+		c.vms[d.Name] = v
+		c.mu.Unlock()
+		m := d.Meta
+		log := c.log.With("instance", d.Name, "flavor", m.Flavor, "poolState", m.State)
+		if _, ok := c.cfg.Flavor(m.Flavor); !ok {
+			log.Warn("adopted a VM of a flavor the config no longer has; it stays until released")
+			continue
+		}
+		switch m.State {
+		case virt.StateBooting, virt.StateWarm:
+			if !d.Running {
+				log.Warn("adopted VM is not running; replacing it")
+				c.teardown(ctx, d.Name)
+				continue
+			}
+			if m.State == virt.StateBooting {
+				start, err := time.Parse(status.TimeFormat, m.Created)
+				if err != nil {
+					start = c.now()
+				}
+				c.boots.force()
+				c.wg.Add(1)
+				go func() {
+					defer c.wg.Done()
+					defer c.boots.release()
+					c.watchBoot(ctx, d.Name, m.Flavor, start)
+				}()
+			}
+			log.Info("adopted VM")
+		case virt.StateClaiming:
+			c.adoptClaim(ctx, d, log)
+		default:
+			log.Info("adopted VM")
+		}
+	}
+	return nil
+}
+
+// adoptClaim finishes or rolls back a claim a previous run left half-done.
+func (c *Controller) adoptClaim(ctx context.Context, d virt.Domain, log interface {
+	Info(string, ...any)
+	Warn(string, ...any)
+}) {
+	m := d.Meta
+	inst, err := c.imds.Instance(ctx, d.Name)
+	published := err == nil && inst.Generation > m.Generation
+	if !d.Running || !published {
+		log.Warn("rolling back a claim whose final document was never published", "claimId", m.ClaimID, "err", err)
+		c.teardown(ctx, d.Name)
+		return
+	}
+	log.Info("rolling forward a claim whose final document is out", "claimId", m.ClaimID, "generation", inst.Generation)
+	p := &prepared{req: ClaimRequest{Flavor: m.Flavor, ClaimID: m.ClaimID}, hash: m.DocHash, network: m.TenantNetwork}
+	op := &claimOp{hash: m.DocHash, done: make(chan struct{})}
+	c.mu.Lock()
+	c.claims[m.ClaimID] = op
+	c.mu.Unlock()
+	res := ClaimResult{ClaimID: m.ClaimID, VM: d.Name, Flavor: m.Flavor, MAC: m.MAC, Network: m.TenantNetwork, IP: m.TenantIP,
+		Generation: inst.Generation, Path: m.Path}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer close(op.done)
+		octx, cancel := context.WithTimeout(ctx, c.cfg.ClaimTimeout.Duration+c.cfg.BootTimeout.Duration)
+		defer cancel()
+		start := c.now()
+		// The link may have been left down between re-map and bounce.
+		if err := c.hv.UpdateInterface(octx, d.Name, virt.NIC{MAC: m.MAC, Tap: m.Tap, Network: m.TenantNetwork, Up: true}); err != nil {
+			op.res, op.err = c.claimStuck(p, res, start, d.Name, "bounce the link", err)
+		} else {
+			op.res, op.err = c.finish(octx, p, res, start)
+		}
+		c.mu.Lock()
+		delete(c.claims, m.ClaimID)
+		c.mu.Unlock()
+	}()
+}

@@ -1,0 +1,516 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prewarm/prewarm/imds/client"
+	"github.com/prewarm/prewarm/pool/virt"
+	"github.com/prewarm/prewarm/shared/api"
+	"github.com/prewarm/prewarm/shared/config"
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// PrimaryMAC is the mac a claim document gives the VM's NIC, whose MAC the
+// tenant cannot know before the claim; the controller substitutes it.
+const PrimaryMAC = "primary"
+
+var claimIDRule = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// prepared is a validated claim.
+type prepared struct {
+	req     ClaimRequest
+	raw     []byte // the compact document as sent
+	hash    string
+	network string
+	ip      netip.Addr
+	timeout time.Duration
+}
+
+// prepare checks the request (flavor, network, claim id, address, the
+// document by the contract's own rules) before anything is touched.
+func (c *Controller) prepare(req ClaimRequest) (*prepared, error) {
+	var fields []api.FieldError
+	f, ok := c.cfg.Flavor(req.Flavor)
+	if !ok {
+		if req.Flavor == "" {
+			fields = append(fields, api.FieldError{Path: "flavor", Reason: "required"})
+		} else {
+			return nil, fieldErr(http.StatusNotFound, "unknown flavor", api.FieldError{Path: "flavor", Reason: fmt.Sprintf("no flavor %q in the pool's config", req.Flavor)})
+		}
+	}
+	p := &prepared{req: req}
+	p.network = req.Network
+	if p.network == "" && f != nil {
+		p.network = f.TenantNetwork
+	}
+	if p.network == "" {
+		fields = append(fields, api.FieldError{Path: "network", Reason: "required (the flavor has no tenantNetwork)"})
+	} else if _, ok := c.cfg.Network(p.network); !ok {
+		fields = append(fields, api.FieldError{Path: "network", Reason: fmt.Sprintf("no network %q in the pool's config", p.network)})
+	} else {
+		for _, fl := range c.cfg.Flavors {
+			if fl.PoolNetwork == p.network {
+				fields = append(fields, api.FieldError{Path: "network", Reason: fmt.Sprintf("%q is a pool network, not a tenant network", p.network)})
+				break
+			}
+		}
+	}
+	if req.ClaimID != "" && !claimIDRule.MatchString(req.ClaimID) {
+		fields = append(fields, api.FieldError{Path: "claimId", Reason: "must match " + claimIDRule.String()})
+	}
+	if req.IP != "" {
+		a, err := netip.ParseAddr(req.IP)
+		if err != nil || !a.Is4() {
+			fields = append(fields, api.FieldError{Path: "ip", Reason: "must be an IPv4 address"})
+		} else if n, ok := c.cfg.Network(p.network); ok && !n.Prefix().Contains(a) {
+			fields = append(fields, api.FieldError{Path: "ip", Reason: fmt.Sprintf("must be in %s (%s)", p.network, n.CIDR)})
+		} else {
+			p.ip = a
+		}
+	}
+	if req.TimeoutMS < 0 {
+		fields = append(fields, api.FieldError{Path: "timeoutMs", Reason: "must not be negative"})
+	}
+	p.timeout = c.cfg.ClaimTimeout.Duration
+	if req.TimeoutMS > 0 && time.Duration(req.TimeoutMS)*time.Millisecond < p.timeout {
+		p.timeout = time.Duration(req.TimeoutMS) * time.Millisecond
+	}
+	if len(bytes.TrimSpace(req.Document)) == 0 {
+		fields = append(fields, api.FieldError{Path: "document", Reason: "required: the tenant's final config document"})
+	} else {
+		var b bytes.Buffer
+		if err := json.Compact(&b, req.Document); err != nil {
+			fields = append(fields, api.FieldError{Path: "document", Reason: "must be a JSON object"})
+		} else {
+			p.raw = b.Bytes()
+			sum := sha256.Sum256(p.raw)
+			p.hash = hex.EncodeToString(sum[:])
+			doc, err := substituteMAC(p.raw, "52:54:00:00:00:00")
+			if err == nil {
+				err = validateFinal(doc)
+			}
+			var ve *config.ValidationError
+			switch {
+			case errors.As(err, &ve):
+				for _, fe := range ve.Fields {
+					fields = append(fields, api.FieldError{Path: "document." + fe.Path, Reason: fe.Reason})
+				}
+			case err != nil:
+				fields = append(fields, api.FieldError{Path: "document", Reason: err.Error()})
+			}
+		}
+	}
+	if len(fields) > 0 {
+		return nil, fieldErr(http.StatusBadRequest, "invalid claim", fields...)
+	}
+	return p, nil
+}
+
+// validateFinal checks a final document by the contract's rules (the
+// IMDS's own), and that it is final.
+func validateFinal(doc []byte) error {
+	d, err := config.Decode(doc)
+	if err != nil {
+		return err
+	}
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if d.Partial {
+		return &config.ValidationError{Fields: []config.FieldError{{Path: "partial", Reason: "must be absent or false: a claim publishes the final document"}}}
+	}
+	return nil
+}
+
+// substituteMAC gives every network.interfaces[] entry whose mac is
+// "primary" the VM's MAC.
+func substituteMAC(doc []byte, mac string) ([]byte, error) {
+	if !bytes.Contains(doc, []byte(`"`+PrimaryMAC+`"`)) {
+		return doc, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(doc, &m); err != nil {
+		return nil, fmt.Errorf("must be a JSON object")
+	}
+	nw, _ := m["network"].(map[string]any)
+	ifs, _ := nw["interfaces"].([]any)
+	changed := false
+	for _, e := range ifs {
+		if in, ok := e.(map[string]any); ok && in["mac"] == PrimaryMAC {
+			in["mac"] = mac
+			changed = true
+		}
+	}
+	if !changed {
+		return doc, nil
+	}
+	return json.Marshal(m)
+}
+
+// Claim takes a warm VM of the flavor (or boots one cold), moves it to the
+// tenant network, publishes the document and returns once the agent
+// reports provisioned. A claim id already seen returns that claim's VM
+// (awaiting it if it is still in flight), or an error if its document
+// differs.
+func (c *Controller) Claim(ctx context.Context, req ClaimRequest) (ClaimResult, error) {
+	p, err := c.prepare(req)
+	if err != nil {
+		c.m.claims.WithLabelValues(req.Flavor, "", "invalid").Inc()
+		return ClaimResult{}, err
+	}
+	if p.req.ClaimID == "" {
+		p.req.ClaimID = "claim-" + randHex(8)
+	}
+	id := p.req.ClaimID
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+
+	c.mu.Lock()
+	if c.runCtx == nil {
+		c.mu.Unlock()
+		return ClaimResult{}, errf(http.StatusServiceUnavailable, "the controller is starting")
+	}
+	if op := c.claims[id]; op != nil {
+		c.mu.Unlock()
+		if op.hash != p.hash {
+			return ClaimResult{}, conflict(id)
+		}
+		select {
+		case <-op.done:
+			r := op.res
+			r.Replayed = true
+			return r, op.err
+		case <-ctx.Done():
+			return ClaimResult{}, errf(http.StatusGatewayTimeout, "claim %s still in progress: %v", id, ctx.Err())
+		}
+	}
+	for _, v := range c.vms {
+		if v.meta.ClaimID != id {
+			continue
+		}
+		m := v.meta
+		c.mu.Unlock()
+		if m.DocHash != p.hash {
+			return ClaimResult{}, conflict(id)
+		}
+		if m.State == virt.StateFailed {
+			return ClaimResult{}, errf(http.StatusBadGateway, "claim %s failed on VM %s: %s (release it and claim with a new id)", id, v.name, v.err)
+		}
+		return ClaimResult{ClaimID: id, VM: v.name, Flavor: m.Flavor, MAC: m.MAC, Network: m.TenantNetwork, IP: m.TenantIP,
+			Path: m.Path, Replayed: true}, nil
+	}
+	op := &claimOp{hash: p.hash, done: make(chan struct{})}
+	c.claims[id] = op
+	runCtx := c.runCtx
+	c.mu.Unlock()
+
+	// The claim's steps run on the controller's context, so a client that
+	// goes away does not leave a half-done claim: it completes or rolls
+	// back, and a retry with the same id picks it up.
+	go func() {
+		defer close(op.done)
+		octx, ocancel := context.WithTimeout(context.WithoutCancel(runCtx), p.timeout)
+		defer ocancel()
+		op.res, op.err = c.claim(octx, p)
+		c.mu.Lock()
+		delete(c.claims, id)
+		c.mu.Unlock()
+	}()
+	select {
+	case <-op.done:
+		return op.res, op.err
+	case <-ctx.Done():
+		return ClaimResult{}, errf(http.StatusGatewayTimeout, "claim %s did not finish within %s; it goes on: retry with the same claim id to await it", id, p.timeout)
+	}
+}
+
+func conflict(id string) error {
+	return fieldErr(http.StatusConflict, "claim id reused with another document",
+		api.FieldError{Path: "claimId", Reason: fmt.Sprintf("%q was claimed with a different document", id)})
+}
+
+// pick marks the oldest warm VM of flavor as claimed by p (in memory; the
+// caller writes the metadata) and returns it.
+func (c *Controller) pick(p *prepared) (*vm, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var warm []*vm
+	for _, v := range c.vms {
+		if v.meta.Flavor == p.req.Flavor && v.meta.State == virt.StateWarm {
+			warm = append(warm, v)
+		}
+	}
+	if len(warm) == 0 {
+		return nil, false
+	}
+	sort.Slice(warm, func(i, j int) bool { return warm[i].meta.Created < warm[j].meta.Created })
+	v := warm[0]
+	v.meta.State = virt.StateClaiming
+	v.meta.ClaimID = p.req.ClaimID
+	v.meta.DocHash = p.hash
+	v.meta.TenantNetwork = p.network
+	v.meta.ClaimStarted = c.stamp(c.now())
+	return v, true
+}
+
+func (c *Controller) claim(ctx context.Context, p *prepared) (ClaimResult, error) {
+	start := c.now()
+	ms := func() int64 { return c.now().Sub(start).Milliseconds() }
+	v, ok := c.pick(p)
+	if !ok {
+		r, err := c.claimCold(ctx, p, start)
+		c.claimDone(p, r, err, start)
+		return r, err
+	}
+	name := v.name
+	c.mu.Lock()
+	meta := v.meta
+	c.mu.Unlock()
+	log := c.log.With("instance", name, "flavor", meta.Flavor)
+	res := ClaimResult{ClaimID: p.req.ClaimID, VM: name, Flavor: meta.Flavor, MAC: meta.MAC, Network: p.network, Path: "warm"}
+	// Until the final document is published, any failure rolls back: the
+	// VM is destroyed (it may have met the tenant network) and replaced.
+	rollback := func(step string, err error) (ClaimResult, error) {
+		log.Error("claim failed; rolling back", "phase", step, "err", err)
+		c.teardown(context.WithoutCancel(ctx), name)
+		c.poke()
+		c.claimDone(p, res, err, start)
+		return ClaimResult{}, fmt.Errorf("claim %s: %s: %w", p.req.ClaimID, step, err)
+	}
+	doc, err := substituteMAC(p.raw, meta.MAC)
+	if err != nil {
+		return rollback("document", err)
+	}
+	ip, err := c.allocIP(p.network, meta.MAC, p.ip)
+	if err != nil {
+		// Nothing was touched yet: the VM goes back to the pool.
+		c.mu.Lock()
+		v.meta.State, v.meta.ClaimID, v.meta.DocHash, v.meta.TenantNetwork, v.meta.ClaimStarted = virt.StateWarm, "", "", "", ""
+		c.mu.Unlock()
+		c.claimDone(p, res, err, start)
+		return ClaimResult{}, err
+	}
+	meta.TenantIP = ip.String()
+	res.IP = meta.TenantIP
+	if err := c.setMeta(ctx, name, meta); err != nil {
+		return rollback("record the claim", err)
+	}
+	res.Timings.PickedMS = ms()
+	if err := c.hv.AddDHCPHost(ctx, p.network, meta.MAC, meta.TenantIP, name); err != nil {
+		return rollback("reserve tenant address", err)
+	}
+	// Both addresses, so the guest is known whichever it calls from while
+	// it renews its lease.
+	if _, err := c.imds.Register(ctx, name, api.Registration{Addresses: []string{meta.PoolIP, meta.TenantIP}, Labels: map[string]string{LabelPool: meta.Flavor}}); err != nil {
+		return rollback("register tenant address", err)
+	}
+	// Re-map (new bridge, link down, one update) and publish at once.
+	type pubResult struct {
+		gen int64
+		err error
+	}
+	pub := make(chan pubResult, 1)
+	go func() {
+		gen, err := c.imds.PublishIfMatch(ctx, name, doc, meta.Generation)
+		pub <- pubResult{gen, err}
+	}()
+	remapErr := c.hv.UpdateInterface(ctx, name, virt.NIC{MAC: meta.MAC, Tap: meta.Tap, Network: p.network, Up: false})
+	res.Timings.RemappedMS = ms()
+	pr := <-pub
+	res.Timings.PublishedMS = ms()
+	if pr.err != nil {
+		var ce *client.Error
+		if errors.As(pr.err, &ce) && ce.StatusCode == http.StatusBadRequest {
+			fields := make([]api.FieldError, 0, len(ce.Body.Fields))
+			for _, fe := range ce.Body.Fields {
+				fields = append(fields, api.FieldError{Path: "document." + fe.Path, Reason: fe.Reason})
+			}
+			rollback("publish", pr.err)
+			return ClaimResult{}, fieldErr(http.StatusBadRequest, "invalid document (the IMDS refused it)", fields...)
+		}
+		return rollback("publish the final document", pr.err)
+	}
+	res.Generation = pr.gen
+	if remapErr != nil {
+		// The document is out: go forward, the bounce is retried below.
+		log.Error("re-map failed; retrying with the link bounce", "err", remapErr)
+	}
+	if err := c.hv.UpdateInterface(ctx, name, virt.NIC{MAC: meta.MAC, Tap: meta.Tap, Network: p.network, Up: true}); err != nil {
+		return c.claimStuck(p, res, start, name, "bounce the link", err)
+	}
+	res.Timings.BouncedMS = ms()
+	log.Info("VM re-mapped", "mac", meta.MAC, "addr", meta.TenantIP, "generation", pr.gen, "ms", res.Timings.BouncedMS)
+	return c.finish(ctx, p, res, start)
+}
+
+// finish awaits provisioned for the claim's generation and completes the
+// claim: state claimed, the IMDS knows only the tenant address, the pool
+// reservation goes.
+func (c *Controller) finish(ctx context.Context, p *prepared, res ClaimResult, start time.Time) (ClaimResult, error) {
+	ms := func() int64 { return c.now().Sub(start).Milliseconds() }
+	name := res.VM
+	r, err := c.await(ctx, name, res.Generation, status.StateProvisioned, func(r status.Report) {
+		if r.Event == status.EventDHCPRenewed && res.Timings.RenewedMS == 0 {
+			res.Timings.RenewedMS = ms()
+		}
+	})
+	if err != nil {
+		return c.claimStuck(p, res, start, name, "await provisioned", err)
+	}
+	res.Timings.ProvisionedMS = ms()
+	for _, s := range r.Steps {
+		res.Timings.AppliedMS += s.MS
+	}
+	_, meta, ok := c.getVM(name)
+	if !ok {
+		return ClaimResult{}, fmt.Errorf("VM %s vanished during the claim", name)
+	}
+	meta.State = virt.StateClaimed
+	if err := c.setMeta(ctx, name, meta); err != nil {
+		return c.claimStuck(p, res, start, name, "record claimed", err)
+	}
+	if meta.PoolIP != "" {
+		if _, err := c.imds.Register(ctx, name, api.Registration{Addresses: []string{meta.TenantIP}, Labels: map[string]string{LabelPool: meta.Flavor}}); err != nil {
+			c.log.Warn("cannot drop the pool address from the IMDS registration", "instance", name, "err", err)
+		} else if err := c.hv.RemoveDHCPHost(ctx, meta.PoolNetwork, meta.MAC); err != nil {
+			c.log.Warn("cannot drop the pool reservation", "instance", name, "err", err)
+		} else {
+			c.freeIP(meta.PoolNetwork, meta.PoolIP)
+		}
+	}
+	res.Timings.TotalMS = ms()
+	c.log.Info("claim provisioned", "instance", name, "claimId", res.ClaimID, "claimPath", res.Path, "generation", res.Generation, "ms", res.Timings.TotalMS)
+	c.claimDone(p, res, nil, start)
+	c.poke()
+	return res, nil
+}
+
+// claimStuck answers a claim whose final document is out but that could
+// not finish: the VM stays claiming (a restart or a retry with the same
+// id rolls it forward); an agent failure marks it failed.
+func (c *Controller) claimStuck(p *prepared, res ClaimResult, start time.Time, name, step string, err error) (ClaimResult, error) {
+	c.log.Error("claim did not finish", "instance", name, "claimId", res.ClaimID, "phase", step, "err", err)
+	c.mu.Lock()
+	if v := c.vms[name]; v != nil {
+		v.err = err.Error()
+		if strings.HasPrefix(err.Error(), "agent failed") {
+			v.meta.State = virt.StateFailed
+		}
+	}
+	c.mu.Unlock()
+	if _, meta, ok := c.getVM(name); ok && meta.State == virt.StateFailed {
+		if merr := c.hv.SetMeta(context.Background(), name, meta); merr != nil {
+			c.log.Warn("cannot record the failed claim", "instance", name, "err", merr)
+		}
+	}
+	c.claimDone(p, res, err, start)
+	code := http.StatusGatewayTimeout
+	if !errors.Is(err, context.DeadlineExceeded) {
+		code = http.StatusBadGateway
+	}
+	return ClaimResult{}, errf(code, "claim %s on VM %s: %s: %v", res.ClaimID, name, step, err)
+}
+
+func (c *Controller) claimDone(p *prepared, res ClaimResult, err error, start time.Time) {
+	result := "ok"
+	if err != nil {
+		result = "failed"
+	}
+	path := res.Path
+	if path == "" {
+		path = "warm"
+	}
+	c.m.claims.WithLabelValues(p.req.Flavor, path, result).Inc()
+	if err == nil {
+		c.m.claimSeconds.WithLabelValues(p.req.Flavor, path).Observe(c.now().Sub(start).Seconds())
+	}
+}
+
+// claimCold boots a VM for the claim: straight onto the tenant network,
+// the final document published before boot.
+func (c *Controller) claimCold(ctx context.Context, p *prepared, start time.Time) (ClaimResult, error) {
+	ms := func() int64 { return c.now().Sub(start).Milliseconds() }
+	f, _ := c.cfg.Flavor(p.req.Flavor)
+	name := newName(f.Name)
+	meta := virt.Meta{Flavor: f.Name, State: virt.StateClaiming, Path: "cold", MAC: newMAC(), Tap: "pwt" + randHex(4),
+		ClaimID: p.req.ClaimID, DocHash: p.hash, TenantNetwork: p.network, Created: c.stamp(start), ClaimStarted: c.stamp(start)}
+	res := ClaimResult{ClaimID: p.req.ClaimID, VM: name, Flavor: f.Name, MAC: meta.MAC, Network: p.network, Path: "cold"}
+	c.mu.Lock()
+	c.vms[name] = &vm{name: name, meta: meta}
+	c.mu.Unlock()
+	log := c.log.With("instance", name, "flavor", f.Name)
+	log.Info("no warm VM; booting one cold", "claimId", p.req.ClaimID)
+	fail := func(step string, err error) (ClaimResult, error) {
+		log.Error("cold claim failed; rolling back", "phase", step, "err", err)
+		c.teardown(context.WithoutCancel(ctx), name)
+		var e *Error
+		if errors.As(err, &e) {
+			return ClaimResult{}, err
+		}
+		return ClaimResult{}, fmt.Errorf("claim %s: %s: %w", p.req.ClaimID, step, err)
+	}
+	if err := c.boots.acquire(ctx, true); err != nil {
+		return fail("wait for a boot slot", err)
+	}
+	defer c.boots.release()
+	res.Timings.PickedMS = ms()
+	doc, err := substituteMAC(p.raw, meta.MAC)
+	if err != nil {
+		return fail("document", err)
+	}
+	ip, err := c.allocIP(p.network, meta.MAC, p.ip)
+	if err != nil {
+		return fail("allocate address", err)
+	}
+	meta.TenantIP = ip.String()
+	res.IP = meta.TenantIP
+	c.mu.Lock()
+	c.vms[name].meta = meta
+	c.mu.Unlock()
+	disk, err := c.hv.CreateOverlay(ctx, c.cfg.StoragePool, overlayName(name), f.Image.Disk)
+	if err != nil {
+		return fail("create overlay", err)
+	}
+	if err := c.hv.AddDHCPHost(ctx, p.network, meta.MAC, meta.TenantIP, name); err != nil {
+		return fail("reserve tenant address", err)
+	}
+	if _, err := c.imds.Register(ctx, name, api.Registration{Addresses: []string{meta.TenantIP}, Labels: map[string]string{LabelPool: f.Name}}); err != nil {
+		return fail("register with the IMDS", err)
+	}
+	gen, err := c.imds.PublishIfMatch(ctx, name, doc, 0)
+	if err != nil {
+		var ce *client.Error
+		if errors.As(err, &ce) && ce.StatusCode == http.StatusBadRequest {
+			fields := make([]api.FieldError, 0, len(ce.Body.Fields))
+			for _, fe := range ce.Body.Fields {
+				fields = append(fields, api.FieldError{Path: "document." + fe.Path, Reason: fe.Reason})
+			}
+			return fail("publish", fieldErr(http.StatusBadRequest, "invalid document (the IMDS refused it)", fields...))
+		}
+		return fail("publish the final document", err)
+	}
+	res.Generation = gen
+	res.Timings.PublishedMS = ms()
+	x, err := virt.DomainXML(c.domainSpec(name, f, disk, meta, p.network, true))
+	if err != nil {
+		return fail("domain XML", err)
+	}
+	if err := c.hv.DefineAndStart(ctx, x); err != nil {
+		return fail("start domain", err)
+	}
+	res.Timings.RemappedMS, res.Timings.BouncedMS = ms(), ms()
+	log.Info("booting cold VM", "mac", meta.MAC, "addr", meta.TenantIP, "hostInterface", meta.Tap, "generation", gen)
+	return c.finish(ctx, p, res, start)
+}
