@@ -1,5 +1,10 @@
-// Package server is prewarm-imds: the guest API (PROTOCOL.md section 2), the
-// admin API (section 3), the publish directory and the metrics.
+// Package server is prewarm-imds's composition root: the in-memory index
+// of instances and their documents, and the two HTTP APIs over it, the
+// guest API (PROTOCOL.md section 2: guest.go, respond.go, longpoll.go) and
+// the admin API (section 3: admin.go), with the publish directory's
+// adapter (publishfile.go) and the metrics. The sockets guests reach it on
+// and what watches them are imds/guestnet's; the watching and reading of
+// the publish directory is imds/publishdir's; durable state is imds/store's.
 //
 // Starting one in-process, for example in a test, takes four lines:
 //
@@ -15,8 +20,8 @@
 //
 // A guest is identified by the host interface its request arrived on
 // (a listener bound to that device: ServeGuest with a hostInterface, or the
-// listeners Options.GuestAddr makes the server keep for every registered
-// hostInterface), else by its source address (never on a listener opened
+// listeners Options.BindInterfaces makes the server keep for every
+// registered hostInterface), else by its source address (never on a listener opened
 // for a registered hostInterface: see lookup). Parked long-polls on HTTP/1
 // connections hold no goroutine (longpoll.go). Guest connections per source
 // and in total (registered sources and unknown ones each with their own

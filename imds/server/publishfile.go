@@ -1,5 +1,11 @@
 package server
 
+// The publish directory's side in the server. Watching DIR/<id>.json,
+// reading it safely and moving it to done/ or rejected/ is
+// imds/publishdir's; here a decoded publish file is validated as the admin
+// API validates a registration and a document, and applied through
+// Server.apply as one store change.
+
 import (
 	"context"
 
