@@ -5,9 +5,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 )
@@ -108,12 +108,7 @@ func (b *Binder) Stop() {
 func (b *Binder) Bound() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make([]string, 0, len(b.bound))
-	for d := range b.bound {
-		out = append(out, d)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(b.bound))
 }
 
 func (b *Binder) loop(events <-chan struct{}, closeWatch func()) {
@@ -190,12 +185,7 @@ func (b *Binder) reconcile() {
 		bi.srv.Close()
 		delete(b.bound, dev)
 	}
-	devs := make([]string, 0, len(want))
-	for d := range want {
-		devs = append(devs, d)
-	}
-	sort.Strings(devs)
-	for _, dev := range devs {
+	for _, dev := range slices.Sorted(maps.Keys(want)) {
 		if b.bound[dev] != nil {
 			continue
 		}

@@ -42,15 +42,25 @@ func TestMaxConnsPerSource(t *testing.T) {
 	c.Close()
 	b.Close()
 	// The slot comes back once a connection closes.
+	waitServed(t, ln.Addr().String(), "slot never released")
+}
+
+// waitServed dials addr until a connection is served (bounded): a slot
+// the source held has been given back.
+func waitServed(t *testing.T, addr, failure string) {
+	t.Helper()
 	for i := 0; ; i++ {
-		d := dial()
+		d, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ok := instanceAlive(d)
 		d.Close()
 		if ok {
-			break
+			return
 		}
 		if i > 100 {
-			t.Fatal("slot never released")
+			t.Fatal(failure)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -239,19 +239,5 @@ func TestAbandonedPollReleased(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// The connection slot is free again too: the source's only one.
-	for i := 0; ; i++ {
-		d, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ok := instanceAlive(d)
-		d.Close()
-		if ok {
-			break
-		}
-		if i > 100 {
-			t.Fatal("connection slot of the abandoned poll still held")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitServed(t, ln.Addr().String(), "connection slot of the abandoned poll still held")
 }

@@ -43,10 +43,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -837,11 +839,7 @@ func (s *Server) serveBound(ln net.Listener, hostInterface string, byDeviceOnly 
 func (s *Server) registeredIfaces() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]string, 0, len(s.byIface))
-	for d := range s.byIface {
-		out = append(out, d)
-	}
-	return out
+	return slices.Collect(maps.Keys(s.byIface))
 }
 
 // DefaultGuestBodyTimeout bounds how long a guest may take to send a
