@@ -369,3 +369,37 @@ func TestZoneFileRule(t *testing.T) {
 		}
 	}
 }
+
+// TestExportedRules: the rules the agents call as their second wall are the
+// ones Validate applies, name for name.
+func TestExportedRules(t *testing.T) {
+	for _, tt := range []struct {
+		rule string
+		f    func(string) bool
+		in   string
+		want bool
+	}{
+		{"ValidHostname", ValidHostname, "web-01.corp.example", true},
+		{"ValidHostname", ValidHostname, "10.0.0.1", false},
+		{"ValidHostname", ValidHostname, "Web", false},
+		{"ValidSearchDomain", ValidSearchDomain, "Corp.Example", true},
+		{"ValidSearchDomain", ValidSearchDomain, "a.example,b.example", false},
+		{"ValidUserName", ValidUserName, "alice", true},
+		{"ValidUserName", ValidUserName, "root", true}, // reserved, a rule of its own
+		{"ValidUserName", ValidUserName, "Alice", false},
+		{"ValidShell", ValidShell, "/bin/bash", true},
+		{"ValidShell", ValidShell, "/bin/sh -c", false},
+		{"ValidPasswordHash", ValidPasswordHash, goodHash, true},
+		{"ValidPasswordHash", ValidPasswordHash, "$1$saltsalt$qwertyuiopasdfghjklzx.", false},
+		{"ValidPasswordHash", ValidPasswordHash, "$6$salt$short", false},
+		{"ValidZoneName", ValidZoneName, "America/Argentina/Buenos_Aires", true},
+		{"ValidZoneName", ValidZoneName, "Berlin", true}, // syntax only: no lookup
+		{"ValidZoneName", ValidZoneName, "LocalTime", false},
+		{"ValidZoneName", ValidZoneName, "Local", false},
+		{"ValidZoneName", ValidZoneName, "../../etc/passwd", false},
+	} {
+		if got := tt.f(tt.in); got != tt.want {
+			t.Errorf("%s(%q) = %v, want %v", tt.rule, tt.in, got, tt.want)
+		}
+	}
+}
