@@ -519,6 +519,8 @@ func (c *Controller) forget(name string) {
 // are logged and returned joined.
 func (c *Controller) teardown(ctx context.Context, name string) error {
 	_, meta, _ := c.getVM(name)
+	// Forget it first: its watchers stop, and the refill counts it gone.
+	c.forget(name)
 	var errs []error
 	if err := c.hv.Destroy(ctx, name); err != nil {
 		errs = append(errs, err)
@@ -538,7 +540,6 @@ func (c *Controller) teardown(ctx context.Context, name string) error {
 	if err := c.imds.Delete(ctx, name); err != nil && client.StatusCode(err) != http.StatusNotFound {
 		errs = append(errs, err)
 	}
-	c.forget(name)
 	err := errors.Join(errs...)
 	if err != nil {
 		c.log.Error("teardown incomplete", "instance", name, "err", err)

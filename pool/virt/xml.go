@@ -161,7 +161,9 @@ func DomainXML(s DomainSpec) (string, error) {
 				Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: s.Disk}},
 				Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
 			}},
-			Interfaces: []libvirtxml.DomainInterface{*InterfaceXML(s.NIC)},
+			// No USB controller: libvirt adds one otherwise.
+			Controllers: []libvirtxml.DomainController{{Type: "usb", Model: "none"}},
+			Interfaces:  []libvirtxml.DomainInterface{*InterfaceXML(s.NIC)},
 			Serials: []libvirtxml.DomainSerial{{
 				Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
 				Target: &libvirtxml.DomainSerialTarget{Port: &port},
