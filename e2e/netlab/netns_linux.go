@@ -30,6 +30,9 @@ var aptPackage = map[string]string{
 	"cloud-init":         "cloud-init",
 	"qemu-system-x86_64": "qemu-system-x86",
 	"systemd-nspawn":     "systemd-container",
+	"debootstrap":        "debootstrap",
+	"zstd":               "zstd",
+	"make":               "make",
 }
 
 // RequireRoot skips a root test when not root, or when one of tools (or
