@@ -18,9 +18,11 @@ import (
 // has, and a timer. It holds no goroutine and none of net/http's
 // per-connection buffers, so 10,000 parked polls cost a few MB instead of
 // two goroutines and ~20 KB each. A publish answers every fresh poll of its
-// instance with one shared response, written by a few workers; the answer
-// carries `Connection: close` (the guest polls again on a new connection,
-// as HTTP long-poll clients do).
+// instance with one shared response, written by a few workers. A 200 or
+// 304 answer keeps the connection alive, as HTTP/1.1 allows: it goes back
+// to net/http (requeue.go) and the guest's next poll comes on it. A 404
+// (the instance is gone), an answer at shutdown, and a poll whose guest
+// pipelined more after it carry `Connection: close` instead.
 //
 // Where the writer cannot be hijacked (HTTP/2, httptest.ResponseRecorder)
 // the handler waits in its goroutine instead (guestConfig).
@@ -32,6 +34,8 @@ type parkedPoll struct {
 	// unwatch stops the peer watch (nil without one); answerPoll calls it
 	// before closing conn.
 	unwatch func()
+	// requeue gives conn back to net/http once answered (nil: close it).
+	requeue func(net.Conn)
 }
 
 // DefaultMaxParked bounds the parked long-polls of one instance; an agent
@@ -60,17 +64,21 @@ func (s *Server) parkHijacked(w http.ResponseWriter, r *http.Request, inst *inst
 	if r.ProtoMajor != 1 {
 		return false
 	}
-	conn, _, err := http.NewResponseController(w).Hijack()
+	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return false
 	}
-	// Anything the guest pipelined after this request is dropped: the
-	// answer closes the connection.
 	if sw, ok := w.(*statusWriter); ok {
 		sw.hijacked = true
 	}
 	conn.SetDeadline(time.Time{})
 	p := &parkedPoll{conn: conn, cond: cond}
+	// Anything the guest pipelined after this request is dropped: the
+	// answer then closes the connection, as it does for a guest that
+	// asked for that (or spoke HTTP/1.0).
+	if rl, ok := r.Context().Value(requeueKey{}).(*requeueListener); ok && brw.Reader.Buffered() == 0 && r.ProtoAtLeast(1, 1) && !r.Close {
+		p.requeue = rl.requeue
+	}
 	s.m.parkedGuest.Inc()
 	inst.pollMu.Lock()
 	sn := inst.cur.Load()
@@ -226,13 +234,19 @@ const inlinePolls = 16
 // answerTimeout bounds writing one answer to a guest that does not read.
 const answerTimeout = 5 * time.Second
 
-// answerPolls writes resp to every poll and closes its connection. Small
+// answerPolls writes resp to every poll and closes its connection, or,
+// for a 200 or 304 on a connection that can go on, writes resp without its
+// `Connection: close` and gives the connection back to net/http. Small
 // batches are written by the calling goroutine; large ones by up to
 // 2×GOMAXPROCS workers, not waited for.
 func (s *Server) answerPolls(ps []*parkedPoll, resp []byte, code int) {
+	var alive []byte
+	if code != http.StatusNotFound {
+		alive = bytes.Replace(resp, []byte(connClose), nil, 1)
+	}
 	if len(ps) <= inlinePolls {
 		for _, p := range ps {
-			s.answerPoll(p, resp, code)
+			s.answerPoll(p, resp, alive, code)
 		}
 		return
 	}
@@ -246,7 +260,7 @@ func (s *Server) answerPolls(ps []*parkedPoll, resp []byte, code int) {
 		go func() {
 			defer wg.Done()
 			for _, p := range part {
-				s.answerPoll(p, resp, code)
+				s.answerPoll(p, resp, alive, code)
 			}
 		}()
 	}
@@ -256,25 +270,39 @@ func (s *Server) answerPolls(ps []*parkedPoll, resp []byte, code int) {
 	}()
 }
 
-func (s *Server) answerPoll(p *parkedPoll, resp []byte, code int) {
+func (s *Server) answerPoll(p *parkedPoll, resp, alive []byte, code int) {
 	if p.unwatch != nil {
 		p.unwatch()
 	}
+	keep := alive != nil && p.requeue != nil && !s.closing.Load()
+	if keep {
+		resp = alive
+	}
 	p.conn.SetWriteDeadline(time.Now().Add(answerTimeout))
-	if _, err := p.conn.Write(resp); err != nil {
+	_, err := p.conn.Write(resp)
+	if err != nil {
 		s.log.Debug("long-poll answer not delivered", "remote", p.conn.RemoteAddr().String(), "err", err)
 	}
-	p.conn.Close()
+	if keep && err == nil {
+		p.conn.SetDeadline(time.Time{})
+		p.requeue(p.conn)
+	} else {
+		p.conn.Close()
+	}
 	s.m.parkedGuest.Dec()
 	s.m.request("guest", api.PathConfig, code)
 }
 
 // Raw HTTP/1.1 answers of hijacked polls.
 
+// connClose is the header line answerPolls drops from an answer that
+// keeps its connection.
+const connClose = "Connection: close\r\n"
+
 func head(b *bytes.Buffer, status string) {
 	b.WriteString("HTTP/1.1 ")
 	b.WriteString(status)
-	b.WriteString("\r\nConnection: close\r\nDate: ")
+	b.WriteString("\r\n" + connClose + "Date: ")
 	b.WriteString(time.Now().UTC().Format(http.TimeFormat))
 	b.WriteString("\r\n")
 }

@@ -95,7 +95,7 @@ func TestHijackedLongPolls(t *testing.T) {
 	mustPublish(t, s, "vm-a", `{"hostname":"one"}`)
 	for _, ch := range chs {
 		r := recv(ch)
-		if r.code != 200 || r.etag != tag(s, 1) || !strings.Contains(r.body, `"hostname":"one"`) || !r.connClose || r.contentType != api.ContentTypeJSON {
+		if r.code != 200 || r.etag != tag(s, 1) || !strings.Contains(r.body, `"hostname":"one"`) || r.connClose || r.contentType != api.ContentTypeJSON {
 			t.Fatalf("%+v", r)
 		}
 	}

@@ -813,7 +813,8 @@ func (inst *instance) observeStatus(r status.Report) {
 // registered with that hostInterface, falling back to the source address
 // when none is. It returns nil after Shutdown.
 func (s *Server) ServeGuest(ln net.Listener, hostInterface string) error {
-	return s.serve(s.guestHTTPServer(hostInterface, false), s.limit(ln, hostInterface, false), "guest", hostInterface)
+	rl := newRequeueListener(s.limit(ln, hostInterface, false))
+	return s.serve(s.guestHTTPServer(hostInterface, false, rl), rl, "guest", hostInterface)
 }
 
 // limit applies MaxConnsPerSource, MaxGuestConns and MaxUnknownConns to a
@@ -825,9 +826,10 @@ func (s *Server) limit(ln net.Listener, hostInterface string, byDeviceOnly bool)
 // serveBound serves a listener the binder opened for hostInterface until
 // the binder closes the returned server.
 func (s *Server) serveBound(ln net.Listener, hostInterface string, byDeviceOnly bool) io.Closer {
-	hs := s.guestHTTPServer(hostInterface, byDeviceOnly)
+	rl := newRequeueListener(s.limit(ln, hostInterface, byDeviceOnly))
+	hs := s.guestHTTPServer(hostInterface, byDeviceOnly, rl)
 	go func() {
-		if err := s.serve(hs, s.limit(ln, hostInterface, byDeviceOnly), "guest", hostInterface); err != nil && !errors.Is(err, net.ErrClosed) {
+		if err := s.serve(hs, rl, "guest", hostInterface); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.log.Debug("guest listener ended", "hostInterface", hostInterface, "err", err)
 		}
 	}()
@@ -868,8 +870,8 @@ func bodyDeadline(timeout time.Duration, h http.Handler) http.Handler {
 // guestHTTPServer is the http.Server of one guest listener. byDeviceOnly
 // (for the listeners the binder opens for registered hostInterfaces)
 // attributes requests to hostInterface's instance alone, never by source
-// address.
-func (s *Server) guestHTTPServer(hostInterface string, byDeviceOnly bool) *http.Server {
+// address. An answered long-poll's connection goes back to it through rl.
+func (s *Server) guestHTTPServer(hostInterface string, byDeviceOnly bool, rl *requeueListener) *http.Server {
 	hs := &http.Server{
 		Handler:           bodyDeadline(s.bodyTimeout, s.guest),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -881,19 +883,18 @@ func (s *Server) guestHTTPServer(hostInterface string, byDeviceOnly bool) *http.
 	s.guestIfaces[hostInterface] = true
 	s.srvMu.Unlock()
 	dialects := s.opts.Dialects != nil
-	if hostInterface != "" || dialects {
-		hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-			if hostInterface != "" {
-				ctx = context.WithValue(ctx, ifaceKey{}, hostInterface)
-				if byDeviceOnly {
-					ctx = context.WithValue(ctx, byDeviceOnlyKey{}, true)
-				}
+	hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		ctx = context.WithValue(ctx, requeueKey{}, rl)
+		if hostInterface != "" {
+			ctx = context.WithValue(ctx, ifaceKey{}, hostInterface)
+			if byDeviceOnly {
+				ctx = context.WithValue(ctx, byDeviceOnlyKey{}, true)
 			}
-			if dialects {
-				ctx = dialect.ConnContext(ctx, c)
-			}
-			return ctx
 		}
+		if dialects {
+			ctx = dialect.ConnContext(ctx, c)
+		}
+		return ctx
 	}
 	return hs
 }
