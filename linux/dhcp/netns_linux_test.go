@@ -17,7 +17,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -105,15 +104,6 @@ func startClient(t *testing.T, client, dir, iface string) {
 	go cmd.Wait() // reap it
 }
 
-// stopClients ends every DHCP client of this namespace (they are ours).
-func stopClients() {
-	for _, p := range listProcs("/proc") {
-		if p.comm == "dhclient" || p.comm == "dhcpcd" || isUdhcpc(p) {
-			syscall.Kill(p.pid, syscall.SIGTERM)
-		}
-	}
-}
-
 func waitAddr(t *testing.T, iface, want string) {
 	c, err := nl.Dial()
 	if err != nil {
@@ -182,7 +172,7 @@ func TestGuestDHCP(t *testing.T) {
 		debounce = time.Duration(ms) * time.Millisecond
 	}
 	netlab.PrivateFiles(t, dir)
-	defer stopClients()
+	defer netlab.StopDHCPClients()
 	defer func() {
 		if b, err := os.ReadFile(filepath.Join(dir, "dhcpcd."+iface+".log")); err == nil {
 			os.Stderr.Write(b)
