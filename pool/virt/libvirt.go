@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -238,6 +239,18 @@ func (v *Libvirt) EnsureStoragePool(_ context.Context, name, dir string) error {
 		}
 		if err := l.StoragePoolBuild(p, 0); err != nil {
 			return fmt.Errorf("build storage pool %q (%s): %w", name, dir, err)
+		}
+	} else {
+		desc, err := l.StoragePoolGetXMLDesc(p, 0)
+		if err != nil {
+			return fmt.Errorf("read storage pool %q: %w", name, err)
+		}
+		var have libvirtxml.StoragePool
+		if err := have.Unmarshal(desc); err != nil {
+			return fmt.Errorf("parse storage pool %q: %w", name, err)
+		}
+		if have.Target == nil || filepath.Clean(have.Target.Path) != filepath.Clean(dir) {
+			return fmt.Errorf("storage pool %q exists with another directory than %s: remove it or fix the config", name, dir)
 		}
 	}
 	active, err := l.StoragePoolIsActive(p)
