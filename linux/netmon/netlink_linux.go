@@ -8,7 +8,10 @@ import (
 
 // nlConn is the part of *netlink.Conn the monitor uses; tests feed canned
 // messages through a fake.
-type nlConn = nl.MessageSource
+type nlConn interface {
+	nl.Receiver
+	Close() error
+}
 
 // nlMon reads RTNLGRP_LINK notifications through linux/nl, which resyncs
 // from a dump on ENOBUFS (the kernel dropped notifications for us).

@@ -28,11 +28,10 @@ type LinkState struct {
 	Deleted  bool // an RTM_DELLINK
 }
 
-// MessageSource is what ReceiveLinks reads notifications from: the
-// connection SubscribeLinks returns, or canned messages in a test.
-type MessageSource interface {
+// Receiver is what ReceiveLinks reads notifications from: the connection
+// SubscribeLinks returns, or canned messages in a test of a watcher.
+type Receiver interface {
 	Receive() ([]netlink.Message, error)
-	Close() error
 }
 
 // SubscribeLinks subscribes to the kernel's link notifications
@@ -82,7 +81,7 @@ func DumpLinks() ([]LinkState, error) {
 // (ENOBUFS) it resyncs: it returns every link from dump with full set, and
 // a caller treats links missing from it as gone. A failed resync returns
 // an error that wraps unix.ENOBUFS too.
-func ReceiveLinks(src MessageSource, dump func() ([]netlink.Message, error)) (states []LinkState, full bool, err error) {
+func ReceiveLinks(src Receiver, dump func() ([]netlink.Message, error)) (states []LinkState, full bool, err error) {
 	msgs, err := src.Receive()
 	if errors.Is(err, unix.ENOBUFS) {
 		msgs, err := dump()

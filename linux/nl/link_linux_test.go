@@ -33,7 +33,6 @@ type fakeSource struct {
 }
 
 func (f *fakeSource) Receive() ([]netlink.Message, error) { return f.msgs, f.err }
-func (f *fakeSource) Close() error                        { return nil }
 
 func TestParseLinks(t *testing.T) {
 	got := ParseLinks([]netlink.Message{
