@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# build.sh: the golden image of prewarm-pool (`make image`): a bootable
+# Debian 12 (bookworm) with systemd, the project's prewarm-agent .deb
+# installed and enabled, no cloud-init and no SSH host keys (each VM makes
+# its own at first boot), as an ext4 file system in a qcow2 file, plus the
+# image's own kernel and initrd for direct kernel boot.
+#
+# Output (under $PREWARM_IMAGE_DIR, default .cache/image in the repository,
+# git-ignored):
+#   debian-12-prewarm.qcow2   the root file system (ext4 on the whole disk, /dev/vda)
+#   vmlinuz, initrd.img       the image's kernel and initrd
+#   cmdline                   the kernel command line the image is made for
+#   image.json                the paths, sizes, the inputs' key and the build time
+# The outputs are symlinks into a folder named by a key of every input
+# (suite, mirror, package list, this script, the agent .deb): a rerun with
+# the same inputs does nothing; the debootstrap tree is cached as a tarball
+# keyed by suite, mirror and packages, so a new .deb re-bakes in seconds.
+#
+# Run as root on Debian 12 (debootstrap, chroot, mkfs.ext4 -d, qemu-img).
+# Environment:
+#   PREWARM_IMAGE_DIR=DIR    the cache and output folder
+#   PREWARM_SKIP_BUILD=1     use the .deb already in dist/ (else: make package)
+#   PREWARM_DEBIAN_MIRROR=U  Debian mirror (default: from /etc/apt/sources.list*)
+#   PREWARM_IMAGE_SIZE=2G    the file system's size (the qcow2 stays sparse)
+set -Eeuo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+out=${PREWARM_IMAGE_DIR:-$repo/.cache/image}
+suite=bookworm
+size=${PREWARM_IMAGE_SIZE:-2G}
+# systemd as init, udev for the virtio devices, ifupdown + dhclient for eth0
+# (the agent's best-supported DHCP path on Debian: it restarts dhclient to
+# renew), sudo and tzdata for the documents the agent applies, sshd for the
+# users it creates, and Debian's kernel.
+include=systemd-sysv,dbus,udev,kmod,iproute2,ifupdown,isc-dhcp-client,sudo,tzdata,openssh-server,linux-image-amd64,initramfs-tools,zstd
+cmdline='root=/dev/vda rw console=ttyS0 quiet net.ifnames=0 biosdevname=0 systemd.show_status=0 rd.udev.log_level=3'
+t0=${EPOCHREALTIME/./}
+
+say() {
+	local d=$(((${EPOCHREALTIME/./} - t0) / 100000))
+	printf '[image %4d.%ds] %s\n' $((d / 10)) $((d % 10)) "$*"
+}
+fail() {
+	say "FAIL: $*"
+	exit 1
+}
+[[ $(id -u) == 0 ]] || {
+	echo "packaging/image/build.sh: run as root" >&2
+	exit 1
+}
+
+need=()
+for c in debootstrap:debootstrap mkfs.ext4:e2fsprogs qemu-img:qemu-utils zstd:zstd jq:jq; do
+	command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
+done
+if ((${#need[@]})); then
+	say "installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	timeout 300 apt-get update -qq
+	timeout 600 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The Debian mirror this machine's apt uses for $suite (deb822 .sources or
+# one-line .list), else deb.debian.org (as packaging/test-image.sh).
+debian_mirror() {
+	local f
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[[ -f $f ]] || continue
+		awk -v s="$suite" '
+			/^[[:space:]]*$/ { if (ok && uri != "" && deb) { print uri; exit } ok = 0; uri = ""; deb = 0; next }
+			tolower($1) == "types:" { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
+			tolower($1) == "uris:" { uri = $2 }
+			tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i == s) ok = 1 }
+			END { if (ok && uri != "" && deb) print uri }' "$f"
+	done
+	cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+		sed -E 's/\[[^]]*\][[:space:]]*//' | awk -v s="$suite" '$1 == "deb" && $3 == s { print $2 }'
+	echo http://deb.debian.org/debian
+}
+mirror=${PREWARM_DEBIAN_MIRROR:-$(debian_mirror | awk "NR == 1")}
+
+# ---------------------------------------------------------------- the .deb
+if [[ ${PREWARM_SKIP_BUILD:-} != 1 ]]; then
+	say "building the packages (make package)"
+	mkdir -p "$out"
+	LINTIAN=0 make -C "$repo" --no-print-directory package >"$out/package.log" 2>&1 || {
+		tail -n 30 "$out/package.log"
+		fail "make package"
+	}
+fi
+# shellcheck disable=SC2012 # our own package file names
+agent_deb=$(ls -t "$repo"/dist/prewarm-agent_*.deb 2>/dev/null | head -n 1)
+[[ -n $agent_deb ]] || fail "no prewarm-agent .deb in $repo/dist (make package)"
+
+# ---------------------------------------------------------------- keys
+root_key=$(printf '%s %s %s minbase' "$suite" "$mirror" "$include" | sha256sum | cut -c1-12)
+# The .deb's contents, not its name or mtime: two builds of one commit
+# give the same key only when they give the same package.
+deb_sum=$(dpkg-deb --fsys-tarfile "$agent_deb" | sha256sum | cut -c1-16)
+image_key=$(printf '%s %s %s %s' "$root_key" "$deb_sum" "$(sha256sum <"$0")" "$size" | sha256sum | cut -c1-12)
+dir=$out/$image_key
+if [[ -f $dir/image.json ]]; then
+	say "up to date: $dir ($(jq -r .deb "$dir/image.json"))"
+else
+	mkdir -p "$out"
+	work=$(mktemp -d "$out/.build.XXXXXX")
+	trap 'rc=$?; awk -v w="$work" "index(\$2, w) == 1 { print \$2 }" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m"; done; rm -rf "$work"; exit $rc' EXIT
+	root=$work/root
+	mkdir -p "$root"
+
+	# ------------------------------------------------------------ root
+	tarball=$out/root-$suite-$root_key.tar.zst
+	if [[ -f $tarball ]]; then
+		say "unpacking the cached root ${tarball##*/}"
+		tar --zstd -xpf "$tarball" -C "$root" --numeric-owner
+	else
+		say "debootstrap $suite from $mirror (minbase +$include)"
+		timeout 900 debootstrap --variant=minbase --include="$include" "$suite" "$root" "$mirror" \
+			>"$work/debootstrap.log" 2>&1 || {
+			tail -n 20 "$work/debootstrap.log"
+			fail "debootstrap"
+		}
+		rm -f "$root"/var/cache/apt/archives/*.deb
+		tar --zstd -cpf "$tarball.tmp.$$" -C "$root" --numeric-owner . && mv "$tarball.tmp.$$" "$tarball"
+		say "cached the root as ${tarball##*/} ($(du -h "$tarball" | cut -f1))"
+	fi
+
+	in_root() { chroot "$root" "$@"; }
+	mount -t proc proc "$root/proc"
+
+	# ------------------------------------------------------------ bake
+	say "installing ${agent_deb##*/}"
+	cp "$agent_deb" "$root/tmp/"
+	in_root dpkg -i "/tmp/${agent_deb##*/}" >"$work/dpkg.log" 2>&1 || {
+		cat "$work/dpkg.log"
+		fail "dpkg -i prewarm-agent"
+	}
+	rm -f "$root/tmp/${agent_deb##*/}"
+	[[ -L $root/etc/systemd/system/multi-user.target.wants/prewarm-agent.service ]] ||
+		fail "the package did not enable prewarm-agent.service"
+	[[ ! -e $root/usr/bin/cloud-init ]] || fail "cloud-init is in the image"
+
+	echo golden >"$root/etc/hostname"
+	printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
+	: >"$root/etc/resolv.conf"
+	printf '/dev/vda\t/\text4\trw,noatime,errors=remount-ro\t0\t1\n' >"$root/etc/fstab"
+	# eth0 by DHCP, brought up by udev (allow-hotplug): ifup@eth0.service,
+	# which nothing in the boot waits for, not networking.service.
+	printf 'source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n' >"$root/etc/network/interfaces"
+	printf 'allow-hotplug eth0\niface eth0 inet dhcp\n' >"$root/etc/network/interfaces.d/eth0"
+	in_root ifquery --allow hotplug -l eth0 | grep -qx eth0 || fail "ifupdown does not list eth0 as allow-hotplug"
+	# dhclient: no 60 s default timeout loop before it backgrounds; ask only
+	# for what the guest uses.
+	sed -i -e 's/^#\?timeout .*/timeout 30;/' "$root/etc/dhcp/dhclient.conf"
+
+	# Every clone gets its own machine id (first boot) and its own SSH host
+	# keys: none in the image, a unit makes them before sshd starts. Ed25519
+	# and ECDSA only: an RSA key takes tens of seconds under TCG.
+	: >"$root/etc/machine-id"
+	rm -f "$root/var/lib/dbus/machine-id" "$root"/etc/ssh/ssh_host_*
+	printf 'HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_ecdsa_key\n' >"$root/etc/ssh/sshd_config.d/prewarm-hostkeys.conf"
+	cat >"$root/etc/systemd/system/prewarm-ssh-hostkeys.service" <<'UNIT'
+[Unit]
+Description=Generate this VM's own SSH host keys (none ship in the golden image)
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+Before=ssh.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
+ExecStart=/usr/bin/ssh-keygen -q -t ecdsa -N "" -f /etc/ssh/ssh_host_ecdsa_key
+RemainAfterExit=yes
+
+[Install]
+WantedBy=ssh.service
+UNIT
+	in_root systemctl enable prewarm-ssh-hostkeys.service >/dev/null 2>&1
+	[[ -L $root/etc/systemd/system/ssh.service.wants/prewarm-ssh-hostkeys.service ]] ||
+		fail "prewarm-ssh-hostkeys.service not enabled"
+
+	# Boot fast and quietly: nothing waits for the network to be online, no
+	# periodic jobs during a benchmark, no first-boot prompts.
+	for u in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer \
+		systemd-networkd-wait-online.service ifupdown-wait-online.service \
+		systemd-firstboot.service e2scrub_reap.service; do
+		ln -sf /dev/null "$root/etc/systemd/system/$u"
+	done
+	mkdir -p "$root/etc/systemd/system.conf.d"
+	printf '[Manager]\nShowStatus=no\nDefaultTimeoutStartSec=30s\n' >"$root/etc/systemd/system.conf.d/prewarm.conf"
+	# root has no password: the serial console is for the host's eyes
+	# (virsh console), logins go through the users the document creates.
+	in_root passwd -l root >/dev/null
+
+	# A small initrd: the virtio and ext4 modules only, not "most".
+	printf 'MODULES=list\nCOMPRESS=zstd\n' >"$root/etc/initramfs-tools/conf.d/prewarm"
+	printf '%s\n' virtio_pci virtio_blk virtio_net virtio_console ext4 >"$root/etc/initramfs-tools/modules"
+	kver=$(find "$root/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)
+	[[ -n $kver ]] || fail "no kernel in the root"
+	say "initrd for $kver (MODULES=list)"
+	in_root update-initramfs -c -k "$kver" >"$work/initramfs.log" 2>&1 || {
+		tail -n 20 "$work/initramfs.log"
+		fail "update-initramfs"
+	}
+	mkdir -p "$work/out"
+	cp "$root/boot/vmlinuz-$kver" "$work/out/vmlinuz"
+	cp "$root/boot/initrd.img-$kver" "$work/out/initrd.img"
+	chmod 0644 "$work/out/vmlinuz" "$work/out/initrd.img"
+
+	# A smaller image: no drivers a virtio guest never loads, no docs but
+	# the copyright files.
+	for d in sound drivers/gpu drivers/media drivers/net/wireless drivers/infiniband drivers/staging \
+		drivers/bluetooth drivers/isdn drivers/iio drivers/hid drivers/input/touchscreen drivers/usb/gadget \
+		net/bluetooth net/mac80211 net/wireless; do
+		rm -rf "$root/lib/modules/$kver/kernel/$d"
+	done
+	in_root depmod "$kver"
+	find "$root/usr/share/doc" -type f ! -name copyright -delete
+	rm -rf "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/*
+
+	# No leftovers from the build in the image.
+	rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/*.log "$root"/tmp/*
+	umount "$root/proc"
+
+	# ------------------------------------------------------------ disk
+	say "mkfs.ext4 -d ($size) and qemu-img convert"
+	mkfs.ext4 -q -F -L prewarm-root -d "$root" "$work/root.raw" "$size"
+	qemu-img convert -f raw -O qcow2 -o cluster_size=65536 "$work/root.raw" "$work/out/debian-12-prewarm.qcow2"
+	rm -f "$work/root.raw"
+	printf '%s\n' "$cmdline" >"$work/out/cmdline"
+	secs=$(((${EPOCHREALTIME/./} - t0) / 1000000))
+	jq -n --arg key "$image_key" --arg deb "${agent_deb##*/}" --arg kernel "$kver" \
+		--arg cmdline "$cmdline" --arg size "$size" --argjson secs "$secs" \
+		--argjson bytes "$(stat -c %s "$work/out/debian-12-prewarm.qcow2")" \
+		'{key: $key, deb: $deb, kernel: $kernel, cmdline: $cmdline, fs_size: $size,
+		  qcow2_bytes: $bytes, build_seconds: $secs}' >"$work/out/image.json"
+	rm -rf "$dir"
+	mv "$work/out" "$dir"
+	say "built $dir in ${secs}s"
+fi
+
+# The stable names point at the current key's files.
+for f in debian-12-prewarm.qcow2 vmlinuz initrd.img cmdline image.json; do
+	ln -sfn "$image_key/$f" "$out/$f"
+done
+# Old keys' images go (the tarball and the current image stay).
+find "$out" -mindepth 1 -maxdepth 1 -type d -name '????????????' ! -name "$image_key" -exec rm -rf {} +
+say "image: $out/debian-12-prewarm.qcow2 ($(du -h --apparent-size "$dir/debian-12-prewarm.qcow2" | cut -f1)), kernel $out/vmlinuz, initrd $out/initrd.img"
