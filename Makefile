@@ -17,7 +17,7 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./agent/cmd/prewarm-agent ./imds/cmd/prewarm-imds
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./agent/cmd/prewarm-agent ./imds/cmd/prewarm-imds ./pool/cmd/prewarm-pool
 
 # deps installs the Debian packages the tests and the demo drive for real
 # (DHCP servers and clients, namespaces tooling, wrk, QEMU, MSI tools).
