@@ -86,16 +86,20 @@ type Agent struct {
 	cutMu      sync.Mutex
 	cancelPoll context.CancelCauseFunc
 	cancelPost context.CancelCauseFunc
-	// fastUntil (UnixNano) ends the fine-cadence retry after a renewal.
-	fastUntil atomic.Int64
+	// fastUntil (UnixNano) ends the fine-cadence retry after a renewal;
+	// renewedAt (UnixNano, 0: none pending) is when the last renewal
+	// reconnected, until a request answers again.
+	fastUntil, renewedAt atomic.Int64
 
-	// linkMu guards links, busy and idle: the renewals that link events
-	// started (see watchLinks).
+	// linkMu guards links, down, busy, idle and linkSeen: the renewals
+	// that link events started and the links they left down (see
+	// watchLinks).
 	linkMu   sync.Mutex
 	links    map[string]*linkRenewal
-	busy     int           // interfaces whose renewal runs or is queued
-	idle     chan struct{} // closed while busy is 0
-	linkSeen chan struct{} // closed and replaced after each link event
+	down     map[string]bool // interfaces whose carrier was lost and is not back
+	busy     int             // interfaces whose renewal runs or is queued
+	idle     chan struct{}   // closed while busy is 0
+	linkSeen chan struct{}   // closed and replaced after each link event
 	bg       sync.WaitGroup
 
 	reportReady chan struct{} // a report was queued
@@ -137,6 +141,7 @@ func New(opts Options) (*Agent, error) {
 	close(idle)
 	return &Agent{
 		links:       map[string]*linkRenewal{},
+		down:        map[string]bool{},
 		idle:        idle,
 		linkSeen:    make(chan struct{}),
 		opts:        opts,
@@ -353,6 +358,7 @@ func (a *Agent) deliver(ctx context.Context) {
 		}
 		fl.ok()
 		bo.reset()
+		a.reached()
 		a.mu.Lock()
 		if len(a.st.Queue) > 0 && a.st.Queue[0].Seq == head.Seq {
 			a.st.Queue = a.st.Queue[1:]
@@ -434,6 +440,7 @@ func (a *Agent) watchConfig(ctx context.Context) {
 		}
 		fl.ok()
 		bo.reset()
+		a.reached()
 		if ans.Epoch != "" {
 			legacy = false
 		}
@@ -616,7 +623,9 @@ func (a *Agent) apply(ctx context.Context, doc *config.Document) (steps []status
 // fine cadence for fastWindow: the route may follow the address.
 func (a *Agent) reconnect(fast bool) {
 	if fast {
-		a.fastUntil.Store(time.Now().Add(fastWindow).UnixNano())
+		now := time.Now()
+		a.fastUntil.Store(now.Add(fastWindow).UnixNano())
+		a.renewedAt.Store(now.UnixNano())
 	}
 	a.imds.reconnect()
 	a.cutMu.Lock()
@@ -631,6 +640,14 @@ func (a *Agent) reconnect(fast bool) {
 		case c <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// reached notes that the IMDS answered: the first answer after a renewal
+// is logged with how long the way back took.
+func (a *Agent) reached() {
+	if at := a.renewedAt.Swap(0); at != 0 {
+		a.log.Info("IMDS reached after a renewal", "ms", time.Since(time.Unix(0, at)).Milliseconds())
 	}
 }
 

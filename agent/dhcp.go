@@ -36,6 +36,11 @@ func (a *Agent) watchLinks(ctx context.Context) {
 				a.linkBack(ctx, ev)
 			}
 			a.linkMu.Lock()
+			if ev.Kind == CarrierLost {
+				a.down[ev.Interface] = true
+			} else {
+				delete(a.down, ev.Interface)
+			}
 			close(a.linkSeen)
 			a.linkSeen = make(chan struct{})
 			a.linkMu.Unlock()
@@ -91,21 +96,24 @@ func (a *Agent) linkBack(ctx context.Context, ev LinkEvent) {
 	})
 }
 
-// maxBehindWait bounds how long an outcome waits for a link event the
-// platform says is still to come (Linux sends one within about a second):
-// a safety net, not a pace.
+// maxBehindWait bounds how long an outcome waits for a link that went down
+// to come back, or for a link event the platform says is still to come
+// (Linux sends one within about a second): a bounce is shorter; a link
+// down for longer is unplugged, not bouncing.
 const maxBehindWait = 5 * time.Second
 
 // awaitRenewals waits until no renewal started by a link event runs or is
-// queued, and no link change is still to be reported by the platform
-// (LinkSettler): a NIC bounce that began before the outcome is renewed
-// before it. False if ctx ended first.
+// queued, no managed link whose carrier was lost is still down, and no
+// link change is still to be reported by the platform (LinkSettler): a NIC
+// bounce that began before the outcome is renewed before it. A link that
+// stays down, or a change never reported, holds the outcome back at most
+// maxBehindWait. False if ctx ended first.
 func (a *Agent) awaitRenewals(ctx context.Context) bool {
 	logged := false
 	var behindSince time.Time
 	for {
 		a.linkMu.Lock()
-		idle, seen := a.idle, a.linkSeen
+		idle, seen, down := a.idle, a.linkSeen, len(a.down) > 0
 		a.linkMu.Unlock()
 		select {
 		case <-idle:
@@ -121,25 +129,24 @@ func (a *Agent) awaitRenewals(ctx context.Context) bool {
 			}
 			continue
 		}
-		ls, ok := a.p.Links.(LinkSettler)
-		if !ok {
-			return true
-		}
-		behind, err := ls.LinksBehind(ctx)
-		if err != nil {
-			a.log.Warn("read link states", "err", err)
-			return true
+		behind := down
+		if ls, ok := a.p.Links.(LinkSettler); ok && !behind {
+			var err error
+			if behind, err = ls.LinksBehind(ctx); err != nil {
+				a.log.Warn("read link states", "err", err)
+				return true
+			}
 		}
 		if !behind {
 			return true
 		}
 		if behindSince.IsZero() {
 			behindSince = time.Now()
-			a.log.Info("outcome waits for a link change not yet reported")
+			a.log.Info("outcome waits for a link that is down or a link change not yet reported")
 		}
 		left := maxBehindWait - time.Since(behindSince)
 		if left <= 0 {
-			a.log.Warn("a link change was not reported in time: reporting the outcome anyway", "after", maxBehindWait)
+			a.log.Warn("a link stayed down, or its change was not reported: reporting the outcome anyway", "after", maxBehindWait)
 			return true
 		}
 		t := time.NewTimer(left)

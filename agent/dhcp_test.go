@@ -169,7 +169,7 @@ func TestOutcomeWaitsForUnreportedBounce(t *testing.T) {
 	h.plat.behind.Store(true)
 	g := h.imds.publish(finalDoc)
 	deadline := time.Now().Add(waitLimit)
-	for !strings.Contains(h.logs.String(), "outcome waits for a link change not yet reported") {
+	for !strings.Contains(h.logs.String(), "outcome waits for a link that is down or a link change not yet reported") {
 		if time.Now().After(deadline) {
 			t.Fatalf("the outcome did not wait for the link change: %s", h.imds.summary())
 		}
@@ -189,6 +189,43 @@ func TestOutcomeWaitsForUnreportedBounce(t *testing.T) {
 		t.Errorf("provisioned (seq %d) not after the bounce's renewal (seq %d): %s", p.Seq, renewed, summarize(rs))
 	}
 	checkSeq(t, rs)
+}
+
+// TestOutcomeWaitsForLinkDown: the claim's bounce took the carrier away
+// (its DOWN was reported) while the steps ran: the outcome waits for the
+// carrier to come back and for the renewal that starts; a link that stays
+// down holds an outcome back only for a bounded while (an unplugged NIC
+// is not a bounce).
+func TestOutcomeWaitsForLinkDown(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.imds.waitReport(status.StateWaiting, 0)
+	h.plat.links <- LinkEvent{Kind: CarrierLost, Interface: "eth0", CarrierChanges: 3}
+	h.plat.syncLinks(t)
+	g := h.imds.publish(finalDoc)
+	deadline := time.Now().Add(waitLimit)
+	for !strings.Contains(h.logs.String(), "outcome waits for a link that is down") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the outcome did not wait for the link: %s", h.imds.summary())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 4}
+	p := h.imds.waitReport(status.StateProvisioned, g)
+	rs := h.imds.all()
+	if n := countRenewed(rs, "eth0"); n != 1 || renewReports(rs)[0].Seq > p.Seq {
+		t.Errorf("want one renewal before provisioned (seq %d): %s", p.Seq, summarize(rs))
+	}
+
+	// Unplugged for good: the next outcome still comes.
+	h.plat.links <- LinkEvent{Kind: CarrierLost, Interface: "eth0", CarrierChanges: 5}
+	h.plat.syncLinks(t)
+	g2 := h.imds.publish(`{"hostname": "unplugged"}`)
+	h.imds.waitReport(status.StateProvisioned, g2)
+	if !strings.Contains(h.logs.String(), "a link stayed down") {
+		t.Errorf("the outcome came without the warning that a link stayed down")
+	}
+	checkSeq(t, h.imds.all())
 }
 
 // TestReportCutByLinkEvent: the report in flight when the link goes down
