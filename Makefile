@@ -8,10 +8,10 @@ LDFLAGS   := -s -w -X github.com/prewarm/prewarm/agent.Version=$(VERSION)
 APT_PACKAGES := dnsmasq-base isc-dhcp-client busybox-static dhcpcd-base iproute2 \
 	passwd sudo tzdata wrk netcat-openbsd debootstrap systemd-container \
 	qemu-system-x86 cpio msitools wixl osslsigncode lintian etcd-server etcd-client \
-	cloud-init curl wine wine64 binutils-mingw-w64-x86-64
+	cloud-init curl wine wine64 binutils-mingw-w64-x86-64 iptables
 GOTEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all build deps test unit fuzz e2e e2e-vm windows-test package-test bench demo package lint fmt clean
+.PHONY: all build deps test unit fuzz e2e e2e-vm windows-test package-test bench bench-claim bench-idle demo package lint fmt clean
 
 all: build
 
@@ -59,6 +59,20 @@ bench: deps build
 	$(GO) test -count=1 -run '^$$' -bench 'FlapStorm' -benchtime 1x -v ./linux/dhcp/
 	$(GO) test -count=5 -run 'TestScenario$$' -v ./e2e/ | grep -E 'timing|→|PASS|FAIL'
 	bash imds/bench/dialects.sh
+	bash imds/bench/writepath.sh
+	$(MAKE) bench-claim bench-idle
+
+# bench-claim is issue 15's claim benchmark in the QEMU guest: the final
+# document published while the NIC bounces (publish first, bounce first,
+# together), PREWARM_VM_CLAIMS claims (default 12), p50/p90 of claim →
+# provisioned with its phases, and the same VM's cold boot → provisioned.
+bench-claim: deps build
+	PREWARM_VM_CLAIMS=$${PREWARM_VM_CLAIMS:-12} $(GO) test -count=1 -timeout 30m -run 'TestVMClaimBench$$' -v ./e2e/ | grep -vE '^\s+(vm|proc|lab)_linux|PWE|^=== '
+
+# bench-idle: the parked agent's wake-ups and RSS over PREWARM_IDLE_WINDOW
+# (default 10m).
+bench-idle: build
+	bash agent/bench/idle.sh
 
 # windows-test runs the Windows unit tests under Wine and builds, signs and
 # checks the MSI.

@@ -103,10 +103,15 @@ func run(imdsBin, agentBin, tmp string, n int, gapMin, gapMax, settle, park time
 	var mu sync.Mutex
 	agentSeen := map[int64]time.Time{}
 	seen := make(chan int64, 16)
+	var logMu sync.Mutex
+	var logLines []timedLine // every line the agent wrote, for the parked window
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			t := time.Now()
+			logMu.Lock()
+			logLines = append(logLines, timedLine{t, sc.Text()})
+			logMu.Unlock()
 			var l struct {
 				Msg        string `json:"msg"`
 				Generation int64  `json:"generation"`
@@ -208,6 +213,21 @@ func run(imdsBin, agentBin, tmp string, n int, gapMin, gapMax, settle, park time
 	fmt.Printf("parked agent (pid %d): RSS %.1f MB (%s), %d context switches in %v = %.3f wake-ups/s (schedstat: %d timeslices run)\n",
 		pid, float64(rss)/1024, rssParts(pid), s2-s1, park, float64(s2-s1)/park.Seconds(), r2-r1)
 	fmt.Printf("  when (seconds into the window: switches): %s\n", strings.Join(marks, " "))
+	// What the agent logged meanwhile (GODEBUG=gctrace=1 in its
+	// environment adds the runtime's collections).
+	logMu.Lock()
+	shown := 0
+	for _, l := range logLines {
+		if l.at.Before(start) {
+			continue
+		}
+		if shown++; shown > 40 {
+			fmt.Printf("  ...\n")
+			break
+		}
+		fmt.Printf("  agent +%.0fs: %s\n", l.at.Sub(start).Seconds(), l.text)
+	}
+	logMu.Unlock()
 	la, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("load average at the end (2 cores, shared): %s", la)
 	return nil
@@ -273,6 +293,11 @@ func switches(pid int) (int64, error) {
 		}
 	}
 	return sum, nil
+}
+
+type timedLine struct {
+	at   time.Time
+	text string
 }
 
 // timeslices sums the "timeslices run" of every thread of pid
