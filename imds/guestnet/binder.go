@@ -20,8 +20,8 @@ type BinderOptions struct {
 	// Registered lists the host devices instances are registered with
 	// now; the binder calls it at every reconcile. Nil: none.
 	Registered func() []string
-	// Serve serves a new device-bound listener until the Closer it
-	// returns is closed (an *http.Server). byDeviceOnly is true for a
+	// Serve (required) serves a new device-bound listener until the Closer
+	// it returns is closed (an *http.Server). byDeviceOnly is true for a
 	// device bound only because an instance registered it: its
 	// connections belong to that instance alone, never to one matched by
 	// source address; a Static device also serves address-only guests
@@ -69,6 +69,9 @@ const binderPoll = 3 * time.Second
 // newer than l. Stop ends it; the listeners it opened stay with their
 // Serve (close those with whatever serves them).
 func (l *Listener) StartBinder(o BinderOptions) *Binder {
+	if o.Serve == nil {
+		panic("guestnet: StartBinder without BinderOptions.Serve")
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -3,8 +3,8 @@ package guestnet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
-	"strings"
 )
 
 // Listener is the device-less guest listener of an address: it serves
@@ -14,7 +14,7 @@ import (
 // kernel's SO_REUSEPORT lookup needs (see listen in listen_linux.go).
 type Listener struct {
 	net.Listener
-	// addr is where device listeners bind: the address Listen was given,
+	// addr is where device listeners bind: the host Listen was given,
 	// with the port the kernel chose when it was 0.
 	addr string
 }
@@ -28,11 +28,19 @@ func Listen(ctx context.Context, addr string) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	bindAddr := addr
-	if strings.HasSuffix(addr, ":0") {
-		bindAddr = ln.Addr().String()
+	// The device listeners bind the host as given (":80" stays every
+	// address) and the port the kernel gave this one.
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("guest listener %s: %w", addr, err)
 	}
-	return &Listener{Listener: ln, addr: bindAddr}, nil
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("guest listener %s: %w", addr, err)
+	}
+	return &Listener{Listener: ln, addr: net.JoinHostPort(host, port)}, nil
 }
 
 // ListenDevice opens a guest listener on addr bound to the host network
