@@ -373,6 +373,11 @@ func (s *Bolt) AppendStatus(ctx context.Context, id string, r status.Report) err
 		if err != nil {
 			return err
 		}
+		// A history only grows at its end (seq keys in order): a page
+		// that splits can stay full instead of half empty (bbolt's
+		// default, for random inserts), which halves the file and the
+		// pages an append touches.
+		h.FillPercent = 1.0
 		n, size, err := historySize(tx, key, h)
 		if err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -131,4 +132,7 @@ func BenchmarkBoltReportIngest(b *testing.B) {
 	fill(per)
 	b.ReportMetric(float64(per*instances)/time.Since(start).Seconds(), "reports/s")
 	b.ReportMetric(float64(per*instances)/float64(s.queue.commits.Load()-txs), "reports/tx")
+	if fi, err := os.Stat(s.path); err == nil {
+		b.ReportMetric(float64(fi.Size())/float64(instances*MaxStatusHistory), "file-B/kept-report")
+	}
 }
