@@ -1,0 +1,306 @@
+// Command writepath benchmarks the IMDS write path against a running
+// prewarm-imds (writepath.sh starts one on a fresh bbolt store): status
+// reports from many guests, and publishes to other instances meanwhile.
+// It prints numbers and asserts nothing.
+//
+//  1. registers -instances instances, each with a 127.3.x.y address; the
+//     first -guests of them post from theirs (the guests);
+//
+//  2. steady: for -steady, each guest posts a report every second (each at
+//     its own phase), and every -burst-every all of them post at once; a
+//     publisher publishes, one at a time, to the instances that are not
+//     guests: publish p50/p99/max and reports/s;
+//
+//  3. saturation: every guest posts -saturate reports back to back (filling
+//     its history past its 256 reports) while the publisher goes on: report
+//     ingest rate and publish p50/p99/max;
+//
+//  4. the server's RSS (VmRSS, VmHWM, RssAnon, RssFile of -pid) after each
+//     step.
+//
+//     writepath -guest 127.0.0.1:18080 -admin-socket /run/prewarm-imds.sock -pid 1234
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prewarm/prewarm/imds/client"
+	"github.com/prewarm/prewarm/shared/api"
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+var (
+	guestAddr  = flag.String("guest", "127.0.0.1:18080", "guest API address")
+	socket     = flag.String("admin-socket", "", "admin API socket")
+	pid        = flag.Int("pid", 0, "server pid, for RSS")
+	instances  = flag.Int("instances", 10000, "registered instances")
+	guests     = flag.Int("guests", 1000, "instances that post reports (the first of them)")
+	steady     = flag.Duration("steady", 10*time.Second, "steady phase: one report per guest per second, plus bursts")
+	burstEvery = flag.Duration("burst-every", 3*time.Second, "steady phase: every guest posts at once this often")
+	saturate   = flag.Int("saturate", 300, "saturation phase: reports per guest, back to back")
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "writepath:", err)
+		os.Exit(1)
+	}
+}
+
+// srcAddr is guest i's source address: 127.3.0.1, 127.3.0.2, ...
+func srcAddr(i int) string { return fmt.Sprintf("127.%d.%d.%d", 3+i/62500, i/250%250, i%250+1) }
+
+func id(i int) string { return fmt.Sprintf("wp-%05d", i) }
+
+// guest posts reports from its own source address on one kept-alive
+// connection, as an agent does.
+type guest struct {
+	hc  *http.Client
+	seq uint64
+	// body is a realistic report: provisioned, three steps (~330 B).
+	rep status.Report
+}
+
+func newGuest(i int) *guest {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(srcAddr(i))}, Timeout: 10 * time.Second}
+	tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, DisableCompression: true}
+	return &guest{hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}, rep: status.Report{
+		Generation: 1, State: status.StateProvisioned, AgentVersion: "0.1.0",
+		Steps: []status.Step{{Name: "hostname", OK: true, MS: 3, Changed: true}, {Name: "users", OK: true, MS: 41, Changed: true}, {Name: "ssh-keys", OK: true, MS: 2}},
+	}}
+}
+
+func (g *guest) post() error {
+	g.seq++
+	g.rep.Seq = g.seq
+	g.rep.Time = status.Time{Time: time.Now()}
+	body, _ := json.Marshal(g.rep)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+*guestAddr+api.PathStatus, bytes.NewReader(body))
+	req.Header.Set(api.HeaderMetadata, api.MetadataTrue)
+	req.Header.Set("Content-Type", api.ContentTypeJSON)
+	resp, err := g.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("report answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// publisher publishes to the instances that are not guests, one at a
+// time, until stop, recording each publish's latency.
+type publisher struct {
+	c    *client.Client
+	mu   sync.Mutex
+	lat  []time.Duration
+	errs int
+	next int
+}
+
+func (p *publisher) run(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	ctx := context.Background()
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		i := *guests + p.next%(*instances-*guests)
+		p.next++
+		doc := fmt.Appendf(nil, `{"hostname":"h%d","partial":false}`, p.next)
+		start := time.Now()
+		_, err := p.c.Publish(ctx, id(i), doc)
+		d := time.Since(start)
+		p.mu.Lock()
+		if err != nil {
+			p.errs++
+		} else {
+			p.lat = append(p.lat, d)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// take returns and forgets the latencies recorded so far.
+func (p *publisher) take() ([]time.Duration, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l, e := p.lat, p.errs
+	p.lat, p.errs = nil, 0
+	return l, e
+}
+
+func summary(l []time.Duration, errs int, over time.Duration) string {
+	if len(l) == 0 {
+		return fmt.Sprintf("no publish succeeded (%d errors)", errs)
+	}
+	slices.Sort(l)
+	q := func(f float64) time.Duration { return l[min(len(l)-1, int(f*float64(len(l))))] }
+	return fmt.Sprintf("%d publishes (%.0f/s): p50 %v  p99 %v  max %v  errors %d",
+		len(l), float64(len(l))/over.Seconds(), q(0.5).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond), l[len(l)-1].Round(10*time.Microsecond), errs)
+}
+
+func rss() string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", *pid))
+	if err != nil {
+		return "n/a"
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		for _, k := range []string{"VmRSS:", "VmHWM:", "RssAnon:", "RssFile:"} {
+			if strings.HasPrefix(l, k) {
+				out = append(out, strings.Join(strings.Fields(l), " "))
+			}
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func run() error {
+	if *guests <= 0 || *guests >= *instances {
+		return fmt.Errorf("-guests %d: must be between 1 and -instances - 1 (%d)", *guests, *instances-1)
+	}
+	c := client.NewUnix(*socket)
+	ctx := context.Background()
+	fmt.Printf("server RSS at start: %s\n", rss())
+
+	// 1. Registrations, 8 at a time.
+	start := time.Now()
+	var wg sync.WaitGroup
+	var regErr atomic.Value
+	work := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				// Every instance has its own address; only the
+				// guests' are ever a source.
+				reg := api.Registration{Addresses: []string{srcAddr(i)}}
+				if _, err := c.Register(ctx, id(i), reg); err != nil {
+					regErr.Store(fmt.Errorf("register %s: %w", id(i), err))
+				}
+			}
+		}()
+	}
+	for i := range *instances {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if err, _ := regErr.Load().(error); err != nil {
+		return err
+	}
+	fmt.Printf("registered %d instances (%d guests from %s..%s) in %v; RSS %s\n",
+		*instances, *guests, srcAddr(0), srcAddr(*guests-1), time.Since(start).Round(time.Millisecond), rss())
+
+	gs := make([]*guest, *guests)
+	for i := range gs {
+		gs[i] = newGuest(i)
+	}
+	pub := &publisher{c: c}
+	stopPub, pubDone := make(chan struct{}), make(chan struct{})
+	go pub.run(stopPub, pubDone)
+
+	// 2. Steady load with bursts.
+	var posted, failed atomic.Int64
+	var firstErr atomic.Value
+	post := func(g *guest) {
+		if err := g.post(); err != nil {
+			failed.Add(1)
+			firstErr.CompareAndSwap(nil, err)
+			return
+		}
+		posted.Add(1)
+	}
+	pub.take()
+	start = time.Now()
+	end := start.Add(*steady)
+	for i, g := range gs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			phase := time.Duration(i) * time.Second / time.Duration(len(gs))
+			next := start.Add(phase)
+			nextBurst := start.Add(*burstEvery)
+			for {
+				at := next
+				burst := nextBurst.Before(next)
+				if burst {
+					at = nextBurst
+				}
+				if at.After(end) {
+					return
+				}
+				time.Sleep(time.Until(at))
+				post(g)
+				if burst {
+					nextBurst = nextBurst.Add(*burstEvery)
+				} else {
+					next = next.Add(time.Second)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	l, e := pub.take()
+	fmt.Printf("steady %v: %d guests x 1 report/s + all at once every %v: %d reports (%.0f/s), %d failed\n",
+		*steady, len(gs), *burstEvery, posted.Load(), float64(posted.Load())/took.Seconds(), failed.Load())
+	fmt.Printf("  publishes meanwhile: %s\n", summary(l, e, took))
+	fmt.Printf("  RSS %s\n", rss())
+
+	// 3. Saturation.
+	posted.Store(0)
+	start = time.Now()
+	for _, g := range gs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range *saturate {
+				post(g)
+			}
+		}()
+	}
+	wg.Wait()
+	took = time.Since(start)
+	l, e = pub.take()
+	close(stopPub)
+	<-pubDone
+	fmt.Printf("saturation: %d guests x %d reports back to back: %d reports in %v = %.0f reports/s, %d failed\n",
+		len(gs), *saturate, posted.Load(), took.Round(time.Millisecond), float64(posted.Load())/took.Seconds(), failed.Load())
+	fmt.Printf("  publishes meanwhile: %s\n", summary(l, e, took))
+	fmt.Printf("  RSS with full histories (%s reports): %s\n", status256(c, ctx), rss())
+	if err, _ := firstErr.Load().(error); err != nil {
+		fmt.Printf("  first report error: %v\n", err)
+	}
+	return nil
+}
+
+// status256 says how many reports the admin API returns for the first
+// guest: a full history keeps 256.
+func status256(c *client.Client, ctx context.Context) string {
+	h, err := c.Status(ctx, id(0), 0, false, 0)
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("guest 0 has %d", len(h.Reports))
+}
