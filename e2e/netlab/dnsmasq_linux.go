@@ -92,7 +92,7 @@ func StartDnsmasq(t testing.TB, ns *Netns, cfg DnsmasqConfig) *Dnsmasq {
 	defer cancel()
 	if _, _, err := p.Log.WaitFunc(ctx, 0, d.hostsRead); err != nil {
 		if done, perr := p.Exited(); done {
-			DumpTail(t, "dnsmasq", p.Log.Lines(), 20)
+			dumpTail(t, "dnsmasq", p.Log.Lines(), 20)
 			t.Fatalf("dnsmasq exited at start: %v", perr)
 		}
 		t.Fatalf("dnsmasq did not start: %v", err)

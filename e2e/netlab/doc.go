@@ -25,6 +25,5 @@
 //     the host end.
 //
 // It imports neither half of the repository, so any test may use it; the
-// machine's own interfaces are never touched. See ../../../shared/HARNESS.md
-// for the measured facts it is built on.
+// machine's own interfaces are never touched.
 package netlab

@@ -15,13 +15,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// GuestEnv marks a test binary re-run inside a namespace by StartTest or
+// guestEnv marks a test binary re-run inside a namespace by StartTest or
 // RunTest.
-const GuestEnv = "NETLAB_GUEST"
+const guestEnv = "NETLAB_GUEST"
 
 // InGuest reports whether this process is the inner side of a test, re-run
 // inside a namespace.
-func InGuest() bool { return os.Getenv(GuestEnv) != "" }
+func InGuest() bool { return os.Getenv(guestEnv) != "" }
 
 // testArgv is this binary running test function name alone.
 func testArgv(t testing.TB, name string, timeout time.Duration) []string {
@@ -34,14 +34,14 @@ func testArgv(t testing.TB, name string, timeout time.Duration) []string {
 }
 
 // RunTest runs test function name of this binary inside the namespace
-// (with GuestEnv set and env added), bounded by timeout, logs its output
+// (with guestEnv set and env added), bounded by timeout, logs its output
 // and fails the test if it fails.
 func (n *Netns) RunTest(t testing.TB, name string, timeout time.Duration, env ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+10*time.Second)
 	defer cancel()
 	cmd := n.Command(ctx, testArgv(t, name, timeout)...)
-	cmd.Env = append(os.Environ(), append([]string{GuestEnv + "=" + n.Name}, env...)...)
+	cmd.Env = append(os.Environ(), append([]string{guestEnv + "=" + n.Name}, env...)...)
 	out, err := cmd.CombinedOutput()
 	t.Logf("%s in namespace %s:\n%s", name, n.Name, out)
 	if err != nil {
@@ -60,13 +60,13 @@ type Guest struct {
 }
 
 // StartTest runs test function name of this binary inside the namespace
-// with GuestEnv and env (KEY=VALUE) set, and stops it when the test ends
+// with guestEnv and env (KEY=VALUE) set, and stops it when the test ends
 // (closing its stdin, then killing it by PID after 10 s).
 func (n *Netns) StartTest(t testing.TB, name string, env ...string) *Guest {
 	t.Helper()
 	a := n.Argv(testArgv(t, name, 120*time.Second)...)
 	cmd := exec.Command(a[0], a[1:]...)
-	cmd.Env = append(os.Environ(), append([]string{GuestEnv + "=" + n.Name}, env...)...)
+	cmd.Env = append(os.Environ(), append([]string{guestEnv + "=" + n.Name}, env...)...)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

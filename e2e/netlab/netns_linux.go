@@ -87,12 +87,6 @@ func Unique(prefix string) string {
 	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), seq.Add(1))
 }
 
-// Sh runs a command, failing the test with its output on error.
-func Sh(t testing.TB, argv ...string) string {
-	t.Helper()
-	return MustRun(t, argv...)
-}
-
 // Netns is a named network namespace the harness created.
 type Netns struct{ Name string }
 
@@ -100,7 +94,7 @@ type Netns struct{ Name string }
 // the test ends. It fails the test if the namespace cannot be made.
 func NewNetns(t testing.TB, name string) *Netns {
 	t.Helper()
-	Sh(t, "ip", "netns", "add", name)
+	MustRun(t, "ip", "netns", "add", name)
 	n := &Netns{Name: name}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -119,7 +113,7 @@ func (n *Netns) Path() string { return "/run/netns/" + n.Name }
 // IP runs `ip -n NS args...`, failing the test on error.
 func (n *Netns) IP(t testing.TB, args ...string) string {
 	t.Helper()
-	return Sh(t, append([]string{"ip", "-n", n.Name}, args...)...)
+	return MustRun(t, append([]string{"ip", "-n", n.Name}, args...)...)
 }
 
 // Argv is argv run inside the namespace with `ip netns exec`, which also
@@ -215,16 +209,6 @@ func (n *Netns) LinkUp(ctx context.Context, dev string, up bool) error {
 	}
 	_, err := Run(ctx, "ip", "-n", n.Name, "link", "set", dev, state)
 	return err
-}
-
-// GlobalAddrs lists dev's global IPv4 addresses in the namespace
-// ("10.77.0.50/24").
-func (n *Netns) GlobalAddrs(ctx context.Context, dev string) ([]string, error) {
-	out, err := Run(ctx, "ip", "-n", n.Name, "-4", "-o", "addr", "show", "dev", dev, "scope", "global")
-	if err != nil {
-		return nil, err
-	}
-	return ParseAddrs(out), nil
 }
 
 // ParseAddrs picks the "inet" prefixes out of `ip -4 -o addr` output.

@@ -28,8 +28,8 @@ type LineLog struct {
 	echo    func(string) // optional live echo (the demo's narration)
 }
 
-// NewLineLog returns a LineLog that also appends to path (none if "").
-func NewLineLog(path string) (*LineLog, error) {
+// newLineLog returns a LineLog that also appends to path (none if "").
+func newLineLog(path string) (*LineLog, error) {
 	l := &LineLog{changed: make(chan struct{})}
 	if path != "" {
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -154,7 +154,7 @@ type Proc struct {
 // tail of its output is logged.
 func StartProc(t testing.TB, dir, name string, viaNsenter bool, argv ...string) (*Proc, error) {
 	logPath := filepath.Join(dir, name+".log")
-	ll, err := NewLineLog(logPath)
+	ll, err := newLineLog(logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -195,15 +195,15 @@ func StartProc(t testing.TB, dir, name string, viaNsenter bool, argv ...string) 
 					}
 					lines = keep
 				}
-				DumpTail(t, p.Name, lines, 40)
+				dumpTail(t, p.Name, lines, 40)
 			}
 		})
 	}
 	return p, nil
 }
 
-// DumpTail logs the last n lines under a header naming them.
-func DumpTail(t testing.TB, name string, lines []string, n int) {
+// dumpTail logs the last n lines under a header naming them.
+func dumpTail(t testing.TB, name string, lines []string, n int) {
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}

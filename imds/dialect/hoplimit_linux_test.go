@@ -156,7 +156,7 @@ func TestEC2TokenOneHopFurther(t *testing.T) {
 	near.IP(t, "addr", "add", "10.200.2.1/24", "dev", "pwh-n2")
 	near.IP(t, "link", "set", "pwh-n1", "up")
 	near.IP(t, "link", "set", "pwh-n2", "up")
-	netlab.Sh(t, near.Argv("sysctl", "-qw", "net.ipv4.ip_forward=1")...)
+	netlab.MustRun(t, near.Argv("sysctl", "-qw", "net.ipv4.ip_forward=1")...)
 	far.IP(t, "addr", "add", "10.200.2.2/24", "dev", "pwh-f")
 	far.IP(t, "link", "set", "pwh-f", "up")
 	far.IP(t, "route", "add", "default", "via", "10.200.2.1")
