@@ -100,7 +100,8 @@ type azNetConfig struct {
 
 // TestCloudInitAzureCode runs cloud-init's Azure IMDS code against the
 // Azure dialect in a private network namespace where 169.254.169.254 is
-// local. Needs root, unshare, ip and cloud-init; skipped otherwise.
+// local (a netlab namespace this test re-runs itself in). Needs root, ip
+// and cloud-init; skipped otherwise.
 func TestCloudInitAzureCode(t *testing.T) {
 	if netlab.InGuest() {
 		azInNetns(t)

@@ -138,7 +138,8 @@ func TestEC2TokenTTLOnTheWire(t *testing.T) {
 // its token, while a client one routing hop further away (a router
 // namespace between it and the host) connects and reads IMDSv1 metadata
 // but never receives the token response, whose TTL of 1 expires at the
-// router. Needs root, unshare, ip and curl; skipped otherwise.
+// router. The namespaces are netlab's; the server listens in the host one
+// from this process. Needs root, ip and curl; skipped otherwise.
 func TestEC2TokenOneHopFurther(t *testing.T) {
 	if testing.Short() {
 		t.Skip("namespace test skipped in -short mode")
