@@ -129,13 +129,25 @@ func (c *Controller) adoptClaim(ctx context.Context, d virt.Domain, log interfac
 		return
 	}
 	log.Info("rolling forward a claim whose final document is out", "claimId", m.ClaimID, "generation", inst.Generation)
+	c.resume(ctx, d.Name, m, inst.Generation)
+}
+
+// resume rolls a claim whose final document (generation gen) is out
+// forward: link up (it may have been left down between re-map and
+// bounce), await provisioned, complete. It registers the claim as in
+// flight, so a retry of its id waits for it.
+func (c *Controller) resume(ctx context.Context, name string, m virt.Meta, gen int64) *claimOp {
 	p := &prepared{req: ClaimRequest{Flavor: m.Flavor, ClaimID: m.ClaimID}, hash: m.DocHash, network: m.TenantNetwork}
 	op := &claimOp{hash: m.DocHash, done: make(chan struct{})}
 	c.mu.Lock()
+	if cur := c.claims[m.ClaimID]; cur != nil {
+		c.mu.Unlock()
+		return cur
+	}
 	c.claims[m.ClaimID] = op
 	c.mu.Unlock()
-	res := ClaimResult{ClaimID: m.ClaimID, VM: d.Name, Flavor: m.Flavor, MAC: m.MAC, Network: m.TenantNetwork, IP: m.TenantIP,
-		Generation: inst.Generation, Path: m.Path}
+	res := ClaimResult{ClaimID: m.ClaimID, VM: name, Flavor: m.Flavor, MAC: m.MAC, Network: m.TenantNetwork, IP: m.TenantIP,
+		Generation: gen, Path: m.Path}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -143,9 +155,8 @@ func (c *Controller) adoptClaim(ctx context.Context, d virt.Domain, log interfac
 		octx, cancel := context.WithTimeout(ctx, c.cfg.ClaimTimeout.Duration+c.cfg.BootTimeout.Duration)
 		defer cancel()
 		start := c.now()
-		// The link may have been left down between re-map and bounce.
-		if err := c.hv.UpdateInterface(octx, d.Name, virt.NIC{MAC: m.MAC, Tap: m.Tap, Network: m.TenantNetwork, Up: true}); err != nil {
-			op.res, op.err = c.claimStuck(p, res, start, d.Name, "bounce the link", err)
+		if err := c.hv.UpdateInterface(octx, name, virt.NIC{MAC: m.MAC, Tap: m.Tap, Network: m.TenantNetwork, Up: true}); err != nil {
+			op.res, op.err = c.claimStuck(p, res, start, name, "bounce the link", err)
 		} else {
 			op.res, op.err = c.finish(octx, p, res, start)
 		}
@@ -153,4 +164,5 @@ func (c *Controller) adoptClaim(ctx context.Context, d virt.Domain, log interfac
 		delete(c.claims, m.ClaimID)
 		c.mu.Unlock()
 	}()
+	return op
 }

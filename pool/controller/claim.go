@@ -167,7 +167,11 @@ func substituteMAC(doc []byte, mac string) ([]byte, error) {
 func (c *Controller) Claim(ctx context.Context, req ClaimRequest) (ClaimResult, error) {
 	p, err := c.prepare(req)
 	if err != nil {
-		c.m.claims.WithLabelValues(req.Flavor, "", "invalid").Inc()
+		label := req.Flavor
+		if _, ok := c.cfg.Flavor(label); !ok {
+			label = "unknown" // no label values from unchecked input
+		}
+		c.m.claims.WithLabelValues(label, "", "invalid").Inc()
 		return ClaimResult{}, err
 	}
 	if p.req.ClaimID == "" {
@@ -205,10 +209,27 @@ func (c *Controller) Claim(ctx context.Context, req ClaimRequest) (ClaimResult, 
 		if m.DocHash != p.hash {
 			return ClaimResult{}, conflict(id)
 		}
-		if m.State == virt.StateFailed {
-			return ClaimResult{}, errf(http.StatusBadGateway, "claim %s failed on VM %s: %s (release it and claim with a new id)", id, v.name, v.err)
+		name, verr := v.name, v.err
+		switch m.State {
+		case virt.StateFailed:
+			return ClaimResult{}, errf(http.StatusBadGateway, "claim %s failed on VM %s: %s (release it and claim with a new id)", id, name, verr)
+		case virt.StateClaiming:
+			// A claim that timed out after its document went out: await it again.
+			inst, err := c.imds.Instance(ctx, name)
+			if err != nil {
+				return ClaimResult{}, fmt.Errorf("claim %s on VM %s: read its generation: %w", id, name, err)
+			}
+			op := c.resume(c.runCtx, name, m, inst.Generation)
+			select {
+			case <-op.done:
+				r := op.res
+				r.Replayed = true
+				return r, op.err
+			case <-ctx.Done():
+				return ClaimResult{}, errf(http.StatusGatewayTimeout, "claim %s still in progress on VM %s: %v", id, name, ctx.Err())
+			}
 		}
-		return ClaimResult{ClaimID: id, VM: v.name, Flavor: m.Flavor, MAC: m.MAC, Network: m.TenantNetwork, IP: m.TenantIP,
+		return ClaimResult{ClaimID: id, VM: name, Flavor: m.Flavor, MAC: m.MAC, Network: m.TenantNetwork, IP: m.TenantIP,
 			Path: m.Path, Replayed: true}, nil
 	}
 	op := &claimOp{hash: p.hash, done: make(chan struct{})}
@@ -221,7 +242,9 @@ func (c *Controller) Claim(ctx context.Context, req ClaimRequest) (ClaimResult, 
 	// back, and a retry with the same id picks it up.
 	go func() {
 		defer close(op.done)
-		octx, ocancel := context.WithTimeout(context.WithoutCancel(runCtx), p.timeout)
+		// The operation outlives a client's short timeout (bounded by the
+		// server's own: a cold boot plus a claim), so a retry can await it.
+		octx, ocancel := context.WithTimeout(context.WithoutCancel(runCtx), c.cfg.ClaimTimeout.Duration+c.cfg.BootTimeout.Duration)
 		defer ocancel()
 		op.res, op.err = c.claim(octx, p)
 		c.mu.Lock()
@@ -287,6 +310,9 @@ func (c *Controller) claim(ctx context.Context, p *prepared) (ClaimResult, error
 		c.teardown(context.WithoutCancel(ctx), name)
 		c.poke()
 		c.claimDone(p, res, err, start)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return ClaimResult{}, errf(http.StatusGatewayTimeout, "claim %s: %s: %v (rolled back: the VM was destroyed and is replaced)", p.req.ClaimID, step, err)
+		}
 		return ClaimResult{}, fmt.Errorf("claim %s: %s: %w", p.req.ClaimID, step, err)
 	}
 	doc, err := substituteMAC(p.raw, meta.MAC)

@@ -404,3 +404,24 @@ func TestSlotsServeClaimsFirst(t *testing.T) {
 		t.Errorf("slots after all released: used %d high %d low %d", used, high, low)
 	}
 }
+
+func TestTimedOutClaimResumesOnRetry(t *testing.T) {
+	h := start(t, testConfig(t, 1), nil)
+	h.waitFor("1 warm VM", warm(1))
+	req := ClaimRequest{Flavor: "small", ClaimID: "slow", TimeoutMS: 1500, Document: json.RawMessage(`{"hostname": "slow-01"}`)}
+	_, err := h.c.Claim(context.Background(), req)
+	if HTTPStatus(err) != http.StatusGatewayTimeout {
+		t.Fatalf("err = %v, want 504", err)
+	}
+	req.TimeoutMS = 10000
+	res, err := h.c.Claim(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Replayed || res.Generation != 2 {
+		t.Errorf("retry = %+v, want the same claim awaited (generation 2)", res)
+	}
+	if st := h.c.Status(); st.Flavors[0].Claimed != 1 {
+		t.Errorf("claimed = %d, want 1", st.Flavors[0].Claimed)
+	}
+}

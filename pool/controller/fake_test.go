@@ -271,6 +271,9 @@ func (f *fakeHV) guest(d *fakeDom) {
 			switch {
 			case doc.Hostname == "fail-me":
 				report(doc.Generation, status.StateFailed, "")
+			case doc.Hostname == "slow-01":
+				time.Sleep(3 * time.Second)
+				report(doc.Generation, status.StateProvisioned, "")
 			case doc.Partial:
 				report(doc.Generation, status.StatePartialReady, "")
 			default:
