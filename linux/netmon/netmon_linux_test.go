@@ -205,10 +205,18 @@ func TestWatcherResyncAfterENOBUFS(t *testing.T) {
 }
 
 func TestWatcherFallsBackToPolling(t *testing.T) {
-	dir := t.TempDir()
+	// Each state of a link is written whole into a fresh directory and
+	// swapped in by renaming a symlink (as /sys/class/net entries are
+	// symlinks), so a poll never reads half of one state and half of the
+	// next: a 20 ms poller racing file-by-file writes made this test flaky.
+	dir, versions := t.TempDir(), t.TempDir()
+	version := 0
 	write := func(name string, idx int, flags, carrier, changes int) {
-		d := filepath.Join(dir, name)
-		os.MkdirAll(d, 0o755)
+		version++
+		d := filepath.Join(versions, strconv.Itoa(version))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		for k, v := range map[string]string{
 			"ifindex": strconv.Itoa(idx), "flags": "0x" + strconv.FormatInt(int64(flags), 16),
 			"carrier": strconv.Itoa(carrier), "carrier_changes": strconv.Itoa(changes),
@@ -217,6 +225,13 @@ func TestWatcherFallsBackToPolling(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(d, k), []byte(v+"\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
+		}
+		tmp := filepath.Join(versions, "link.tmp")
+		if err := os.Symlink(d, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
 		}
 	}
 	write("eth0", 2, unix.IFF_UP, 1, 2)
@@ -232,7 +247,7 @@ func TestWatcherFallsBackToPolling(t *testing.T) {
 	expect(t, evs, want{agent.CarrierBack, "eth0"})
 	write("eth0", 2, unix.IFF_UP, 0, 5)
 	expect(t, evs, want{agent.CarrierLost, "eth0"})
-	os.RemoveAll(filepath.Join(dir, "eth0"))
+	os.Remove(filepath.Join(dir, "eth0"))
 	expect(t, evs, want{agent.LinkRemoved, "eth0"})
 	cancel()
 	for range evs {
