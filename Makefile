@@ -10,6 +10,11 @@ APT_PACKAGES := dnsmasq-base isc-dhcp-client busybox-static dhcpcd-base iproute2
 	qemu-system-x86 cpio msitools wixl osslsigncode lintian etcd-server etcd-client \
 	cloud-init curl wine wine64 binutils-mingw-w64-x86-64 iptables
 GOTEST_FLAGS ?= -count=1 -timeout 20m
+# The pool's end-to-end tests, benchmark and demo (issue 16): libvirt and
+# QEMU run inside a private namespace (e2e/virtlab); the golden image is
+# built with debootstrap, e2fsprogs and qemu-utils; guests are checked over SSH.
+APT_PACKAGES += libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-utils \
+	e2fsprogs zstd jq openssh-client
 
 .PHONY: all build deps test unit fuzz e2e e2e-vm windows-test package-test bench bench-claim bench-idle demo package lint fmt clean
 
@@ -38,7 +43,7 @@ test: deps lint unit fuzz e2e windows-test package-test
 unit:
 	$(GO) test $(GOTEST_FLAGS) ./shared/... ./imds/... ./agent/... ./linux/... ./windows/...
 
-e2e: deps build
+e2e: deps build image
 	$(GO) test $(GOTEST_FLAGS) -v ./e2e/...
 
 # fuzz runs every fuzz target for FUZZTIME (default 20s) each, seeded with the
@@ -87,6 +92,37 @@ package-test: deps build
 
 demo: deps build
 	bash e2e/demo.sh
+
+.PHONY: image e2e-pool bench-pool demo-pool
+
+# image builds the golden image of prewarm-pool (packaging/image/build.sh):
+# Debian 12 + the prewarm-agent .deb as qcow2, and its kernel and initrd, in
+# .cache/image/ (git-ignored), keyed by its inputs: a rerun with the same
+# inputs does nothing.
+image: deps
+	bash packaging/image/build.sh
+
+# e2e-pool runs only the pool's end-to-end tests (make e2e runs them too).
+e2e-pool: deps build image
+	$(GO) test $(GOTEST_FLAGS) -v ./e2e/virtlab/ ./e2e/pool/
+
+# bench-pool is issue 16's headline benchmark: cold boot → provisioned
+# against warm claim → provisioned (N=$${PREWARM_POOL_N:-5} each,
+# sequential) and a burst of 4 concurrent claims, on the golden image in a
+# private libvirt. Figures in pool-bench.json (git-ignored); the last line
+# is the summary.
+bench-pool: deps build image
+	@rm -f pool-bench.json
+	-PREWARM_POOL_BENCH=1 $(GO) test -count=1 -timeout 90m -run 'TestPoolBench$$' -v ./e2e/pool/ 2>&1 | \
+		grep -vE 'ethtool ioctl|^=== ' | tee .cache/pool-bench.log
+	@test -s pool-bench.json || { echo "bench-pool: no pool-bench.json (see .cache/pool-bench.log)"; exit 1; }
+	@jq -r .summary pool-bench.json
+
+# demo-pool shows the pool at work: warm VMs booting, a claim with its
+# timing breakdown, the refill.
+demo-pool: deps build image
+	@PREWARM_POOL_DEMO=1 $(GO) test -count=1 -timeout 30m -run 'TestPoolDemo$$' -v ./e2e/pool/ 2>&1 | \
+		sed -n 's/^ *demo_linux_test.go:[0-9]*: //p; /^--- /p'
 
 package: build
 	bash packaging/build.sh
