@@ -72,7 +72,7 @@ bench: deps build
 # together), PREWARM_VM_CLAIMS claims (default 12), p50/p90 of claim →
 # provisioned with its phases, and the same VM's cold boot → provisioned.
 bench-claim: deps build
-	PREWARM_VM_CLAIMS=$${PREWARM_VM_CLAIMS:-12} $(GO) test -count=1 -timeout 30m -run 'TestVMClaimBench$$' -v ./e2e/ | grep -vE '^\s+(vm|proc|lab)_linux|PWE|^=== '
+	PREWARM_VM_CLAIMS=$${PREWARM_VM_CLAIMS:-12} $(GO) test -count=1 -timeout 30m -run 'TestVMClaimBench$$' -v ./e2e/
 
 # bench-idle: the parked agent's wake-ups and RSS over PREWARM_IDLE_WINDOW
 # (default 10m).

@@ -20,7 +20,9 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultWaitTimeout  = 60 * time.Second
+	// DefaultWaitTimeout is the IMDS's longest long-poll: a parked agent
+	// asks again once every 5 minutes (each round is a few wake-ups).
+	DefaultWaitTimeout  = 300 * time.Second
 	DefaultPollInterval = 2 * time.Second
 	DefaultBackoffBase  = 100 * time.Millisecond
 	DefaultBackoffMax   = 10 * time.Second
@@ -311,6 +313,11 @@ func (a *Agent) deliver(ctx context.Context) {
 		}
 		a.mu.Unlock()
 		if !have {
+			// Nothing to send: the connection the reports went over is
+			// closed now, in the busy moment, rather than by an idle
+			// timer while the agent is parked (a timer that fires wakes
+			// the whole runtime).
+			a.imds.closeIdle()
 			select {
 			case <-ctx.Done():
 				return

@@ -61,10 +61,14 @@ func newIMDSClient(base string) (*imdsClient, error) {
 	tr := &http.Transport{
 		// The IMDS is link-local: never go through a proxy from the
 		// environment.
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost:   2,
-		IdleConnTimeout:       90 * time.Second,
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 2,
+		// No idle timer: the long-poll's connection is idle only for the
+		// moment between two polls, and the reports' connection is closed
+		// when the queue drains (closeIdle). Each round of an idle timer
+		// would leave a timer in the runtime that wakes it while parked.
+		IdleConnTimeout:       0,
 		ResponseHeaderTimeout: 0, // long-polls park; each request has a context deadline instead
 	}
 	c := &imdsClient{base: strings.TrimRight(base, "/"), origin: origin(u), tr: tr}
@@ -97,6 +101,9 @@ func origin(u *url.URL) string {
 // reconnect drops idle connections, so the next request dials afresh (after
 // a DHCP renewal the guest's address may have changed).
 func (c *imdsClient) reconnect() { c.tr.CloseIdleConnections() }
+
+// closeIdle drops idle connections (the report queue drained).
+func (c *imdsClient) closeIdle() { c.tr.CloseIdleConnections() }
 
 // configAnswer is one answer of GET /metadata/v1/config.
 type configAnswer struct {
