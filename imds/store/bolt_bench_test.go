@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,4 +137,64 @@ func BenchmarkBoltReportIngest(b *testing.B) {
 	if fi, err := os.Stat(s.path); err == nil {
 		b.ReportMetric(float64(fi.Size())/float64(instances*MaxStatusHistory), "file-B/kept-report")
 	}
+}
+
+// BenchmarkBoltPublishUnderReports is publishes while 512 instances post
+// reports back to back (their histories full): what a publish waits for
+// behind the report batches (publish-p50-ms, publish-p99-ms), and the
+// reports/s meanwhile.
+func BenchmarkBoltPublishUnderReports(b *testing.B) {
+	const instances = 512
+	ctx := context.Background()
+	s, err := OpenBolt(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ids := make([]string, instances)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("vm-%d", i)
+		if _, err := s.Apply(ctx, ids[i], Change{Register: &Registration{Addresses: []string{fmt.Sprintf("10.0.%d.%d", i/250, i%250+1)}}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := s.Apply(ctx, "pub", Change{Register: &Registration{Addresses: []string{"10.9.0.1"}}}); err != nil {
+		b.Fatal(err)
+	}
+	var stop atomic.Bool
+	var reports atomic.Int64
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := uint64(1); !stop.Load(); seq++ {
+				if err := s.AppendStatus(ctx, id, tinyReport(seq)); err != nil {
+					b.Error(err)
+					return
+				}
+				reports.Add(1)
+			}
+		}()
+	}
+	time.Sleep(2 * time.Second) // histories fill, batches form
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	start, r0 := time.Now(), reports.Load()
+	for range b.N {
+		t := time.Now()
+		if _, err := s.Apply(ctx, "pub", Change{Publish: func(id string, gen int64) ([]byte, error) {
+			return fmt.Appendf(nil, `{"instanceId":%q,"generation":%d}`, id, gen), nil
+		}}); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t))
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(reports.Load()-r0)/time.Since(start).Seconds(), "reports/s")
+	stop.Store(true)
+	wg.Wait()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "publish-p50-ms")
+	b.ReportMetric(float64(lat[min(len(lat)-1, len(lat)*99/100)].Microseconds())/1000, "publish-p99-ms")
 }

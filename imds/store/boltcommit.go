@@ -26,9 +26,13 @@ import (
 // waits for which fsync, not what an answer means.
 
 // maxReportBatch bounds the reports of one transaction, and with it what
-// a publish arriving meanwhile waits for (about 2 ms for 256 tiny reports
-// on the benchmark machine, BENCHMARKS.md "Write path").
-const maxReportBatch = 256
+// a publish arriving meanwhile waits for: 50–100 µs of CPU per report
+// into a full history of another instance on the benchmark machine, so
+// 2–3 ms for 32 (BenchmarkBoltReportIngest, BenchmarkBoltPublishUnderReports).
+// Larger batches did not ingest measurably faster (the pages a report
+// dirties are its own history's either way) but made publishes wait
+// longer: 256 gave publish p50 24 ms under saturation, 32 gave 2–6 ms.
+const maxReportBatch = 32
 
 // writeOp is one queued change: tx runs inside the committer's
 // transaction and ev gives the feed's event once it committed.

@@ -95,11 +95,11 @@ func (f *commitFixture) appendAsync(id string, r status.Report) <-chan error {
 	return ch
 }
 
-// Reports that queue while a transaction commits share the next one: 51
-// reports take two transactions, and each is stored, delivered once and
-// answered.
+// Reports that queue while a transaction commits share the next one:
+// maxReportBatch+1 reports take two transactions, and each is stored,
+// delivered once and answered.
 func TestBoltReportsShareATransaction(t *testing.T) {
-	const n = 51
+	const n = maxReportBatch + 1
 	f := newCommitFixture(t, n)
 	release := f.hold()
 	answers := []<-chan error{f.appendAsync("i0", report(1))}
@@ -189,8 +189,8 @@ func TestBoltPublishOvertakesQueuedReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(h) != MaxStatusHistory || h[len(h)-1].Seq != n {
-		t.Fatalf("history: %d reports ending at seq %d, want %d ending at %d", len(h), h[len(h)-1].Seq, MaxStatusHistory, n)
+	if want := min(n, MaxStatusHistory); len(h) != want || h[len(h)-1].Seq != n {
+		t.Fatalf("history: %d reports ending at seq %d, want %d ending at %d", len(h), h[len(h)-1].Seq, want, n)
 	}
 }
 
