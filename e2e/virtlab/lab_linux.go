@@ -110,13 +110,18 @@ func Start(t testing.TB, o Options) *Lab {
 // benchmark): the caller calls Stop and removes Dir.
 func StartManual(o Options) (*Lab, error) { return start(o) }
 
-func start(o Options) (*Lab, error) {
+func start(o Options) (l *Lab, err error) {
 	// A short path: QEMU's and libvirt's socket paths live below it.
 	dir, err := os.MkdirTemp("", "pwv-")
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{Dir: dir, LibvirtSocket: filepath.Join(dir, "run", "libvirt-sock"), done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir) // what failed is in the error
+		}
+	}()
+	l = &Lab{Dir: dir, LibvirtSocket: filepath.Join(dir, "run", "libvirt-sock"), done: make(chan struct{})}
 	for _, d := range []string{"run", "log", "etc"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
@@ -324,7 +329,10 @@ func setup(dir string) error {
 	// the lab's, so the test reaches the sockets and reads the logs.
 	// /run too: the daemons' pid files (/run/libvirtd.pid, /run/virtlogd.pid)
 	// would clash with another lab's or this machine's.
-	for _, d := range []string{"/run", "/etc/libvirt/qemu", "/var/lib/libvirt", "/var/cache/libvirt"} {
+	// Every directory libvirt writes persistent definitions to: domains and
+	// networks (qemu), storage pools, secrets.
+	for _, d := range []string{"/run", "/etc/libvirt/qemu", "/etc/libvirt/storage", "/etc/libvirt/secrets",
+		"/var/lib/libvirt", "/var/cache/libvirt"} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}

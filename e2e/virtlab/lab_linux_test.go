@@ -72,6 +72,20 @@ func TestLabNamespace(t *testing.T) {
 	if _, err := os.Stat("/etc/libvirt/qemu/networks/pwv-selftest.xml"); err == nil {
 		t.Fatal("the lab's network definition reached this machine's /etc/libvirt/qemu/networks")
 	}
+	pool := filepath.Join(l.Dir, "pool.xml")
+	os.WriteFile(pool, []byte(`<pool type='dir'><name>pwv-selftest</name><target><path>`+l.Dir+`</path></target></pool>`), 0o644)
+	if _, err := l.Virsh(ctx, "pool-define", pool); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Virsh(ctx, "pool-autostart", "pwv-selftest"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"/etc/libvirt/storage/pwv-selftest.xml", "/etc/libvirt/storage/autostart/pwv-selftest.xml"} {
+		if _, err := os.Lstat(f); err == nil {
+			os.Remove(f)
+			t.Errorf("the lab's storage pool definition reached this machine's %s", f)
+		}
+	}
 	if _, err := os.Stat("/sys/class/net/pwvself0"); err == nil {
 		t.Fatal("the lab's bridge pwvself0 is in this machine's network namespace")
 	}
