@@ -216,6 +216,38 @@ func (c *Client) List(ctx context.Context) ([]api.Instance, error) {
 	return l.Instances, err
 }
 
+// InstanceList returns every instance and the list's entity tag. With
+// etag set it returns ErrNotModified while the list still has that tag;
+// with wait too it waits for the list to change, up to timeout (0: the
+// server's default of 60 s; at most 300 s): the long-poll of
+// prewarm-imds list --watch.
+func (c *Client) InstanceList(ctx context.Context, etag string, wait bool, timeout time.Duration) (*api.InstanceList, string, error) {
+	p := api.PathInstances
+	if wait {
+		q := url.Values{"wait": {"true"}}
+		if timeout > 0 {
+			q.Set("timeout", strconv.FormatFloat(timeout.Seconds(), 'f', -1, 64))
+		}
+		p += "?" + q.Encode()
+	}
+	var hdr http.Header
+	if etag != "" {
+		hdr = http.Header{api.HeaderIfNoneMatch: {etag}}
+	}
+	var l api.InstanceList
+	h, code, err := c.do(ctx, http.MethodGet, p, hdr, nil, &l)
+	if err != nil {
+		return nil, "", err
+	}
+	if code == http.StatusNotModified {
+		return nil, h.Get(api.HeaderETag), ErrNotModified
+	}
+	if l.Instances == nil {
+		l.Instances = []api.Instance{}
+	}
+	return &l, h.Get(api.HeaderETag), nil
+}
+
 // Delete forgets instance id, its config and its status history.
 func (c *Client) Delete(ctx context.Context, id string) error {
 	_, _, err := c.do(ctx, http.MethodDelete, instancePath(id, ""), nil, nil, nil)

@@ -2,191 +2,361 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
-	"text/tabwriter"
+	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/prewarm/prewarm/imds/client"
 	"github.com/prewarm/prewarm/shared/api"
+	"github.com/prewarm/prewarm/shared/cli"
 	"github.com/prewarm/prewarm/shared/config"
 )
 
-// cli runs one admin command against the admin API.
-func cli(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	socket := fs.String("admin-socket", api.DefaultAdminSocket, "admin API Unix socket")
-	adminURL := fs.String("admin-url", "", "admin API over TCP, e.g. http://127.0.0.1:8081 (instead of the socket)")
-	tokenFile := fs.String("admin-token-file", "", "bearer token file for --admin-url")
-	timeout := fs.Duration("timeout", 0, "for status --wait: how long to wait (default 60s, at most 5m); otherwise the request timeout (default 30s)")
-	var addrs, labels multiFlag
-	var iface *string
-	var ifMatch *string
-	var wait *bool
-	var after *uint64
-	var asJSON *bool
-	switch cmd {
-	case "register":
-		fs.Var(&addrs, "address", "guest address (repeatable, or comma separated)")
-		iface = fs.String("host-interface", "", "host-side network device of the guest")
-		fs.Var(&labels, "label", "label KEY=VALUE (repeatable)")
-	case "publish":
-		ifMatch = fs.String("if-match", "", `publish only if the current generation is this ("0": nothing published yet)`)
-	case "status":
-		wait = fs.Bool("wait", false, "wait for a report newer than --after")
-		after = fs.Uint64("after", 0, "only reports with seq above this")
-	case "list":
-		asJSON = fs.Bool("json", false, "print JSON instead of a table")
+// adminFlags say where the admin API is.
+type adminFlags struct {
+	socket, url, tokenFile string
+	requestTimeout         time.Duration
+}
+
+func addAdminFlags(cmd *cobra.Command) *adminFlags {
+	a := &adminFlags{}
+	f := cmd.Flags()
+	f.StringVar(&a.socket, "admin-socket", api.DefaultAdminSocket, "admin API Unix socket")
+	f.StringVar(&a.url, "admin-url", "", "admin API over TCP, e.g. http://127.0.0.1:8081 (instead of the socket)")
+	f.StringVar(&a.tokenFile, "admin-token-file", "", "bearer token file for --admin-url")
+	f.DurationVar(&a.requestTimeout, "request-timeout", 30*time.Second, "how long one admin API request may take")
+	return a
+}
+
+// where names the admin API for messages.
+func (a *adminFlags) where() string {
+	if a.url != "" {
+		return a.url
 	}
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
+	return "unix:" + a.socket
+}
+
+func (a *adminFlags) client() (*client.Client, error) {
+	if a.url == "" {
+		return client.NewUnix(a.socket), nil
+	}
+	var opts []client.Option
+	if a.tokenFile != "" {
+		b, err := os.ReadFile(a.tokenFile)
+		if err != nil {
+			return nil, cli.Errorf(cli.ExitFailure, "cannot read the admin token file %s: %v", a.tokenFile, cli.Cause(err)).
+				WithHint("check --admin-token-file (PREWARM_IMDS_ADMIN_TOKEN_FILE)")
+		}
+		opts = append(opts, client.WithToken(strings.TrimSpace(string(b))))
+	}
+	return client.NewHTTP(a.url, opts...), nil
+}
+
+// explain turns an admin API error into a *cli.Error with the exit code,
+// a message without the Go error chain, and what to do.
+func (a *adminFlags) explain(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	var ce *cli.Error
+	if errors.As(err, &ce) {
 		return err
 	}
-	want := 1
-	if cmd == "publish" {
-		want = 2
-	} else if cmd == "list" {
-		want = 0
-	}
-	if len(pos) != want {
-		return fmt.Errorf("%w: want %d argument(s), got %d (see -h)", errUsage, want, len(pos))
-	}
-	var c *client.Client
-	if *adminURL != "" {
-		var opts []client.Option
-		if *tokenFile != "" {
-			b, err := os.ReadFile(*tokenFile)
-			if err != nil {
-				return fmt.Errorf("read admin token: %w", err)
+	var ae *client.Error
+	if errors.As(err, &ae) {
+		msg := ae.Body.Error
+		if msg == "" {
+			msg = fmt.Sprintf("HTTP %d", ae.StatusCode)
+		}
+		e := &cli.Error{Code: cli.ExitFailure, Msg: what + ": " + msg}
+		for _, f := range ae.Body.Fields {
+			if f.Path != "" {
+				e.Detail += f.Path + ": "
 			}
-			opts = append(opts, client.WithToken(strings.TrimSpace(string(b))))
+			e.Detail += f.Reason + "\n"
 		}
-		c = client.NewHTTP(*adminURL, opts...)
-	} else {
-		c = client.NewUnix(*socket)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	reqTimeout := 30 * time.Second
-	if cmd == "status" && *wait {
-		w := *timeout
-		if w <= 0 {
-			w = api.DefaultWaitSeconds * time.Second
+		switch ae.StatusCode {
+		case 404:
+			e.Code = cli.ExitNotFound
+			e.Hint = "'prewarm-imds list' shows the registered instances"
+		case 401:
+			e.Hint = "the admin API wants the bearer token of serve's --admin-token-file: pass the same file with --admin-token-file"
+		case 412:
+			e.Hint = "another publish came first: read the current generation with 'prewarm-imds get ID' and retry"
+		case 409:
+			e.Hint = "an address or host interface belongs to one instance only: 'prewarm-imds list' shows which"
+		case 503:
+			e.Code = cli.ExitUnreachable
+			e.Hint = "the service is shutting down or its store is unreachable: retry; 'curl --unix-socket SOCKET http://x/healthz' says which"
 		}
-		reqTimeout = w + 10*time.Second
-	} else if *timeout > 0 {
-		reqTimeout = *timeout
+		return e
 	}
-	ctx, cancel := context.WithTimeout(ctx, reqTimeout)
-	defer cancel()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return cli.Errorf(cli.ExitTimeout, "%s: no answer from the IMDS admin API at %s in time", what, a.where()).
+			WithHint("raise --request-timeout, or check the service's load")
+	}
+	if errors.Is(err, context.Canceled) {
+		return cli.Errorf(cli.ExitFailure, "%s: interrupted", what)
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		e := cli.Errorf(cli.ExitUnreachable, "%s: cannot reach the IMDS admin API at %s: %v", what, a.where(), cli.Cause(err))
+		switch {
+		case errors.Is(err, syscall.EACCES) || errors.Is(err, os.ErrPermission):
+			e.Hint = "the socket is mode 0660: run as root or as a member of its group"
+		default:
+			e.Hint = "is prewarm-imds serve running (systemctl status prewarm-imds)? Point at it with --admin-socket or --admin-url (PREWARM_IMDS_ADMIN_SOCKET, PREWARM_IMDS_ADMIN_URL)"
+		}
+		return e
+	}
+	return cli.Errorf(cli.ExitFailure, "%s: %v", what, err)
+}
 
-	switch cmd {
-	case "register":
-		reg := api.Registration{Addresses: addrs, HostInterface: *iface}
+// commandContext is interrupted by SIGINT and SIGTERM.
+func commandContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func adminCmds() []*cobra.Command {
+	return []*cobra.Command{registerCmd(), publishCmd(), statusCmd(), listCmd(), getCmd(), configCmd(), deleteCmd()}
+}
+
+func registerCmd() *cobra.Command {
+	var addrs, labels []string
+	var iface string
+	cmd := &cobra.Command{
+		Use:   "register ID",
+		Short: "Register or update an instance: its addresses and/or host interface",
+		Long: `register tells the IMDS how to recognise instance ID's requests: by the
+host-side network device they arrive on (--host-interface) and/or by their
+source addresses (--address). It prints the instance.`,
+		Example: `  prewarm-imds register vm-1 --host-interface vnet7
+  prewarm-imds register vm-2 --address 10.0.0.4 --label pool=web`,
+		Args: cli.ExactArgs(1, "ID"),
+	}
+	a := addAdminFlags(cmd)
+	out := cli.AddOutputFlag(cmd)
+	cmd.Flags().StringSliceVar(&addrs, "address", nil, "guest address (repeatable, or comma separated)")
+	cmd.Flags().StringVar(&iface, "host-interface", "", "host-side network device of the guest")
+	cmd.Flags().StringSliceVar(&labels, "label", nil, "label KEY=VALUE (repeatable)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		reg := api.Registration{Addresses: addrs, HostInterface: iface}
 		for _, l := range labels {
 			k, v, ok := strings.Cut(l, "=")
 			if !ok {
-				return fmt.Errorf("%w: --label %q: want KEY=VALUE", errUsage, l)
+				return cli.Usagef("--label %q: want KEY=VALUE", l)
 			}
 			if reg.Labels == nil {
 				reg.Labels = map[string]string{}
 			}
 			reg.Labels[k] = v
 		}
-		inst, err := c.Register(ctx, pos[0], reg)
+		c, err := a.client()
 		if err != nil {
 			return err
 		}
-		return printJSON(stdout, inst)
-	case "publish":
-		var data []byte
-		if pos[1] == "-" {
-			data, err = io.ReadAll(io.LimitReader(stdin, config.MaxDocumentBytes+1))
-		} else {
-			data, err = os.ReadFile(pos[1])
-		}
+		ctx, cancel := a.ctx()
+		defer cancel()
+		inst, err := c.Register(ctx, args[0], reg)
 		if err != nil {
-			return fmt.Errorf("read config document: %w", err)
+			return a.explain(err, fmt.Sprintf("register %s", args[0]))
 		}
-		var gen int64
-		if *ifMatch != "" {
-			m, err := strconv.ParseInt(strings.Trim(*ifMatch, `"`), 10, 64)
-			if err != nil {
-				return fmt.Errorf("%w: --if-match %q: want a generation", errUsage, *ifMatch)
-			}
-			gen, err = c.PublishIfMatch(ctx, pos[0], data, m)
-			if err != nil {
-				return err
-			}
-		} else if gen, err = c.Publish(ctx, pos[0], data); err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, gen)
-		return nil
-	case "status":
-		h, err := c.Status(ctx, pos[0], *after, *wait, *timeout)
-		if errors.Is(err, client.ErrNotModified) {
-			return fmt.Errorf("no status report with seq above %d arrived in time", *after)
-		}
-		if err != nil {
-			return err
-		}
-		return printJSON(stdout, h)
-	case "list":
-		l, err := c.List(ctx)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(stdout, api.InstanceList{Instances: l})
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tGENERATION\tADDRESSES\tHOST-INTERFACE\tSTATE")
-		for _, in := range l {
-			st := "-"
-			if in.LastStatus != nil {
-				st = in.LastStatus.State
-			}
-			hi := in.HostInterface
-			if hi == "" {
-				hi = "-"
-			}
-			ad := strings.Join(in.Addresses, ",")
-			if ad == "" {
-				ad = "-"
-			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", in.ID, in.Generation, ad, hi, st)
-		}
-		return tw.Flush()
-	case "get":
-		inst, err := c.Instance(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		return printJSON(stdout, inst)
-	case "config":
-		d, err := c.GetConfig(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		return printJSON(stdout, d)
-	case "delete":
-		return c.Delete(ctx, pos[0])
+		return printInstance(cmd.OutOrStdout(), out, inst)
 	}
-	return nil
+	return cmd
 }
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
+// ctx is a request context bounded by --request-timeout.
+func (a *adminFlags) ctx() (context.Context, context.CancelFunc) {
+	ctx, stop := commandContext()
+	ctx, cancel := context.WithTimeout(ctx, a.requestTimeout)
+	return ctx, func() { cancel(); stop() }
+}
+
+func publishCmd() *cobra.Command {
+	var ifMatch string
+	cmd := &cobra.Command{
+		Use:   "publish ID FILE|-",
+		Short: "Publish a config document (FILE, or - for stdin); prints its generation",
+		Example: `  prewarm-imds publish vm-1 web-1.json
+  echo '{"partial": true, "hostname": "pool-0001"}' | prewarm-imds publish vm-1 -
+  prewarm-imds publish vm-1 web-1.json --if-match 3`,
+		Args: cli.ExactArgs(2, "ID FILE|-"),
+	}
+	a := addAdminFlags(cmd)
+	cmd.Flags().StringVar(&ifMatch, "if-match", "", `publish only if the current generation is this ("0": nothing published yet)`)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		var data []byte
+		var err error
+		if args[1] == "-" {
+			data, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), config.MaxDocumentBytes+1))
+		} else {
+			data, err = os.ReadFile(args[1])
+		}
+		if err != nil {
+			return cli.Errorf(cli.ExitFailure, "cannot read the config document %s: %v", args[1], cli.Cause(err))
+		}
+		c, err := a.client()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := a.ctx()
+		defer cancel()
+		var gen int64
+		what := "publish to " + args[0]
+		if ifMatch != "" {
+			m, perr := strconv.ParseInt(strings.Trim(ifMatch, `"`), 10, 64)
+			if perr != nil {
+				return cli.Usagef("--if-match %q: want a generation number", ifMatch)
+			}
+			gen, err = c.PublishIfMatch(ctx, args[0], data, m)
+		} else {
+			gen, err = c.Publish(ctx, args[0], data)
+		}
+		if err != nil {
+			return a.explain(err, what)
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), gen)
+		return nil
+	}
+	return cmd
+}
+
+func getCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "get ID",
+		Short:   "Show one instance: registration, published generation, last report",
+		Example: "  prewarm-imds get vm-1\n  prewarm-imds get vm-1 -o json",
+		Args:    cli.ExactArgs(1, "ID"),
+	}
+	a := addAdminFlags(cmd)
+	out := cli.AddOutputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := a.client()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := a.ctx()
+		defer cancel()
+		inst, err := c.Instance(ctx, args[0])
+		if err != nil {
+			return a.explain(err, "get "+args[0])
+		}
+		return printInstance(cmd.OutOrStdout(), out, inst)
+	}
+	return cmd
+}
+
+// printInstance prints one instance: its JSON (the admin API's object), or
+// one field a line.
+func printInstance(w io.Writer, out *cli.Output, inst api.Instance) error {
+	if out.JSON() {
+		return cli.WriteJSON(w, inst)
+	}
+	row := listRow(inst, time.Now())
+	var b strings.Builder
+	kv := func(k, v string) {
+		if v == "" {
+			v = "-"
+		}
+		fmt.Fprintf(&b, "%-20s %s\n", k+":", v)
+	}
+	kv("instance", inst.ID)
+	kv("addresses", strings.Join(inst.Addresses, ", "))
+	kv("host interface", inst.HostInterface)
+	var ls []string
+	for k, v := range inst.Labels {
+		ls = append(ls, k+"="+v)
+	}
+	kv("labels", strings.Join(sortStrings(ls), ", "))
+	kv("published", row.Published)
+	kv("reported generation", row.Reported)
+	kv("state", row.State)
+	kv("last report", row.LastReport)
+	if inst.LastStatus != nil && inst.LastStatus.Event != "" {
+		kv("last event", inst.LastStatus.Event)
+	}
+	kv("last error", row.LastError)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func configCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config ID",
+		Short: "Show the current config document (plaintext passwords redacted)",
+		Long: `config prints instance ID's current config document as the IMDS serves it,
+plaintext passwords as "REDACTED": as JSON (the default), or with
+--output table a summary of its fields.`,
+		Example: "  prewarm-imds config vm-1\n  prewarm-imds config vm-1 -o table",
+		Args:    cli.ExactArgs(1, "ID"),
+	}
+	a := addAdminFlags(cmd)
+	out := cli.AddOutputFlagDefault(cmd, cli.OutputJSON)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := a.client()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := a.ctx()
+		defer cancel()
+		d, err := c.GetConfig(ctx, args[0])
+		if err != nil {
+			return a.explain(err, "config of "+args[0])
+		}
+		if out.JSON() {
+			return cli.WriteJSON(cmd.OutOrStdout(), d)
+		}
+		var users []string
+		for _, u := range d.Users {
+			users = append(users, u.Name)
+		}
+		var b strings.Builder
+		kv := func(k, v string) {
+			if v == "" {
+				v = "-"
+			}
+			fmt.Fprintf(&b, "%-12s %s\n", k+":", v)
+		}
+		kv("instance", d.InstanceID)
+		kv("generation", strconv.FormatInt(d.Generation, 10))
+		kv("partial", strconv.FormatBool(d.Partial))
+		kv("hostname", d.Hostname)
+		kv("timezone", d.Timezone)
+		kv("users", strings.Join(users, ", "))
+		kv("network", map[bool]string{true: "set", false: ""}[d.Network != nil])
+		kv("user data", map[bool]string{true: "set", false: ""}[d.UserData != nil])
+		_, err = io.WriteString(cmd.OutOrStdout(), b.String())
+		return err
+	}
+	return cmd
+}
+
+func deleteCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "delete ID",
+		Short:   "Forget an instance, its config and its status history",
+		Example: "  prewarm-imds delete vm-1",
+		Args:    cli.ExactArgs(1, "ID"),
+	}
+	a := addAdminFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := a.client()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := a.ctx()
+		defer cancel()
+		return a.explain(c.Delete(ctx, args[0]), "delete "+args[0])
+	}
+	return cmd
 }

@@ -464,7 +464,7 @@ func TestE2ELongPoll(t *testing.T) {
 	t.Run("status wait via CLI", func(t *testing.T) {
 		ch := make(chan string, 1)
 		go func() {
-			out, err := p.runCLI("", "status", "vm-l", "--wait", "--timeout", "20s")
+			out, err := p.runCLI("", "status", "vm-l", "--wait", "--until", "partial-ready", "--timeout", "20s", "-o", "json")
 			if err != nil {
 				out = err.Error()
 			}

@@ -1,17 +1,18 @@
 package main
 
 import (
-	"flag"
-	"fmt"
 	"log/slog"
 
+	"github.com/spf13/pflag"
+
 	"github.com/prewarm/prewarm/imds/store/etcdstore"
+	"github.com/prewarm/prewarm/shared/cli"
 )
 
 // storeFlags are serve's flags that choose and configure the store.
 type storeFlags struct {
 	kind      *string
-	endpoints multiFlag
+	endpoints *[]string
 	prefix    *string
 	hostID    *string
 	cert, key *string
@@ -20,7 +21,7 @@ type storeFlags struct {
 	pwFile    *string
 }
 
-func addStoreFlags(fs *flag.FlagSet) *storeFlags {
+func addStoreFlags(fs *pflag.FlagSet) *storeFlags {
 	f := &storeFlags{
 		kind:   fs.String("store", "bolt", "store: bolt (embedded, in --data-dir) or etcd (shared by a fleet of hosts, docs/etcd.md)"),
 		prefix: fs.String("etcd-prefix", etcdstore.DefaultPrefix, "key prefix in etcd"),
@@ -31,7 +32,7 @@ func addStoreFlags(fs *flag.FlagSet) *storeFlags {
 		user:   fs.String("etcd-user", "", "etcd user name (with --etcd-password-file)"),
 		pwFile: fs.String("etcd-password-file", "", "file holding the etcd user's password"),
 	}
-	fs.Var(&f.endpoints, "etcd-endpoints", "etcd client URLs (repeatable, or comma separated)")
+	f.endpoints = fs.StringSlice("etcd-endpoints", nil, "etcd client URLs (repeatable, or comma separated)")
 	return f
 }
 
@@ -40,19 +41,19 @@ func addStoreFlags(fs *flag.FlagSet) *storeFlags {
 func (f *storeFlags) open(log *slog.Logger) (*etcdstore.Store, error) {
 	switch *f.kind {
 	case "bolt", "":
-		if len(f.endpoints) > 0 || *f.hostID != "" {
-			return nil, fmt.Errorf("%w: --etcd-endpoints and --host-id need --store etcd", errUsage)
+		if len(*f.endpoints) > 0 || *f.hostID != "" {
+			return nil, cli.Usagef("--etcd-endpoints and --host-id need --store etcd")
 		}
 		return nil, nil
 	case "etcd":
 	default:
-		return nil, fmt.Errorf("%w: --store %q: want bolt or etcd", errUsage, *f.kind)
+		return nil, cli.Usagef("--store %q: want bolt or etcd", *f.kind)
 	}
-	if len(f.endpoints) == 0 || *f.hostID == "" {
-		return nil, fmt.Errorf("%w: --store etcd needs --etcd-endpoints and --host-id", errUsage)
+	if len(*f.endpoints) == 0 || *f.hostID == "" {
+		return nil, cli.Usagef("--store etcd needs --etcd-endpoints and --host-id")
 	}
 	return etcdstore.Open(etcdstore.Config{
-		Endpoints:    f.endpoints,
+		Endpoints:    *f.endpoints,
 		Prefix:       *f.prefix,
 		HostID:       *f.hostID,
 		CertFile:     *f.cert,

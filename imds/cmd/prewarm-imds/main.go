@@ -1,123 +1,78 @@
 // Command prewarm-imds is the Prewarm host metadata service and its admin
 // CLI.
 //
-//	prewarm-imds serve [flags]                      run the service
+//	prewarm-imds serve [--config FILE] [flags]       run the service
 //	prewarm-imds register ID --address IP [--host-interface DEV] [--label K=V]
 //	prewarm-imds publish ID FILE|- [--if-match GEN] prints the generation
-//	prewarm-imds status ID [--wait] [--after SEQ] [--timeout D]
-//	prewarm-imds list [--json]
+//	prewarm-imds status ID [--wait --until STATE [--generation N|--published] [--timeout D]]
+//	prewarm-imds list [--state S] [--stale D] [--watch]
 //	prewarm-imds get ID | config ID | delete ID
 //	prewarm-imds store check|recover [--data-dir DIR]  verify or salvage the embedded store
+//	prewarm-imds version | completion SHELL
 //
-// The CLI talks to the admin API on --admin-socket (default
-// /run/prewarm/imds-admin.sock) or, with --admin-url, over TCP with the
-// bearer token of --admin-token-file.
+// The read commands take --output table|json. The CLI talks to the admin
+// API on --admin-socket (default /run/prewarm/imds-admin.sock) or, with
+// --admin-url, over TCP with the bearer token of --admin-token-file. Every
+// flag can also come from PREWARM_IMDS_<FLAG>; exit codes and the JSON
+// forms are in docs/cli.md.
 package main
 
 import (
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
-	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/prewarm/prewarm/shared/cli"
 )
 
-const usage = `usage: prewarm-imds COMMAND [ARGS] [FLAGS]
+// version is the release version; release builds set it with -ldflags
+// "-X main.version=..." as they set the agent's agent.Version.
+var version = "0.1.0"
 
-commands:
-  serve                        run the metadata service
-  register ID --address IP [--address IP ...] [--host-interface DEV] [--label K=V ...]
-  publish ID FILE|-            publish a config document; prints its generation
-  status ID [--wait] [--after SEQ] [--timeout DURATION]
-  list [--json]
-  get ID                       show one instance
-  config ID                    show the current config (passwords redacted)
-  delete ID
-  store check [--data-dir DIR]
-                               verify the embedded store (exit 0 ok, 1 damaged, 3 cannot read it)
-  store recover [--data-dir DIR] [--force]
-                               salvage a damaged store into a new one (new epoch), keeping the damaged file
-
-Run "prewarm-imds COMMAND -h" for a command's flags.
-`
+// envPrefix names the environment variables that set flags.
+const envPrefix = "PREWARM_IMDS_"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// run dispatches a command and returns the exit code.
+// run runs the command line args and returns the exit code.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	var err error
-	var ee *exitError
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "serve":
-		err = serve(rest, stderr)
-	case "store":
-		err = storeCmd(rest, stdout, stderr)
-	case "register", "publish", "status", "list", "get", "config", "delete":
-		err = cli(cmd, rest, stdin, stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "prewarm-imds: unknown command %q\n\n%s", cmd, usage)
-		return 2
-	}
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "prewarm-imds %s: %v\n", args[0], err)
-		return 2
-	case errors.As(err, &ee):
-		fmt.Fprintf(stderr, "prewarm-imds %s: %v\n", args[0], err)
-		return ee.code
-	default:
-		fmt.Fprintf(stderr, "prewarm-imds %s: %v\n", args[0], err)
-		return 1
-	}
+	return cli.Execute(newRoot(), args, stdin, stdout, stderr)
 }
 
-var errUsage = errors.New("usage")
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "prewarm-imds",
+		Short: "Prewarm host metadata service (IMDS) and its admin CLI",
+		Long: `prewarm-imds serves each guest VM its configuration document and collects
+the guests' status reports (serve). The other commands drive a running
+service over its admin API: register instances, publish documents, await
+and list their states.
 
-// parseInterleaved parses flags that may come before, between or after the
-// positional arguments and returns the positional ones.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if rest[0] == "-" || !strings.HasPrefix(rest[0], "-") {
-			pos = append(pos, rest[0])
-			args = rest[1:]
-			continue
-		}
-		args = rest
+Every flag can also be set by an environment variable PREWARM_IMDS_<FLAG>
+(--admin-socket: PREWARM_IMDS_ADMIN_SOCKET); a flag on the command line
+wins over the environment, which wins over serve's --config file.
+
+Exit codes: 0 success, 1 other failure, 2 usage error, 3 the guest reported
+failed, 4 timeout, 5 the service is unreachable, 6 not found.`,
+		Example: `  prewarm-imds register vm-1 --host-interface vnet7
+  echo '{"hostname": "web-1"}' | prewarm-imds publish vm-1 -
+  prewarm-imds status vm-1 --wait --until provisioned --timeout 2m
+  prewarm-imds list --state failed
+  prewarm-imds list --watch`,
 	}
-}
-
-// multiFlag is a repeatable string flag; commas also separate values.
-type multiFlag []string
-
-func (m *multiFlag) String() string { return strings.Join(*m, ",") }
-
-func (m *multiFlag) Set(v string) error {
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*m = append(*m, p)
-		}
+	root.AddGroup(&cobra.Group{ID: "service", Title: "Service commands:"}, &cobra.Group{ID: "admin", Title: "Admin commands (over the admin API):"})
+	serve := serveCmd()
+	serve.GroupID = "service"
+	store := storeCmd()
+	store.GroupID = "service"
+	root.AddCommand(serve, store)
+	for _, c := range adminCmds() {
+		c.GroupID = "admin"
+		root.AddCommand(c)
 	}
-	return nil
+	cli.Setup(root, envPrefix, version)
+	return root
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,19 +11,44 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/prewarm/prewarm/imds/dialect"
 	"github.com/prewarm/prewarm/imds/guestnet"
 	"github.com/prewarm/prewarm/imds/server"
 	"github.com/prewarm/prewarm/shared/api"
+	"github.com/prewarm/prewarm/shared/cli"
 )
 
-// serve runs the service until SIGTERM or SIGINT.
-func serve(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func serveCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the metadata service",
+		Long: `serve runs the metadata service until SIGTERM or SIGINT: the guest API on
+--listen (and bound to each guest's host interface), the admin API on
+--admin-socket and, with a token, --admin-listen.
+
+Settings come from the flags, then PREWARM_IMDS_<FLAG> environment
+variables, then the --config file (lines of 'flag-name = value', '#'
+comments; a repeatable flag may appear on several lines), then the
+defaults: docs/cli.md.`,
+		Example: `  prewarm-imds serve
+  prewarm-imds serve --config /etc/prewarm/imds.conf
+  PREWARM_IMDS_LOG_LEVEL=debug prewarm-imds serve --listen 127.0.0.1:8169 --admin-socket /tmp/imds.sock`,
+		Args: cli.NoArgs,
+	}
+	run := serveFlags(cmd.Flags())
+	cli.AddConfigFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return run(cmd.ErrOrStderr()) }
+	return cmd
+}
+
+// serveFlags defines serve's flags on fs and returns the function that
+// runs the service with them until SIGTERM or SIGINT.
+func serveFlags(fs *pflag.FlagSet) func(stderr io.Writer) error {
 	listen := fs.String("listen", api.DefaultGuestAddr, `guest API address ("" for none)`)
-	var ifaces multiFlag
-	fs.Var(&ifaces, "guest-interface", "host device (repeatable, or comma separated) to bind a guest listener to (SO_BINDTODEVICE, on --listen's address) even before an instance registers it as its hostInterface")
+	ifaces := fs.StringSlice("guest-interface", nil, "host device (repeatable, or comma separated) to bind a guest listener to (SO_BINDTODEVICE, on --listen's address) even before an instance registers it as its hostInterface")
 	bindIfaces := fs.Bool("bind-interfaces", true, "bind a guest listener to every registered hostInterface on --listen's address (Linux), following the devices as they come and go")
 	adminSocket := fs.String("admin-socket", api.DefaultAdminSocket, `admin API Unix socket ("" for none)`)
 	adminListen := fs.String("admin-listen", "", "also serve the admin API on this TCP address (requires --admin-token-file)")
@@ -47,170 +71,166 @@ func serve(args []string, stderr io.Writer) error {
 	gceProject := fs.String("gce-project", dialect.DefaultGCEProjectID, "project id the GCE dialect reports")
 	fs.StringVar(gceProject, "gce-project-id", dialect.DefaultGCEProjectID, "same as --gce-project")
 	storeOpts := addStoreFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	log, err := newLogger(stderr, *logFormat, *logLevel)
-	if err != nil {
-		return err
-	}
-	if len(ifaces) > 0 && *listen == "" {
-		return fmt.Errorf("%w: --guest-interface needs --listen", errUsage)
-	}
-	if (*adminListen == "") != (*tokenFile == "") {
-		return fmt.Errorf("%w: --admin-listen and --admin-token-file go together", errUsage)
-	}
-	var token string
-	if *tokenFile != "" {
-		if token, err = readAdminToken(*tokenFile); err != nil {
+	return func(stderr io.Writer) error {
+		log, err := newLogger(stderr, *logFormat, *logLevel)
+		if err != nil {
 			return err
 		}
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-
-	names, err := dialect.ParseList(*dialects)
-	if err != nil {
-		return fmt.Errorf("%w: --dialects: %v", errUsage, err)
-	}
-	tokens, err := dialect.ParseTokenMode(*ec2Tokens)
-	if err != nil {
-		return fmt.Errorf("%w: --ec2-tokens: %v", errUsage, err)
-	}
-	opts := server.Options{
-		StartContext: ctx,
-		DataDir:      *dataDir,
-		Rate:         *rate,
-		Burst:        *burst,
-		Logger:       log,
-		PublishDir:   *publishDir,
-
-		MaxConnsPerSource:    *maxConns,
-		MaxParkedPerInstance: *maxPolls,
-		MaxGuestConns:        *maxGuestConns,
-		MaxUnknownConns:      *maxUnknownConns,
-	}
-	if *maxConns == 0 || *maxPolls == 0 || *maxGuestConns == 0 || *maxUnknownConns == 0 {
-		return fmt.Errorf("%w: --max-conns-per-source, --max-polls-per-instance, --max-guest-conns and --max-unknown-conns must be positive or -1", errUsage)
-	}
-	if len(names) != 1 || names[0] != dialect.NameNative {
-		set, err := dialect.New(names, dialect.Settings{
-			AvailabilityZone: *zone,
-			Region:           *region,
-			GCEProjectID:     *gceProject,
-			EC2Tokens:        tokens,
-			Logger:           log,
-		})
-		if err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+		if len(*ifaces) > 0 && *listen == "" {
+			return cli.Usagef("--guest-interface needs --listen")
 		}
-		opts.Dialects = set
-	}
-	if *listen != "" && (*bindIfaces || len(ifaces) > 0) {
-		opts.BindInterfaces, opts.GuestInterfaces = true, ifaces
-	}
-	es, err := storeOpts.open(log)
-	if err != nil {
-		return err
-	}
-	if es != nil {
-		// server.New follows its feed: it returns once the index holds
-		// this host's instances, or etcd is known to be down (then
-		// degraded, filled when it answers).
-		opts.Store = es
-	}
-	// The device-bound guest listeners share the device-less one's
-	// address and are opened through it, so they are newer, as the kernel's
-	// SO_REUSEPORT lookup needs (guestnet; e2e TestIMDSListenerOrder).
-	var guestLn *guestnet.Listener
-	if *listen != "" {
-		if guestLn, err = guestnet.Listen(ctx, *listen); err != nil {
+		if (*adminListen == "") != (*tokenFile == "") {
+			return cli.Usagef("--admin-listen and --admin-token-file go together")
+		}
+		var token string
+		if *tokenFile != "" {
+			if token, err = readAdminToken(*tokenFile); err != nil {
+				return err
+			}
+		}
+
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		defer stop()
+
+		names, err := dialect.ParseList(*dialects)
+		if err != nil {
+			return cli.Usagef("--dialects: %v", err)
+		}
+		tokens, err := dialect.ParseTokenMode(*ec2Tokens)
+		if err != nil {
+			return cli.Usagef("--ec2-tokens: %v", err)
+		}
+		opts := server.Options{
+			StartContext: ctx,
+			DataDir:      *dataDir,
+			Rate:         *rate,
+			Burst:        *burst,
+			Logger:       log,
+			PublishDir:   *publishDir,
+
+			MaxConnsPerSource:    *maxConns,
+			MaxParkedPerInstance: *maxPolls,
+			MaxGuestConns:        *maxGuestConns,
+			MaxUnknownConns:      *maxUnknownConns,
+		}
+		if *maxConns == 0 || *maxPolls == 0 || *maxGuestConns == 0 || *maxUnknownConns == 0 {
+			return cli.Usagef("--max-conns-per-source, --max-polls-per-instance, --max-guest-conns and --max-unknown-conns must be positive or -1")
+		}
+		if len(names) != 1 || names[0] != dialect.NameNative {
+			set, err := dialect.New(names, dialect.Settings{
+				AvailabilityZone: *zone,
+				Region:           *region,
+				GCEProjectID:     *gceProject,
+				EC2Tokens:        tokens,
+				Logger:           log,
+			})
+			if err != nil {
+				return cli.Usagef("%v", err)
+			}
+			opts.Dialects = set
+		}
+		if *listen != "" && (*bindIfaces || len(*ifaces) > 0) {
+			opts.BindInterfaces, opts.GuestInterfaces = true, *ifaces
+		}
+		es, err := storeOpts.open(log)
+		if err != nil {
+			return err
+		}
+		if es != nil {
+			// server.New follows its feed: it returns once the index holds
+			// this host's instances, or etcd is known to be down (then
+			// degraded, filled when it answers).
+			opts.Store = es
+		}
+		// The device-bound guest listeners share the device-less one's
+		// address and are opened through it, so they are newer, as the kernel's
+		// SO_REUSEPORT lookup needs (guestnet; e2e TestIMDSListenerOrder).
+		var guestLn *guestnet.Listener
+		if *listen != "" {
+			if guestLn, err = guestnet.Listen(ctx, *listen); err != nil {
+				if es != nil {
+					es.Close()
+				}
+				return err
+			}
+			opts.GuestListener = guestLn
+		}
+		srv, err := server.New(opts)
+		if err != nil {
+			if guestLn != nil {
+				guestLn.Close()
+			}
 			if es != nil {
 				es.Close()
 			}
 			return err
 		}
-		opts.GuestListener = guestLn
-	}
-	srv, err := server.New(opts)
-	if err != nil {
+		type serveFn func() error
+		var fns []serveFn
+		var lns []net.Listener
+		fail := func(err error) error {
+			for _, ln := range lns {
+				ln.Close()
+			}
+			srv.Shutdown(context.Background())
+			if es != nil {
+				es.Close()
+			}
+			return err
+		}
 		if guestLn != nil {
-			guestLn.Close()
+			lns = append(lns, guestLn)
+			fns = append(fns, func() error { return srv.ServeGuest(guestLn, "") })
+		}
+		if *adminSocket != "" {
+			ln, err := server.ListenAdminSocket(*adminSocket, 0o660)
+			if err != nil {
+				return fail(err)
+			}
+			lns = append(lns, ln)
+			fns = append(fns, func() error { return srv.ServeAdmin(ln, "") })
+		}
+		if *adminListen != "" {
+			ln, err := net.Listen("tcp", *adminListen)
+			if err != nil {
+				return fail(fmt.Errorf("admin listen: %w", err))
+			}
+			lns = append(lns, ln)
+			fns = append(fns, func() error { return srv.ServeAdmin(ln, token) })
+		}
+		if len(fns) == 0 {
+			return fail(cli.Usagef("nothing to serve (no --listen, --admin-socket or --admin-listen)"))
+		}
+		errc := make(chan error, len(fns))
+		for _, fn := range fns {
+			go func() { errc <- fn() }()
+		}
+		log.Info("prewarm-imds ready", "pid", os.Getpid())
+		var serveErr error
+		select {
+		case <-ctx.Done():
+			log.Info("signal received, shutting down")
+		case serveErr = <-errc:
+			log.Error("listener failed, shutting down", "err", serveErr)
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), *grace)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Error("shutdown", "err", err)
 		}
 		if es != nil {
-			es.Close()
+			if err := es.Close(); err != nil {
+				log.Error("close etcd store", "err", err)
+			}
 		}
-		return err
+		return serveErr
 	}
-	type serveFn func() error
-	var fns []serveFn
-	var lns []net.Listener
-	fail := func(err error) error {
-		for _, ln := range lns {
-			ln.Close()
-		}
-		srv.Shutdown(context.Background())
-		if es != nil {
-			es.Close()
-		}
-		return err
-	}
-	if guestLn != nil {
-		lns = append(lns, guestLn)
-		fns = append(fns, func() error { return srv.ServeGuest(guestLn, "") })
-	}
-	if *adminSocket != "" {
-		ln, err := server.ListenAdminSocket(*adminSocket, 0o660)
-		if err != nil {
-			return fail(err)
-		}
-		lns = append(lns, ln)
-		fns = append(fns, func() error { return srv.ServeAdmin(ln, "") })
-	}
-	if *adminListen != "" {
-		ln, err := net.Listen("tcp", *adminListen)
-		if err != nil {
-			return fail(fmt.Errorf("admin listen: %w", err))
-		}
-		lns = append(lns, ln)
-		fns = append(fns, func() error { return srv.ServeAdmin(ln, token) })
-	}
-	if len(fns) == 0 {
-		return fail(fmt.Errorf("%w: nothing to serve (no --listen, --admin-socket or --admin-listen)", errUsage))
-	}
-	errc := make(chan error, len(fns))
-	for _, fn := range fns {
-		go func() { errc <- fn() }()
-	}
-	log.Info("prewarm-imds ready", "pid", os.Getpid())
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		log.Info("signal received, shutting down")
-	case serveErr = <-errc:
-		log.Error("listener failed, shutting down", "err", serveErr)
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), *grace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Error("shutdown", "err", err)
-	}
-	if es != nil {
-		if err := es.Close(); err != nil {
-			log.Error("close etcd store", "err", err)
-		}
-	}
-	return serveErr
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("%w: --log-level %q: %v", errUsage, level, err)
+		return nil, cli.Usagef("--log-level %q: %v", level, err)
 	}
 	o := &slog.HandlerOptions{Level: lv}
 	switch format {
@@ -219,5 +239,5 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, o)).With("component", "imds"), nil
 	}
-	return nil, fmt.Errorf("%w: --log-format must be text or json (got %q)", errUsage, format)
+	return nil, cli.Usagef("--log-format must be text or json (got %q)", format)
 }

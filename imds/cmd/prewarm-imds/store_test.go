@@ -105,8 +105,8 @@ func TestStoreCheckAndRecover(t *testing.T) {
 	if code, _, stderr := runCmd("store", "recover", "--data-dir", dir); code != 1 || !strings.Contains(stderr, "not damaged") {
 		t.Fatalf("recover of a healthy store: exit %d, stderr %q; want 1, not damaged", code, stderr)
 	}
-	if code, _, stderr := runCmd("store", "check", "--data-dir", t.TempDir()); code != 3 || !strings.Contains(stderr, "no such file") {
-		t.Fatalf("check without a store: exit %d, stderr %q; want 3", code, stderr)
+	if code, _, stderr := runCmd("store", "check", "--data-dir", t.TempDir()); code != 6 || !strings.Contains(stderr, "no such file") {
+		t.Fatalf("check without a store: exit %d, stderr %q; want 6 (not found)", code, stderr)
 	}
 	for _, args := range [][]string{{"store"}, {"store", "fix"}, {"store", "check", "extra"}} {
 		if code, _, _ := runCmd(args...); code != 2 {

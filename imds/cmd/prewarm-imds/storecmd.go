@@ -2,58 +2,63 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/prewarm/prewarm/imds/store"
+	"github.com/prewarm/prewarm/shared/cli"
 )
 
-// Exit statuses of "store check" besides 0 (healthy) and 2 (usage).
-const (
-	exitDamaged    = 1 // the store is damaged
-	exitCannotOpen = 3 // no store, or it could not be read (in use, permission)
-)
-
-// exitError carries a command's exit status with its error.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
-// storeCmd runs "store check" or "store recover" on the embedded store of
+// storeCmd is "store check" and "store recover" on the embedded store of
 // --data-dir. Neither needs the service; recover must not run while it
 // serves that store (a store in use fails the check's open).
-func storeCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "check" && args[0] != "recover") {
-		return fmt.Errorf("%w: want \"store check\" or \"store recover\"", errUsage)
+func storeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "store",
+		Short: "Verify (check) or salvage (recover) the embedded store",
+		Long: `store check verifies the embedded store of --data-dir: exit 0 when it is
+healthy, 1 when it is damaged, 6 when there is no store, 1 when it cannot
+be read (in use by a running service, permission).
+
+store recover salvages a damaged store into a new one with a new epoch
+(every agent re-reads its document), keeping the damaged file beside it.`,
+		Example: `  prewarm-imds store check --data-dir /var/lib/prewarm-imds
+  systemctl stop prewarm-imds && prewarm-imds store recover`,
+		Args: cli.NoArgs,
 	}
-	sub := args[0]
-	fs := flag.NewFlagSet("store "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", "/var/lib/prewarm-imds", "directory of the embedded store")
-	var force *bool
-	if sub == "recover" {
-		force = fs.Bool("force", false, "rebuild a store that checks healthy too (it gets a new epoch: every agent re-reads)")
+	for _, sub := range []string{"check", "recover"} {
+		c := &cobra.Command{Use: sub, Args: cli.NoArgs}
+		dataDir := c.Flags().String("data-dir", "/var/lib/prewarm-imds", "directory of the embedded store")
+		var force *bool
+		if sub == "recover" {
+			c.Short = "Salvage a damaged store into a new one (new epoch), keeping the damaged file"
+			force = c.Flags().Bool("force", false, "rebuild a store that checks healthy too (it gets a new epoch: every agent re-reads)")
+		} else {
+			c.Short = "Verify the embedded store (exit 0 ok, 1 damaged, 6 no store)"
+		}
+		c.RunE = func(cmd *cobra.Command, _ []string) error {
+			return storeRun(sub, *dataDir, force, cmd.OutOrStdout())
+		}
+		cmd.AddCommand(c)
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
+	return cmd
+}
+
+func storeRun(sub, dataDir string, force *bool, stdout io.Writer) error {
 	if sub == "check" {
-		sum, err := store.CheckBolt(*dataDir)
+		sum, err := store.CheckBolt(dataDir)
 		var de *store.DamagedError
 		switch {
 		case errors.As(err, &de):
-			return &exitError{exitDamaged, err}
+			return cli.Errorf(cli.ExitFailure, "%v", err).WithHint("stop the service and run 'prewarm-imds store recover --data-dir %s'", dataDir)
+		case errors.Is(err, fs.ErrNotExist):
+			return cli.Errorf(cli.ExitNotFound, "%v", err).WithHint("no store in %s: the service makes one at its first start", dataDir)
 		case err != nil:
-			return &exitError{exitCannotOpen, err}
+			return cli.Errorf(cli.ExitFailure, "%v", err)
 		}
 		epoch := sum.Epoch
 		if epoch == "" {
@@ -62,7 +67,7 @@ func storeCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "store %s: ok: %d instances, epoch %s, %d bytes\n", sum.Path, sum.Instances, epoch, sum.Bytes)
 		return nil
 	}
-	res, err := store.RecoverBolt(*dataDir, *force)
+	res, err := store.RecoverBolt(dataDir, *force)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -46,20 +45,20 @@ func TestServeAdminTokenFile(t *testing.T) {
 			// The data directory cannot be made (its parent is a file): a
 			// token that passes gets as far as opening the store, and no
 			// further.
-			err := serve([]string{"--listen", "", "--admin-socket", "", "--admin-listen", "127.0.0.1:0",
-				"--admin-token-file", tok, "--data-dir", filepath.Join(tok, "data")}, io.Discard)
-			if err == nil {
+			code, _, errText := runCmd("serve", "--listen", "", "--admin-socket", "", "--admin-listen", "127.0.0.1:0",
+				"--admin-token-file", tok, "--data-dir", filepath.Join(tok, "data"))
+			if code == 0 {
 				t.Fatal("serve started")
 			}
 			if tt.errText == nil {
-				if strings.Contains(err.Error(), "admin token") {
-					t.Fatalf("token refused: %v", err)
+				if strings.Contains(errText, "admin token") {
+					t.Fatalf("token refused: %v", errText)
 				}
 				return
 			}
 			for _, want := range append([]string{tok}, tt.errText...) {
-				if !strings.Contains(err.Error(), want) {
-					t.Fatalf("error %q does not say %q", err, want)
+				if !strings.Contains(errText, want) {
+					t.Fatalf("error %q does not say %q", errText, want)
 				}
 			}
 		})

@@ -1,0 +1,34 @@
+//go:build man
+
+package cli
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/cobra/doc"
+)
+
+// With -tags man, every root gets the hidden gen-man command: packaging
+// runs it to write one man page per command (section 1 for the client
+// commands, as cobra/doc names them) into a directory.
+func init() {
+	extraCommands = append(extraCommands, func() *cobra.Command {
+		return &cobra.Command{
+			Use:    "gen-man DIR",
+			Short:  "Write the man pages into DIR",
+			Hidden: true,
+			Args:   ExactArgs(1, "DIR"),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if err := os.MkdirAll(args[0], 0o755); err != nil {
+					return err
+				}
+				root := cmd.Root()
+				root.DisableAutoGenTag = true
+				hdr := &doc.GenManHeader{Title: fmt.Sprintf("%s", root.Name()), Section: "8", Source: "Prewarm " + root.Version, Manual: "Prewarm"}
+				return doc.GenManTree(root, hdr, args[0])
+			},
+		}
+	})
+}

@@ -1,0 +1,74 @@
+package cli
+
+import "fmt"
+
+// Values of status --wait --until, the same in prewarm-imds and
+// prewarm-agent. The states are the status report's (docs/protocol.md
+// section 4).
+const (
+	UntilProvisioned  = "provisioned"
+	UntilPartialReady = "partial-ready"
+	UntilFailed       = "failed"
+	UntilAny          = "any"
+)
+
+// UntilValues lists the values of --until, for help and completion.
+var UntilValues = []string{UntilProvisioned, UntilPartialReady, UntilFailed, UntilAny}
+
+// Wait is what a status --wait awaits: the state of Until at generation
+// Generation or a later one (0: any generation).
+type Wait struct {
+	Until      string
+	Generation int64
+}
+
+// CheckUntil returns a usage error unless until is one of UntilValues.
+func CheckUntil(until string) error {
+	for _, v := range UntilValues {
+		if until == v {
+			return nil
+		}
+	}
+	return Usagef("--until %q: want provisioned, partial-ready, failed or any", until)
+}
+
+// Decide says whether a report in state at generation ends the wait, and
+// with which exit code. For provisioned and partial-ready, a report of the
+// generation or a later one in that state ends it with ExitOK
+// (provisioned satisfies partial-ready too: a final document never passes
+// through partial-ready) and a failed one with ExitGuestFailed; failed
+// waits for a failed report (ExitOK); any takes the first report
+// (ExitGuestFailed when it is failed).
+func (w Wait) Decide(state string, generation int64) (done bool, code int) {
+	if w.Until == UntilAny {
+		if state == UntilFailed {
+			return true, ExitGuestFailed
+		}
+		return true, ExitOK
+	}
+	if generation < w.Generation {
+		return false, 0
+	}
+	switch {
+	case w.Until == UntilFailed:
+		return state == UntilFailed, ExitOK
+	case state == UntilFailed:
+		return true, ExitGuestFailed
+	case state == UntilProvisioned:
+		return true, ExitOK
+	case state == UntilPartialReady && w.Until == UntilPartialReady:
+		return true, ExitOK
+	}
+	return false, 0
+}
+
+// String is the awaited condition, for messages.
+func (w Wait) String() string {
+	switch {
+	case w.Until == UntilAny:
+		return "a new report"
+	case w.Generation > 0:
+		return fmt.Sprintf("%s at generation %d or later", w.Until, w.Generation)
+	}
+	return w.Until
+}
