@@ -85,10 +85,19 @@ func TestPoolBench(t *testing.T) {
 	quiet("the pool filled")
 	t.Logf("pool of %d warm VMs filled in %v (load %s)", burst, time.Since(start).Round(time.Second), loadavg())
 
+	// Every claim its own tenant address: a released VM's DHCP lease
+	// outlives it in libvirt's dnsmasq (an hour), which then will not hand
+	// that address to another MAC.
+	var ipMu sync.Mutex
+	nextIP := 20
 	claim := func(flavor, name string) benchClaim {
 		t.Helper()
+		ipMu.Lock()
+		ip := fmt.Sprintf("10.10.1.%d", nextIP)
+		nextIP++
+		ipMu.Unlock()
 		t0 := time.Now()
-		r, err := h.ClaimFlavor(ctx, flavor, benchDoc(h, name), "--network", TenantA, "--claim-id", name, "--timeout", "600s")
+		r, err := h.ClaimFlavor(ctx, flavor, benchDoc(h, name), "--network", TenantA, "--ip", ip, "--claim-id", name, "--timeout", "600s")
 		wall := time.Since(t0).Milliseconds()
 		if err != nil {
 			t.Fatalf("claim %s: %v", name, err)
