@@ -43,6 +43,7 @@ func (s *Server) adminRouter() http.Handler {
 		adminRoute{http.MethodGet, withID(s.adminGetConfig)},
 		adminRoute{http.MethodPut, withID(s.adminPublish)})
 	handleAdmin(mux, api.PathInstanceStatus, adminRoute{http.MethodGet, withID(s.adminStatus)})
+	s.uiRoutes(mux) // the fleet page (ui.go)
 	mux.HandleFunc("/", noSuchPath)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// ServeMux would redirect it; the admin API redirects nowhere.

@@ -89,6 +89,7 @@ func (s *Server) follow(ev store.Event) {
 	case store.EventHealth:
 		s.SetStoreHealth(ev.Err)
 	}
+	s.fleet.follow(ev)
 }
 
 // sync installs rec, the current state of one instance as the store holds

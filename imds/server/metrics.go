@@ -32,6 +32,7 @@ type metrics struct {
 	connsRefused *prometheus.CounterVec
 	parkEvicted  prometheus.Counter
 	peerGone     prometheus.Counter
+	fleet        *fleetMetrics // fleetmetrics.go
 	handler      http.Handler
 
 	cache sync.Map // reqKey -> prometheus.Counter
@@ -84,6 +85,10 @@ func newMetrics(reg prometheus.Registerer, gat prometheus.Gatherer, s *Server) (
 	for _, l := range []string{guestnet.LimitPerSource, guestnet.LimitRegistered, guestnet.LimitUnknown} {
 		m.connsRefused.WithLabelValues(l)
 	}
+	for _, st := range reportStates {
+		m.reports.WithLabelValues(st)
+	}
+	m.fleet = newFleetMetrics(s)
 	m.parkEvicted = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "prewarm_imds_long_polls_evicted_total", Help: "Parked long-polls answered early: too many parked for one instance.",
 	})
@@ -113,7 +118,7 @@ func newMetrics(reg prometheus.Registerer, gat prometheus.Gatherer, s *Server) (
 		}
 		return 1
 	})
-	for _, c := range []prometheus.Collector{degraded, writable, m.requests, m.parked, m.publishes, m.rejects, m.rateLimited, m.reports, m.panics, m.connsRefused, m.parkEvicted, m.peerGone, instances} {
+	for _, c := range []prometheus.Collector{degraded, writable, m.requests, m.parked, m.publishes, m.rejects, m.rateLimited, m.reports, m.panics, m.connsRefused, m.parkEvicted, m.peerGone, instances, m.fleet} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

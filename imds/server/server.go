@@ -145,6 +145,10 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Now is the clock; nil means time.Now. Tests may swap it.
 	Now func() time.Time
+	// StaleAfter is how long an instance whose guest has not settled on
+	// its published generation may go without a report before it counts
+	// as stale (fleet.go); 0 means DefaultStaleAfter, negative never.
+	StaleAfter time.Duration
 }
 
 // Server is one prewarm-imds. Its methods are safe for concurrent use.
@@ -156,6 +160,7 @@ type Server struct {
 	m         *metrics
 	health    storeHealth
 	panicLog  panicLog
+	fleet     *fleet // the fleet view (fleet.go)
 
 	// writeMu serializes this server's own changes, so that Register's
 	// created answer is exact for writes through this server and Shutdown
@@ -271,6 +276,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.StaleAfter == 0 {
+		opts.StaleAfter = DefaultStaleAfter
+	}
 	if opts.MaxConnsPerSource == 0 {
 		opts.MaxConnsPerSource = guestnet.DefaultMaxConnsPerSource
 	}
@@ -296,6 +304,7 @@ func New(opts Options) (*Server, error) {
 		byIface:  map[string]*instance{},
 		shutdown: make(chan struct{}),
 		servers:  map[*http.Server]struct{}{},
+		fleet:    newFleet(opts.Now, opts.StaleAfter),
 
 		guestIfaces: map[string]bool{},
 		bodyTimeout: DefaultGuestBodyTimeout,
@@ -787,6 +796,7 @@ func (s *Server) appendStatus(ctx context.Context, inst *instance, r status.Repo
 	rc := r
 	inst.lastAppended = &rc
 	s.m.reports.WithLabelValues(r.State).Inc()
+	s.reportReceived(inst.id, last, r)
 	return nil
 }
 
