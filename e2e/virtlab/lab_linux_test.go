@@ -228,9 +228,7 @@ func TestBootPartialReady(t *testing.T) {
 			}
 			if r.State == "partial-ready" && r.Generation == gen {
 				t.Logf("cold boot → partial-ready: %v", time.Since(start).Round(time.Millisecond))
-				// The placeholder's host name reached the guest.
-				b, _ := os.ReadFile(console)
-				_ = b
+				provision(ctx, t, l, imds, id, "10.77.0.10", after)
 				return
 			}
 		}
@@ -239,4 +237,46 @@ func TestBootPartialReady(t *testing.T) {
 			t.Fatalf("no partial-ready before the deadline\n---- console ----\n%s", b)
 		}
 	}
+}
+
+// provision publishes a final document with a user holding a fresh SSH key,
+// awaits provisioned, logs in over SSH from the lab and logs where the
+// guest's boot went (systemd-analyze).
+func provision(ctx context.Context, t *testing.T, l *Lab, imds *client.Client, id, ip string, after uint64) {
+	key := filepath.Join(l.Dir, "id_ed25519")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	pub, _ := os.ReadFile(key + ".pub")
+	doc := fmt.Sprintf(`{"hostname": "final-1", "users": [{"name": "p2", "sshAuthorizedKeys": [%q]}]}`, strings.TrimSpace(string(pub)))
+	gen, err := imds.Publish(ctx, id, []byte(doc))
+	if err != nil {
+		t.Fatalf("publish the final document: %v", err)
+	}
+	for done := false; !done; {
+		h, err := imds.Status(ctx, id, after, true, 60*time.Second)
+		if errors.Is(err, client.ErrNotModified) && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("status: %v", err)
+		}
+		for _, r := range h.Reports {
+			after = max(after, r.Seq)
+			if r.State == "failed" {
+				t.Fatalf("the agent reported failed: %s", r.Error)
+			}
+			done = done || r.State == "provisioned" && r.Generation == gen
+		}
+	}
+	out, err := l.Run(ctx, "ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "p2@"+ip,
+		"hostname; systemd-analyze; systemd-analyze blame | head -n 12")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "final-1\n") {
+		t.Errorf("the guest's host name is not the final document's final-1:\n%s", out)
+	}
+	t.Logf("inside the guest (user p2, by the document's key):\n%s", out)
 }

@@ -155,10 +155,10 @@ else
 
 	# Every clone gets its own machine id (first boot) and its own SSH host
 	# keys: none in the image, a unit makes them before sshd starts. Ed25519
-	# and ECDSA only: an RSA key takes tens of seconds under TCG.
+	# only: RSA takes tens of seconds under TCG, ECDSA seconds.
 	: >"$root/etc/machine-id"
 	rm -f "$root/var/lib/dbus/machine-id" "$root"/etc/ssh/ssh_host_*
-	printf 'HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_ecdsa_key\n' >"$root/etc/ssh/sshd_config.d/prewarm-hostkeys.conf"
+	printf 'HostKey /etc/ssh/ssh_host_ed25519_key\n' >"$root/etc/ssh/sshd_config.d/prewarm-hostkeys.conf"
 	cat >"$root/etc/systemd/system/prewarm-ssh-hostkeys.service" <<'UNIT'
 [Unit]
 Description=Generate this VM's own SSH host keys (none ship in the golden image)
@@ -168,7 +168,6 @@ Before=ssh.service
 [Service]
 Type=oneshot
 ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
-ExecStart=/usr/bin/ssh-keygen -q -t ecdsa -N "" -f /etc/ssh/ssh_host_ecdsa_key
 RemainAfterExit=yes
 
 [Install]

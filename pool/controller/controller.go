@@ -76,6 +76,7 @@ type Controller struct {
 	mu     sync.Mutex
 	vms    map[string]*vm
 	used   map[string]map[netip.Addr]string // network -> address -> MAC
+	next   map[string]netip.Addr            // network -> where allocIP's round-robin resumes
 	claims map[string]*claimOp              // in flight, by claim id
 	stats  map[string]*flavorStats
 	runCtx context.Context
@@ -323,10 +324,29 @@ func (c *Controller) allocIP(network, mac string, want netip.Addr) (netip.Addr, 
 		used[want] = mac
 		return want, nil
 	}
-	for a := lo; !hi.Less(a); a = a.Next() {
+	// Round-robin from after the last address handed out: an address just
+	// freed is not reused until the range wraps, because libvirt's dnsmasq
+	// keeps the old MAC's lease (an hour) and will not give that address to
+	// another MAC meanwhile (the new VM would get a dynamic address the IMDS
+	// does not know, and never report).
+	if c.next == nil {
+		c.next = map[string]netip.Addr{}
+	}
+	start := c.next[network]
+	if !start.IsValid() || start.Less(lo) || hi.Less(start) {
+		start = lo
+	}
+	for a := start; ; {
 		if _, taken := used[a]; !taken {
 			used[a] = mac
+			c.next[network] = a.Next()
 			return a, nil
+		}
+		if a = a.Next(); hi.Less(a) {
+			a = lo
+		}
+		if a == start {
+			break
 		}
 	}
 	return netip.Addr{}, errf(http.StatusServiceUnavailable, "network %s has no free address in %s-%s", network, lo, hi)
