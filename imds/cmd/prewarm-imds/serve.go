@@ -206,6 +206,7 @@ func serveFlags(fs *pflag.FlagSet) func(stderr io.Writer) error {
 			go func() { errc <- fn() }()
 		}
 		log.Info("prewarm-imds ready", "pid", os.Getpid())
+		go srv.NotifySystemd(ctx) // READY=1, then STATUS= (Type=notify)
 		var serveErr error
 		select {
 		case <-ctx.Done():
