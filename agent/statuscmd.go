@@ -18,13 +18,17 @@ import (
 	"github.com/prewarm/prewarm/shared/status"
 )
 
+// ErrNoStatus is PrintStatus's error when there is no current report:
+// the agent has not run (yet) on this run dir.
+var ErrNoStatus = errors.New("no status yet")
+
 // PrintStatus writes the current report (runDir/status.json) to w: raw
 // with asJSON, else readably.
 func PrintStatus(w io.Writer, runDir string, asJSON bool) error {
 	p := filepath.Join(runDir, StatusCurrentFile)
 	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("no status yet (%s does not exist): is prewarm-agent running?", p)
+		return fmt.Errorf("%w: %s does not exist", ErrNoStatus, p)
 	}
 	if err != nil {
 		return err
@@ -39,6 +43,65 @@ func PrintStatus(w io.Writer, runDir string, asJSON bool) error {
 	}
 	_, err = io.WriteString(w, formatReport(&r))
 	return err
+}
+
+// WriteReport writes r to w readably, one field a line, as PrintStatus
+// does.
+func WriteReport(w io.Writer, r *status.Report) error {
+	_, err := io.WriteString(w, formatReport(r))
+	return err
+}
+
+// WaitStatus waits for the current report (runDir/status.json) to satisfy
+// done: it reads it now and again at every change of the file (fsnotify
+// on runDir, which it makes when missing, and once a minute in case a
+// notification is lost), until ctx ends. It returns the report that
+// satisfied done, or the last report read (nil: none) with ctx's error.
+func WaitStatus(ctx context.Context, runDir string, done func(*status.Report) bool) (*status.Report, error) {
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return nil, fmt.Errorf("wait for status: %w", err)
+	}
+	wt, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("wait for status: %w", err)
+	}
+	defer wt.Close()
+	if err := wt.Add(runDir); err != nil {
+		return nil, fmt.Errorf("wait for status: %w", err)
+	}
+	p := filepath.Join(runDir, StatusCurrentFile)
+	var last *status.Report
+	check := func() bool {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return false // not there yet
+		}
+		var r status.Report
+		if json.Unmarshal(b, &r) != nil {
+			return false // not a report: wait for the next write
+		}
+		last = &r
+		return done(&r)
+	}
+	if check() {
+		return last, nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case err := <-wt.Errors:
+			return last, fmt.Errorf("wait for status: %w", err)
+		case ev := <-wt.Events:
+			if filepath.Clean(ev.Name) == p && check() {
+				return last, nil
+			}
+		case <-time.After(time.Minute):
+			if check() {
+				return last, nil
+			}
+		}
+	}
 }
 
 // formatReport renders a report for people, one field a line.

@@ -120,10 +120,6 @@ func (s *Server) adminHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (s *Server) adminList(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, api.InstanceList{Instances: s.Instances()})
-}
-
 func (s *Server) adminGetInstance(w http.ResponseWriter, _ *http.Request, id string) {
 	inst, ok := s.Instance(id)
 	if !ok {

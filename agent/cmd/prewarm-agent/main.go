@@ -1,92 +1,131 @@
 // Command prewarm-agent is the Prewarm guest agent: it fetches the VM's
 // config from the IMDS, applies it, and reports back (PROTOCOL.md).
 //
-//	prewarm-agent run [flags]                run in the foreground (systemd, debugging)
-//	prewarm-agent install|uninstall [flags]  register/remove the OS service
-//	prewarm-agent start|stop                 start/stop the OS service
-//	prewarm-agent status [--json] [--follow] show the current status
-//	prewarm-agent version
+//	prewarm-agent run [--config FILE] [flags] run in the foreground (systemd, debugging)
+//	prewarm-agent install|uninstall [flags]   register/remove the OS service
+//	prewarm-agent start|stop                  start/stop the OS service
+//	prewarm-agent status [--wait --until STATE] [--follow] [-o json]
+//	prewarm-agent version | completion SHELL
+//
+// Flags also come from PREWARM_AGENT_<FLAG> environment variables and, for
+// run, a --config file; exit codes are the same as prewarm-imds's
+// (docs/cli.md).
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"runtime"
 	"strings"
-	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/shared/cli"
 	"github.com/prewarm/prewarm/shared/status"
 )
+
+// envPrefix names the environment variables that set flags.
+const envPrefix = "PREWARM_AGENT_"
 
 func main() {
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: prewarm-agent <command> [flags]
-
-commands:
-  run         run the agent in the foreground
-  install     install the agent as a service (flags as for run)
-  uninstall   remove the service
-  start       start the service
-  stop        stop the service
-  status      print the current status [--json] [--follow]
-  version     print the version
-
-exit status:
-  0  done (run: stopped by a signal or the service manager)
-  1  failed
-  2  no command, or an unknown one
-  7  run: another prewarm-agent already runs on the state dir (it holds
-     <state-dir>/agent.lock); this one started nothing
-`
-
 // exitAlreadyRunning is the exit status of a run that found another agent
-// holding the state dir's lock. The systemd unit lists it in
-// RestartPreventExitStatus: restarting cannot help while the other runs.
-const exitAlreadyRunning = 7
+// holding the state dir's lock (cli.ExitLocked). The systemd unit lists it
+// in RestartPreventExitStatus: restarting cannot help while the other runs.
+const exitAlreadyRunning = cli.ExitLocked
 
 func realMain(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
+	return cli.Execute(newRoot(), args, os.Stdin, stdout, stderr)
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "prewarm-agent",
+		Short: "Prewarm guest agent: applies the VM's config from the IMDS and reports back",
+		Long: `prewarm-agent runs inside the guest. It fetches the VM's config document
+from the IMDS, applies it (hostname, time zone, users, network) and reports
+each step back to the IMDS and to its status log, which 'prewarm-agent
+status' reads.
+
+Every flag can also be set by an environment variable PREWARM_AGENT_<FLAG>
+(--imds-url: PREWARM_AGENT_IMDS_URL); a flag on the command line wins over
+the environment, which wins over run's --config file.
+
+Exit codes: 0 success, 1 other failure, 2 usage error, 3 the config failed
+to apply, 4 timeout, 5 the agent is not running (no status yet), 6 not
+found, 7 another agent runs on the state dir.`,
+		Example: `  prewarm-agent status
+  prewarm-agent status --wait --until provisioned --timeout 5m
+  prewarm-agent status --follow
+  prewarm-agent run --imds-url http://169.254.169.254 --log-level debug`,
 	}
-	cmd, args := args[0], args[1:]
-	var err error
-	switch cmd {
-	case "run":
-		err = cmdRun(args, stderr)
-	case "install", "uninstall", "start", "stop":
-		err = cmdService(cmd, args, stderr)
-	case "status":
-		err = cmdStatus(args, stdout, stderr)
-	case "version", "--version", "-version":
-		fmt.Fprintf(stdout, "prewarm-agent %s %s/%s %s\n", agent.Version, runtime.GOOS, runtime.GOARCH, runtime.Version())
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "prewarm-agent: unknown command %q\n%s", cmd, usage)
-		return 2
+	root.AddCommand(runCmd(), statusCmd())
+	for _, a := range []string{"install", "uninstall", "start", "stop"} {
+		root.AddCommand(serviceCmd(a))
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
+	cli.Setup(root, envPrefix, agent.Version)
+	return root
+}
+
+func runCmd() *cobra.Command {
+	f := &runFlags{}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the agent in the foreground (as the service manager does)",
+		Long: `run runs the agent until SIGINT or SIGTERM, or under the service manager
+that started it. A second run on the same state dir exits at once with
+status 7.
+
+Settings come from the flags, then PREWARM_AGENT_<FLAG> environment
+variables, then the --config file (lines of 'flag-name = value', '#'
+comments), then the defaults: docs/cli.md.`,
+		Example: `  prewarm-agent run
+  prewarm-agent run --config /etc/prewarm/agent.conf
+  PREWARM_AGENT_LOG_LEVEL=debug prewarm-agent run --imds-url http://127.0.0.1:8169`,
+		Args: cli.NoArgs,
 	}
-	if errors.Is(err, agent.ErrLocked) {
-		fmt.Fprintln(stderr, "prewarm-agent:", err)
-		return exitAlreadyRunning
+	f.register(cmd.Flags())
+	cli.AddConfigFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		err := cmdRun(f, cmd.ErrOrStderr())
+		if errors.Is(err, agent.ErrLocked) {
+			return cli.Errorf(cli.ExitLocked, "%v", err).WithHint("stop the other agent first (systemctl stop prewarm-agent), or give this one another --state-dir")
+		}
+		return err
 	}
-	if err != nil {
-		fmt.Fprintln(stderr, "prewarm-agent:", err)
-		return 1
+	return cmd
+}
+
+func serviceCmd(action string) *cobra.Command {
+	f := &runFlags{}
+	cmd := &cobra.Command{
+		Use:  action,
+		Args: cli.NoArgs,
 	}
-	return 0
+	switch action {
+	case "install":
+		cmd.Short = "Install the agent as an OS service (with run's flags)"
+		cmd.Long = `install registers the agent with the OS service manager (a systemd unit,
+a Windows service), its run taking the flags given here. Environment
+variables do not apply to install: the service reads its own.`
+		cmd.Example = "  prewarm-agent install --imds-url http://169.254.169.254"
+		f.register(cmd.Flags())
+		cmd.Annotations = map[string]string{cli.AnnotationNoEnv: "true"}
+	case "uninstall":
+		cmd.Short = "Remove the OS service"
+	case "start":
+		cmd.Short = "Start the OS service"
+	case "stop":
+		cmd.Short = "Stop the OS service"
+	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmdService(action, f, cmd.ErrOrStderr()) }
+	return cmd
 }
 
 // runFlags are the flags of run (and install, which passes them on to the
@@ -99,13 +138,13 @@ type runFlags struct {
 }
 
 // newFlagSet returns a flag set with the run flags bound to f.
-func newFlagSet(name string, f *runFlags) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+func newFlagSet(name string, f *runFlags) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	f.register(fs)
 	return fs
 }
 
-func (f *runFlags) register(fs *flag.FlagSet) {
+func (f *runFlags) register(fs *pflag.FlagSet) {
 	d := defaultDirs()
 	fs.StringVar(&f.imdsURL, "imds-url", "http://169.254.169.254", "base URL of the IMDS guest API")
 	fs.StringVar(&f.stateDir, "state-dir", d.state, "directory of the agent's persisted state")
@@ -133,7 +172,7 @@ func (f *runFlags) args() []string {
 // systemd unit's ExecStart adds to `run`.
 func (f *runFlags) changedArgs() []string {
 	var d runFlags
-	d.register(flag.NewFlagSet("", flag.ContinueOnError))
+	d.register(pflag.NewFlagSet("", pflag.ContinueOnError))
 	all, def := f.args(), d.args()
 	out := all[:1:1]
 	for i := 1; i < len(all); i++ {
@@ -213,23 +252,4 @@ func newAgent(f *runFlags, stderr io.Writer, onReport func()) (*agent.Agent, *sl
 		OnReport: func(status.Report) { onReport() },
 	})
 	return a, log, err
-}
-
-func cmdStatus(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	d := defaultDirs()
-	asJSON := fs.Bool("json", false, "print the raw report")
-	follow := fs.Bool("follow", false, "stream new reports as they are written")
-	logDir := fs.String("log-dir", d.log, "directory of the status log")
-	runDir := fs.String("run-dir", d.run, "directory of the current status")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if !*follow {
-		return agent.PrintStatus(stdout, *runDir, *asJSON)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return agent.FollowStatus(ctx, stdout, *logDir, *asJSON)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kardianos/service"
+	"github.com/spf13/pflag"
 
 	"github.com/prewarm/prewarm/agent"
 	units "github.com/prewarm/prewarm/packaging/systemd"
@@ -159,16 +159,7 @@ func newService(p *program, args []string, unit string) (service.Service, error)
 
 // cmdRun runs the agent in the foreground, or under the service manager
 // when it started us (kardianos tells the two apart).
-func cmdRun(args []string, stderr io.Writer) error {
-	f := &runFlags{}
-	fs := newFlagSet("run", f)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("run: unexpected arguments %q", fs.Args())
-	}
+func cmdRun(f *runFlags, stderr io.Writer) error {
 	tuneMemory()
 	p := &program{flags: f, stderr: stderr}
 	s, err := newService(p, f.args(), "")
@@ -186,15 +177,11 @@ func cmdRun(args []string, stderr io.Writer) error {
 	return s.Run()
 }
 
-func cmdService(action string, args []string, stderr io.Writer) error {
-	f := &runFlags{}
-	fs := flag.NewFlagSet(action, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if action == "install" {
-		f.register(fs)
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
+// cmdService runs a service action; f holds install's flags (the
+// defaults for the others).
+func cmdService(action string, f *runFlags, stderr io.Writer) error {
+	if action != "install" {
+		f.register(pflag.NewFlagSet(action, pflag.ContinueOnError))
 	}
 	var unit string
 	if action == "install" {

@@ -1,10 +1,11 @@
 package main
 
 import (
-	"flag"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 
 	units "github.com/prewarm/prewarm/packaging/systemd"
 )
@@ -13,7 +14,7 @@ import (
 func installFlags(t *testing.T, args ...string) *runFlags {
 	t.Helper()
 	f := &runFlags{}
-	fs := flag.NewFlagSet("install", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("install", pflag.ContinueOnError)
 	f.register(fs)
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
