@@ -5,10 +5,20 @@ GO        ?= go
 BIN       := bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/prewarm/prewarm/agent.Version=$(VERSION)
-APT_PACKAGES := dnsmasq-base isc-dhcp-client busybox-static dhcpcd-base iproute2 \
-	passwd sudo tzdata wrk netcat-openbsd debootstrap systemd-container \
+# make demo installs only what it runs: its lab's network namespaces
+# (iproute2; nsenter and unshare are util-linux's), dnsmasq, a DHCP client,
+# and what the agent in its guest runs (passwd's useradd and chpasswd,
+# tzdata's zones). The tests' packages (APT_PACKAGES) come with make deps,
+# which the test targets run; neither starts or leaves enabled a service
+# (.ci/apt-install.sh).
+DEMO_PACKAGES := iproute2 util-linux dnsmasq-base isc-dhcp-client passwd tzdata
+APT_PACKAGES := $(DEMO_PACKAGES) busybox-static dhcpcd-base \
+	sudo wrk netcat-openbsd debootstrap systemd-container \
 	qemu-system-x86 cpio msitools wixl osslsigncode lintian etcd-server etcd-client \
 	cloud-init curl wine wine64 binutils-mingw-w64-x86-64 iptables
+# The fleet page's browser test drives Debian's Chromium (make test-browser;
+# make unit skips that test without it).
+APT_PACKAGES += chromium
 GOTEST_FLAGS ?= -count=1 -timeout 20m
 # The pool's end-to-end tests, benchmark and demo (issue 16): libvirt and
 # QEMU run inside a private namespace (e2e/virtlab); the golden image is
@@ -16,7 +26,7 @@ GOTEST_FLAGS ?= -count=1 -timeout 20m
 APT_PACKAGES += libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-utils \
 	e2fsprogs zstd jq openssh-client
 
-.PHONY: all build deps test unit fuzz e2e e2e-vm windows-test package-test bench bench-claim bench-idle demo package lint fmt clean
+.PHONY: all build deps deps-demo test-browser test unit fuzz e2e e2e-vm windows-test package-test bench bench-claim bench-idle demo package lint fmt clean
 
 all: build
 
@@ -24,19 +34,23 @@ build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./agent/cmd/prewarm-agent ./imds/cmd/prewarm-imds ./pool/cmd/prewarm-pool
 
-# deps installs the Debian packages the tests and the demo drive for real
-# (DHCP servers and clients, namespaces tooling, wrk, QEMU, MSI tools).
+# deps installs the Debian packages the tests drive for real (DHCP servers
+# and clients, namespaces tooling, wrk, QEMU, MSI tools, etcd, Chromium).
 # cloud-init is installed only to drive it against the dialects inside test
 # namespaces: the marker file keeps it from ever running at this machine's boot.
 deps:
 	@mkdir -p /etc/cloud && [ -e /etc/cloud/cloud-init.disabled ] || touch /etc/cloud/cloud-init.disabled
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing: $$missing"; \
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	@bash .ci/apt-install.sh deps $(APT_PACKAGES)
 	@$(GO) mod download
+
+# deps-demo installs what make demo runs and nothing else (it says what).
+deps-demo:
+	@bash .ci/apt-install.sh demo $(DEMO_PACKAGES)
+
+# test-browser runs the fleet page's test in headless Chromium.
+test-browser:
+	@bash .ci/apt-install.sh test-browser chromium
+	$(GO) test -count=1 -v -run 'InBrowser' ./imds/server/
 
 test: deps lint unit fuzz e2e windows-test package-test
 
@@ -90,7 +104,7 @@ windows-test: deps
 package-test: deps build
 	bash packaging/test-image.sh
 
-demo: deps build
+demo: deps-demo build
 	bash e2e/demo.sh
 
 .PHONY: image e2e-pool bench-pool demo-pool
