@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -650,8 +651,9 @@ func (m *image) status(wait, bound time.Duration) ([]report, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, m.imds, "status", instance, "--admin-socket", m.sock,
-		"--wait", "--after", strconv.FormatUint(m.after, 10), "--timeout", fmt.Sprintf("%ds", int(wait.Seconds()))).Output()
-	if err != nil {
+		"--wait", "--until", "any", "--after", strconv.FormatUint(m.after, 10), "--timeout", fmt.Sprintf("%ds", int(wait.Seconds())), "--output", "json").Output()
+	// Exit 3 is a failed report, printed like any other (docs/cli.md).
+	if ee := (*exec.ExitError)(nil); err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 3) {
 		return nil, err
 	}
 	var page struct{ Reports []json.RawMessage }
