@@ -223,7 +223,7 @@ func newLogger(format, level string, w io.Writer, red *agent.Redactor) (*slog.Lo
 }
 
 // newAgent wires the agent from the run flags.
-func newAgent(f *runFlags, stderr io.Writer, onReport func()) (*agent.Agent, *slog.Logger, error) {
+func newAgent(f *runFlags, stderr io.Writer, onReport func(status.Report)) (*agent.Agent, *slog.Logger, error) {
 	red := agent.NewRedactor()
 	log, err := newLogger(f.logFormat, f.logLevel, stderr, red)
 	if err != nil {
@@ -249,7 +249,7 @@ func newAgent(f *runFlags, stderr io.Writer, onReport func()) (*agent.Agent, *sl
 		Platform: p,
 		Logger:   log.With("component", "agent"),
 		Redactor: red,
-		OnReport: func(status.Report) { onReport() },
+		OnReport: onReport,
 	})
 	return a, log, err
 }

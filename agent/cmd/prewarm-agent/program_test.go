@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,7 +60,7 @@ func TestProgramReadyAndStop(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	b := make([]byte, 64)
 	n, err := c.Read(b)
-	if err != nil || string(b[:n]) != "READY=1" {
+	if err != nil || !strings.HasPrefix(string(b[:n]), "READY=1\nSTATUS=") {
 		t.Fatalf("notify: %q, %v", b[:n], err)
 	}
 	if fi, err := os.Stat(filepath.Join(d, "log", "status.jsonl")); err != nil || fi.Size() == 0 {
@@ -72,8 +73,14 @@ func TestProgramReadyAndStop(t *testing.T) {
 	if d := time.Since(t0); d > stopDeadline {
 		t.Errorf("Stop took %v", d)
 	}
-	n, err = c.Read(b)
-	if err != nil || string(b[:n]) != "STOPPING=1" {
-		t.Errorf("notify on stop: %q, %v", b[:n], err)
+	// STATUS= lines of the reports before it, then STOPPING=1.
+	for i := 0; ; i++ {
+		n, err = c.Read(b)
+		if err == nil && string(b[:n]) == "STOPPING=1" {
+			break
+		}
+		if err != nil || i == 10 || !strings.HasPrefix(string(b[:n]), "STATUS=") {
+			t.Fatalf("notify on stop: %q, %v", b[:n], err)
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/prewarm/prewarm/agent"
 	units "github.com/prewarm/prewarm/packaging/systemd"
+	"github.com/prewarm/prewarm/shared/status"
 	winsvc "github.com/prewarm/prewarm/windows/service"
 )
 
@@ -53,14 +54,15 @@ func (p *program) Start(service.Service) error {
 		}
 	}()
 	var once sync.Once
-	a, log, err := newAgent(p.flags, p.stderr, func() {
+	a, log, err := newAgent(p.flags, p.stderr, func(r status.Report) {
 		// Readiness means the first report is written (PROTOCOL.md: the
-		// log is written before sending).
-		once.Do(func() {
-			if err := sdNotify("READY=1"); err != nil {
-				p.log.Warn("sd_notify READY=1", "err", err)
-			}
-		})
+		// log is written before sending). STATUS= says, after each
+		// report, what the agent did and waits for.
+		state := "STATUS=" + statusText(r)
+		once.Do(func() { state = "READY=1\n" + state })
+		if err := sdNotify(state); err != nil {
+			p.log.Warn("sd_notify", "state", r.State, "err", err)
+		}
 	})
 	if err != nil {
 		return err
