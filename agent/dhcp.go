@@ -14,8 +14,10 @@ import (
 // carrier changes while it runs (a storm, or a bounce the kernel reported
 // in two parts) are coalesced into one more renewal after it, and a repeat
 // of the state the running renewal started from (the same carrier-change
-// count) into none. So back-to-back bounces cost no fixed wait, and a storm
-// costs one renewal at a time, each seeing a later state of the link.
+// count) into none; changes during that extra renewal belong to the same
+// storm and add nothing. So back-to-back bounces cost no fixed wait, and a
+// storm costs two renewals: one at its first flap, one started after that
+// one ended (a flap after the extra renewal ended starts anew).
 func (a *Agent) watchLinks(ctx context.Context) {
 	events, err := a.p.Links.WatchLinks(ctx)
 	if err != nil {
@@ -52,6 +54,7 @@ func (a *Agent) watchLinks(ctx context.Context) {
 type linkRenewal struct {
 	running bool   // a renewal runs (or waits for the platform)
 	again   bool   // a change came while it ran: renew once more after it
+	extra   bool   // the running renewal is that one more
 	changes uint32 // the carrier-change count the latest renewal answers
 }
 
@@ -66,7 +69,9 @@ func (a *Agent) linkBack(ctx context.Context, ev LinkEvent) {
 		a.links[ev.Interface] = lr
 	}
 	if lr.running {
-		if ev.CarrierChanges == 0 || ev.CarrierChanges != lr.changes {
+		// One extra renewal at most: changes during the extra one are
+		// part of the same storm, which it was started to cover.
+		if !lr.extra && (ev.CarrierChanges == 0 || ev.CarrierChanges != lr.changes) {
 			lr.again, lr.changes = true, ev.CarrierChanges
 		}
 		return
@@ -81,11 +86,11 @@ func (a *Agent) linkBack(ctx context.Context, ev LinkEvent) {
 			a.renew(ctx, ev.Interface)
 			a.linkMu.Lock()
 			if lr.again && ctx.Err() == nil {
-				lr.again = false
+				lr.again, lr.extra = false, true
 				a.linkMu.Unlock()
 				continue
 			}
-			lr.running, lr.again = false, false
+			lr.running, lr.again, lr.extra = false, false, false
 			a.busy--
 			if a.busy == 0 {
 				close(a.idle)

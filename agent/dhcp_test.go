@@ -84,6 +84,32 @@ func TestFlapStormCoalesced(t *testing.T) {
 	if n := h.plat.renewals.Load(); n != 2 {
 		t.Errorf("%d renewals in all, want 2", n)
 	}
+
+	// The storm goes on during the extra renewal: it adds nothing. A
+	// flap after it ended is renewed anew.
+	hold = h.plat.holdRenewals()
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 200}
+	<-h.plat.entered
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 202}
+	h.plat.syncLinks(t)
+	hold2 := make(chan struct{})
+	h.plat.mu.Lock()
+	h.plat.block[renewStep] = hold2
+	h.plat.mu.Unlock()
+	close(hold)
+	<-h.plat.entered // the extra renewal
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 204}
+	h.plat.syncLinks(t)
+	close(hold2)
+	settle(h)
+	if n := h.plat.renewals.Load(); n != 4 {
+		t.Errorf("%d renewals in all, want 4 (a flap during the extra renewal adds none)", n)
+	}
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 206}
+	settle(h)
+	if n := h.plat.renewals.Load(); n != 5 {
+		t.Errorf("%d renewals in all, want 5 (a flap after the extra renewal is renewed)", n)
+	}
 	checkSeq(t, h.imds.all())
 }
 
