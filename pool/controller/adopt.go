@@ -108,6 +108,17 @@ func (c *Controller) adopt(ctx context.Context) error {
 			log.Info("adopted VM")
 		case virt.StateClaiming:
 			c.adoptClaim(ctx, d, log)
+		case virt.StateClaimed:
+			if m.PoolIP != "" && d.Running {
+				// Claimed, but its pool address was not dropped yet.
+				c.transit(m)
+				c.wg.Add(1)
+				go func() {
+					defer c.wg.Done()
+					c.settle(ctx, d.Name, m, false)
+				}()
+			}
+			log.Info("adopted VM")
 		default:
 			log.Info("adopted VM")
 		}
@@ -155,6 +166,12 @@ func (c *Controller) resume(ctx context.Context, name string, m virt.Meta, gen i
 		octx, cancel := context.WithTimeout(ctx, c.cfg.ClaimTimeout.Duration+c.cfg.BootTimeout.Duration)
 		defer cancel()
 		start := c.now()
+		c.transit(m)
+		// Bounce again (down, then up): the link may have been left down
+		// between re-map and bounce, or the guest may have missed it.
+		if err := c.hv.UpdateInterface(octx, name, virt.NIC{MAC: m.MAC, Tap: m.Tap, Network: m.TenantNetwork, Up: false}); err != nil {
+			c.log.Warn("cannot take the link down to bounce it", "instance", name, "err", err)
+		}
 		if err := c.hv.UpdateInterface(octx, name, virt.NIC{MAC: m.MAC, Tap: m.Tap, Network: m.TenantNetwork, Up: true}); err != nil {
 			op.res, op.err = c.claimStuck(p, res, start, name, "bounce the link", err)
 		} else {

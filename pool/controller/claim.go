@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prewarm/prewarm/imds/client"
@@ -342,7 +343,14 @@ func (c *Controller) claim(ctx context.Context, p *prepared) (ClaimResult, error
 	if _, err := c.imds.Register(ctx, name, api.Registration{Addresses: []string{meta.PoolIP, meta.TenantIP}, Labels: map[string]string{LabelPool: meta.Flavor}}); err != nil {
 		return rollback("register tenant address", err)
 	}
-	// Re-map (new bridge, link down, one update) and publish at once.
+	res.Timings.ReservedMS = ms()
+	// Re-map (tenant network and link down, one update) while the final
+	// document is published. The agent's long-poll parked on the pool
+	// address may lose its answer with the old bridge: it fetches the
+	// document again from its tenant address after its DHCP renewal.
+	// Publishing first (so that answer is delivered) was measured worse:
+	// the agent applies and reports from its pool address while the NIC
+	// moves, its reports go nowhere, and it renews only much later.
 	type pubResult struct {
 		gen int64
 		err error
@@ -353,6 +361,9 @@ func (c *Controller) claim(ctx context.Context, p *prepared) (ClaimResult, error
 		pub <- pubResult{gen, err}
 	}()
 	remapErr := c.hv.UpdateInterface(ctx, name, virt.NIC{MAC: meta.MAC, Tap: meta.Tap, Network: p.network, Up: false})
+	if remapErr == nil {
+		c.transit(meta)
+	}
 	res.Timings.RemappedMS = ms()
 	pr := <-pub
 	res.Timings.PublishedMS = ms()
@@ -368,16 +379,17 @@ func (c *Controller) claim(ctx context.Context, p *prepared) (ClaimResult, error
 		}
 		return rollback("publish the final document", pr.err)
 	}
-	res.Generation = pr.gen
+	gen := pr.gen
+	res.Generation = gen
 	if remapErr != nil {
-		// The document is out: go forward, the bounce is retried below.
+		// The document is out: go forward; the bounce below moves it too.
 		log.Error("re-map failed; retrying with the link bounce", "err", remapErr)
 	}
 	if err := c.hv.UpdateInterface(ctx, name, virt.NIC{MAC: meta.MAC, Tap: meta.Tap, Network: p.network, Up: true}); err != nil {
 		return c.claimStuck(p, res, start, name, "bounce the link", err)
 	}
 	res.Timings.BouncedMS = ms()
-	log.Info("VM re-mapped", "mac", meta.MAC, "addr", meta.TenantIP, "generation", pr.gen, "ms", res.Timings.BouncedMS)
+	log.Info("VM re-mapped", "mac", meta.MAC, "addr", meta.TenantIP, "generation", gen, "ms", res.Timings.BouncedMS)
 	return c.finish(ctx, p, res, start)
 }
 
@@ -387,11 +399,26 @@ func (c *Controller) claim(ctx context.Context, p *prepared) (ClaimResult, error
 func (c *Controller) finish(ctx context.Context, p *prepared, res ClaimResult, start time.Time) (ClaimResult, error) {
 	ms := func() int64 { return c.now().Sub(start).Milliseconds() }
 	name := res.VM
+	heard := make(chan struct{})
+	var once sync.Once
+	wctx, stopWatch := context.WithCancel(ctx)
+	if res.Path == "warm" {
+		go c.rebounce(wctx, name, heard)
+	}
+	_, claimMeta, _ := c.getVM(name)
+	renewedTo := false // the guest reported its tenant address
 	r, err := c.await(ctx, name, res.Generation, status.StateProvisioned, func(r status.Report) {
 		if r.Event == status.EventDHCPRenewed && res.Timings.RenewedMS == 0 {
 			res.Timings.RenewedMS = ms()
 		}
+		if r.Event == status.EventDHCPRenewed && hasAddr(r.Addresses, claimMeta.TenantIP) {
+			renewedTo = true
+		}
+		if r.Generation == res.Generation || r.Event == status.EventDHCPRenewed {
+			once.Do(func() { close(heard) })
+		}
 	})
+	stopWatch()
 	if err != nil {
 		return c.claimStuck(p, res, start, name, "await provisioned", err)
 	}
@@ -408,19 +435,129 @@ func (c *Controller) finish(ctx context.Context, p *prepared, res ClaimResult, s
 		return c.claimStuck(p, res, start, name, "record claimed", err)
 	}
 	if meta.PoolIP != "" {
-		if _, err := c.imds.Register(ctx, name, api.Registration{Addresses: []string{meta.TenantIP}, Labels: map[string]string{LabelPool: meta.Flavor}}); err != nil {
-			c.log.Warn("cannot drop the pool address from the IMDS registration", "instance", name, "err", err)
-		} else if err := c.hv.RemoveDHCPHost(ctx, meta.PoolNetwork, meta.MAC); err != nil {
-			c.log.Warn("cannot drop the pool reservation", "instance", name, "err", err)
-		} else {
-			c.freeIP(meta.PoolNetwork, meta.PoolIP)
-		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			// On the controller's context: a shutdown stops it, and the
+			// next start settles the claim again (adopt).
+			c.settle(c.runCtx, name, meta, renewedTo)
+		}()
 	}
 	res.Timings.TotalMS = ms()
 	c.log.Info("claim provisioned", "instance", name, "claimId", res.ClaimID, "claimPath", res.Path, "generation", res.Generation, "ms", res.Timings.TotalMS)
 	c.claimDone(p, res, nil, start)
 	c.poke()
 	return res, nil
+}
+
+// hasAddr tells whether addrs (CIDR strings of a report) hold ip.
+func hasAddr(addrs []string, ip string) bool {
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a); err == nil && p.Addr().String() == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// settleWithin bounds how long a claimed VM keeps its pool address.
+var settleWithin = 2 * time.Minute
+
+// settle ends a claim's transition once the guest has its tenant address:
+// until it reports a DHCP renewal to it (renewed: already seen) the pool
+// address stays registered and routed, so the guest keeps reaching the
+// IMDS, and a guest that missed the bounce is bounced slowly. Then, or
+// after settleWithin, the IMDS knows only the tenant address, the transit
+// route and the pool reservation go.
+func (c *Controller) settle(ctx context.Context, name string, meta virt.Meta, renewed bool) {
+	if !renewed {
+		sctx, cancel := context.WithTimeout(ctx, settleWithin)
+		heard := make(chan struct{})
+		go c.rebounce(sctx, name, heard)
+		_, err := c.await(sctx, name, -1, "", func(r status.Report) {
+			if r.Event == status.EventDHCPRenewed && hasAddr(r.Addresses, meta.TenantIP) && !renewed {
+				renewed = true
+				close(heard)
+				cancel()
+			}
+		})
+		cancel()
+		if !renewed {
+			c.log.Warn("the guest did not report its tenant address; dropping its pool address anyway", "instance", name, "err", err)
+		}
+	}
+	if _, _, ok := c.getVM(name); !ok {
+		return // released meanwhile: teardown did it all
+	}
+	if _, err := c.imds.Register(ctx, name, api.Registration{Addresses: []string{meta.TenantIP}, Labels: map[string]string{LabelPool: meta.Flavor}}); err != nil {
+		c.log.Warn("cannot drop the pool address from the IMDS registration", "instance", name, "err", err)
+		return
+	}
+	c.dropTransit(meta)
+	if err := c.hv.RemoveDHCPHost(ctx, meta.PoolNetwork, meta.MAC); err != nil {
+		c.log.Warn("cannot drop the pool reservation", "instance", name, "err", err)
+		return
+	}
+	c.freeIP(meta.PoolNetwork, meta.PoolIP)
+	// The metadata no longer names a pool address: a restart has nothing
+	// to settle.
+	meta.PoolIP = ""
+	c.mu.Lock()
+	if v := c.vms[name]; v != nil {
+		v.meta.PoolIP = ""
+		meta = v.meta
+	}
+	c.mu.Unlock()
+	if err := c.hv.SetMeta(ctx, name, meta); err != nil {
+		c.log.Warn("cannot record the settled claim", "instance", name, "err", err)
+	}
+}
+
+// Rebounce timing: how long the guest may stay silent after the bounce,
+// and the gap of a slow bounce.
+var (
+	rebounceAfter = 6 * time.Second
+	slowBounceGap = 1100 * time.Millisecond
+	maxRebounces  = 3
+)
+
+// rebounce is the fallback for a guest that missed the bounce: a down/up
+// a few milliseconds apart can reach the guest as one link message with
+// the carrier up (HARNESS.md: QEMU set_link and the kernel's linkwatch),
+// and an agent that misses it neither renews DHCP nor polls from its new
+// address. Until the guest reports the claim's generation or a DHCP
+// renewal (heard), every rebounceAfter the link goes down, and up again
+// after slowBounceGap, which the guest's kernel always reports as two
+// events. Bounded by maxRebounces; the normal path never waits on it.
+func (c *Controller) rebounce(ctx context.Context, name string, heard <-chan struct{}) {
+	_, meta, ok := c.getVM(name)
+	if !ok {
+		return
+	}
+	nic := virt.NIC{MAC: meta.MAC, Tap: meta.Tap, Network: meta.TenantNetwork}
+	for i := 0; i < maxRebounces; i++ {
+		select {
+		case <-heard:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(rebounceAfter):
+		}
+		c.log.Warn("no report from the guest since the bounce; bouncing its link slowly", "instance", name, "after", rebounceAfter)
+		nic.Up = false
+		if err := c.hv.UpdateInterface(ctx, name, nic); err != nil {
+			c.log.Warn("slow bounce failed", "instance", name, "err", err)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(slowBounceGap):
+		}
+		nic.Up = true
+		if err := c.hv.UpdateInterface(context.WithoutCancel(ctx), name, nic); err != nil {
+			c.log.Error("link left down after a slow bounce", "instance", name, "err", err)
+		}
+	}
 }
 
 // claimStuck answers a claim whose final document is out but that could

@@ -63,12 +63,13 @@ const LabelPool = "prewarm-pool"
 
 // Controller runs the pools of one host.
 type Controller struct {
-	cfg  *config.Config
-	hv   Hypervisor
-	imds IMDS
-	log  *slog.Logger
-	now  func() time.Time
-	m    *metrics
+	cfg    *config.Config
+	hv     Hypervisor
+	imds   IMDS
+	log    *slog.Logger
+	now    func() time.Time
+	m      *metrics
+	routes Router
 
 	boots *slots
 	kick  chan struct{}
@@ -111,6 +112,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now replaces time.Now (tests).
 	Now func() time.Time
+	// Router carries transit routes (default: DefaultRouter()).
+	Router Router
 }
 
 // New returns a controller; Run starts it.
@@ -121,8 +124,11 @@ func New(cfg *config.Config, hv Hypervisor, imds IMDS, o Options) *Controller {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Router == nil {
+		o.Router = DefaultRouter()
+	}
 	c := &Controller{
-		cfg: cfg, hv: hv, imds: imds, log: o.Logger, now: o.Now,
+		cfg: cfg, hv: hv, imds: imds, log: o.Logger, now: o.Now, routes: o.Router,
 		boots:  newSlots(cfg.MaxBoots),
 		kick:   make(chan struct{}, 1),
 		vms:    map[string]*vm{},
@@ -542,6 +548,7 @@ func (c *Controller) teardown(ctx context.Context, name string) error {
 	// Forget it first: its watchers stop, and the refill counts it gone.
 	c.forget(name)
 	var errs []error
+	c.dropTransit(meta)
 	if err := c.hv.Destroy(ctx, name); err != nil {
 		errs = append(errs, err)
 	}
@@ -703,4 +710,34 @@ func (c *Controller) Status() Status {
 	}
 	sort.Slice(st.VMs, func(i, j int) bool { return st.VMs[i].Name < st.VMs[j].Name })
 	return st
+}
+
+// transit routes the VM's pool address to its tenant bridge while the
+// claim runs: the guest keeps its pool address until it renews DHCP, and
+// with this route (and every bridge sharing one MAC, virt.BridgeMAC, so
+// its cached gateway stays valid) its connections to the IMDS survive the
+// re-map: the long-poll's answer and its reports arrive without waiting
+// for the renewal. Best effort: without it the claim completes after the
+// renewal.
+func (c *Controller) transit(meta virt.Meta) {
+	a, err := netip.ParseAddr(meta.PoolIP)
+	n, ok := c.cfg.Network(meta.TenantNetwork)
+	if err != nil || !ok {
+		return
+	}
+	if err := c.routes.AddHost(a, n.Bridge); err != nil {
+		c.log.Warn("no transit route; the claim waits for the guest's DHCP renewal", "mac", meta.MAC, "addr", meta.PoolIP, "err", err)
+	}
+}
+
+// dropTransit removes the transit route, if any.
+func (c *Controller) dropTransit(meta virt.Meta) {
+	a, err := netip.ParseAddr(meta.PoolIP)
+	n, ok := c.cfg.Network(meta.TenantNetwork)
+	if err != nil || !ok {
+		return
+	}
+	if err := c.routes.DelHost(a, n.Bridge); err != nil {
+		c.log.Warn("cannot remove the transit route", "addr", meta.PoolIP, "err", err)
+	}
 }

@@ -83,7 +83,7 @@ func start(t *testing.T, cfg *config.Config, prepare func(*fakeHV)) *harness {
 	if prepare != nil {
 		prepare(hv)
 	}
-	c := New(cfg, hv, imds, Options{Logger: testLogger(t)})
+	c := New(cfg, hv, imds, Options{Logger: testLogger(t), Router: hv})
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := c.Start(ctx); err != nil {
 		cancel()
@@ -153,12 +153,23 @@ func TestRefillClaimAndRefill(t *testing.T) {
 	if want := []string{"update-interface " + res.VM + " tenant-a up=false", "update-interface " + res.VM + " tenant-a up=true"}; !slices.Equal(ups, want) {
 		t.Errorf("interface updates = %q, want %q", ups, want)
 	}
-	// The IMDS knows it by its tenant address only; the pool reservation is gone.
-	if got := registration(t, h.hv.imds, res.VM); !slices.Equal(got, []string{res.IP}) {
-		t.Errorf("registered addresses = %v, want [%s]", got, res.IP)
+	// Once the guest reports its tenant address, the IMDS knows it by
+	// that alone, and the pool reservation and transit route are gone.
+	h.waitFor("the claim to settle", func(Status) bool {
+		return slices.Equal(registration(t, h.hv.imds, res.VM), []string{res.IP}) && h.hv.ipOf("pool", res.MAC) == ""
+	})
+	h.hv.mu.Lock()
+	routed := len(h.hv.routes)
+	var routeCalls []string
+	for _, c := range h.hv.calls {
+		if strings.HasPrefix(c, "route ") {
+			routeCalls = append(routeCalls, c)
+		}
 	}
-	if ip := h.hv.ipOf("pool", res.MAC); ip != "" {
-		t.Errorf("pool reservation %s left behind", ip)
+	h.hv.mu.Unlock()
+	if routed != 0 || len(routeCalls) != 2 || !strings.HasPrefix(routeCalls[0], "route add 10.254.0.") || !strings.HasSuffix(routeCalls[0], " dev pwta0") ||
+		!strings.HasPrefix(routeCalls[1], "route del ") {
+		t.Errorf("transit route calls %q (left: %d), want one added to pwta0 and removed", routeCalls, routed)
 	}
 	if ip := h.hv.ipOf("tenant-a", res.MAC); ip != res.IP {
 		t.Errorf("tenant reservation = %q, want %s", ip, res.IP)
@@ -423,5 +434,32 @@ func TestTimedOutClaimResumesOnRetry(t *testing.T) {
 	}
 	if st := h.c.Status(); st.Flavors[0].Claimed != 1 {
 		t.Errorf("claimed = %d, want 1", st.Flavors[0].Claimed)
+	}
+}
+
+func TestGuestThatMissesTheBounceIsBouncedSlowly(t *testing.T) {
+	defer func(a, g time.Duration) { rebounceAfter, slowBounceGap = a, g }(rebounceAfter, slowBounceGap)
+	rebounceAfter, slowBounceGap = 300*time.Millisecond, 50*time.Millisecond
+	h := start(t, testConfig(t, 1), func(hv *fakeHV) { hv.deaf = true })
+	h.waitFor("1 warm VM", warm(1))
+	res, err := h.c.Claim(context.Background(), ClaimRequest{Flavor: "small", Document: json.RawMessage(`{"hostname": "x"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// It provisioned over the transit route; it reaches its tenant address
+	// only after the slow bounce, and then the claim settles.
+	h.waitFor("the claim to settle", func(Status) bool {
+		return slices.Equal(registration(t, h.hv.imds, res.VM), []string{res.IP})
+	})
+	var ups int
+	h.hv.mu.Lock()
+	for _, c := range h.hv.calls {
+		if c == "update-interface "+res.VM+" tenant-a up=true" {
+			ups++
+		}
+	}
+	h.hv.mu.Unlock()
+	if ups < 2 {
+		t.Errorf("link brought up %d times, want the bounce and a slow one", ups)
 	}
 }

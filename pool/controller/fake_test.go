@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -35,8 +36,13 @@ type fakeHV struct {
 	calls    []string
 	// silent makes new guests never report (a VM that never comes up).
 	silent bool
+	// deaf makes new guests miss their first link bounce (a fast
+	// down/up their kernel folded into one event).
+	deaf bool
 	// defineErr makes DefineAndStart fail.
 	defineErr error
+	// routes are the transit routes (the fake Router).
+	routes map[netip.Addr]string
 	// genAtDefine records, per domain, the IMDS generation when it was
 	// defined (a cold claim publishes before boot).
 	genAtDefine map[string]int64
@@ -49,11 +55,12 @@ type fakeDom struct {
 	running bool
 	events  chan virt.NIC
 	seq     uint64
+	deaf    bool
 }
 
 func newFakeHV(t *testing.T, srv *server.Server) *fakeHV {
 	return &fakeHV{t: t, imds: srv, doms: map[string]*fakeDom{}, hosts: map[string][]virt.DHCPHost{},
-		overlays: map[string]bool{}, genAtDefine: map[string]int64{}}
+		overlays: map[string]bool{}, genAtDefine: map[string]int64{}, routes: map[netip.Addr]string{}}
 }
 
 func (f *fakeHV) record(format string, args ...any) {
@@ -150,7 +157,7 @@ func (f *fakeHV) DefineAndStart(_ context.Context, x string) error {
 		f.mu.Unlock()
 		return f.defineErr
 	}
-	dom := &fakeDom{name: d.Name, meta: m, nic: nic, running: true, events: make(chan virt.NIC, 8)}
+	dom := &fakeDom{name: d.Name, meta: m, nic: nic, running: true, events: make(chan virt.NIC, 8), deaf: f.deaf}
 	f.doms[d.Name] = dom
 	silent := f.silent
 	f.mu.Unlock()
@@ -245,9 +252,13 @@ func (f *fakeHV) domain(name string) (virt.Meta, virt.NIC, bool) {
 func (f *fakeHV) guest(d *fakeDom) {
 	etag := ""
 	ip := f.ipOf(d.nic.Network, d.nic.MAC)
+	var pending []string
 	report := func(gen int64, state, event string) {
 		d.seq++
 		r := status.Report{Seq: d.seq, Time: status.Time{Time: time.Now()}, Generation: gen, State: state, Event: event, AgentVersion: "fake"}
+		if event == status.EventDHCPRenewed {
+			r.Interface, r.Addresses = "eth0", []string{ip + "/24"}
+		}
 		if state == status.StateProvisioned || state == status.StatePartialReady {
 			r.Steps = []status.Step{{Name: "hostname", OK: true, MS: 7}, {Name: "users", OK: true, MS: 5}}
 		}
@@ -255,11 +266,35 @@ func (f *fakeHV) guest(d *fakeDom) {
 			r.Error = "hostname: refused"
 		}
 		b, _ := json.Marshal(r)
-		f.do(ip, http.MethodPost, "/metadata/v1/status", "", string(b))
+		pending = append(pending, string(b))
+	}
+	reachable := func() bool {
+		f.mu.Lock()
+		net := d.nic.Network
+		_, routed := f.routes[netip.MustParseAddr(ip)]
+		f.mu.Unlock()
+		return f.ipOf(net, d.nic.MAC) == ip || routed
+	}
+	flush := func() {
+		// Reports wait while the guest's address reaches nothing, and go
+		// in order once it does (as the agent keeps them).
+		for len(pending) > 0 && reachable() {
+			f.do(ip, http.MethodPost, "/metadata/v1/status", "", pending[0])
+			pending = pending[1:]
+		}
 	}
 	for {
-		// Apply whatever is newer than etag (long-poll, 2 s at a time).
-		code, hdr, body := f.do(ip, http.MethodGet, "/metadata/v1/config?wait=true&timeout=2", etag, "")
+		flush()
+		// An address of another network than the NIC's reaches nothing
+		// (the guest has not renewed since the re-map), and an answer
+		// still in flight when the NIC moved is lost.
+		code, hdr, body := http.StatusServiceUnavailable, http.Header{}, ""
+		if reachable() {
+			code, hdr, body = f.do(ip, http.MethodGet, "/metadata/v1/config?wait=true&timeout=1", etag, "")
+			if !reachable() {
+				code = http.StatusServiceUnavailable
+			}
+		}
 		if code == http.StatusOK {
 			etag = hdr.Get("ETag")
 			var doc struct {
@@ -284,6 +319,10 @@ func (f *fakeHV) guest(d *fakeDom) {
 		case nic, ok := <-d.events:
 			if !ok {
 				return
+			}
+			if nic.Up && d.deaf {
+				d.deaf = false
+				continue
 			}
 			if nic.Up {
 				if nip := f.ipOf(nic.Network, nic.MAC); nip != ip && nip != "" {
@@ -345,6 +384,25 @@ func registration(t *testing.T, srv *server.Server, id string) []string {
 	return inst.Addresses
 }
 
+// AddHost and DelHost make fakeHV the Router too: a guest whose pool
+// address is routed to its new bridge still reaches the IMDS.
+func (f *fakeHV) AddHost(a netip.Addr, dev string) error {
+	f.record("route add %s dev %s", a, dev)
+	f.mu.Lock()
+	f.routes[a] = dev
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakeHV) DelHost(a netip.Addr, dev string) error {
+	f.record("route del %s dev %s", a, dev)
+	f.mu.Lock()
+	delete(f.routes, a)
+	f.mu.Unlock()
+	return nil
+}
+
 var _ Hypervisor = (*fakeHV)(nil)
+var _ Router = (*fakeHV)(nil)
 var _ IMDS = (*client.Client)(nil)
 var _ = api.Registration{}

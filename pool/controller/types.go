@@ -32,9 +32,10 @@ type ClaimRequest struct {
 // began, except AppliedMS: the agent's own apply steps summed.
 type Timings struct {
 	PickedMS      int64 `json:"pickedMs"`
+	ReservedMS    int64 `json:"reservedMs"`
+	PublishedMS   int64 `json:"publishedMs"`
 	RemappedMS    int64 `json:"remappedMs"`
 	BouncedMS     int64 `json:"bouncedMs"`
-	PublishedMS   int64 `json:"publishedMs"`
 	RenewedMS     int64 `json:"renewedMs"`
 	AppliedMS     int64 `json:"appliedMs"`
 	ProvisionedMS int64 `json:"provisionedMs"`

@@ -113,6 +113,9 @@ func (v *Libvirt) EnsureNetwork(_ context.Context, n NetworkSpec) error {
 		if len(have.IPs) == 0 || have.IPs[0].Address != n.Gateway().String() || int(have.IPs[0].Prefix) != n.Prefix.Bits() {
 			return fmt.Errorf("network %q exists with another address than %s/%d: remove it or fix the config", n.Name, n.Gateway(), n.Prefix.Bits())
 		}
+		if have.MAC == nil || !strings.EqualFold(have.MAC.Address, BridgeMAC) {
+			return fmt.Errorf("network %q exists with another bridge MAC than %s (every pool and tenant bridge shares it, so a claimed guest keeps its gateway): remove it or fix its <mac>", n.Name, BridgeMAC)
+		}
 		if have.Forward != nil {
 			return fmt.Errorf("network %q exists with <forward mode=%q>: pool and tenant networks must be isolated", n.Name, have.Forward.Mode)
 		}

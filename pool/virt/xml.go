@@ -20,6 +20,12 @@ const (
 	MetaPrefix = "prewarm"
 	// MetadataAddr is the IMDS address guests reach through their gateway.
 	MetadataAddr = "169.254.169.254"
+	// BridgeMAC is the MAC of every bridge the controller makes. The
+	// bridges are separate L2 segments, so sharing it is harmless, and a
+	// guest moved from the pool bridge to a tenant bridge keeps a valid
+	// neighbour entry for its gateway: its packets from its pool address
+	// reach the host (over the transit route) before it renews DHCP.
+	BridgeMAC = "52:54:00:70:77:01"
 )
 
 // VM states kept in Meta.State.
@@ -204,6 +210,7 @@ func NetworkXML(n NetworkSpec) (string, error) {
 	x := &libvirtxml.Network{
 		Name:   n.Name,
 		Bridge: &libvirtxml.NetworkBridge{Name: n.Bridge, STP: "off", Delay: "0"},
+		MAC:    &libvirtxml.NetworkMAC{Address: BridgeMAC},
 		IPs: []libvirtxml.NetworkIP{{
 			Address: gw.String(),
 			Prefix:  uint(n.Prefix.Bits()),

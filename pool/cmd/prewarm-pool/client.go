@@ -156,8 +156,8 @@ func claim(args []string, stdout, stderr io.Writer) error {
 	if res.Replayed {
 		fmt.Fprintf(w, "replayed\tyes (the claim id had completed before; timings are not repeated)\n")
 	} else {
-		fmt.Fprintf(w, "timing (ms since the claim)\tpicked %d, remapped %d, published %d, bounced %d, renewed %d, provisioned %d, total %d\n",
-			t.PickedMS, t.RemappedMS, t.PublishedMS, t.BouncedMS, t.RenewedMS, t.ProvisionedMS, t.TotalMS)
+		fmt.Fprintf(w, "timing (ms since the claim)\tpicked %d, reserved %d, published %d, remapped %d, bounced %d, renewed %d, provisioned %d, total %d\n",
+			t.PickedMS, t.ReservedMS, t.PublishedMS, t.RemappedMS, t.BouncedMS, t.RenewedMS, t.ProvisionedMS, t.TotalMS)
 		fmt.Fprintf(w, "applied (agent's steps)\t%d ms\n", t.AppliedMS)
 	}
 	return w.Flush()

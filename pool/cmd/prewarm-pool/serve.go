@@ -61,8 +61,20 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	defer hv.Close()
 	imds := client.NewUnix(cfg.IMDSAdmin)
-	hctx, hcancel := context.WithTimeout(ctx, 5*time.Second)
-	err = imds.Healthz(hctx)
+	// The IMDS may be starting beside us (one unit, one script): give it
+	// a few seconds.
+	hctx, hcancel := context.WithTimeout(ctx, 10*time.Second)
+	for wait := 50 * time.Millisecond; ; wait = min(wait*2, time.Second) {
+		if err = imds.Healthz(hctx); err == nil {
+			break
+		}
+		select {
+		case <-hctx.Done():
+		case <-time.After(wait):
+			continue
+		}
+		break
+	}
 	hcancel()
 	if err != nil {
 		return fmt.Errorf("prewarm-imds admin API unreachable at %s: %w", cfg.IMDSAdmin, err)
