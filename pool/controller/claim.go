@@ -543,7 +543,7 @@ func (c *Controller) rebounce(ctx context.Context, name string, heard <-chan str
 			return
 		case <-time.After(rebounceAfter):
 		}
-		c.log.Warn("no report from the guest since the bounce; bouncing its link slowly", "instance", name, "after", rebounceAfter)
+		c.log.Warn("the guest has not been heard from its tenant address since the bounce; bouncing its link slowly", "instance", name, "after", rebounceAfter)
 		nic.Up = false
 		if err := c.hv.UpdateInterface(ctx, name, nic); err != nil {
 			c.log.Warn("slow bounce failed", "instance", name, "err", err)
