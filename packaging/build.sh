@@ -81,6 +81,30 @@ License: Apache-2.0
  licenses (BSD-3-Clause, MIT, Apache-2.0), listed by
  \`go version -m /usr/bin/<program>\`.
 EOT
+# One man page per command (prewarm-imds-status.8, ...), generated from
+# the CLI's own help by its hidden gen-man command (cobra/doc, built only
+# with -tags man), dated by SOURCE_DATE_EPOCH; the overview pages
+# (prewarm-imds.8, prewarm-agent.8) are packaging/man's. And the bash, zsh
+# and fish completion scripts (the completion command).
+for m in prewarm-agent prewarm-imds; do
+	pkg=./imds/cmd/prewarm-imds
+	[[ $m == prewarm-agent ]] && pkg=./agent/cmd/prewarm-agent
+	out=$DOCDIR/man/$m
+	# A build for this machine (GOARCH may name the packages' target).
+	gen=$DOCDIR/gen-$m
+	env -u GOOS -u GOARCH go build -tags man -o "$gen" "$pkg"
+	"$gen" gen-man "$out"
+	rm -f "$out/$m.8"
+	for f in "$out"/*.8; do
+		gzip -9n "$f"
+	done
+	# Shell completion scripts.
+	mkdir -p "$DOCDIR/completion"
+	"$gen" completion bash >"$DOCDIR/completion/$m.bash"
+	"$gen" completion zsh >"$DOCDIR/completion/_$m"
+	"$gen" completion fish >"$DOCDIR/completion/$m.fish"
+	rm "$gen"
+done
 for m in prewarm-agent prewarm-imds; do
 	gzip -9nc "packaging/man/$m.8" >"$DOCDIR/$m.8.gz"
 	# packaging/lintian-overrides holds both packages' overrides, each line

@@ -3,7 +3,6 @@
 package cli
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -26,7 +25,9 @@ func init() {
 				}
 				root := cmd.Root()
 				root.DisableAutoGenTag = true
-				hdr := &doc.GenManHeader{Title: fmt.Sprintf("%s", root.Name()), Section: "8", Source: "Prewarm " + root.Version, Manual: "Prewarm"}
+				// Each page's title is its command path; the date comes from
+				// SOURCE_DATE_EPOCH when set (reproducible packages).
+				hdr := &doc.GenManHeader{Section: "8", Source: "Prewarm " + root.Version, Manual: "Prewarm"}
 				return doc.GenManTree(root, hdr, args[0])
 			},
 		}
