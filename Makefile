@@ -4,7 +4,10 @@
 GO        ?= go
 BIN       := bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X github.com/prewarm/prewarm/agent.Version=$(VERSION)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+# The version reaches every binary's `version` (prewarm-imds's main.version;
+# the agent's agent.Version, also in its reports); the commit shared/cli's.
+LDFLAGS   := -s -w -X github.com/prewarm/prewarm/agent.Version=$(VERSION) -X main.version=$(VERSION) -X github.com/prewarm/prewarm/shared/cli.Commit=$(COMMIT)
 # make demo installs only what it runs: its lab's network namespaces
 # (iproute2; nsenter and unshare are util-linux's), dnsmasq, a DHCP client,
 # and what the agent in its guest runs (passwd's useradd and chpasswd,

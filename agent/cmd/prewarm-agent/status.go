@@ -151,7 +151,7 @@ out (default: no limit); without --wait, 5 when there is no status yet.`,
 				det = append(det, "error: "+r.Error)
 			}
 			for _, s := range r.Steps {
-				if !s.OK && s.Error != "" {
+				if !s.OK && s.Error != "" && !strings.Contains(r.Error, s.Error) {
 					det = append(det, fmt.Sprintf("step %s: %s", s.Name, s.Error))
 				}
 			}

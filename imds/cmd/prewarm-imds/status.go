@@ -26,7 +26,7 @@ func failedError(id string, r *status.Report) *cli.Error {
 		d = append(d, "error: "+r.Error)
 	}
 	for _, s := range r.Steps {
-		if !s.OK && s.Error != "" {
+		if !s.OK && s.Error != "" && !strings.Contains(r.Error, s.Error) {
 			d = append(d, fmt.Sprintf("step %s: %s", s.Name, s.Error))
 		}
 	}
