@@ -92,6 +92,15 @@ func (c *Controller) adopt(ctx context.Context) error {
 				c.teardown(ctx, d.Name)
 				continue
 			}
+			if m.State == virt.StateWarm {
+				// A claim reads reports after this one only (not the
+				// boot's DHCP renewal).
+				if inst, err := c.imds.Instance(ctx, d.Name); err == nil && inst.LastStatus != nil {
+					c.mu.Lock()
+					v.lastSeq = inst.LastStatus.Seq
+					c.mu.Unlock()
+				}
+			}
 			if m.State == virt.StateBooting {
 				start, err := time.Parse(status.TimeFormat, m.Created)
 				if err != nil {

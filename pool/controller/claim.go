@@ -84,9 +84,11 @@ func (c *Controller) prepare(req ClaimRequest) (*prepared, error) {
 	if req.TimeoutMS < 0 {
 		fields = append(fields, api.FieldError{Path: "timeoutMs", Reason: "must not be negative"})
 	}
+	// The client's timeout, by default claimTimeout, and at most a claim
+	// plus a boot (a cold claim boots).
 	p.timeout = c.cfg.ClaimTimeout.Duration
-	if req.TimeoutMS > 0 && time.Duration(req.TimeoutMS)*time.Millisecond < p.timeout {
-		p.timeout = time.Duration(req.TimeoutMS) * time.Millisecond
+	if req.TimeoutMS > 0 {
+		p.timeout = min(time.Duration(req.TimeoutMS)*time.Millisecond, c.cfg.ClaimTimeout.Duration+c.cfg.BootTimeout.Duration)
 	}
 	if len(bytes.TrimSpace(req.Document)) == 0 {
 		fields = append(fields, api.FieldError{Path: "document", Reason: "required: the tenant's final config document"})
@@ -230,8 +232,12 @@ func (c *Controller) Claim(ctx context.Context, req ClaimRequest) (ClaimResult, 
 				return ClaimResult{}, errf(http.StatusGatewayTimeout, "claim %s still in progress on VM %s: %v", id, name, ctx.Err())
 			}
 		}
-		return ClaimResult{ClaimID: id, VM: name, Flavor: m.Flavor, MAC: m.MAC, Network: m.TenantNetwork, IP: m.TenantIP,
-			Path: m.Path, Replayed: true}, nil
+		r := ClaimResult{ClaimID: id, VM: name, Flavor: m.Flavor, MAC: m.MAC, Network: m.TenantNetwork, IP: m.TenantIP,
+			Path: m.Path, Replayed: true}
+		if inst, err := c.imds.Instance(ctx, name); err == nil {
+			r.Generation = inst.Generation
+		}
+		return r, nil
 	}
 	op := &claimOp{hash: p.hash, done: make(chan struct{})}
 	c.claims[id] = op

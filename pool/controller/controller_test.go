@@ -194,7 +194,7 @@ func TestClaimIdempotentByID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.VM != first.VM || !again.Replayed {
+	if again.VM != first.VM || !again.Replayed || again.Generation != first.Generation {
 		t.Errorf("retry = %+v, want VM %s replayed", again, first.VM)
 	}
 	req.Document = json.RawMessage(`{"hostname": "other"}`)
@@ -378,37 +378,40 @@ func TestAdoptRollsBackAndForward(t *testing.T) {
 	h.waitFor("a warm VM", warm(1))
 }
 
-func TestSlotsServeClaimsFirst(t *testing.T) {
+func TestSlotsClaimsNeverWait(t *testing.T) {
 	s := newSlots(1)
 	ctx := context.Background()
-	if err := s.acquire(ctx, false); err != nil {
+	if err := s.acquire(ctx, false); err != nil { // a refill boots
 		t.Fatal(err)
 	}
-	order := make(chan string, 2)
-	go func() { s.acquire(ctx, false); order <- "refill"; s.release() }()
-	for { // the refill waits first
+	// A claim's cold boot does not queue behind it.
+	if err := s.acquire(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if used, _, _ := s.inUse(); used != 2 {
+		t.Errorf("used = %d, want 2 (the claim past the cap)", used)
+	}
+	// A second refill waits until both are done.
+	got := make(chan struct{})
+	go func() { s.acquire(ctx, false); close(got) }()
+	for {
 		if _, _, low := s.inUse(); low == 1 {
 			break
 		}
 		time.Sleep(time.Millisecond)
 	}
-	go func() { s.acquire(ctx, true); order <- "claim"; s.release() }()
-	for {
-		if _, high, _ := s.inUse(); high == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
+	s.release()
+	select {
+	case <-got:
+		t.Fatal("a refill started while the cap was still reached")
+	case <-time.After(50 * time.Millisecond):
 	}
 	s.release()
-	if first := <-order; first != "claim" {
-		t.Errorf("first served: %s, want the claim", first)
-	}
-	<-order
+	<-got
 	cctx, cancel := context.WithCancel(ctx)
-	s.acquire(ctx, false)
 	cancel()
-	if err := s.acquire(cctx, true); err == nil {
-		t.Error("acquire with a done context succeeded past the cap")
+	if err := s.acquire(cctx, false); err == nil {
+		t.Error("a refill acquired past the cap with a done context")
 	}
 	s.release()
 	if used, high, low := s.inUse(); used != 0 || high != 0 || low != 0 {

@@ -5,9 +5,12 @@ import (
 	"sync"
 )
 
-// slots caps concurrent boots. A claim's cold boot waits in the high
-// queue, which is always served before the refill's low queue, so a refill
-// never holds a claim back behind its own boots.
+// slots caps concurrent refill boots. A claim's cold boot never waits: it
+// takes a slot at once, past the cap if need be (a refill boot holds its
+// slot until partial-ready, a minute or more under TCG, and a claim must
+// not queue behind that), and refills wait until the claims' boots and
+// their own fit under the cap again. The high queue serves waiters that
+// must go first when slots free up.
 type slots struct {
 	mu        sync.Mutex
 	max, used int
@@ -19,7 +22,7 @@ func newSlots(max int) *slots { return &slots{max: max} }
 // acquire takes a slot, waiting in the high or low queue.
 func (s *slots) acquire(ctx context.Context, high bool) error {
 	s.mu.Lock()
-	if s.used < s.max && len(s.high) == 0 && (high || len(s.low) == 0) {
+	if high || (s.used < s.max && len(s.high) == 0 && len(s.low) == 0) {
 		s.used++
 		s.mu.Unlock()
 		return nil
