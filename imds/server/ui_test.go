@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/prewarm/prewarm/imds/store"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -79,7 +80,7 @@ func TestFleetPage(t *testing.T) {
 		`&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;b&gt;bold&lt;/b&gt; &amp; &#39;q&#39;`,
 		`<a href="./instances/vm-1">vm-1</a>`, `10.0.0.1 · <span class="iface">vnet1</span>`,
 		`<noscript><meta http-equiv="refresh" content="10"></noscript>`, `data-events="events"`,
-		`2 instances: <span class="state-none">1 none</span> <span class="state-failed">1 failed</span>`,
+		`2 instances: <a href="./?state=none" class="state-none">1 none</a> <a href="./?state=failed" class="state-failed">1 failed</a>`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page lacks %s", want)
@@ -91,7 +92,7 @@ func TestFleetPage(t *testing.T) {
 
 	// Filters, on the page and its stream's address.
 	rec = do(s.AdminHandler(), req{path: "/ui/?state=none"})
-	if b := rec.Body.String(); rec.Code != 200 || strings.Contains(b, `data-instance="vm-1"`) || !strings.Contains(b, `data-instance="vm-2"`) || !strings.Contains(b, `data-events="events?state=none"`) || !strings.Contains(b, "1 shown") {
+	if b := rec.Body.String(); rec.Code != 200 || strings.Contains(b, `data-instance="vm-1"`) || !strings.Contains(b, `data-instance="vm-2"`) || !strings.Contains(b, `data-events="events?state=none"`) || !strings.Contains(b, "1 match") {
 		t.Errorf("?state=none: %d\n%s", rec.Code, b)
 	}
 	rec = do(s.AdminHandler(), req{path: "/ui/?stale=1"})
@@ -475,4 +476,29 @@ func gathered(t *testing.T, g prometheus.Gatherer, name string, labels map[strin
 	}
 	t.Fatalf("no metric %s%v", name, labels)
 	return 0
+}
+
+// A fleet page shows at most uiMaxRows rows, says so, and counts them all.
+func TestFleetPageCap(t *testing.T) {
+	s := newTestServer(t, Options{})
+	for i := range uiMaxRows + 2 {
+		rec := store.Record{ID: fmt.Sprintf("vm-%04d", i), Registration: store.Registration{HostInterface: fmt.Sprintf("tap%d", i)}}
+		if i == uiMaxRows+1 {
+			rec.LastStatus = &status.Report{Seq: 1, Time: status.Time{Time: time.Now()}, State: status.StateFailed, Error: "disk full"}
+		}
+		s.follow(store.Event{Type: store.EventChanged, Record: rec})
+	}
+	b := do(s.AdminHandler(), req{path: "/ui/"}).Body.String()
+	if n := strings.Count(b, "<tr data-instance="); n != uiMaxRows {
+		t.Errorf("%d rows, want %d", n, uiMaxRows)
+	}
+	if !strings.Contains(b, fmt.Sprintf("showing the first %d of %d (by instance id)", uiMaxRows, uiMaxRows+2)) || !strings.Contains(b, fmt.Sprintf("%d instances:", uiMaxRows+2)) ||
+		!strings.Contains(b, `<a href="./?state=failed" class="state-failed">1 failed</a>`) || strings.Contains(b, "disk full") {
+		t.Errorf("capped page:\n%s", b[:2000])
+	}
+	// The summary's link finds the one past the cap.
+	b = do(s.AdminHandler(), req{path: "/ui/?state=failed"}).Body.String()
+	if !strings.Contains(b, "disk full") || strings.Contains(b, "showing the first") {
+		t.Errorf("?state=failed:\n%s", b)
+	}
 }
