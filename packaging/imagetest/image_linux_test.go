@@ -99,7 +99,8 @@ func TestGoldenImage(t *testing.T) {
 	if h := m.inside("hostname"); h != "pool-standby" {
 		m.fail("placeholder host name not applied: %s", h)
 	}
-	m.say("OK: the unit started by itself (active/running, Type=%s, 0 restarts) and reported partial-ready; host name pool-standby", m.unitProp("Type"))
+	m.waitStatusText("prewarm-agent.service", "waiting for final config (partial, generation 1)")
+	m.say("OK: the unit started by itself (active/running, Type=%s, 0 restarts) and reported partial-ready; host name pool-standby; systemd's status: %q", m.unitProp("Type"), m.unitProp("StatusText"))
 
 	// 3: link bounce
 	leaseBefore := m.eth0()
@@ -172,7 +173,8 @@ func TestGoldenImage(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(m.work, "reports.jsonl")); bytes.Contains(b, []byte(alicePW)) {
 		m.fail("the plaintext password is in a status report")
 	}
-	m.say("OK: provisioned; inside the image: hostname web-01, user alice (bash, sudo NOPASSWD, SSH key, hashed password), zone Europe/Berlin; the password in no log, report or state file")
+	m.waitStatusText("prewarm-agent.service", "provisioned generation 2")
+	m.say("OK: provisioned; inside the image: hostname web-01, user alice (bash, sudo NOPASSWD, SSH key, hashed password), zone Europe/Berlin; the password in no log, report or state file; systemd's status: %q", m.unitProp("StatusText"))
 	for _, l := range strings.Split(m.inside("prewarm-agent", "status"), "\n") {
 		m.t.Logf("    prewarm-agent status: %s", l)
 	}
@@ -253,7 +255,11 @@ func TestGoldenImage(t *testing.T) {
 	if _, err := m.insideErr("prewarm-imds", "list"); err != nil {
 		m.fail("prewarm-imds list over the admin socket failed: %v", err)
 	}
-	m.say("OK: prewarm-imds.service runs sandboxed as prewarm-imds; admin socket prewarm-imds:prewarm-admin 0660 answers")
+	if typ := m.inside("systemctl", "show", "-p", "Type", "--value", "prewarm-imds.service"); typ != "notify" {
+		m.fail("prewarm-imds.service is Type=%s, want notify", typ)
+	}
+	m.waitStatusText("prewarm-imds.service", "0 instances, 0 parked polls")
+	m.say("OK: prewarm-imds.service runs sandboxed as prewarm-imds (Type=notify, status %q); admin socket prewarm-imds:prewarm-admin 0660 answers", "0 instances, 0 parked polls")
 
 	m.poweroff()
 	m.say("PASS: the golden image provisioned itself (%d s)", int(time.Since(m.t0).Seconds()))
@@ -872,6 +878,20 @@ func (m *image) inside(argv ...string) string {
 func (m *image) insideLog(log string, argv ...string) {
 	m.t.Helper()
 	m.run(5*time.Minute, log, append([]string{"nsenter", "-t", strconv.Itoa(m.cpid), "-a"}, argv...)...)
+}
+
+// waitStatusText waits (bounded) until unit's STATUS= text, as systemd
+// shows it, is want: systemd reads the notification on its own time.
+func (m *image) waitStatusText(unit, want string) {
+	m.t.Helper()
+	var got string
+	for i := 0; i < 100; i++ {
+		if got = m.inside("systemctl", "show", "-p", "StatusText", "--value", unit); got == want {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	m.fail("%s's status is %q, want %q", unit, got, want)
 }
 
 func (m *image) unitProp(p string) string {
