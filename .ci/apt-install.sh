@@ -49,8 +49,16 @@ if ((${#missing[@]})); then
 		chmod 0755 "$policy"
 		trap 'rm -f "$policy"' EXIT
 	fi
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# apt's and the maintainer scripts' chatter goes to a log, shown if
+	# the install fails.
+	log=$(mktemp /tmp/apt-install.XXXXXX)
+	if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+		cat "$log" >&2
+		rm -f "$log"
+		echo "$what: apt-get install ${missing[*]} failed" >&2
+		exit 1
+	fi
+	rm -f "$log"
 	for p in "${missing[@]}"; do
 		# shellcheck disable=SC2046
 		disable $(units "$p")
