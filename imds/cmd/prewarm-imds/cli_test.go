@@ -296,18 +296,19 @@ func TestListColumnsAndFilters(t *testing.T) {
 	m.mustCLI("", "register", "vm-b", "--host-interface", "vnet7", "--address", "127.0.0.33")
 	m.mustCLI("", "register", "vm-c", "--address", "127.0.0.34")
 	m.mustCLI("", "register", "vm-d", "--address", "127.0.0.35")
-	for _, id := range []string{"vm-a", "vm-b", "vm-c"} {
+	m.mustCLI("", "register", "vm-e", "--address", "127.0.0.36")
+	for _, id := range []string{"vm-a", "vm-b", "vm-c", "vm-e"} {
 		m.mustCLI(`{"hostname":"h"}`, "publish", id, "-")
 	}
 	m.mustCLI(`{"hostname":"h2"}`, "publish", "vm-b", "-")
 	now := time.Now()
-	m.report("127.0.0.31", 1, status.StateProvisioned, "", now.Add(-5*time.Second))
+	m.report("127.0.0.31", 1, status.StateProvisioned, "", now.Add(-5*time.Hour))
 	m.report("127.0.0.33", 1, status.StateFailed, "users: create user <x>: shell /bin/nope does not exist, and a long tail that the table cuts", now.Add(-3*time.Hour))
 	m.report("127.0.0.34", 1, status.StateApplying, "", now.Add(-20*time.Minute))
 
 	out := m.mustCLI("", "list")
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if len(lines) != 5 {
+	if len(lines) != 6 {
 		t.Fatalf("list:\n%s", out)
 	}
 	header := strings.Fields(strings.ReplaceAll(strings.ReplaceAll(lines[0], "LAST REPORT", "LAST_REPORT"), "LAST ERROR", "LAST_ERROR"))
@@ -315,10 +316,11 @@ func TestListColumnsAndFilters(t *testing.T) {
 		t.Errorf("header %q", lines[0])
 	}
 	for i, want := range [][]string{
-		{"vm-a", "127.0.0.31,127.0.0.32", "1", "1", "provisioned", "5s", "ago", "-"},
+		{"vm-a", "127.0.0.31,127.0.0.32", "1", "1", "provisioned", "5h", "ago", "-"},
 		{"vm-b", "vnet7", "127.0.0.33", "2", "1", "failed", "3h", "ago", "users: create user <x>: shell /bin/nope does not exist, and…"},
 		{"vm-c", "127.0.0.34", "1", "1", "applying", "20m", "ago", "-"},
 		{"vm-d", "127.0.0.35", "-", "-", "none", "-", "-"},
+		{"vm-e", "127.0.0.36", "1", "-", "none", "-", "-"},
 	} {
 		got := lines[i+1]
 		if !strings.HasPrefix(got, want[0]+" ") {
@@ -352,12 +354,16 @@ func TestListColumnsAndFilters(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"list"}, "vm-a,vm-b,vm-c,vm-d"},
+		{[]string{"list"}, "vm-a,vm-b,vm-c,vm-d,vm-e"},
 		{[]string{"list", "--state", "failed"}, "vm-b"},
-		{[]string{"list", "--state", "applying,none"}, "vm-c,vm-d"},
+		{[]string{"list", "--state", "applying,none"}, "vm-c,vm-d,vm-e"},
 		{[]string{"list", "--state", "provisioned", "--state", "failed"}, "vm-a,vm-b"},
-		{[]string{"list", "--stale", "10m"}, "vm-b,vm-c,vm-d"},
-		{[]string{"list", "--stale", "1h"}, "vm-b,vm-d"},
+		// Stale: not settled on the published generation (vm-b failed an
+		// older one, vm-c is applying, vm-e never reported) and silent for
+		// the duration; vm-a (provisioned 5h ago) is settled, vm-d has
+		// nothing published.
+		{[]string{"list", "--stale", "10m"}, "vm-b,vm-c,vm-e"},
+		{[]string{"list", "--stale", "1h"}, "vm-b,vm-e"},
 		{[]string{"list", "--stale", "1h", "--state", "failed"}, "vm-b"},
 		{[]string{"list", "--state", "partial-ready"}, ""},
 	} {

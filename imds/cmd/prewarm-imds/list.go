@@ -84,8 +84,8 @@ type listFilter struct {
 }
 
 // keep says whether inst passes the filter at time now: its reported state
-// (none before its first report) is one of states, and with stale, its
-// last report is older than stale or it has none.
+// (none before its first report) is one of states, and with stale, it is
+// stale for that long.
 func (f listFilter) keep(inst api.Instance, now time.Time) bool {
 	st := stateNone
 	if inst.LastStatus != nil {
@@ -94,10 +94,31 @@ func (f listFilter) keep(inst api.Instance, now time.Time) bool {
 	if len(f.states) > 0 && !slices.Contains(f.states, st) {
 		return false
 	}
-	if f.stale > 0 && inst.LastStatus != nil && now.Sub(inst.LastStatus.Time.Time) <= f.stale {
+	return f.stale <= 0 || stale(inst, f.stale, now)
+}
+
+// stale reports whether inst's guest has not settled on its published
+// generation (reported partial-ready, provisioned or failed for it or a
+// later one) and has not reported for d, or never. An instance with
+// nothing published, or settled, is never stale: an agent with nothing to
+// do sends nothing. (The IMDS's stale gauge and fleet page use the same
+// rule, counting from the publish too, whose time the admin API does not
+// give.)
+func stale(inst api.Instance, d time.Duration, now time.Time) bool {
+	if inst.Generation <= 0 {
 		return false
 	}
-	return true
+	r := inst.LastStatus
+	if r == nil {
+		return true
+	}
+	if r.Generation >= inst.Generation {
+		switch r.State {
+		case status.StatePartialReady, status.StateProvisioned, status.StateFailed:
+			return false
+		}
+	}
+	return now.Sub(r.Time.Time) > d
 }
 
 func (f listFilter) apply(l []api.Instance, now time.Time) []api.Instance {
@@ -124,8 +145,9 @@ report, how long ago that report was made (by the guest's clock) and its
 error.
 
 --state keeps the instances in the given states (none: never reported);
---stale D keeps those whose last report is older than D or that never
-reported. --watch prints the list again whenever it changes (the admin
+--stale D keeps the stuck ones: a document is published that the guest has
+not settled on (reported partial-ready, provisioned or failed for it), and
+its last report is older than D, or it never reported. --watch prints the list again whenever it changes (the admin
 API's long-poll on the list, not a timer) until interrupted.`,
 		Example: `  prewarm-imds list
   prewarm-imds list --state failed,applying
@@ -137,7 +159,7 @@ API's long-poll on the list, not a timer) until interrupted.`,
 	a := addAdminFlags(cmd)
 	out := cli.AddOutputFlag(cmd)
 	cmd.Flags().StringSliceVar(&f.states, "state", nil, "only instances in these reported states (comma separated; none: never reported)")
-	cmd.Flags().DurationVar(&f.stale, "stale", 0, "only instances whose last report is older than this, or that never reported")
+	cmd.Flags().DurationVar(&f.stale, "stale", 0, "only instances not settled on their published generation whose last report is older than this (or that never reported)")
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "print the list again whenever it changes")
 	cmd.RegisterFlagCompletionFunc("state", cobra.FixedCompletions([]string{stateNone, status.StateStarting, status.StateWaiting,
 		status.StateApplying, status.StatePartialReady, status.StateProvisioned, status.StateFailed}, cobra.ShellCompDirectiveNoFileComp))
