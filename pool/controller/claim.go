@@ -326,6 +326,7 @@ func (c *Controller) claim(ctx context.Context, p *prepared) (ClaimResult, error
 	if err != nil {
 		return rollback("document", err)
 	}
+	c.readLeases(ctx, p.network)
 	ip, err := c.allocIP(p.network, meta.MAC, p.ip)
 	if err != nil {
 		// Nothing was touched yet: the VM goes back to the pool.
@@ -639,6 +640,7 @@ func (c *Controller) claimCold(ctx context.Context, p *prepared, start time.Time
 	if err != nil {
 		return fail("document", err)
 	}
+	c.readLeases(ctx, p.network)
 	ip, err := c.allocIP(p.network, meta.MAC, p.ip)
 	if err != nil {
 		return fail("allocate address", err)

@@ -34,6 +34,8 @@ type Hypervisor interface {
 	EnsureNetwork(ctx context.Context, n virt.NetworkSpec) error
 	EnsureStoragePool(ctx context.Context, name, dir string) error
 	DHCPHosts(ctx context.Context, network string) ([]virt.DHCPHost, error)
+	// Leases returns the network's active DHCP leases, address -> MAC.
+	Leases(ctx context.Context, network string) (map[netip.Addr]string, error)
 	AddDHCPHost(ctx context.Context, network, mac, ip, name string) error
 	RemoveDHCPHost(ctx context.Context, network, mac string) error
 	CreateOverlay(ctx context.Context, pool, name, backing string) (string, error)
@@ -78,6 +80,7 @@ type Controller struct {
 	vms    map[string]*vm
 	used   map[string]map[netip.Addr]string // network -> address -> MAC
 	next   map[string]netip.Addr            // network -> where allocIP's round-robin resumes
+	leased map[string]map[netip.Addr]string // network -> dnsmasq's active leases (address -> MAC), as last read
 	claims map[string]*claimOp              // in flight, by claim id
 	stats  map[string]*flavorStats
 	runCtx context.Context
@@ -303,6 +306,24 @@ func newMAC() string {
 
 func (c *Controller) stamp(t time.Time) string { return t.UTC().Format(status.TimeFormat) }
 
+// readLeases refreshes what allocIP knows of the network's DHCP leases:
+// dnsmasq keeps a released VM's lease (an hour) and will not give its
+// address to another MAC meanwhile, so allocIP skips leased addresses. A
+// failure to read them is logged and leaves the last view.
+func (c *Controller) readLeases(ctx context.Context, network string) {
+	l, err := c.hv.Leases(ctx, network)
+	if err != nil {
+		c.log.Warn("cannot read DHCP leases; an address a released VM still leases may be handed out", "err", err)
+		return
+	}
+	c.mu.Lock()
+	if c.leased == nil {
+		c.leased = map[string]map[netip.Addr]string{}
+	}
+	c.leased[network] = l
+	c.mu.Unlock()
+}
+
 // allocIP takes the first free reserved-range address of network (or
 // want, when set and free) for mac.
 func (c *Controller) allocIP(network, mac string, want netip.Addr) (netip.Addr, error) {
@@ -322,6 +343,10 @@ func (c *Controller) allocIP(network, mac string, want netip.Addr) (netip.Addr, 
 		if want.Less(lo) || hi.Less(want) {
 			return netip.Addr{}, fieldErr(http.StatusBadRequest, "invalid claim", api.FieldError{Path: "ip",
 				Reason: fmt.Sprintf("must be in %s's reserved range %s-%s", network, lo, hi)})
+		}
+		if m, held := c.leased[network][want]; held && !strings.EqualFold(m, mac) {
+			return netip.Addr{}, fieldErr(http.StatusConflict, "address in use", api.FieldError{Path: "ip",
+				Reason: fmt.Sprintf("%s is still leased on %s to %s (a VM released before its lease ran out)", want, network, m)})
 		}
 		if m, taken := used[want]; taken && !strings.EqualFold(m, mac) {
 			return netip.Addr{}, fieldErr(http.StatusConflict, "address in use", api.FieldError{Path: "ip",
@@ -343,7 +368,8 @@ func (c *Controller) allocIP(network, mac string, want netip.Addr) (netip.Addr, 
 		start = lo
 	}
 	for a := start; ; {
-		if _, taken := used[a]; !taken {
+		m, held := c.leased[network][a]
+		if _, taken := used[a]; !taken && (!held || strings.EqualFold(m, mac)) {
 			used[a] = mac
 			c.next[network] = a.Next()
 			return a, nil
@@ -426,6 +452,7 @@ func (c *Controller) bootWarm(ctx context.Context, name string) {
 	meta.Tap = "pwt" + randHex(4)
 	meta.PoolNetwork = f.PoolNetwork
 	meta.Created = c.stamp(start)
+	c.readLeases(ctx, f.PoolNetwork)
 	ip, err := c.allocIP(f.PoolNetwork, meta.MAC, netip.Addr{})
 	if err != nil {
 		fail("allocate address", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -464,5 +465,24 @@ func TestGuestThatMissesTheBounceIsBouncedSlowly(t *testing.T) {
 	h.hv.mu.Unlock()
 	if ups < 2 {
 		t.Errorf("link brought up %d times, want the bounce and a slow one", ups)
+	}
+}
+
+func TestAddressStillLeasedIsSkipped(t *testing.T) {
+	h := start(t, testConfig(t, 0), func(hv *fakeHV) {
+		hv.leases = map[string]map[netip.Addr]string{"tenant-a": {
+			netip.MustParseAddr("10.10.1.2"): "52:54:00:99:99:99", // a released VM's lease
+		}}
+	})
+	res, err := h.c.Claim(context.Background(), ClaimRequest{Flavor: "small", Document: json.RawMessage(`{"hostname": "x"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.IP != "10.10.1.3" {
+		t.Errorf("ip = %s, want 10.10.1.3 (10.10.1.2 is still leased to another MAC)", res.IP)
+	}
+	_, err = h.c.Claim(context.Background(), ClaimRequest{Flavor: "small", IP: "10.10.1.2", Document: json.RawMessage(`{"hostname": "y"}`)})
+	if HTTPStatus(err) != http.StatusConflict {
+		t.Errorf("asking for the leased address: err = %v, want 409", err)
 	}
 }

@@ -41,6 +41,8 @@ type fakeHV struct {
 	deaf bool
 	// defineErr makes DefineAndStart fail.
 	defineErr error
+	// leases are dnsmasq's leases that outlive released VMs.
+	leases map[string]map[netip.Addr]string
 	// routes are the transit routes (the fake Router).
 	routes map[netip.Addr]string
 	// genAtDefine records, per domain, the IMDS generation when it was
@@ -79,6 +81,16 @@ func (f *fakeHV) DHCPHosts(_ context.Context, network string) ([]virt.DHCPHost, 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]virt.DHCPHost(nil), f.hosts[network]...), nil
+}
+
+func (f *fakeHV) Leases(_ context.Context, network string) (map[netip.Addr]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[netip.Addr]string{}
+	for a, m := range f.leases[network] {
+		out[a] = m
+	}
+	return out, nil
 }
 
 func (f *fakeHV) AddDHCPHost(_ context.Context, network, mac, ip, name string) error {

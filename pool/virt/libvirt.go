@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -165,6 +166,31 @@ func (v *Libvirt) DHCPHosts(_ context.Context, network string) ([]DHCPHost, erro
 		for _, h := range ip.DHCP.Hosts {
 			out = append(out, DHCPHost{MAC: h.MAC, IP: h.IP, Name: h.Name})
 		}
+	}
+	return out, nil
+}
+
+// Leases returns the network's active DHCP leases: address -> MAC.
+func (v *Libvirt) Leases(_ context.Context, network string) (map[netip.Addr]string, error) {
+	l, err := v.conn()
+	if err != nil {
+		return nil, err
+	}
+	net, err := l.NetworkLookupByName(network)
+	if err != nil {
+		return nil, notFound(err, "network "+network)
+	}
+	leases, _, err := l.NetworkGetDhcpLeases(net, nil, 1, 0)
+	if err != nil {
+		return nil, fmt.Errorf("leases of network %q: %w", network, err)
+	}
+	out := map[netip.Addr]string{}
+	for _, le := range leases {
+		a, err := netip.ParseAddr(le.Ipaddr)
+		if err != nil || len(le.Mac) == 0 {
+			continue
+		}
+		out[a] = le.Mac[0]
 	}
 	return out, nil
 }

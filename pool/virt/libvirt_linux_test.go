@@ -66,6 +66,9 @@ func TestLibvirtLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.RemoveDHCPHost(ctx, "lt-pool", mac)
+	if _, err := v.Leases(ctx, "lt-pool"); err != nil {
+		t.Fatalf("leases: %v", err)
+	}
 	hosts, err := v.DHCPHosts(ctx, "lt-pool")
 	if err != nil || len(hosts) != 1 || hosts[0].IP != "10.253.0.2" {
 		t.Fatalf("reservations = %+v, %v", hosts, err)
