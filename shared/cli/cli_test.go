@@ -182,6 +182,9 @@ func TestOutput(t *testing.T) {
 			t.Errorf("%q: %q", args, out)
 		}
 	}
+	if _, out, _, _ = execute(t, "show", "a", "-o", "text"); !strings.HasPrefix(out, "ID") {
+		t.Errorf("-o text (prewarm-pool's name of table): %q", out)
+	}
 	t.Setenv("PROG_OUTPUT", "json")
 	if _, out, _, _ = execute(t, "show", "a"); !strings.HasPrefix(out, "{") {
 		t.Errorf("PROG_OUTPUT=json: %q", out)

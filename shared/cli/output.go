@@ -46,6 +46,9 @@ func (o *Output) Set(v string) error {
 	case OutputTable, OutputJSON:
 		o.format = v
 		return nil
+	case "text": // prewarm-pool's earlier name of table
+		o.format = OutputTable
+		return nil
 	}
 	return fmt.Errorf("want table or json, got %q", v)
 }
