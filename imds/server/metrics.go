@@ -137,22 +137,20 @@ func (m *metrics) request(api, route string, code int) {
 	c.(prometheus.Counter).Inc()
 }
 
-// routeOf maps a request path to a bounded route label.
+// routeOf names a request's route with a bounded label: the admin mux's
+// pattern that matched it (ServeMux sets r.Pattern on the request the
+// instrumenting wrapper holds), else one of the native guest paths, else
+// "other". A dialect's requests are labelled by the dialect itself.
 func routeOf(r *http.Request) string {
-	p := r.URL.Path
-	switch p {
-	case api.PathConfig, api.PathStatus, api.PathInstance, api.PathInstances, api.PathHealthz, api.PathMetrics:
-		return p
-	}
-	if rest, ok := strings.CutPrefix(p, api.PathInstances+"/"); ok && rest != "" {
-		switch {
-		case !strings.Contains(rest, "/"):
-			return api.PathInstance1
-		case strings.HasSuffix(rest, "/config") && strings.Count(rest, "/") == 1:
-			return api.PathInstanceConfig
-		case strings.HasSuffix(rest, "/status") && strings.Count(rest, "/") == 1:
-			return api.PathInstanceStatus
+	if p := r.Pattern; p != "" && p != "/" {
+		if _, path, ok := strings.Cut(p, " "); ok {
+			p = path // "GET /v1/instances/{id}" → "/v1/instances/{id}"
 		}
+		return strings.TrimSuffix(p, "/{$}")
+	}
+	switch p := r.URL.Path; p {
+	case api.PathConfig, api.PathStatus, api.PathInstance:
+		return p
 	}
 	return "other"
 }
