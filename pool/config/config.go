@@ -59,18 +59,21 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Config is the whole file.
 type Config struct {
-	Libvirt       string    `json:"libvirt,omitempty"`
-	IMDSAdmin     string    `json:"imdsAdmin,omitempty"`
-	Socket        string    `json:"socket,omitempty"`
-	DomainType    string    `json:"domainType,omitempty"`
-	StoragePool   string    `json:"storagePool,omitempty"`
-	OverlayDir    string    `json:"overlayDir,omitempty"`
-	ConsoleLogDir string    `json:"consoleLogDir,omitempty"`
-	MaxBoots      int       `json:"maxBoots,omitempty"`
-	BootTimeout   Duration  `json:"bootTimeout,omitzero"`
-	ClaimTimeout  Duration  `json:"claimTimeout,omitzero"`
-	Networks      []Network `json:"networks"`
-	Flavors       []Flavor  `json:"flavors"`
+	Libvirt       string   `json:"libvirt,omitempty"`
+	IMDSAdmin     string   `json:"imdsAdmin,omitempty"`
+	Socket        string   `json:"socket,omitempty"`
+	DomainType    string   `json:"domainType,omitempty"`
+	StoragePool   string   `json:"storagePool,omitempty"`
+	OverlayDir    string   `json:"overlayDir,omitempty"`
+	ConsoleLogDir string   `json:"consoleLogDir,omitempty"`
+	MaxBoots      int      `json:"maxBoots,omitempty"`
+	BootTimeout   Duration `json:"bootTimeout,omitzero"`
+	ClaimTimeout  Duration `json:"claimTimeout,omitzero"`
+	// PauseBootsDuringClaims suspends refill boots while a warm claim
+	// runs, so the claimed VM's agent has the CPU (TCG hosts).
+	PauseBootsDuringClaims bool      `json:"pauseBootsDuringClaims,omitempty"`
+	Networks               []Network `json:"networks"`
+	Flavors                []Flavor  `json:"flavors"`
 }
 
 // Network is one libvirt network the controller ensures: an isolated

@@ -308,6 +308,7 @@ func (c *Controller) claim(ctx context.Context, p *prepared) (ClaimResult, error
 	c.mu.Lock()
 	meta := v.meta
 	c.mu.Unlock()
+	defer c.pauseBoots(ctx)()
 	log := c.log.With("instance", name, "flavor", meta.Flavor)
 	res := ClaimResult{ClaimID: p.req.ClaimID, VM: name, Flavor: meta.Flavor, MAC: meta.MAC, Network: p.network, Path: "warm"}
 	// Until the final document is published, any failure rolls back: the

@@ -46,6 +46,8 @@ type Hypervisor interface {
 	SetMeta(ctx context.Context, name string, m virt.Meta) error
 	UpdateInterface(ctx context.Context, name string, nic virt.NIC) error
 	Destroy(ctx context.Context, name string) error
+	Suspend(ctx context.Context, name string) error
+	Resume(ctx context.Context, name string) error
 }
 
 // IMDS is what the controller needs of the prewarm-imds admin API
@@ -81,10 +83,14 @@ type Controller struct {
 	used   map[string]map[netip.Addr]string // network -> address -> MAC
 	next   map[string]netip.Addr            // network -> where allocIP's round-robin resumes
 	leased map[string]map[netip.Addr]string // network -> dnsmasq's active leases (address -> MAC), as last read
-	claims map[string]*claimOp              // in flight, by claim id
-	stats  map[string]*flavorStats
-	runCtx context.Context
-	wg     sync.WaitGroup
+	// claimsRunning counts warm claims in flight; paused are the booting
+	// VMs suspended for them (pauseBootsDuringClaims).
+	claimsRunning int
+	paused        map[string]bool
+	claims        map[string]*claimOp // in flight, by claim id
+	stats         map[string]*flavorStats
+	runCtx        context.Context
+	wg            sync.WaitGroup
 }
 
 type vm struct {
@@ -766,5 +772,53 @@ func (c *Controller) dropTransit(meta virt.Meta) {
 	}
 	if err := c.routes.DelHost(a, n.Bridge); err != nil {
 		c.log.Warn("cannot remove the transit route", "addr", meta.PoolIP, "err", err)
+	}
+}
+
+// pauseBoots suspends the booting VMs while a warm claim runs (with
+// pauseBootsDuringClaims): under TCG a boot takes a whole core, and the
+// claimed VM's agent applies the document faster without it. The returned
+// function resumes them once no claim runs any more.
+func (c *Controller) pauseBoots(ctx context.Context) func() {
+	if !c.cfg.PauseBootsDuringClaims {
+		return func() {}
+	}
+	c.mu.Lock()
+	c.claimsRunning++
+	if c.paused == nil {
+		c.paused = map[string]bool{}
+	}
+	var pause []string
+	for _, v := range c.vms {
+		if v.meta.State == virt.StateBooting && v.meta.Generation > 0 && !c.paused[v.name] {
+			c.paused[v.name] = true
+			pause = append(pause, v.name)
+		}
+	}
+	c.mu.Unlock()
+	for _, name := range pause {
+		if err := c.hv.Suspend(ctx, name); err != nil {
+			c.log.Warn("cannot pause a boot for a claim", "instance", name, "err", err)
+			c.mu.Lock()
+			delete(c.paused, name)
+			c.mu.Unlock()
+		}
+	}
+	return func() {
+		c.mu.Lock()
+		c.claimsRunning--
+		var resume []string
+		if c.claimsRunning == 0 {
+			for name := range c.paused {
+				resume = append(resume, name)
+			}
+			c.paused = map[string]bool{}
+		}
+		c.mu.Unlock()
+		for _, name := range resume {
+			if err := c.hv.Resume(context.WithoutCancel(ctx), name); err != nil {
+				c.log.Warn("cannot resume a paused boot", "instance", name, "err", err)
+			}
+		}
 	}
 }

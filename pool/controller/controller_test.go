@@ -486,3 +486,29 @@ func TestAddressStillLeasedIsSkipped(t *testing.T) {
 		t.Errorf("asking for the leased address: err = %v, want 409", err)
 	}
 }
+
+func TestBootsPausedDuringAWarmClaim(t *testing.T) {
+	cfg := testConfig(t, 2)
+	cfg.PauseBootsDuringClaims = true
+	h := start(t, cfg, func(hv *fakeHV) {
+		ctx := context.Background()
+		// A VM that is still booting (its guest never reports).
+		hv.AddDHCPHost(ctx, "pool", "52:54:00:00:00:09", "10.254.0.9", "pw-small-boot09")
+		hv.imds.Register(ctx, "pw-small-boot09", api.Registration{Addresses: []string{"10.254.0.9"}, Labels: map[string]string{LabelPool: "small"}})
+		gen, _ := hv.imds.Publish(ctx, "pw-small-boot09", []byte(`{"partial": true}`), nil)
+		hv.addDomain("pw-small-boot09", virt.Meta{Flavor: "small", State: virt.StateBooting, Path: "warm", MAC: "52:54:00:00:00:09",
+			Tap: "pwt00000009", PoolNetwork: "pool", PoolIP: "10.254.0.9", Generation: gen, Created: time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00")},
+			virt.NIC{MAC: "52:54:00:00:00:09", Network: "pool", Up: true}, false)
+	})
+	h.waitFor("1 warm and 1 booting", func(st Status) bool { return st.Flavors[0].Warm == 1 && st.Flavors[0].Booting == 1 })
+	if _, err := h.c.Claim(context.Background(), ClaimRequest{Flavor: "small", Document: json.RawMessage(`{"hostname": "x"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	h.hv.mu.Lock()
+	calls := slices.Clone(h.hv.calls)
+	h.hv.mu.Unlock()
+	si, ri := slices.Index(calls, "suspend pw-small-boot09"), slices.Index(calls, "resume pw-small-boot09")
+	if si < 0 || ri < si {
+		t.Errorf("calls %q: want the booting VM suspended during the claim and resumed after", calls)
+	}
+}

@@ -247,6 +247,16 @@ func (f *fakeHV) Destroy(_ context.Context, name string) error {
 	return nil
 }
 
+func (f *fakeHV) Suspend(_ context.Context, name string) error {
+	f.record("suspend %s", name)
+	return nil
+}
+
+func (f *fakeHV) Resume(_ context.Context, name string) error {
+	f.record("resume %s", name)
+	return nil
+}
+
 func (f *fakeHV) domain(name string) (virt.Meta, virt.NIC, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

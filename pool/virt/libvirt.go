@@ -489,3 +489,35 @@ func (v *Libvirt) Destroy(_ context.Context, name string) error {
 	}
 	return nil
 }
+
+// Suspend pauses the running domain's vCPUs (virDomainSuspend).
+func (v *Libvirt) Suspend(_ context.Context, name string) error {
+	l, err := v.conn()
+	if err != nil {
+		return err
+	}
+	dom, err := l.DomainLookupByName(name)
+	if err != nil {
+		return notFound(err, "domain "+name)
+	}
+	if err := l.DomainSuspend(dom); err != nil {
+		return fmt.Errorf("suspend domain %q: %w", name, err)
+	}
+	return nil
+}
+
+// Resume lets a suspended domain run again (virDomainResume).
+func (v *Libvirt) Resume(_ context.Context, name string) error {
+	l, err := v.conn()
+	if err != nil {
+		return err
+	}
+	dom, err := l.DomainLookupByName(name)
+	if err != nil {
+		return notFound(err, "domain "+name)
+	}
+	if err := l.DomainResume(dom); err != nil {
+		return fmt.Errorf("resume domain %q: %w", name, err)
+	}
+	return nil
+}

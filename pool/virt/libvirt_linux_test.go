@@ -124,6 +124,12 @@ func TestLibvirtLive(t *testing.T) {
 	if !found {
 		t.Fatalf("domain %s not listed among %+v", name, doms)
 	}
+	if err := v.Suspend(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Resume(ctx, name); err != nil {
+		t.Fatal(err)
+	}
 	// The re-map: tenant network and link down in one update.
 	start = time.Now()
 	if err := v.UpdateInterface(ctx, name, NIC{MAC: mac, Tap: tap, Network: "lt-tenant", Up: false}); err != nil {
