@@ -36,6 +36,8 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./agent/cmd/prewarm-agent ./imds/cmd/prewarm-imds ./pool/cmd/prewarm-pool
+	# --store etcd is served by prewarm-imds-etcd, which prewarm-imds execs: only it links the etcd client (docs/etcd.md).
+	CGO_ENABLED=0 $(GO) build -tags etcd -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/prewarm-imds-etcd ./imds/cmd/prewarm-imds
 
 # deps installs the Debian packages the tests drive for real (DHCP servers
 # and clients, namespaces tooling, wrk, QEMU, MSI tools, etcd, Chromium).

@@ -13,7 +13,7 @@ repo=$PWD
 dist=dist
 export ARCH=${GOARCH:-$(go env GOARCH)}
 
-for b in prewarm-agent prewarm-imds; do
+for b in prewarm-agent prewarm-imds prewarm-imds-etcd; do
 	if [[ ! -x bin/$b ]]; then
 		echo "build.sh: bin/$b is missing: run make build (or make package)" >&2
 		exit 1
