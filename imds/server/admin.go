@@ -335,6 +335,10 @@ func (s *Server) adminStatus(w http.ResponseWriter, r *http.Request, id string) 
 func RequireBearer(token string, h http.Handler) http.Handler {
 	want := []byte(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isUIPath(r.URL.Path) {
+			serveUIAuth(want, h, w, r) // the fleet page's login (uiauth.go)
+			return
+		}
 		if r.URL.Path != api.PathHealthz {
 			got, ok := bearerToken(r.Header.Get(api.HeaderAuthorization))
 			if !ok || subtle.ConstantTimeCompare([]byte(got), want) != 1 {

@@ -180,6 +180,9 @@ type uiPage struct {
 	Row        *uiRow
 	Reports    []status.Report
 	HistoryErr string
+
+	// The login form (uiauth.go).
+	LoginError string
 }
 
 // age formats d for the page: 42s, 3m05s, 2h10m, 3d04h.

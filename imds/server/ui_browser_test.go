@@ -186,3 +186,52 @@ func TestFleetPageInBrowser(t *testing.T) {
 		t.Errorf("without JavaScript: indicator %q, %d rows (want 1: the filter)", c, rows)
 	}
 }
+
+// On the token-guarded TCP listener a browser signs in with the token
+// once; the page and its live updates then come with the session cookie.
+func TestFleetPageLoginInBrowser(t *testing.T) {
+	ctx := newBrowser(t)
+	const token = "browser-test-token-of-at-least-32-bytes"
+	s := newTestServer(t, Options{})
+	mustRegister(t, s, "vm-1", api.Registration{Addresses: []string{"10.0.0.1"}})
+	g := s.GuestHandler()
+	postReport(t, g, "10.0.0.1", status.Report{Seq: 1, State: status.StateWaiting})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeAdmin(ln, token)
+	base := "http://" + ln.Addr().String()
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, time.Minute) // a bound, not a timing assertion
+		defer cancel()
+		if err := chromedp.Do(wctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	do("a wrong token",
+		chromedp.Navigate(base+"/ui/"),
+		chromedp.WaitVisible(chromedp.CSS(`#token`)),
+		chromedp.SetValue(chromedp.CSS(`#token`), "not-the-token"),
+		chromedp.Click(chromedp.CSS(`#login`)),
+		chromedp.WaitVisible(chromedp.CSS(`#login-error`)),
+	)
+	do("the token",
+		chromedp.SetValue(chromedp.CSS(`#token`), token),
+		chromedp.Click(chromedp.CSS(`#login`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-instance="vm-1"][data-state="waiting"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#conn.live`)),
+	)
+	mustPublish(t, s, "vm-1", `{}`)
+	postReport(t, g, "10.0.0.1", status.Report{Seq: 2, Generation: 1, State: status.StateProvisioned})
+	do("the live update with the cookie", chromedp.WaitVisible(chromedp.CSS(`tr[data-instance="vm-1"][data-state="provisioned"]`)))
+	// The cookie is the page's only: the admin API still wants the token.
+	code, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch("/v1/instances").then(r => r.status)`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 401 {
+		t.Errorf("the admin API from the signed-in page: %d, want 401", code)
+	}
+}
