@@ -1,6 +1,10 @@
 package publishdir
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/prewarm/prewarm/shared/api"
+)
 
 // FuzzPublishFile feeds arbitrary publish-directory files to the parser:
 // no panic, every rejection is an error object with a 4xx status, and an
@@ -18,7 +22,7 @@ func FuzzPublishFile(f *testing.F) {
 			}
 			return
 		}
-		if !idRE.MatchString(id) {
+		if !api.ValidInstanceID(id) {
 			t.Fatalf("accepted id %q", id)
 		}
 		if len(pf.Addresses) == 0 && pf.HostInterface == "" && (len(pf.Config) == 0 || string(pf.Config) == "null") {

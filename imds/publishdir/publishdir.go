@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -291,14 +290,12 @@ func readFile(path, name string, max int) ([]byte, *refusal, error) {
 	return data, nil, nil
 }
 
-var idRE = regexp.MustCompile(api.InstanceIDPattern)
-
 // parse decodes a publish file strictly: one JSON object, no unknown
 // fields, no trailing data, and something to apply.
 func parse(name string, data []byte) (string, api.PublishFile, *refusal) {
 	var pf api.PublishFile
 	id := strings.TrimSuffix(name, ".json")
-	if !idRE.MatchString(id) {
+	if !api.ValidInstanceID(id) {
 		return id, pf, refuse(http.StatusBadRequest, "invalid instance id %q (from the file name): must match %s", id, api.InstanceIDPattern)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))

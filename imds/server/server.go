@@ -47,7 +47,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -246,10 +245,8 @@ type snapshot struct {
 	view *dialect.View
 }
 
-var idRE = regexp.MustCompile(api.InstanceIDPattern)
-
 // ValidID reports whether id is a valid instance id.
-func ValidID(id string) bool { return idRE.MatchString(id) }
+func ValidID(id string) bool { return api.ValidInstanceID(id) }
 
 // New builds a Server and starts following its store's change feed; it
 // returns once the index holds the store's state (or a shared store is

@@ -9,12 +9,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )
 
@@ -429,9 +429,6 @@ type scanned struct {
 	gens    map[string]int64 // the highest counter
 }
 
-// idLike matches instance ids (api.InstanceIDPattern).
-var idLike = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
 // scanPages reads every leaf page of the bbolt file at path with plain
 // reads, bounds-checking each element, and sorts what it finds by the
 // shape of its value: an 8-byte counter under an id (generations), a
@@ -502,7 +499,7 @@ func leafElems(page []byte, count int64, depth int, budget *int64, fn func(k str
 }
 
 func (sc *scanned) add(k string, v []byte) {
-	if !idLike.MatchString(k) || k == "r" { // "r": a report inside a history, whose id is not known here
+	if !api.ValidInstanceID(k) || k == "r" { // "r": a report inside a history, whose id is not known here
 		return
 	}
 	if len(v) == 8 && v[0] == 0 {
