@@ -796,6 +796,9 @@ func (c *Controller) pauseBoots(ctx context.Context) func() {
 		}
 	}
 	c.mu.Unlock()
+	if len(pause) > 0 {
+		c.log.Info("pausing boots while a claim runs", "instances", pause)
+	}
 	for _, name := range pause {
 		if err := c.hv.Suspend(ctx, name); err != nil {
 			c.log.Warn("cannot pause a boot for a claim", "instance", name, "err", err)
@@ -815,6 +818,9 @@ func (c *Controller) pauseBoots(ctx context.Context) func() {
 			c.paused = map[string]bool{}
 		}
 		c.mu.Unlock()
+		if len(resume) > 0 {
+			c.log.Info("resuming paused boots", "instances", resume)
+		}
 		for _, name := range resume {
 			if err := c.hv.Resume(context.WithoutCancel(ctx), name); err != nil {
 				c.log.Warn("cannot resume a paused boot", "instance", name, "err", err)
