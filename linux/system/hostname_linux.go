@@ -15,7 +15,8 @@ import (
 
 // ApplyHostname implements agent.HostnameSetter: /etc/hostname, the
 // 127.0.1.1 line of /etc/hosts, and on a live system the kernel hostname
-// and hostnamectl (when systemd is PID 1).
+// and hostnamectl when systemd is PID 1 and systemd-hostnamed is running
+// (daemonRunning says why not otherwise).
 func (s *System) ApplyHostname(ctx context.Context, name string) (agent.StepResult, error) {
 	var res agent.StepResult
 	name = strings.ToLower(name)
@@ -65,7 +66,7 @@ func (s *System) ApplyHostname(ctx context.Context, name string) (agent.StepResu
 			}
 			res.Actions = append(res.Actions, "set kernel hostname")
 		}
-		if s.systemdPID1() && len(res.Actions) > 0 && s.available("hostnamectl") {
+		if s.systemdPID1() && len(res.Actions) > 0 && s.daemonRunning("systemd-hostnamed") && s.available("hostnamectl") {
 			if _, err := s.o.Runner.Run(ctx, run.Cmd{Name: "hostnamectl", Args: []string{"set-hostname", name}}); err != nil {
 				return res, fmt.Errorf("set hostname %q: %w", name, err)
 			}

@@ -79,6 +79,38 @@ func (s *System) systemdPID1() bool {
 	return err == nil && strings.TrimSpace(string(b)) == "systemd"
 }
 
+// daemonRunning reports whether a process whose comm is comm (the kernel
+// cuts it to 15 bytes) runs on a live system. hostnamectl and timedatectl
+// are called only for a running systemd-hostnamed / systemd-timedated, to
+// tell it at once: both daemons are started on demand by D-Bus and read
+// /etc/hostname and /etc/localtime afresh when they start (and on a
+// change of the file), so starting one only to say what the agent has
+// already written costs a process start and a bus activation (most of a
+// second each under TCG, on the claim's critical path) and tells nobody
+// anything.
+func (s *System) daemonRunning(comm string) bool {
+	if !s.o.Live {
+		return false
+	}
+	if len(comm) > 15 {
+		comm = comm[:15]
+	}
+	ents, err := os.ReadDir(s.o.ProcDir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if n := e.Name(); n == "" || n[0] < '1' || n[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(s.o.ProcDir, e.Name(), "comm"))
+		if err == nil && strings.TrimSpace(string(b)) == comm {
+			return true
+		}
+	}
+	return false
+}
+
 // rootArgs are the --root arguments of the shadow tools for a target root.
 func (s *System) rootArgs() []string {
 	if filepath.Clean(s.o.Root) == "/" {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -137,13 +138,25 @@ func TestTimezoneScratchRoot(t *testing.T) {
 	}
 }
 
+// fakeProc is a /proc with systemd as PID 1 and the given process names
+// (comm, cut to 15 bytes as the kernel does) as PIDs 100, 101, ...
+func fakeProc(t *testing.T, comms ...string) string {
+	proc := t.TempDir()
+	for i, c := range append([]string{"systemd"}, comms...) {
+		pid := "1"
+		if i > 0 {
+			pid = strconv.Itoa(99 + i)
+		}
+		os.MkdirAll(filepath.Join(proc, pid), 0o755)
+		os.WriteFile(filepath.Join(proc, pid, "comm"), []byte(c[:min(len(c), 15)]+"\n"), 0o644)
+	}
+	return proc
+}
+
 func TestTimedatectlOnlyWhenSystemdAndChanged(t *testing.T) {
 	root := scratchRoot(t)
-	proc := t.TempDir()
-	os.MkdirAll(filepath.Join(proc, "1"), 0o755)
-	os.WriteFile(filepath.Join(proc, "1/comm"), []byte("systemd\n"), 0o644)
 	f := &fakeRunner{avail: []string{"timedatectl"}}
-	s := New(Options{Root: root, Runner: f, Logger: testLogger(t), Live: true, ProcDir: proc})
+	s := New(Options{Root: root, Runner: f, Logger: testLogger(t), Live: true, ProcDir: fakeProc(t, "systemd-timedated")})
 	for range 2 {
 		if _, err := s.ApplyTimezone(context.Background(), "Europe/Berlin"); err != nil {
 			t.Fatal(err)
@@ -151,6 +164,25 @@ func TestTimedatectlOnlyWhenSystemdAndChanged(t *testing.T) {
 	}
 	if len(f.cmds) != 1 || f.cmds[0].String() != "timedatectl set-timezone Europe/Berlin" {
 		t.Fatalf("commands %v, want one timedatectl set-timezone", f.cmds)
+	}
+}
+
+// With systemd-timedated not running, the agent does not start it through
+// timedatectl only to say what /etc/localtime already says: the daemon
+// reads the link when D-Bus starts it.
+func TestTimedatectlNotWhenTimedatedIdle(t *testing.T) {
+	root := scratchRoot(t)
+	f := &fakeRunner{avail: []string{"timedatectl"}}
+	s := New(Options{Root: root, Runner: f, Logger: testLogger(t), Live: true, ProcDir: fakeProc(t, "systemd-journald", "sshd")})
+	res, err := s.ApplyTimezone(context.Background(), "Europe/Berlin")
+	if err != nil || !res.Changed {
+		t.Fatalf("apply: %+v, %v", res, err)
+	}
+	if len(f.cmds) != 0 {
+		t.Fatalf("commands %v, want none", f.cmds)
+	}
+	if l, _ := os.Readlink(filepath.Join(root, "etc/localtime")); l != "/usr/share/zoneinfo/Europe/Berlin" {
+		t.Fatalf("/etc/localtime -> %q", l)
 	}
 }
 
@@ -184,11 +216,8 @@ func TestHostnameKernelInUTSNamespace(t *testing.T) {
 		t.Fatal("not in a private UTS namespace; refusing to set the hostname")
 	}
 	root := scratchRoot(t)
-	proc := t.TempDir()
-	os.MkdirAll(filepath.Join(proc, "1"), 0o755)
-	os.WriteFile(filepath.Join(proc, "1/comm"), []byte("systemd\n"), 0o644)
 	f := &fakeRunner{avail: []string{"hostnamectl"}}
-	s := New(Options{Root: root, Runner: f, Logger: testLogger(t), Live: true, ProcDir: proc})
+	s := New(Options{Root: root, Runner: f, Logger: testLogger(t), Live: true, ProcDir: fakeProc(t, "systemd-hostnamed")})
 	res, err := s.ApplyHostname(context.Background(), "guest-7")
 	if err != nil || !slices.Contains(res.Actions, "set kernel hostname") {
 		t.Fatalf("first apply: %+v, %v", res, err)
@@ -201,6 +230,16 @@ func TestHostnameKernelInUTSNamespace(t *testing.T) {
 	}
 	if len(f.cmds) != 1 || f.cmds[0].String() != "hostnamectl set-hostname guest-7" {
 		t.Fatalf("commands %v, want one hostnamectl", f.cmds)
+	}
+	// With systemd-hostnamed idle, a new name needs no hostnamectl: the
+	// files and the kernel name are the whole truth hostnamed starts from.
+	f.cmds = nil
+	s = New(Options{Root: root, Runner: f, Logger: testLogger(t), Live: true, ProcDir: fakeProc(t, "sshd")})
+	if res, err := s.ApplyHostname(context.Background(), "guest-8"); err != nil || !slices.Contains(res.Actions, "set kernel hostname") {
+		t.Fatalf("apply with hostnamed idle: %+v, %v", res, err)
+	}
+	if len(f.cmds) != 0 {
+		t.Fatalf("commands %v with hostnamed idle, want none", f.cmds)
 	}
 }
 

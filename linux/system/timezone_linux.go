@@ -21,7 +21,8 @@ import (
 const zoneinfo = "/usr/share/zoneinfo/"
 
 // ApplyTimezone implements agent.TimezoneSetter: the /etc/localtime
-// symlink, /etc/timezone, and timedatectl on a live systemd system. A zone
+// symlink, /etc/timezone, and timedatectl on a live systemd system whose
+// systemd-timedated runs (daemonRunning says why only then). A zone
 // the target's tzdata does not have fails the step, naming it; so does a
 // name whose file is a link that leaves the zoneinfo tree or loops
 // (zoneinfo/localtime links to /etc/localtime on Debian: linking
@@ -60,7 +61,7 @@ func (s *System) ApplyTimezone(ctx context.Context, zone string) (agent.StepResu
 	} else if c {
 		res.Actions = append(res.Actions, "set /etc/timezone")
 	}
-	if len(res.Actions) > 0 && s.systemdPID1() && s.available("timedatectl") {
+	if len(res.Actions) > 0 && s.systemdPID1() && s.daemonRunning("systemd-timedated") && s.available("timedatectl") {
 		if _, err := s.o.Runner.Run(ctx, run.Cmd{Name: "timedatectl", Args: []string{"set-timezone", zone}}); err != nil {
 			return res, fmt.Errorf("set timezone %q: %w", zone, err)
 		}
