@@ -43,6 +43,9 @@ const (
 	// milliseconds, one of 10,000 some 200 ms of CPU and 5 MB on every
 	// update (BenchmarkFleetPageRender).
 	uiMaxRows = 500
+	// uiMaxError bounds a row's error text (a guest's report may carry
+	// 64 KiB of it; the instance's page shows it whole).
+	uiMaxError = 300
 )
 
 //go:embed ui
@@ -107,6 +110,7 @@ type uiRow struct {
 	Last          *status.Report
 	State         string // Last's state, stateNone without one
 	Behind        bool   // Last's generation is older than Published
+	Error         string // Last's error, cut at uiMaxError bytes
 	LastSeen      time.Time
 	Age           string
 	Stale         bool
@@ -217,6 +221,10 @@ func (s *Server) uiRowOf(inst api.Instance, now time.Time) uiRow {
 	if r.Last != nil {
 		r.State = r.Last.State
 		r.Behind = r.Last.Generation < r.Published
+		r.Error = r.Last.Error
+		if len(r.Error) > uiMaxError {
+			r.Error = strings.ToValidUTF8(r.Error[:uiMaxError], "") + "…"
+		}
 	}
 	if !r.LastSeen.IsZero() {
 		r.Age = age(now.Sub(r.LastSeen))

@@ -106,11 +106,22 @@ func TestFleetPage(t *testing.T) {
 		}
 	}
 
+	// A long error is cut in the fleet's row, whole on the instance's page.
+	long := strings.Repeat("é", 1000)
+	postReport(t, s.GuestHandler(), "10.0.0.2", status.Report{Seq: 1, State: status.StateFailed, Error: long})
+	b := do(s.AdminHandler(), req{path: "/ui/"}).Body.String()
+	if !strings.Contains(b, `<td class="error">`+strings.Repeat("é", uiMaxError/2)+`…</td>`) {
+		t.Errorf("the long error is not cut at %d bytes", uiMaxError)
+	}
+	if b := do(s.AdminHandler(), req{path: "/ui/instances/vm-2"}).Body.String(); !strings.Contains(b, long) {
+		t.Errorf("the instance page does not show the error whole")
+	}
+
 	// The instance's page and its history.
 	postReport(t, s.GuestHandler(), "10.0.0.1", status.Report{Seq: 2, Generation: 1, State: status.StatePartialReady,
 		Steps: []status.Step{{Name: "hostname", OK: true, MS: 7}, {Name: "network", OK: false, MS: 30, Error: "boom"}}})
 	rec = do(s.AdminHandler(), req{path: "/ui/instances/vm-1"})
-	b := rec.Body.String()
+	b = rec.Body.String()
 	if rec.Code != 200 || !strings.Contains(b, `data-seq="2"`) || !strings.Contains(b, `data-seq="1"`) || strings.Index(b, `data-seq="2"`) > strings.Index(b, `data-seq="1"`) ||
 		!strings.Contains(b, `<span class="step failed" title="boom">network 30</span>`) || !strings.Contains(b, `generation 1 (partial), hostname warm-1`) ||
 		!strings.Contains(b, `href="../static/ui.css"`) || !strings.Contains(b, `data-events="vm-1/events"`) || strings.Contains(b, "<script>alert") {
