@@ -404,10 +404,18 @@ func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state)
 				acts = append(acts, fmt.Sprintf("replace route %s via %s dev %s by one via %s", r.Dst, gw, l.Name, r.Gateway))
 				rs = slices.DeleteFunc(rs, func(x nl.Route) bool { return x.Index == l.Index && x.Dst == r.Dst && x.Gateway == gw })
 				own.Routes = slices.Delete(own.Routes, old, old+1)
-			} else {
-				if err := conn.AddRoute(r); err != nil {
+			} else if err := conn.AddRoute(r); errors.Is(err, unix.EEXIST) {
+				// A route to the same destination that is not the agent's
+				// (DHCP option 121 installs 169.254.169.254/32, for one)
+				// and goes another way: the document's static route
+				// takes its place, as networkd or ifupdown would make it.
+				if err := conn.ReplaceRoute(r); err != nil {
 					return acts, err
 				}
+				acts = append(acts, fmt.Sprintf("replace route %s dev %s by one via %s", r.Dst, l.Name, r.Gateway))
+			} else if err != nil {
+				return acts, err
+			} else {
 				acts = append(acts, fmt.Sprintf("add route %s via %s dev %s", r.Dst, r.Gateway, l.Name))
 			}
 			rs = append(rs, r)

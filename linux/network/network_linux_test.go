@@ -192,6 +192,22 @@ func TestGuestNetworkApply(t *testing.T) {
 	}
 	// 10.66.0.9 is named by no document now, but the agent did not add it.
 	check([]string{"10.66.0.9/24", "10.77.0.5/24"}, nil, nil)
+	// A route to the same destination that someone else installed (DHCP
+	// option 121 puts 169.254.169.254/32 there) going another way: the
+	// document's static route takes its place instead of failing the step
+	// with "file exists".
+	if out, err := exec.Command("ip", "route", "add", "169.254.169.254/32", "via", "10.66.0.1", "dev", iface).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	doc.Interfaces[0].Routes = append(doc.Interfaces[0].Routes, config.Route{To: mustPfx("169.254.169.254/32"), Via: mustAddr("10.77.0.254")})
+	if res, err = c.ApplyNetwork(ctx, doc); err != nil || !res.Changed {
+		t.Fatalf("static route over a foreign one: %+v, %v", res, err)
+	}
+	t.Logf("actions: %q", res.Actions)
+	check([]string{"10.66.0.9/24", "10.77.0.5/24"}, []string{"169.254.169.254/32 via 10.77.0.254", "10.98.0.0/16 via 10.77.0.254"}, []string{"169.254.169.254/32 via 10.66.0.1"})
+	if res, err := c.ApplyNetwork(ctx, doc); err != nil || res.Changed {
+		t.Fatalf("reapply after the replace changed something: %+v, %v", res, err)
+	}
 	if _, err := c.ApplyNetwork(ctx, &config.Network{Interfaces: []config.Interface{{MAC: config.MustParseMAC("02:00:00:00:00:99"), Addresses: mustPfxs("10.1.1.1/24")}}}); !errors.Is(err, nl.ErrNoLink) {
 		t.Errorf("unknown MAC: err %v, want ErrNoLink", err)
 	}
