@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,10 @@ import (
 // for StaleAfter since the publish or the guest's last report, whichever
 // is later. A settled instance is never stale, however long it stays
 // silent: an agent with nothing to do sends nothing.
+
+// maxLoggedError bounds the report error a guest report's log line
+// carries (the status history keeps it whole).
+const maxLoggedError = 1024
 
 // DefaultStaleAfter is Options.StaleAfter's default.
 const DefaultStaleAfter = 5 * time.Minute
@@ -255,8 +260,12 @@ func (s *Server) reportReceived(id string, last *status.Report, r status.Report)
 	if since > 0 {
 		attrs = append(attrs, slog.Duration("sincePublish", since.Round(time.Millisecond)))
 	}
-	if r.Error != "" {
-		attrs = append(attrs, slog.String("err", r.Error))
+	if e := r.Error; e != "" {
+		// A report may carry 64 KiB of error; the log line keeps its head.
+		if len(e) > maxLoggedError {
+			e = strings.ToValidUTF8(e[:maxLoggedError], "") + "…"
+		}
+		attrs = append(attrs, slog.String("err", e))
 	}
 	if r.AgentVersion != "" {
 		attrs = append(attrs, slog.String("agentVersion", r.AgentVersion))

@@ -427,6 +427,7 @@ func TestFleetMetricsAndReportLog(t *testing.T) {
 	if stale() != 0 {
 		t.Errorf("a failed guest is settled, not stale: %v", stale())
 	}
+	postReport(t, g, "10.0.0.2", status.Report{Seq: 3, Generation: 1, State: status.StateApplying, Error: strings.Repeat("x", 5000)})
 
 	// The log: one info line per change of state, with the keys of
 	// docs/logging.md; the dhcp-renewed event is not one.
@@ -454,6 +455,9 @@ func TestFleetMetricsAndReportLog(t *testing.T) {
 	}
 	if failed == nil || failed["err"] != "no" {
 		t.Errorf("vm-2's failed line: %v", failed)
+	}
+	if l := lines[len(lines)-1]; l["err"] != strings.Repeat("x", maxLoggedError)+"…" {
+		t.Errorf("a long error is not cut in the log: %d bytes", len(fmt.Sprint(l["err"])))
 	}
 }
 
