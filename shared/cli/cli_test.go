@@ -265,3 +265,28 @@ func TestDecide(t *testing.T) {
 		t.Errorf("CheckUntil(ready): %v", err)
 	}
 }
+
+// TestNoEnv: a flag marked NoEnv is not set by its environment variable;
+// the command's other flags still are.
+func TestNoEnv(t *testing.T) {
+	var doc, sock string
+	root := &cobra.Command{Use: "prog"}
+	claim := &cobra.Command{Use: "claim", Args: NoArgs, RunE: func(*cobra.Command, []string) error { return nil }}
+	claim.Flags().StringVar(&doc, "config", "", "")
+	claim.Flags().StringVar(&sock, "socket", "default.sock", "")
+	NoEnv(claim, "config")
+	root.AddCommand(claim)
+	Setup(root, "PROG_", "1.2.3")
+	t.Setenv("PROG_CONFIG", "/etc/prog/serve.yaml")
+	t.Setenv("PROG_SOCKET", "env.sock")
+	var o, e bytes.Buffer
+	if code := Execute(root, []string{"claim"}, strings.NewReader(""), &o, &e); code != 0 {
+		t.Fatalf("exit %d: %s", code, e.String())
+	}
+	if doc != "" || sock != "env.sock" {
+		t.Errorf("config %q (want unset), socket %q (want env.sock)", doc, sock)
+	}
+	if code := Execute(root, []string{"claim", "--config", "doc.json"}, strings.NewReader(""), &o, &e); code != 0 || doc != "doc.json" {
+		t.Errorf("--config doc.json: exit %d, config %q", code, doc)
+	}
+}

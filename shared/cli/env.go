@@ -30,6 +30,17 @@ func AddConfigFlag(cmd *cobra.Command) {
 // command line says).
 const AnnotationNoEnv = "prewarm.cli/no-env"
 
+// NoEnv keeps the environment and the config file from setting cmd's flag
+// name, which then comes from the command line only: prewarm-pool claim's
+// --config is a claim's document, and PREWARM_POOL_CONFIG is serve's
+// config file.
+func NoEnv(cmd *cobra.Command, name string) {
+	cmd.Flags().SetAnnotation(name, AnnotationNoEnv, []string{"true"})
+}
+
+// noEnv reports whether f is marked by NoEnv.
+func noEnv(f *pflag.Flag) bool { return len(f.Annotations[AnnotationNoEnv]) > 0 }
+
 // EnvName is the environment variable of flag name under prefix:
 // PREWARM_IMDS_ and admin-socket give PREWARM_IMDS_ADMIN_SOCKET.
 func EnvName(prefix, name string) string {
@@ -53,7 +64,7 @@ func applyEnvAndFile(cmd *cobra.Command) error {
 	if prefix != "" {
 		var err error
 		fs.VisitAll(func(f *pflag.Flag) {
-			if err != nil || skipEnv[f.Name] || set[f.Name] != "" {
+			if err != nil || skipEnv[f.Name] || noEnv(f) || set[f.Name] != "" {
 				return
 			}
 			name := EnvName(prefix, f.Name)
@@ -115,7 +126,7 @@ func applyFile(cmd *cobra.Command, path string, set map[string]string) error {
 			v = u
 		}
 		fl := fs.Lookup(k)
-		if fl == nil || skipEnv[k] || k == ConfigFlag {
+		if fl == nil || skipEnv[k] || noEnv(fl) || k == ConfigFlag {
 			return bad("unknown setting %q: '%s' has no --%s flag", k, cmd.CommandPath(), k).WithHint("run '%s --help' for its flags", cmd.CommandPath())
 		}
 		if prev, ok := seen[k]; ok && !repeatable(fl) {
