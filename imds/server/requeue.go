@@ -10,8 +10,9 @@ import (
 // http.Server that served it, through that server's listener, as HTTP/1.1
 // keep-alive allows: the guest's next request, the next long-poll, comes
 // on the same connection instead of a new dial. net/http serves a
-// returned connection as it serves an accepted one (its first request
-// within ReadHeaderTimeout, which a guest polling again at once meets;
+// returned connection as it serves an accepted one (its first request's
+// headers within the header timeout, sweep.go, which a guest polling again
+// at once meets;
 // one that waits longer finds the connection closed and dials again, as
 // after any idle close).
 

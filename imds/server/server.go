@@ -192,7 +192,10 @@ type Server struct {
 	// bodyTimeout bounds a guest request body's arrival (tests shorten it
 	// before serving).
 	bodyTimeout time.Duration
-	peers       *guestnet.PeerWatch // nil where unsupported
+	// sweeper enforces the guest connections' header and idle timeouts
+	// (sweep.go; tests shorten them before serving).
+	sweeper *connSweeper
+	peers   *guestnet.PeerWatch // nil where unsupported
 
 	guest http.Handler
 	admin http.Handler
@@ -305,6 +308,7 @@ func New(opts Options) (*Server, error) {
 
 		guestIfaces: map[string]bool{},
 		bodyTimeout: DefaultGuestBodyTimeout,
+		sweeper:     newConnSweeper(guestHeaderTimeout, guestIdleTimeout, guestSweepEvery),
 	}
 	if s.st == nil {
 		if opts.DataDir == "" {
@@ -820,7 +824,7 @@ func (inst *instance) observeStatus(r status.Report) {
 // registered with that hostInterface, falling back to the source address
 // when none is. It returns nil after Shutdown.
 func (s *Server) ServeGuest(ln net.Listener, hostInterface string) error {
-	rl := newRequeueListener(s.limit(ln, hostInterface, false))
+	rl := newRequeueListener(s.sweeper.listener(s.limit(ln, hostInterface, false)))
 	return s.serve(s.guestHTTPServer(hostInterface, false, rl), rl, "guest", hostInterface)
 }
 
@@ -833,7 +837,7 @@ func (s *Server) limit(ln net.Listener, hostInterface string, byDeviceOnly bool)
 // serveBound serves a listener the binder opened for hostInterface until
 // the binder closes the returned server.
 func (s *Server) serveBound(ln net.Listener, hostInterface string, byDeviceOnly bool) io.Closer {
-	rl := newRequeueListener(s.limit(ln, hostInterface, byDeviceOnly))
+	rl := newRequeueListener(s.sweeper.listener(s.limit(ln, hostInterface, byDeviceOnly)))
 	hs := s.guestHTTPServer(hostInterface, byDeviceOnly, rl)
 	go func() {
 		if err := s.serve(hs, rl, "guest", hostInterface); err != nil && !errors.Is(err, net.ErrClosed) {
@@ -879,12 +883,13 @@ func bodyDeadline(timeout time.Duration, h http.Handler) http.Handler {
 // attributes requests to hostInterface's instance alone, never by source
 // address. An answered long-poll's connection goes back to it through rl.
 func (s *Server) guestHTTPServer(hostInterface string, byDeviceOnly bool, rl *requeueListener) *http.Server {
+	// No ReadHeaderTimeout or IdleTimeout: s.sweeper enforces both
+	// without per-request timers (sweep.go).
 	hs := &http.Server{
-		Handler:           bodyDeadline(s.bodyTimeout, s.guest),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		Handler:        bodyDeadline(s.bodyTimeout, s.guest),
+		MaxHeaderBytes: 16 << 10,
+		ConnState:      s.sweeper.connState,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.srvMu.Lock()
 	s.guestIfaces[hostInterface] = true
