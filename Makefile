@@ -26,8 +26,9 @@ GOTEST_FLAGS ?= -count=1 -timeout 20m
 # The pool's end-to-end tests, benchmark and demo (issue 16): libvirt and
 # QEMU run inside a private namespace (e2e/virtlab); the golden image is
 # built with debootstrap, e2fsprogs and qemu-utils; guests are checked over SSH.
-APT_PACKAGES += libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-utils \
-	e2fsprogs zstd jq openssh-client
+POOL_PACKAGES := libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils \
+	debootstrap e2fsprogs zstd jq cpio busybox-static openssh-client
+APT_PACKAGES += $(POOL_PACKAGES)
 
 .PHONY: all build deps deps-demo test-browser test unit fuzz e2e e2e-vm windows-test package-test bench bench-claim bench-idle demo package lint fmt clean
 
@@ -109,20 +110,26 @@ windows-test: deps
 package-test: deps build
 	bash packaging/test-image.sh
 
+# demo narrates the agent and the IMDS end to end, then the pool (demo-pool).
 demo: deps-demo build
 	bash e2e/demo.sh
+	@$(MAKE) --no-print-directory demo-pool
 
-.PHONY: image e2e-pool bench-pool demo-pool
+# deps-pool installs what the pool's image, tests, benchmark and demo run.
+deps-pool:
+	@bash .ci/apt-install.sh pool $(POOL_PACKAGES)
+
+.PHONY: image e2e-pool bench-pool demo-pool deps-pool
 
 # image builds the golden image of prewarm-pool (packaging/image/build.sh):
 # Debian 12 + the prewarm-agent .deb as qcow2, and its kernel and initrd, in
 # .cache/image/ (git-ignored), keyed by its inputs: a rerun with the same
 # inputs does nothing.
-image: deps
+image: deps-pool
 	bash packaging/image/build.sh
 
 # e2e-pool runs only the pool's end-to-end tests (make e2e runs them too).
-e2e-pool: deps build image
+e2e-pool: deps-pool build image
 	$(GO) test $(GOTEST_FLAGS) -v ./e2e/virtlab/ ./e2e/pool/
 
 # bench-pool is issue 16's headline benchmark: cold boot → provisioned
@@ -130,7 +137,7 @@ e2e-pool: deps build image
 # sequential) and a burst of 4 concurrent claims, on the golden image in a
 # private libvirt. Figures in pool-bench.json (git-ignored); the last line
 # is the summary.
-bench-pool: deps build image
+bench-pool: deps-pool build image
 	@rm -f pool-bench.json
 	-PREWARM_POOL_BENCH=1 $(GO) test -count=1 -timeout 90m -run 'TestPoolBench$$' -v ./e2e/pool/ 2>&1 | \
 		grep -vE 'ethtool ioctl|^=== ' | tee .cache/pool-bench.log
@@ -139,7 +146,7 @@ bench-pool: deps build image
 
 # demo-pool shows the pool at work: warm VMs booting, a claim with its
 # timing breakdown, the refill.
-demo-pool: deps build image
+demo-pool: deps-pool build image
 	@PREWARM_POOL_DEMO=1 $(GO) test -count=1 -timeout 30m -run 'TestPoolDemo$$' -v ./e2e/pool/ 2>&1 | \
 		sed -n 's/^ *demo_linux_test.go:[0-9]*: //p; /^--- /p'
 

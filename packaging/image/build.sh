@@ -19,7 +19,7 @@
 # Run as root on Debian 12 (debootstrap, chroot, mkfs.ext4 -d, qemu-img).
 # Environment:
 #   PREWARM_IMAGE_DIR=DIR    the cache and output folder
-#   PREWARM_SKIP_BUILD=1     use the .deb already in dist/ (else: make package)
+#   PREWARM_SKIP_BUILD=1     use the .deb already in dist/ (else: make build + packaging/build.sh)
 #   PREWARM_DEBIAN_MIRROR=U  Debian mirror (default: from /etc/apt/sources.list*)
 #   PREWARM_IMAGE_SIZE=2G    the file system's size (the qcow2 stays sparse)
 set -Eeuo pipefail
@@ -81,11 +81,13 @@ mirror=${PREWARM_DEBIAN_MIRROR:-$(debian_mirror | awk "NR == 1")}
 
 # ---------------------------------------------------------------- the .deb
 if [[ ${PREWARM_SKIP_BUILD:-} != 1 ]]; then
-	say "building the packages (make package)"
+	# make build + packaging/build.sh, not make package: that also builds
+	# the MSI, which needs the Windows tool chain.
+	say "building the packages (make build, packaging/build.sh)"
 	mkdir -p "$out"
-	LINTIAN=0 make -C "$repo" --no-print-directory package >"$out/package.log" 2>&1 || {
+	{ make -C "$repo" --no-print-directory build && LINTIAN=0 bash "$repo/packaging/build.sh"; } >"$out/package.log" 2>&1 || {
 		tail -n 30 "$out/package.log"
-		fail "make package"
+		fail "building the .deb"
 	}
 fi
 # shellcheck disable=SC2012 # our own package file names
