@@ -1,95 +1,73 @@
 // Command prewarm-pool keeps warm pools of VMs on libvirt and hands them to
 // claims (docs/pool.md).
 //
-//	prewarm-pool serve --config FILE
-//	prewarm-pool claim FLAVOR --config DOC.json [--network NAME] [--claim-id ID] [--ip IP] [--timeout 30s] [--output json]
-//	prewarm-pool status [--output json]
+//	prewarm-pool serve --config FILE [--log-level L] [--log-format text|json]
+//	prewarm-pool claim FLAVOR --config DOC.json [--network NAME] [--claim-id ID] [--ip IP] [--timeout 30s] [--output table|json]
+//	prewarm-pool status [--output table|json]
 //	prewarm-pool release VM
+//	prewarm-pool version | completion SHELL
 //
 // The client commands talk to the controller's admin API on --socket
-// (default /run/prewarm/pool.sock).
+// (default /run/prewarm/pool.sock). Every flag can also come from
+// PREWARM_POOL_<FLAG> (except claim's --config, the claim's document);
+// exit codes and the JSON forms are in docs/cli.md.
 package main
 
 import (
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
-	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/prewarm/prewarm/shared/cli"
 )
 
-const usage = `usage: prewarm-pool COMMAND [ARGS] [FLAGS]
+// version is the release version; release builds set it with -ldflags
+// "-X main.version=...", as for prewarm-imds.
+var version = "0.1.0"
 
-commands:
-  serve --config FILE          run the controller (config: docs/pool.md)
-  claim FLAVOR --config DOC.json [--network NAME] [--claim-id ID] [--ip IP] [--timeout 30s] [--output json]
-                               take a warm VM (or boot one cold) with the final document DOC.json
-  status [--output json]       per flavor: warm, booting, claimed, failed, last boot time; and every VM
-  release VM                   destroy a VM, remove its overlay and reservations, refill
-
-Run "prewarm-pool COMMAND -h" for a command's flags.
-`
+// envPrefix names the environment variables that set flags.
+const envPrefix = "PREWARM_POOL_"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-var errUsage = errors.New("usage")
-
-func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	var err error
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "serve":
-		err = serve(rest, stderr)
-	case "claim":
-		err = claim(rest, stdout, stderr)
-	case "status":
-		err = statusCmd(rest, stdout, stderr)
-	case "release":
-		err = release(rest, stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "prewarm-pool: unknown command %q\n\n%s", cmd, usage)
-		return 2
-	}
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "prewarm-pool %s: %v\n", args[0], err)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "prewarm-pool %s: %v\n", args[0], err)
-		return 1
-	}
+// run runs the command line args and returns the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return cli.Execute(newRoot(), args, stdin, stdout, stderr)
 }
 
-// parseInterleaved parses flags before, between or after the positional
-// arguments and returns the positional ones.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if rest[0] == "-" || !strings.HasPrefix(rest[0], "-") {
-			pos = append(pos, rest[0])
-			args = rest[1:]
-			continue
-		}
-		args = rest
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "prewarm-pool",
+		Short: "Prewarm pool controller: warm VMs on libvirt, handed to claims",
+		Long: `prewarm-pool keeps a pool of booted, partially configured VMs per flavor
+on libvirt (serve) and hands one to a claim with its final config document,
+or boots one cold when none is warm (docs/pool.md). The other commands
+drive a running controller over its admin socket.
+
+Every flag can also be set by an environment variable PREWARM_POOL_<FLAG>
+(--socket: PREWARM_POOL_SOCKET); a flag on the command line wins over the
+environment. Claim's --config (the claim's document) is the exception: it
+comes from the command line only, as PREWARM_POOL_CONFIG is serve's file.
+
+Exit codes: 0 success, 1 other failure, 2 usage error, 3 the guest reported
+failed, 4 timeout, 5 the controller is unreachable, 6 not found (no such
+flavor or VM).`,
+		Example: `  prewarm-pool serve --config /etc/prewarm/pool.yaml
+  prewarm-pool claim small --config web-1.json --network tenant-a
+  prewarm-pool status
+  prewarm-pool release pw-small-0a1b2c`,
 	}
+	root.AddGroup(&cobra.Group{ID: "service", Title: "Service commands:"}, &cobra.Group{ID: "admin", Title: "Admin commands (over the admin socket):"})
+	serve := serveCmd()
+	serve.GroupID = "service"
+	root.AddCommand(serve)
+	for _, c := range []*cobra.Command{claimCmd(), statusCmd(), releaseCmd()} {
+		c.GroupID = "admin"
+		root.AddCommand(c)
+	}
+	cli.Setup(root, envPrefix, version)
+	return root
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,30 +14,51 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/prewarm/prewarm/imds/client"
 	poolcfg "github.com/prewarm/prewarm/pool/config"
 	"github.com/prewarm/prewarm/pool/controller"
 	"github.com/prewarm/prewarm/pool/virt"
+	"github.com/prewarm/prewarm/shared/cli"
 )
 
-func serve(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "config file (JSON or YAML; docs/pool.md)")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	pos, err := parseInterleaved(fs, args)
+func serveCmd() *cobra.Command {
+	var cfgPath, logFormat, logLevel string
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run the controller: keep the warm pools, answer claims on the admin socket",
+		Long: `serve reads the pool's config file (JSON or YAML: libvirt, the IMDS admin
+socket, networks, flavors and their warm targets; docs/pool.md), adopts the
+VMs a previous run left, boots the warm pools up to their targets and
+answers claim, status and release on the config's admin socket until
+SIGTERM or SIGINT. It logs to stderr.`,
+		Example: `  prewarm-pool serve --config /etc/prewarm/pool.yaml
+  PREWARM_POOL_CONFIG=/etc/prewarm/pool.yaml prewarm-pool serve --log-level debug`,
+		Args: cli.NoArgs,
+	}
+	// Not cli.AddConfigFlag: --config is the pool's own structured file,
+	// not lines of flag settings.
+	cmd.Flags().StringVar(&cfgPath, "config", "", "the pool's config file (JSON or YAML; docs/pool.md); required")
+	cmd.Flags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	cmd.RegisterFlagCompletionFunc("log-format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.RegisterFlagCompletionFunc("log-level", cobra.FixedCompletions([]string{"debug", "info", "warn", "error"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if cfgPath == "" {
+			return cli.Usagef("serve wants --config FILE (the pool's config)").WithHint("pass --config or set PREWARM_POOL_CONFIG; docs/pool.md describes the file")
+		}
+		return serve(cfgPath, logFormat, logLevel, cmd.ErrOrStderr())
+	}
+	return cmd
+}
+
+func serve(cfgPath, logFormat, logLevel string, stderr io.Writer) error {
+	log, err := newLogger(stderr, logFormat, logLevel)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 || *cfgPath == "" {
-		return fmt.Errorf("%w: serve --config FILE", errUsage)
-	}
-	log, err := newLogger(stderr, *logFormat, *logLevel)
-	if err != nil {
-		return err
-	}
-	cfg, err := poolcfg.Load(*cfgPath)
+	cfg, err := poolcfg.Load(cfgPath)
 	if err != nil {
 		return err
 	}
@@ -130,7 +150,7 @@ func listenUnix(path string) (net.Listener, error) {
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("%w: --log-level %q: %v", errUsage, level, err)
+		return nil, cli.Usagef("--log-level %q: want debug, info, warn or error", level).WithHint("run 'prewarm-pool serve --help' for usage")
 	}
 	o := &slog.HandlerOptions{Level: lv}
 	switch format {
@@ -139,5 +159,5 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, o)).With("component", "pool"), nil
 	}
-	return nil, fmt.Errorf("%w: --log-format must be text or json (got %q)", errUsage, format)
+	return nil, cli.Usagef("--log-format %q: want text or json", format).WithHint("run 'prewarm-pool serve --help' for usage")
 }
