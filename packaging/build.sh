@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# build.sh: build the prewarm-agent and prewarm-imds .deb and .rpm packages
-# into dist/ from the binaries in bin/ (`make package` runs `make build`
-# first), with nfpm pinned in go.mod as a Go tool, then lint the .debs with
-# lintian when it is installed.
+# build.sh: build the prewarm-agent, prewarm-imds and prewarm-pool .deb and
+# .rpm packages into dist/ from the binaries in bin/ (`make package` runs
+# `make build` first), with nfpm pinned in go.mod as a Go tool, then lint
+# the .debs with lintian when it is installed.
 #
 # Environment: PKG_VERSION (default: agent.Version plus +git<count>.<sha>),
 # GOARCH (default: go env GOARCH), LINTIAN=0 to skip lintian.
@@ -13,7 +13,7 @@ repo=$PWD
 dist=dist
 export ARCH=${GOARCH:-$(go env GOARCH)}
 
-for b in prewarm-agent prewarm-imds prewarm-imds-etcd; do
+for b in prewarm-agent prewarm-imds prewarm-imds-etcd prewarm-pool; do
 	if [[ ! -x bin/$b ]]; then
 		echo "build.sh: bin/$b is missing: run make build (or make package)" >&2
 		exit 1
@@ -53,7 +53,7 @@ cat >"$DOCDIR/changelog.yml" <<EOT
     urgency: medium
     distributions: [unstable]
   changes:
-    - note: Build $VERSION of the Prewarm guest agent and IMDS.
+    - note: Build $VERSION of the Prewarm guest agent, IMDS and pool controller.
 EOT
 cat >"$DOCDIR/copyright" <<EOT
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
@@ -84,11 +84,14 @@ EOT
 # One man page per command (prewarm-imds-status.8, ...), generated from
 # the CLI's own help by its hidden gen-man command (cobra/doc, built only
 # with -tags man), dated by SOURCE_DATE_EPOCH; the overview pages
-# (prewarm-imds.8, prewarm-agent.8) are packaging/man's. And the bash, zsh
-# and fish completion scripts (the completion command).
-for m in prewarm-agent prewarm-imds; do
-	pkg=./imds/cmd/prewarm-imds
-	[[ $m == prewarm-agent ]] && pkg=./agent/cmd/prewarm-agent
+# (prewarm-imds.8, prewarm-agent.8, prewarm-pool.8) are packaging/man's.
+# And the bash, zsh and fish completion scripts (the completion command).
+for m in prewarm-agent prewarm-imds prewarm-pool; do
+	case $m in
+	prewarm-agent) pkg=./agent/cmd/prewarm-agent ;;
+	prewarm-imds) pkg=./imds/cmd/prewarm-imds ;;
+	prewarm-pool) pkg=./pool/cmd/prewarm-pool ;;
+	esac
 	out=$DOCDIR/man/$m
 	# A build for this machine (GOARCH may name the packages' target).
 	gen=$DOCDIR/gen-$m
@@ -105,9 +108,9 @@ for m in prewarm-agent prewarm-imds; do
 	"$gen" completion fish >"$DOCDIR/completion/$m.fish"
 	rm "$gen"
 done
-for m in prewarm-agent prewarm-imds; do
+for m in prewarm-agent prewarm-imds prewarm-pool; do
 	gzip -9nc "packaging/man/$m.8" >"$DOCDIR/$m.8.gz"
-	# packaging/lintian-overrides holds both packages' overrides, each line
+	# packaging/lintian-overrides holds every package's overrides, each line
 	# prefixed with its package; comments above a line justify it.
 	awk -v pkg="$m" '
 		/^#/ { c = c $0 "\n"; next }
@@ -117,7 +120,7 @@ for m in prewarm-agent prewarm-imds; do
 done
 
 mkdir -p "$dist"
-for m in prewarm-agent prewarm-imds; do
+for m in prewarm-agent prewarm-imds prewarm-pool; do
 	rm -f "$dist/${m}_"*.deb "$dist/$m-"*.rpm
 	cfg=packaging/nfpm-${m#prewarm-}.yaml
 	go tool nfpm package --config "$cfg" --packager deb --target "$dist/"
