@@ -466,3 +466,57 @@ func (h *Harness) DumpLogs(logf func(string, ...any)) {
 		logf("---- last %d lines of %s ----\n%s", len(keep), name, strings.Join(keep, "\n"))
 	}
 }
+
+// guestCPU is the CPU the lab's QEMU processes used together over window,
+// in percent of one core (read from /proc/PID/stat).
+func (h *Harness) guestCPU(window time.Duration) float64 {
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", h.Lab.PID))
+	if err != nil {
+		return 0
+	}
+	ticks := func() map[string]int64 {
+		out := map[string]int64{}
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			if n, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err != nil || n != ns {
+				continue
+			}
+			b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+			if err != nil || !strings.Contains(string(b), "(qemu-system") {
+				continue
+			}
+			// Fields after the command's closing parenthesis: utime and
+			// stime are the 12th and 13th.
+			f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+			if len(f) > 12 {
+				var u, s int64
+				fmt.Sscan(f[11], &u)
+				fmt.Sscan(f[12], &s)
+				out[e.Name()] = u + s
+			}
+		}
+		return out
+	}
+	before := ticks()
+	time.Sleep(window)
+	var used int64
+	for pid, t := range ticks() {
+		used += t - before[pid]
+	}
+	// USER_HZ is 100: a tick is 10 ms, so ticks per second are percent.
+	return float64(used) / window.Seconds()
+}
+
+// Settle waits until the lab's guests together use less than pct percent of
+// one core over a second (a VM keeps booting for a while after it reports
+// partial-ready), at most limit; it returns how long it waited and the last
+// reading.
+func (h *Harness) Settle(ctx context.Context, pct float64, limit time.Duration) (time.Duration, float64) {
+	start := time.Now()
+	for {
+		c := h.guestCPU(time.Second)
+		if c < pct || time.Since(start) > limit || ctx.Err() != nil {
+			return time.Since(start), c
+		}
+	}
+}
