@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -179,8 +181,17 @@ func (r *Renewer) trigger(ctx context.Context, ow owner, iface string) error {
 		}
 		// SIGUSR2 releases and SIGUSR1 then starts over with DISCOVER. A
 		// plain renew (SIGUSR1 alone) would, on a re-mapped network, get a
-		// NAK, after which udhcpc sleeps 3 s before discovering.
+		// NAK, after which udhcpc sleeps 3 s before discovering. The two
+		// must arrive in that order: Linux delivers pending signals lowest
+		// number first, so with both pending at once (udhcpc not scheduled
+		// between the two kills, as on a loaded one-CPU guest) the renew
+		// came first and the release last, and udhcpc stayed released with
+		// no address (seen in the QEMU guest). SIGUSR1 waits until SIGUSR2
+		// is no longer pending.
 		if err := syscall.Kill(ow.PID, syscall.SIGUSR2); err != nil {
+			return fmt.Errorf("signal udhcpc %d: %w", ow.PID, err)
+		}
+		if err := waitDelivered(ctx, r.o.ProcDir, ow.PID, syscall.SIGUSR2); err != nil {
 			return fmt.Errorf("signal udhcpc %d: %w", ow.PID, err)
 		}
 		if err := syscall.Kill(ow.PID, syscall.SIGUSR1); err != nil {
@@ -199,6 +210,39 @@ func (r *Renewer) trigger(ctx context.Context, ow owner, iface string) error {
 		return err
 	}
 	return fmt.Errorf("client %q: %w", ow.Client, ErrUnknownClient)
+}
+
+// waitDelivered waits until sig is no longer pending for pid (its handler
+// ran), reading the pending masks of /proc/PID/status every millisecond,
+// for at most 2 s. A status it cannot read (the process is gone, or no
+// /proc) ends the wait: the next signal then reports what is wrong.
+func waitDelivered(ctx context.Context, procDir string, pid int, sig syscall.Signal) error {
+	bit := uint64(1) << (uint(sig) - 1)
+	for i := 0; i < 2000; i++ {
+		b, err := os.ReadFile(filepath.Join(procDir, strconv.Itoa(pid), "status"))
+		if err != nil {
+			return nil
+		}
+		pending := false
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok || (k != "SigPnd" && k != "ShdPnd") {
+				continue
+			}
+			if m, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil && m&bit != 0 {
+				pending = true
+			}
+		}
+		if !pending {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return fmt.Errorf("signal %v still pending after 2 s", sig)
 }
 
 // renewAndWait triggers a renewal and waits for the client to put an
