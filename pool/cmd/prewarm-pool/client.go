@@ -169,6 +169,29 @@ func addSocketFlag(cmd *cobra.Command) *string {
 	return cmd.Flags().String("socket", poolcfg.DefaultSocket, "the controller's admin socket")
 }
 
+// completeFrom completes a command's one argument with names from the
+// running controller's status (the flavors, or the VMs), asked for on
+// --socket or PREWARM_POOL_SOCKET (completion runs before the environment
+// is applied); nothing when it does not answer within a second.
+func completeFrom(sock *string, names func(controller.Status) []string) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		socket := *sock
+		if v, ok := os.LookupEnv(cli.EnvName(envPrefix, "socket")); ok && !cmd.Flags().Changed("socket") {
+			socket = v
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), time.Second)
+		defer cancel()
+		var st controller.Status
+		if err := newClient(socket).do(ctx, http.MethodGet, controller.PathStatus, nil, &st); err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return names(st), cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
 // commandContext is interrupted by SIGINT and SIGTERM and ends after d.
 func commandContext(d time.Duration) (context.Context, context.CancelFunc) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -198,6 +221,13 @@ the command line only (- reads it from stdin).`,
 	}
 	sock := addSocketFlag(cmd)
 	out := cli.AddOutputFlag(cmd)
+	cmd.ValidArgsFunction = completeFrom(sock, func(st controller.Status) []string {
+		var names []string
+		for _, f := range st.Flavors {
+			names = append(names, f.Name)
+		}
+		return names
+	})
 	f := cmd.Flags()
 	f.StringVar(&docPath, "config", "", "the final config document (JSON file, - for stdin); required")
 	f.StringVar(&network, "network", "", "tenant network (default: the flavor's tenantNetwork)")
@@ -323,6 +353,13 @@ func releaseCmd() *cobra.Command {
 		Args:    cli.ExactArgs(1, "VM"),
 	}
 	sock := addSocketFlag(cmd)
+	cmd.ValidArgsFunction = completeFrom(sock, func(st controller.Status) []string {
+		var names []string
+		for _, v := range st.VMs {
+			names = append(names, v.Name)
+		}
+		return names
+	})
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		ctx, cancel := commandContext(60 * time.Second)
 		defer cancel()

@@ -333,3 +333,34 @@ func TestRelease(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q; request %s %s", code, out, stderr, method, path)
 	}
 }
+
+// TestCompletion: claim completes the running controller's flavors,
+// release its VMs (on --socket or PREWARM_POOL_SOCKET); with no
+// controller, nothing (and no file names).
+func TestCompletion(t *testing.T) {
+	sock := serveUnix(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(controller.Status{Flavors: []controller.FlavorStatus{{Name: "small"}, {Name: "large"}},
+			VMs: []controller.VMStatus{{Name: "pw-small-1"}, {Name: "pw-large-2"}}})
+	}))
+	complete := func(args ...string) []string {
+		t.Helper()
+		code, out, stderr := pool("", append([]string{"__complete"}, args...)...)
+		if code != 0 {
+			t.Fatalf("%q: exit %d: %s", args, code, stderr)
+		}
+		return strings.Split(strings.TrimSpace(out), "\n")
+	}
+	if got := complete("claim", "--socket", sock, ""); strings.Join(got, " ") != "small large :4" {
+		t.Errorf("claim: %q", got)
+	}
+	if got := complete("claim", "small", "--socket", sock, ""); strings.Join(got, " ") != ":4" {
+		t.Errorf("claim small: %q, want nothing more", got)
+	}
+	t.Setenv("PREWARM_POOL_SOCKET", sock)
+	if got := complete("release", ""); strings.Join(got, " ") != "pw-small-1 pw-large-2 :4" {
+		t.Errorf("release with PREWARM_POOL_SOCKET: %q", got)
+	}
+	if got := complete("release", "--socket", filepath.Join(t.TempDir(), "none.sock"), ""); strings.Join(got, " ") != ":4" {
+		t.Errorf("release with no controller: %q", got)
+	}
+}
