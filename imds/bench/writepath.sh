@@ -8,6 +8,7 @@
 #
 #   imds/bench/writepath.sh
 #   INSTANCES=10000 GUESTS=1000 STEADY=10s SATURATE=300 imds/bench/writepath.sh
+#   CLIENT=http imds/bench/writepath.sh   # guests on net/http's client (costlier)
 set -euo pipefail
 
 INSTANCES=${INSTANCES:-10000}
@@ -44,7 +45,7 @@ for i in $(seq 1 100); do
 done
 
 "$work/writepath" -guest "127.0.0.1:$port" -admin-socket "$sock" -pid "$pid" \
-	-instances "$INSTANCES" -guests "$GUESTS" -steady "$STEADY" -burst-every "$BURST_EVERY" -saturate "$SATURATE"
+	-instances "$INSTANCES" -guests "$GUESTS" -steady "$STEADY" -burst-every "$BURST_EVERY" -saturate "$SATURATE" -client "${CLIENT:-raw}"
 echo "store file: $(du -h "$work/data/imds.db" | cut -f1)"
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== server log (warnings and errors)"

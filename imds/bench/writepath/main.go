@@ -16,12 +16,20 @@
 //     ingest rate and publish p50/p99/max;
 //
 //  4. the server's RSS (VmRSS, VmHWM, RssAnon, RssFile of -pid) after each
-//     step.
+//     step, and the CPU time the server and this generator used in it (they
+//     share the machine's cores).
 //
-//     writepath -guest 127.0.0.1:18080 -admin-socket /run/prewarm-imds.sock -pid 1234
+// A guest speaks HTTP/1.1 on its connection itself (-client raw: one write
+// of the request, http.ReadResponse of the answer), which costs a fraction
+// of net/http's client (-client http: a transport with its reader and
+// writer goroutines per connection), so that the generator leaves the
+// cores to the server.
+//
+//	writepath -guest 127.0.0.1:18080 -admin-socket /run/prewarm-imds.sock -pid 1234
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -51,6 +59,7 @@ var (
 	steady     = flag.Duration("steady", 10*time.Second, "steady phase: one report per guest per second, plus bursts")
 	burstEvery = flag.Duration("burst-every", 3*time.Second, "steady phase: every guest posts at once this often")
 	saturate   = flag.Int("saturate", 300, "saturation phase: reports per guest, back to back")
+	clientKind = flag.String("client", "raw", "how guests speak HTTP: raw (their own HTTP/1.1 on one connection, cheap) or http (net/http's client)")
 )
 
 func main() {
@@ -69,7 +78,11 @@ func id(i int) string { return fmt.Sprintf("wp-%05d", i) }
 // guest posts reports from its own source address on one kept-alive
 // connection, as an agent does.
 type guest struct {
-	hc  *http.Client
+	hc  *http.Client // -client http
+	src string       // -client raw: source address, connection, its reader
+	c   net.Conn
+	br  *bufio.Reader
+	buf []byte
 	seq uint64
 	// body is a realistic report: provisioned, three steps (~330 B).
 	rep status.Report
@@ -78,10 +91,14 @@ type guest struct {
 func newGuest(i int) *guest {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(srcAddr(i))}, Timeout: 10 * time.Second}
 	tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, DisableCompression: true}
-	return &guest{hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}, rep: status.Report{
+	g := &guest{src: srcAddr(i), rep: status.Report{
 		Generation: 1, State: status.StateProvisioned, AgentVersion: "0.1.0",
 		Steps: []status.Step{{Name: "hostname", OK: true, MS: 3, Changed: true}, {Name: "users", OK: true, MS: 41, Changed: true}, {Name: "ssh-keys", OK: true, MS: 2}},
 	}}
+	if *clientKind == "http" {
+		g.hc = &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	}
+	return g
 }
 
 func (g *guest) post() error {
@@ -89,6 +106,9 @@ func (g *guest) post() error {
 	g.rep.Seq = g.seq
 	g.rep.Time = status.Time{Time: time.Now()}
 	body, _ := json.Marshal(g.rep)
+	if g.hc == nil {
+		return g.postRaw(body)
+	}
 	req, _ := http.NewRequest(http.MethodPost, "http://"+*guestAddr+api.PathStatus, bytes.NewReader(body))
 	req.Header.Set(api.HeaderMetadata, api.MetadataTrue)
 	req.Header.Set("Content-Type", api.ContentTypeJSON)
@@ -102,6 +122,57 @@ func (g *guest) post() error {
 		return fmt.Errorf("report answered %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// postRaw posts body as a report over g's own connection, dialled when
+// there is none, dropped after an error or an answer that closes it.
+func (g *guest) postRaw(body []byte) error {
+	if g.c == nil {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(g.src)}, Timeout: 10 * time.Second}
+		c, err := d.Dial("tcp", *guestAddr)
+		if err != nil {
+			return err
+		}
+		g.c, g.br = c, bufio.NewReaderSize(c, 1024)
+	}
+	g.buf = fmt.Appendf(g.buf[:0], "POST %s HTTP/1.1\r\nHost: %s\r\n%s: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n",
+		api.PathStatus, *guestAddr, api.HeaderMetadata, api.MetadataTrue, api.ContentTypeJSON, len(body))
+	g.buf = append(g.buf, body...)
+	g.c.SetDeadline(time.Now().Add(30 * time.Second))
+	resp, err := func() (*http.Response, error) {
+		if _, err := g.c.Write(g.buf); err != nil {
+			return nil, err
+		}
+		return http.ReadResponse(g.br, nil)
+	}()
+	if err != nil {
+		g.c.Close()
+		g.c = nil
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.Close {
+		g.c.Close()
+		g.c = nil
+	}
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("report answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// cpu is the CPU time (user + system) this process and the server (-pid)
+// have used so far.
+type cpu struct{ self, server time.Duration }
+
+// cpuSince says how much CPU the server and the generator used since c,
+// over wall time took.
+func cpuSince(c cpu, took time.Duration) string {
+	n := cpuNow()
+	srv, gen := n.server-c.server, n.self-c.self
+	return fmt.Sprintf("CPU: server %.1f s (%.0f%% of a core), generator %.1f s (%.0f%% of a core)",
+		srv.Seconds(), 100*srv.Seconds()/took.Seconds(), gen.Seconds(), 100*gen.Seconds()/took.Seconds())
 }
 
 // publisher publishes to the instances that are not guests, one at a
@@ -175,6 +246,9 @@ func rss() string {
 }
 
 func run() error {
+	if *clientKind != "raw" && *clientKind != "http" {
+		return fmt.Errorf("-client %q: want raw or http", *clientKind)
+	}
 	if *guests <= 0 || *guests >= *instances {
 		return fmt.Errorf("-guests %d: must be between 1 and -instances - 1 (%d)", *guests, *instances-1)
 	}
@@ -233,6 +307,7 @@ func run() error {
 	}
 	pub.take()
 	start = time.Now()
+	c0 := cpuNow()
 	end := start.Add(*steady)
 	for i, g := range gs {
 		wg.Add(1)
@@ -266,11 +341,13 @@ func run() error {
 	fmt.Printf("steady %v: %d guests x 1 report/s + all at once every %v: %d reports (%.0f/s), %d failed\n",
 		*steady, len(gs), *burstEvery, posted.Load(), float64(posted.Load())/took.Seconds(), failed.Load())
 	fmt.Printf("  publishes meanwhile: %s\n", summary(l, e, took))
+	fmt.Printf("  %s\n", cpuSince(c0, took))
 	fmt.Printf("  RSS %s\n", rss())
 
 	// 3. Saturation.
 	posted.Store(0)
 	start = time.Now()
+	c0 = cpuNow()
 	for _, g := range gs {
 		wg.Add(1)
 		go func() {
@@ -282,12 +359,14 @@ func run() error {
 	}
 	wg.Wait()
 	took = time.Since(start)
+	cpuLine := cpuSince(c0, took)
 	l, e = pub.take()
 	close(stopPub)
 	<-pubDone
 	fmt.Printf("saturation: %d guests x %d reports back to back: %d reports in %v = %.0f reports/s, %d failed\n",
 		len(gs), *saturate, posted.Load(), took.Round(time.Millisecond), float64(posted.Load())/took.Seconds(), failed.Load())
 	fmt.Printf("  publishes meanwhile: %s\n", summary(l, e, took))
+	fmt.Printf("  %s\n", cpuLine)
 	fmt.Printf("  RSS with full histories (%s reports): %s\n", status256(c, ctx), rss())
 	if err, _ := firstErr.Load().(error); err != nil {
 		fmt.Printf("  first report error: %v\n", err)
