@@ -10,10 +10,6 @@ import (
 	"github.com/prewarm/prewarm/shared/cli"
 )
 
-// etcdLinked says this binary is the lean prewarm-imds, without the etcd
-// client: --store etcd execs prewarm-imds-etcd.
-const etcdLinked = false
-
 // openEtcd replaces this process with prewarm-imds-etcd, given the same
 // arguments and environment; the open files not marked close-on-exec (a
 // socket systemd passed) go with it, and $NOTIFY_SOCKET still names

@@ -8,10 +8,6 @@ import (
 	"github.com/prewarm/prewarm/shared/cli"
 )
 
-// etcdLinked says this binary is the lean prewarm-imds, without the etcd
-// client.
-const etcdLinked = false
-
 // openEtcd fails: Windows has no execve to hand the process over, so
 // prewarm-imds-etcd must be started in place of prewarm-imds.
 func (f *storeFlags) openEtcd(*slog.Logger) (openedStore, error) {

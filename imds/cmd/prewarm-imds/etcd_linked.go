@@ -8,10 +8,6 @@ import (
 	"github.com/prewarm/prewarm/imds/store/etcdstore"
 )
 
-// etcdLinked says this binary is prewarm-imds-etcd: it opens the etcd
-// store itself.
-const etcdLinked = true
-
 // openEtcd opens the etcd store of the flags.
 func (f *storeFlags) openEtcd(log *slog.Logger) (openedStore, error) {
 	s, err := etcdstore.Open(etcdstore.Config{
