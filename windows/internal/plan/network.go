@@ -213,25 +213,23 @@ func Diff(want Want, dhcp4 bool, have Have, owned Owned) Ops {
 // NextOwned is the record to keep after ops were applied: what the agent
 // added, minus what it removed.
 func NextOwned(prev Owned, o Ops) Owned {
-	var n Owned
-	for _, p := range prev.Addresses {
-		if !slices.Contains(o.DelAddrs, p) {
-			n.Addresses = append(n.Addresses, p)
+	return Owned{
+		Addresses: nextList(prev.Addresses, o.DelAddrs, o.AddAddrs),
+		Routes:    nextList(prev.Routes, o.DelRoutes, o.AddRoutes),
+	}
+}
+
+// nextList is prev without del, then add's entries not yet in it, in order.
+func nextList[T comparable](prev, del, add []T) []T {
+	var n []T
+	for _, x := range prev {
+		if !slices.Contains(del, x) {
+			n = append(n, x)
 		}
 	}
-	for _, p := range o.AddAddrs {
-		if !slices.Contains(n.Addresses, p) {
-			n.Addresses = append(n.Addresses, p)
-		}
-	}
-	for _, r := range prev.Routes {
-		if !slices.Contains(o.DelRoutes, r) {
-			n.Routes = append(n.Routes, r)
-		}
-	}
-	for _, r := range o.AddRoutes {
-		if !slices.Contains(n.Routes, r) {
-			n.Routes = append(n.Routes, r)
+	for _, x := range add {
+		if !slices.Contains(n, x) {
+			n = append(n, x)
 		}
 	}
 	return n
