@@ -79,6 +79,46 @@ func notFound(err error, what string) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
+// lookup connects and finds the named domain, network or storage pool; an
+// absent one wraps ErrNotFound.
+func lookup[T any](v *Libvirt, what, name string, find func(*golibvirt.Libvirt, string) (T, error)) (*golibvirt.Libvirt, T, error) {
+	var zero T
+	l, err := v.conn()
+	if err != nil {
+		return nil, zero, err
+	}
+	x, err := find(l, name)
+	if err != nil {
+		return nil, zero, notFound(err, what+" "+name)
+	}
+	return l, x, nil
+}
+
+func (v *Libvirt) domain(name string) (*golibvirt.Libvirt, golibvirt.Domain, error) {
+	return lookup(v, "domain", name, (*golibvirt.Libvirt).DomainLookupByName)
+}
+
+func (v *Libvirt) network(name string) (*golibvirt.Libvirt, golibvirt.Network, error) {
+	return lookup(v, "network", name, (*golibvirt.Libvirt).NetworkLookupByName)
+}
+
+func (v *Libvirt) storagePool(name string) (*golibvirt.Libvirt, golibvirt.StoragePool, error) {
+	return lookup(v, "storage pool", name, (*golibvirt.Libvirt).StoragePoolLookupByName)
+}
+
+// networkXML reads and parses the network's definition.
+func networkXML(l *golibvirt.Libvirt, net golibvirt.Network) (libvirtxml.Network, error) {
+	var x libvirtxml.Network
+	desc, err := l.NetworkGetXMLDesc(net, 0)
+	if err != nil {
+		return x, fmt.Errorf("read network %q: %w", net.Name, err)
+	}
+	if err := x.Unmarshal(desc); err != nil {
+		return x, fmt.Errorf("parse network %q: %w", net.Name, err)
+	}
+	return x, nil
+}
+
 // EnsureNetwork defines, starts and autostarts the network if it does not
 // exist; an existing one must have the same bridge and address, or the
 // error says what differs (it is never redefined under running guests).
@@ -100,13 +140,9 @@ func (v *Libvirt) EnsureNetwork(_ context.Context, n NetworkSpec) error {
 			return fmt.Errorf("define network %q: %w", n.Name, err)
 		}
 	} else {
-		desc, err := l.NetworkGetXMLDesc(net, 0)
+		have, err := networkXML(l, net)
 		if err != nil {
-			return fmt.Errorf("read network %q: %w", n.Name, err)
-		}
-		var have libvirtxml.Network
-		if err := have.Unmarshal(desc); err != nil {
-			return fmt.Errorf("parse network %q: %w", n.Name, err)
+			return err
 		}
 		if have.Bridge == nil || have.Bridge.Name != n.Bridge {
 			return fmt.Errorf("network %q exists with another bridge than %q: remove it or fix the config", n.Name, n.Bridge)
@@ -142,21 +178,13 @@ type DHCPHost struct{ MAC, IP, Name string }
 // DHCPHosts lists the network's reservations (libvirt's network XML is the
 // truth of which addresses are taken).
 func (v *Libvirt) DHCPHosts(_ context.Context, network string) ([]DHCPHost, error) {
-	l, err := v.conn()
+	l, net, err := v.network(network)
 	if err != nil {
 		return nil, err
 	}
-	net, err := l.NetworkLookupByName(network)
+	x, err := networkXML(l, net)
 	if err != nil {
-		return nil, notFound(err, "network "+network)
-	}
-	desc, err := l.NetworkGetXMLDesc(net, 0)
-	if err != nil {
-		return nil, fmt.Errorf("read network %q: %w", network, err)
-	}
-	var x libvirtxml.Network
-	if err := x.Unmarshal(desc); err != nil {
-		return nil, fmt.Errorf("parse network %q: %w", network, err)
+		return nil, err
 	}
 	var out []DHCPHost
 	for _, ip := range x.IPs {
@@ -172,13 +200,9 @@ func (v *Libvirt) DHCPHosts(_ context.Context, network string) ([]DHCPHost, erro
 
 // Leases returns the network's active DHCP leases: address -> MAC.
 func (v *Libvirt) Leases(_ context.Context, network string) (map[netip.Addr]string, error) {
-	l, err := v.conn()
+	l, net, err := v.network(network)
 	if err != nil {
 		return nil, err
-	}
-	net, err := l.NetworkLookupByName(network)
-	if err != nil {
-		return nil, notFound(err, "network "+network)
 	}
 	leases, _, err := l.NetworkGetDhcpLeases(net, nil, 1, 0)
 	if err != nil {
@@ -198,13 +222,9 @@ func (v *Libvirt) Leases(_ context.Context, network string) (map[netip.Addr]stri
 // AddDHCPHost reserves ip for mac on the network (live and persistent);
 // libvirt re-reads dnsmasq's hosts file.
 func (v *Libvirt) AddDHCPHost(_ context.Context, network, mac, ip, name string) error {
-	l, err := v.conn()
+	l, net, err := v.network(network)
 	if err != nil {
 		return err
-	}
-	net, err := l.NetworkLookupByName(network)
-	if err != nil {
-		return notFound(err, "network "+network)
 	}
 	x, err := DHCPHostXML(mac, ip, name)
 	if err != nil {
@@ -224,13 +244,9 @@ func (v *Libvirt) RemoveDHCPHost(ctx context.Context, network, mac string) error
 	if err != nil {
 		return err
 	}
-	l, err := v.conn()
+	l, net, err := v.network(network)
 	if err != nil {
 		return err
-	}
-	net, err := l.NetworkLookupByName(network)
-	if err != nil {
-		return notFound(err, "network "+network)
 	}
 	for _, h := range hosts {
 		if !strings.EqualFold(h.MAC, mac) {
@@ -300,13 +316,9 @@ func (v *Libvirt) EnsureStoragePool(_ context.Context, name, dir string) error {
 // CreateOverlay creates volume name in the pool, a qcow2 whose backing
 // file is backing, and returns its path.
 func (v *Libvirt) CreateOverlay(_ context.Context, pool, name, backing string) (string, error) {
-	l, err := v.conn()
+	l, p, err := v.storagePool(pool)
 	if err != nil {
 		return "", err
-	}
-	p, err := l.StoragePoolLookupByName(pool)
-	if err != nil {
-		return "", notFound(err, "storage pool "+pool)
 	}
 	x, err := VolumeXML(name, backing)
 	if err != nil {
@@ -325,13 +337,9 @@ func (v *Libvirt) CreateOverlay(_ context.Context, pool, name, backing string) (
 
 // DeleteOverlay deletes the volume; an absent one is not an error.
 func (v *Libvirt) DeleteOverlay(_ context.Context, pool, name string) error {
-	l, err := v.conn()
+	l, p, err := v.storagePool(pool)
 	if err != nil {
 		return err
-	}
-	p, err := l.StoragePoolLookupByName(pool)
-	if err != nil {
-		return notFound(err, "storage pool "+pool)
 	}
 	vol, err := l.StorageVolLookupByName(p, name)
 	if err != nil {
@@ -348,13 +356,9 @@ func (v *Libvirt) DeleteOverlay(_ context.Context, pool, name string) error {
 
 // Overlays lists the volumes of the pool.
 func (v *Libvirt) Overlays(_ context.Context, pool string) ([]string, error) {
-	l, err := v.conn()
+	l, p, err := v.storagePool(pool)
 	if err != nil {
 		return nil, err
-	}
-	p, err := l.StoragePoolLookupByName(pool)
-	if err != nil {
-		return nil, notFound(err, "storage pool "+pool)
 	}
 	if err := l.StoragePoolRefresh(p, 0); err != nil {
 		return nil, fmt.Errorf("refresh storage pool %q: %w", pool, err)
@@ -427,13 +431,9 @@ func (v *Libvirt) Domains(_ context.Context) ([]Domain, error) {
 
 // SetMeta writes the domain's prewarm metadata (live and persistent).
 func (v *Libvirt) SetMeta(_ context.Context, name string, m Meta) error {
-	l, err := v.conn()
+	l, dom, err := v.domain(name)
 	if err != nil {
 		return err
-	}
-	dom, err := l.DomainLookupByName(name)
-	if err != nil {
-		return notFound(err, "domain "+name)
 	}
 	x, err := MarshalMeta(m)
 	if err != nil {
@@ -450,13 +450,9 @@ func (v *Libvirt) SetMeta(_ context.Context, name string, m Meta) error {
 // virDomainUpdateDeviceFlags: its network (the tap moves to the other
 // bridge) and its link state (QEMU's set_link), live and persistent.
 func (v *Libvirt) UpdateInterface(_ context.Context, name string, nic NIC) error {
-	l, err := v.conn()
+	l, dom, err := v.domain(name)
 	if err != nil {
 		return err
-	}
-	dom, err := l.DomainLookupByName(name)
-	if err != nil {
-		return notFound(err, "domain "+name)
 	}
 	x, err := InterfaceString(nic)
 	if err != nil {
@@ -492,32 +488,23 @@ func (v *Libvirt) Destroy(_ context.Context, name string) error {
 
 // Suspend pauses the running domain's vCPUs (virDomainSuspend).
 func (v *Libvirt) Suspend(_ context.Context, name string) error {
-	l, err := v.conn()
-	if err != nil {
-		return err
-	}
-	dom, err := l.DomainLookupByName(name)
-	if err != nil {
-		return notFound(err, "domain "+name)
-	}
-	if err := l.DomainSuspend(dom); err != nil {
-		return fmt.Errorf("suspend domain %q: %w", name, err)
-	}
-	return nil
+	return v.onDomain(name, "suspend", (*golibvirt.Libvirt).DomainSuspend)
 }
 
 // Resume lets a suspended domain run again (virDomainResume).
 func (v *Libvirt) Resume(_ context.Context, name string) error {
-	l, err := v.conn()
+	return v.onDomain(name, "resume", (*golibvirt.Libvirt).DomainResume)
+}
+
+// onDomain looks the domain up and applies do to it; a failure is
+// "<verb> domain <name>: <err>".
+func (v *Libvirt) onDomain(name, verb string, do func(*golibvirt.Libvirt, golibvirt.Domain) error) error {
+	l, dom, err := v.domain(name)
 	if err != nil {
 		return err
 	}
-	dom, err := l.DomainLookupByName(name)
-	if err != nil {
-		return notFound(err, "domain "+name)
-	}
-	if err := l.DomainResume(dom); err != nil {
-		return fmt.Errorf("resume domain %q: %w", name, err)
+	if err := do(l, dom); err != nil {
+		return fmt.Errorf("%s domain %q: %w", verb, name, err)
 	}
 	return nil
 }

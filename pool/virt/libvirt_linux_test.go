@@ -2,6 +2,7 @@ package virt
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -174,6 +175,15 @@ func TestLibvirtLive(t *testing.T) {
 	}
 	if err := v.Destroy(ctx, name); err != nil {
 		t.Errorf("second destroy: %v", err)
+	}
+	if err := v.Suspend(ctx, name); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "domain "+name) {
+		t.Errorf("suspend of a destroyed domain: err = %v, want ErrNotFound naming it", err)
+	}
+	if _, err := v.Leases(ctx, "lt-absent"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "network lt-absent") {
+		t.Errorf("leases of an absent network: err = %v, want ErrNotFound naming it", err)
+	}
+	if _, err := v.Overlays(ctx, "lt-absent"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "storage pool lt-absent") {
+		t.Errorf("overlays of an absent storage pool: err = %v, want ErrNotFound naming it", err)
 	}
 	if err := v.DeleteOverlay(ctx, pool, name+".qcow2"); err != nil {
 		t.Fatal(err)
