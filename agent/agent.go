@@ -160,25 +160,21 @@ func New(opts Options) (*Agent, error) {
 // completePlatform fills missing parts with ones that fail loudly.
 func completePlatform(p Platform) Platform {
 	u := Unsupported()
-	if p.Links == nil {
-		p.Links = u.Links
-	}
-	if p.DHCP == nil {
-		p.DHCP = u.DHCP
-	}
-	if p.Hostname == nil {
-		p.Hostname = u.Hostname
-	}
-	if p.Timezone == nil {
-		p.Timezone = u.Timezone
-	}
-	if p.Users == nil {
-		p.Users = u.Users
-	}
-	if p.Network == nil {
-		p.Network = u.Network
-	}
+	orDefault(&p.Links, u.Links)
+	orDefault(&p.DHCP, u.DHCP)
+	orDefault(&p.Hostname, u.Hostname)
+	orDefault(&p.Timezone, u.Timezone)
+	orDefault(&p.Users, u.Users)
+	orDefault(&p.Network, u.Network)
 	return p
+}
+
+// orDefault sets *v to d when *v is the zero value (a nil interface).
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
 }
 
 // Run runs the agent until ctx is done. It returns an error only if it
