@@ -212,17 +212,24 @@ func (c *Configurator) unpersist(mac, name string) ([]string, error) {
 
 func parent(p string) string { return p[:strings.LastIndexByte(p, '/')] }
 
+// collectErrs returns check as a function that appends its errors to
+// *errs and returns the (escaped) value, so a renderer can check every
+// value and report all refusals at once.
+func collectErrs(errs *[]error, check func(what, s string) (string, error)) func(what, s string) string {
+	return func(what, s string) string {
+		s, err := check(what, s)
+		if err != nil {
+			*errs = append(*errs, err)
+		}
+		return s
+	}
+}
+
 // renderNetworkd renders w as a systemd-networkd .network file, refusing
 // (ErrUnsafe) any value the format cannot carry.
 func renderNetworkd(w *wanted) ([]byte, error) {
 	var errs []error
-	v := func(what, s string) string {
-		s, err := networkdValue(what, s)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		return s
-	}
+	v := collectErrs(&errs, networkdValue)
 	var b strings.Builder
 	b.WriteString(header)
 	mac, err := macValue("systemd-networkd", w.mac)
@@ -337,13 +344,7 @@ func renderKeyfile(w *wanted, name string) ([]byte, error) {
 // lines, which ifup runs with /bin/sh, are shell-quoted too.
 func renderIfupdown(w *wanted, name string) ([]byte, error) {
 	var errs []error
-	v := func(what, s string) string {
-		s, err := ifupdownValue(what, s)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		return s
-	}
+	v := collectErrs(&errs, ifupdownValue)
 	sh := func(what, s string) string { return shellQuote(v(what, s)) }
 	var b strings.Builder
 	b.WriteString(header)
@@ -496,13 +497,7 @@ func (c *Configurator) applyDNS(ctx context.Context, p dnsPlan, st *state) ([]st
 // cannot carry.
 func renderResolvConf(servers []netip.Addr, search []string) ([]byte, error) {
 	var errs []error
-	v := func(what, s string) string {
-		s, err := resolvConfValue(what, s)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		return s
-	}
+	v := collectErrs(&errs, resolvConfValue)
 	var b strings.Builder
 	b.WriteString(header)
 	for i, s := range servers {
