@@ -33,17 +33,10 @@ say() { printf '%s\n' "$*"; }
 }
 
 # ---------------------------------------------------------------- tools
-need=()
-for c in debootstrap:debootstrap systemd-nspawn:systemd-container dnsmasq:dnsmasq-base \
-	zstd:zstd nsenter:util-linux ip:iproute2 make:make; do
-	command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
-done
-if ((${#need[@]})); then
-	say "installing ${need[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	timeout 300 apt-get update -qq
-	timeout 600 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck source=packaging/lib.sh
+. "$repo/packaging/lib.sh"
+ensure_commands debootstrap:debootstrap systemd-nspawn:systemd-container dnsmasq:dnsmasq-base \
+	zstd:zstd nsenter:util-linux ip:iproute2 make:make
 
 # ---------------------------------------------------------------- the proof
 go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}

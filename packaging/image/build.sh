@@ -49,16 +49,9 @@ fail() {
 	exit 1
 }
 
-need=()
-for c in debootstrap:debootstrap mkfs.ext4:e2fsprogs qemu-img:qemu-utils zstd:zstd jq:jq busybox:busybox-static cpio:cpio; do
-	command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
-done
-if ((${#need[@]})); then
-	say "installing ${need[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	timeout 300 apt-get update -qq
-	timeout 600 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck source=packaging/lib.sh
+. "$repo/packaging/lib.sh"
+ensure_commands debootstrap:debootstrap mkfs.ext4:e2fsprogs qemu-img:qemu-utils zstd:zstd jq:jq busybox:busybox-static cpio:cpio
 
 # The Debian mirror this machine's apt uses for $suite (deb822 .sources or
 # one-line .list), else deb.debian.org (as packaging/test-image.sh).
