@@ -160,19 +160,27 @@ source addresses (--address). It prints the instance.`,
 			}
 			reg.Labels[k] = v
 		}
-		c, err := a.client()
-		if err != nil {
-			return err
-		}
-		ctx, cancel := a.ctx()
-		defer cancel()
-		inst, err := c.Register(ctx, args[0], reg)
-		if err != nil {
-			return a.explain(err, fmt.Sprintf("register %s", args[0]))
-		}
-		return printInstance(cmd.OutOrStdout(), out, inst)
+		return a.call(func(ctx context.Context, c *client.Client) error {
+			inst, err := c.Register(ctx, args[0], reg)
+			if err != nil {
+				return a.explain(err, fmt.Sprintf("register %s", args[0]))
+			}
+			return printInstance(cmd.OutOrStdout(), out, inst)
+		})
 	}
 	return cmd
+}
+
+// call runs fn with a client of the admin API and a request context
+// bounded by --request-timeout.
+func (a *adminFlags) call(fn func(ctx context.Context, c *client.Client) error) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := a.ctx()
+	defer cancel()
+	return fn(ctx, c)
 }
 
 // ctx is a request context bounded by --request-timeout.
@@ -205,28 +213,24 @@ func publishCmd() *cobra.Command {
 		if err != nil {
 			return cli.Errorf(cli.ExitFailure, "cannot read the config document %s: %v", args[1], cli.Cause(err))
 		}
-		c, err := a.client()
-		if err != nil {
-			return err
-		}
-		ctx, cancel := a.ctx()
-		defer cancel()
-		var gen int64
-		what := "publish to " + args[0]
-		if ifMatch != "" {
-			m, perr := strconv.ParseInt(strings.Trim(ifMatch, `"`), 10, 64)
-			if perr != nil {
-				return cli.Usagef("--if-match %q: want a generation number", ifMatch)
+		return a.call(func(ctx context.Context, c *client.Client) error {
+			var gen int64
+			what := "publish to " + args[0]
+			if ifMatch != "" {
+				m, perr := strconv.ParseInt(strings.Trim(ifMatch, `"`), 10, 64)
+				if perr != nil {
+					return cli.Usagef("--if-match %q: want a generation number", ifMatch)
+				}
+				gen, err = c.PublishIfMatch(ctx, args[0], data, m)
+			} else {
+				gen, err = c.Publish(ctx, args[0], data)
 			}
-			gen, err = c.PublishIfMatch(ctx, args[0], data, m)
-		} else {
-			gen, err = c.Publish(ctx, args[0], data)
-		}
-		if err != nil {
-			return a.explain(err, what)
-		}
-		fmt.Fprintln(cmd.OutOrStdout(), gen)
-		return nil
+			if err != nil {
+				return a.explain(err, what)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), gen)
+			return nil
+		})
 	}
 	return cmd
 }
@@ -241,17 +245,13 @@ func getCmd() *cobra.Command {
 	a := addAdminFlags(cmd)
 	out := cli.AddOutputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := a.client()
-		if err != nil {
-			return err
-		}
-		ctx, cancel := a.ctx()
-		defer cancel()
-		inst, err := c.Instance(ctx, args[0])
-		if err != nil {
-			return a.explain(err, "get "+args[0])
-		}
-		return printInstance(cmd.OutOrStdout(), out, inst)
+		return a.call(func(ctx context.Context, c *client.Client) error {
+			inst, err := c.Instance(ctx, args[0])
+			if err != nil {
+				return a.explain(err, "get "+args[0])
+			}
+			return printInstance(cmd.OutOrStdout(), out, inst)
+		})
 	}
 	return cmd
 }
@@ -303,15 +303,13 @@ plaintext passwords as "REDACTED": as JSON (the default), or with
 	a := addAdminFlags(cmd)
 	out := cli.AddOutputFlagDefault(cmd, cli.OutputJSON)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := a.client()
+		var d *config.Document
+		err := a.call(func(ctx context.Context, c *client.Client) (err error) {
+			d, err = c.GetConfig(ctx, args[0])
+			return a.explain(err, "config of "+args[0])
+		})
 		if err != nil {
 			return err
-		}
-		ctx, cancel := a.ctx()
-		defer cancel()
-		d, err := c.GetConfig(ctx, args[0])
-		if err != nil {
-			return a.explain(err, "config of "+args[0])
 		}
 		if out.JSON() {
 			return cli.WriteJSON(cmd.OutOrStdout(), d)
@@ -350,13 +348,9 @@ func deleteCmd() *cobra.Command {
 	}
 	a := addAdminFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := a.client()
-		if err != nil {
-			return err
-		}
-		ctx, cancel := a.ctx()
-		defer cancel()
-		return a.explain(c.Delete(ctx, args[0]), "delete "+args[0])
+		return a.call(func(ctx context.Context, c *client.Client) error {
+			return a.explain(c.Delete(ctx, args[0]), "delete "+args[0])
+		})
 	}
 	return cmd
 }
