@@ -58,12 +58,7 @@ func (r *Renewer) saveState(st map[string]builtinLease) error {
 	if r.o.StateDir == "" {
 		return nil
 	}
-	if err := os.MkdirAll(r.o.StateDir, 0o700); err != nil {
-		return err
-	}
-	b, _ := json.MarshalIndent(st, "", "  ")
-	_, err := fsx.WriteFile(filepath.Join(r.o.StateDir, stateFile), append(b, '\n'), fsx.WriteOptions{Mode: 0o600})
-	return err
+	return fsx.WriteJSON(filepath.Join(r.o.StateDir, stateFile), st)
 }
 
 // renewBuiltin runs a full DORA exchange (a re-mapped network must get its

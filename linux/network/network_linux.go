@@ -124,12 +124,7 @@ func (c *Configurator) save(st *state) error {
 	if c.o.StateDir == "" {
 		return nil
 	}
-	if err := os.MkdirAll(c.o.StateDir, 0o700); err != nil {
-		return err
-	}
-	b, _ := json.MarshalIndent(st, "", "  ")
-	_, err := fsx.WriteFile(filepath.Join(c.o.StateDir, stateFile), append(b, '\n'), fsx.WriteOptions{Mode: 0o600})
-	return err
+	return fsx.WriteJSON(filepath.Join(c.o.StateDir, stateFile), st)
 }
 
 // wanted is one interface's parsed desired state.

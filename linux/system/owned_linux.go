@@ -88,15 +88,7 @@ func (s *System) loadRecord() (*usersRecord, error) {
 
 // saveRecord writes users.json atomically (0600 in a 0700 directory).
 func (s *System) saveRecord(r *usersRecord) error {
-	p := s.recordPath()
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return fmt.Errorf("write the record of created users: %w", err)
-	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("write the record of created users %s: %w", p, err)
-	}
-	if _, err := fsx.WriteFile(p, append(b, '\n'), fsx.WriteOptions{Mode: 0o600}); err != nil {
+	if err := fsx.WriteJSON(s.recordPath(), r); err != nil {
 		return fmt.Errorf("record created users: %w", err)
 	}
 	return nil

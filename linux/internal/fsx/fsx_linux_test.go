@@ -42,3 +42,22 @@ func TestWriteFile(t *testing.T) {
 		t.Fatalf("Join escaped the root: %s", got)
 	}
 }
+
+func TestWriteJSON(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "state", "rec.json")
+	if err := WriteJSON(p, map[string]int{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "{\n  \"a\": 1\n}\n" {
+		t.Fatalf("content %q", b)
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o600 {
+		t.Fatalf("file mode %v, want 0600", st.Mode())
+	}
+	if st, _ := os.Stat(filepath.Dir(p)); st.Mode().Perm() != 0o700 {
+		t.Fatalf("directory mode %v, want 0700", st.Mode())
+	}
+	if err := WriteJSON(p, func() {}); err == nil {
+		t.Fatal("a value JSON cannot encode was written")
+	}
+}
