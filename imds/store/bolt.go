@@ -106,17 +106,28 @@ func openBoltFile(path string) (*Bolt, error) {
 // Epoch implements Store.
 func (s *Bolt) Epoch() string { return s.epoch }
 
-func (s *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+// enter checks that ctx is live and the store open, and holds the store
+// open (s.mu for reading) until release is called.
+func (s *Bolt) enter(ctx context.Context) (release func(), err error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	if s.closed {
-		return ErrClosed
+		s.mu.RUnlock()
+		return nil, ErrClosed
 	}
+	return s.mu.RUnlock, nil
+}
+
+func (s *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	release, err := s.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	var fnErr error
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		fnErr = fn(tx)
 		return fnErr
 	})
@@ -129,14 +140,11 @@ func (s *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 }
 
 func (s *Bolt) view(ctx context.Context, fn func(*bolt.Tx) error) error {
-	if err := ctx.Err(); err != nil {
+	release, err := s.enter(ctx)
+	if err != nil {
 		return err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return ErrClosed
-	}
+	defer release()
 	return s.db.View(fn)
 }
 

@@ -48,16 +48,13 @@ func (s *Bolt) Probe(ctx context.Context) error {
 }
 
 func (s *Bolt) probeOnce(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
+	release, err := s.enter(ctx)
+	if err != nil {
 		return err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return ErrClosed
-	}
+	defer release()
 	now, _ := time.Now().UTC().MarshalText()
-	err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put(kProbe, now) })
+	err = s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put(kProbe, now) })
 	if err != nil {
 		return fmt.Errorf("write probe of store %s: %w", s.path, err)
 	}
