@@ -137,6 +137,34 @@ func validateFinal(doc []byte) error {
 	return nil
 }
 
+// replay awaits the claim in progress and returns its result marked
+// replayed, or a 504 when ctx ends first ("claim <id> still in
+// progress<where>").
+func replay(ctx context.Context, op *claimOp, id, where string) (ClaimResult, error) {
+	select {
+	case <-op.done:
+		r := op.res
+		r.Replayed = true
+		return r, op.err
+	case <-ctx.Done():
+		return ClaimResult{}, errf(http.StatusGatewayTimeout, "claim %s still in progress%s: %v", id, where, ctx.Err())
+	}
+}
+
+// refusedDocument is the claim's 400 naming the document's fields when the
+// IMDS refused a publish as invalid (its 400), nil for any other error.
+func refusedDocument(err error) error {
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.StatusCode != http.StatusBadRequest {
+		return nil
+	}
+	fields := make([]api.FieldError, 0, len(ce.Body.Fields))
+	for _, fe := range ce.Body.Fields {
+		fields = append(fields, api.FieldError{Path: "document." + fe.Path, Reason: fe.Reason})
+	}
+	return fieldErr(http.StatusBadRequest, "invalid document (the IMDS refused it)", fields...)
+}
+
 // substituteMAC gives every network.interfaces[] entry whose mac is
 // "primary" the VM's MAC.
 func substituteMAC(doc []byte, mac string) ([]byte, error) {
@@ -194,14 +222,7 @@ func (c *Controller) Claim(ctx context.Context, req ClaimRequest) (ClaimResult, 
 		if op.hash != p.hash {
 			return ClaimResult{}, conflict(id)
 		}
-		select {
-		case <-op.done:
-			r := op.res
-			r.Replayed = true
-			return r, op.err
-		case <-ctx.Done():
-			return ClaimResult{}, errf(http.StatusGatewayTimeout, "claim %s still in progress: %v", id, ctx.Err())
-		}
+		return replay(ctx, op, id, "")
 	}
 	for _, v := range c.vms {
 		if v.meta.ClaimID != id {
@@ -223,14 +244,7 @@ func (c *Controller) Claim(ctx context.Context, req ClaimRequest) (ClaimResult, 
 				return ClaimResult{}, fmt.Errorf("claim %s on VM %s: read its generation: %w", id, name, err)
 			}
 			op := c.resume(c.runCtx, name, m, inst.Generation)
-			select {
-			case <-op.done:
-				r := op.res
-				r.Replayed = true
-				return r, op.err
-			case <-ctx.Done():
-				return ClaimResult{}, errf(http.StatusGatewayTimeout, "claim %s still in progress on VM %s: %v", id, name, ctx.Err())
-			}
+			return replay(ctx, op, id, " on VM "+name)
 		}
 		r := ClaimResult{ClaimID: id, VM: name, Flavor: m.Flavor, MAC: m.MAC, Network: m.TenantNetwork, IP: m.TenantIP,
 			Path: m.Path, Replayed: true}
@@ -327,8 +341,7 @@ func (c *Controller) claim(ctx context.Context, p *prepared) (ClaimResult, error
 	if err != nil {
 		return rollback("document", err)
 	}
-	c.readLeases(ctx, p.network)
-	ip, err := c.allocIP(p.network, meta.MAC, p.ip)
+	ip, err := c.takeIP(ctx, p.network, meta.MAC, p.ip)
 	if err != nil {
 		// Nothing was touched yet: the VM goes back to the pool.
 		c.mu.Lock()
@@ -376,14 +389,9 @@ func (c *Controller) claim(ctx context.Context, p *prepared) (ClaimResult, error
 	pr := <-pub
 	res.Timings.PublishedMS = ms()
 	if pr.err != nil {
-		var ce *client.Error
-		if errors.As(pr.err, &ce) && ce.StatusCode == http.StatusBadRequest {
-			fields := make([]api.FieldError, 0, len(ce.Body.Fields))
-			for _, fe := range ce.Body.Fields {
-				fields = append(fields, api.FieldError{Path: "document." + fe.Path, Reason: fe.Reason})
-			}
+		if refused := refusedDocument(pr.err); refused != nil {
 			rollback("publish", pr.err)
-			return ClaimResult{}, fieldErr(http.StatusBadRequest, "invalid document (the IMDS refused it)", fields...)
+			return ClaimResult{}, refused
 		}
 		return rollback("publish the final document", pr.err)
 	}
@@ -641,8 +649,7 @@ func (c *Controller) claimCold(ctx context.Context, p *prepared, start time.Time
 	if err != nil {
 		return fail("document", err)
 	}
-	c.readLeases(ctx, p.network)
-	ip, err := c.allocIP(p.network, meta.MAC, p.ip)
+	ip, err := c.takeIP(ctx, p.network, meta.MAC, p.ip)
 	if err != nil {
 		return fail("allocate address", err)
 	}
@@ -663,13 +670,8 @@ func (c *Controller) claimCold(ctx context.Context, p *prepared, start time.Time
 	}
 	gen, err := c.imds.PublishIfMatch(ctx, name, doc, 0)
 	if err != nil {
-		var ce *client.Error
-		if errors.As(err, &ce) && ce.StatusCode == http.StatusBadRequest {
-			fields := make([]api.FieldError, 0, len(ce.Body.Fields))
-			for _, fe := range ce.Body.Fields {
-				fields = append(fields, api.FieldError{Path: "document." + fe.Path, Reason: fe.Reason})
-			}
-			return fail("publish", fieldErr(http.StatusBadRequest, "invalid document (the IMDS refused it)", fields...))
+		if refused := refusedDocument(err); refused != nil {
+			return fail("publish", refused)
 		}
 		return fail("publish the final document", err)
 	}

@@ -330,6 +330,13 @@ func (c *Controller) readLeases(ctx context.Context, network string) {
 	c.mu.Unlock()
 }
 
+// takeIP reads the network's DHCP leases afresh and then allocates an
+// address for mac (allocIP): every allocation of a live VM goes through it.
+func (c *Controller) takeIP(ctx context.Context, network, mac string, want netip.Addr) (netip.Addr, error) {
+	c.readLeases(ctx, network)
+	return c.allocIP(network, mac, want)
+}
+
 // allocIP takes the first free reserved-range address of network (or
 // want, when set and free) for mac.
 func (c *Controller) allocIP(network, mac string, want netip.Addr) (netip.Addr, error) {
@@ -458,8 +465,7 @@ func (c *Controller) bootWarm(ctx context.Context, name string) {
 	meta.Tap = "pwt" + randHex(4)
 	meta.PoolNetwork = f.PoolNetwork
 	meta.Created = c.stamp(start)
-	c.readLeases(ctx, f.PoolNetwork)
-	ip, err := c.allocIP(f.PoolNetwork, meta.MAC, netip.Addr{})
+	ip, err := c.takeIP(ctx, f.PoolNetwork, meta.MAC, netip.Addr{})
 	if err != nil {
 		fail("allocate address", err)
 		return
@@ -753,26 +759,35 @@ func (c *Controller) Status() Status {
 // for the renewal. Best effort: without it the claim completes after the
 // renewal.
 func (c *Controller) transit(meta virt.Meta) {
-	a, err := netip.ParseAddr(meta.PoolIP)
-	n, ok := c.cfg.Network(meta.TenantNetwork)
-	if err != nil || !ok {
+	a, bridge, ok := c.transitRoute(meta)
+	if !ok {
 		return
 	}
-	if err := c.routes.AddHost(a, n.Bridge); err != nil {
+	if err := c.routes.AddHost(a, bridge); err != nil {
 		c.log.Warn("no transit route; the claim waits for the guest's DHCP renewal", "mac", meta.MAC, "addr", meta.PoolIP, "err", err)
 	}
 }
 
 // dropTransit removes the transit route, if any.
 func (c *Controller) dropTransit(meta virt.Meta) {
+	a, bridge, ok := c.transitRoute(meta)
+	if !ok {
+		return
+	}
+	if err := c.routes.DelHost(a, bridge); err != nil {
+		c.log.Warn("cannot remove the transit route", "addr", meta.PoolIP, "err", err)
+	}
+}
+
+// transitRoute is the VM's pool address and its tenant network's bridge;
+// ok is false when either is unknown.
+func (c *Controller) transitRoute(meta virt.Meta) (netip.Addr, string, bool) {
 	a, err := netip.ParseAddr(meta.PoolIP)
 	n, ok := c.cfg.Network(meta.TenantNetwork)
 	if err != nil || !ok {
-		return
+		return netip.Addr{}, "", false
 	}
-	if err := c.routes.DelHost(a, n.Bridge); err != nil {
-		c.log.Warn("cannot remove the transit route", "addr", meta.PoolIP, "err", err)
-	}
+	return a, n.Bridge, true
 }
 
 // pauseBoots suspends the booting VMs while a warm claim runs (with
