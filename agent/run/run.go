@@ -83,6 +83,19 @@ type Exec struct {
 	Logger *slog.Logger
 }
 
+// Defaults returns what an Options struct with a Logger and a Runner
+// means when they are nil: log, or a logger that discards; r, or an Exec
+// logging to that logger.
+func Defaults(log *slog.Logger, r Runner) (*slog.Logger, Runner) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if r == nil {
+		r = &Exec{Logger: log}
+	}
+	return log, r
+}
+
 // Look implements Runner: the first path of the table that is an
 // executable file.
 func (e *Exec) Look(name string) (string, error) {

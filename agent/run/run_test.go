@@ -2,6 +2,7 @@ package run
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -51,5 +52,23 @@ func TestExitErrorMessage(t *testing.T) {
 		if !errors.Is(&tt.e, exit) {
 			t.Errorf("%q does not unwrap to the exit", tt.e.Error())
 		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	log, r := Defaults(nil, nil)
+	if log == nil {
+		t.Fatal("nil logger stayed nil")
+	}
+	if e, ok := r.(*Exec); !ok || e.Logger != log {
+		t.Fatalf("nil runner became %#v; want an Exec logging to the default logger", r)
+	}
+	mine := slog.New(slog.DiscardHandler)
+	given := &Exec{}
+	if l, r := Defaults(mine, given); l != mine || r != given {
+		t.Fatalf("Defaults(set, set) = %p, %p; want them unchanged", l, r)
+	}
+	if _, r := Defaults(mine, nil); r.(*Exec).Logger != mine {
+		t.Fatal("the default runner does not log to the given logger")
 	}
 }

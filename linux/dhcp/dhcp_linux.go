@@ -70,13 +70,8 @@ func New(o Options) (*Renewer, error) {
 	if o.RunDir == "" {
 		o.RunDir = "/run"
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if o.Runner == nil {
-		o.Runner = &run.Exec{Logger: log}
-	}
+	log, runner := run.Defaults(o.Logger, o.Runner)
+	o.Runner = runner
 	return &Renewer{o: o, log: log.With("component", "dhcp")}, nil
 }
 

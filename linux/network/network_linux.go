@@ -56,13 +56,8 @@ func New(o Options) *Configurator {
 	if o.RunDir == "" {
 		o.RunDir = "/run"
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if o.Runner == nil {
-		o.Runner = &run.Exec{Logger: log}
-	}
+	log, runner := run.Defaults(o.Logger, o.Runner)
+	o.Runner = runner
 	return &Configurator{o: o, log: log.With("component", "network")}
 }
 

@@ -51,13 +51,8 @@ func New(o Options) *System {
 	if o.ProcDir == "" {
 		o.ProcDir = "/proc"
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if o.Runner == nil {
-		o.Runner = &run.Exec{Logger: log}
-	}
+	log, runner := run.Defaults(o.Logger, o.Runner)
+	o.Runner = runner
 	log = log.With("component", "system")
 	for _, n := range o.ManageExistingUsers {
 		if !config.ValidUserName(n) || n == "root" {
