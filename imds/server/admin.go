@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/config"
@@ -278,8 +277,9 @@ func (s *Server) adminStatus(w http.ResponseWriter, r *http.Request, id string) 
 		writeError(w, http.StatusNotFound, "instance %q is not registered", id)
 		return
 	}
-	var timer *time.Timer
-	for parked := false; ; {
+	park := &adminPark{s: s, timeout: p.timeout}
+	defer park.done()
+	for {
 		inst.statusMu.Lock()
 		wake := inst.statusWake
 		inst.statusMu.Unlock()
@@ -306,24 +306,7 @@ func (s *Server) adminStatus(w http.ResponseWriter, r *http.Request, id string) 
 			writeJSON(w, http.StatusOK, page)
 			return
 		}
-		if !parked {
-			parked = true
-			timer = time.NewTimer(p.timeout)
-			defer timer.Stop()
-			g := s.m.parked.WithLabelValues("admin")
-			g.Inc()
-			defer g.Dec()
-		}
-		select {
-		case <-wake:
-		case <-timer.C:
-			w.WriteHeader(http.StatusNotModified)
-			return
-		case <-s.shutdown:
-			w.Header().Set("Connection", "close")
-			w.WriteHeader(http.StatusNotModified)
-			return
-		case <-r.Context().Done():
+		if !park.wait(w, r, wake, "") {
 			return
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/prewarm/prewarm/shared/api"
 )
 
@@ -22,8 +24,9 @@ func (s *Server) adminList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	inm := r.Header.Get(api.HeaderIfNoneMatch)
-	var timer *time.Timer
-	for parked := false; ; {
+	park := &adminPark{s: s, timeout: p.timeout}
+	defer park.done()
+	for {
 		// The wake channel is taken before the list is read, so a change
 		// made while it is read still wakes this poll.
 		wake := s.fleet.changed()
@@ -44,27 +47,51 @@ func (s *Server) adminList(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
-		if !parked {
-			parked = true
-			timer = time.NewTimer(p.timeout)
-			defer timer.Stop()
-			g := s.m.parked.WithLabelValues("admin")
-			g.Inc()
-			defer g.Dec()
-		}
-		select {
-		case <-wake:
-		case <-timer.C:
-			w.Header().Set(api.HeaderETag, tag)
-			w.WriteHeader(http.StatusNotModified)
-			return
-		case <-s.shutdown:
-			w.Header().Set("Connection", "close")
-			w.WriteHeader(http.StatusNotModified)
-			return
-		case <-r.Context().Done():
+		if !park.wait(w, r, wake, tag) {
 			return
 		}
+	}
+}
+
+// adminPark is one admin long-poll's park: its timer and its count in the
+// parked gauge start at its first wait and end with done.
+type adminPark struct {
+	s       *Server
+	timeout time.Duration
+	timer   *time.Timer
+	gauge   prometheus.Gauge
+}
+
+// wait blocks until wake fires (true) or the poll is over (false): at its
+// timeout it answers 304 (with ETag etag unless that is ""), on shutdown
+// 304 with Connection: close, and nothing when the client has gone.
+func (p *adminPark) wait(w http.ResponseWriter, r *http.Request, wake <-chan struct{}, etag string) bool {
+	if p.timer == nil {
+		p.timer = time.NewTimer(p.timeout)
+		p.gauge = p.s.m.parked.WithLabelValues("admin")
+		p.gauge.Inc()
+	}
+	select {
+	case <-wake:
+		return true
+	case <-p.timer.C:
+		if etag != "" {
+			w.Header().Set(api.HeaderETag, etag)
+		}
+		w.WriteHeader(http.StatusNotModified)
+	case <-p.s.shutdown:
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusNotModified)
+	case <-r.Context().Done():
+	}
+	return false
+}
+
+// done stops the timer and leaves the gauge, if the poll parked.
+func (p *adminPark) done() {
+	if p.timer != nil {
+		p.timer.Stop()
+		p.gauge.Dec()
 	}
 }
 
