@@ -14,41 +14,15 @@ CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-2}
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root"
-
-if ! command -v wrk >/dev/null; then
-	echo "installing wrk" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >/dev/null
-fi
-
-work=$(mktemp -d /tmp/prewarm-imds-dialects.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh" dialects
+need_wrk
 
 echo "== building"
 go build -o "$work/prewarm-imds" ./imds/cmd/prewarm-imds
 go build -o "$work/bare" ./imds/bench/bare
 
-port=$((20000 + RANDOM % 20000))
-sock="$work/admin.sock"
-cli() { "$work/prewarm-imds" "$@" --admin-socket "$sock"; }
-
-"$work/prewarm-imds" serve --listen "127.0.0.1:$port" --admin-socket "$sock" \
-	--data-dir "$work/data" --rate 0 --log-level warn \
-	--dialects native,ec2,azure,gce --ec2-tokens required \
-	--availability-zone eu-west-1a --gce-project-id bench-project 2>"$work/imds.log" &
-pids+=("$!")
-for i in $(seq 1 100); do
-	cli list >/dev/null 2>&1 && break
-	[ "$i" = 100 ] && { echo "prewarm-imds did not start" >&2; cat "$work/imds.log" >&2; exit 1; }
-	sleep 0.05
-done
+start_imds --dialects native,ec2,azure,gce --ec2-tokens required \
+	--availability-zone eu-west-1a --gce-project-id bench-project
 
 # run.sh's document (imds/bench/doc.json).
 cp imds/bench/doc.json "$work/doc.json"

@@ -24,24 +24,10 @@ ROUNDS=${ROUNDS:-2}
 INSTANCES=${INSTANCES:-10000}
 export ROUNDS
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root"
-
-if ! command -v wrk >/dev/null; then
-	echo "installing wrk" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >/dev/null
-fi
+. "$(dirname "$0")/lib.sh" bench
+need_wrk
 # 10,000 pollers need 10,000 descriptors on each side.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-work=$(mktemp -d /tmp/prewarm-imds-bench.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$work"
-}
-trap cleanup EXIT
 
 echo "== $(date -u +%FT%TZ) on $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== building"
@@ -49,20 +35,8 @@ go build -o "$work/prewarm-imds" ./imds/cmd/prewarm-imds
 go build -o "$work/bare" ./imds/bench/bare
 go build -o "$work/longpoll" ./imds/bench/longpoll
 
-port=$((20000 + RANDOM % 20000))
 bport=$((port + 1))
-sock="$work/admin.sock"
-cli() { "$work/prewarm-imds" "$@" --admin-socket "$sock"; }
-
-"$work/prewarm-imds" serve --listen "127.0.0.1:$port" --admin-socket "$sock" \
-	--data-dir "$work/data" --rate 0 --max-polls-per-instance -1 --max-guest-conns -1 --log-level warn 2>"$work/imds.log" &
-imds_pid=$!
-pids+=("$imds_pid")
-for i in $(seq 1 100); do
-	cli list >/dev/null 2>&1 && break
-	[ "$i" = 100 ] && { echo "prewarm-imds did not start" >&2; cat "$work/imds.log" >&2; exit 1; }
-	sleep 0.05
-done
+start_imds --max-polls-per-instance -1 --max-guest-conns -1
 
 # A realistic document (~1.3 KB once stamped), shared with dialects.sh.
 cp imds/bench/doc.json "$work/doc.json"

@@ -17,34 +17,16 @@ STEADY=${STEADY:-10s}
 BURST_EVERY=${BURST_EVERY:-3s}
 SATURATE=${SATURATE:-300}
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root"
+. "$(dirname "$0")/lib.sh" writepath
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-work=$(mktemp -d /tmp/prewarm-imds-writepath.XXXXXX)
-pid=
-cleanup() {
-	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
 
 echo "== write path: $(date -u +%FT%TZ) on $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 go build -o "$work/prewarm-imds" ./imds/cmd/prewarm-imds
 go build -o "$work/writepath" ./imds/bench/writepath
 
-port=$((20000 + RANDOM % 20000))
-sock="$work/admin.sock"
-"$work/prewarm-imds" serve --listen "127.0.0.1:$port" --admin-socket "$sock" \
-	--data-dir "$work/data" --rate 0 --max-guest-conns -1 --log-level warn 2>"$work/imds.log" &
-pid=$!
-for i in $(seq 1 100); do
-	"$work/prewarm-imds" list --admin-socket "$sock" >/dev/null 2>&1 && break
-	[ "$i" = 100 ] && { echo "prewarm-imds did not start" >&2; cat "$work/imds.log" >&2; exit 1; }
-	sleep 0.05
-done
+start_imds --max-guest-conns -1
 
-"$work/writepath" -guest "127.0.0.1:$port" -admin-socket "$sock" -pid "$pid" \
+"$work/writepath" -guest "127.0.0.1:$port" -admin-socket "$sock" -pid "$imds_pid" \
 	-instances "$INSTANCES" -guests "$GUESTS" -steady "$STEADY" -burst-every "$BURST_EVERY" -saturate "$SATURATE" -client "${CLIENT:-raw}"
 echo "store file: $(du -h "$work/data/imds.db" | cut -f1)"
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
