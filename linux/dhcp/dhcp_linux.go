@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -64,12 +65,8 @@ func New(o Options) (*Renewer, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 20 * time.Second
 	}
-	if o.ProcDir == "" {
-		o.ProcDir = "/proc"
-	}
-	if o.RunDir == "" {
-		o.RunDir = "/run"
-	}
+	o.ProcDir = cmp.Or(o.ProcDir, "/proc")
+	o.RunDir = cmp.Or(o.RunDir, "/run")
 	log, runner := run.Defaults(o.Logger, o.Runner)
 	o.Runner = runner
 	return &Renewer{o: o, log: log.With("component", "dhcp")}, nil

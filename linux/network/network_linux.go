@@ -1,6 +1,7 @@
 package network
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,12 +51,8 @@ var ErrInvalid = errors.New("invalid network config")
 
 // New returns a Configurator.
 func New(o Options) *Configurator {
-	if o.Root == "" {
-		o.Root = "/"
-	}
-	if o.RunDir == "" {
-		o.RunDir = "/run"
-	}
+	o.Root = cmp.Or(o.Root, "/")
+	o.RunDir = cmp.Or(o.RunDir, "/run")
 	log, runner := run.Defaults(o.Logger, o.Runner)
 	o.Runner = runner
 	return &Configurator{o: o, log: log.With("component", "network")}

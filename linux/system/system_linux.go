@@ -1,6 +1,7 @@
 package system
 
 import (
+	"cmp"
 	"errors"
 	"log/slog"
 	"os"
@@ -45,12 +46,8 @@ type System struct {
 
 // New returns a System.
 func New(o Options) *System {
-	if o.Root == "" {
-		o.Root = "/"
-	}
-	if o.ProcDir == "" {
-		o.ProcDir = "/proc"
-	}
+	o.Root = cmp.Or(o.Root, "/")
+	o.ProcDir = cmp.Or(o.ProcDir, "/proc")
 	log, runner := run.Defaults(o.Logger, o.Runner)
 	o.Runner = runner
 	log = log.With("component", "system")
