@@ -34,7 +34,7 @@ var version = "0.1.0"
 const envPrefix = "PREWARM_IMDS_"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(cli.Main(newRoot()))
 }
 
 // run runs the command line args and returns the exit code.
@@ -63,16 +63,7 @@ failed, 4 timeout, 5 the service is unreachable, 6 not found.`,
   prewarm-imds list --state failed
   prewarm-imds list --watch`,
 	}
-	root.AddGroup(&cobra.Group{ID: "service", Title: "Service commands:"}, &cobra.Group{ID: "admin", Title: "Admin commands (over the admin API):"})
-	serve := serveCmd()
-	serve.GroupID = "service"
-	store := storeCmd()
-	store.GroupID = "service"
-	root.AddCommand(serve, store)
-	for _, c := range adminCmds() {
-		c.GroupID = "admin"
-		root.AddCommand(c)
-	}
+	cli.AddGroups(root, "admin API", []*cobra.Command{serveCmd(), storeCmd()}, adminCmds())
 	cli.Setup(root, envPrefix, version)
 	return root
 }

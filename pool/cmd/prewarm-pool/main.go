@@ -30,7 +30,7 @@ var version = "0.1.0"
 const envPrefix = "PREWARM_POOL_"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(cli.Main(newRoot()))
 }
 
 // run runs the command line args and returns the exit code.
@@ -60,14 +60,7 @@ flavor or VM).`,
   prewarm-pool status
   prewarm-pool release pw-small-0a1b2c`,
 	}
-	root.AddGroup(&cobra.Group{ID: "service", Title: "Service commands:"}, &cobra.Group{ID: "admin", Title: "Admin commands (over the admin socket):"})
-	serve := serveCmd()
-	serve.GroupID = "service"
-	root.AddCommand(serve)
-	for _, c := range []*cobra.Command{claimCmd(), statusCmd(), releaseCmd()} {
-		c.GroupID = "admin"
-		root.AddCommand(c)
-	}
+	cli.AddGroups(root, "admin socket", []*cobra.Command{serveCmd()}, []*cobra.Command{claimCmd(), statusCmd(), releaseCmd()})
 	cli.Setup(root, envPrefix, version)
 	return root
 }
