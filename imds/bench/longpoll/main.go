@@ -27,17 +27,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prewarm/prewarm/imds/bench/internal/benchkit"
 	"github.com/prewarm/prewarm/imds/client"
 	"github.com/prewarm/prewarm/shared/api"
 )
 
+var guest, socket, pid = benchkit.ServerFlags()
+
 var (
-	guest  = flag.String("guest", "127.0.0.1:18080", "guest API address")
-	socket = flag.String("admin-socket", "", "admin API socket")
-	pid    = flag.Int("pid", 0, "server pid, for RSS")
-	n      = flag.Int("n", 10000, "fanout: pollers")
-	k      = flag.Int("k", 1000, "latency: rounds")
-	mode   = flag.String("mode", "fanout", "fanout, instances or latency")
+	n    = flag.Int("n", 10000, "fanout: pollers")
+	k    = flag.Int("k", 1000, "latency: rounds")
+	mode = flag.String("mode", "fanout", "fanout, instances or latency")
 )
 
 func main() {
@@ -61,7 +61,7 @@ func main() {
 }
 
 // srcAddr is the i-th source address: 127.1.0.1, 127.1.0.2, ...
-func srcAddr(i int) string { return fmt.Sprintf("127.%d.%d.%d", 1+i/62500, i/250%250, i%250+1) }
+func srcAddr(i int) string { return benchkit.SrcAddr(1, i) }
 
 // park opens a connection from src and sends a long-poll; the answer is
 // read by wait.
@@ -166,19 +166,8 @@ func waitParked(c *client.Client, want int, within time.Duration) error {
 	}
 }
 
-func rss() string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", *pid))
-	if err != nil {
-		return "n/a"
-	}
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") || strings.HasPrefix(l, "VmHWM:") {
-			out = append(out, strings.Join(strings.Fields(l), " "))
-		}
-	}
-	return strings.Join(out, ", ")
-}
+// rss is the server's resident memory: now and at its peak.
+func rss() string { return benchkit.ProcStatus(*pid, "VmRSS:", "VmHWM:") }
 
 func fanout(c *client.Client) error {
 	ctx := context.Background()

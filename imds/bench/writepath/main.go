@@ -40,20 +40,19 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prewarm/prewarm/imds/bench/internal/benchkit"
 	"github.com/prewarm/prewarm/imds/client"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )
 
+var guestAddr, socket, pid = benchkit.ServerFlags()
+
 var (
-	guestAddr  = flag.String("guest", "127.0.0.1:18080", "guest API address")
-	socket     = flag.String("admin-socket", "", "admin API socket")
-	pid        = flag.Int("pid", 0, "server pid, for RSS")
 	instances  = flag.Int("instances", 10000, "registered instances")
 	guests     = flag.Int("guests", 1000, "instances that post reports (the first of them)")
 	steady     = flag.Duration("steady", 10*time.Second, "steady phase: one report per guest per second, plus bursts")
@@ -71,7 +70,7 @@ func main() {
 }
 
 // srcAddr is guest i's source address: 127.3.0.1, 127.3.0.2, ...
-func srcAddr(i int) string { return fmt.Sprintf("127.%d.%d.%d", 3+i/62500, i/250%250, i%250+1) }
+func srcAddr(i int) string { return benchkit.SrcAddr(3, i) }
 
 func id(i int) string { return fmt.Sprintf("wp-%05d", i) }
 
@@ -229,21 +228,9 @@ func summary(l []time.Duration, errs int, over time.Duration) string {
 		len(l), float64(len(l))/over.Seconds(), q(0.5).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond), l[len(l)-1].Round(10*time.Microsecond), errs)
 }
 
-func rss() string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", *pid))
-	if err != nil {
-		return "n/a"
-	}
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		for _, k := range []string{"VmRSS:", "VmHWM:", "RssAnon:", "RssFile:"} {
-			if strings.HasPrefix(l, k) {
-				out = append(out, strings.Join(strings.Fields(l), " "))
-			}
-		}
-	}
-	return strings.Join(out, ", ")
-}
+// rss is the server's resident memory: now, at its peak, anonymous and
+// file-backed.
+func rss() string { return benchkit.ProcStatus(*pid, "VmRSS:", "VmHWM:", "RssAnon:", "RssFile:") }
 
 func run() error {
 	if *clientKind != "raw" && *clientKind != "http" {
