@@ -3,21 +3,14 @@ package main
 import (
 	"log/slog"
 
-	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/linux/platform"
 )
 
-func newPlatform(f *runFlags, log *slog.Logger) (agent.Platform, error) {
-	return platform.New(platform.Options{
-		Root:       f.root,
-		StateDir:   f.stateDir,
-		DHCPClient: f.dhcpClient,
-		Interfaces: f.interfaceList(),
-		Logger:     log,
-		// The image builder's list (packaging/README.md).
-		ManageExistingUsers: f.manageUserList(),
-	})
-}
+// platformOptions and newOSPlatform are the Linux platform's, for
+// newPlatform (platform.go).
+type platformOptions = platform.Options
+
+var newOSPlatform = platform.New
 
 // osPrepare adds what the OS needs before the agent starts; nothing on Linux
 // (systemd collects stderr into the journal).

@@ -6,22 +6,15 @@ import (
 	"log/slog"
 	"maps"
 
-	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/windows/platform"
 	winsvc "github.com/prewarm/prewarm/windows/service"
 )
 
-func newPlatform(f *runFlags, log *slog.Logger) (agent.Platform, error) {
-	return platform.New(platform.Options{
-		Root:       f.root,
-		StateDir:   f.stateDir,
-		DHCPClient: f.dhcpClient,
-		Interfaces: f.interfaceList(),
-		Logger:     log,
-		// The image builder's list (packaging/README.md).
-		ManageExistingUsers: f.manageUserList(),
-	})
-}
+// platformOptions and newOSPlatform are the Windows platform's, for
+// newPlatform (platform.go).
+type platformOptions = platform.Options
+
+var newOSPlatform = platform.New
 
 // osPrepare readies the agent for the Windows service manager: under the
 // SCM console signals are ignored (the SCM's stop is the only stop; Google's
