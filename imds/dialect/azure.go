@@ -29,13 +29,7 @@ var azureVersions = []string{
 }
 
 var (
-	azureVersionSet = func() map[string]bool {
-		m := map[string]bool{}
-		for _, v := range azureVersions {
-			m[v] = true
-		}
-		return m
-	}()
+	azureVersionSet = setOf(azureVersions)
 	// azureNewest is what Azure lists with an api-version error: the
 	// three newest versions, newest first.
 	azureNewest = []string{azureVersions[len(azureVersions)-1], azureVersions[len(azureVersions)-2], azureVersions[len(azureVersions)-3]}

@@ -33,13 +33,7 @@ var ec2Versions = []string{
 }
 
 var (
-	ec2VersionSet = func() map[string]bool {
-		m := map[string]bool{}
-		for _, v := range ec2Versions {
-			m[v] = true
-		}
-		return m
-	}()
+	ec2VersionSet  = setOf(ec2Versions)
 	ec2RootListing = strings.Join(ec2Versions, "\n")
 )
 
