@@ -131,11 +131,17 @@ type DNSInterfaceSettings struct {
 	ProfileNameServer   *uint16
 }
 
+// initRow calls an Initialize*Entry procedure, which fills a row with its
+// defaults and returns nothing, when the DLL has it.
+func initRow[T any](p *windows.LazyProc, row *T) {
+	if p.Find() == nil {
+		syscall.SyscallN(p.Addr(), uintptr(unsafe.Pointer(row)))
+	}
+}
+
 // InitializeUnicastIpAddressEntry fills row with defaults.
 func InitializeUnicastIpAddressEntry(row *windows.MibUnicastIpAddressRow) {
-	if procInitializeUnicastIpAddressEntry.Find() == nil {
-		syscall.SyscallN(procInitializeUnicastIpAddressEntry.Addr(), uintptr(unsafe.Pointer(row)))
-	}
+	initRow(procInitializeUnicastIpAddressEntry, row)
 }
 
 // CreateUnicastIpAddressEntry adds an address.
@@ -150,9 +156,7 @@ func DeleteUnicastIpAddressEntry(row *windows.MibUnicastIpAddressRow) error {
 
 // InitializeIpForwardEntry fills row with defaults.
 func InitializeIpForwardEntry(row *windows.MibIpForwardRow2) {
-	if procInitializeIpForwardEntry.Find() == nil {
-		syscall.SyscallN(procInitializeIpForwardEntry.Addr(), uintptr(unsafe.Pointer(row)))
-	}
+	initRow(procInitializeIpForwardEntry, row)
 }
 
 // CreateIpForwardEntry2 adds a route.
@@ -167,9 +171,7 @@ func DeleteIpForwardEntry2(row *windows.MibIpForwardRow2) error {
 
 // InitializeIpInterfaceEntry fills row with defaults.
 func InitializeIpInterfaceEntry(row *windows.MibIpInterfaceRow) {
-	if procInitializeIpInterfaceEntry.Find() == nil {
-		syscall.SyscallN(procInitializeIpInterfaceEntry.Addr(), uintptr(unsafe.Pointer(row)))
-	}
+	initRow(procInitializeIpInterfaceEntry, row)
 }
 
 // SetIpInterfaceEntry changes an interface's IP settings (MTU).
