@@ -1,6 +1,11 @@
 package cli
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/pflag"
+)
 
 // Values of status --wait --until, the same in prewarm-imds and
 // prewarm-agent. The states are the status report's (docs/protocol.md
@@ -30,6 +35,27 @@ func CheckUntil(until string) error {
 		}
 	}
 	return Usagef("--until %q: want provisioned, partial-ready, failed or any", until)
+}
+
+// CheckWait checks the options of a status --wait, the same rules in
+// prewarm-imds and prewarm-agent: --until is one of UntilValues, the flags
+// named in withWait are set only with --wait, and --generation and
+// --timeout are not negative.
+func CheckWait(f *pflag.FlagSet, wait bool, until string, gen int64, timeout time.Duration, withWait ...string) error {
+	if err := CheckUntil(until); err != nil {
+		return err
+	}
+	if !wait {
+		for _, fl := range withWait {
+			if f.Changed(fl) {
+				return Usagef("--%s goes with --wait", fl)
+			}
+		}
+	}
+	if gen < 0 || timeout < 0 {
+		return Usagef("--generation and --timeout must not be negative")
+	}
+	return nil
 }
 
 // Decide says whether a report in state at generation ends the wait, and

@@ -67,18 +67,8 @@ out (default: no limit); without --wait, 5 when there is no status yet.`,
 	cmd.MarkFlagsMutuallyExclusive("follow", "wait")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		w := cmd.OutOrStdout()
-		if err := cli.CheckUntil(until); err != nil {
+		if err := cli.CheckWait(f, wait, until, gen, timeout, "until", "generation", "timeout", "after"); err != nil {
 			return err
-		}
-		if !wait {
-			for _, fl := range []string{"until", "generation", "timeout", "after"} {
-				if f.Changed(fl) {
-					return cli.Usagef("--%s goes with --wait", fl)
-				}
-			}
-		}
-		if gen < 0 || timeout < 0 {
-			return cli.Usagef("--generation and --timeout must not be negative")
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()

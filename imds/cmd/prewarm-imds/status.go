@@ -85,18 +85,8 @@ that arrived, ending with the one that decided.`,
 	cmd.MarkFlagsMutuallyExclusive("generation", "published")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		id := args[0]
-		if err := cli.CheckUntil(until); err != nil {
+		if err := cli.CheckWait(f, wait, until, gen, timeout, "until", "generation", "published", "timeout"); err != nil {
 			return err
-		}
-		if !wait {
-			for _, fl := range []string{"until", "generation", "published", "timeout"} {
-				if f.Changed(fl) {
-					return cli.Usagef("--%s goes with --wait", fl)
-				}
-			}
-		}
-		if gen < 0 || timeout < 0 {
-			return cli.Usagef("--generation and --timeout must not be negative")
 		}
 		c, err := a.client()
 		if err != nil {
