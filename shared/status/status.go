@@ -123,6 +123,22 @@ func (e *ValidationError) Error() string {
 	return "invalid status report: " + strings.Join(fields, "; ")
 }
 
+// FailureDetail is what a failed report says went wrong, one line each:
+// "error: " and its error, then "step NAME: " and the error of each failed
+// step whose error the report's error does not already hold.
+func (r *Report) FailureDetail() string {
+	var d []string
+	if r.Error != "" {
+		d = append(d, "error: "+r.Error)
+	}
+	for _, s := range r.Steps {
+		if !s.OK && s.Error != "" && !strings.Contains(r.Error, s.Error) {
+			d = append(d, fmt.Sprintf("step %s: %s", s.Name, s.Error))
+		}
+	}
+	return strings.Join(d, "\n")
+}
+
 // Validate checks the rules the IMDS enforces on a received report. It
 // returns a *ValidationError naming every offending field, or nil.
 func (r *Report) Validate() error {

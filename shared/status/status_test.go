@@ -81,3 +81,19 @@ func TestReportValidateFields(t *testing.T) {
 		t.Errorf("valid report: %v", err)
 	}
 }
+
+func TestFailureDetail(t *testing.T) {
+	r := &Report{Error: "apply users: useradd exited 9", Steps: []Step{
+		{Name: "hostname", OK: true},
+		{Name: "users", Error: "useradd exited 9"},          // already in the report's error
+		{Name: "network", Error: "netlink: no such device"}, // its own
+		{Name: "timezone", Error: ""},
+	}}
+	want := "error: apply users: useradd exited 9\nstep network: netlink: no such device"
+	if got := r.FailureDetail(); got != want {
+		t.Errorf("FailureDetail = %q, want %q", got, want)
+	}
+	if got := (&Report{Steps: []Step{{Name: "hostname", OK: true}}}).FailureDetail(); got != "" {
+		t.Errorf("FailureDetail of a report without errors = %q, want empty", got)
+	}
+}

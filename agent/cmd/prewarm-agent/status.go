@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -136,16 +135,7 @@ out (default: no limit); without --wait, 5 when there is no status yet.`,
 		}
 		if code == cli.ExitGuestFailed {
 			e := cli.Errorf(cli.ExitGuestFailed, "the config of generation %d failed to apply", r.Generation)
-			var det []string
-			if r.Error != "" {
-				det = append(det, "error: "+r.Error)
-			}
-			for _, s := range r.Steps {
-				if !s.OK && s.Error != "" && !strings.Contains(r.Error, s.Error) {
-					det = append(det, fmt.Sprintf("step %s: %s", s.Name, s.Error))
-				}
-			}
-			e.Detail = strings.Join(det, "\n")
+			e.Detail = r.FailureDetail()
 			return e.WithHint("the agent retries with the next generation its host publishes; 'prewarm-agent status --follow' shows it")
 		}
 		return nil

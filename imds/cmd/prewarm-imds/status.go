@@ -21,16 +21,7 @@ import (
 // failed steps' errors as the detail.
 func failedError(id string, r *status.Report) *cli.Error {
 	e := cli.Errorf(cli.ExitGuestFailed, "%s reported failed for generation %d (report %d at %s)", id, r.Generation, r.Seq, r.Time.UTC().Format(status.TimeFormat))
-	var d []string
-	if r.Error != "" {
-		d = append(d, "error: "+r.Error)
-	}
-	for _, s := range r.Steps {
-		if !s.OK && s.Error != "" && !strings.Contains(r.Error, s.Error) {
-			d = append(d, fmt.Sprintf("step %s: %s", s.Name, s.Error))
-		}
-	}
-	e.Detail = strings.Join(d, "\n")
+	e.Detail = r.FailureDetail()
 	e.Hint = "fix the document and publish it again; the agent retries with the next generation"
 	return e
 }
