@@ -199,19 +199,9 @@ func splitList(list string) []string {
 }
 
 func newLogger(format, level string, w io.Writer, red *agent.Redactor) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	o := &slog.HandlerOptions{Level: lv}
-	var h slog.Handler
-	switch format {
-	case "text":
-		h = slog.NewTextHandler(w, o)
-	case "json":
-		h = slog.NewJSONHandler(w, o)
-	default:
-		return nil, fmt.Errorf("--log-format: %q is neither text nor json", format)
+	h, err := cli.LogHandler(w, format, level, "prewarm-agent run")
+	if err != nil {
+		return nil, err
 	}
 	// The OS's own sinks (the Windows Event Log) sit under the redactor too.
 	h, prepErr := osPrepare(h)

@@ -229,16 +229,9 @@ func serveFlags(fs *pflag.FlagSet) func(stderr io.Writer) error {
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, cli.Usagef("--log-level %q: %v", level, err)
+	h, err := cli.LogHandler(w, format, level, "prewarm-imds serve")
+	if err != nil {
+		return nil, err
 	}
-	o := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, o)).With("component", "imds"), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, o)).With("component", "imds"), nil
-	}
-	return nil, cli.Usagef("--log-format must be text or json (got %q)", format)
+	return slog.New(h).With("component", "imds"), nil
 }

@@ -148,16 +148,9 @@ func listenUnix(path string) (net.Listener, error) {
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, cli.Usagef("--log-level %q: want debug, info, warn or error", level).WithHint("run 'prewarm-pool serve --help' for usage")
+	h, err := cli.LogHandler(w, format, level, "prewarm-pool serve")
+	if err != nil {
+		return nil, err
 	}
-	o := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, o)).With("component", "pool"), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, o)).With("component", "pool"), nil
-	}
-	return nil, cli.Usagef("--log-format %q: want text or json", format).WithHint("run 'prewarm-pool serve --help' for usage")
+	return slog.New(h).With("component", "pool"), nil
 }
