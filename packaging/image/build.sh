@@ -281,5 +281,5 @@ done
 # Old keys' images go, but not the two before this one: running VMs and
 # tests may still boot overlays on them (the tarball stays too).
 # shellcheck disable=SC2012 # our own directory names
-ls -dt "$out"/???????????? 2>/dev/null | grep -v "/$image_key\$" | tail -n +3 | xargs -r rm -rf
+ls -dt "$out"/???????????? 2>/dev/null | { grep -v "/$image_key\$" || true; } | tail -n +3 | xargs -r rm -rf
 say "image: $out/debian-12-prewarm.qcow2 ($(du -h --apparent-size "$dir/debian-12-prewarm.qcow2" | cut -f1)), kernel $out/vmlinuz, initrd $out/initrd.img"
