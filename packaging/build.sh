@@ -53,7 +53,7 @@ cat >"$DOCDIR/changelog.yml" <<EOT
     urgency: medium
     distributions: [unstable]
   changes:
-    - note: Build $VERSION of the Prewarm guest agent, IMDS and pool controller.
+    - note: Prewarm $VERSION (agent, IMDS, pool).
 EOT
 cat >"$DOCDIR/copyright" <<EOT
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
