@@ -774,6 +774,13 @@ func (s *Server) view(id string) api.Instance {
 	inst.statusMu.Lock()
 	out.LastStatus = inst.lastStatus
 	inst.statusMu.Unlock()
+	fi := s.fleet.info(id, sn.generation, out.LastStatus, s.opts.Now())
+	if !fi.PublishedAt.IsZero() && sn.generation > 0 {
+		out.PublishedAt = &fi.PublishedAt
+	}
+	if !fi.LastSeen.IsZero() {
+		out.LastSeen = &fi.LastSeen
+	}
 	return out
 }
 

@@ -5,6 +5,7 @@ package api
 
 import (
 	"encoding/json"
+	"time"
 
 	"github.com/prewarm/prewarm/shared/config"
 	"github.com/prewarm/prewarm/shared/status"
@@ -120,6 +121,13 @@ type Instance struct {
 	Labels        map[string]string `json:"labels"`
 	Generation    int64             `json:"generation"`
 	LastStatus    *status.Report    `json:"lastStatus"`
+	// PublishedAt is when this IMDS saw Generation published, LastSeen
+	// when it received LastStatus: the host's clock, unlike the report's
+	// own time, which is the guest's. Absent when unknown (nothing
+	// published or reported; after a restart LastSeen is the report's
+	// time, never later than the restart).
+	PublishedAt *time.Time `json:"publishedAt,omitempty"`
+	LastSeen    *time.Time `json:"lastSeen,omitempty"`
 }
 
 // InstanceList is the body of GET /v1/instances.

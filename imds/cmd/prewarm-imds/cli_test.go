@@ -30,11 +30,32 @@ type testIMDS struct {
 	srv   *server.Server
 	admin string
 	seq   map[string]uint64
+
+	clockMu sync.Mutex
+	clock   time.Time // the IMDS's clock when set; zero: time.Now
+}
+
+// now is the IMDS's clock.
+func (m *testIMDS) now() time.Time {
+	m.clockMu.Lock()
+	defer m.clockMu.Unlock()
+	if m.clock.IsZero() {
+		return time.Now()
+	}
+	return m.clock
+}
+
+// setClock sets the IMDS's clock to at (zero: back to time.Now).
+func (m *testIMDS) setClock(at time.Time) {
+	m.clockMu.Lock()
+	m.clock = at
+	m.clockMu.Unlock()
 }
 
 func newTestIMDS(t *testing.T) *testIMDS {
 	t.Helper()
-	s, err := server.New(server.Options{DataDir: t.TempDir(), Rate: 0})
+	m := &testIMDS{t: t, seq: map[string]uint64{}}
+	s, err := server.New(server.Options{DataDir: t.TempDir(), Rate: 0, Now: m.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +66,8 @@ func newTestIMDS(t *testing.T) *testIMDS {
 		defer cancel()
 		s.Shutdown(ctx)
 	})
-	return &testIMDS{t: t, srv: s, admin: hs.URL, seq: map[string]uint64{}}
+	m.srv, m.admin = s, hs.URL
+	return m
 }
 
 // cli runs the CLI against the IMDS.
@@ -76,7 +98,11 @@ func (m *testIMDS) report(from string, gen int64, state, errText string, at time
 	req.Header.Set(api.HeaderMetadata, api.MetadataTrue)
 	req.Header.Set("Content-Type", api.ContentTypeJSON)
 	rec := httptest.NewRecorder()
+	// The IMDS receives the report at its time: the list's LAST REPORT
+	// counts from the receive time (lastSeen), not the guest's clock.
+	m.setClock(at)
 	m.srv.GuestHandler().ServeHTTP(rec, req)
+	m.setClock(time.Time{})
 	if rec.Code != http.StatusNoContent {
 		m.t.Fatalf("report from %s: %d %s", from, rec.Code, rec.Body)
 	}
@@ -297,11 +323,13 @@ func TestListColumnsAndFilters(t *testing.T) {
 	m.mustCLI("", "register", "vm-c", "--address", "127.0.0.34")
 	m.mustCLI("", "register", "vm-d", "--address", "127.0.0.35")
 	m.mustCLI("", "register", "vm-e", "--address", "127.0.0.36")
+	now := time.Now()
+	m.setClock(now.Add(-6 * time.Hour)) // published 6 hours ago
 	for _, id := range []string{"vm-a", "vm-b", "vm-c", "vm-e"} {
 		m.mustCLI(`{"hostname":"h"}`, "publish", id, "-")
 	}
 	m.mustCLI(`{"hostname":"h2"}`, "publish", "vm-b", "-")
-	now := time.Now()
+	m.setClock(time.Time{})
 	m.report("127.0.0.31", 1, status.StateProvisioned, "", now.Add(-5*time.Hour))
 	m.report("127.0.0.33", 1, status.StateFailed, "users: create user <x>: shell /bin/nope does not exist, and a long tail that the table cuts", now.Add(-3*time.Hour))
 	m.report("127.0.0.34", 1, status.StateApplying, "", now.Add(-20*time.Minute))
@@ -377,6 +405,38 @@ func TestListColumnsAndFilters(t *testing.T) {
 	}
 	if out := m.mustCLI("", "list", "--state", "provisioned"); strings.Contains(out, "vm-b") || !strings.Contains(out, "vm-a") {
 		t.Errorf("list --state provisioned:\n%s", out)
+	}
+
+	// A guest whose clock is a day behind: its report, received now, is
+	// 0s old and does not make the instance stale; the JSON says when the
+	// IMDS received it and when it saw the publish.
+	m.mustCLI(`{"hostname":"h"}`, "publish", "vm-d", "-")
+	m.seq["127.0.0.35"]++
+	r := status.Report{Seq: m.seq["127.0.0.35"], Time: status.Time{Time: now.Add(-24 * time.Hour)}, Generation: 1, State: status.StateApplying, AgentVersion: "test"}
+	b, _ := json.Marshal(r)
+	req := httptest.NewRequest(http.MethodPost, api.PathStatus, bytes.NewReader(b))
+	req.RemoteAddr = "127.0.0.35:40000"
+	req.Header.Set(api.HeaderMetadata, api.MetadataTrue)
+	req.Header.Set("Content-Type", api.ContentTypeJSON)
+	rec := httptest.NewRecorder()
+	m.srv.GuestHandler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("report: %d %s", rec.Code, rec.Body)
+	}
+	if got := ids("list", "--stale", "10m"); strings.Contains(got, "vm-d") {
+		t.Errorf("--stale 10m lists vm-d, which reported just now with a skewed clock: %s", got)
+	}
+	var d api.Instance
+	if err := json.Unmarshal([]byte(m.mustCLI("", "get", "vm-d", "-o", "json")), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.LastSeen == nil || time.Since(*d.LastSeen) > time.Minute || d.PublishedAt == nil || time.Since(*d.PublishedAt) > time.Minute {
+		t.Errorf("vm-d lastSeen %v publishedAt %v, want both about now", d.LastSeen, d.PublishedAt)
+	}
+	for _, line := range strings.Split(m.mustCLI("", "list"), "\n") {
+		if strings.HasPrefix(line, "vm-d ") && !strings.Contains(line, "s ago") {
+			t.Errorf("vm-d's row %q: want an age in seconds (received now)", line)
+		}
 	}
 }
 

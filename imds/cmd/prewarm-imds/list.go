@@ -53,7 +53,11 @@ func listRow(inst api.Instance, now time.Time) row {
 	if s := inst.LastStatus; s != nil {
 		r.Reported = strconv.FormatInt(s.Generation, 10)
 		r.State = s.State
-		r.LastReport = age(now.Sub(s.Time.Time))
+		seen := s.Time.Time // the guest's clock: only when the IMDS gives no receive time
+		if inst.LastSeen != nil {
+			seen = *inst.LastSeen
+		}
+		r.LastReport = age(now.Sub(seen))
 		r.LastError = s.Error
 		if utf8.RuneCountInString(r.LastError) > maxErrorCell {
 			r.LastError = string([]rune(r.LastError)[:maxErrorCell-1]) + "…"
@@ -101,24 +105,33 @@ func (f listFilter) keep(inst api.Instance, now time.Time) bool {
 // generation (reported partial-ready, provisioned or failed for it or a
 // later one) and has not reported for d, or never. An instance with
 // nothing published, or settled, is never stale: an agent with nothing to
-// do sends nothing. (The IMDS's stale gauge and fleet page use the same
-// rule, counting from the publish too, whose time the admin API does not
-// give.)
+// do sends nothing. The silence counts from the later of the last report
+// and the publish, in the IMDS's clock (lastSeen, publishedAt) when the
+// IMDS gives it, as its stale gauge and fleet page count.
 func stale(inst api.Instance, d time.Duration, now time.Time) bool {
 	if inst.Generation <= 0 {
 		return false
 	}
-	r := inst.LastStatus
-	if r == nil {
-		return true
+	var since time.Time
+	if inst.PublishedAt != nil {
+		since = *inst.PublishedAt
 	}
-	if r.Generation >= inst.Generation {
-		switch r.State {
-		case status.StatePartialReady, status.StateProvisioned, status.StateFailed:
-			return false
+	if r := inst.LastStatus; r != nil {
+		if r.Generation >= inst.Generation {
+			switch r.State {
+			case status.StatePartialReady, status.StateProvisioned, status.StateFailed:
+				return false
+			}
+		}
+		seen := r.Time.Time
+		if inst.LastSeen != nil {
+			seen = *inst.LastSeen
+		}
+		if seen.After(since) {
+			since = seen
 		}
 	}
-	return now.Sub(r.Time.Time) > d
+	return since.IsZero() || now.Sub(since) > d
 }
 
 func (f listFilter) apply(l []api.Instance, now time.Time) []api.Instance {
@@ -141,13 +154,13 @@ func listCmd() *cobra.Command {
 		Short: "List the instances: identity, published and reported generation, state, last report",
 		Long: `list shows every registered instance: its identity (host interface and
 addresses), the published generation, the generation and state of its last
-report, how long ago that report was made (by the guest's clock) and its
-error.
+report, how long ago the IMDS received it (the host's clock) and its error.
 
 --state keeps the instances in the given states (none: never reported);
 --stale D keeps the stuck ones: a document is published that the guest has
-not settled on (reported partial-ready, provisioned or failed for it), and
-its last report is older than D, or it never reported. --watch prints the list again whenever it changes (the admin
+not settled on (reported partial-ready, provisioned or failed for it), silent
+for D since the later of the publish and its last report. --watch prints the
+list again whenever it changes (the admin
 API's long-poll on the list, not a timer) until interrupted.`,
 		Example: `  prewarm-imds list
   prewarm-imds list --state failed,applying
