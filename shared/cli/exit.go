@@ -169,14 +169,16 @@ func Execute(root *cobra.Command, args []string, stdin io.Reader, stdout, stderr
 		}
 		e = &Error{Code: ExitUsage, Msg: err.Error(), Hint: fmt.Sprintf("run '%s --help' for usage", path)}
 	}
-	fmt.Fprintf(stderr, "%s: %s\n", root.Name(), e.Msg)
+	// The message and detail may carry a guest's text (its error):
+	// printed through Printable, line by line.
+	fmt.Fprintf(stderr, "%s: %s\n", root.Name(), Printable(e.Msg))
 	if e.Detail != "" {
 		for l := range strings.SplitSeq(strings.TrimRight(e.Detail, "\n"), "\n") {
-			fmt.Fprintf(stderr, "  %s\n", l)
+			fmt.Fprintf(stderr, "  %s\n", Printable(l))
 		}
 	}
 	if e.Hint != "" {
-		fmt.Fprintf(stderr, "hint: %s\n", e.Hint)
+		fmt.Fprintf(stderr, "hint: %s\n", Printable(e.Hint))
 	}
 	return e.Code
 }

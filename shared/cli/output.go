@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 )
@@ -92,10 +93,44 @@ func Table(w io.Writer, header []string, rows [][]string) error {
 			if c == "" {
 				c = "-"
 			}
-			// A tab or newline would break the columns.
-			cells[i] = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(c)
+			// A tab or newline would break the columns; other control
+			// characters are a guest's to send (its error text) and
+			// must not reach the operator's terminal as escapes.
+			cells[i] = Printable(strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(c))
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	return tw.Flush()
+}
+
+// Printable returns s with every control character (C0 but tab, DEL, C1)
+// and invalid UTF-8 shown as a \xNN or \u escape, so text that came from a
+// guest (a report's error, a step's name) prints as text: an escape
+// sequence in it would otherwise drive the operator's terminal (move the
+// cursor over other rows, set the window title, write the clipboard).
+func Printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || r != '\t' && (r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r != '\t' && (r < 0x20 || r == 0x7f):
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case r >= 0x80 && r < 0xa0:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
