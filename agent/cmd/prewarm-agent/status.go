@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -88,20 +90,22 @@ out (default: no limit); without --wait, 5 when there is no status yet.`,
 			defer cancel()
 		}
 		spec := cli.Wait{Until: until, Generation: gen}
-		var first *status.Report
-		started := false
 		code := 0
 		afterSet := f.Changed("after")
-		r, err := agent.WaitStatus(ctx, runDir, func(r *status.Report) bool {
-			if !started {
-				// The report there when the wait starts: any waits for
-				// the next one (unless --after says which).
-				started = true
-				if spec.Until == cli.UntilAny && !afterSet {
-					first = r
-					return false
+		// The report there when the wait starts, if any: --until any
+		// waits for the next one (unless --after says which). Read
+		// before the wait, so that when there is none yet the agent's
+		// first report is the next one, not skipped as the current.
+		var first *status.Report
+		if spec.Until == cli.UntilAny && !afterSet {
+			if b, err := os.ReadFile(filepath.Join(runDir, agent.StatusCurrentFile)); err == nil {
+				var cur status.Report
+				if json.Unmarshal(b, &cur) == nil {
+					first = &cur
 				}
 			}
+		}
+		r, err := agent.WaitStatus(ctx, runDir, func(r *status.Report) bool {
 			if afterSet && r.Seq <= after {
 				return false
 			}

@@ -188,3 +188,34 @@ func TestRunSettingsPrecedence(t *testing.T) {
 		t.Errorf("unknown setting: exit %d, stderr %q", code, e.String())
 	}
 }
+
+// TestStatusWaitAnyWithoutAfter: --until any without --after, started
+// before the agent's first report, ends on that first report: it is the
+// next one, not the one "there when the wait started". (The waiter makes
+// the run dir after it looked for a current report, so the dir's being
+// there orders the write after that look.)
+func TestStatusWaitAnyWithoutAfter(t *testing.T) {
+	run := filepath.Join(t.TempDir(), "run")
+	ch := make(chan agentResult, 1)
+	go func() { ch <- agentStatus(run, "--wait", "--until", "any", "--timeout", "20s", "-o", "json") }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(run); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no run dir")
+		}
+	}
+	writeCurrent(t, run, 1, 1, status.StatePartialReady, "")
+	r := <-ch
+	if r.code != 0 {
+		t.Fatalf("exit %d: %+v", r.code, r)
+	}
+	var got status.Report
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("output %q: %v", r.stdout, err)
+	}
+	if got.Seq != 1 || got.State != status.StatePartialReady {
+		t.Errorf("ended on %s seq %d, want partial-ready seq 1", got.State, got.Seq)
+	}
+}
