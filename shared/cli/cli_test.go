@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -288,5 +289,48 @@ func TestNoEnv(t *testing.T) {
 	}
 	if code := Execute(root, []string{"claim", "--config", "doc.json"}, strings.NewReader(""), &o, &e); code != 0 || doc != "doc.json" {
 		t.Errorf("--config doc.json: exit %d, config %q", code, doc)
+	}
+}
+
+// TestWaitFlagsFromEnvironment: a --wait-only flag that the environment
+// sets (PROG_TIMEOUT) is a default for waits, not a flag typed without
+// --wait: a plain status runs; typed without --wait it is a usage error.
+func TestWaitFlagsFromEnvironment(t *testing.T) {
+	var (
+		wait    bool
+		until   string
+		timeout time.Duration
+		ran     bool
+	)
+	// A fresh command each time, as each process parses its command line
+	// once (pflag keeps what an earlier parse set).
+	execute := func(args ...string) (int, string) {
+		wait, until, timeout, ran = false, "", 0, false
+		root := &cobra.Command{Use: "prog"}
+		st := &cobra.Command{Use: "status", Args: NoArgs}
+		st.Flags().BoolVar(&wait, "wait", false, "")
+		st.Flags().StringVar(&until, "until", UntilProvisioned, "")
+		st.Flags().DurationVar(&timeout, "timeout", 0, "")
+		st.RunE = func(cmd *cobra.Command, _ []string) error {
+			if err := CheckWait(cmd.Flags(), wait, until, 0, timeout, "until", "timeout"); err != nil {
+				return err
+			}
+			ran = true
+			return nil
+		}
+		root.AddCommand(st)
+		Setup(root, "PROG_", "1.2.3")
+		var o, e bytes.Buffer
+		return Execute(root, args, strings.NewReader(""), &o, &e), e.String()
+	}
+	t.Setenv("PROG_TIMEOUT", "5m")
+	if code, e := execute("status"); code != ExitOK || !ran {
+		t.Fatalf("status with PROG_TIMEOUT set: exit %d: %s", code, e)
+	}
+	if code, e := execute("status", "--wait"); code != ExitOK || timeout != 5*time.Minute {
+		t.Errorf("status --wait: exit %d, timeout %v (want the environment's 5m): %s", code, timeout, e)
+	}
+	if code, e := execute("status", "--timeout", "1m"); code != ExitUsage || !strings.Contains(e, "--timeout goes with --wait") {
+		t.Errorf("status --timeout typed without --wait: exit %d: %s", code, e)
 	}
 }

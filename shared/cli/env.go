@@ -38,6 +38,21 @@ func NoEnv(cmd *cobra.Command, name string) {
 	cmd.Flags().SetAnnotation(name, AnnotationNoEnv, []string{"true"})
 }
 
+// annFrom marks a flag that the environment or the config file set (its
+// value: "env" or "file"): pflag counts it as Changed, but the user did
+// not type it (Typed).
+const annFrom = "prewarm.cli/from"
+
+// Typed reports whether flag name was given on the command line, as
+// opposed to its default or a value from the environment or the config
+// file: rules about what a user combined on a command line (this flag
+// goes with --wait) must look at what was typed, or PREWARM_IMDS_TIMEOUT
+// in the environment would make every plain `status` a usage error.
+func Typed(fs *pflag.FlagSet, name string) bool {
+	f := fs.Lookup(name)
+	return f != nil && f.Changed && len(f.Annotations[annFrom]) == 0
+}
+
 // noEnv reports whether f is marked by NoEnv.
 func noEnv(f *pflag.Flag) bool { return len(f.Annotations[AnnotationNoEnv]) > 0 }
 
@@ -76,6 +91,7 @@ func applyEnvAndFile(cmd *cobra.Command) error {
 				err = Usagef("environment variable %s=%q: %v", name, v, e).WithHint("fix or unset %s (it sets --%s)", name, f.Name)
 				return
 			}
+			fs.SetAnnotation(f.Name, annFrom, []string{"env"})
 			set[f.Name] = "the environment"
 		})
 		if err != nil {
@@ -139,6 +155,7 @@ func applyFile(cmd *cobra.Command, path string, set map[string]string) error {
 		if err := fs.Set(k, v); err != nil {
 			return bad("%s = %q: %v", k, v, err)
 		}
+		fs.SetAnnotation(k, annFrom, []string{"file"})
 		set[k] = "file"
 	}
 	if err := sc.Err(); err != nil {

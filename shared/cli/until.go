@@ -39,15 +39,16 @@ func CheckUntil(until string) error {
 
 // CheckWait checks the options of a status --wait, the same rules in
 // prewarm-imds and prewarm-agent: --until is one of UntilValues, the flags
-// named in withWait are set only with --wait, and --generation and
-// --timeout are not negative.
+// named in withWait are typed only with --wait (a value the environment
+// or the config file gives them applies to waits and is ignored
+// otherwise), and --generation and --timeout are not negative.
 func CheckWait(f *pflag.FlagSet, wait bool, until string, gen int64, timeout time.Duration, withWait ...string) error {
 	if err := CheckUntil(until); err != nil {
 		return err
 	}
 	if !wait {
 		for _, fl := range withWait {
-			if f.Changed(fl) {
+			if Typed(f, fl) {
 				return Usagef("--%s goes with --wait", fl)
 			}
 		}

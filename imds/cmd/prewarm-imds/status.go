@@ -79,6 +79,9 @@ that arrived, ending with the one that decided.`,
 		if err := cli.CheckWait(f, wait, until, gen, timeout, "until", "generation", "published", "timeout"); err != nil {
 			return err
 		}
+		if published && cli.Typed(f, "published") && !cli.Typed(f, "generation") {
+			gen = 0 // --published on the command line wins over a generation from the environment or file
+		}
 		c, err := a.client()
 		if err != nil {
 			return err
