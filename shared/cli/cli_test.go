@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // testRoot is a program "prog" with a serve command (config file) and a
@@ -332,5 +334,22 @@ func TestWaitFlagsFromEnvironment(t *testing.T) {
 	}
 	if code, e := execute("status", "--timeout", "1m"); code != ExitUsage || !strings.Contains(e, "--timeout goes with --wait") {
 		t.Errorf("status --timeout typed without --wait: exit %d: %s", code, e)
+	}
+}
+
+// TestWaitAnyRefusesGeneration: --until any ignores generations, so a
+// --generation with it is a usage error rather than silently ignored.
+func TestWaitAnyRefusesGeneration(t *testing.T) {
+	fs := pflag.NewFlagSet("status", pflag.ContinueOnError)
+	fs.Int64("generation", 0, "")
+	if err := fs.Parse([]string{"--generation", "3"}); err != nil {
+		t.Fatal(err)
+	}
+	var e *Error
+	if err := CheckWait(fs, true, UntilAny, 3, 0); !errors.As(err, &e) || e.Code != ExitUsage {
+		t.Errorf("--until any --generation 3: %v, want a usage error", err)
+	}
+	if err := CheckWait(fs, true, UntilProvisioned, 3, 0); err != nil {
+		t.Errorf("--until provisioned --generation 3: %v", err)
 	}
 }

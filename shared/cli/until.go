@@ -53,6 +53,10 @@ func CheckWait(f *pflag.FlagSet, wait bool, until string, gen int64, timeout tim
 			}
 		}
 	}
+	if until == UntilAny && (Typed(f, "generation") || Typed(f, "published")) {
+		return Usagef("--until any takes the next report whatever its generation: --generation and --published do not go with it").
+			WithHint("use --after SEQ to say which report is the last one seen")
+	}
 	if gen < 0 || timeout < 0 {
 		return Usagef("--generation and --timeout must not be negative")
 	}
