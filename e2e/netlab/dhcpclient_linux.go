@@ -67,8 +67,17 @@ func (c DHCPClient) Argv() ([]string, error) {
 	if err := os.MkdirAll(wd, 0o755); err != nil {
 		return nil, err
 	}
+	// Each file is written beside its place and renamed over it: a
+	// client started before (dhcpcd's daemon) may be running the hook
+	// right now, and opening a running executable for writing fails
+	// with ETXTBSY ("text file busy").
 	file := func(name, data string, perm os.FileMode) (string, error) {
-		return filepath.Join(c.Dir, name), os.WriteFile(filepath.Join(wd, name), []byte(data), perm)
+		dst := filepath.Join(wd, name)
+		tmp := dst + ".new"
+		if err := os.WriteFile(tmp, []byte(data), perm); err != nil {
+			return "", err
+		}
+		return filepath.Join(c.Dir, name), os.Rename(tmp, dst)
 	}
 	base := c.Kind + "." + c.Iface
 	switch c.Kind {
