@@ -342,12 +342,25 @@ func TestUnknownSourcesOwnBudget(t *testing.T) {
 	if n, err := br.Read(make([]byte, 1)); n != 0 || err == nil {
 		t.Fatalf("unknown source's connection still open after the 404: %d %v", n, err)
 	}
-	if got := refusedCount(t, s, "max-unknown-conns"); got != 6 {
+	// A refused connection is closed before its refusal is counted: the
+	// client can see the close first.
+	if got := awaitRefused(t, s, "max-unknown-conns", 6); got != 6 {
 		t.Fatalf("refused{limit=max-unknown-conns} = %v, want 6", got)
 	}
-	if got := refusedCount(t, s, "max-guest-conns"); got != 1 {
+	if got := awaitRefused(t, s, "max-guest-conns", 1); got != 1 {
 		t.Fatalf("refused{limit=max-guest-conns} = %v, want 1", got)
 	}
+}
+
+// awaitRefused reads refusedCount until it is want, for at most 5 s, and
+// returns the last value read.
+func awaitRefused(t *testing.T, s *Server, limit string, want float64) float64 {
+	t.Helper()
+	got := refusedCount(t, s, limit)
+	for deadline := time.Now().Add(5 * time.Second); got != want && time.Now().Before(deadline); got = refusedCount(t, s, limit) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return got
 }
 
 // guestAnswer sends a guest request on c and returns the status of the
