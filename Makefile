@@ -104,6 +104,7 @@ bench-idle: build
 windows-test: deps
 	bash windows/wine-test.sh
 	bash packaging/windows/build-msi.sh
+	bash packaging/windows/test-msi.sh
 
 # package-test builds the .deb, bakes it into a debootstrapped Debian root and
 # boots that with systemd-nspawn: the golden image must provision itself.
@@ -166,6 +167,7 @@ lint:
 	$(GO) run .ci/logkeys.go -goos windows ./...
 	$(GO) tool staticcheck ./...
 	GOOS=windows $(GO) build ./...
+	GOOS=windows GOARCH=arm64 $(GO) build ./...
 	GOOS=windows $(GO) test -exec=true -count=1 ./... >/dev/null
 
 fmt:

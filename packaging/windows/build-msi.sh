@@ -19,7 +19,8 @@
 # TIMESTAMP_URL adds an RFC 3161 timestamp (needs network; none by default).
 #
 # Environment: MSI_VERSION (default: agent.Version, x.y.z), OUT (default
-# dist/windows). Installs wixl, osslsigncode and openssl with apt-get when
+# dist/windows), AGENT_EXE (a prewarm-agent.exe already built: skips the
+# build; test-msi.sh builds one for its two MSIs). Installs wixl, osslsigncode and openssl with apt-get when
 # missing and running as root.
 set -euo pipefail
 
@@ -48,6 +49,13 @@ if ! [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
 	echo "build-msi.sh: MSI versions are x.y.z with numbers only, not \"$version\"" >&2
 	exit 1
 fi
+IFS=. read -r vmaj vmin vpatch <<<"$version"
+if ((vmaj > 255 || vmin > 255 || vpatch >= 65535)); then
+	echo "build-msi.sh: MSI versions are at most 255.255.65534 here, not \"$version\"" >&2
+	exit 1
+fi
+# The exclusive bound of the upgrade range (prewarm-agent.wxs).
+next=$vmaj.$vmin.$((vpatch + 1))
 out=${OUT:-dist/windows}
 mkdir -p "$out"
 msi=$out/prewarm-agent-$version-x64.msi
@@ -55,10 +63,14 @@ msi=$out/prewarm-agent-$version-x64.msi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-echo "build-msi.sh: building prewarm-agent.exe $version"
-GOOS=windows GOARCH=amd64 CGO_ENABLED=0 go build -trimpath \
-	-ldflags "-s -w -X github.com/prewarm/prewarm/agent.Version=$version" \
-	-o "$work/unsigned.exe" ./agent/cmd/prewarm-agent
+if [[ -n ${AGENT_EXE:-} ]]; then
+	cp "$AGENT_EXE" "$work/unsigned.exe"
+else
+	echo "build-msi.sh: building prewarm-agent.exe $version"
+	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 go build -trimpath \
+		-ldflags "-s -w -X github.com/prewarm/prewarm/agent.Version=$version" \
+		-o "$work/unsigned.exe" ./agent/cmd/prewarm-agent
+fi
 
 # The signing identity.
 if [[ -n ${SIGN_CERT:-} && -n ${SIGN_KEY:-} ]]; then
@@ -99,8 +111,13 @@ verify "$work/prewarm-agent.exe"
 
 echo "build-msi.sh: building the MSI"
 cp "$here/prewarm-agent.wxs" "$work/"
-(cd "$work" && wixl -a x64 -D Version="$version" -D AgentExe=prewarm-agent.exe \
+(cd "$work" && wixl -a x64 -D Version="$version" -D NextVersion="$next" -D AgentExe=prewarm-agent.exe \
 	-o unsigned.msi prewarm-agent.wxs)
+# wixl writes Type="expandable" as a plain string: give EventMessageFile
+# the Registry table's "#%" prefix (REG_EXPAND_SZ), before signing.
+(cd "$work" && msiinfo export unsigned.msi Registry >Registry.idt &&
+	sed -i 's/\tEventMessageFile\t%SystemRoot%/\tEventMessageFile\t#%%SystemRoot%/' Registry.idt &&
+	msibuild unsigned.msi -i Registry.idt)
 sign "$work/unsigned.msi" "$work/signed.msi" "Prewarm agent installer"
 verify "$work/signed.msi"
 
@@ -119,10 +136,20 @@ check File "^PrewarmAgentExe${tab}AgentExe${tab}prewarm-agent.exe${tab}" "ships 
 check ServiceInstall "^AgentService${tab}prewarm-agent${tab}[^${tab}]*${tab}16${tab}2${tab}1${tab}${tab}${tab}LocalSystem${tab}${tab}run${tab}AgentExe" "registers the service"
 # ServiceControl events 163 = start on install + stop on install and uninstall + delete on uninstall.
 check ServiceControl "^AgentServiceControl${tab}prewarm-agent${tab}163${tab}" "starts, stops and removes the service"
-check Registry "EventLog\\\\Application\\\\prewarm-agent\\\\?${tab}EventMessageFile${tab}%SystemRoot%\\\\System32\\\\EventCreate.exe" "registers the Event Log source"
+# "#%" is REG_EXPAND_SZ: the Event Log expands %SystemRoot% only in that type.
+check Registry "EventLog\\\\Application\\\\prewarm-agent\\\\?${tab}EventMessageFile${tab}#%%SystemRoot%\\\\System32\\\\EventCreate.exe${tab}" "registers the Event Log source (REG_EXPAND_SZ)"
 check Registry "EventLog\\\\Application\\\\prewarm-agent\\\\?${tab}TypesSupported${tab}#7" "Event Log source types"
 check InstallExecuteSequence "^DeleteServices${tab}" "removes the service on uninstall"
-check Upgrade "OLDERVERSIONFOUND" "replaces older versions"
+# Upgrade rows: [0.0.0, next) removed before installing (256 = the minimum
+# included; this version itself is inside), [next, ...) detected only (258 =
+# only detect + minimum included) and refused by the launch condition.
+esc=${version//./\\.} nesc=${next//./\\.}
+check Upgrade "^\\{6F1B7B0E-2C8E-4E0B-9A55-3C1D2B7E9A01\\}${tab}0\\.0\\.0${tab}${nesc}${tab}${tab}256${tab}${tab}WIX_UPGRADE_DETECTED\$" "replaces older and same versions"
+check Upgrade "^\\{6F1B7B0E-2C8E-4E0B-9A55-3C1D2B7E9A01\\}${tab}${nesc}${tab}${tab}${tab}258${tab}${tab}WIX_DOWNGRADE_DETECTED\$" "detects newer versions"
+check LaunchCondition "^NOT WIX_DOWNGRADE_DETECTED${tab}" "refuses a downgrade"
+check Property "^SecureCustomProperties${tab}.*WIX_DOWNGRADE_DETECTED" "upgrade properties reach the server side"
+check Property "^ProductVersion${tab}${esc}\$" "product version"
+check InstallExecuteSequence "^RemoveExistingProducts${tab}${tab}1401\$" "removes the old version before installing"
 
 mv "$work/signed.msi" "$msi"
 echo "build-msi.sh: $msi ($(stat -c %s "$msi") bytes), signed by: $(openssl x509 -in "$cert" -noout -subject)"
