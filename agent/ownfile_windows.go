@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+
+	"github.com/prewarm/prewarm/agent/internal/shareopen"
 )
 
 // openOwnFile opens path with flag (creating it with perm if flag says so)
@@ -12,9 +14,11 @@ import (
 // junction or other reparse point itself instead of its target, and the
 // open handle is then refused if it is one, so nothing is written through
 // it. Ownership is the data directory's ACL (winsvc.EnsureDataDir), which
-// lets only SYSTEM and Administrators create files there.
+// lets only SYSTEM and Administrators create files there. The file is
+// shared for delete as well as read and write (shareopen), so a tenant can
+// rotate the status log, and the agent its own, while someone holds it open.
 func openOwnFile(path string, flag int, perm os.FileMode) (*os.File, error) {
-	f, err := os.OpenFile(path, flag|syscall.FILE_FLAG_OPEN_REPARSE_POINT, perm)
+	f, err := shareopen.Open(path, flag|syscall.FILE_FLAG_OPEN_REPARSE_POINT, perm)
 	if err != nil {
 		return nil, err
 	}

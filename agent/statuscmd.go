@@ -15,6 +15,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/prewarm/prewarm/agent/internal/shareopen"
 	"github.com/prewarm/prewarm/shared/status"
 )
 
@@ -196,7 +197,9 @@ func FollowStatus(ctx context.Context, w io.Writer, logDir string, asJSON bool) 
 	var pending []byte
 	var ino os.FileInfo
 	open := func(fromStart bool) error {
-		nf, err := os.Open(path)
+		// Shared for delete on Windows: following the log must not keep
+		// the agent (or a tenant) from rotating it.
+		nf, err := shareopen.Open(path, os.O_RDONLY, 0)
 		if err != nil {
 			return nil // not there yet
 		}

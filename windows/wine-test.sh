@@ -84,5 +84,5 @@ exec timeout 600 wine "$@"
 EXEC
 chmod +x "$work/exec.sh"
 
-echo "wine-test.sh: GOOS=windows go test ./windows/... ./agent/atomicfile ./agent/authkeys ./agent/run under Wine"
-GOOS=windows GOARCH=amd64 CGO_ENABLED=0 go test -count=1 -exec "$work/exec.sh" "$@" ./windows/... ./agent/atomicfile ./agent/authkeys ./agent/run
+echo "wine-test.sh: GOOS=windows go test ./windows/... ./agent/atomicfile ./agent/authkeys ./agent/run ./agent/internal/shareopen under Wine"
+GOOS=windows GOARCH=amd64 CGO_ENABLED=0 go test -count=1 -exec "$work/exec.sh" "$@" ./windows/... ./agent/atomicfile ./agent/authkeys ./agent/run ./agent/internal/shareopen

@@ -179,15 +179,16 @@ func SetIpInterfaceEntry(row *windows.MibIpInterfaceRow) error {
 	return call(procSetIpInterfaceEntry, uintptr(unsafe.Pointer(row)))
 }
 
-// SetInterfaceDnsSettings sets the DNS settings of the interface guid.
+// SetInterfaceDnsSettings sets the DNS settings of the interface guid,
+// which the procedure takes by value (guidArgs).
 func SetInterfaceDnsSettings(guid windows.GUID, s *DNSInterfaceSettings) error {
-	return call(procSetInterfaceDnsSettings, uintptr(unsafe.Pointer(&guid)), uintptr(unsafe.Pointer(s)))
+	return call(procSetInterfaceDnsSettings, append(guidArgs(&guid), uintptr(unsafe.Pointer(s)))...)
 }
 
 // GetInterfaceDnsSettings reads them; FreeInterfaceDnsSettings frees s's
 // strings afterwards.
 func GetInterfaceDnsSettings(guid windows.GUID, s *DNSInterfaceSettings) error {
-	return call(procGetInterfaceDnsSettings, uintptr(unsafe.Pointer(&guid)), uintptr(unsafe.Pointer(s)))
+	return call(procGetInterfaceDnsSettings, append(guidArgs(&guid), uintptr(unsafe.Pointer(s)))...)
 }
 
 // FreeInterfaceDnsSettings frees what GetInterfaceDnsSettings allocated.

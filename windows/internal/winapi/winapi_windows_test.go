@@ -1,8 +1,13 @@
 package winapi
 
 import (
+	"encoding/binary"
+	"runtime"
+	"slices"
 	"testing"
 	"unsafe"
+
+	"golang.org/x/sys/windows"
 )
 
 // TestLayouts pins the sizes of the structures passed to Win32 to those of
@@ -35,5 +40,34 @@ func TestAvailable(t *testing.T) {
 	// GetInterfaceInfo exists on every supported Windows (and Wine).
 	if _, err := AdapterIndexMaps(); err != nil {
 		t.Logf("GetInterfaceInfo: %v", err)
+	}
+}
+
+// TestGUIDArgs: the GUID the DNS settings procedures take by value goes as
+// a pointer on amd64 only; on arm64 as its two 64-bit halves, in memory
+// order (little-endian), which the build for arm64 uses (make lint builds
+// it; the arm64 Windows CI runs it).
+func TestGUIDArgs(t *testing.T) {
+	g, err := windows.GUIDFromString("{01234567-89ab-cdef-0011-223344556677}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := guidArgsFor("amd64", &g); len(a) != 1 || a[0] != uintptr(unsafe.Pointer(&g)) {
+		t.Errorf("amd64: %#x; want the GUID's address", a)
+	}
+	if unsafe.Sizeof(uintptr(0)) == 8 {
+		a := guidArgsFor("arm64", &g)
+		b := (*[16]byte)(unsafe.Pointer(&g))
+		want := []uintptr{uintptr(binary.LittleEndian.Uint64(b[:8])), uintptr(binary.LittleEndian.Uint64(b[8:]))}
+		if !slices.Equal(a, want) {
+			t.Errorf("arm64: %#x; want %#x", a, want)
+		}
+		// Data1 0x01234567 is the low half of the first word.
+		if a[0]&0xffffffff != 0x01234567 {
+			t.Errorf("arm64 first word %#x: Data1 is not its low 32 bits", a[0])
+		}
+	}
+	if got := guidArgs(&g); !slices.Equal(got, guidArgsFor(runtime.GOARCH, &g)) {
+		t.Errorf("guidArgs on %s = %#x", runtime.GOARCH, got)
 	}
 }
