@@ -48,6 +48,8 @@ type Document struct {
 	UserData *string  `json:"userData,omitzero"`
 	Users    []User   `json:"users,omitzero"`
 	Network  *Network `json:"network,omitzero"`
+	// SSHHostKeys asks for new SSH host keys (hostkeys.go).
+	SSHHostKeys *SSHHostKeys `json:"sshHostKeys,omitzero"`
 }
 
 // User is one account the agent ensures.
@@ -123,6 +125,7 @@ func (d *Document) Clone() *Document {
 		return nil
 	}
 	c := *d
+	c.SSHHostKeys = d.SSHHostKeys.clone()
 	if d.UserData != nil {
 		s := *d.UserData
 		c.UserData = &s

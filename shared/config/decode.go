@@ -188,7 +188,7 @@ func kind(v any) string {
 
 func (w *walker) document(v any) *Document {
 	d := &Document{}
-	m, ok := w.object("", v, "instanceId", "generation", "partial", "hostname", "timezone", "userData", "users", "network")
+	m, ok := w.object("", v, "instanceId", "generation", "partial", "hostname", "timezone", "userData", "users", "network", "sshHostKeys")
 	if !ok {
 		return d
 	}
@@ -215,6 +215,9 @@ func (w *walker) document(v any) *Document {
 	}
 	if m["network"] != nil {
 		d.Network = w.network("network", m["network"])
+	}
+	if m["sshHostKeys"] != nil {
+		d.SSHHostKeys = w.sshHostKeys("sshHostKeys", m["sshHostKeys"])
 	}
 	return d
 }

@@ -89,6 +89,9 @@ func (d *Document) check(w *walker) {
 	if d.Network != nil {
 		d.Network.check(w, "network")
 	}
+	if d.SSHHostKeys != nil {
+		d.SSHHostKeys.check(w, "sshHostKeys")
+	}
 }
 
 // hostnameRule returns why name is not an RFC 1123 host name, or "".

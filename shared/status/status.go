@@ -60,6 +60,9 @@ type Report struct {
 	// RebootRequired is set when an applied step takes full effect only
 	// after a restart (the Windows hostname).
 	RebootRequired bool `json:"rebootRequired,omitempty"`
+	// SSHHostKeys are the guest's SSH host public keys, in partial-ready
+	// and provisioned reports (hostkeys.go).
+	SSHHostKeys []HostKey `json:"sshHostKeys,omitzero"`
 }
 
 // Step is the outcome of one apply step.
@@ -163,6 +166,7 @@ func (r *Report) Validate() error {
 			fail(fmt.Sprintf("steps[%d].name", i), "required")
 		}
 	}
+	checkHostKeys(r.SSHHostKeys, r.State, fail)
 	if len(fields) > 0 {
 		return &ValidationError{Fields: fields}
 	}
