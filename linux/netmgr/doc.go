@@ -1,0 +1,31 @@
+// Package netmgr renews DHCP leases through the network managers' own D-Bus
+// APIs: systemd-networkd (org.freedesktop.network1) and NetworkManager
+// (org.freedesktop.NetworkManager), with github.com/godbus/dbus/v5 on the
+// system bus. networkctl and nmcli, which it replaces, lose the manager's
+// error and return before the renewal is over; here a renewal returns when
+// the manager reports the new lease, bounded by the caller's context, and a
+// refusal is an *Error carrying the manager's D-Bus error name and text.
+//
+// systemd-networkd (252, Debian 12) has no D-Bus object for its DHCPv4
+// lease: the lease is the link's address whose ConfigSource is DHCPv4 in
+// Link.Describe's JSON, with its lifetime as an absolute CLOCK_BOOTTIME
+// time, which a renewal always moves. networkd emits no signal for a renewal
+// that keeps the address, so the wait re-reads Describe on every
+// PropertiesChanged of the link and otherwise on a short backoff (10 ms
+// doubling to 200 ms). Link.Renew sends the host name networkd read when it
+// configured the link; to send a new host name, Networkd.Renew with
+// Hostname set calls Link.Reconfigure instead, after which networkd reads
+// the host name again and starts its DHCP client over (DISCOVER; the
+// address is dropped and leased again, the link stays up).
+//
+// NetworkManager (1.42) has no renew method. Device.Reapply of the applied
+// connection with a changed DHCP setting restarts the device's DHCP
+// transaction (a REQUEST for the current address) without deactivating the
+// device: NetworkManager.Renew sets ipv4.dhcp-hostname to the current host
+// name (unless ipv4.dhcp-send-hostname is off or an FQDN is configured)
+// and, when that changes nothing, moves ipv4.dhcp-timeout by one second.
+// Reapply changes only the applied connection, never the saved profile.
+// The renewal is over when the device's DHCP4Config reports options with a
+// new expiry or address (PropertiesChanged), and fails when the device
+// leaves the activated state, with NetworkManager's state reason.
+package netmgr
