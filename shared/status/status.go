@@ -60,6 +60,13 @@ type Report struct {
 	// RebootRequired is set when an applied step takes full effect only
 	// after a restart (the Windows hostname).
 	RebootRequired bool `json:"rebootRequired,omitempty"`
+	// Attempt numbers the applies of Generation (1 the first, 2 its first
+	// retry...), on the applying report and the outcome of each; absent
+	// elsewhere.
+	Attempt int `json:"attempt,omitempty"`
+	// LinkEvents are the latest link events the agent saw, oldest first,
+	// at most MaxLinkEvents (events.go).
+	LinkEvents []LinkEvent `json:"linkEvents,omitzero"`
 	// SSHHostKeys are the guest's SSH host public keys, in partial-ready
 	// and provisioned reports (hostkeys.go).
 	SSHHostKeys []HostKey `json:"sshHostKeys,omitzero"`
@@ -167,6 +174,8 @@ func (r *Report) Validate() error {
 		}
 	}
 	checkHostKeys(r.SSHHostKeys, r.State, fail)
+	checkAttempt(r, fail)
+	checkLinkEvents(r.LinkEvents, fail)
 	if len(fields) > 0 {
 		return &ValidationError{Fields: fields}
 	}
