@@ -81,6 +81,13 @@ func (p *program) Start(service.Service) error {
 }
 
 func (p *program) Stop(service.Service) error {
+	ctx, cancel := context.WithTimeout(context.Background(), stopDeadline)
+	defer cancel()
+	return p.stop(ctx)
+}
+
+// stop cancels the agent and waits for it until ctx is done.
+func (p *program) stop(ctx context.Context) error {
 	_ = sdNotify("STOPPING=1")
 	p.cancel()
 	select {
@@ -89,8 +96,8 @@ func (p *program) Stop(service.Service) error {
 			p.log.Warn("stopped", "err", err)
 		}
 		return nil
-	case <-time.After(stopDeadline):
-		return fmt.Errorf("agent did not stop within %s", stopDeadline)
+	case <-ctx.Done():
+		return fmt.Errorf("agent did not stop in time: %w", context.Cause(ctx))
 	}
 }
 
@@ -175,6 +182,9 @@ func cmdRun(f *runFlags, stderr io.Writer) error {
 		defer stop()
 		<-ctx.Done()
 		return p.Stop(nil)
+	}
+	if handled, err := runUnderSCM(p); handled {
+		return err
 	}
 	return s.Run()
 }
