@@ -50,6 +50,8 @@ type Document struct {
 	Network  *Network `json:"network,omitzero"`
 	// SSHHostKeys asks for new SSH host keys (hostkeys.go).
 	SSHHostKeys *SSHHostKeys `json:"sshHostKeys,omitzero"`
+	// Reboot is the reboot policy (reboot.go).
+	Reboot string `json:"reboot,omitempty"`
 }
 
 // User is one account the agent ensures.

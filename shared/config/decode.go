@@ -188,7 +188,7 @@ func kind(v any) string {
 
 func (w *walker) document(v any) *Document {
 	d := &Document{}
-	m, ok := w.object("", v, "instanceId", "generation", "partial", "hostname", "timezone", "userData", "users", "network", "sshHostKeys")
+	m, ok := w.object("", v, "instanceId", "generation", "partial", "hostname", "timezone", "userData", "users", "network", "sshHostKeys", "reboot")
 	if !ok {
 		return d
 	}
@@ -219,6 +219,7 @@ func (w *walker) document(v any) *Document {
 	if m["sshHostKeys"] != nil {
 		d.SSHHostKeys = w.sshHostKeys("sshHostKeys", m["sshHostKeys"])
 	}
+	d.Reboot = w.nonEmpty("reboot", m["reboot"], "omit the field for the default, never")
 	return d
 }
 

@@ -73,6 +73,7 @@ func (d *Document) check(w *walker) {
 			w.fail("timezone", "%s", reason)
 		}
 	}
+	checkReboot(w, d.Reboot)
 	if d.UserData != nil && len(*d.UserData) > MaxUserDataBytes {
 		w.fail("userData", "must be at most %d bytes (is %d)", MaxUserDataBytes, len(*d.UserData))
 	}
