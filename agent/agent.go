@@ -551,6 +551,9 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 	default:
 		r.State = status.StateProvisioned
 	}
+	if r.State != status.StateFailed {
+		r.SSHHostKeys = a.hostKeys(ctx, gen)
+	}
 	// The outcome says the machine is ready: not while a renewal that a
 	// link event (the claim's NIC bounce) started is still running.
 	if !a.awaitRenewals(ctx) {
@@ -592,6 +595,9 @@ func (a *Agent) apply(ctx context.Context, doc *config.Document) (steps []status
 		{status.StepHostname, doc.Hostname != "", func() (StepResult, error) { return a.p.Hostname.ApplyHostname(ctx, doc.Hostname) }},
 		{status.StepTimezone, doc.Timezone != "", func() (StepResult, error) { return a.p.Timezone.ApplyTimezone(ctx, doc.Timezone) }},
 		{status.StepUsers, doc.Users != nil, func() (StepResult, error) { return a.p.Users.ApplyUsers(ctx, doc.Users) }},
+		{status.StepSSHHostKeys, doc.SSHHostKeys != nil && doc.SSHHostKeys.Regenerate != nil, func() (StepResult, error) {
+			return a.regenerateHostKeys(ctx, doc.Generation, *doc.SSHHostKeys.Regenerate)
+		}},
 		{status.StepNetwork, doc.Network != nil, func() (StepResult, error) { return a.p.Network.ApplyNetwork(ctx, doc.Network) }},
 	}
 	a.platMu.Lock()

@@ -138,6 +138,9 @@ type Platform struct {
 	Timezone TimezoneSetter
 	Users    UserManager
 	Network  NetworkConfigurator
+	// HostKeys is optional (hostkeys.go): without it reports carry no
+	// SSH host keys and sshHostKeys.regenerate fails.
+	HostKeys HostKeyManager
 }
 
 // ErrNotImplemented is returned by a platform step this OS does not support.

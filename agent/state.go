@@ -50,6 +50,9 @@ type State struct {
 	// value recorded with an outcome whose renewal has not finished yet.
 	RenewDHCP        *int64 `json:"renewDhcp,omitempty"`
 	PendingRenewDHCP *int64 `json:"pendingRenewDhcp,omitempty"`
+	// SSHHostKeysRegenerate is the last sshHostKeys.regenerate acted on
+	// (hostkeys.go).
+	SSHHostKeysRegenerate *int64 `json:"sshHostKeysRegenerate,omitempty"`
 	// Seq is the seq of the last report made.
 	Seq uint64 `json:"seq"`
 	// Queue holds the reports not yet delivered to the IMDS, oldest first.
