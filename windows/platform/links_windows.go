@@ -10,6 +10,8 @@ import (
 
 	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/agent/linktrack"
+	"github.com/prewarm/prewarm/windows/internal/plan"
+	"github.com/prewarm/prewarm/windows/internal/winapi"
 )
 
 type linkWatcher struct {
@@ -20,13 +22,21 @@ type linkWatcher struct {
 
 // Change notifications arrive on a thread of iphlpapi's through one
 // callback (Windows callbacks are a limited resource, so there is exactly
-// one); it wakes every open watcher, and each re-reads the adapters.
+// one); it records the interface's connected state in flaps and wakes
+// every open watcher, and each re-reads the adapters.
 var (
 	watchersMu sync.Mutex
 	watchers   = map[chan struct{}]bool{}
 
+	// flaps counts each interface's connected-state changes as the
+	// notifications see them: the carrier-change counter Windows does not
+	// keep, so a flap shorter than the gap between two reads of the
+	// adapters is still an event (snapshot puts it in Link.Changes).
+	flaps plan.FlapCounter
+
 	interfaceChangeCallback = sync.OnceValue(func() uintptr {
-		return windows.NewCallback(func(_ uintptr, _ *windows.MibIpInterfaceRow, _ uint32) uintptr {
+		return windows.NewCallback(func(_ uintptr, row *windows.MibIpInterfaceRow, kind uint32) uintptr {
+			observeInterface(row, kind)
 			watchersMu.Lock()
 			defer watchersMu.Unlock()
 			for ch := range watchers {
@@ -113,8 +123,31 @@ func (w *linkWatcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, e
 	return out, nil
 }
 
+// observeInterface records the connected state of the interface a change
+// notification is about. The notification's row is incomplete (the
+// documentation: only enough to call GetIpInterfaceEntry), so the state is
+// read afresh, at once, on the notifying thread: the closest to the change
+// the platform can see. A deleted interface is forgotten.
+func observeInterface(row *windows.MibIpInterfaceRow, kind uint32) {
+	if row == nil {
+		return
+	}
+	if kind == windows.MibDeleteInstance {
+		flaps.Forget(row.InterfaceIndex, row.Family)
+		return
+	}
+	var cur windows.MibIpInterfaceRow
+	winapi.InitializeIpInterfaceEntry(&cur)
+	cur.Family, cur.InterfaceLuid = row.Family, row.InterfaceLuid
+	if windows.GetIpInterfaceEntry(&cur) != nil {
+		return // gone meanwhile: its delete notification follows
+	}
+	flaps.Observe(cur.InterfaceIndex, cur.Family, cur.Connected != 0)
+}
+
 // snapshot lists every adapter for the tracker, which reports the managed
-// ones. Windows keeps no carrier-change counter: Changes stays 0.
+// ones. Changes is the count of connected-state changes the notifications
+// saw (flaps), Windows' stand-in for Linux's carrier-change counter.
 func (w *linkWatcher) snapshot() ([]linktrack.Link, error) {
 	as, err := adapters()
 	if err != nil {
@@ -122,7 +155,7 @@ func (w *linkWatcher) snapshot() ([]linktrack.Link, error) {
 	}
 	ls := make([]linktrack.Link, 0, len(as))
 	for _, a := range as {
-		ls = append(ls, linktrack.Link{Index: int(a.Index), Name: a.Name, MAC: a.MAC, Up: a.Up, Managed: managed(a, w.names)})
+		ls = append(ls, linktrack.Link{Index: int(a.Index), Name: a.Name, MAC: a.MAC, Up: a.Up, Changes: flaps.Changes(a.Index), Managed: managed(a, w.names)})
 	}
 	return ls, nil
 }
