@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/prewarm/prewarm/imds/store"
 	"github.com/prewarm/prewarm/shared/api"
 )
@@ -380,11 +378,7 @@ func guestAnswer(c net.Conn) (int, bool) {
 // one limit.
 func refusedCount(t *testing.T, s *Server, limit string) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := s.m.connsRefused.WithLabelValues(limit).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
+	return s.m.connsRefused.WithLabelValues(limit).Value()
 }
 
 // On a device-bound listener a source is registered when its device is,

@@ -11,18 +11,12 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/prewarm/prewarm/shared/api"
 )
 
 // gaugeValue reads the parked long-poll gauge of one API.
 func gaugeValue(s *Server, api string) float64 {
-	var m dto.Metric
-	if err := s.m.parked.WithLabelValues(api).Write(&m); err != nil {
-		return -1
-	}
-	return m.GetGauge().GetValue()
+	return s.m.parked.WithLabelValues(api).Value()
 }
 
 // tWriter sends log lines to t.Log until the test ends.

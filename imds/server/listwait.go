@@ -7,8 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/prewarm/prewarm/imds/internal/promtext"
 	"github.com/prewarm/prewarm/shared/api"
 )
 
@@ -59,7 +58,7 @@ type adminPark struct {
 	s       *Server
 	timeout time.Duration
 	timer   *time.Timer
-	gauge   prometheus.Gauge
+	gauge   *promtext.Gauge
 }
 
 // wait blocks until wake fires (true) or the poll is over (false): at its

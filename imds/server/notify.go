@@ -7,8 +7,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	dto "github.com/prometheus/client_model/go"
 )
 
 // systemd's notification protocol (sd_notify(3)): prewarm-imds runs as a
@@ -115,9 +113,5 @@ func (s *Server) StatusLine() string {
 
 // parkedPolls is the number of guest long-polls waiting now.
 func (s *Server) parkedPolls() int {
-	var m dto.Metric
-	if err := s.m.parkedGuest.Write(&m); err != nil {
-		return 0
-	}
-	return int(m.GetGauge().GetValue())
+	return int(s.m.parkedGuest.Value())
 }

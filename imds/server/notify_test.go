@@ -81,8 +81,8 @@ func TestStatusLine(t *testing.T) {
 	if got, want := s.StatusLine(), "3 instances (3 none; 3 stale), 0 parked polls"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	s.m.parkedGuest.Add(2)
-	defer s.m.parkedGuest.Sub(2)
+	s.m.parkedGuest.Set(2)
+	defer s.m.parkedGuest.Set(0)
 	s.SetStoreHealth(errors.New("etcd unreachable"))
 	defer s.SetStoreHealth(nil)
 	if got, want := s.StatusLine(), "store degraded, serving read-only; 3 instances (3 none; 3 stale), 2 parked polls"; got != want {

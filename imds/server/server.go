@@ -56,8 +56,6 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/prewarm/prewarm/imds/dialect"
 	"github.com/prewarm/prewarm/imds/guestnet"
 	"github.com/prewarm/prewarm/imds/publishdir"
@@ -136,12 +134,6 @@ type Options struct {
 	// the guest listeners speak besides the native API; nil means the
 	// native API only. A set without "native" turns the native paths off.
 	Dialects *dialect.Set
-	// Registerer receives the metrics; nil means a private registry, served
-	// on the admin API's /metrics either way.
-	Registerer prometheus.Registerer
-	// Gatherer serves /metrics when Registerer is set; nil means
-	// prometheus.DefaultGatherer in that case.
-	Gatherer prometheus.Gatherer
 	// Now is the clock; nil means time.Now. Tests may swap it.
 	Now func() time.Time
 	// StaleAfter is how long an instance whose guest has not settled on
@@ -320,11 +312,7 @@ func New(opts Options) (*Server, error) {
 		}
 		s.st, s.ownsStore = b, true
 	}
-	m, err := newMetrics(opts.Registerer, opts.Gatherer, s)
-	if err != nil {
-		s.closeStore()
-		return nil, err
-	}
+	m := newMetrics(s)
 	s.m = m
 	s.limiter = guestnet.NewConnLimiter(guestnet.ConnLimits{
 		PerSource:  opts.MaxConnsPerSource,

@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/prewarm/prewarm/imds/store"
 	"github.com/prewarm/prewarm/shared/api"
@@ -345,9 +347,8 @@ func (l *logBuffer) lines(t *testing.T, msg string) []map[string]any {
 func TestFleetMetricsAndReportLog(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
 	logs := &logBuffer{}
-	reg := prometheus.NewRegistry()
 	s := newTestServer(t, Options{
-		Now: clock.Now, StaleAfter: time.Minute, Registerer: reg, Gatherer: reg,
+		Now: clock.Now, StaleAfter: time.Minute,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	g := s.GuestHandler()
@@ -356,9 +357,9 @@ func TestFleetMetricsAndReportLog(t *testing.T) {
 	}
 	byState := func(state string) float64 {
 		t.Helper()
-		return gathered(t, reg, "prewarm_imds_instances_by_state", map[string]string{"state": state})
+		return gathered(t, s, "prewarm_imds_instances_by_state", map[string]string{"state": state})
 	}
-	stale := func() float64 { t.Helper(); return gathered(t, reg, "prewarm_imds_stale_instances", nil) }
+	stale := func() float64 { t.Helper(); return gathered(t, s, "prewarm_imds_stale_instances", nil) }
 	if byState("none") != 3 || byState("provisioned") != 0 || stale() != 0 {
 		t.Fatalf("at start: none %v provisioned %v stale %v", byState("none"), byState("provisioned"), stale())
 	}
@@ -384,15 +385,14 @@ func TestFleetMetricsAndReportLog(t *testing.T) {
 	if byState("provisioned") != 1 || byState("none") != 1 || byState("waiting") != 1 || byState("failed") != 0 {
 		t.Errorf("by state: provisioned %v none %v waiting %v failed %v", byState("provisioned"), byState("none"), byState("waiting"), byState("failed"))
 	}
-	if n := gathered(t, reg, "prewarm_imds_status_reports_total", map[string]string{"state": "provisioned"}); n != 2 {
+	if n := gathered(t, s, "prewarm_imds_status_reports_total", map[string]string{"state": "provisioned"}); n != 2 {
 		t.Errorf("provisioned reports counted %v, want 2", n)
 	}
-	if n := gathered(t, reg, "prewarm_imds_status_reports_total", map[string]string{"state": "failed"}); n != 0 {
+	if n := gathered(t, s, "prewarm_imds_status_reports_total", map[string]string{"state": "failed"}); n != 0 {
 		t.Errorf("failed reports %v, want 0 (and present)", n)
 	}
 	var sum, count float64
-	mfs, _ := reg.Gather()
-	for _, mf := range mfs {
+	for _, mf := range scrape(t, s) {
 		if mf.GetName() == "prewarm_imds_publish_to_provisioned_seconds" {
 			sum, count = mf.Metric[0].GetHistogram().GetSampleSum(), float64(mf.Metric[0].GetHistogram().GetSampleCount())
 		}
@@ -461,14 +461,27 @@ func TestFleetMetricsAndReportLog(t *testing.T) {
 	}
 }
 
-// gathered is the value of the gauge or counter name with labels.
-func gathered(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+// scrape reads the admin API's /metrics with Prometheus' own text parser,
+// which fails the test on anything out of the exposition format.
+func scrape(t *testing.T, s *Server) map[string]*dto.MetricFamily {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
+	rec := do(s.AdminHandler(), req{path: api.PathMetrics})
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET %s: %d", api.PathMetrics, rec.Code)
 	}
-	for _, mf := range mfs {
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	mfs, err := p.TextToMetricFamilies(rec.Body)
+	if err != nil {
+		t.Fatalf("GET %s does not parse: %v", api.PathMetrics, err)
+	}
+	return mfs
+}
+
+// gathered is the value of the gauge or counter name with labels, read
+// from the admin API's /metrics.
+func gathered(t *testing.T, s *Server, name string, labels map[string]string) float64 {
+	t.Helper()
+	for _, mf := range scrape(t, s) {
 		if mf.GetName() != name {
 			continue
 		}
