@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -76,6 +77,11 @@ func New(opts Options) (agent.Platform, error) {
 	if err != nil {
 		return agent.Platform{}, fmt.Errorf("linux platform: %w", err)
 	}
+	if live {
+		// With --dhcp-client=builtin nothing else leases the interfaces at
+		// boot (dhcp.Renewer.AcquireAtStart; a no-op for other clients).
+		_ = d.AcquireAtStart(context.Background(), 10*time.Second) // logged there
+	}
 	sys := system.New(system.Options{Root: root, Runner: runner, Logger: log, Live: live, StateDir: stateDir, ManageExistingUsers: opts.ManageExistingUsers})
 	return agent.Platform{
 		Links:    netmon.New(netmon.Options{Interfaces: opts.Interfaces, Logger: log, PollInterval: opts.LinkPollInterval}),
@@ -83,6 +89,7 @@ func New(opts Options) (agent.Platform, error) {
 		Hostname: sys,
 		Timezone: sys,
 		Users:    sys,
+		HostKeys: sys,
 		Network:  network.New(network.Options{Root: root, StateDir: stateDir, Runner: runner, Logger: log, Live: live}),
 	}, nil
 }
