@@ -16,9 +16,10 @@ import (
 )
 
 type dhcpRenewer struct {
-	names []string
-	grace time.Duration
-	log   *slog.Logger
+	names   []string
+	grace   time.Duration
+	bounces *plan.Bounces // the link watcher's, shared
+	log     *slog.Logger
 }
 
 // DHCPInterfaces lists the managed adapters with DHCP enabled.
@@ -38,7 +39,10 @@ func (d *dhcpRenewer) DHCPInterfaces(ctx context.Context) ([]string, error) {
 
 // RenewDHCP renews iface's lease with IpRenewAddress, unless Windows' own
 // client renewed it within the grace period (before the call or while
-// waiting out the grace period): then the agent leaves it be.
+// waiting out the grace period): then the agent leaves it be. After a
+// bounce of the link (the link watcher's events) the renewal is a release
+// and a renewal, unless Windows' client got a lease since the bounce
+// (plan.ChooseRenewal).
 func (d *dhcpRenewer) RenewDHCP(ctx context.Context, iface string) (agent.Lease, error) {
 	a, err := findAdapter(iface)
 	if err != nil {
@@ -51,9 +55,13 @@ func (d *dhcpRenewer) RenewDHCP(ctx context.Context, iface string) (agent.Lease,
 	if err != nil {
 		return agent.Lease{}, fmt.Errorf("renew DHCP on %s: %w", a.Name, err)
 	}
-	skip := plan.SkipRenewal(before, before, time.Now(), d.grace)
+	var bounced time.Time
+	if d.bounces != nil {
+		bounced = d.bounces.Since(a.Index)
+	}
+	how := plan.ChooseRenewal(bounced, before, before, time.Now(), d.grace)
 	deadline := time.Now().Add(d.grace)
-	for !skip && time.Now().Before(deadline) {
+	for how != plan.RenewNone && time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
 			return agent.Lease{}, ctx.Err()
@@ -63,14 +71,17 @@ func (d *dhcpRenewer) RenewDHCP(ctx context.Context, iface string) (agent.Lease,
 		if err != nil {
 			return agent.Lease{}, fmt.Errorf("renew DHCP on %s: %w", a.Name, err)
 		}
-		skip = plan.SkipRenewal(before, now, time.Now(), d.grace)
+		how = plan.ChooseRenewal(bounced, before, now, time.Now(), d.grace)
 	}
-	if skip {
+	if how == plan.RenewNone {
 		d.log.Info("lease renewed by Windows' DHCP client; not renewing again", "interface", a.Name)
-	} else if err := renew(ctx, a.Index); err != nil {
+	} else if err := renew(ctx, d.log.With("interface", a.Name), a.Index, how == plan.ReleaseRenew); err != nil {
 		return agent.Lease{}, fmt.Errorf("renew DHCP on %s: %w", a.Name, err)
 	} else {
-		d.log.Info("DHCP lease renewed", "interface", a.Name)
+		d.log.Info("DHCP lease renewed", "interface", a.Name, "kind", how.String())
+	}
+	if d.bounces != nil {
+		d.bounces.Renewed(a.Index, bounced)
 	}
 	after, err := findAdapter(a.GUID)
 	if err != nil {
@@ -83,10 +94,10 @@ func (d *dhcpRenewer) RenewDHCP(ctx context.Context, iface string) (agent.Lease,
 	return l, nil
 }
 
-// renew calls IpRenewAddress, which blocks until the renewal is done, in a
-// goroutine so that ctx can end the wait (the call itself then finishes on
-// its own).
-func renew(ctx context.Context, index uint32) error {
+// renew calls IpRenewAddress (after IpReleaseAddress when release is set),
+// which blocks until the renewal is done, in a goroutine so that ctx can
+// end the wait (the calls themselves then finish on their own).
+func renew(ctx context.Context, log *slog.Logger, index uint32, release bool) error {
 	maps, err := winapi.AdapterIndexMaps()
 	if err != nil {
 		return fmt.Errorf("GetInterfaceInfo: %w", err)
@@ -97,13 +108,23 @@ func renew(ctx context.Context, index uint32) error {
 		}
 		m := maps[i]
 		done := make(chan error, 1)
-		go func() { done <- winapi.IpRenewAddress(&m) }()
+		go func() {
+			if release {
+				// A failed release (an adapter without a lease) does not
+				// stop the renewal, which asks anew either way.
+				if err := winapi.IpReleaseAddress(&m); err != nil {
+					log.Warn("IpReleaseAddress failed; renewing anyway", "err", err)
+				}
+			}
+			if err := winapi.IpRenewAddress(&m); err != nil {
+				done <- fmt.Errorf("IpRenewAddress: %w", err)
+				return
+			}
+			done <- nil
+		}()
 		select {
 		case err := <-done:
-			if err != nil {
-				return fmt.Errorf("IpRenewAddress: %w", err)
-			}
-			return nil
+			return err
 		case <-ctx.Done():
 			return ctx.Err()
 		}

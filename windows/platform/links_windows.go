@@ -15,9 +15,10 @@ import (
 )
 
 type linkWatcher struct {
-	names []string
-	poll  time.Duration
-	log   *slog.Logger
+	names   []string
+	poll    time.Duration
+	bounces *plan.Bounces // marked for each carrier event, for the DHCP renewal
+	log     *slog.Logger
 }
 
 // Change notifications arrive on a thread of iphlpapi's through one
@@ -117,7 +118,9 @@ func (w *linkWatcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, e
 				w.log.Warn("read interfaces", "err", err)
 				continue
 			}
-			queue = linktrack.Bound(append(queue, t.Sync(cur)...))
+			evs := t.Sync(cur)
+			w.markBounces(evs)
+			queue = linktrack.Bound(append(queue, evs...))
 		}
 	}()
 	return out, nil
@@ -158,4 +161,17 @@ func (w *linkWatcher) snapshot() ([]linktrack.Link, error) {
 		ls = append(ls, linktrack.Link{Index: int(a.Index), Name: a.Name, MAC: a.MAC, Up: a.Up, Changes: flaps.Changes(a.Index), Managed: managed(a, w.names)})
 	}
 	return ls, nil
+}
+
+// markBounces records each carrier event's interface as bounced before the
+// agent hears of it, so the renewal the event starts releases first.
+func (w *linkWatcher) markBounces(evs []agent.LinkEvent) {
+	if w.bounces == nil {
+		return
+	}
+	for _, e := range evs {
+		if e.Kind == agent.CarrierLost || e.Kind == agent.CarrierBack {
+			w.bounces.Mark(uint32(e.Index), e.Time)
+		}
+	}
 }

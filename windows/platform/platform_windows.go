@@ -10,6 +10,7 @@ import (
 
 	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/agent/run"
+	"github.com/prewarm/prewarm/windows/internal/plan"
 	"github.com/prewarm/prewarm/windows/timezone"
 )
 
@@ -78,9 +79,10 @@ func New(opts Options) (agent.Platform, error) {
 	if opts.DHCPGrace <= 0 {
 		opts.DHCPGrace = DefaultDHCPGrace
 	}
+	bounces := &plan.Bounces{} // the link watcher marks, the renewal reads
 	return agent.Platform{
-		Links:    &linkWatcher{names: opts.Interfaces, poll: opts.LinkPoll, log: log.With("step", "links")},
-		DHCP:     &dhcpRenewer{names: opts.Interfaces, grace: opts.DHCPGrace, log: log.With("step", "dhcp")},
+		Links:    &linkWatcher{names: opts.Interfaces, poll: opts.LinkPoll, bounces: bounces, log: log.With("step", "links")},
+		DHCP:     &dhcpRenewer{names: opts.Interfaces, grace: opts.DHCPGrace, bounces: bounces, log: log.With("step", "dhcp")},
 		Hostname: &hostnameSetter{log: log.With("step", "hostname")},
 		Timezone: timezone.Setter{Runner: runner, Log: log.With("step", "timezone")},
 		Users:    &userManager{root: opts.Root, stateDir: opts.StateDir, manageExisting: opts.ManageExistingUsers, log: log.With("step", "users")},

@@ -25,6 +25,7 @@ var (
 	procGetInterfaceDnsSettings         = iphlpapi.NewProc("GetInterfaceDnsSettings")
 	procFreeInterfaceDnsSettings        = iphlpapi.NewProc("FreeInterfaceDnsSettings")
 	procIpRenewAddress                  = iphlpapi.NewProc("IpRenewAddress")
+	procIpReleaseAddress                = iphlpapi.NewProc("IpReleaseAddress")
 	procGetInterfaceInfo                = iphlpapi.NewProc("GetInterfaceInfo")
 
 	procNetUserAdd              = netapi32.NewProc("NetUserAdd")
@@ -202,6 +203,12 @@ func FreeInterfaceDnsSettings(s *DNSInterfaceSettings) {
 // renewal is done.
 func IpRenewAddress(m *IPAdapterIndexMap) error {
 	return call(procIpRenewAddress, uintptr(unsafe.Pointer(m)))
+}
+
+// IpReleaseAddress releases the DHCP lease of an adapter (a DHCPRELEASE
+// to its server; the adapter keeps no address until IpRenewAddress).
+func IpReleaseAddress(m *IPAdapterIndexMap) error {
+	return call(procIpReleaseAddress, uintptr(unsafe.Pointer(m)))
 }
 
 // AdapterIndexMaps returns GetInterfaceInfo's adapters.
