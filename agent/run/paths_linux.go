@@ -19,6 +19,8 @@ var Paths = map[string][]string{
 	"dhcpcd":      {"/usr/sbin/dhcpcd", "/sbin/dhcpcd"},
 	"busybox":     {"/usr/bin/busybox", "/bin/busybox"},
 	"ip":          {"/usr/sbin/ip", "/sbin/ip", "/bin/ip"},
+	"ssh-keygen":  {"/usr/bin/ssh-keygen", "/bin/ssh-keygen"},
+	"systemctl":   {"/usr/bin/systemctl", "/bin/systemctl"},
 }
 
 func candidates(name string) []string { return Paths[name] }

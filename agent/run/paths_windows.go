@@ -7,6 +7,8 @@ import "io/fs"
 var programs = map[string]string{
 	"tzutil": "tzutil.exe",
 	"netsh":  "netsh.exe",
+	// The OpenSSH server of the Windows capability (sshd's host keys).
+	"ssh-keygen": `OpenSSH\ssh-keygen.exe`,
 }
 
 func candidates(name string) []string {
