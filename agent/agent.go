@@ -205,6 +205,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.st, a.status = st, sl
+	a.noteReboot()
 
 	// A crash between persisting a report and logging it leaves it only in
 	// the queue: log it now, so the status log misses nothing.
@@ -528,6 +529,10 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 	a.mu.Unlock()
 	a.log.Info("config received", "generation", gen, "etag", tag, "bytes", len(ans.Body))
 	doc, err := config.Decode(ans.Body)
+	if err == nil {
+		// What this OS cannot apply fails the document before any step.
+		err = a.checkDocument(doc)
+	}
 	if err != nil {
 		a.emit(status.Report{State: status.StateFailed, Generation: gen, Error: err.Error()},
 			func(s *State) { s.AttemptedGeneration, s.AttemptedETag = gen, tag })
@@ -540,6 +545,10 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 		// Stopped mid-apply: the generation is neither applied nor failed;
 		// the next start applies it again (every step is a reconcile).
 		return nil
+	}
+	var rebooting bool
+	if steps, reboot, failures, rebooting = a.rebootStep(ctx, doc, gen, tag, steps, reboot, failures, rebootWait); rebooting {
+		return nil // the machine restarts; its next boot reports the outcome
 	}
 	r := status.Report{Generation: gen, Steps: steps, RebootRequired: reboot}
 	switch {
@@ -568,6 +577,7 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 	a.mu.Unlock()
 	a.emit(r, func(s *State) {
 		s.AttemptedGeneration, s.AttemptedETag = gen, tag
+		s.Reboot = nil
 		if len(failures) == 0 {
 			s.AppliedGeneration, s.AppliedState, s.AppliedETag = gen, r.State, tag
 		}

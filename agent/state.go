@@ -53,6 +53,9 @@ type State struct {
 	// SSHHostKeysRegenerate is the last sshHostKeys.regenerate acted on
 	// (hostkeys.go).
 	SSHHostKeysRegenerate *int64 `json:"sshHostKeysRegenerate,omitempty"`
+	// Reboot is the restart asked for a generation whose outcome is not
+	// reported yet (reboot.go).
+	Reboot *RebootState `json:"reboot,omitempty"`
 	// Seq is the seq of the last report made.
 	Seq uint64 `json:"seq"`
 	// Queue holds the reports not yet delivered to the IMDS, oldest first.
