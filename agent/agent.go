@@ -62,6 +62,8 @@ type Options struct {
 	PollInterval time.Duration
 	// BackoffBase and BackoffMax bound the full-jitter backoff of failures.
 	BackoffBase, BackoffMax time.Duration
+	// Retry paces the retries of a generation whose apply failed.
+	Retry RetryPolicy
 	// OnReport, if set, is called with each report once it is persisted and
 	// in the status log, before it is sent (main signals readiness with it).
 	OnReport func(status.Report)
@@ -76,10 +78,11 @@ type Agent struct {
 	status *statusLog
 	p      Platform
 
-	mu       sync.Mutex // guards st, curState, curGen
+	mu       sync.Mutex // guards st, curState, curGen, retry
 	st       *State
 	curState string
 	curGen   int64
+	retry    retryState
 
 	platMu sync.Mutex // one platform operation at a time
 
@@ -127,6 +130,7 @@ func New(opts Options) (*Agent, error) {
 	def(&opts.PollInterval, DefaultPollInterval)
 	def(&opts.BackoffBase, DefaultBackoffBase)
 	def(&opts.BackoffMax, DefaultBackoffMax)
+	opts.Retry.defaults()
 	if opts.Version == "" {
 		opts.Version = Version
 	}
@@ -225,6 +229,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	switch {
 	case st.lastFailed():
 		a.setCurrent(status.StateFailed, st.AttemptedGeneration)
+		if st.retryOnStart() {
+			a.retryNow(st.AttemptedGeneration)
+		}
 	case st.AppliedGeneration > 0:
 		a.setCurrent(st.AppliedState, st.AppliedGeneration)
 	default:
@@ -402,24 +409,40 @@ func (a *Agent) watchConfig(ctx context.Context) {
 		if t, err := api.ParseETag(known); legacy && err == nil && t.Epoch != "" {
 			known = api.ETag{Generation: t.Generation}.String()
 		}
+		// A failed generation due to be retried: fetch the current
+		// document whatever its ETag (the failed one, or a newer one that
+		// supersedes it), at once. Not yet due: the long-poll ends when it
+		// is (errRetryDue).
+		forced, retryIn := a.retryWait()
+		wait := a.opts.WaitTimeout
+		if forced {
+			known, wait = "", 0
+		}
 
 		pctx, cancel := context.WithCancelCause(ctx)
+		var stopRetryTimer context.CancelFunc = func() {}
+		if retryIn > 0 {
+			pctx, stopRetryTimer = context.WithTimeoutCause(pctx, retryIn, errRetryDue)
+		}
 		a.cutMu.Lock()
 		a.cancelPoll = cancel
 		a.cutMu.Unlock()
 		start := time.Now()
-		ans, err := a.imds.getConfig(pctx, known, a.opts.WaitTimeout)
+		ans, err := a.imds.getConfig(pctx, known, wait)
 		a.cutMu.Lock()
 		a.cancelPoll = nil
 		a.cutMu.Unlock()
 		cut := errors.Is(context.Cause(pctx), errLinkCut)
+		due := errors.Is(context.Cause(pctx), errRetryDue)
+		stopRetryTimer()
 		cancel(nil)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			if cut {
-				// A link event cut the poll: poll again at once.
+			if cut || due {
+				// A link event cut the poll, or a retry is due: poll
+				// again at once.
 				bo.reset()
 				continue
 			}
@@ -447,6 +470,10 @@ func (a *Agent) watchConfig(ctx context.Context) {
 		a.reached()
 		if ans.Epoch != "" {
 			legacy = false
+		}
+		if forced {
+			// The retry is taken: handle schedules another if it fails again.
+			a.cancelRetry()
 		}
 		if ans.NotModified || (known != "" && ans.ETag == known) {
 			if ans.NotModified && time.Since(start) >= a.opts.WaitTimeout/2 {
@@ -534,12 +561,17 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 		err = a.checkDocument(doc)
 	}
 	if err != nil {
+		a.cancelRetry() // it cannot pass later
 		a.emit(status.Report{State: status.StateFailed, Generation: gen, Error: err.Error()},
-			func(s *State) { s.AttemptedGeneration, s.AttemptedETag = gen, tag })
+			func(s *State) { s.AttemptedGeneration, s.AttemptedETag, s.Apply = gen, tag, nil })
 		return nil
 	}
 
-	a.emit(status.Report{State: status.StateApplying, Generation: gen}, nil)
+	a.mu.Lock()
+	attempt := a.st.nextAttempt(gen, tag)
+	a.mu.Unlock()
+	a.emit(status.Report{State: status.StateApplying, Generation: gen, Attempt: attempt},
+		func(s *State) { s.Apply = &applyRecord{Generation: gen, ETag: tag, Attempt: attempt} })
 	steps, reboot, failures := a.apply(ctx, doc)
 	if ctx.Err() != nil {
 		// Stopped mid-apply: the generation is neither applied nor failed;
@@ -550,7 +582,7 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 	if steps, reboot, failures, rebooting = a.rebootStep(ctx, doc, gen, tag, steps, reboot, failures, rebootWait); rebooting {
 		return nil // the machine restarts; its next boot reports the outcome
 	}
-	r := status.Report{Generation: gen, Steps: steps, RebootRequired: reboot}
+	r := status.Report{Generation: gen, Steps: steps, RebootRequired: reboot, Attempt: attempt}
 	switch {
 	case len(failures) > 0:
 		r.State = status.StateFailed
@@ -584,7 +616,15 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 		if renew != nil {
 			s.PendingRenewDHCP = renew
 		}
+		if s.Apply != nil {
+			s.Apply.Failed = len(failures) > 0
+		}
 	})
+	if len(failures) > 0 {
+		a.scheduleRetry(gen, attempt)
+	} else {
+		a.cancelRetry()
+	}
 	if renew != nil {
 		a.renewAll(ctx, *renew)
 	}

@@ -53,6 +53,9 @@ type State struct {
 	// SSHHostKeysRegenerate is the last sshHostKeys.regenerate acted on
 	// (hostkeys.go).
 	SSHHostKeysRegenerate *int64 `json:"sshHostKeysRegenerate,omitempty"`
+	// Apply counts the applies of the document last started, for the
+	// attempt numbers of its reports and its retry (retry.go).
+	Apply *applyRecord `json:"apply,omitempty"`
 	// Reboot is the restart asked for a generation whose outcome is not
 	// reported yet (reboot.go).
 	Reboot *RebootState `json:"reboot,omitempty"`
