@@ -124,8 +124,18 @@ func (r *Renewer) DHCPInterfaces(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// RenewDHCP implements agent.DHCPRenewer.
+// RenewDHCP implements agent.DHCPRenewer. Every client sends the current
+// host name (currentHostName), so the renewal after the hostname step
+// carries the claim's name, without the interface going down. The
+// built-in client starts with DISCOVER: the agent renews after a link
+// event or a renewDhcp change, when the network may have been re-mapped.
 func (r *Renewer) RenewDHCP(ctx context.Context, iface string) (agent.Lease, error) {
+	return r.renew(ctx, iface, false)
+}
+
+// renew is RenewDHCP; atT1 (the built-in client's own timer) first tries
+// a RENEW of the lease it holds.
+func (r *Renewer) renew(ctx context.Context, iface string, atT1 bool) (agent.Lease, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
@@ -141,14 +151,20 @@ func (r *Renewer) RenewDHCP(ctx context.Context, iface string) (agent.Lease, err
 	}
 	ow := r.owner(iface, link.Index)
 	log := r.log.With("interface", iface, "client", ow.Client)
-	log.Info("renewing DHCP lease", "pid", ow.PID)
+	host := currentHostName()
+	log.Info("renewing DHCP lease", "pid", ow.PID, "hostname", host.Name())
 	start := time.Now()
-	switch ow.Client {
-	case Builtin:
-		err = r.renewBuiltin(ctx, c, link)
-	case Dhclient:
-		err = r.renewDhclient(ctx, ow, iface)
+	switch {
+	case ow.Client == Builtin && atT1:
+		err = r.renewBuiltinT1(ctx, c, link, host)
+	case ow.Client == Builtin:
+		err = r.renewBuiltin(ctx, c, link, host)
+	case ow.Client == Dhclient:
+		err = r.renewDhclient(ctx, ow, iface, host)
+	case ow.Client == Udhcpc && ow.PID != 0 && udhcpcHostName(ow.Argv) != host.Name() && !udhcpcForeground(ow.Argv):
+		err = r.renewAndWait(ctx, link.Index, 0, func() error { return r.restartUdhcpc(ctx, ow, host) })
 	default:
+		r.noteHostName(ow, host)
 		err = r.renewAndWait(ctx, link.Index, 0, func() error { return r.trigger(ctx, ow, iface) })
 	}
 	if err != nil {
@@ -271,21 +287,46 @@ func (r *Renewer) renewAndWait(ctx context.Context, index int, grace time.Durati
 // renewDhclient restarts dhclient with its own command line: dhclient has
 // no renew signal, and a fresh start does INIT-REBOOT (or DISCOVER after a
 // NAK) and returns once the lease is bound.
-func (r *Renewer) renewDhclient(ctx context.Context, ow owner, iface string) error {
+//
+// The restarted dhclient sends the host name: its config's "send
+// host-name" (Debian's default sends gethostname(), read anew by the new
+// process), or a copy of its config with that statement added
+// (dhclientConfig).
+func (r *Renewer) renewDhclient(ctx context.Context, ow owner, iface string, host hostName) error {
 	args := []string{"-4", "-1", iface}
 	if ow.PID != 0 {
 		args = nil
-		for _, a := range ow.Argv[1:] {
+		for i := 1; i < len(ow.Argv); i++ {
+			a := ow.Argv[i]
 			if a == "-d" || a == "-nw" {
 				continue // wait for the lease; do not stay in the foreground
 			}
+			if a == "-cf" && i+1 < len(ow.Argv) {
+				i++ // put back below, perhaps as the copy
+				continue
+			}
 			args = append(args, a)
 		}
+	}
+	conf, err := dhclientConfig(ow.Argv, r.o.StateDir, iface, host)
+	if err != nil {
+		return err
+	}
+	if conf == "" {
+		r.log.Warn("dhclient's config sends no host name and there is no state directory for a copy that does", "interface", iface)
+		if i := slices.Index(ow.Argv, "-cf"); i >= 0 && i+1 < len(ow.Argv) {
+			conf = ow.Argv[i+1]
+		}
+	}
+	if conf != "" {
+		args = append([]string{"-cf", conf}, args...)
+	}
+	if ow.PID != 0 {
 		if err := stopProcess(ctx, r.o.ProcDir, ow.PID); err != nil {
 			return err
 		}
 	}
-	_, err := r.o.Runner.Run(ctx, run.Cmd{Name: "dhclient", Args: args})
+	_, err = r.o.Runner.Run(ctx, run.Cmd{Name: "dhclient", Args: args})
 	return err
 }
 
