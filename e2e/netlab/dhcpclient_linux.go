@@ -27,6 +27,16 @@ type DHCPClient struct {
 	// WriteDir is where this process writes them, when the guest sees
 	// them elsewhere (a private mount); "" means Dir.
 	WriteDir string
+	// Hostname makes the client send the host name, as a distribution's
+	// default configuration does: dhclient reads a config of its own with
+	// "send host-name = gethostname();" (otherwise the machine's
+	// /etc/dhcp/dhclient.conf), dhcpcd's config has "hostname", udhcpc
+	// gets -x hostname:<the host name now>.
+	Hostname bool
+	// Background (udhcpc only) starts udhcpc as ifupdown does: without
+	// -f, with a PID file (PIDFile); it forks into the background once
+	// bound, so the command returns then.
+	Background bool
 }
 
 // LeaseLine is the start of the line the udhcpc hook prints on every lease:
@@ -41,7 +51,8 @@ func (c DHCPClient) Tool() string {
 	return c.Kind
 }
 
-// PIDFile is dhclient's PID file, as the client sees it.
+// PIDFile is dhclient's PID file (and a Background udhcpc's), as the
+// client sees it.
 func (c DHCPClient) PIDFile() string {
 	return filepath.Join(c.Dir, c.Kind+"."+c.Iface+".pid")
 }
@@ -86,14 +97,25 @@ func (c DHCPClient) Argv() ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []string{"dhclient", "-4", "-1", "-sf", hook,
-			"-lf", filepath.Join(c.Dir, base+".leases"), "-pf", c.PIDFile(), c.Iface}, nil
+		argv := []string{"dhclient", "-4", "-1", "-sf", hook}
+		if c.Hostname {
+			conf, err := file(base+".conf", "send host-name = gethostname();\n", 0o644)
+			if err != nil {
+				return nil, err
+			}
+			argv = append(argv, "-cf", conf)
+		}
+		return append(argv, "-lf", filepath.Join(c.Dir, base+".leases"), "-pf", c.PIDFile(), c.Iface), nil
 	case Dhcpcd:
 		hook, err := file("hook-dhcpcd", "#!/bin/sh\nexit 0\n", 0o755)
 		if err != nil {
 			return nil, err
 		}
-		conf, err := file(base+".conf", "noarp\nnodelay\nnoipv4ll\nipv4only\noption subnet_mask, routers, classless_static_routes\nlogfile "+filepath.Join(c.Dir, base+".log")+"\n", 0o644)
+		opts := "noarp\nnodelay\nnoipv4ll\nipv4only\noption subnet_mask, routers, classless_static_routes\nlogfile " + filepath.Join(c.Dir, base+".log") + "\n"
+		if c.Hostname {
+			opts += "hostname\n"
+		}
+		conf, err := file(base+".conf", opts, 0o644)
 		if err != nil {
 			return nil, err
 		}
@@ -103,7 +125,16 @@ func (c DHCPClient) Argv() ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []string{"busybox", "udhcpc", "-i", c.Iface, "-f", "-t", "5", "-T", "1", "-A", "1", "-s", hook}, nil
+		argv := []string{"busybox", "udhcpc", "-i", c.Iface, "-t", "5", "-T", "1", "-A", "1", "-s", hook}
+		if c.Background {
+			argv = append(argv, "-p", c.PIDFile())
+		} else {
+			argv = append(argv, "-f")
+		}
+		if h, err := os.Hostname(); c.Hostname && err == nil {
+			argv = append(argv, "-x", "hostname:"+h)
+		}
+		return argv, nil
 	}
 	return nil, fmt.Errorf("netlab.DHCPClient.Kind: %q is not one of %s, %s, %s", c.Kind, Dhclient, Dhcpcd, Udhcpc)
 }

@@ -44,6 +44,8 @@ func (h Host) line() string {
 type Dnsmasq struct {
 	*Proc
 	HostsFile string
+	// LeaseFile is its --dhcp-leasefile (Leases reads it).
+	LeaseFile string
 
 	mu sync.Mutex // one SetHosts at a time
 }
@@ -61,7 +63,7 @@ func StartDnsmasq(t testing.TB, ns *Netns, cfg DnsmasqConfig) *Dnsmasq {
 	case len(cfg.Ranges) == 0:
 		t.Fatal("netlab.DnsmasqConfig.Ranges: at least one --dhcp-range is required")
 	}
-	d := &Dnsmasq{HostsFile: filepath.Join(cfg.Dir, "dnsmasq.hosts")}
+	d := &Dnsmasq{HostsFile: filepath.Join(cfg.Dir, "dnsmasq.hosts"), LeaseFile: filepath.Join(cfg.Dir, "dnsmasq.leases")}
 	if err := d.writeHosts(cfg.Hosts); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +71,7 @@ func StartDnsmasq(t testing.TB, ns *Netns, cfg DnsmasqConfig) *Dnsmasq {
 		"dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
 		"--bind-interfaces", "--except-interface=lo",
 		"--dhcp-hostsfile=" + d.HostsFile,
-		"--dhcp-leasefile=" + filepath.Join(cfg.Dir, "dnsmasq.leases"),
+		"--dhcp-leasefile=" + d.LeaseFile,
 		"--pid-file=" + filepath.Join(cfg.Dir, "dnsmasq.pid"),
 		// --no-ping: without it every first lease waits 3 s for an echo.
 		"--dhcp-authoritative", "--no-ping", "--user=root", "--log-dhcp", "--log-facility=-",

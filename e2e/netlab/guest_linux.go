@@ -64,7 +64,14 @@ type Guest struct {
 // (closing its stdin, then killing it by PID after 10 s).
 func (n *Netns) StartTest(t testing.TB, name string, env ...string) *Guest {
 	t.Helper()
-	a := n.Argv(testArgv(t, name, 120*time.Second)...)
+	return n.startTest(t, nil, name, env...)
+}
+
+// startTest is StartTest with the test binary run under wrap (a command
+// that execs its arguments, such as unshare).
+func (n *Netns) startTest(t testing.TB, wrap []string, name string, env ...string) *Guest {
+	t.Helper()
+	a := n.Argv(append(wrap, testArgv(t, name, 120*time.Second)...)...)
 	cmd := exec.Command(a[0], a[1:]...)
 	cmd.Env = append(os.Environ(), append([]string{guestEnv + "=" + n.Name}, env...)...)
 	in, err := cmd.StdinPipe()
