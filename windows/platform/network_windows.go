@@ -110,19 +110,32 @@ func (n *networkConfigurator) current(a adapter) (plan.Have, error) {
 	if err != nil {
 		return h, fmt.Errorf("adapter GUID %q: %w", a.GUID, err)
 	}
-	var s winapi.DNSInterfaceSettings
-	s.Version = winapi.DNS_INTERFACE_SETTINGS_VERSION1
-	if err := winapi.GetInterfaceDnsSettings(guid, &s); err == nil {
+	if !winapi.Available("GetInterfaceDnsSettings") {
+		// Before Windows 10 2004 / Server 2022 (Server 2019): the
+		// effective servers, and the search list from the registry.
+		h.DNS = a.DNS
+		h.Search = registrySearchList(a.GUID)
+		return h, nil
+	}
+	for _, v6 := range []bool{false, true} {
+		var s winapi.DNSInterfaceSettings
+		s.Version = winapi.DNS_INTERFACE_SETTINGS_VERSION1
+		if v6 {
+			s.Flags = winapi.DNS_SETTING_IPV6
+		}
+		if err := winapi.GetInterfaceDnsSettings(guid, &s); err != nil {
+			return h, fmt.Errorf("GetInterfaceDnsSettings: %w", err)
+		}
 		for _, x := range plan.ParseDNSList(windows.UTF16PtrToString(s.NameServer)) {
-			if ip, err := netip.ParseAddr(x); err == nil {
+			// Each call's own family only, whatever the other returns.
+			if ip, err := netip.ParseAddr(x); err == nil && ip.Unmap().Is4() != v6 {
 				h.DNS = append(h.DNS, ip)
 			}
 		}
-		h.Search = plan.ParseDNSList(windows.UTF16PtrToString(s.SearchList))
+		if !v6 {
+			h.Search = plan.ParseDNSList(windows.UTF16PtrToString(s.SearchList))
+		}
 		winapi.FreeInterfaceDnsSettings(&s)
-	} else {
-		// Before Windows 10 2004 / Server 2022: the effective servers.
-		h.DNS = a.DNS
 	}
 	return h, nil
 }
@@ -130,6 +143,23 @@ func (n *networkConfigurator) current(a adapter) (plan.Have, error) {
 // apply carries out ops in order and returns the part that was done.
 func (n *networkConfigurator) apply(ctx context.Context, a adapter, ops plan.Ops) (plan.Ops, error) {
 	var done plan.Ops
+	idx := "name=" + strconv.Itoa(int(a.Index))
+	if ops.EnableDHCP {
+		// iphlpapi has no call that turns DHCP on either: netsh's
+		// "source=dhcp" does, and removes the static addresses.
+		if _, err := n.runner.Run(ctx, run.Cmd{Name: "netsh", Args: []string{"interface", "ipv4", "set", "address", idx, "source=dhcp"}}); err != nil {
+			return done, fmt.Errorf("enable DHCP: %w", err)
+		}
+		done.EnableDHCP = true
+	}
+	if ops.ResetDNS {
+		for _, fam := range []string{"ipv4", "ipv6"} {
+			if _, err := n.runner.Run(ctx, run.Cmd{Name: "netsh", Args: []string{"interface", fam, "set", "dnsservers", idx, "source=dhcp"}}); err != nil {
+				return done, fmt.Errorf("name servers from DHCP (%s): %w", fam, err)
+			}
+		}
+		done.ResetDNS = true
+	}
 	if ops.DisableDHCP {
 		// iphlpapi has no call that turns DHCP off; netsh's "static" does,
 		// with the first address, which CreateUnicastIpAddressEntry then
@@ -137,7 +167,7 @@ func (n *networkConfigurator) apply(ctx context.Context, a adapter, ops plan.Ops
 		p := ops.Static
 		mask := net.IP(net.CIDRMask(p.Bits(), 32)).String()
 		_, err := n.runner.Run(ctx, run.Cmd{Name: "netsh", Args: []string{"interface", "ipv4", "set", "address",
-			"name=" + strconv.Itoa(int(a.Index)), "source=static", "address=" + p.Addr().String(), "mask=" + mask}})
+			idx, "source=static", "address=" + p.Addr().String(), "mask=" + mask}})
 		if err != nil {
 			return done, fmt.Errorf("disable DHCP: %w", err)
 		}
@@ -150,8 +180,9 @@ func (n *networkConfigurator) apply(ctx context.Context, a adapter, ops plan.Ops
 		}
 		done.DelAddrs = append(done.DelAddrs, p)
 	}
+	done.Primary = ops.Primary
 	for _, p := range ops.AddAddrs {
-		row := unicastRow(a, p)
+		row := addedRow(a, p, ops.Primary)
 		if err := winapi.CreateUnicastIpAddressEntry(&row); err != nil && !errors.Is(err, windows.ERROR_OBJECT_ALREADY_EXISTS) {
 			return done, fmt.Errorf("add address %s: %w", p, err)
 		}
@@ -187,44 +218,70 @@ func (n *networkConfigurator) apply(ctx context.Context, a adapter, ops plan.Ops
 }
 
 func (n *networkConfigurator) setDNS(ctx context.Context, a adapter, ops plan.Ops) error {
-	servers := unzoned(ops.DNS)
+	v4, v6 := plan.SplitDNS(unzoned(ops.DNS))
 	guid, err := windows.GUIDFromString(a.GUID)
 	if err != nil {
 		return fmt.Errorf("adapter GUID %q: %w", a.GUID, err)
 	}
 	if winapi.Available("SetInterfaceDnsSettings") {
-		s := winapi.DNSInterfaceSettings{Version: winapi.DNS_INTERFACE_SETTINGS_VERSION1}
-		if ops.SetDNS {
-			s.Flags |= winapi.DNS_SETTING_NAMESERVER
-			if s.NameServer, err = windows.UTF16PtrFromString(plan.DNSList(servers)); err != nil {
-				return err
+		// One call per family: the name servers of the IPv6 list need
+		// DNS_SETTING_IPV6, without which Windows takes them for the IPv4
+		// list and refuses them. The search list is the interface's, set
+		// with the IPv4 call.
+		for _, fam := range []struct {
+			v6      bool
+			servers []netip.Addr
+		}{{false, v4}, {true, v6}} {
+			s := winapi.DNSInterfaceSettings{Version: winapi.DNS_INTERFACE_SETTINGS_VERSION1}
+			if fam.v6 {
+				s.Flags |= winapi.DNS_SETTING_IPV6
 			}
-		}
-		if ops.SetSearch {
-			s.Flags |= winapi.DNS_SETTING_SEARCHLIST
-			if s.SearchList, err = windows.UTF16PtrFromString(strings.Join(ops.Search, ",")); err != nil {
-				return err
+			if ops.SetDNS {
+				s.Flags |= winapi.DNS_SETTING_NAMESERVER
+				if s.NameServer, err = windows.UTF16PtrFromString(plan.DNSList(fam.servers)); err != nil {
+					return err
+				}
 			}
-		}
-		if err := winapi.SetInterfaceDnsSettings(guid, &s); err != nil {
-			return fmt.Errorf("SetInterfaceDnsSettings: %w", err)
+			if ops.SetSearch && !fam.v6 {
+				s.Flags |= winapi.DNS_SETTING_SEARCHLIST
+				if s.SearchList, err = windows.UTF16PtrFromString(strings.Join(ops.Search, ",")); err != nil {
+					return err
+				}
+			}
+			if s.Flags&^winapi.DNS_SETTING_IPV6 == 0 {
+				continue
+			}
+			if err := winapi.SetInterfaceDnsSettings(guid, &s); err != nil {
+				return fmt.Errorf("SetInterfaceDnsSettings (IPv6 %v): %w", fam.v6, err)
+			}
 		}
 		return nil
 	}
-	// The nearest on older Windows: netsh for the name servers. It has no
-	// per-interface search list.
+	// Server 2019 and other Windows before 10 2004: netsh for the name
+	// servers of each family, and the interface's SearchList value in the
+	// registry, which the DNS client reads as SetInterfaceDnsSettings later
+	// writes it.
+	if ops.SetDNS {
+		idx := "name=" + strconv.Itoa(int(a.Index))
+		for _, fam := range []struct {
+			name    string
+			servers []netip.Addr
+		}{{"ipv4", v4}, {"ipv6", v6}} {
+			args := []string{"interface", fam.name, "set", "dnsservers", idx, "source=static", "address=none", "validate=no"}
+			if _, err := n.runner.Run(ctx, run.Cmd{Name: "netsh", Args: args}); err != nil {
+				return fmt.Errorf("set %s name servers: %w", fam.name, err)
+			}
+			for i, s := range fam.servers {
+				args := []string{"interface", fam.name, "add", "dnsservers", idx, "address=" + s.String(), "index=" + strconv.Itoa(i+1), "validate=no"}
+				if _, err := n.runner.Run(ctx, run.Cmd{Name: "netsh", Args: args}); err != nil {
+					return fmt.Errorf("add name server %s: %w", s, err)
+				}
+			}
+		}
+	}
 	if ops.SetSearch {
-		return errors.New("per-interface search domains need SetInterfaceDnsSettings (Windows 10 2004 / Server 2022 or later)")
-	}
-	idx := "name=" + strconv.Itoa(int(a.Index))
-	args := []string{"interface", "ipv4", "set", "dnsservers", idx, "source=static", "address=none", "validate=no"}
-	if _, err := n.runner.Run(ctx, run.Cmd{Name: "netsh", Args: args}); err != nil {
-		return fmt.Errorf("set name servers: %w", err)
-	}
-	for i, s := range servers {
-		args := []string{"interface", "ipv4", "add", "dnsservers", idx, "address=" + s.String(), "index=" + strconv.Itoa(i+1), "validate=no"}
-		if _, err := n.runner.Run(ctx, run.Cmd{Name: "netsh", Args: args}); err != nil {
-			return fmt.Errorf("add name server %s: %w", s, err)
+		if err := setRegistrySearchList(a.GUID, ops.Search); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -240,6 +297,16 @@ func unzoned(as []netip.Addr) []netip.Addr {
 		out[i] = a.WithZone("")
 	}
 	return out
+}
+
+// addedRow is the row of an address the agent adds: SkipAsSource unless
+// it is the document's primary address (plan.Ops.Primary).
+func addedRow(a adapter, p, primary netip.Prefix) windows.MibUnicastIpAddressRow {
+	row := unicastRow(a, p)
+	if p != primary {
+		row.SkipAsSource = 1
+	}
+	return row
 }
 
 func sockaddr4(ip netip.Addr) windows.RawSockaddrInet {

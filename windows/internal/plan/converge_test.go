@@ -9,6 +9,12 @@ import (
 
 // simulate applies ops to have the way the Windows code does.
 func simulate(h Have, o Ops) Have {
+	if o.EnableDHCP {
+		h.DHCP, h.Addresses = true, nil
+	}
+	if o.ResetDNS {
+		h.DNS = nil
+	}
 	if o.DisableDHCP {
 		h.DHCP = false
 	}
@@ -68,8 +74,14 @@ func TestDiffConverges(t *testing.T) {
 		}
 		if r.IntN(2) == 0 {
 			want.DNS = []netip.Addr{gws[r.IntN(2)]}
+			if r.IntN(2) == 0 { // a dual-stack document, in any order
+				want.DNS = slices.Insert(want.DNS, r.IntN(2), addr("2001:db8::53"))
+			}
 		}
 		have := Have{DHCP: r.IntN(2) == 0, MTU: 1500}
+		if r.IntN(2) == 0 {
+			have.DNS = []netip.Addr{gws[1]}
+		}
 		for _, j := range pick(len(addrs)) {
 			have.Addresses = append(have.Addresses, addrs[j])
 		}
@@ -99,7 +111,18 @@ func TestDiffConverges(t *testing.T) {
 				t.Fatalf("case %d: removes foreign route %v", i, rt)
 			}
 		}
+		if o.EnableDHCP && (!dhcp4 || have.DHCP) {
+			t.Fatalf("case %d: DHCP enabled though dhcp4=%v and DHCP on=%v", i, dhcp4, have.DHCP)
+		}
+		for _, p := range o.AddAddrs {
+			if p != o.Primary && (len(want.Addresses) == 0 || p == want.Addresses[0]) {
+				t.Fatalf("case %d: primary %v, but %v added (first wanted %v)", i, o.Primary, p, want.Addresses)
+			}
+		}
 		after := simulate(have, o)
+		// Windows reads the servers back family by family.
+		v4, v6 := SplitDNS(after.DNS)
+		after.DNS = append(v6, v4...)
 		nextOwned := NextOwned(owned, o)
 		if again := Diff(want, dhcp4, after, nextOwned); !again.Empty() {
 			t.Fatalf("case %d: second diff not empty:\nwant %+v\nhave %+v\nops %+v\nagain %+v", i, want, have, o, again)

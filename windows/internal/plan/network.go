@@ -52,33 +52,50 @@ type Owned struct {
 	Routes    []Route        `json:"routes,omitempty"`
 }
 
-// Ops is what to do to one interface, in order: disable DHCP, remove, add,
-// then MTU and DNS.
+// Ops is what to do to one interface, in order: enable or disable DHCP,
+// remove, add, then MTU and DNS.
 type Ops struct {
+	// EnableDHCP turns DHCP back on (the document says dhcp4 where the
+	// interface is static): Windows drops the static addresses with it.
+	// ResetDNS then takes the name servers from DHCP again too, when the
+	// document names none.
+	EnableDHCP bool
+	ResetDNS   bool
 	// DisableDHCP turns DHCP off, setting Static as the first static
 	// address in the same operation (Windows has no "DHCP off" without one).
 	DisableDHCP bool
 	Static      netip.Prefix
-	DelAddrs    []netip.Prefix
-	AddAddrs    []netip.Prefix
-	DelRoutes   []Route
-	AddRoutes   []Route
-	SetMTU      int
-	SetDNS      bool
-	DNS         []netip.Addr
-	SetSearch   bool
-	Search      []string
+	// Primary is the document's first address, the one Windows may use as
+	// a source address; every other address the agent adds is
+	// SkipAsSource (netsh's skipassource=true): otherwise Windows may pick
+	// any of them as the source of outgoing connections.
+	Primary   netip.Prefix
+	DelAddrs  []netip.Prefix
+	AddAddrs  []netip.Prefix
+	DelRoutes []Route
+	AddRoutes []Route
+	SetMTU    int
+	SetDNS    bool
+	DNS       []netip.Addr
+	SetSearch bool
+	Search    []string
 }
 
 // Empty reports whether there is nothing to do.
 func (o Ops) Empty() bool {
-	return !o.DisableDHCP && len(o.DelAddrs)+len(o.AddAddrs)+len(o.DelRoutes)+len(o.AddRoutes) == 0 &&
+	return !o.EnableDHCP && !o.ResetDNS && !o.DisableDHCP && len(o.DelAddrs)+len(o.AddAddrs)+len(o.DelRoutes)+len(o.AddRoutes) == 0 &&
 		o.SetMTU == 0 && !o.SetDNS && !o.SetSearch
 }
 
 // Actions describes o for the step's result.
 func (o Ops) Actions(iface string) []string {
 	var a []string
+	if o.EnableDHCP {
+		a = append(a, fmt.Sprintf("enable DHCP on %s", iface))
+	}
+	if o.ResetDNS {
+		a = append(a, fmt.Sprintf("take the name servers of %s from DHCP", iface))
+	}
 	if o.DisableDHCP {
 		a = append(a, fmt.Sprintf("disable DHCP on %s", iface))
 	}
@@ -166,10 +183,19 @@ func ParseInterface(in config.Interface) (Want, error) {
 // Diff compares the wanted with the current state of an interface. Static
 // addresses and routes are added when missing; an address or route is
 // removed only when the agent added it (owned) and the document no longer
-// wants it. DNS and MTU are set when they differ.
+// wants it. DNS and MTU are set when they differ. dhcp4 on a static
+// interface turns DHCP back on (which drops its static addresses: the
+// document asked for DHCP).
 func Diff(want Want, dhcp4 bool, have Have, owned Owned) Ops {
 	var o Ops
+	if dhcp4 && !have.DHCP {
+		o.EnableDHCP = true
+		o.ResetDNS = want.DNS == nil && len(have.DNS) > 0
+	}
 	if want.Addresses != nil && !dhcp4 {
+		if len(want.Addresses) > 0 {
+			o.Primary = want.Addresses[0]
+		}
 		if have.DHCP && len(want.Addresses) > 0 {
 			o.DisableDHCP, o.Static = true, want.Addresses[0]
 		}
@@ -201,7 +227,7 @@ func Diff(want Want, dhcp4 bool, have Have, owned Owned) Ops {
 	if want.MTU != 0 && want.MTU != have.MTU {
 		o.SetMTU = want.MTU
 	}
-	if want.DNS != nil && !slices.Equal(want.DNS, have.DNS) {
+	if want.DNS != nil && !SameDNS(want.DNS, have.DNS) {
 		o.SetDNS, o.DNS = true, want.DNS
 	}
 	if want.Search != nil && !equalFold(want.Search, have.Search) {
@@ -211,8 +237,12 @@ func Diff(want Want, dhcp4 bool, have Have, owned Owned) Ops {
 }
 
 // NextOwned is the record to keep after ops were applied: what the agent
-// added, minus what it removed.
+// added, minus what it removed (and no address once DHCP is back on:
+// Windows removed them all).
 func NextOwned(prev Owned, o Ops) Owned {
+	if o.EnableDHCP {
+		prev.Addresses = nil
+	}
 	return Owned{
 		Addresses: nextList(prev.Addresses, o.DelAddrs, o.AddAddrs),
 		Routes:    nextList(prev.Routes, o.DelRoutes, o.AddRoutes),
@@ -233,6 +263,28 @@ func nextList[T comparable](prev, del, add []T) []T {
 		}
 	}
 	return n
+}
+
+// SameDNS reports whether two name server lists agree family by family:
+// Windows keeps the IPv4 and the IPv6 servers in two lists
+// (SetInterfaceDnsSettings with and without DNS_SETTING_IPV6, netsh's ipv4
+// and ipv6 contexts), so only the order within a family is kept.
+func SameDNS(a, b []netip.Addr) bool {
+	v4a, v6a := SplitDNS(a)
+	v4b, v6b := SplitDNS(b)
+	return slices.Equal(v4a, v4b) && slices.Equal(v6a, v6b)
+}
+
+// SplitDNS splits name servers into the IPv4 and the IPv6 ones, in order.
+func SplitDNS(as []netip.Addr) (v4, v6 []netip.Addr) {
+	for _, a := range as {
+		if a.Unmap().Is4() {
+			v4 = append(v4, a.Unmap())
+		} else {
+			v6 = append(v6, a)
+		}
+	}
+	return v4, v6
 }
 
 func equalFold(a, b []string) bool {

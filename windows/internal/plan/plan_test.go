@@ -205,8 +205,26 @@ func TestDiff(t *testing.T) {
 		t.Errorf("owned after move = %+v", n)
 	}
 	// dhcp4: true leaves addresses to DHCP.
-	if o := Diff(want, true, fresh, Owned{}); o.DisableDHCP || len(o.AddAddrs) != 0 {
+	if o := Diff(want, true, fresh, Owned{}); o.DisableDHCP || o.EnableDHCP || len(o.AddAddrs) != 0 {
 		t.Errorf("dhcp4 diff = %+v", o)
+	}
+	// Static, then dhcp4: DHCP back on, and the name servers with it when
+	// the document names none; the record keeps no address.
+	back := Diff(Want{}, true, applied, owned)
+	if !back.EnableDHCP || !back.ResetDNS || len(back.Actions("Ethernet")) != 2 {
+		t.Errorf("static to DHCP diff = %+v", back)
+	}
+	if n := NextOwned(owned, back); n.Addresses != nil || !reflect.DeepEqual(n.Routes, owned.Routes) {
+		t.Errorf("owned after DHCP back = %+v", n)
+	}
+	if o := Diff(Want{DNS: want.DNS}, true, applied, owned); !o.EnableDHCP || o.ResetDNS {
+		t.Errorf("static to DHCP with the document's name servers = %+v", o)
+	}
+	// The first address is the primary one; the others are added
+	// SkipAsSource (the platform sets the flag for all but Primary).
+	two := Want{Addresses: []netip.Prefix{pfx("10.1.0.5/24"), pfx("10.1.0.6/24")}}
+	if o := Diff(two, false, Have{}, Owned{}); o.Primary != pfx("10.1.0.5/24") || len(o.AddAddrs) != 2 {
+		t.Errorf("two addresses diff = %+v", o)
 	}
 	// Absent sections leave the machine alone.
 	if o := Diff(Want{}, false, applied, owned); !o.Empty() {
@@ -220,6 +238,31 @@ func TestDiff(t *testing.T) {
 	}
 	if o := Diff(Want{MTU: 9000}, false, applied, owned); o.SetMTU != 9000 {
 		t.Errorf("mtu diff = %+v", o)
+	}
+}
+
+// TestSameDNS: IPv4 and IPv6 name servers are two lists on Windows; the
+// order within each counts, not how the two interleave.
+func TestSameDNS(t *testing.T) {
+	a4, b4, a6 := addr("10.0.0.1"), addr("10.0.0.2"), addr("2001:db8::1")
+	tests := []struct {
+		a, b []netip.Addr
+		want bool
+	}{
+		{[]netip.Addr{a4, a6, b4}, []netip.Addr{a6, a4, b4}, true},
+		{[]netip.Addr{a4, b4}, []netip.Addr{b4, a4}, false},
+		{[]netip.Addr{a4, a6}, []netip.Addr{a4}, false},
+		{nil, []netip.Addr{}, true},
+		{[]netip.Addr{netip.AddrFrom16(a4.As16())}, []netip.Addr{a4}, true}, // v4-mapped
+	}
+	for _, tt := range tests {
+		if got := SameDNS(tt.a, tt.b); got != tt.want {
+			t.Errorf("SameDNS(%v, %v) = %v", tt.a, tt.b, got)
+		}
+	}
+	v4, v6 := SplitDNS([]netip.Addr{a6, a4, b4})
+	if !reflect.DeepEqual(v4, []netip.Addr{a4, b4}) || !reflect.DeepEqual(v6, []netip.Addr{a6}) {
+		t.Errorf("SplitDNS = %v, %v", v4, v6)
 	}
 }
 
