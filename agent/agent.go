@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -279,6 +280,7 @@ func (a *Agent) emit(r status.Report, mutate func(*State)) status.Report {
 	if mutate != nil {
 		mutate(a.st)
 	}
+	r.LinkEvents = slices.Clone(a.st.LinkEvents)
 	a.st.Queue = append(a.st.Queue, r)
 	if n := len(a.st.Queue) - maxQueue; n > 0 {
 		a.log.Warn("report queue full: dropping the oldest undelivered reports", "dropped", n)

@@ -34,6 +34,9 @@ func (a *Agent) watchLinks(ctx context.Context) {
 			}
 			a.log.Debug("link event", "interface", ev.Interface, "kind", ev.Kind.String(), "carrierChanges", ev.CarrierChanges)
 			a.reconnect(false)
+			if ev.Kind == CarrierLost || ev.Kind == CarrierBack {
+				a.carrierEvent(ev)
+			}
 			if ev.Kind == CarrierBack {
 				a.linkBack(ctx, ev)
 			}
@@ -81,13 +84,17 @@ func (a *Agent) linkBack(ctx context.Context, ev LinkEvent) {
 		a.idle = make(chan struct{})
 	}
 	a.busy++
+	// Recorded before the next link event is taken, so carrier changes
+	// during the renewal merge after it (linkevents.go).
+	a.renewalStarted(ev.Interface)
 	a.bg.Go(func() {
 		for {
-			a.renew(ctx, ev.Interface)
+			a.renewStarted(ctx, ev.Interface)
 			a.linkMu.Lock()
 			if lr.again && ctx.Err() == nil {
 				lr.again, lr.extra = false, true
 				a.linkMu.Unlock()
+				a.renewalStarted(ev.Interface)
 				continue
 			}
 			lr.running, lr.again, lr.extra = false, false, false
@@ -199,9 +206,15 @@ func (a *Agent) renewAll(ctx context.Context, v int64) {
 }
 
 // renew renews one interface's lease, reconnects to the IMDS and reports
-// a dhcp-renewed event with the addresses the interface holds now (or the
-// error, if the renewal failed).
+// a dhcp-renewing event, then a dhcp-renewed event with the addresses the
+// interface holds now (or the error, if the renewal failed).
 func (a *Agent) renew(ctx context.Context, iface string) {
+	a.renewalStarted(iface)
+	a.renewStarted(ctx, iface)
+}
+
+// renewStarted is renew once its dhcp-renewing event is recorded.
+func (a *Agent) renewStarted(ctx context.Context, iface string) {
 	t0 := time.Now()
 	a.platMu.Lock()
 	lease, err := a.p.DHCP.RenewDHCP(ctx, iface)
@@ -222,5 +235,6 @@ func (a *Agent) renew(ctx context.Context, iface string) {
 			r.Addresses = append(r.Addresses, p.String())
 		}
 	}
-	a.emit(r, nil)
+	le := renewalEvent(iface, t0, lease, err)
+	a.emit(r, func(s *State) { s.addLinkEvent(le) })
 }

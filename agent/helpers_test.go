@@ -355,7 +355,7 @@ func (f *fakePlatform) RenewDHCP(ctx context.Context, iface string) (Lease, erro
 			return Lease{}, ctx.Err()
 		}
 	}
-	return Lease{Interface: iface, Client: "fake", Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.5/24")}}, nil
+	return Lease{Interface: iface, Client: "fake", Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.5/24")}, Previous: []netip.Prefix{netip.MustParsePrefix("192.168.7.5/24")}}, nil
 }
 
 // harness runs one agent against a testIMDS and a fakePlatform, in

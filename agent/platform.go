@@ -82,8 +82,12 @@ type Lease struct {
 	Interface string
 	Addresses []netip.Prefix
 	// Client names the DHCP client that renewed ("dhclient", "dhcpcd",
-	// "udhcpc", "networkd", "networkmanager", "builtin", "windows").
+	// "udhcpc", "networkd", "networkmanager", "builtin", "windows"); a
+	// failed renewal names it too where it was known.
 	Client string
+	// Previous are the addresses the interface held before the renewal,
+	// where the platform read them.
+	Previous []netip.Prefix
 }
 
 // DHCPRenewer renews DHCP leases.

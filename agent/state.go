@@ -59,6 +59,9 @@ type State struct {
 	// Reboot is the restart asked for a generation whose outcome is not
 	// reported yet (reboot.go).
 	Reboot *RebootState `json:"reboot,omitempty"`
+	// LinkEvents are the latest link events, oldest first, at most
+	// status.MaxLinkEvents; every report carries them (linkevents.go).
+	LinkEvents []status.LinkEvent `json:"linkEvents,omitempty"`
 	// Seq is the seq of the last report made.
 	Seq uint64 `json:"seq"`
 	// Queue holds the reports not yet delivered to the IMDS, oldest first.

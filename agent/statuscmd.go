@@ -108,7 +108,12 @@ func WaitStatus(ctx context.Context, runDir string, done func(*status.Report) bo
 // formatReport renders a report for people, one field a line.
 func formatReport(r *status.Report) string {
 	var b strings.Builder
-	row := func(k, v string) { fmt.Fprintf(&b, "%-12s %s\n", k+":", v) }
+	row := func(k, v string) {
+		if k != "" {
+			k += ":"
+		}
+		fmt.Fprintf(&b, "%-12s %s\n", k, v)
+	}
 	row("state", r.State)
 	row("generation", fmt.Sprint(r.Generation))
 	row("time", r.Time.UTC().Format(status.TimeFormat))
@@ -120,6 +125,16 @@ func formatReport(r *status.Report) string {
 	if r.Event != "" {
 		row("event", strings.TrimSpace(r.Event+" "+r.Interface+" "+strings.Join(r.Addresses, " ")))
 	}
+	if r.Attempt > 0 {
+		row("attempt", fmt.Sprint(r.Attempt))
+	}
+	for i, e := range r.LinkEvents {
+		k := ""
+		if i == 0 {
+			k = "links"
+		}
+		row(k, e.Time.UTC().Format(status.TimeFormat)+" "+formatLinkEvent(e))
+	}
 	if r.RebootRequired {
 		row("reboot", "required")
 	}
@@ -127,6 +142,44 @@ func formatReport(r *status.Report) string {
 		row("error", r.Error)
 	}
 	return b.String()
+}
+
+// formatLinkEvent renders a link event without its time: kind and
+// interface, then the carrier-change counter, or the renewal's client, its
+// addresses before and after (or its error) and its duration.
+func formatLinkEvent(e status.LinkEvent) string {
+	s := e.Kind + " " + e.Interface
+	if e.Kind == status.LinkCarrierLost || e.Kind == status.LinkCarrierBack {
+		var p []string
+		if e.CarrierChanges != 0 {
+			p = append(p, fmt.Sprintf("carrier changes %d", e.CarrierChanges))
+		}
+		if e.Coalesced != 0 {
+			p = append(p, fmt.Sprintf("%d changes merged", e.Coalesced))
+		}
+		if len(p) > 0 {
+			s += " (" + strings.Join(p, ", ") + ")"
+		}
+		return s
+	}
+	if e.Client != "" {
+		s += " via " + e.Client
+	}
+	if e.Kind != status.LinkRenewed {
+		return s
+	}
+	addrs := func(a []string) string {
+		if len(a) == 0 {
+			return "none"
+		}
+		return strings.Join(a, " ")
+	}
+	if e.Error != "" {
+		s += ": FAILED: " + e.Error
+	} else {
+		s += ": " + addrs(e.OldAddresses) + " -> " + addrs(e.Addresses)
+	}
+	return s + fmt.Sprintf(" in %d ms", e.MS)
 }
 
 func formatSteps(steps []status.Step) string {
@@ -147,8 +200,13 @@ func formatSteps(steps []status.Step) string {
 // formatLine renders a report as one line, for --follow.
 func formatLine(r *status.Report) string {
 	s := fmt.Sprintf("%s  #%d  gen %d  %s", r.Time.UTC().Format(status.TimeFormat), r.Seq, r.Generation, r.State)
-	if r.Event != "" {
+	if n := len(r.LinkEvents); n > 0 && r.Event != "" && r.LinkEvents[n-1].Kind == r.Event && r.LinkEvents[n-1].Interface == r.Interface {
+		s += "  event " + formatLinkEvent(r.LinkEvents[n-1])
+	} else if r.Event != "" {
 		s += "  event " + strings.TrimSpace(r.Event+" "+r.Interface+" "+strings.Join(r.Addresses, " "))
+	}
+	if r.Attempt > 0 {
+		s += fmt.Sprintf("  attempt %d", r.Attempt)
 	}
 	if len(r.Steps) > 0 {
 		s += "  [" + formatSteps(r.Steps) + "]"

@@ -1,0 +1,189 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// linkKinds renders link events as kind:interface[:counter].
+func linkKinds(evs []status.LinkEvent) string {
+	var s []string
+	for _, e := range evs {
+		x := e.Kind + ":" + e.Interface
+		if e.CarrierChanges != 0 {
+			x += fmt.Sprintf(":%d", e.CarrierChanges)
+		}
+		if e.Coalesced != 0 {
+			x += fmt.Sprintf("(+%d)", e.Coalesced)
+		}
+		s = append(s, x)
+	}
+	return strings.Join(s, " ")
+}
+
+// linkReports returns the event reports of link events, in order.
+func linkReports(rs []status.Report) []status.Report {
+	var out []status.Report
+	for _, r := range rs {
+		if status.ValidLinkKind(r.Event) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// TestLinkEventsReported: a bounce is four link events, each a report of
+// its own (one status log line each) and an entry of the ring every later
+// report carries: the carrier changes with their counter, the renewal's
+// start, and its end with the client, the old and new addresses and its
+// duration. prewarm-agent status shows them; the ring outlives a restart.
+func TestLinkEventsReported(t *testing.T) {
+	h := newHarness(t)
+	g := h.imds.publish(finalDoc)
+	h.start()
+	h.imds.waitReport(status.StateProvisioned, g)
+	h.plat.links <- LinkEvent{Kind: CarrierLost, Interface: "eth0", CarrierChanges: 3}
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 4}
+	h.imds.waitFor("dhcp-renewed", func(rs []status.Report, _ []request) bool { return countRenewed(rs, "eth0") == 1 })
+
+	got := h.imds.all()
+	checkSeq(t, got)
+	lr := linkReports(got)
+	var events []string
+	for _, r := range lr {
+		events = append(events, r.Event)
+		if r.State != status.StateProvisioned || r.Generation != g || r.Interface != "eth0" || r.Attempt != 0 {
+			t.Errorf("link event report %+v: want the last outcome's state and generation, the interface, no attempt", r)
+		}
+	}
+	if s := strings.Join(events, " "); s != "carrier-lost carrier-back dhcp-renewing dhcp-renewed" {
+		t.Fatalf("link event reports %s", s)
+	}
+	last := lr[len(lr)-1]
+	if s := linkKinds(last.LinkEvents); s != "carrier-lost:eth0:3 carrier-back:eth0:4 dhcp-renewing:eth0 dhcp-renewed:eth0" {
+		t.Errorf("the renewal's report carries %s", s)
+	}
+	done := last.LinkEvents[len(last.LinkEvents)-1]
+	if done.Client != "fake" || strings.Join(done.OldAddresses, ",") != "192.168.7.5/24" || strings.Join(done.Addresses, ",") != "10.0.0.5/24" || done.MS < 0 || done.Error != "" {
+		t.Errorf("finished renewal event %+v", done)
+	}
+	for i, r := range lr {
+		if n := len(r.LinkEvents); n != i+1 {
+			t.Errorf("report %s carries %d events, want %d (the ring so far)", r.Event, n, i+1)
+		}
+		if err := r.Validate(); err != nil {
+			t.Errorf("report %s: %v", r.Event, err)
+		}
+	}
+	if s := states(readLog(t, h.logDir)); s != states(got) {
+		t.Errorf("status log %s\nsent       %s", s, states(got))
+	}
+
+	var out bytes.Buffer
+	if err := PrintStatus(&out, h.runDir, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"carrier-lost eth0 (carrier changes 3)", "carrier-back eth0 (carrier changes 4)", "dhcp-renewing eth0",
+		"dhcp-renewed eth0 via fake: 192.168.7.5/24 -> 10.0.0.5/24"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if err := PrintStatus(&out, h.runDir, true); err != nil || !strings.Contains(out.String(), `"linkEvents":[{`) {
+		t.Errorf("status --json: %v\n%s", err, out.String())
+	}
+
+	h.stop()
+	h.start()
+	s := h.imds.waitReport(status.StateStarting, g)
+	if n := len(s.LinkEvents); n != 4 {
+		t.Errorf("starting report after a restart carries %d link events, want the 4 kept", n)
+	}
+}
+
+// TestLinkEventsStormMerged: carrier changes while the interface's renewal
+// runs make no report each: they merge into one entry (the last state and
+// counter, and how many merged); the renewal and the one coalesced after it
+// report as usual.
+func TestLinkEventsStormMerged(t *testing.T) {
+	h := newHarness(t)
+	g := h.imds.publish(finalDoc)
+	h.start()
+	h.imds.waitReport(status.StateProvisioned, g)
+	hold := h.plat.holdRenewals()
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 2}
+	<-h.plat.entered
+	for i := range 50 {
+		h.plat.links <- LinkEvent{Kind: CarrierLost, Interface: "eth0", CarrierChanges: uint32(3 + 2*i)}
+		h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: uint32(4 + 2*i)}
+	}
+	h.plat.syncLinks(t)
+	close(hold)
+	h.imds.waitFor("two dhcp-renewed", func(rs []status.Report, _ []request) bool { return countRenewed(rs, "eth0") == 2 })
+	got := h.imds.all()
+	checkSeq(t, got)
+	var events []string
+	for _, r := range linkReports(got) {
+		events = append(events, r.Event)
+	}
+	if s := strings.Join(events, " "); s != "carrier-back dhcp-renewing dhcp-renewed dhcp-renewing dhcp-renewed" {
+		t.Errorf("link event reports %s: a storm during a renewal must not report each flap", s)
+	}
+	last := got[len(got)-1]
+	if s := linkKinds(last.LinkEvents); s != "carrier-back:eth0:2 dhcp-renewing:eth0 carrier-back:eth0:102(+100) dhcp-renewed:eth0 dhcp-renewing:eth0 dhcp-renewed:eth0" {
+		t.Errorf("ring %s", s)
+	}
+}
+
+// TestLinkEventRing: the ring keeps the latest MaxLinkEvents, oldest
+// first; a carrier change merges only after the start of its interface's
+// renewal.
+func TestLinkEventRing(t *testing.T) {
+	var s State
+	at := status.Time{Time: time.Now()}
+	for i := range status.MaxLinkEvents + 5 {
+		s.addLinkEvent(status.LinkEvent{Time: at, Kind: status.LinkCarrierBack, Interface: "eth0", CarrierChanges: uint32(i + 1)})
+	}
+	if n := len(s.LinkEvents); n != status.MaxLinkEvents || s.LinkEvents[0].CarrierChanges != 6 || s.LinkEvents[n-1].CarrierChanges != 21 {
+		t.Fatalf("ring %s", linkKinds(s.LinkEvents))
+	}
+	ev := status.LinkEvent{Time: at, Kind: status.LinkCarrierLost, Interface: "eth0", CarrierChanges: 22}
+	if s.mergeCarrier(ev) {
+		t.Error("merged into a carrier event recorded on its own")
+	}
+	s.addLinkEvent(status.LinkEvent{Time: at, Kind: status.LinkRenewing, Interface: "eth0"})
+	s.addLinkEvent(status.LinkEvent{Time: at, Kind: status.LinkCarrierLost, Interface: "eth1", CarrierChanges: 9})
+	if !s.mergeCarrier(ev) || !s.mergeCarrier(status.LinkEvent{Time: at, Kind: status.LinkCarrierBack, Interface: "eth0", CarrierChanges: 23}) {
+		t.Fatal("not merged after the renewal's start")
+	}
+	tail := linkKinds(s.LinkEvents[len(s.LinkEvents)-3:])
+	if tail != "dhcp-renewing:eth0 carrier-lost:eth1:9 carrier-back:eth0:23(+2)" {
+		t.Errorf("ring tail %s", tail)
+	}
+}
+
+// TestRenewalEventFailed: a failed renewal's event names the client the
+// platform named, the addresses before it, and the error; no new ones.
+func TestRenewalEventFailed(t *testing.T) {
+	le := renewalEvent("eth0", time.Now(), Lease{Client: "dhcpcd", Previous: []netip.Prefix{netip.MustParsePrefix("10.0.0.5/24")}}, errors.New("no lease within 20s"))
+	if le.Kind != status.LinkRenewed || le.Client != "dhcpcd" || le.Error != "no lease within 20s" || len(le.Addresses) != 0 || le.OldAddresses[0] != "10.0.0.5/24" {
+		t.Errorf("event %+v", le)
+	}
+	r := status.Report{Seq: 1, Time: le.Time, State: status.StateWaiting, LinkEvents: []status.LinkEvent{le}}
+	if err := r.Validate(); err != nil {
+		t.Error(err)
+	}
+	var b strings.Builder
+	WriteReport(&b, &r)
+	if !strings.Contains(b.String(), "dhcp-renewed eth0 via dhcpcd: FAILED: no lease within 20s") {
+		t.Errorf("status output:\n%s", b.String())
+	}
+}
