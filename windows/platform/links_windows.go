@@ -18,6 +18,10 @@ type linkWatcher struct {
 	names   []string
 	poll    time.Duration
 	bounces *plan.Bounces // marked for each carrier event, for the DHCP renewal
+	// restore applies the recorded static network again (the network
+	// configurator's Restore): when the watch starts, which is when the
+	// agent starts, and when a managed NIC appears. Nil: never.
+	restore func(context.Context) error
 	log     *slog.Logger
 }
 
@@ -88,6 +92,7 @@ func (w *linkWatcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, e
 	t := linktrack.New()
 	t.Seed(initial)
 	out := make(chan agent.LinkEvent, 16)
+	kick := w.restorer(ctx)
 	go func() {
 		defer close(out)
 		defer unregister()
@@ -120,6 +125,11 @@ func (w *linkWatcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, e
 			}
 			evs := t.Sync(cur)
 			w.markBounces(evs)
+			for _, e := range evs {
+				if e.Kind == agent.LinkAdded {
+					kick()
+				}
+			}
 			queue = linktrack.Bound(append(queue, evs...))
 		}
 	}()
@@ -174,4 +184,36 @@ func (w *linkWatcher) markBounces(evs []agent.LinkEvent) {
 			w.bounces.Mark(uint32(e.Index), e.Time)
 		}
 	}
+}
+
+// restorer starts the goroutine that runs w.restore, once now and again
+// each time the returned function is called (calls while one runs fold
+// into one more run), until ctx ends. The static addresses and routes of
+// the active store are gone after a restart and after a NIC is reset (it
+// comes back as a new interface): both are when they are restored.
+func (w *linkWatcher) restorer(ctx context.Context) (kick func()) {
+	if w.restore == nil {
+		return func() {}
+	}
+	ch := make(chan struct{}, 1)
+	kick = func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+			}
+			if err := w.restore(ctx); err != nil && ctx.Err() == nil {
+				w.log.Warn("restore the static network", "err", err)
+			}
+		}
+	}()
+	kick()
+	return kick
 }

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/windows"
@@ -26,27 +29,93 @@ type networkConfigurator struct {
 	stateDir string
 	runner   run.Runner
 	log      *slog.Logger
+
+	mu sync.Mutex // one reconcile at a time: a document's, or a restore
 }
+
+// The platform's records of the network, in its state directory.
+const (
+	// ownedFile: what the agent added, per MAC (plan.Owned).
+	ownedFile = "network.json"
+	// appliedFile: the document's interfaces applied last, per MAC, which
+	// Restore applies again.
+	appliedFile = "network-applied.json"
+)
 
 // ApplyNetwork reconciles the static configuration of every interface the
 // document names (matched by MAC) through iphlpapi. What the agent added is
 // recorded so a later document can take it away; nothing else is removed.
+//
+// The addresses and routes iphlpapi adds live in the active store only:
+// MIB_UNICASTIPADDRESS_ROW and MIB_IPFORWARD_ROW2 have no persistent
+// flag, and CreateUnicastIpAddressEntry's address is gone after a restart
+// (or a reset of the NIC). Rather than a second way to configure them
+// (netsh or New-NetIPAddress with the persistent store, which outlive the
+// agent, its uninstall and its record of what it added), the interfaces
+// applied are recorded (appliedFile) and Restore applies them again when
+// the agent starts and when a NIC appears: the same reconcile, so it
+// changes only what differs and removes only what the agent added.
 func (n *networkConfigurator) ApplyNetwork(ctx context.Context, nw *config.Network) (agent.StepResult, error) {
-	var res plan.Result
 	if nw == nil || nw.Interfaces == nil {
-		return res.StepResult(), nil
+		return agent.StepResult{}, nil
 	}
-	recPath := filepath.Join(n.stateDir, "network.json")
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	applied := map[string]config.Interface{}
+	if err := state.Load(filepath.Join(n.stateDir, appliedFile), &applied); err != nil {
+		return agent.StepResult{}, err
+	}
+	for _, in := range nw.Interfaces {
+		applied[strings.ToLower(in.MAC.String())] = in
+	}
+	// The document's wish is recorded before it is applied: an interface
+	// that fails now is tried again by the next Restore.
+	if err := state.Save(filepath.Join(n.stateDir, appliedFile), applied); err != nil {
+		return agent.StepResult{}, err
+	}
+	res, err := n.reconcile(ctx, nw.Interfaces)
+	return res.StepResult(), err
+}
+
+// Restore applies again the interfaces applied last (appliedFile), after a
+// restart or a NIC's reset took the active store's addresses and routes
+// away. It changes nothing when nothing differs, and logs what it did.
+func (n *networkConfigurator) Restore(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	applied := map[string]config.Interface{}
+	if err := state.Load(filepath.Join(n.stateDir, appliedFile), &applied); err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		return nil
+	}
+	macs := slices.Sorted(maps.Keys(applied))
+	ins := make([]config.Interface, 0, len(macs))
+	for _, m := range macs {
+		ins = append(ins, applied[m])
+	}
+	res, err := n.reconcile(ctx, ins)
+	if r := res.StepResult(); r.Changed {
+		n.log.Info("static network restored", "actions", r.Actions)
+	}
+	return err
+}
+
+// reconcile applies ins, recording what the agent added and removed.
+func (n *networkConfigurator) reconcile(ctx context.Context, ins []config.Interface) (plan.Result, error) {
+	var res plan.Result
+	recPath := filepath.Join(n.stateDir, ownedFile)
 	owned := map[string]plan.Owned{}
 	if err := state.Load(recPath, &owned); err != nil {
-		return res.StepResult(), err
+		return res, err
 	}
 	as, err := adapters()
 	if err != nil {
-		return res.StepResult(), err
+		return res, err
 	}
 	var errs []error
-	for _, in := range nw.Interfaces {
+	for _, in := range ins {
 		want, err := plan.ParseInterface(in)
 		if err != nil {
 			errs = append(errs, err)
@@ -78,7 +147,7 @@ func (n *networkConfigurator) ApplyNetwork(ctx context.Context, nw *config.Netwo
 	if err := state.Save(recPath, owned); err != nil {
 		errs = append(errs, err)
 	}
-	return res.StepResult(), errors.Join(errs...)
+	return res, errors.Join(errs...)
 }
 
 func adapterByMAC(as []adapter, mac string) (adapter, bool) {

@@ -80,13 +80,15 @@ func New(opts Options) (agent.Platform, error) {
 		opts.DHCPGrace = DefaultDHCPGrace
 	}
 	bounces := &plan.Bounces{} // the link watcher marks, the renewal reads
+	network := &networkConfigurator{stateDir: opts.StateDir, runner: runner, log: log.With("step", "network")}
 	return agent.Platform{
-		Links:    &linkWatcher{names: opts.Interfaces, poll: opts.LinkPoll, bounces: bounces, log: log.With("step", "links")},
+		Links: &linkWatcher{names: opts.Interfaces, poll: opts.LinkPoll, bounces: bounces, restore: network.Restore,
+			log: log.With("step", "links")},
 		DHCP:     &dhcpRenewer{names: opts.Interfaces, grace: opts.DHCPGrace, bounces: bounces, log: log.With("step", "dhcp")},
 		Hostname: &hostnameSetter{log: log.With("step", "hostname")},
 		Timezone: timezone.Setter{Runner: runner, Log: log.With("step", "timezone")},
 		Users:    &userManager{root: opts.Root, stateDir: opts.StateDir, manageExisting: opts.ManageExistingUsers, log: log.With("step", "users")},
-		Network:  &networkConfigurator{stateDir: opts.StateDir, runner: runner, log: log.With("step", "network")},
+		Network:  network,
 	}, nil
 }
 
