@@ -628,7 +628,9 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 		a.cancelRetry()
 	}
 	if renew != nil {
-		a.renewAll(ctx, *renew)
+		a.renewAll(ctx, *renew) // it sends the new host name too
+	} else {
+		a.renewForHostname(ctx, steps)
 	}
 	return nil
 }

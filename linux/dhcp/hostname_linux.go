@@ -228,3 +228,8 @@ func udhcpcArgv(argv []string, h hostName) []string {
 	}
 	return out
 }
+
+// PublishesHostname implements agent.HostnamePublisher: every renewal
+// sends the current host name, so the agent renews after the hostname
+// step changed it.
+func (r *Renewer) PublishesHostname() bool { return true }
