@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -153,6 +154,10 @@ func (r *Renewer) renew(ctx context.Context, iface string, atT1 bool) (agent.Lea
 	log := r.log.With("interface", iface, "client", ow.Client)
 	host := currentHostName()
 	log.Info("renewing DHCP lease", "pid", ow.PID, "hostname", host.Name())
+	var before []netip.Prefix // the agent reports the addresses the renewal replaced
+	if as, aerr := c.Addrs(link.Index); aerr == nil {
+		before = nl.GlobalPrefixes(as)
+	}
 	start := time.Now()
 	switch {
 	case ow.Client == Builtin && atT1:
@@ -169,13 +174,13 @@ func (r *Renewer) renew(ctx context.Context, iface string, atT1 bool) (agent.Lea
 	}
 	if err != nil {
 		log.Warn("DHCP renewal failed", "err", err)
-		return agent.Lease{}, fmt.Errorf("renew DHCP on %s via %s: %w", iface, ow.Client, err)
+		return agent.Lease{Interface: iface, Client: ow.Client, Previous: before}, fmt.Errorf("renew DHCP on %s via %s: %w", iface, ow.Client, err)
 	}
 	as, err := c.Addrs(link.Index)
 	if err != nil {
 		return agent.Lease{}, err
 	}
-	lease := agent.Lease{Interface: iface, Addresses: nl.GlobalPrefixes(as), Client: ow.Client}
+	lease := agent.Lease{Interface: iface, Addresses: nl.GlobalPrefixes(as), Client: ow.Client, Previous: before}
 	log.Info("DHCP lease renewed", "addresses", fmt.Sprint(lease.Addresses), "ms", time.Since(start).Milliseconds())
 	return lease, nil
 }

@@ -18,12 +18,23 @@ import (
 	"github.com/prewarm/prewarm/windows/internal/winapi"
 )
 
-// ensureKeys writes u's keys where OpenSSH for Windows reads them: for an
-// administrator %ProgramData%\ssh\administrators_authorized_keys (sshd's
-// default "Match Group administrators" ignores the user's own file), else
-// %USERPROFILE%\.ssh\authorized_keys. The keys sit in a block named after
-// the user; the block is taken out of the other file, should the user have
-// changed sides.
+// ErrSharedAdminKeys is returned for an administrator with SSH keys on a
+// machine whose sshd_config reads administrators_authorized_keys for every
+// administrator (Windows' default "Match Group administrators" block).
+var ErrSharedAdminKeys = errors.New("sshd_config reads administrators_authorized_keys for administrators")
+
+// ensureKeys writes u's keys to %USERPROFILE%\.ssh\authorized_keys, an
+// administrator's too, in a block named after the user, the file owned by
+// Administrators with the user's read access (sddl.UserAuthorizedKeys).
+//
+// Never to %ProgramData%\ssh\administrators_authorized_keys: sshd accepts a
+// key there for every administrator account, so one admin's keys would log
+// on as every other (and as the built-in Administrator). A block an earlier
+// agent wrote there is taken out. Where sshd_config still points
+// administrators at that file (Windows' default), an administrator's keys
+// in their own file are not used: the step fails for that user, naming the
+// config line to remove (docs/windows.md), rather than grant them silently
+// to every administrator or report keys that do not work.
 func (m *userManager) ensureKeys(u config.User, sid *windows.SID, res *plan.Result) error {
 	adminFile := rooted(m.root, filepath.Join(programData(), "ssh", "administrators_authorized_keys"))
 	profile, err := profileDir(sid, u.Name)
@@ -32,33 +43,43 @@ func (m *userManager) ensureKeys(u config.User, sid *windows.SID, res *plan.Resu
 	}
 	userDir := rooted(m.root, filepath.Join(profile, ".ssh"))
 	userFile := filepath.Join(userDir, "authorized_keys")
-	userSD, err := sddl.UserAuthorizedKeys(sid.String(), false)
+	fileSD, err := sddl.UserAuthorizedKeys(sid.String())
 	if err != nil {
 		return err
 	}
-	if plan.WantsAdmin(u) {
-		if err := m.writeKeys(adminFile, u.Name, u.SSHAuthorizedKeys, sddl.AdministratorsAuthorizedKeys(), "", res); err != nil {
-			return err
-		}
-		return m.writeKeys(userFile, u.Name, nil, userSD, "", res)
-	}
-	dirSD, err := sddl.UserAuthorizedKeys(sid.String(), true)
+	dirSD, err := sddl.UserSSHDir(sid.String())
 	if err != nil {
 		return err
 	}
-	if err := m.writeKeys(userFile, u.Name, u.SSHAuthorizedKeys, userSD, userDir, res); err != nil {
+	if err := m.writeKeys(userFile, u.Name, u.SSHAuthorizedKeys, fileSD, userDir, dirSD, res); err != nil {
 		return err
 	}
-	if err := applySDDL(userDir, dirSD); err != nil {
+	if err := m.writeKeys(adminFile, u.Name, nil, sddl.AdministratorsAuthorizedKeys(), "", sddl.Descriptor{}, res); err != nil {
 		return err
 	}
-	return m.writeKeys(adminFile, u.Name, nil, sddl.AdministratorsAuthorizedKeys(), "", res)
+	if !plan.WantsAdmin(u) || len(u.SSHAuthorizedKeys) == 0 {
+		return nil
+	}
+	cfgPath := rooted(m.root, filepath.Join(programData(), "ssh", "sshd_config"))
+	cfg, err := os.ReadFile(cfgPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // no OpenSSH server (yet): nothing reads the keys
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", cfgPath, err)
+	}
+	if line, shared := plan.SharedAdminKeys(cfg); shared {
+		return fmt.Errorf("administrator %q: %s line %d (Match Group administrators) makes sshd read only administrators_authorized_keys, where a key logs on as every administrator; the agent wrote the keys to %s only, which this sshd ignores: remove that Match block from the image's sshd_config: %w",
+			u.Name, cfgPath, line, userFile, ErrSharedAdminKeys)
+	}
+	return nil
 }
 
 // writeKeys sets owner's block of path to keys and gives the file the
 // descriptor d. With no keys, a missing file stays missing. mkdir, when set,
-// is created first.
-func (m *userManager) writeKeys(path, owner string, keys []string, d sddl.Descriptor, mkdir string, res *plan.Result) error {
+// is created first if missing, with the descriptor dirSD (an existing one
+// keeps its ACL: it is the user's).
+func (m *userManager) writeKeys(path, owner string, keys []string, d sddl.Descriptor, mkdir string, dirSD sddl.Descriptor, res *plan.Result) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("read %s: %w", path, err)
@@ -75,8 +96,13 @@ func (m *userManager) writeKeys(path, owner string, keys []string, d sddl.Descri
 		return applySDDL(path, d)
 	}
 	if mkdir != "" {
-		if err := os.MkdirAll(mkdir, 0o700); err != nil {
-			return fmt.Errorf("create %s: %w", mkdir, err)
+		if _, err := os.Stat(mkdir); errors.Is(err, fs.ErrNotExist) {
+			if err := os.MkdirAll(mkdir, 0o700); err != nil {
+				return fmt.Errorf("create %s: %w", mkdir, err)
+			}
+			if err := applySDDL(mkdir, dirSD); err != nil {
+				return err
+			}
 		}
 	} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Dir(path), err)

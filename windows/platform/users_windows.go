@@ -75,6 +75,12 @@ func (m *userManager) ApplyUsers(ctx context.Context, users []config.User) (agen
 	return res.StepResult(), errors.Join(errs...)
 }
 
+// CheckDocument refuses the users Windows cannot have (names over 20
+// characters, a passwordHash alone) before the agent applies anything.
+func (m *userManager) CheckDocument(doc *config.Document) []config.FieldError {
+	return plan.CheckUsers(doc.Users)
+}
+
 // administratorsGroup returns the (localized) name of BUILTIN\Administrators.
 func administratorsGroup() (string, error) {
 	sid, err := windows.CreateWellKnownSid(windows.WinBuiltinAdministratorsSid)
@@ -91,14 +97,23 @@ func administratorsGroup() (string, error) {
 // lookupUser returns the SID of the local user name, nil if there is none,
 // and an error for a name that is not a user or is a built-in account.
 // Whether the agent may manage an account it returns is plan.MayManage's
-// decision.
+// decision. The name is looked up as MACHINE\name: on a domain member a
+// bare name may resolve to the domain's account of that name, which the
+// local NetUser* calls do not touch.
 func lookupUser(name string) (*windows.SID, error) {
-	sid, _, typ, err := windows.LookupSID("", name)
+	machine, err := computerName(windows.ComputerNameNetBIOS)
+	if err != nil {
+		return nil, fmt.Errorf("look up %q: this computer's name: %w", name, err)
+	}
+	sid, domain, typ, err := windows.LookupSID("", machine+`\`+name)
 	if errors.Is(err, windows.ERROR_NONE_MAPPED) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("look up %q: %w", name, err)
+		return nil, fmt.Errorf("look up %q: %w", machine+`\`+name, err)
+	}
+	if !strings.EqualFold(domain, machine) {
+		return nil, fmt.Errorf("%q resolves to an account of %q, not of this computer %q", name, domain, machine)
 	}
 	if typ != windows.SidTypeUser {
 		return nil, fmt.Errorf("%q exists and is not a user account", name)
@@ -139,6 +154,19 @@ func (m *userManager) ensure(u config.User, admins, recPath string, rec *usersRe
 	}
 	defer clear(pw16)
 	defer clear(pwBytes)
+	// A new user without a password (SSH keys only) gets a random one:
+	// the default policy refuses an account without. Nobody knows it: it is
+	// set, zeroed, and neither logged nor stored (no verifier either).
+	random := false
+	if sid == nil && pw16 == nil {
+		if pwBytes, err = plan.RandomPassword(nil, u.Name); err != nil {
+			return fmt.Errorf("create user %q: %w", u.Name, err)
+		}
+		if pw16, err = windows.UTF16FromString(string(pwBytes)); err != nil {
+			return fmt.Errorf("create user %q: random password: %w", u.Name, err)
+		}
+		random = true
+	}
 
 	name16, err := windows.UTF16PtrFromString(u.Name)
 	if err != nil {
@@ -163,9 +191,14 @@ func (m *userManager) ensure(u config.User, admins, recPath string, rec *usersRe
 			delete(rec.Created, key)
 			return fmt.Errorf("create user %q: %w", u.Name, err)
 		}
-		m.log.Info("user created", "user", u.Name)
-		res.Did(fmt.Sprintf("create user %s", u.Name), false)
-		if pw16 != nil {
+		if random {
+			m.log.Info("user created with a random password (SSH keys only)", "user", u.Name)
+			res.Did(fmt.Sprintf("create user %s (SSH keys only: a random password nobody knows)", u.Name), false)
+		} else {
+			m.log.Info("user created", "user", u.Name)
+			res.Did(fmt.Sprintf("create user %s", u.Name), false)
+		}
+		if pw16 != nil && !random {
 			if v, err := state.NewVerifier(pwBytes); err == nil {
 				rec.Passwords[u.Name] = v
 			}

@@ -54,3 +54,9 @@ func Hostname(active, pending, want string) (set, reboot bool) {
 	reboot = !strings.EqualFold(active, want)
 	return set, reboot
 }
+
+// ComputerNameRule is the reason of ComputerName's error err for hostname,
+// without the hostname it starts with: the rule, for a field error.
+func ComputerNameRule(hostname string, err error) string {
+	return strings.TrimPrefix(err.Error(), fmt.Sprintf("hostname %q: ", hostname))
+}

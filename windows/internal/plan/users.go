@@ -87,10 +87,33 @@ func Groups(u config.User) []string {
 	return out
 }
 
-// CheckUser rejects what Windows cannot do with a user of the document.
+// MaxUserNameLen is the longest local account name Windows takes (the SAM
+// account name, sAMAccountName: 20 characters). The document allows 32.
+const MaxUserNameLen = 20
+
+// CheckUsers returns what Windows cannot do with the document's users, one
+// field error each (path and rule), for the agent's check before it applies
+// anything: a document with such a user fails whole, instead of half
+// applied.
+func CheckUsers(users []config.User) []config.FieldError {
+	var out []config.FieldError
+	for i, u := range users {
+		p := fmt.Sprintf("users[%d]", i)
+		if n := len(u.Name); n > MaxUserNameLen {
+			out = append(out, config.FieldError{Path: p + ".name", Reason: fmt.Sprintf("%q is %d characters; a Windows account name has at most %d", u.Name, n, MaxUserNameLen)})
+		}
+		if u.PasswordHash != "" && u.Password == "" {
+			out = append(out, config.FieldError{Path: p + ".passwordHash", Reason: "is Linux only; a Windows user needs password (or neither, for a key-only user)"})
+		}
+	}
+	return out
+}
+
+// CheckUser rejects what Windows cannot do with a user of the document
+// (CheckUsers' rules, again for a user that never went through the check).
 func CheckUser(u config.User) error {
-	if u.PasswordHash != "" && u.Password == "" {
-		return fmt.Errorf("user %q: passwordHash is Linux only; Windows needs password", u.Name)
+	if fe := CheckUsers([]config.User{u}); len(fe) > 0 {
+		return fmt.Errorf("user %q: %s %s", u.Name, strings.TrimPrefix(fe[0].Path, "users[0]."), fe[0].Reason)
 	}
 	return nil
 }

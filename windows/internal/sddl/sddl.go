@@ -120,21 +120,40 @@ func AdministratorsAuthorizedKeys() Descriptor {
 	}}
 }
 
-// UserAuthorizedKeys is the descriptor of a user's .ssh\authorized_keys (and,
-// with inheritance, of the .ssh directory): owned by the user, writable by
-// nobody else but SYSTEM and Administrators, as sshd's permission check
-// wants.
-func UserAuthorizedKeys(userSID string, dir bool) (Descriptor, error) {
+// Read is FILE_GENERIC_READ (0x120089): read the data, attributes and ACL.
+const Read = "0x120089"
+
+// UserAuthorizedKeys is the descriptor of a user's .ssh\authorized_keys:
+// owned by Administrators, full access for SYSTEM and Administrators, read
+// for the user. OpenSSH for Windows accepts a file owned by the user, SYSTEM
+// or Administrators that nobody else can write; owning it by the user's SID
+// would need SeRestorePrivilege, which the service's token has disabled,
+// so the ownership is the one the agent can always give. The user reads
+// the agent's keys and cannot change them (the block is the agent's; the
+// next generation restores it anyway).
+func UserAuthorizedKeys(userSID string) (Descriptor, error) {
 	if err := CheckSID(userSID); err != nil {
 		return Descriptor{}, err
 	}
-	inh := NoInherit
-	if dir {
-		inh = ObjectAndContain
+	return Descriptor{Owner: Administrators, DACL: []ACE{
+		{NoInherit, FullAccess, System},
+		{NoInherit, FullAccess, Administrators},
+		{NoInherit, Read, userSID},
+	}}, nil
+}
+
+// UserSSHDir is the descriptor of the .ssh directory the agent creates in a
+// user's profile: owned by Administrators, full access for SYSTEM,
+// Administrators and the user (it is the user's directory: known_hosts,
+// their own keys), inherited by what the user puts there. The agent's
+// authorized_keys gets its own protected descriptor.
+func UserSSHDir(userSID string) (Descriptor, error) {
+	if err := CheckSID(userSID); err != nil {
+		return Descriptor{}, err
 	}
-	return Descriptor{Owner: userSID, DACL: []ACE{
-		{inh, FullAccess, System},
-		{inh, FullAccess, Administrators},
-		{inh, FullAccess, userSID},
+	return Descriptor{Owner: Administrators, DACL: []ACE{
+		{ObjectAndContain, FullAccess, System},
+		{ObjectAndContain, FullAccess, Administrators},
+		{ObjectAndContain, FullAccess, userSID},
 	}}, nil
 }

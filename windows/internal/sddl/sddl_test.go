@@ -6,11 +6,11 @@ import (
 )
 
 func TestDescriptors(t *testing.T) {
-	user, err := UserAuthorizedKeys("S-1-5-21-1-2-3-1001", false)
+	user, err := UserAuthorizedKeys("S-1-5-21-1-2-3-1001")
 	if err != nil {
 		t.Fatal(err)
 	}
-	userDir, err := UserAuthorizedKeys("S-1-5-21-1-2-3-1001", true)
+	userDir, err := UserSSHDir("S-1-5-21-1-2-3-1001")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,8 +22,9 @@ func TestDescriptors(t *testing.T) {
 		{"programdata", ProgramDataDir(), "O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)"},
 		{"state", StateDir(), "O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)"},
 		{"administrators_authorized_keys", AdministratorsAuthorizedKeys(), "O:BAD:P(A;;FA;;;SY)(A;;FA;;;BA)"},
-		{"user authorized_keys", user, "O:S-1-5-21-1-2-3-1001D:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;FA;;;S-1-5-21-1-2-3-1001)"},
-		{"user .ssh", userDir, "O:S-1-5-21-1-2-3-1001D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;S-1-5-21-1-2-3-1001)"},
+		// Owned by Administrators, the user reads: no SeRestorePrivilege needed.
+		{"user authorized_keys", user, "O:BAD:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;0x120089;;;S-1-5-21-1-2-3-1001)"},
+		{"user .ssh", userDir, "O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;S-1-5-21-1-2-3-1001)"},
 	}
 	for _, tt := range tests {
 		if got := tt.d.String(); got != tt.want {
@@ -45,6 +46,24 @@ func TestAdministratorsKeysGrantNobodyElse(t *testing.T) {
 	}
 }
 
+func TestUserKeysWritableBySystemAndAdministratorsOnly(t *testing.T) {
+	// OpenSSH for Windows refuses an authorized_keys that anyone but its
+	// owner, SYSTEM and Administrators may write; the owner must be one
+	// the service can set without SeRestorePrivilege.
+	d, err := UserAuthorizedKeys("S-1-5-21-1-2-3-1001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Owner != Administrators && d.Owner != System {
+		t.Errorf("owner %s; want SYSTEM or Administrators", d.Owner)
+	}
+	for _, a := range d.DACL {
+		if a.SID != System && a.SID != Administrators && a.Rights != Read {
+			t.Errorf("%s may do %s; want read only", a.SID, a.Rights)
+		}
+	}
+}
+
 func TestCheckSID(t *testing.T) {
 	for _, ok := range []string{"SY", "BA", "BU", "S-1-5-18", "S-1-5-21-3623811015-3361044348-30300820-1013"} {
 		if err := CheckSID(ok); err != nil {
@@ -56,8 +75,11 @@ func TestCheckSID(t *testing.T) {
 			t.Errorf("CheckSID(%q) = %v; want ErrBadSID", bad, err)
 		}
 	}
-	if _, err := UserAuthorizedKeys("WD", false); err == nil {
+	if _, err := UserAuthorizedKeys("WD"); err == nil {
 		t.Error("UserAuthorizedKeys accepted Everyone")
+	}
+	if _, err := UserSSHDir("WD"); err == nil {
+		t.Error("UserSSHDir accepted Everyone")
 	}
 	if err := (Descriptor{Owner: "BA"}).Validate(); err == nil {
 		t.Error("empty DACL validated")
