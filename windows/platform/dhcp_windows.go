@@ -76,7 +76,7 @@ func (d *dhcpRenewer) RenewDHCP(ctx context.Context, iface string) (agent.Lease,
 	if how == plan.RenewNone {
 		d.log.Info("lease renewed by Windows' DHCP client; not renewing again", "interface", a.Name)
 	} else if err := renew(ctx, d.log.With("interface", a.Name), a.Index, how == plan.ReleaseRenew); err != nil {
-		return agent.Lease{}, fmt.Errorf("renew DHCP on %s: %w", a.Name, err)
+		return agent.Lease{Interface: a.Name, Client: "windows"}, fmt.Errorf("renew DHCP on %s: %w", a.Name, err)
 	} else {
 		d.log.Info("DHCP lease renewed", "interface", a.Name, "kind", how.String())
 	}
@@ -88,6 +88,9 @@ func (d *dhcpRenewer) RenewDHCP(ctx context.Context, iface string) (agent.Lease,
 		return agent.Lease{}, fmt.Errorf("renew DHCP: %w", err)
 	}
 	l := agent.Lease{Interface: after.Name, Client: "windows"}
+	for _, u := range a.Unicast { // before the renewal, for the agent's link events
+		l.Previous = append(l.Previous, u.Prefix)
+	}
 	for _, u := range after.Unicast {
 		l.Addresses = append(l.Addresses, u.Prefix)
 	}
