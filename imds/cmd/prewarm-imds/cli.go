@@ -127,7 +127,7 @@ func commandContext() (context.Context, context.CancelFunc) {
 }
 
 func adminCmds() []*cobra.Command {
-	return []*cobra.Command{registerCmd(), publishCmd(), statusCmd(), listCmd(), getCmd(), configCmd(), deleteCmd()}
+	return []*cobra.Command{registerCmd(), publishCmd(), statusCmd(), listCmd(), getCmd(), configCmd(), knownHostsCmd(), deleteCmd()}
 }
 
 func registerCmd() *cobra.Command {

@@ -7,6 +7,7 @@
 //	prewarm-imds status ID [--wait --until STATE [--generation N|--published] [--timeout D]]
 //	prewarm-imds list [--state S] [--stale D] [--watch]
 //	prewarm-imds get ID | config ID | delete ID
+//	prewarm-imds known-hosts ID [--host NAME_OR_IP]   known_hosts lines of its SSH host keys
 //	prewarm-imds store check|recover [--data-dir DIR]  verify or salvage the embedded store
 //	prewarm-imds version | completion SHELL
 //

@@ -213,5 +213,9 @@ func printReports(w io.Writer, out *cli.Output, h *api.StatusHistory) error {
 		rows = append(rows, []string{strconv.FormatUint(r.Seq, 10), r.Time.UTC().Format(status.TimeFormat),
 			strconv.FormatInt(r.Generation, 10), r.State, r.Event, strings.Join(steps, ", "), r.Error})
 	}
-	return cli.Table(w, []string{"SEQ", "TIME", "GENERATION", "STATE", "EVENT", "STEPS", "ERROR"}, rows)
+	if err := cli.Table(w, []string{"SEQ", "TIME", "GENERATION", "STATE", "EVENT", "STEPS", "ERROR"}, rows); err != nil {
+		return err
+	}
+	printHostKeys(w, h)
+	return nil
 }
