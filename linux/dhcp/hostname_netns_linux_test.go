@@ -31,7 +31,10 @@ func TestHostnameReachesDHCP(t *testing.T) {
 		t.Skip("host side only")
 	}
 	netlab.RequireRoot(t, "dnsmasq", "unshare")
-	for _, c := range clients {
+	// dhclient-bare: a dhclient whose config sends no host name; the
+	// renewer restarts it with a copy of the config that does.
+	cases := append(slices.Clone(clients), struct{ name, cmd string }{"dhclient-bare", "dhclient"})
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if c.cmd != "" {
 				netlab.Require(t, c.cmd)
@@ -44,7 +47,11 @@ func TestHostnameReachesDHCP(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
-			if _, err := d.WaitLease(ctx, p.GuestMAC, "pwl-before"); err != nil {
+			before := "pwl-before"
+			if c.name == "dhclient-bare" {
+				before = "*" // dnsmasq's mark for no name
+			}
+			if _, err := d.WaitLease(ctx, p.GuestMAC, before); err != nil {
 				t.Fatalf("before the rename: %v", err)
 			}
 			from := d.Log.Len()
@@ -52,7 +59,7 @@ func TestHostnameReachesDHCP(t *testing.T) {
 			g.Expect("RENAMED", 10*time.Second)
 			g.Send("renew")
 			got := g.Expect("RENEWED", 30*time.Second)
-			if !strings.Contains(got, "addrs=[10.77.0.50/24]") || !strings.Contains(got, "client="+c.name) {
+			if !strings.Contains(got, "addrs=[10.77.0.50/24]") || !strings.Contains(got, "client="+strings.TrimSuffix(c.name, "-bare")) {
 				t.Fatalf("renewal: %s; want 10.77.0.50/24 from %s", got, c.name)
 			}
 			if !strings.Contains(got, "link=kept") {
@@ -62,8 +69,10 @@ func TestHostnameReachesDHCP(t *testing.T) {
 			if _, err := d.WaitLease(ctx, p.GuestMAC, "web-7"); err != nil {
 				t.Fatalf("after the rename and renewal: %v", err)
 			}
-			// Option 81 carries the whole name where the client sends it.
-			if c.name == Builtin || c.name == Udhcpc || c.name == Dhclient {
+			// The whole name: in option 81 from the built-in client, udhcpc
+			// (-F) and the bare dhclient's copy; dhclient's own config sends
+			// gethostname() in option 12; dhcpcd sends the first label.
+			if c.name != Dhcpcd {
 				if _, _, err := d.Log.WaitFrom(ctx, from, "client provides name: web-7.example.com"); err != nil {
 					t.Fatalf("no FQDN from %s: %v", c.name, err)
 				}
@@ -191,8 +200,11 @@ func TestGuestHostname(t *testing.T) {
 	if client == Builtin {
 		override = Builtin
 	}
-	r, err := New(Options{Client: override, StateDir: dir, Logger: log})
+	r, err := New(Options{Client: override, StateDir: dir + "/state", Logger: log})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir+"/state", 0o755); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -201,9 +213,17 @@ func TestGuestHostname(t *testing.T) {
 			t.Fatal(err)
 		}
 	} else {
-		argv, err := netlab.DHCPClient{Kind: client, Iface: iface, Dir: dir, Hostname: true, Background: true}.Argv()
+		kind := strings.TrimSuffix(client, "-bare")
+		argv, err := netlab.DHCPClient{Kind: kind, Iface: iface, Dir: dir, Hostname: kind == client, Background: true}.Argv()
 		if err != nil {
 			t.Fatal(err)
+		}
+		if client == "dhclient-bare" {
+			bare := dir + "/bare-dhclient.conf"
+			if err := os.WriteFile(bare, []byte("# sends no host name\nrequest subnet-mask, routers;\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			argv = append(argv[:len(argv)-1:len(argv)-1], "-cf", bare, iface)
 		}
 		cmd := exec.Command(argv[0], argv[1:]...)
 		// A file, not a pipe: the command returns when the client goes to
