@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 	// The zone database is embedded so that every party (IMDS, Linux and
@@ -23,18 +22,6 @@ const (
 
 // MaxPasswordBytes bounds a plaintext password.
 const MaxPasswordBytes = 256
-
-var (
-	labelRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	zoneRE     = regexp.MustCompile(`^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$`)
-	// crypt(3) strings: SHA-512 ($6$, 86 characters of hash), SHA-256 ($5$,
-	// 43) with an optional rounds= parameter and a salt of up to 16, and
-	// yescrypt ($y$ parameters $ salt $ 43).
-	cryptSHARE    = regexp.MustCompile(`^\$(5|6)\$(rounds=[0-9]{1,9}\$)?[./0-9A-Za-z]{1,16}\$([./0-9A-Za-z]+)$`)
-	cryptYescrypt = regexp.MustCompile(`^\$y\$[./0-9A-Za-z]+\$[./0-9A-Za-z]{1,86}\$[./0-9A-Za-z]{43}$`)
-	shellRE       = regexp.MustCompile(`^/[^\s:\x00-\x1f\x7f]{0,254}$`)
-)
 
 // reservedUsers are well-known system account names of Linux and Windows
 // that a document may never manage.
@@ -103,7 +90,7 @@ func hostnameRule(name string) string {
 	}
 	labels := strings.Split(name, ".")
 	for _, l := range labels {
-		if !labelRE.MatchString(l) {
+		if !validLabel(l) {
 			return rule
 		}
 	}
@@ -151,11 +138,11 @@ func ValidSearchDomain(s string) bool { return hostnameRule(strings.ToLower(s)) 
 // ValidUserName reports whether name matches the pattern of users[].name
 // and users[].groups[] (^[a-z_][a-z0-9_-]{0,31}$). Reserved system names
 // match it: Validate refuses those for users[].name on top.
-func ValidUserName(name string) bool { return userNameRE.MatchString(name) }
+func ValidUserName(name string) bool { return validUserName(name) }
 
 // ValidShell reports whether shell is an absolute path without spaces,
 // colons or control characters, at most 255 characters.
-func ValidShell(shell string) bool { return shellRE.MatchString(shell) }
+func ValidShell(shell string) bool { return validShellSyntax(shell) }
 
 // ValidPasswordHash reports whether h is a crypt(3) string of a scheme a
 // document may carry: $6$ (SHA-512), $5$ (SHA-256) or $y$ (yescrypt).
@@ -172,7 +159,7 @@ func zoneNameRule(zone string) string {
 	if zone == "Local" {
 		return "must name a tzdata zone; Local is not one"
 	}
-	if !zoneRE.MatchString(zone) || strings.Contains(zone, "..") {
+	if !validZoneSyntax(zone) || strings.Contains(zone, "..") {
 		return "must be a tzdata zone or link name like Europe/Berlin or UTC"
 	}
 	if strings.EqualFold(zone, "localtime") {
@@ -276,17 +263,6 @@ func (w *walker) has(path string) bool {
 		}
 	}
 	return false
-}
-
-func validCrypt(h string) bool {
-	if m := cryptSHARE.FindStringSubmatch(h); m != nil {
-		want := 86
-		if m[1] == "5" {
-			want = 43
-		}
-		return len(m[3]) == want
-	}
-	return cryptYescrypt.MatchString(h)
 }
 
 // authorizedKeyRule returns why line is not one OpenSSH authorized_keys
