@@ -89,6 +89,7 @@ func New(opts Options) (agent.Platform, error) {
 		Timezone: timezone.Setter{Runner: runner, Log: log.With("step", "timezone")},
 		Users:    &userManager{root: opts.Root, stateDir: opts.StateDir, manageExisting: opts.ManageExistingUsers, log: log.With("step", "users")},
 		Network:  network,
+		HostKeys: newHostKeyManager(opts.Root, runner, log.With("step", "sshHostKeys")),
 	}, nil
 }
 
