@@ -15,7 +15,10 @@ import (
 // TestClaimDHCPClients runs the claim (re-mapped reservation, host-side
 // bounce → dhcp-renewed with the new address) with each DHCP client a
 // guest may run, detected by the agent: dhclient, dhcpcd, busybox udhcpc,
-// and none (the agent's built-in client renews a lease dhclient got).
+// and none (the agent's built-in client renews a lease dhclient got). The
+// renewal's report carries the bounce's link events: a carrier change with
+// its counter, and the renewal with the client's name, the pool address it
+// replaced and the new one.
 func TestClaimDHCPClients(t *testing.T) {
 	RequireRoot(t)
 	clients := []struct {
@@ -106,6 +109,13 @@ func TestClaimDHCPClients(t *testing.T) {
 				t.Fatal(err)
 			}
 			tm.Add("link up → dhcp-renewed", a.At.Sub(up))
+			b := a
+			if !bounceRenewal(a.Report) {
+				if b, err = rep.WaitFor(ctx, "the bounce's renewal with its link events", bounceRenewal); err != nil {
+					t.Fatal(err)
+				}
+			}
+			checkLinkEvents(t, b.Report, c.name, g.Addr1.String()+"/24", g.Addr2.String()+"/24")
 			for _, line := range g.Agent.Log.Lines()[from:] {
 				if strings.Contains(line, `msg="renewing DHCP lease"`) {
 					t.Logf("  %s", line[strings.Index(line, "msg="):])
@@ -122,5 +132,49 @@ func TestClaimDHCPClients(t *testing.T) {
 			gen = l.Publish(ctx, g.ID, Doc{"partial": true, "hostname": "pool-claimed"})
 			awaitSettled(t, ctx, rep, gen, status.StatePartialReady)
 		})
+	}
+}
+
+// bounceRenewal matches the dhcp-renewed report of a renewal of eth0 that
+// started after a carrier change of eth0: its link events hold the carrier
+// change, then a renewal's start, and it ends with its own event. (A
+// renewal started before the bounce, as the hostname step's, may be the
+// first to report the new address.)
+func bounceRenewal(r status.Report) bool {
+	n := len(r.LinkEvents)
+	if r.Event != status.EventDHCPRenewed || n == 0 || r.LinkEvents[n-1].Kind != status.LinkRenewed || r.LinkEvents[n-1].Interface != "eth0" {
+		return false
+	}
+	carrier := false
+	for _, e := range r.LinkEvents[:n-1] {
+		switch {
+		case e.Interface != "eth0":
+		case (e.Kind == status.LinkCarrierLost || e.Kind == status.LinkCarrierBack) && e.CarrierChanges > 0:
+			carrier = true
+		case e.Kind == status.LinkRenewing && carrier:
+			return true
+		}
+	}
+	return false
+}
+
+// checkLinkEvents asserts that r, a bounceRenewal report, names client
+// and the address after, and that its link events show the renewal that
+// replaced the address before by after.
+func checkLinkEvents(t *testing.T, r status.Report, client, before, after string) {
+	t.Helper()
+	moved := false
+	for _, e := range r.LinkEvents {
+		t.Logf("  link event: %+v", e)
+		if e.Kind == status.LinkRenewed && slices.Contains(e.OldAddresses, before) && slices.Contains(e.Addresses, after) {
+			moved = true
+		}
+	}
+	e := r.LinkEvents[len(r.LinkEvents)-1]
+	if e.Client != client || e.Error != "" || !slices.Contains(e.Addresses, after) {
+		t.Errorf("the bounce's renewal event %+v: want one by %s to %s", e, client, after)
+	}
+	if !moved {
+		t.Errorf("no renewal event from %s to %s among the report's link events", before, after)
 	}
 }
