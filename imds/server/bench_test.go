@@ -103,3 +103,64 @@ func BenchmarkPublishWakesLongPoll(b *testing.B) {
 		c.Close()
 	}
 }
+
+// BenchmarkGuestConfigHTTP is GET config over loopback HTTP/1.1, 16
+// kept-alive connections, through everything a guest request meets
+// (ServeGuest's listener wrappers, the sweeper's ConnState hook, the
+// handler chain), next to a bare net/http server writing the same bytes:
+// the in-process form of run.sh's IMDS/bare ratio, for CPU profiles of
+// both sides (-cpuprofile; the client's share is the same in both).
+func BenchmarkGuestConfigHTTP(b *testing.B) {
+	s := newTestServer(b, Options{MaxConnsPerSource: -1, MaxGuestConns: -1})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go s.ServeGuest(ln, "")
+	mustRegister(b, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
+	mustPublish(b, s, "vm-a", `{"hostname":"web-01","timezone":"Europe/Berlin","users":[{"name":"ops","groups":["wheel"]}]}`)
+	doc := s.get("vm-a").cur.Load().doc
+	etag := s.get("vm-a").cur.Load().etag
+	bln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	bare := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h["Content-Type"], h["Etag"] = ctJSON, etag
+		w.Write(doc)
+	})}
+	go bare.Serve(bln)
+	b.Cleanup(func() { bare.Close() })
+	for _, c := range []struct{ name, addr string }{{"imds", ln.Addr().String()}, {"bare", bln.Addr().String()}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(8) // 16 connections on 2 CPUs, as run.sh's wrk -c16
+			b.RunParallel(func(pb *testing.PB) {
+				conn, err := net.Dial("tcp", c.addr)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				req := []byte("GET " + api.PathConfig + " HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n")
+				for pb.Next() {
+					if _, err := conn.Write(req); err != nil {
+						b.Error(err)
+						return
+					}
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil || resp.StatusCode != 200 {
+						b.Errorf("%v %v", resp, err)
+						return
+					}
+					if _, err := br.Discard(int(resp.ContentLength)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
