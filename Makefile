@@ -169,6 +169,7 @@ lint:
 	GOOS=windows $(GO) build ./...
 	GOOS=windows GOARCH=arm64 $(GO) build ./...
 	GOOS=windows $(GO) test -exec=true -count=1 ./... >/dev/null
+	$(GO) run github.com/rhysd/actionlint/cmd/actionlint@v1.7.12 .github/workflows/*.yml
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
