@@ -38,7 +38,7 @@
   - reboot policy (defect 8, "never"): a new hostname gives provisioned
     with rebootRequired and the pending computer name; the machine is not
     restarted. The "allowed" path restarts the machine, which a CI job
-    cannot survive: by hand with -Reboot (see docs/windows.md).
+    cannot survive: by hand with windows/verify/reboot.ps1.
   - the time zone (Get-TimeZone) and an extra static address
     (Get-NetIPAddress), then W1's windows/verify/network.ps1 and
     service.ps1 (defects 1, 2, 9).
