@@ -133,7 +133,7 @@ func formatReport(r *status.Report) string {
 		if i == 0 {
 			k = "links"
 		}
-		row(k, e.Time.UTC().Format(status.TimeFormat)+" "+formatLinkEvent(e))
+		row(k, e.Time.UTC().Format(status.TimeFormat)+" "+e.Summary())
 	}
 	if r.RebootRequired {
 		row("reboot", "required")
@@ -142,44 +142,6 @@ func formatReport(r *status.Report) string {
 		row("error", r.Error)
 	}
 	return b.String()
-}
-
-// formatLinkEvent renders a link event without its time: kind and
-// interface, then the carrier-change counter, or the renewal's client, its
-// addresses before and after (or its error) and its duration.
-func formatLinkEvent(e status.LinkEvent) string {
-	s := e.Kind + " " + e.Interface
-	if e.Kind == status.LinkCarrierLost || e.Kind == status.LinkCarrierBack {
-		var p []string
-		if e.CarrierChanges != 0 {
-			p = append(p, fmt.Sprintf("carrier changes %d", e.CarrierChanges))
-		}
-		if e.Coalesced != 0 {
-			p = append(p, fmt.Sprintf("%d changes merged", e.Coalesced))
-		}
-		if len(p) > 0 {
-			s += " (" + strings.Join(p, ", ") + ")"
-		}
-		return s
-	}
-	if e.Client != "" {
-		s += " via " + e.Client
-	}
-	if e.Kind != status.LinkRenewed {
-		return s
-	}
-	addrs := func(a []string) string {
-		if len(a) == 0 {
-			return "none"
-		}
-		return strings.Join(a, " ")
-	}
-	if e.Error != "" {
-		s += ": FAILED: " + e.Error
-	} else {
-		s += ": " + addrs(e.OldAddresses) + " -> " + addrs(e.Addresses)
-	}
-	return s + fmt.Sprintf(" in %d ms", e.MS)
 }
 
 func formatSteps(steps []status.Step) string {
@@ -201,7 +163,7 @@ func formatSteps(steps []status.Step) string {
 func formatLine(r *status.Report) string {
 	s := fmt.Sprintf("%s  #%d  gen %d  %s", r.Time.UTC().Format(status.TimeFormat), r.Seq, r.Generation, r.State)
 	if n := len(r.LinkEvents); n > 0 && r.Event != "" && r.LinkEvents[n-1].Kind == r.Event && r.LinkEvents[n-1].Interface == r.Interface {
-		s += "  event " + formatLinkEvent(r.LinkEvents[n-1])
+		s += "  event " + r.LinkEvents[n-1].Summary()
 	} else if r.Event != "" {
 		s += "  event " + strings.TrimSpace(r.Event+" "+r.Interface+" "+strings.Join(r.Addresses, " "))
 	}

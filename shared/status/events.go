@@ -3,6 +3,7 @@ package status
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 )
 
 // MaxLinkEvents bounds a report's linkEvents: the agent keeps the latest
@@ -110,4 +111,43 @@ func validClient(c string) bool {
 		}
 	}
 	return true
+}
+
+// Summary renders e for people, without its time: kind and interface,
+// then the carrier-change counter, or the renewal's client, its addresses
+// before and after (or its error) and its duration. It is the guest's
+// text: a host prints it through cli.Printable.
+func (e LinkEvent) Summary() string {
+	s := e.Kind + " " + e.Interface
+	if e.Kind == LinkCarrierLost || e.Kind == LinkCarrierBack {
+		var p []string
+		if e.CarrierChanges != 0 {
+			p = append(p, fmt.Sprintf("carrier changes %d", e.CarrierChanges))
+		}
+		if e.Coalesced != 0 {
+			p = append(p, fmt.Sprintf("%d changes merged", e.Coalesced))
+		}
+		if len(p) > 0 {
+			s += " (" + strings.Join(p, ", ") + ")"
+		}
+		return s
+	}
+	if e.Client != "" {
+		s += " via " + e.Client
+	}
+	if e.Kind != LinkRenewed {
+		return s
+	}
+	addrs := func(a []string) string {
+		if len(a) == 0 {
+			return "none"
+		}
+		return strings.Join(a, " ")
+	}
+	if e.Error != "" {
+		s += ": FAILED: " + e.Error
+	} else {
+		s += ": " + addrs(e.OldAddresses) + " -> " + addrs(e.Addresses)
+	}
+	return s + fmt.Sprintf(" in %d ms", e.MS)
 }

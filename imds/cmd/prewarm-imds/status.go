@@ -211,11 +211,12 @@ func printReports(w io.Writer, out *cli.Output, h *api.StatusHistory) error {
 			steps = append(steps, fmt.Sprintf("%s %s %dms", s.Name, st, s.MS))
 		}
 		rows = append(rows, []string{strconv.FormatUint(r.Seq, 10), r.Time.UTC().Format(status.TimeFormat),
-			strconv.FormatInt(r.Generation, 10), r.State, r.Event, strings.Join(steps, ", "), r.Error})
+			strconv.FormatInt(r.Generation, 10), stateCell(&r), r.Event, strings.Join(steps, ", "), r.Error})
 	}
 	if err := cli.Table(w, []string{"SEQ", "TIME", "GENERATION", "STATE", "EVENT", "STEPS", "ERROR"}, rows); err != nil {
 		return err
 	}
 	printHostKeys(w, h)
+	printLinkEvents(w, h)
 	return nil
 }

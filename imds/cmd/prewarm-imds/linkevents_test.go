@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prewarm/prewarm/shared/api"
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// postReport posts r from the guest at from (its seq and time filled in)
+// and returns the IMDS's answer.
+func (m *testIMDS) postReport(from string, r status.Report) *httptest.ResponseRecorder {
+	m.t.Helper()
+	m.seq[from]++
+	r.Seq, r.Time, r.AgentVersion = m.seq[from], status.Time{Time: time.Now()}, "test"
+	b, _ := json.Marshal(r)
+	req := httptest.NewRequest(http.MethodPost, api.PathStatus, bytes.NewReader(b))
+	req.RemoteAddr = from + ":40000"
+	req.Header.Set(api.HeaderMetadata, api.MetadataTrue)
+	req.Header.Set("Content-Type", api.ContentTypeJSON)
+	rec := httptest.NewRecorder()
+	m.srv.GuestHandler().ServeHTTP(rec, req)
+	return rec
+}
+
+// TestStatusLinkEventsAndAttempt: prewarm-imds status lists the newest
+// report's link events under the table, the guest's text escaped, and a
+// retry's attempt in the state column; the IMDS refuses a report whose
+// link events break the contract, naming the field.
+func TestStatusLinkEventsAndAttempt(t *testing.T) {
+	m := newTestIMDS(t)
+	m.mustCLI("", "register", "vm-1", "--address", "127.0.0.22")
+	m.mustCLI(`{"hostname":"web-1"}`, "publish", "vm-1", "-")
+	at := status.Time{Time: time.Date(2026, 12, 3, 14, 0, 1, 0, time.UTC)}
+	evs := []status.LinkEvent{
+		{Time: at, Kind: status.LinkCarrierBack, Interface: "eth0", CarrierChanges: 4},
+		{Time: at, Kind: status.LinkRenewed, Interface: "eth0", Client: "dhclient", OldAddresses: []string{"10.77.1.10/24"}, Addresses: []string{"10.78.1.20/24"}, MS: 78},
+		{Time: at, Kind: status.LinkRenewed, Interface: "eth\x1b]0;pwned\x07", Client: "udhcpc", Error: "no lease\x1b[2J", MS: 3},
+	}
+	for _, r := range []status.Report{
+		{Generation: 1, State: status.StateApplying, Attempt: 1},
+		{Generation: 1, State: status.StateFailed, Attempt: 1, Error: "users: locked"},
+		{Generation: 1, State: status.StateApplying, Attempt: 2},
+		{Generation: 1, State: status.StateProvisioned, Attempt: 2, LinkEvents: evs},
+	} {
+		if rec := m.postReport("127.0.0.22", r); rec.Code != http.StatusNoContent {
+			t.Fatalf("report %+v: %d %s", r, rec.Code, rec.Body)
+		}
+	}
+	table := m.mustCLI("", "status", "vm-1")
+	for _, want := range []string{"provisioned (attempt 2)", "Link events (report 4):",
+		"2026-12-03T14:00:01.000Z  carrier-back eth0 (carrier changes 4)",
+		"dhcp-renewed eth0 via dhclient: 10.77.1.10/24 -> 10.78.1.20/24 in 78 ms",
+		`dhcp-renewed eth\x1b]0;pwned\x07 via udhcpc: FAILED: no lease\x1b[2J in 3 ms`} {
+		if !strings.Contains(table, want) {
+			t.Errorf("status table lacks %q:\n%s", want, table)
+		}
+	}
+	if strings.ContainsAny(table, "\x1b\x07") {
+		t.Errorf("guest control characters reached the terminal:\n%q", table)
+	}
+	if strings.Contains(table, "applying (attempt 1)") {
+		t.Errorf("a first attempt is marked:\n%s", table)
+	}
+
+	bad := m.postReport("127.0.0.22", status.Report{Generation: 1, State: status.StateProvisioned,
+		LinkEvents: []status.LinkEvent{{Time: at, Kind: "exploded", Interface: "eth0"}}})
+	if bad.Code != http.StatusBadRequest || !strings.Contains(bad.Body.String(), "linkEvents[0].kind") {
+		t.Errorf("bad link event: %d %s", bad.Code, bad.Body)
+	}
+	bad = m.postReport("127.0.0.22", status.Report{Generation: 1, State: status.StateProvisioned, Event: status.LinkCarrierBack, Attempt: 3})
+	if bad.Code != http.StatusBadRequest || !strings.Contains(bad.Body.String(), "attempt") {
+		t.Errorf("attempt on an event report: %d %s", bad.Code, bad.Body)
+	}
+}
