@@ -40,8 +40,11 @@
     restarted. The "allowed" path restarts the machine, which a CI job
     cannot survive: by hand with windows/verify/reboot.ps1.
   - the time zone (Get-TimeZone) and an extra static address
-    (Get-NetIPAddress), then W1's windows/verify/network.ps1 and
-    service.ps1 (defects 1, 2, 9).
+    (Get-NetIPAddress) on the primary NIC, kept on its own address, gateway
+    and name servers (a runner must stay reachable), then
+    windows/verify/network.ps1 (defects 1, 2); a third generation puts the
+    NIC back on DHCP (static -> DHCP, defect 2); then
+    windows/verify/service.ps1 (defect 9).
 #>
 param(
     [Parameter(Mandatory)] [string] $Msi,
@@ -241,6 +244,16 @@ try {
     Check 'no step ran for it' (-not $r.steps)
     Check 'its time zone was not applied' ((Get-TimeZone).Id -eq $winZone) "is $((Get-TimeZone).Id)"
     Check 'no account was created' ($null -eq (Get-LocalUser -Name 'abcdefghijklmnopqrstu' -ErrorAction SilentlyContinue))
+
+    # --- generation 3: the NIC back to DHCP (defect 2, static -> DHCP) -----
+    if (-not $SkipNetwork) {
+        Publish @{ network = @{ interfaces = @(@{ mac = $nic.MacAddress.Replace('-', ':').ToLower(); dhcp4 = $true }) } }
+        $r = Wait-Outcome 3
+        Check 'generation 3 (dhcp4: true) provisioned' ($r.state -eq 'provisioned') "state $($r.state): $($r.error)"
+        $dhcp = (Get-NetIPInterface -InterfaceIndex $nic.ifIndex -AddressFamily IPv4).Dhcp
+        Check 'the NIC is on DHCP again' ($dhcp -eq 'Enabled') "Dhcp is $dhcp"
+        Check "the agent's extra address $extra is gone" ($null -eq (Get-NetIPAddress -InterfaceIndex $nic.ifIndex -IPAddress $extra -ErrorAction SilentlyContinue))
+    }
 
     # --- the service (defect 9) -------------------------------------------
     if (Test-Path "$verify\service.ps1") {
