@@ -193,7 +193,16 @@ func (n *networkConfigurator) current(a adapter) (plan.Have, error) {
 			s.Flags = winapi.DNS_SETTING_IPV6
 		}
 		if err := winapi.GetInterfaceDnsSettings(guid, &s); err != nil {
-			return h, fmt.Errorf("GetInterfaceDnsSettings: %w", err)
+			if !v6 {
+				// As where the call is missing: the effective servers.
+				n.log.Debug("GetInterfaceDnsSettings failed; reading the effective name servers", "interface", a.Name, "err", err)
+				h.DNS, h.Search = a.DNS, registrySearchList(a.GUID)
+				return h, nil
+			}
+			// The IPv6 list unread: a document's IPv6 servers are set
+			// again each time, which changes nothing.
+			n.log.Debug("GetInterfaceDnsSettings (IPv6) failed", "interface", a.Name, "err", err)
+			continue
 		}
 		for _, x := range plan.ParseDNSList(windows.UTF16PtrToString(s.NameServer)) {
 			// Each call's own family only, whatever the other returns.
