@@ -168,6 +168,10 @@ func (r *Renewer) renew(ctx context.Context, iface string, atT1 bool) (agent.Lea
 		err = r.renewDhclient(ctx, ow, iface, host)
 	case ow.Client == Udhcpc && ow.PID != 0 && udhcpcHostName(ow.Argv) != host.Name() && !udhcpcForeground(ow.Argv):
 		err = r.renewAndWait(ctx, link.Index, 0, func() error { return r.restartUdhcpc(ctx, ow, host) })
+	case ow.Client == Networkd || ow.Client == NetworkManager:
+		err = r.renewManager(ctx, ow.Client, iface, host, func() error {
+			return r.renewAndWait(ctx, link.Index, 0, func() error { return r.trigger(ctx, ow, iface) })
+		})
 	default:
 		r.noteHostName(ow, host)
 		err = r.renewAndWait(ctx, link.Index, 0, func() error { return r.trigger(ctx, ow, iface) })

@@ -13,15 +13,17 @@
 // that keeps the address, so the wait re-reads Describe on every
 // PropertiesChanged of the link and otherwise on a short backoff (10 ms
 // doubling to 200 ms). Link.Renew sends the host name networkd read when it
-// configured the link; to send a new host name, Networkd.Renew with
-// Hostname set calls Link.Reconfigure instead, after which networkd reads
-// the host name again and starts its DHCP client over (DISCOVER; the
-// address is dropped and leased again, the link stays up).
+// configured the link, and in RENEWING networkd listens on a socket bound
+// to the leased address, so a server's broadcast NAK (dnsmasq's, for an
+// address it moved) never reaches it and it keeps the old address until
+// T2. NetworkdOptions.Reconfigure calls Link.Reconfigure instead: networkd
+// reads the host name again and starts its DHCP client over with DISCOVER
+// (the address is dropped and leased again; the link stays up).
 //
 // NetworkManager (1.42) has no renew method. Device.Reapply of the applied
 // connection with a changed DHCP setting restarts the device's DHCP
 // transaction (a REQUEST for the current address) without deactivating the
-// device: NetworkManager.Renew sets ipv4.dhcp-hostname to the current host
+// device: NMRenew sets ipv4.dhcp-hostname to the current host
 // name (unless ipv4.dhcp-send-hostname is off or an FQDN is configured)
 // and, when that changes nothing, moves ipv4.dhcp-timeout by one second.
 // Reapply changes only the applied connection, never the saved profile.

@@ -88,21 +88,43 @@ type Conn struct {
 // Dial connects to the system bus (DBUS_SYSTEM_BUS_ADDRESS, else
 // /run/dbus/system_bus_socket). A missing or dead socket is ErrNoBus.
 func Dial(ctx context.Context) (*Conn, error) {
-	bus, err := dbus.ConnectSystemBus(dbus.WithContext(ctx))
-	if err != nil {
-		return nil, dialErr(err)
-	}
-	return &Conn{bus: bus}, nil
+	return connect(ctx, func() (*dbus.Conn, error) { return dbus.ConnectSystemBus() })
 }
 
 // DialAddress connects to the bus at a D-Bus address
 // ("unix:path=/run/dbus/system_bus_socket").
 func DialAddress(ctx context.Context, addr string) (*Conn, error) {
-	bus, err := dbus.Connect(addr, dbus.WithContext(ctx))
-	if err != nil {
-		return nil, dialErr(err)
+	return connect(ctx, func() (*dbus.Conn, error) { return dbus.Connect(addr) })
+}
+
+// connect runs f (connect, authenticate, Hello), bounded by ctx. f is not
+// given ctx: dbus.WithContext would close the connection when ctx ends,
+// and ctx bounds only the connecting here. A connection made after ctx
+// ended is closed.
+func connect(ctx context.Context, f func() (*dbus.Conn, error)) (*Conn, error) {
+	type result struct {
+		bus *dbus.Conn
+		err error
 	}
-	return &Conn{bus: bus}, nil
+	ch := make(chan result, 1)
+	go func() {
+		bus, err := f()
+		ch <- result{bus, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, dialErr(r.err)
+		}
+		return &Conn{bus: r.bus}, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.bus != nil {
+				r.bus.Close()
+			}
+		}()
+		return nil, fmt.Errorf("connect to the D-Bus system bus: %w", ctx.Err())
+	}
 }
 
 func dialErr(err error) error {
@@ -164,34 +186,39 @@ func (c *Conn) watch(ctx context.Context, sender string, path dbus.ObjectPath) (
 	return ch, stop, nil
 }
 
-// await calls check until it reports done, after each signal on sig and
-// otherwise on a backoff from 10 ms doubling to 200 ms (a manager may
-// change what check reads without a signal), until ctx ends. A signal
-// flood costs one check per signal batch.
-func await(ctx context.Context, sig <-chan *dbus.Signal, check func() (bool, error)) error {
+// await calls check until it reports done: first, then with each signal
+// that arrives on sig, and otherwise on a backoff from 10 ms doubling to
+// 200 ms with a nil signal (a manager may change what check reads without
+// a signal), until ctx ends.
+func await(ctx context.Context, sig <-chan *dbus.Signal, check func(*dbus.Signal) (bool, error)) error {
 	delay := 10 * time.Millisecond
 	t := time.NewTimer(delay)
 	defer t.Stop()
+	var s *dbus.Signal
 	for {
-		done, err := check()
+		done, err := check(s)
 		if err != nil || done {
 			return err
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-sig:
-		drain:
-			for range 64 {
-				select {
-				case <-sig:
-				default:
-					break drain
-				}
-			}
+		case s = <-sig:
 		case <-t.C:
+			s = nil
 			delay = min(delay*2, 200*time.Millisecond)
 			t.Reset(delay)
+		}
+	}
+}
+
+// drain discards the signals already received.
+func drain(sig <-chan *dbus.Signal) {
+	for {
+		select {
+		case <-sig:
+		default:
+			return
 		}
 	}
 }

@@ -66,7 +66,7 @@ func (d *networkdLink) lease() networkdLease {
 			var ts unix.Timespec
 			if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) == nil {
 				now := uint64(ts.Nano() / 1000)
-				l.Expires = time.Now().Add(time.Duration(int64(a.ValidLifetimeUsec)-int64(now)) * time.Microsecond).Round(time.Second)
+				l.Expires = time.Now().Add(time.Duration(int64(a.ValidLifetimeUsec)-int64(now)) * time.Microsecond)
 			}
 		}
 		return l
@@ -141,7 +141,7 @@ func (c *Conn) NetworkdRenew(ctx context.Context, iface string, o NetworkdOption
 	}
 	var got networkdLease
 	last := before
-	err = await(ctx, sig, func() (bool, error) {
+	err = await(ctx, sig, func(*dbus.Signal) (bool, error) {
 		d, err := c.describe(ctx, path, iface)
 		if err != nil {
 			return false, err

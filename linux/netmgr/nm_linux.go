@@ -67,7 +67,11 @@ type nmView struct {
 	state  uint32
 	reason uint32
 	lease  Lease
-	expiry string // the lease's "expiry" option, verbatim
+	expiry string          // the lease's "expiry" option, verbatim
+	cfg    dbus.ObjectPath // the device's DHCP4Config
+	// obtained is when the lease was given (expiry less its lease time,
+	// whole seconds); zero if not told.
+	obtained time.Time
 }
 
 func (c *Conn) nmRead(ctx context.Context, dev dbus.ObjectPath, iface string) (nmView, error) {
@@ -84,11 +88,16 @@ func (c *Conn) nmRead(ctx context.Context, dev dbus.ObjectPath, iface string) (n
 	if cfg == "" || cfg == "/" {
 		return v, nil
 	}
+	v.cfg = cfg
 	var opts map[string]dbus.Variant
 	if err := c.bus.Object(nm, cfg).CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, nmDHCP4, "Options").Store(&opts); err != nil {
 		return v, wrap(NetworkManager, "DHCP4Config.Options", iface, err)
 	}
 	v.lease, v.expiry = nmLease(iface, opts)
+	lt, err := strconv.ParseInt(fmt.Sprint(opts["dhcp_lease_time"].Value()), 10, 64)
+	if err == nil && !v.lease.Expires.IsZero() {
+		v.obtained = v.lease.Expires.Add(-time.Duration(lt) * time.Second)
+	}
 	return v, nil
 }
 
@@ -163,16 +172,33 @@ func (c *Conn) NMRenew(ctx context.Context, iface string, o NMOptions) (Lease, e
 		return Lease{}, fmt.Errorf("%s %s: ipv4.method is %q, not auto (DHCP)", NetworkManager, iface, m)
 	}
 	renewSettings(settings, o.Hostname)
+	// NetworkManager reports a lease's expiry in whole seconds and
+	// announces nothing for a lease identical to the one it has: a new
+	// ACK within the second of the last one could not be told from it. So
+	// a renewal starts in a later second than the lease it replaces.
+	if t := before.obtained; !t.IsZero() && time.Now().Unix() <= t.Unix() {
+		select {
+		case <-ctx.Done():
+			return Lease{}, fmt.Errorf("%s %s: %w", NetworkManager, iface, ctx.Err())
+		case <-time.After(time.Until(time.Unix(t.Unix()+1, 0))):
+		}
+	}
+	drain(sig)
 	if err := obj.CallWithContext(ctx, nmDevice+".Reapply", 0, settings, version, uint32(0)).Err; err != nil {
 		return Lease{}, wrap(NetworkManager, "Device.Reapply", iface, err)
 	}
 	var got nmView
-	err = await(ctx, sig, func() (bool, error) {
+	// fresh: a DHCP4Config announced options holding a lease since the
+	// Reapply. A renewal within the second of the last one has the same
+	// "expiry" (whole seconds), so the options alone cannot tell it.
+	fresh := false
+	err = await(ctx, sig, func(s *dbus.Signal) (bool, error) {
 		v, err := c.nmRead(ctx, dev, iface)
 		if err != nil {
 			return false, err
 		}
 		got = v
+		fresh = fresh || (leaseAnnounced(s) && s.Path == v.cfg)
 		switch v.state {
 		case nmActivated:
 		case nmFailed, nmDisconnected, nmUnavailable, nmUnmanaged, nmDeactivating:
@@ -180,7 +206,7 @@ func (c *Conn) NMRenew(ctx context.Context, iface string, o NMOptions) (Lease, e
 		default:
 			return false, nil
 		}
-		return v.lease.Valid() && (v.expiry != before.expiry || v.lease.Address != before.lease.Address), nil
+		return v.lease.Valid() && (fresh || v.expiry != before.expiry || v.lease.Address != before.lease.Address), nil
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -189,6 +215,21 @@ func (c *Conn) NMRenew(ctx context.Context, iface string, o NMOptions) (Lease, e
 		return Lease{}, err
 	}
 	return got.lease, nil
+}
+
+// leaseAnnounced reports whether s is a DHCP4Config's PropertiesChanged
+// with options holding a lease.
+func leaseAnnounced(s *dbus.Signal) bool {
+	if s == nil || len(s.Body) < 2 {
+		return false
+	}
+	if iface, _ := s.Body[0].(string); iface != nmDHCP4 {
+		return false
+	}
+	changed, _ := s.Body[1].(map[string]dbus.Variant)
+	opts, _ := changed["Options"].Value().(map[string]dbus.Variant)
+	l, _ := nmLease("", opts)
+	return l.Valid()
 }
 
 // renewSettings changes the applied connection so that Reapply restarts
