@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/linux/dhcp"
 	"github.com/prewarm/prewarm/linux/netmgr"
 )
 
@@ -28,6 +30,7 @@ const helperEnv = "PREWARM_NETMGR_HELPER"
 // result is what TestInContainer prints after resultPrefix.
 type result struct {
 	Lease      netmgr.Lease
+	Renewed    agent.Lease // dhcp-renew's
 	Err        string
 	Manager    *netmgr.Error
 	NotRunning bool
@@ -36,7 +39,7 @@ type result struct {
 const resultPrefix = "NETMGR-RESULT "
 
 // TestInContainer is the helper's side (skipped unless helperEnv is set):
-// op (nm-lease, nm-renew) on iface, with the host name to send.
+// op (nm-lease, nm-renew, dhcp-renew: linux/dhcp's renewer) on iface, with the host name to send.
 func TestInContainer(t *testing.T) {
 	op := os.Getenv(helperEnv)
 	if op == "" {
@@ -54,6 +57,12 @@ func TestInContainer(t *testing.T) {
 			r.Lease, err = c.NMLease(ctx, iface)
 		case "nm-renew":
 			r.Lease, err = c.NMRenew(ctx, iface, netmgr.NMOptions{Hostname: host})
+		case "dhcp-renew":
+			// The agent's renewer, finding the interface's owner itself.
+			var rn *dhcp.Renewer
+			if rn, err = dhcp.New(dhcp.Options{StateDir: t.TempDir(), Timeout: 40 * time.Second}); err == nil {
+				r.Renewed, err = rn.RenewDHCP(ctx, iface)
+			}
 		default:
 			err = fmt.Errorf("unknown op %q", op)
 		}

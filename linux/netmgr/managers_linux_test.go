@@ -118,6 +118,15 @@ func TestManagers(t *testing.T) {
 			t.Fatalf("dnsmasq's lease has host name %q, want web-7", n)
 		}
 
+		// The agent's renewer (linux/dhcp, run inside the container) finds
+		// networkd owning eth0 and renews through it, with the new name.
+		l.installHelper()
+		l.reserve("10.77.0.52")
+		if _, err := l.inside("sh", "-c", "echo web-9 >/etc/hostname && hostname web-9"); err != nil {
+			t.Fatal(err)
+		}
+		l.agentRenewal("networkd", "10.77.0.52/24", "web-9")
+
 		// Refusals carry networkd's error.
 		_, err = c.NetworkdRenew(ctx, "lo", netmgr.NetworkdOptions{})
 		managerErr(t, err, netmgr.Networkd, "not managed")
@@ -182,6 +191,14 @@ func TestManagers(t *testing.T) {
 			t.Fatalf("the saved profile changed: %s", out)
 		}
 
+		// The agent's renewer finds NetworkManager owning eth0 and renews
+		// through it, sending the kernel's host name.
+		l.reserve("10.77.0.62")
+		if _, err := l.inside("hostname", "web-10"); err != nil {
+			t.Fatal(err)
+		}
+		l.agentRenewal("networkmanager", "10.77.0.62/24", "web-10")
+
 		// Refusals carry NetworkManager's error.
 		nmRefused := func(iface, want string) {
 			t.Helper()
@@ -197,6 +214,24 @@ func TestManagers(t *testing.T) {
 		}
 		nmRefused("eth0", "not")
 	})
+}
+
+// agentRenewal runs linux/dhcp's RenewDHCP of eth0 in the container and
+// checks the client it went through, the address and dnsmasq's host name.
+func (l *lab) agentRenewal(client, addr, hostname string) {
+	l.t.Helper()
+	start := time.Now()
+	r := l.helper("dhcp-renew", "eth0", "")
+	if r.Err != "" {
+		l.t.Fatalf("linux/dhcp renewal: %s", r.Err)
+	}
+	l.t.Logf("linux/dhcp renewal through %s: %v in %v (with the helper's start)", r.Renewed.Client, r.Renewed.Addresses, time.Since(start).Round(time.Millisecond))
+	if r.Renewed.Client != client || len(r.Renewed.Addresses) != 1 || r.Renewed.Addresses[0].String() != addr {
+		l.t.Fatalf("linux/dhcp renewal: %+v, want %s through %s", r.Renewed, addr, client)
+	}
+	if n := l.leaseName(); n != hostname {
+		l.t.Fatalf("dnsmasq's lease has host name %q, want %s", n, hostname)
+	}
 }
 
 func TestDialNoBus(t *testing.T) {
