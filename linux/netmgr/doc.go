@@ -27,7 +27,15 @@
 // name (unless ipv4.dhcp-send-hostname is off or an FQDN is configured)
 // and, when that changes nothing, moves ipv4.dhcp-timeout by one second.
 // Reapply changes only the applied connection, never the saved profile.
-// The renewal is over when the device's DHCP4Config reports options with a
-// new expiry or address (PropertiesChanged), and fails when the device
-// leaves the activated state, with NetworkManager's state reason.
+// The renewal is over when the device's DHCP4Config announces options
+// holding a lease (PropertiesChanged) or reports a new expiry or address,
+// and fails when the device leaves the activated state, with
+// NetworkManager's state reason. NetworkManager gives the expiry in whole
+// seconds and announces nothing for a lease identical to the one it has,
+// so a renewal starts in a later second than the lease it replaces (a wait
+// under a second, only for a lease obtained this second).
+//
+// NetworkManager authorizes a caller by its PID: a process outside the
+// machine's PID namespace (a test on the host of a container) is refused
+// ("Unable to determine UID of the request"); the agent runs inside.
 package netmgr
