@@ -152,8 +152,11 @@ func (m *userManager) ensure(u config.User, admins, recPath string, rec *usersRe
 		}
 		pwBytes = []byte(u.Password)
 	}
-	defer clear(pw16)
-	defer clear(pwBytes)
+	// A closure: the buffers may be replaced below (a random password).
+	defer func() {
+		clear(pw16)
+		clear(pwBytes)
+	}()
 	// A new user without a password (SSH keys only) gets a random one:
 	// the default policy refuses an account without. Nobody knows it: it is
 	// set, zeroed, and neither logged nor stored (no verifier either).
@@ -162,8 +165,11 @@ func (m *userManager) ensure(u config.User, admins, recPath string, rec *usersRe
 		if pwBytes, err = plan.RandomPassword(nil, u.Name); err != nil {
 			return fmt.Errorf("create user %q: %w", u.Name, err)
 		}
-		if pw16, err = windows.UTF16FromString(string(pwBytes)); err != nil {
-			return fmt.Errorf("create user %q: random password: %w", u.Name, err)
+		// ASCII: one UTF-16 unit a byte, NUL-terminated, and no Go
+		// string copy that could not be zeroed.
+		pw16 = make([]uint16, len(pwBytes)+1)
+		for i, c := range pwBytes {
+			pw16[i] = uint16(c)
 		}
 		random = true
 	}
