@@ -123,21 +123,21 @@ try {
     if ($OlderMsi) {
         Check 'older MSI installs' ((Install-Msi $OlderMsi 'older') -eq 0)
         Check 'newer MSI installs over the older (exit 0)' ((Install-Msi $Msi 'newer') -eq 0)
-        $p = Get-AgentProducts
+        $p = @(Get-AgentProducts)
         Check 'one product after the upgrade' ($p.Count -eq 1) "found $($p.Count)"
         $newVersion = $p[0].DisplayVersion
         $code = Install-Msi $OlderMsi 'downgrade'
         Check 'older MSI over a newer one is refused (1603)' ($code -eq 1603) "exit $code"
-        $p = Get-AgentProducts
+        $p = @(Get-AgentProducts)
         Check 'the newer version stays, alone' ($p.Count -eq 1 -and $p[0].DisplayVersion -eq $newVersion) "found $($p | ForEach-Object DisplayVersion)"
         Check 'the downgrade log names the newer version' ((Select-String -Quiet -Path "$work\msi-downgrade.log" -Pattern 'A newer version of the Prewarm agent is installed'))
     } else {
         Check 'MSI installs' ((Install-Msi $Msi 'install') -eq 0)
     }
     if ($RebuiltMsi) {
-        $before = (Get-AgentProducts)[0].PSChildName
+        $before = @(Get-AgentProducts)[0].PSChildName
         Check 'a rebuild of the same version installs (exit 0)' ((Install-Msi $RebuiltMsi 'rebuilt') -eq 0)
-        $p = Get-AgentProducts
+        $p = @(Get-AgentProducts)
         Check 'same version: replaced, not side by side' ($p.Count -eq 1 -and $p[0].PSChildName -ne $before) "found $($p | ForEach-Object PSChildName)"
     }
     $kind = (Get-Item 'HKLM:\SYSTEM\CurrentControlSet\Services\EventLog\Application\prewarm-agent').GetValueKind('EventMessageFile')
@@ -218,7 +218,9 @@ try {
         $acl = Get-Acl $ak
         Check 'authorized_keys owned by Administrators' ($acl.Owner -eq 'BUILTIN\Administrators') "owner $($acl.Owner)"
         $mine = @($acl.Access | Where-Object { $_.IdentityReference.Value -like '*\prewarmkeys' })
-        $writes = [Security.AccessControl.FileSystemRights]'Write, Modify, FullControl, ChangePermissions, TakeOwnership, Delete'
+        # Write is WriteData, AppendData, WriteExtendedAttributes and
+        # WriteAttributes; none of these bits is in read (0x120089).
+        $writes = [Security.AccessControl.FileSystemRights]'Write, Delete, ChangePermissions, TakeOwnership'
         Check 'the user may read authorized_keys, not write it' ($mine.Count -eq 1 -and ($mine[0].FileSystemRights -band $writes) -eq 0) "$($mine | ForEach-Object FileSystemRights)"
         Check 'authorized_keys inherits nothing' ($acl.AreAccessRulesProtected)
     }
@@ -269,7 +271,7 @@ try {
     Get-WinEvent -FilterHashtable @{ LogName = 'Application'; ProviderName = 'prewarm-agent' } -MaxEvents 60 -ErrorAction SilentlyContinue |
         Sort-Object TimeCreated | ForEach-Object { Write-Host "$($_.TimeCreated.ToString('HH:mm:ss.fff')) $($_.LevelDisplayName) $($_.Message)" }
     if (-not $KeepInstalled) {
-        foreach ($p in Get-AgentProducts) {
+        foreach ($p in @(Get-AgentProducts)) {
             $code = Invoke-Msiexec @('/x', $p.PSChildName) "$work\msi-uninstall.log"
             Check "uninstall $($p.DisplayVersion)" ($code -eq 0) "exit $code"
         }
