@@ -83,6 +83,10 @@ func (k HostKey) check() (field, reason string) {
 	if err != nil {
 		return "key", "must be an SSH public key: " + err.Error()
 	}
+	if base64.StdEncoding.EncodeToString(pk.Marshal()) != k.Key {
+		// Trailing bits or bytes the key does not use: one key, one text.
+		return "key", "must be the key's canonical base64 encoding"
+	}
 	if pk.Type() != k.Type {
 		return "type", fmt.Sprintf("must be the key's own type %q", pk.Type())
 	}

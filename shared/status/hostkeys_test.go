@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // TestHostKeyFingerprintIsSSHKeygens generates real keys with ssh-keygen
@@ -103,6 +105,9 @@ func TestReportHostKeysValidation(t *testing.T) {
 		{"not base64", StateProvisioned, []HostKey{{Type: good.Type, Key: "%%%", Fingerprint: good.Fingerprint}}, "sshHostKeys[0].key"},
 		{"not a key", StateProvisioned, []HostKey{{Type: good.Type, Key: "aGVsbG8=", Fingerprint: good.Fingerprint}}, "sshHostKeys[0].key"},
 		{"huge key", StateProvisioned, []HostKey{{Type: good.Type, Key: strings.Repeat("A", MaxHostKeyBytes+4), Fingerprint: good.Fingerprint}}, "sshHostKeys[0].key"},
+		// Go's base64 skips line breaks: a key that decodes to the same
+		// bytes must still be one known_hosts line.
+		{"line break in the key", StateProvisioned, []HostKey{{Type: good.Type, Key: good.Key[:20] + "\n" + good.Key[20:], Fingerprint: good.Fingerprint}}, "sshHostKeys[0].key"},
 		{"wrong fingerprint", StateProvisioned, []HostKey{{Type: good.Type, Key: good.Key, Fingerprint: "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}, "sshHostKeys[0].fingerprint"},
 		{"MD5 fingerprint", StateProvisioned, []HostKey{{Type: good.Type, Key: good.Key, Fingerprint: "MD5:00:11"}}, "sshHostKeys[0].fingerprint"},
 	}
@@ -138,4 +143,29 @@ func TestParseHostKeyRefusesGarbage(t *testing.T) {
 			t.Errorf("ParseHostKey(%q) accepted", s)
 		}
 	}
+}
+
+// FuzzHostKeyCheck feeds arbitrary host keys to the IMDS's check: it never
+// panics, and a key it accepts makes a known_hosts line that OpenSSH's
+// parser (x/crypto/ssh) reads back as the same key under the same host.
+func FuzzHostKeyCheck(f *testing.F) {
+	good, _ := ParseHostKey(edLine)
+	f.Add(good.Type, good.Key, good.Fingerprint)
+	f.Add("ssh-rsa", good.Key, good.Fingerprint)
+	f.Add("", "", "")
+	f.Add("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIA==", "SHA256:")
+	f.Add(good.Type, good.Key[:20]+"\r\n"+good.Key[20:], good.Fingerprint)
+	f.Fuzz(func(t *testing.T, typ, key, fp string) {
+		k := HostKey{Type: typ, Key: key, Fingerprint: fp}
+		if _, reason := k.check(); reason != "" {
+			return
+		}
+		_, hosts, pk, _, _, err := ssh.ParseKnownHosts([]byte(k.KnownHostsLine([]string{"web-1", "10.0.0.5"})))
+		if err != nil {
+			t.Fatalf("accepted key %+v makes a known_hosts line that does not parse: %v", k, err)
+		}
+		if len(hosts) != 2 || HostKeyOf(pk) != k {
+			t.Fatalf("accepted key %+v reads back as %v %+v", k, hosts, HostKeyOf(pk))
+		}
+	})
 }
