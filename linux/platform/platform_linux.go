@@ -90,7 +90,6 @@ func New(opts Options) (agent.Platform, error) {
 		Timezone: sys,
 		Users:    sys,
 		HostKeys: sys,
-		HostKeys: sys,
 		Network:  network.New(network.Options{Root: root, StateDir: stateDir, Runner: runner, Logger: log, Live: live}),
 	}, nil
 }
