@@ -30,8 +30,10 @@ type DHCPClient struct {
 	// Hostname makes the client send the host name, as a distribution's
 	// default configuration does: dhclient reads a config of its own with
 	// "send host-name = gethostname();" (otherwise the machine's
-	// /etc/dhcp/dhclient.conf), dhcpcd's config has "hostname", udhcpc
-	// gets -x hostname:<the host name now>.
+	// /etc/dhcp/dhclient.conf), dhcpcd's config has "hostname". udhcpc
+	// has no config to read it from: its command line names it (-x
+	// hostname:NAME), and Argv may run in another UTS namespace than
+	// the client, so it adds none.
 	Hostname bool
 	// Background (udhcpc only) starts udhcpc as ifupdown does: without
 	// -f, with a PID file (PIDFile); it forks into the background once
@@ -130,9 +132,6 @@ func (c DHCPClient) Argv() ([]string, error) {
 			argv = append(argv, "-p", c.PIDFile())
 		} else {
 			argv = append(argv, "-f")
-		}
-		if h, err := os.Hostname(); c.Hostname && err == nil {
-			argv = append(argv, "-x", "hostname:"+h)
 		}
 		return argv, nil
 	}

@@ -32,7 +32,8 @@ func TestHostnameReachesDHCP(t *testing.T) {
 	}
 	netlab.RequireRoot(t, "dnsmasq", "unshare")
 	// dhclient-bare: a dhclient whose config sends no host name; the
-	// renewer restarts it with a copy of the config that does.
+	// renewer restarts it with a copy of the config that does. udhcpc is
+	// started without a name (netlab adds none) and restarted with one.
 	cases := append(slices.Clone(clients), struct{ name, cmd string }{"dhclient-bare", "dhclient"})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -48,7 +49,7 @@ func TestHostnameReachesDHCP(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
 			before := "pwl-before"
-			if c.name == "dhclient-bare" {
+			if c.name == "dhclient-bare" || c.name == Udhcpc {
 				before = "*" // dnsmasq's mark for no name
 			}
 			if _, err := d.WaitLease(ctx, p.GuestMAC, before); err != nil {
