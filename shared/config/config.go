@@ -107,6 +107,10 @@ type Interface struct {
 type Route struct {
 	To  netip.Prefix `json:"to"`
 	Via netip.Addr   `json:"via"`
+	// Metric is the route's metric (MinRouteMetric..MaxRouteMetric): the
+	// route priority on Linux, the route metric on Windows (which adds the
+	// interface metric on top). Zero is absent: the OS default.
+	Metric uint32 `json:"metric,omitempty"`
 }
 
 // Redact returns a deep copy of d with every plaintext password replaced by

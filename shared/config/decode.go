@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -297,7 +298,7 @@ func (w *walker) iface(path string, v any) Interface {
 
 func (w *walker) route(path string, v any) Route {
 	var r Route
-	m, ok := w.object(path, v, "to", "via")
+	m, ok := w.object(path, v, "to", "via", "metric")
 	if !ok {
 		return r
 	}
@@ -310,6 +311,15 @@ func (w *walker) route(path string, v any) Route {
 		w.fail(join(path, "via"), "required")
 	} else {
 		r.Via, _ = parseField(w, join(path, "via"), m["via"], netip.ParseAddr, reasonVia)
+	}
+	if n, ok := w.integer(join(path, "metric"), m["metric"]); ok {
+		if n < MinRouteMetric || n > math.MaxUint32 {
+			// Zero would read as absent, and no metric is negative;
+			// the range rule in check covers the rest.
+			w.fail(join(path, "metric"), "%s", reasonMetric)
+		} else {
+			r.Metric = uint32(n)
+		}
 	}
 	return r
 }

@@ -33,6 +33,8 @@ func FuzzDecode(f *testing.F) {
 		`{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","searchDomains":["a b","x\ny",";","'\""]}]}}`,
 		// Non-canonical forms the canonical encoding must round-trip.
 		`{"network":{"interfaces":[{"mac":"52-54-00-AB-CD-EF","addresses":["10.0.0.4/24","2001:DB8:0:0::5/64"],"routes":[{"to":"::/0","via":"FE80::1"}],"nameservers":["::ffff:10.0.0.2"]}]}}`,
+		// Route metrics: bounds, and routes to one network that clash.
+		`{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","gateway4":"10.0.0.1","routes":[{"to":"0.0.0.0/0","via":"10.0.0.2","metric":1},{"to":"0.0.0.0/0","via":"10.0.0.3"},{"to":"10.2.0.0/16","via":"10.0.0.9","metric":9999},{"to":"10.2.0.0/16","via":"10.0.0.9","metric":0},{"to":"10.2.0.0/16","via":"10.0.0.8","metric":-1e3}]}]}}`,
 		`{"hostname":"10.0.0.1"}`, `{"hostname":"127.1"}`, `{"hostname":"0x7f000001"}`, `{"timezone":"localtime"}`,
 	} {
 		f.Add([]byte(s))

@@ -20,6 +20,14 @@ const (
 	MaxMTU = 65535
 )
 
+// Route metric bounds: the range Windows takes for a route metric (route
+// add, New-NetRoute, netsh), which Linux's 32-bit priority holds too, so a
+// document means the same on both.
+const (
+	MinRouteMetric = 1
+	MaxRouteMetric = 9999
+)
+
 // MaxPasswordBytes bounds a plaintext password.
 const MaxPasswordBytes = 256
 
@@ -288,6 +296,7 @@ const (
 	reasonRouteTo    = "must be a network in CIDR notation, e.g. 10.2.0.0/16"
 	reasonVia        = "must be an IP address, e.g. 10.1.0.254"
 	reasonNameserver = "must be an IP address, e.g. 10.1.0.2"
+	reasonMetric     = "must be an integer between 1 and 9999 (omit the field for the OS default metric)"
 )
 
 func (n *Network) check(w *walker, p string) {
@@ -386,7 +395,11 @@ func (in Interface) check(w *walker, p string) {
 		case r.To.IsValid() && r.To.Addr().Is4() != via.Is4():
 			w.fail(join(rp, "via"), "must be of the same address family as to")
 		}
+		if r.Metric > MaxRouteMetric {
+			w.failOnce(join(rp, "metric"), reasonMetric)
+		}
 	}
+	in.checkRouteKeys(w, p)
 	for i, ns := range in.Nameservers {
 		np := index(join(p, "nameservers"), i)
 		switch {
@@ -402,6 +415,55 @@ func (in Interface) check(w *walker, p string) {
 		if !ValidSearchDomain(s) {
 			w.fail(index(join(p, "searchDomains"), i), "must be a DNS domain name, e.g. corp.example")
 		}
+	}
+}
+
+// checkRouteKeys refuses two routes of one interface to the same network
+// that agree in via or in metric, gateway4 counting as the route to
+// 0.0.0.0/0 through it at the OS default metric. Windows keys a route by
+// its interface, network and via, so a second one with the same via but
+// another metric cannot exist beside the first; Linux keys it by network
+// and metric (the priority), so a second one with the same metric but
+// another via would replace the first at every apply. Two routes to one
+// network are a primary and a backup: different vias and metrics.
+func (in Interface) checkRouteKeys(w *walker, p string) {
+	type key struct {
+		path   string
+		to     netip.Prefix
+		via    netip.Addr
+		metric uint32
+	}
+	var seen []key
+	if g := in.Gateway4; g.IsValid() && !w.has(join(p, "gateway4")) {
+		seen = append(seen, key{join(p, "gateway4"), netip.PrefixFrom(netip.IPv4Unspecified(), 0), g, 0})
+	}
+	for i, r := range in.Routes {
+		rp := index(join(p, "routes"), i)
+		if w.has(rp) || w.has(join(rp, "to")) || w.has(join(rp, "via")) || w.has(join(rp, "metric")) {
+			continue
+		}
+		k := key{rp, r.To, r.Via, r.Metric}
+		for _, o := range seen {
+			if o.to != k.to {
+				continue
+			}
+			if o.via == k.via {
+				w.fail(join(rp, "via"), "must differ from the via of %s, a route to the same network (Windows keeps one route per network and via: give a backup route another via)", o.path)
+				break
+			}
+			if o.metric == k.metric {
+				switch {
+				case o.path == join(p, "gateway4"):
+					w.fail(join(rp, "metric"), "must be set for a default route beside gateway4, which is the default route at the OS default metric (Linux keeps one route per network and metric: give a backup default route a metric)")
+				case k.metric == 0:
+					w.fail(join(rp, "metric"), "must be set: %s is a route to the same network at the OS default metric (Linux keeps one route per network and metric: give a backup route a metric)", o.path)
+				default:
+					w.fail(join(rp, "metric"), "must differ from the metric of %s, a route to the same network (Linux keeps one route per network and metric: give a backup route another metric)", o.path)
+				}
+				break
+			}
+		}
+		seen = append(seen, k)
 	}
 }
 
