@@ -49,6 +49,8 @@ type Renewer struct {
 
 	timersMu sync.Mutex
 	timers   map[string]*time.Timer // built-in lease renewals, by interface
+
+	noted map[string]bool // noteHostName's warnings given, by client, PID and name (under mu)
 }
 
 var _ agent.DHCPRenewer = (*Renewer)(nil)

@@ -65,11 +65,16 @@ func (r *Renewer) restartUdhcpc(ctx context.Context, ow owner, host hostName) er
 
 // noteHostName logs, for a client that will not send the current host
 // name on the renewal about to run, why, and what the image builder can
-// do about it.
+// do about it: once per client process and name (r.mu held).
 func (r *Renewer) noteHostName(ow owner, host hostName) {
-	if host.Short == "" {
+	key := fmt.Sprint(ow.Client, "/", ow.PID, "/", host.Name())
+	if host.Short == "" || r.noted[key] {
 		return
 	}
+	if r.noted == nil {
+		r.noted = map[string]bool{}
+	}
+	r.noted[key] = true
 	switch ow.Client {
 	case Dhcpcd:
 		if ok, conf := dhcpcdSendsHostName(ow.Argv); !ok {
