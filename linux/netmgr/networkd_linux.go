@@ -158,9 +158,3 @@ func (c *Conn) NetworkdRenew(ctx context.Context, iface string, o NetworkdOption
 	}
 	return got.Lease, nil
 }
-
-// NetworkdReload makes networkd reread its .network files and apply them
-// to the links whose file changed (Manager.Reload).
-func (c *Conn) NetworkdReload(ctx context.Context) error {
-	return wrap(Networkd, "Manager.Reload", "", c.bus.Object(nd, ndPath).CallWithContext(ctx, ndManager+".Reload", 0).Err)
-}
