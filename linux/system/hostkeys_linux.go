@@ -32,28 +32,7 @@ func hostKeyFile(typ string) string { return "ssh_host_" + typ + "_key" }
 // /etc/ssh/ssh_host_*_key.pub whose private key is there too (sshd serves
 // only those), in file-name order. No /etc/ssh, or no keys, is no keys.
 func (s *System) HostKeys(context.Context) ([]status.HostKey, error) {
-	dir := s.path(sshDir)
-	pubs, err := filepath.Glob(filepath.Join(dir, "ssh_host_*_key.pub"))
-	if err != nil {
-		return nil, fmt.Errorf("list SSH host keys in %s: %w", dir, err)
-	}
-	slices.Sort(pubs)
-	var keys []status.HostKey
-	for _, p := range pubs {
-		if _, err := os.Stat(strings.TrimSuffix(p, ".pub")); errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("read SSH host key: %w", err)
-		}
-		k, err := status.ParseHostKey(string(b))
-		if err != nil {
-			return nil, fmt.Errorf("SSH host key %s: %w", p, err)
-		}
-		keys = append(keys, k)
-	}
-	return keys, nil
+	return agent.ReadHostKeys(s.path(sshDir))
 }
 
 // RegenerateHostKeys implements agent.HostKeyManager, as `ssh-keygen -A`

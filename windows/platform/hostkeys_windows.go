@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/windows"
@@ -55,27 +53,7 @@ func newHostKeyManager(root string, runner run.Runner, log *slog.Logger) *hostKe
 // ssh_host_*_key.pub whose private key is there too, in file-name order;
 // none when the OpenSSH server is not installed.
 func (m *hostKeyManager) HostKeys(context.Context) ([]status.HostKey, error) {
-	pubs, err := filepath.Glob(filepath.Join(m.dir, "ssh_host_*_key.pub"))
-	if err != nil {
-		return nil, fmt.Errorf("list SSH host keys in %s: %w", m.dir, err)
-	}
-	slices.Sort(pubs)
-	var keys []status.HostKey
-	for _, p := range pubs {
-		if _, err := os.Stat(strings.TrimSuffix(p, ".pub")); errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("read SSH host key: %w", err)
-		}
-		k, err := status.ParseHostKey(string(b))
-		if err != nil {
-			return nil, fmt.Errorf("SSH host key %s: %w", p, err)
-		}
-		keys = append(keys, k)
-	}
-	return keys, nil
+	return agent.ReadHostKeys(m.dir)
 }
 
 // RegenerateHostKeys implements agent.HostKeyManager: it removes every
