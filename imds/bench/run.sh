@@ -44,23 +44,34 @@ cli register bench-get --address 127.0.0.1 >/dev/null
 cli publish bench-get "$work/doc.json" >/dev/null
 
 "$work/bare" -listen "127.0.0.1:$bport" -copy-from "http://127.0.0.1:$port/metadata/v1/config" 2>"$work/bare.log" &
-pids+=("$!")
+bare_pid=$!
+pids+=("$bare_pid")
 for i in $(seq 1 100); do
 	grep -q serving "$work/bare.log" 2>/dev/null && break
 	sleep 0.05
 done
 
-run_wrk() { # name url
-	local out
+# cpu_ticks PID: the process's user+system CPU so far, in clock ticks.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+run_wrk() { # name url pid
+	local out c0 c1
+	c0=$(cpu_ticks "$3")
 	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H 'Metadata: true' "$2")
-	local rps p50 p99
+	c1=$(cpu_ticks "$3")
+	local rps p50 p99 reqs cpu
 	rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+	# The server's own CPU per request: unlike req/s, hardly moved by
+	# other jobs on the machine taking the cores.
+	reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+	cpu=$(awk -v t="$((c1 - c0))" -v n="$reqs" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
 	p50=$(awk '$1=="50%" {print $2}' <<<"$out")
 	p99=$(awk '$1=="99%" {print $2}' <<<"$out")
 	local non2xx
 	non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-	printf '%-6s %12s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${non2xx:-0}"
+	printf '%-6s %12s req/s   p50 %8s   p99 %8s   non-2xx %s   server CPU %s us/request\n' "$1" "$rps" "$p50" "$p99" "${non2xx:-0}" "$cpu"
 	echo "$rps" >"$work/rps.$1"
+	echo "$cpu" >>"$work/cpu.$1"
 }
 
 echo
@@ -68,14 +79,16 @@ echo "== 1. GET config: wrk -t$THREADS -c$CONNS -d$DURATION --latency (same byte
 wrk -t1 -c8 -d1s -H 'Metadata: true' "http://127.0.0.1:$port/metadata/v1/config" >/dev/null # warm-up
 # Alternate the two so that load from elsewhere on the machine hits both.
 for r in $(seq 1 "$ROUNDS"); do
-	run_wrk imds "http://127.0.0.1:$port/metadata/v1/config"
+	run_wrk imds "http://127.0.0.1:$port/metadata/v1/config" "$imds_pid"
 	cat "$work/rps.imds" >>"$work/all.imds"
-	run_wrk bare "http://127.0.0.1:$bport/metadata/v1/config"
+	run_wrk bare "http://127.0.0.1:$bport/metadata/v1/config" "$bare_pid"
 	cat "$work/rps.bare" >>"$work/all.bare"
 done
 sum() { awk '{s += $1} END {print s}' "$1"; }
 awk -v a="$(sum "$work/all.imds")" -v b="$(sum "$work/all.bare")" \
 	'BEGIN {printf "imds/bare over %s rounds = %.0f%%\n", ENVIRON["ROUNDS"], 100*a/b}'
+awk -v a="$(sum "$work/cpu.imds")" -v b="$(sum "$work/cpu.bare")" \
+	'BEGIN {printf "server CPU per request, imds/bare over %s rounds = %.0f%% (so the IMDS would serve %.0f%% of bare'"'"'s requests on the same CPU)\n", ENVIRON["ROUNDS"], 100*a/b, 100*b/a}'
 
 echo
 echo "== 2. $N parked long-polls, one publish"

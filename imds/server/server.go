@@ -233,7 +233,7 @@ type snapshot struct {
 	doc        []byte   // stamped document; nil while none is published
 	epoch      string   // the store's epoch when the snapshot was made
 	etag       []string // {`"<generation>.<epoch>"`} (api.ETag)
-	length     []string // {len(doc)}
+	length     []string // {len(doc)} when net/http would not count it (autoLengthMax), else nil
 	deleted    bool
 	changed    chan struct{}
 	// view is the dialects' view of this snapshot (nil without dialects).
@@ -375,7 +375,9 @@ func (s *Server) newSnapshot(id string, reg store.Registration, gen int64, doc [
 	sn := &snapshot{reg: reg, generation: gen, doc: doc, epoch: s.st.Epoch(), changed: make(chan struct{})}
 	if doc != nil {
 		sn.etag = []string{api.ETag{Generation: gen, Epoch: sn.epoch}.String()}
-		sn.length = []string{fmt.Sprint(len(doc))}
+		if len(doc) > autoLengthMax {
+			sn.length = []string{fmt.Sprint(len(doc))}
+		}
 	}
 	if s.opts.Dialects != nil {
 		sn.view = &dialect.View{ID: id, Addresses: reg.Addresses, HostInterface: reg.HostInterface, Generation: gen}
