@@ -17,7 +17,9 @@
 // live change that fails leaves the interface's persisted file and DNS as
 // they were, and its error names each change made before the failure. A
 // changed gateway or route via is replaced in one step, never added beside
-// the old one (which failed with "file exists").
+// the old one (which failed with "file exists"). A route's metric is its
+// priority, which the kernel keys routes by: a changed metric is a new
+// route, added before the agent's old one is removed.
 //
 // An interface switched to dhcp4 loses the addresses and routes the agent
 // added to it and the file the agent persisted for its MAC; DHCP and the

@@ -68,21 +68,54 @@ type owned struct {
 type route struct {
 	To  string `json:"to"`
 	Via string `json:"via"`
+	// Metric is the route's priority, 0 for the kernel's default (absent
+	// in records written before metrics, which were all at the default).
+	Metric uint32 `json:"metric,omitempty"`
 }
 
-// routeKey is how r is recorded: canonical text, no zone.
+// ipv6DefaultPriority is the priority the kernel gives an IPv6 route added
+// without one (IP6_RT_PRIO_USER); an IPv4 route's default is 0.
+const ipv6DefaultPriority = 1024
+
+// kernelPriority is the priority the kernel gives a route to dst added
+// with metric (0: none).
+func kernelPriority(dst netip.Prefix, metric uint32) uint32 {
+	if metric == 0 && dst.Addr().Is6() {
+		return ipv6DefaultPriority
+	}
+	return metric
+}
+
+// routeKey is how r is recorded: canonical text, no zone, and the
+// kernel's default priority as 0, so that a record is one value whichever
+// way the route was asked for.
 func routeKey(r nl.Route) route {
-	return route{To: prefix(r.Dst.Masked()), Via: addr(r.Gateway)}
+	m := r.Priority
+	if r.Dst.Addr().Is6() && m == ipv6DefaultPriority {
+		m = 0
+	}
+	return route{To: prefix(r.Dst.Masked()), Via: addr(r.Gateway), Metric: m}
 }
 
-// parse reads a recorded route. A zone, which a state file written before
-// zones were refused may hold, is dropped: the kernel's route has none, and
-// comparing with it would never match (the route would be leaked, and every
-// later add of it would fail with "file exists").
-func (o route) parse() (netip.Prefix, netip.Addr, bool) {
+// parse reads a recorded route as the kernel holds it. A zone, which a
+// state file written before zones were refused may hold, is dropped: the
+// kernel's route has none, and comparing with it would never match (the
+// route would be leaked, and every later add of it would fail with "file
+// exists").
+func (o route) parse() (nl.Route, bool) {
 	dst, err1 := netip.ParsePrefix(o.To)
 	gw, err2 := netip.ParseAddr(o.Via)
-	return dst, gw.WithZone(""), err1 == nil && err2 == nil
+	return nl.Route{Dst: dst, Gateway: gw.WithZone(""), Priority: kernelPriority(dst, o.Metric)}, err1 == nil && err2 == nil
+}
+
+// describe is a route of l as an action names it: "10.2.0.0/16 via
+// 10.1.0.254 dev eth0", with " metric N" when it has one of its own.
+func describe(r nl.Route, dev string) string {
+	s := fmt.Sprintf("%s via %s dev %s", r.Dst, r.Gateway, dev)
+	if m := routeKey(r).Metric; m != 0 {
+		s += fmt.Sprintf(" metric %d", m)
+	}
+	return s
 }
 
 type state struct {
@@ -155,12 +188,21 @@ func newWanted(in config.Interface) *wanted {
 	w := &wanted{cfg: in, mac: in.MAC.String(), gateway: in.Gateway4.WithZone("")}
 	w.addrs = slices.Clone(in.Addresses)
 	for _, r := range in.Routes {
-		w.routes = append(w.routes, nl.Route{Dst: r.To.Masked(), Gateway: r.Via.WithZone("")})
+		w.routes = append(w.routes, nl.Route{Dst: r.To.Masked(), Gateway: r.Via.WithZone(""), Priority: kernelPriority(r.To, r.Metric)})
 	}
 	for _, a := range in.Nameservers {
 		w.dns = append(w.dns, a.WithZone(""))
 	}
 	return w
+}
+
+// metric is the document's metric of w.routes[i] (0: none), which the
+// persisted files carry as the document gave it.
+func (w *wanted) metric(i int) uint32 {
+	if i < len(w.cfg.Routes) {
+		return w.cfg.Routes[i].Metric
+	}
+	return 0
 }
 
 func (w *wanted) allRoutes() []nl.Route {
@@ -353,7 +395,11 @@ func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state)
 		}
 	}
 
-	// Routes (the default gateway is one): the same rule.
+	// Routes (the default gateway is one): the same rule. The kernel keys
+	// a route by destination and priority (table and tos being fixed
+	// here), so a route whose metric changed is another route: the new one
+	// is added, then the agent's old one removed, and the link is never
+	// without either.
 	if w.gateway.IsValid() || w.cfg.Routes != nil {
 		rs, err := conn.Routes()
 		if err != nil {
@@ -361,7 +407,7 @@ func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state)
 		}
 		has := func(r nl.Route) bool {
 			return slices.ContainsFunc(rs, func(x nl.Route) bool {
-				return x.Index == l.Index && x.Dst == r.Dst && x.Gateway == r.Gateway
+				return x.Index == l.Index && x.Dst == r.Dst && x.Gateway == r.Gateway && x.Priority == r.Priority
 			})
 		}
 		want := w.allRoutes()
@@ -375,27 +421,32 @@ func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state)
 			if has(r) {
 				continue // the agent's if it added it, else someone else's
 			}
-			// A route of the agent's to the same destination that this
-			// document no longer wants (the gateway changed) is replaced
-			// in one step: adding first would fail with "file exists",
-			// removing first would leave the link without the route.
+			// A route of the agent's to the same destination and metric
+			// that this document no longer wants (the gateway changed)
+			// is replaced in one step: adding first would fail with "file
+			// exists", removing first would leave the link without the
+			// route.
 			old := slices.IndexFunc(own.Routes, func(o route) bool {
-				dst, gw, ok := o.parse()
-				return ok && dst == r.Dst && !slices.Contains(keep, o) && has(nl.Route{Dst: dst, Gateway: gw, Index: l.Index})
+				x, ok := o.parse()
+				x.Index = l.Index
+				return ok && x.Dst == r.Dst && x.Priority == r.Priority && !slices.Contains(keep, o) && has(x)
 			})
 			if old >= 0 {
-				_, gw, _ := own.Routes[old].parse()
+				x, _ := own.Routes[old].parse()
 				if err := conn.ReplaceRoute(r); err != nil {
 					return acts, err
 				}
-				acts = append(acts, fmt.Sprintf("replace route %s via %s dev %s by one via %s", r.Dst, gw, l.Name, r.Gateway))
-				rs = slices.DeleteFunc(rs, func(x nl.Route) bool { return x.Index == l.Index && x.Dst == r.Dst && x.Gateway == gw })
+				acts = append(acts, fmt.Sprintf("replace route %s by one via %s", describe(x, l.Name), r.Gateway))
+				rs = slices.DeleteFunc(rs, func(y nl.Route) bool {
+					return y.Index == l.Index && y.Dst == r.Dst && y.Gateway == x.Gateway && y.Priority == x.Priority
+				})
 				own.Routes = slices.Delete(own.Routes, old, old+1)
 			} else if err := conn.AddRoute(r); errors.Is(err, unix.EEXIST) {
-				// A route to the same destination that is not the agent's
-				// (DHCP option 121 installs 169.254.169.254/32, for one)
-				// and goes another way: the document's static route
-				// takes its place, as networkd or ifupdown would make it.
+				// A route to the same destination and metric that is not
+				// the agent's (DHCP option 121 installs
+				// 169.254.169.254/32, for one) and goes another way: the
+				// document's static route takes its place, as networkd or
+				// ifupdown would make it.
 				if err := conn.ReplaceRoute(r); err != nil {
 					return acts, err
 				}
@@ -403,7 +454,7 @@ func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state)
 			} else if err != nil {
 				return acts, err
 			} else {
-				acts = append(acts, fmt.Sprintf("add route %s via %s dev %s", r.Dst, r.Gateway, l.Name))
+				acts = append(acts, "add route "+describe(r, l.Name))
 			}
 			rs = append(rs, r)
 			if !slices.Contains(own.Routes, key) {
@@ -414,12 +465,17 @@ func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state)
 			if slices.Contains(keep, o) {
 				continue
 			}
-			dst, gw, ok := o.parse()
-			if r := (nl.Route{Dst: dst, Gateway: gw, Index: l.Index}); ok && has(r) {
-				if err := conn.DelRoute(r); err != nil {
-					return acts, err
+			// Its priority, 0 included, names the one route: the kernel
+			// matches a 0 as any priority but deletes the lowest first,
+			// and has saw that one at 0.
+			if r, ok := o.parse(); ok {
+				r.Index = l.Index
+				if has(r) {
+					if err := conn.DelRoute(r); err != nil {
+						return acts, err
+					}
+					acts = append(acts, "remove route "+describe(r, l.Name))
 				}
-				acts = append(acts, fmt.Sprintf("remove route %s via %s dev %s", dst, gw, l.Name))
 			}
 			own.Routes = slices.DeleteFunc(own.Routes, func(x route) bool { return x == o })
 		}
@@ -439,15 +495,16 @@ func (c *Configurator) releaseStatic(conn *nl.Conn, l nl.Link, own *owned, acts 
 			return acts, err
 		}
 		for _, o := range slices.Clone(own.Routes) {
-			dst, gw, ok := o.parse()
+			r, ok := o.parse()
+			r.Index = l.Index
 			ours := ok && slices.ContainsFunc(rs, func(x nl.Route) bool {
-				return x.Index == l.Index && x.Dst == dst && x.Gateway == gw && x.Protocol == unix.RTPROT_STATIC
+				return x.Index == l.Index && x.Dst == r.Dst && x.Gateway == r.Gateway && x.Priority == r.Priority && x.Protocol == unix.RTPROT_STATIC
 			})
 			if ours {
-				if err := conn.DelRoute(nl.Route{Dst: dst, Gateway: gw, Index: l.Index}); err != nil {
+				if err := conn.DelRoute(r); err != nil {
 					return acts, err
 				}
-				acts = append(acts, fmt.Sprintf("remove route %s via %s dev %s", dst, gw, l.Name))
+				acts = append(acts, "remove route "+describe(r, l.Name))
 			}
 			own.Routes = slices.DeleteFunc(own.Routes, func(x route) bool { return x == o })
 		}

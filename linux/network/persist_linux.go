@@ -255,8 +255,11 @@ func renderNetworkd(w *wanted) ([]byte, error) {
 		}
 		fmt.Fprintf(&b, "Domains=%s\n", strings.Join(ds, " "))
 	}
-	for _, r := range w.routes {
+	for i, r := range w.routes {
 		fmt.Fprintf(&b, "\n[Route]\nDestination=%s\nGateway=%s\n", v("route to", prefix(r.Dst)), v("route via", addr(r.Gateway)))
+		if m := w.metric(i); m != 0 {
+			fmt.Fprintf(&b, "Metric=%d\n", m)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("render systemd-networkd config of %q: %w", w.mac, err)
@@ -322,7 +325,11 @@ func renderKeyfile(w *wanted, name string) ([]byte, error) {
 	}
 	for i, r := range w.routes {
 		if r.Dst.Addr().Is4() {
-			fmt.Fprintf(&b, "route%d=%s,%s\n", i+1, v("route to", prefix(r.Dst), false), v("route via", addr(r.Gateway), false))
+			fmt.Fprintf(&b, "route%d=%s,%s", i+1, v("route to", prefix(r.Dst), false), v("route via", addr(r.Gateway), false))
+			if m := w.metric(i); m != 0 {
+				fmt.Fprintf(&b, ",%d", m)
+			}
+			b.WriteString("\n")
 		}
 	}
 	if len(v6) > 0 {
@@ -365,8 +372,12 @@ func renderIfupdown(w *wanted, name string) ([]byte, error) {
 			if w.cfg.MTU > 0 {
 				fmt.Fprintf(&b, "\tmtu %d\n", w.cfg.MTU)
 			}
-			for _, r := range w.routes {
-				fmt.Fprintf(&b, "\tup ip route add %s via %s dev %s\n", sh("route to", prefix(r.Dst)), sh("route via", addr(r.Gateway)), sh("interface name", name))
+			for i, r := range w.routes {
+				fmt.Fprintf(&b, "\tup ip route add %s via %s dev %s", sh("route to", prefix(r.Dst)), sh("route via", addr(r.Gateway)), sh("interface name", name))
+				if m := w.metric(i); m != 0 {
+					fmt.Fprintf(&b, " metric %d", m)
+				}
+				b.WriteString("\n")
 			}
 			first = false
 		} else {
