@@ -67,8 +67,10 @@ $Msi = (Resolve-Path $Msi).Path
 $Imds = (Resolve-Path $Imds).Path
 $service = 'prewarm-agent'
 $id = 'ci-windows'
-$work = Join-Path $env:RUNNER_TEMP ("prewarm-it-" + [guid]::NewGuid().ToString('N').Substring(0, 8))
-if (-not $env:RUNNER_TEMP) { $work = Join-Path $env:TEMP ("prewarm-it-" + [guid]::NewGuid().ToString('N').Substring(0, 8)) }
+# RUNNER_TEMP in CI (the logs step uploads it), TEMP by hand: Join-Path
+# refuses a null path, so the choice comes first.
+$tempRoot = if ($env:RUNNER_TEMP) { $env:RUNNER_TEMP } else { $env:TEMP }
+$work = Join-Path $tempRoot ("prewarm-it-" + [guid]::NewGuid().ToString('N').Substring(0, 8))
 New-Item -ItemType Directory -Force -Path $work, "$work\publish", "$work\data" | Out-Null
 Write-Host "work directory $work"
 
