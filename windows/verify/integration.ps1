@@ -184,6 +184,7 @@ try {
         )
     }
     $extra = '192.0.2.77'
+    $search = 'prewarm-ci.example'
     if (-not $SkipNetwork) {
         # The primary NIC, kept on its own address, gateway and name servers
         # (a runner must stay reachable), plus one extra address.
@@ -193,10 +194,11 @@ try {
         $dns = (Get-DnsClientServerAddress -InterfaceIndex $nic.ifIndex -AddressFamily IPv4).ServerAddresses
         $dhcpBefore = (Get-NetIPInterface -InterfaceIndex $nic.ifIndex -AddressFamily IPv4).Dhcp
         $doc.network = @{ interfaces = @(@{
-                    mac         = $nic.MacAddress.Replace('-', ':').ToLower()
-                    addresses   = @("$($ip.IPAddress)/$($ip.PrefixLength)", "$extra/32")
-                    gateway4    = $route.NextHop
-                    nameservers = @($dns)
+                    mac           = $nic.MacAddress.Replace('-', ':').ToLower()
+                    addresses     = @("$($ip.IPAddress)/$($ip.PrefixLength)", "$extra/32")
+                    gateway4      = $route.NextHop
+                    nameservers   = @($dns)
+                    searchDomains = @($search)
                 }) }
     }
     Publish $doc
@@ -233,7 +235,10 @@ try {
         $a = Get-NetIPAddress -InterfaceIndex $nic.ifIndex -IPAddress $extra -ErrorAction SilentlyContinue
         Check "Get-NetIPAddress $extra on $($nic.Name)" ($null -ne $a)
         if (Test-Path "$verify\network.ps1") {
-            & "$verify\network.ps1" -Mac $nic.MacAddress -Addresses "$($ip.IPAddress)/$($ip.PrefixLength)", "$extra/32"
+            # The name servers per family and the search list too
+            # (docs/windows.md counts them as verified here).
+            & "$verify\network.ps1" -Mac $nic.MacAddress -Addresses "$($ip.IPAddress)/$($ip.PrefixLength)", "$extra/32" `
+                -Dns $dns -Search $search
             Check 'network.ps1 (defects 1, 2)' ($LASTEXITCODE -eq 0)
         }
     }
