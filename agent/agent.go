@@ -451,7 +451,11 @@ func (a *Agent) watchConfig(ctx context.Context) {
 			var he *HTTPError
 			if errors.As(err, &he) && he.StatusCode == 404 && he.Message == msgNoConfig {
 				// A long-polling IMDS would have parked instead: this one
-				// only answers plain polls.
+				// only answers plain polls. (A retry finds nothing to
+				// retry: the document is gone.)
+				if forced {
+					a.cancelRetry()
+				}
 				fl.ok()
 				bo.reset()
 				a.sleep(ctx, a.opts.PollInterval, a.wakePoll)
