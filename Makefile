@@ -85,6 +85,7 @@ bench: deps build
 	$(GO) test -count=5 -run 'TestScenario$$' -v ./e2e/ | grep -E 'timing|→|PASS|FAIL'
 	bash imds/bench/dialects.sh
 	bash imds/bench/writepath.sh
+	bash imds/bench/idle.sh
 	$(MAKE) bench-claim bench-idle
 
 # bench-claim is issue 15's claim benchmark in the QEMU guest: the final
