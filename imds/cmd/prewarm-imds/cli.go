@@ -256,6 +256,20 @@ func getCmd() *cobra.Command {
 	return cmd
 }
 
+// fieldList is the table form of one object (get, config): one field a
+// line, "name:" padded to width, "-" for a field without a value.
+type fieldList struct {
+	strings.Builder
+	width int
+}
+
+func (f *fieldList) add(name, value string) {
+	if value == "" {
+		value = "-"
+	}
+	fmt.Fprintf(f, "%-*s %s\n", f.width, name+":", value)
+}
+
 // printInstance prints one instance: its JSON (the admin API's object), or
 // one field a line.
 func printInstance(w io.Writer, out *cli.Output, inst api.Instance) error {
@@ -263,29 +277,23 @@ func printInstance(w io.Writer, out *cli.Output, inst api.Instance) error {
 		return cli.WriteJSON(w, inst)
 	}
 	row := listRow(inst, time.Now())
-	var b strings.Builder
-	kv := func(k, v string) {
-		if v == "" {
-			v = "-"
-		}
-		fmt.Fprintf(&b, "%-20s %s\n", k+":", v)
-	}
-	kv("instance", inst.ID)
-	kv("addresses", strings.Join(inst.Addresses, ", "))
-	kv("host interface", inst.HostInterface)
+	b := fieldList{width: 20}
+	b.add("instance", inst.ID)
+	b.add("addresses", strings.Join(inst.Addresses, ", "))
+	b.add("host interface", inst.HostInterface)
 	var ls []string
 	for k, v := range inst.Labels {
 		ls = append(ls, k+"="+v)
 	}
-	kv("labels", strings.Join(sortStrings(ls), ", "))
-	kv("published", row.Published)
-	kv("reported generation", row.Reported)
-	kv("state", row.State)
-	kv("last report", row.LastReport)
+	b.add("labels", strings.Join(sortStrings(ls), ", "))
+	b.add("published", row.Published)
+	b.add("reported generation", row.Reported)
+	b.add("state", row.State)
+	b.add("last report", row.LastReport)
 	if inst.LastStatus != nil && inst.LastStatus.Event != "" {
-		kv("last event", inst.LastStatus.Event)
+		b.add("last event", inst.LastStatus.Event)
 	}
-	kv("last error", row.LastError)
+	b.add("last error", row.LastError)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -318,21 +326,15 @@ plaintext passwords as "REDACTED": as JSON (the default), or with
 		for _, u := range d.Users {
 			users = append(users, u.Name)
 		}
-		var b strings.Builder
-		kv := func(k, v string) {
-			if v == "" {
-				v = "-"
-			}
-			fmt.Fprintf(&b, "%-12s %s\n", k+":", v)
-		}
-		kv("instance", d.InstanceID)
-		kv("generation", strconv.FormatInt(d.Generation, 10))
-		kv("partial", strconv.FormatBool(d.Partial))
-		kv("hostname", d.Hostname)
-		kv("timezone", d.Timezone)
-		kv("users", strings.Join(users, ", "))
-		kv("network", map[bool]string{true: "set", false: ""}[d.Network != nil])
-		kv("user data", map[bool]string{true: "set", false: ""}[d.UserData != nil])
+		b := fieldList{width: 12}
+		b.add("instance", d.InstanceID)
+		b.add("generation", strconv.FormatInt(d.Generation, 10))
+		b.add("partial", strconv.FormatBool(d.Partial))
+		b.add("hostname", d.Hostname)
+		b.add("timezone", d.Timezone)
+		b.add("users", strings.Join(users, ", "))
+		b.add("network", map[bool]string{true: "set", false: ""}[d.Network != nil])
+		b.add("user data", map[bool]string{true: "set", false: ""}[d.UserData != nil])
 		_, err = io.WriteString(cmd.OutOrStdout(), b.String())
 		return err
 	}
