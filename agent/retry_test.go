@@ -207,3 +207,23 @@ func TestRetryAfterRestart(t *testing.T) {
 		t.Errorf("state after success: apply %+v", st.Apply)
 	}
 }
+
+// TestRetrySupersededWhileWaiting: while a failed generation waits out its
+// retry (an hour here), the long-poll still takes a newer generation at
+// once, which is applied as its own attempt 1.
+func TestRetrySupersededWhileWaiting(t *testing.T) {
+	h := newHarness(t)
+	f := withFlakyUsers(h, -1, 0, func(int) time.Duration { return time.Hour })
+	g := h.imds.publish(finalDoc)
+	h.start()
+	h.imds.waitFor("attempt 1 failed", func(rs []status.Report, _ []request) bool {
+		return countAttempt(rs, status.StateFailed, g, 1) == 1
+	})
+	f.failures.Store(0)
+	g2 := h.imds.publish(reconfDoc)
+	h.imds.waitReport(status.StateProvisioned, g2)
+	want := fmt.Sprintf("starting/0 waiting/0 applying/%[1]d#1 failed/%[1]d#1 applying/%[2]d#1 provisioned/%[2]d#1", g, g2)
+	if s := attempts(h.imds.all()); s != want {
+		t.Errorf("reports = %s\nwant      %s", s, want)
+	}
+}
