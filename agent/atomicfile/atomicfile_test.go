@@ -6,10 +6,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/prewarm/prewarm/internal/winetest"
 )
 
 func TestWrite(t *testing.T) {
-	dir := tempDir(t)
+	dir := winetest.TempDir(t)
 	p := filepath.Join(dir, "state.json")
 	if err := os.WriteFile(p, []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
@@ -42,7 +44,7 @@ func TestWrite(t *testing.T) {
 // TestWriteFailures: a failed Prepare or a failed rename leaves the file as
 // it was and no temporary file behind.
 func TestWriteFailures(t *testing.T) {
-	dir := tempDir(t)
+	dir := winetest.TempDir(t)
 	p := filepath.Join(dir, "f")
 	if err := os.WriteFile(p, []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
@@ -81,20 +83,4 @@ func onlyFile(t *testing.T, dir string) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Fatalf("files left in %s: %v", dir, ents)
 	}
-}
-
-// tempDir is t.TempDir without failing the test on a cleanup error: Wine 8
-// lacks the file-disposition call Go's os.RemoveAll uses on Windows, and
-// these tests also run under Wine (windows/wine-test.sh).
-func tempDir(t *testing.T) string {
-	d, err := os.MkdirTemp("", "prewarm-atomicfile-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := os.RemoveAll(d); err != nil {
-			t.Logf("cleanup %s: %v", d, err)
-		}
-	})
-	return d
 }

@@ -2,11 +2,11 @@ package platform
 
 import (
 	"log/slog"
-	"os"
 	"testing"
 
 	"golang.org/x/sys/windows"
 
+	"github.com/prewarm/prewarm/internal/winetest"
 	"github.com/prewarm/prewarm/windows/internal/sddl"
 )
 
@@ -30,17 +30,6 @@ func isWine() bool {
 	return windows.NewLazySystemDLL("ntdll.dll").NewProc("wine_get_version").Find() == nil
 }
 
-// tempDir is t.TempDir without failing the test on a cleanup error: Wine 8
-// lacks the file-disposition call Go's os.RemoveAll uses on Windows.
-func tempDir(t *testing.T) string {
-	d, err := os.MkdirTemp("", "prewarm-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := os.RemoveAll(d); err != nil {
-			t.Logf("cleanup %s: %v", d, err)
-		}
-	})
-	return d
-}
+// tempDir is winetest.TempDir: t.TempDir without failing the test on
+// Wine 8's cleanup error.
+var tempDir = winetest.TempDir

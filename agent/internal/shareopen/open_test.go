@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/prewarm/prewarm/internal/winetest"
 )
 
 // TestRotateWhileOpen: a file held open for appending, and another handle
@@ -12,7 +14,7 @@ import (
 // keeps writing to the renamed file, and a new file takes the old name.
 // On Windows this fails with a sharing violation without FILE_SHARE_DELETE.
 func TestRotateWhileOpen(t *testing.T) {
-	dir := tempDir(t)
+	dir := winetest.TempDir(t)
 	p := filepath.Join(dir, "status.jsonl")
 	w, err := Open(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
@@ -49,7 +51,7 @@ func TestRotateWhileOpen(t *testing.T) {
 // TestFlags: append appends, O_TRUNC truncates, O_EXCL refuses an
 // existing file, and a missing file without O_CREATE is os.ErrNotExist.
 func TestFlags(t *testing.T) {
-	dir := tempDir(t)
+	dir := winetest.TempDir(t)
 	p := filepath.Join(dir, "f")
 	if _, err := Open(p, os.O_RDONLY, 0); !os.IsNotExist(err) {
 		t.Errorf("missing file: %v; want not exist", err)
@@ -78,20 +80,4 @@ func TestFlags(t *testing.T) {
 	if fi, err := os.Stat(p); err != nil || fi.Size() != 0 {
 		t.Errorf("after O_TRUNC: %v, %v", fi, err)
 	}
-}
-
-// tempDir is t.TempDir without failing the test on a cleanup error: Wine 8
-// lacks the file-disposition call Go's os.RemoveAll uses on Windows (the
-// files are in the script's throwaway Wine prefix).
-func tempDir(t *testing.T) string {
-	d, err := os.MkdirTemp("", "prewarm-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := os.RemoveAll(d); err != nil {
-			t.Logf("cleanup %s: %v", d, err)
-		}
-	})
-	return d
 }

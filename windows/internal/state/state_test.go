@@ -5,10 +5,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/prewarm/prewarm/internal/winetest"
 )
 
 func TestSaveLoad(t *testing.T) {
-	p := filepath.Join(tempDir(t), "users.json")
+	p := filepath.Join(winetest.TempDir(t), "users.json")
 	var none struct{ Admins []string }
 	if err := Load(p, &none); err != nil || none.Admins != nil {
 		t.Fatalf("Load of a missing file = %v, %+v", err, none)
@@ -56,20 +58,4 @@ func TestVerifier(t *testing.T) {
 			t.Errorf("malformed verifier %q matched", bad)
 		}
 	}
-}
-
-// tempDir is t.TempDir without failing the test on a cleanup error: Wine 8
-// lacks the file-disposition call Go's os.RemoveAll uses on Windows, and
-// these tests also run under Wine (windows/wine-test.sh).
-func tempDir(t *testing.T) string {
-	d, err := os.MkdirTemp("", "prewarm-state-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := os.RemoveAll(d); err != nil {
-			t.Logf("cleanup %s: %v", d, err)
-		}
-	})
-	return d
 }
