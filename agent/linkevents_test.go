@@ -96,6 +96,12 @@ func TestLinkEventsReported(t *testing.T) {
 			t.Errorf("status output lacks %q:\n%s", want, out.String())
 		}
 	}
+	if l := formatLine(&last); !strings.Contains(l, "event dhcp-renewed eth0 via fake: 192.168.7.5/24 -> 10.0.0.5/24 in ") {
+		t.Errorf("status --follow line %q", l)
+	}
+	if l := formatLine(&lr[0]); !strings.Contains(l, "event carrier-lost eth0 (carrier changes 3)") {
+		t.Errorf("status --follow line %q", l)
+	}
 	out.Reset()
 	if err := PrintStatus(&out, h.runDir, true); err != nil || !strings.Contains(out.String(), `"linkEvents":[{`) {
 		t.Errorf("status --json: %v\n%s", err, out.String())
