@@ -280,6 +280,20 @@ func (n *networkConfigurator) apply(ctx context.Context, a adapter, ops plan.Ops
 		}
 		done.AddRoutes = append(done.AddRoutes, r)
 	}
+	for _, r := range ops.SetRoutes {
+		// The row as it is, with only the metric changed: Windows keys
+		// it by interface, destination and next hop, so a new metric is
+		// the same route.
+		row := forwardRow(a, r)
+		if err := windows.GetIpForwardEntry2(&row); err != nil {
+			return done, fmt.Errorf("read route %s: %w", r.Key(), err)
+		}
+		row.Metric = r.Metric
+		if err := winapi.SetIpForwardEntry2(&row); err != nil {
+			return done, fmt.Errorf("set the metric of route %s to %d: %w", r.Key(), r.Metric, err)
+		}
+		done.SetRoutes = append(done.SetRoutes, r)
+	}
 	if ops.SetMTU != 0 {
 		if err := setMTU(a.LUID, ops.SetMTU); err != nil {
 			return done, err
@@ -426,6 +440,13 @@ func forwardRow(a adapter, r plan.Route) windows.MibIpForwardRow2 {
 	row.DestinationPrefix.Prefix = sockaddr4(r.To.Addr())
 	row.DestinationPrefix.PrefixLength = uint8(r.To.Bits())
 	row.NextHop = sockaddr4(r.Via)
+	if r.Metric != 0 {
+		// The route's own metric: Windows adds the interface metric
+		// when it compares routes. Without one the row keeps the
+		// "unused" value InitializeIpForwardEntry gives it, and Windows
+		// its default.
+		row.Metric = r.Metric
+	}
 	row.Protocol = windows.MIB_IPPROTO_NETMGMT
 	row.ValidLifetime = winapi.InfiniteLifetime
 	row.PreferredLifetime = winapi.InfiniteLifetime
@@ -433,7 +454,8 @@ func forwardRow(a adapter, r plan.Route) windows.MibIpForwardRow2 {
 }
 
 // staticRoutes returns the IPv4 routes with a gateway that were configured
-// statically on the interface luid.
+// statically on the interface luid, each with its own metric (without the
+// interface metric Windows adds to it).
 func staticRoutes(luid uint64) ([]plan.Route, error) {
 	var t *windows.MibIpForwardTable2
 	if err := windows.GetIpForwardTable2(windows.AF_INET, &t); err != nil {
@@ -450,7 +472,7 @@ func staticRoutes(luid uint64) ([]plan.Route, error) {
 		if !ok1 || !ok2 || via.IsUnspecified() {
 			continue
 		}
-		out = append(out, plan.Route{To: netip.PrefixFrom(to, int(row.DestinationPrefix.PrefixLength)), Via: via})
+		out = append(out, plan.Route{To: netip.PrefixFrom(to, int(row.DestinationPrefix.PrefixLength)), Via: via, Metric: row.Metric})
 	}
 	return out, nil
 }

@@ -197,6 +197,8 @@ try {
                     mac           = $nic.MacAddress.Replace('-', ':').ToLower()
                     addresses     = @("$($ip.IPAddress)/$($ip.PrefixLength)", "$extra/32")
                     gateway4      = $route.NextHop
+                    # A route of TEST-NET-2 with a metric (defect 2).
+                    routes        = @(@{ to = '198.51.100.0/24'; via = $route.NextHop; metric = 100 })
                     nameservers   = @($dns)
                     searchDomains = @($search)
                 }) }
@@ -238,7 +240,7 @@ try {
             # The name servers per family and the search list too
             # (docs/windows.md counts them as verified here).
             & "$verify\network.ps1" -Mac $nic.MacAddress -Addresses "$($ip.IPAddress)/$($ip.PrefixLength)", "$extra/32" `
-                -Dns $dns -Search $search
+                -Route 198.51.100.0/24 -Via $route.NextHop -RouteMetric 100 -Dns $dns -Search $search
             Check 'network.ps1 (defects 1, 2)' ($LASTEXITCODE -eq 0)
         }
     }

@@ -6,15 +6,20 @@
   Run as Administrator after the agent applied a document that gives the
   interface with MAC -Mac the static addresses -Addresses (the first is the
   primary one; the others are extra addresses), optionally the route
-  -Route via -Via and the name servers -Dns (IPv4 and IPv6 mixed) and
-  search domains -Search. windows/verify/integration.ps1 (the Windows CI job)
+  -Route via -Via (with the document's metric -RouteMetric, when it gives
+  one) and the name servers -Dns (IPv4 and IPv6 mixed) and search domains
+  -Search. windows/verify/integration.ps1 (the Windows CI job)
   calls it after its publish; by hand, on a Windows Server VM:
 
     .\windows\verify\network.ps1 -Mac 52-54-00-12-34-56 -Addresses 192.0.2.10/24,192.0.2.11/24 `
-        -Route 198.51.100.0/24 -Via 192.0.2.1 -Dns 192.0.2.53,2001:db8::53 -Search corp.example
+        -Route 198.51.100.0/24 -Via 192.0.2.1 -RouteMetric 100 -Dns 192.0.2.53,2001:db8::53 -Search corp.example
 
   Checks, each printed as PASS or FAIL, and the script exits 1 on any FAIL:
   - defect 2: every extra address is SkipAsSource, the primary one is not;
+    the route's own metric (Get-NetRoute's RouteMetric, which Windows adds
+    to the interface's InterfaceMetric when it compares routes) is
+    -RouteMetric, and the interface has one route to -Route through -Via
+    (a changed metric is set on the agent's row, not a second row);
     the IPv6 name servers are in the interface's IPv6 list and the IPv4
     ones in its IPv4 list; the search domains are the interface's
     SearchList (registry value under Tcpip\Parameters\Interfaces\{guid},
@@ -29,6 +34,7 @@ param(
     [Parameter(Mandatory)] [string[]] $Addresses,
     [string] $Route,
     [string] $Via,
+    [int] $RouteMetric,
     [string[]] $Dns,
     [string[]] $Search,
     [string] $Service = 'prewarm-agent',
@@ -74,6 +80,14 @@ if ($Route) {
     $r = Get-NetRoute -InterfaceIndex $ix -DestinationPrefix $Route -ErrorAction SilentlyContinue |
         Where-Object { -not $Via -or $_.NextHop -eq $Via }
     Check "route $Route via $Via present" ($null -ne $r)
+    if ($r -and $Via) {
+        Check "one route $Route via $Via" (@($r).Count -eq 1) "($(@($r).Count))"
+    }
+    if ($r -and $RouteMetric) {
+        $m = @($r)[0].RouteMetric
+        $ifMetric = (Get-NetIPInterface -InterfaceIndex $ix -AddressFamily IPv4).InterfaceMetric
+        Check "route $Route RouteMetric $RouteMetric (the interface adds $ifMetric)" ($m -eq $RouteMetric) "(is $m)"
+    }
 }
 
 # Defect 2: name servers per family.
@@ -120,6 +134,10 @@ do {
     }
 } until ($back -or (Get-Date) -gt $deadline)
 Check "addresses and route restored by the agent's start within $RestoreSeconds s" $back
+if ($back -and $Route -and $RouteMetric) {
+    $m = @(Get-NetRoute -InterfaceIndex $ix -DestinationPrefix $Route -ErrorAction SilentlyContinue)[0].RouteMetric
+    Check "restored route $Route keeps RouteMetric $RouteMetric" ($m -eq $RouteMetric) "(is $m)"
+}
 
 if ($failed) { Write-Host "$failed check(s) failed"; exit 1 }
 Write-Host 'network: all checks passed'

@@ -49,7 +49,7 @@ func TestDiffConverges(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	addrs := []netip.Prefix{pfx("10.0.0.1/24"), pfx("10.0.0.2/24"), pfx("10.0.1.1/16"), pfx("192.168.0.9/24")}
 	gws := []netip.Addr{addr("10.0.0.254"), addr("10.0.0.253")}
-	routes := []Route{{DefaultRoute, gws[0]}, {DefaultRoute, gws[1]}, {pfx("10.2.0.0/16"), gws[0]}, {pfx("10.3.0.0/16"), gws[1]}}
+	routes := []Route{{To: DefaultRoute, Via: gws[0]}, {To: DefaultRoute, Via: gws[1]}, {To: pfx("10.2.0.0/16"), Via: gws[0]}, {To: pfx("10.3.0.0/16"), Via: gws[1]}}
 	pick := func(n int) []int { return r.Perm(n)[:r.IntN(n+1)] }
 	for i := range 500 {
 		var want Want
@@ -61,7 +61,7 @@ func TestDiffConverges(t *testing.T) {
 		}
 		if r.IntN(2) == 0 {
 			want.HasGateway = true
-			want.Routes = append(want.Routes, Route{DefaultRoute, gws[r.IntN(2)]})
+			want.Routes = append(want.Routes, Route{To: DefaultRoute, Via: gws[r.IntN(2)]})
 		}
 		if r.IntN(2) == 0 {
 			want.HasRoutes = true

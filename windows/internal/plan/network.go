@@ -5,18 +5,40 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/prewarm/prewarm/shared/config"
 )
 
-// Route is a static route through a gateway.
+// Route is a static route through a gateway. Windows keys a route by its
+// interface, network and via (Key): the metric is a property of the row,
+// which SetIpForwardEntry2 changes in place.
 type Route struct {
 	To  netip.Prefix
 	Via netip.Addr
+	// Metric is the route's metric (MIB_IPFORWARD_ROW2.Metric, to which
+	// Windows adds the interface metric). In a Want and an Owned record 0
+	// is the document's "none": the row keeps what Windows gives it. In a
+	// Have it is what Windows reports.
+	Metric uint32 `json:",omitempty"`
 }
 
-func (r Route) String() string { return r.To.String() + " via " + r.Via.String() }
+func (r Route) String() string {
+	s := r.To.String() + " via " + r.Via.String()
+	if r.Metric != 0 {
+		s += " metric " + strconv.FormatUint(uint64(r.Metric), 10)
+	}
+	return s
+}
+
+// Key is r without its metric: what Windows tells routes apart by.
+func (r Route) Key() Route { return Route{To: r.To, Via: r.Via} }
+
+// findRoute is the index of the route of rs with r's key, or -1.
+func findRoute(rs []Route, r Route) int {
+	return slices.IndexFunc(rs, func(x Route) bool { return x.Key() == r.Key() })
+}
 
 // DefaultRoute is the destination of a default gateway's route.
 var DefaultRoute = netip.MustParsePrefix("0.0.0.0/0")
@@ -74,6 +96,9 @@ type Ops struct {
 	AddAddrs  []netip.Prefix
 	DelRoutes []Route
 	AddRoutes []Route
+	// SetRoutes are rows that exist with another metric than the
+	// document's: the metric is set on the row (SetIpForwardEntry2).
+	SetRoutes []Route
 	SetMTU    int
 	SetDNS    bool
 	DNS       []netip.Addr
@@ -83,7 +108,7 @@ type Ops struct {
 
 // Empty reports whether there is nothing to do.
 func (o Ops) Empty() bool {
-	return !o.EnableDHCP && !o.ResetDNS && !o.DisableDHCP && len(o.DelAddrs)+len(o.AddAddrs)+len(o.DelRoutes)+len(o.AddRoutes) == 0 &&
+	return !o.EnableDHCP && !o.ResetDNS && !o.DisableDHCP && len(o.DelAddrs)+len(o.AddAddrs)+len(o.DelRoutes)+len(o.AddRoutes)+len(o.SetRoutes) == 0 &&
 		o.SetMTU == 0 && !o.SetDNS && !o.SetSearch
 }
 
@@ -110,6 +135,9 @@ func (o Ops) Actions(iface string) []string {
 	}
 	for _, r := range o.AddRoutes {
 		a = append(a, fmt.Sprintf("add route %s on %s", r, iface))
+	}
+	for _, r := range o.SetRoutes {
+		a = append(a, fmt.Sprintf("set the metric of route %s on %s to %d", r.Key(), iface, r.Metric))
 	}
 	if o.SetMTU != 0 {
 		a = append(a, fmt.Sprintf("set MTU of %s to %d", iface, o.SetMTU))
@@ -155,7 +183,7 @@ func ParseInterface(in config.Interface) (Want, error) {
 		w.Addresses = append(w.Addresses, p)
 	}
 	if gw := in.Gateway4; gw.IsValid() {
-		w.Routes = append(w.Routes, Route{DefaultRoute, gw})
+		w.Routes = append(w.Routes, Route{To: DefaultRoute, Via: gw})
 		w.HasGateway = true
 	}
 	w.HasRoutes = in.Routes != nil
@@ -163,7 +191,7 @@ func ParseInterface(in config.Interface) (Want, error) {
 		if r.To.IsValid() && !r.To.Addr().Is4() {
 			errs = append(errs, fmt.Sprintf("routes[%d] %s via %s: want an IPv4 route (the Windows agent configures IPv4 only)", i, r.To, r.Via))
 		}
-		w.Routes = append(w.Routes, Route{r.To, r.Via})
+		w.Routes = append(w.Routes, Route{To: r.To, Via: r.Via, Metric: r.Metric})
 	}
 	if in.Nameservers != nil {
 		w.DNS = slices.Clone(in.Nameservers)
@@ -210,18 +238,33 @@ func Diff(want Want, dhcp4 bool, have Have, owned Owned) Ops {
 			}
 		}
 	}
+	// Routes are matched by Key. A row with another metric than the
+	// document's gets the document's; a document without a metric leaves
+	// a row's metric alone, unless it is the one the agent set (owned),
+	// which only a new row takes back to Windows' default.
 	for _, r := range want.Routes {
-		if !slices.Contains(have.Routes, r) {
+		i := findRoute(have.Routes, r)
+		switch {
+		case i < 0:
 			o.AddRoutes = append(o.AddRoutes, r)
+		case r.Metric != 0 && have.Routes[i].Metric != r.Metric:
+			o.SetRoutes = append(o.SetRoutes, r)
+		case r.Metric == 0:
+			if j := findRoute(owned.Routes, r); j >= 0 && owned.Routes[j].Metric != 0 && owned.Routes[j].Metric == have.Routes[i].Metric {
+				o.DelRoutes = append(o.DelRoutes, have.Routes[i])
+				o.AddRoutes = append(o.AddRoutes, r)
+			}
 		}
 	}
 	for _, r := range owned.Routes {
+		// The default route without a metric is gateway4's (a routes[]
+		// entry to 0.0.0.0/0 beside gateway4 has a metric of its own).
 		inDoc := want.HasRoutes
-		if r.To == DefaultRoute {
+		if r.To == DefaultRoute && r.Metric == 0 {
 			inDoc = want.HasGateway
 		}
-		if inDoc && !slices.Contains(want.Routes, r) && slices.Contains(have.Routes, r) {
-			o.DelRoutes = append(o.DelRoutes, r)
+		if i := findRoute(have.Routes, r); inDoc && findRoute(want.Routes, r) < 0 && i >= 0 {
+			o.DelRoutes = append(o.DelRoutes, have.Routes[i])
 		}
 	}
 	if want.MTU != 0 && want.MTU != have.MTU {
@@ -243,9 +286,21 @@ func NextOwned(prev Owned, o Ops) Owned {
 	if o.EnableDHCP {
 		prev.Addresses = nil
 	}
+	// A route is recorded by key, with the metric the agent asked for.
+	var routes []Route
+	for _, r := range prev.Routes {
+		if findRoute(o.DelRoutes, r) < 0 && findRoute(o.SetRoutes, r) < 0 {
+			routes = append(routes, r)
+		}
+	}
+	for _, r := range slices.Concat(o.AddRoutes, o.SetRoutes) {
+		if findRoute(routes, r) < 0 {
+			routes = append(routes, r)
+		}
+	}
 	return Owned{
 		Addresses: nextList(prev.Addresses, o.DelAddrs, o.AddAddrs),
-		Routes:    nextList(prev.Routes, o.DelRoutes, o.AddRoutes),
+		Routes:    routes,
 	}
 }
 

@@ -145,7 +145,7 @@ func TestParseInterface(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Want{MAC: "52:54:00:12:34:56", Addresses: []netip.Prefix{pfx("10.1.0.5/24")},
-		Routes: []Route{{DefaultRoute, addr("10.1.0.1")}, {pfx("10.2.0.0/16"), addr("10.1.0.254")}},
+		Routes: []Route{{To: DefaultRoute, Via: addr("10.1.0.1")}, {To: pfx("10.2.0.0/16"), Via: addr("10.1.0.254")}},
 		MTU:    1500, DNS: []netip.Addr{addr("10.1.0.2")}, Search: []string{"corp.example"},
 		HasGateway: true, HasRoutes: true}
 	if !reflect.DeepEqual(w, want) {
@@ -168,7 +168,7 @@ func TestParseInterface(t *testing.T) {
 
 func TestDiff(t *testing.T) {
 	want := Want{Addresses: []netip.Prefix{pfx("10.1.0.5/24")},
-		Routes: []Route{{DefaultRoute, addr("10.1.0.1")}}, HasGateway: true, MTU: 1500,
+		Routes: []Route{{To: DefaultRoute, Via: addr("10.1.0.1")}}, HasGateway: true, MTU: 1500,
 		DNS: []netip.Addr{addr("10.1.0.2")}, Search: []string{"corp.example"}}
 	fresh := Have{DHCP: true, MTU: 1500}
 	o := Diff(want, false, fresh, Owned{})
@@ -232,7 +232,7 @@ func TestDiff(t *testing.T) {
 	}
 	// A new gateway replaces the default route the agent added.
 	want3 := want
-	want3.Routes = []Route{{DefaultRoute, addr("10.1.0.254")}}
+	want3.Routes = []Route{{To: DefaultRoute, Via: addr("10.1.0.254")}}
 	if o := Diff(want3, false, applied, owned); len(o.DelRoutes) != 1 || len(o.AddRoutes) != 1 {
 		t.Errorf("gateway change diff = %+v", o)
 	}

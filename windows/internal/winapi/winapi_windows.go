@@ -19,6 +19,7 @@ var (
 	procInitializeIpForwardEntry        = iphlpapi.NewProc("InitializeIpForwardEntry")
 	procCreateIpForwardEntry2           = iphlpapi.NewProc("CreateIpForwardEntry2")
 	procDeleteIpForwardEntry2           = iphlpapi.NewProc("DeleteIpForwardEntry2")
+	procSetIpForwardEntry2              = iphlpapi.NewProc("SetIpForwardEntry2")
 	procSetIpInterfaceEntry             = iphlpapi.NewProc("SetIpInterfaceEntry")
 	procInitializeIpInterfaceEntry      = iphlpapi.NewProc("InitializeIpInterfaceEntry")
 	procSetInterfaceDnsSettings         = iphlpapi.NewProc("SetInterfaceDnsSettings")
@@ -169,6 +170,12 @@ func CreateIpForwardEntry2(row *windows.MibIpForwardRow2) error {
 // DeleteIpForwardEntry2 removes a route.
 func DeleteIpForwardEntry2(row *windows.MibIpForwardRow2) error {
 	return call(procDeleteIpForwardEntry2, uintptr(unsafe.Pointer(row)))
+}
+
+// SetIpForwardEntry2 changes the properties (the metric among them) of the
+// route with row's interface, destination and next hop.
+func SetIpForwardEntry2(row *windows.MibIpForwardRow2) error {
+	return call(procSetIpForwardEntry2, uintptr(unsafe.Pointer(row)))
 }
 
 // InitializeIpInterfaceEntry fills row with defaults.
