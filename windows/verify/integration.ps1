@@ -65,6 +65,10 @@ function Check([string] $what, [bool] $ok, [string] $detail = '') {
 $verify = $PSScriptRoot
 $Msi = (Resolve-Path $Msi).Path
 $Imds = (Resolve-Path $Imds).Path
+# Absolute, as $Msi: msiexec resolves a relative package path against its
+# own working directory, not this script's location.
+if ($OlderMsi) { $OlderMsi = (Resolve-Path $OlderMsi).Path }
+if ($RebuiltMsi) { $RebuiltMsi = (Resolve-Path $RebuiltMsi).Path }
 $service = 'prewarm-agent'
 $id = 'ci-windows'
 # RUNNER_TEMP in CI (the logs step uploads it), TEMP by hand: Join-Path
