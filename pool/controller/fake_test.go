@@ -41,6 +41,8 @@ type fakeHV struct {
 	deaf bool
 	// defineErr makes DefineAndStart fail.
 	defineErr error
+	// addHostErr makes AddDHCPHost fail on that network.
+	addHostErr map[string]error
 	// leases are dnsmasq's leases that outlive released VMs.
 	leases map[string]map[netip.Addr]string
 	// routes are the transit routes (the fake Router).
@@ -96,6 +98,9 @@ func (f *fakeHV) Leases(_ context.Context, network string) (map[netip.Addr]strin
 func (f *fakeHV) AddDHCPHost(_ context.Context, network, mac, ip, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.addHostErr[network]; err != nil {
+		return err
+	}
 	for _, h := range f.hosts[network] {
 		if h.MAC == mac || h.IP == ip {
 			return fmt.Errorf("reservation of %s/%s exists on %s", mac, ip, network)
