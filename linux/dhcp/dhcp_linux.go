@@ -76,6 +76,11 @@ func New(o Options) (*Renewer, error) {
 }
 
 func (r *Renewer) owner(iface string, index int) owner {
+	if r.o.Client == Builtin {
+		// Nothing to find or signal: no scan of every process's /proc
+		// files on each renewal (tens of ms in a TCG guest, on a claim's path).
+		return owner{Client: Builtin}
+	}
 	ow := detect(r.o.ProcDir, r.o.RunDir, iface, index)
 	if r.o.Client != "" && r.o.Client != ow.Client {
 		// The override names the client; a running one of that kind is
@@ -171,8 +176,8 @@ func (r *Renewer) renew(ctx context.Context, iface string, atT1 bool) (agent.Lea
 	case ow.Client == Udhcpc && ow.PID != 0 && udhcpcHostName(ow.Argv) != host.Name() && !udhcpcForeground(ow.Argv):
 		err = r.renewAndWait(ctx, link.Index, 0, func() error { return r.restartUdhcpc(ctx, ow, host) })
 	case ow.Client == Networkd || ow.Client == NetworkManager:
-		err = r.renewManager(ctx, ow.Client, iface, host, func() error {
-			return r.renewAndWait(ctx, link.Index, 0, func() error { return r.trigger(ctx, ow, iface) })
+		err = r.renewAndWait(ctx, link.Index, 0, func() error {
+			return r.renewManager(ctx, ow.Client, iface, host, func() error { return r.trigger(ctx, ow, iface) })
 		})
 	default:
 		r.noteHostName(ow, host)
