@@ -238,12 +238,21 @@ func Diff(want Want, dhcp4 bool, have Have, owned Owned) Ops {
 			}
 		}
 	}
+	// Turning DHCP off takes what DHCP configured with it, its default
+	// gateway's route (a NetMgmt row like a static one, so have lists it)
+	// included, and have was read before the switch: every route the
+	// document wants is created after it. One that outlived the switch is
+	// ERROR_OBJECT_ALREADY_EXISTS, which apply accepts.
+	haveRoutes := have.Routes
+	if o.DisableDHCP {
+		haveRoutes = nil
+	}
 	// Routes are matched by Key. A row with another metric than the
 	// document's gets the document's; a document without a metric leaves
 	// a row's metric alone, unless it is the one the agent set (owned),
 	// which only a new row takes back to Windows' default.
 	for _, r := range want.Routes {
-		i := findRoute(have.Routes, r)
+		i := findRoute(haveRoutes, r)
 		switch {
 		case i < 0:
 			o.AddRoutes = append(o.AddRoutes, r)
