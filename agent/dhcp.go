@@ -59,6 +59,9 @@ type linkRenewal struct {
 	again   bool   // a change came while it ran: renew once more after it
 	extra   bool   // the running renewal is that one more
 	changes uint32 // the carrier-change count the latest renewal answers
+	// merged is the link event that carrier changes during the renewal
+	// merge into (linkevents.go), recorded when the renewal ends.
+	merged *status.LinkEvent
 }
 
 // linkBack starts a renewal of ev's interface, or, while one runs, asks
@@ -84,25 +87,27 @@ func (a *Agent) linkBack(ctx context.Context, ev LinkEvent) {
 		a.idle = make(chan struct{})
 	}
 	a.busy++
-	// Recorded before the next link event is taken, so carrier changes
-	// during the renewal merge after it (linkevents.go).
-	a.renewalStarted(ev.Interface)
 	a.bg.Go(func() {
 		for {
-			a.renewStarted(ctx, ev.Interface)
+			a.renew(ctx, ev.Interface)
 			a.linkMu.Lock()
 			if lr.again && ctx.Err() == nil {
 				lr.again, lr.extra = false, true
 				a.linkMu.Unlock()
-				a.renewalStarted(ev.Interface)
 				continue
 			}
 			lr.running, lr.again, lr.extra = false, false, false
+			// Changes merged after the renewal took them: on their own.
+			left := lr.merged
+			lr.merged = nil
 			a.busy--
 			if a.busy == 0 {
 				close(a.idle)
 			}
 			a.linkMu.Unlock()
+			if left != nil && ctx.Err() == nil {
+				a.linkReport(*left, status.Report{Event: left.Kind, Interface: left.Interface})
+			}
 			return
 		}
 	})
@@ -209,12 +214,7 @@ func (a *Agent) renewAll(ctx context.Context, v int64) {
 // a dhcp-renewing event, then a dhcp-renewed event with the addresses the
 // interface holds now (or the error, if the renewal failed).
 func (a *Agent) renew(ctx context.Context, iface string) {
-	a.renewalStarted(iface)
-	a.renewStarted(ctx, iface)
-}
-
-// renewStarted is renew once its dhcp-renewing event is recorded.
-func (a *Agent) renewStarted(ctx context.Context, iface string) {
+	a.renewalStarted(ctx, iface)
 	t0 := time.Now()
 	a.platMu.Lock()
 	lease, err := a.p.DHCP.RenewDHCP(ctx, iface)
@@ -236,5 +236,11 @@ func (a *Agent) renewStarted(ctx context.Context, iface string) {
 		}
 	}
 	le := renewalEvent(iface, t0, lease, err)
-	a.emit(r, func(s *State) { s.addLinkEvent(le) })
+	merged := a.takeMerged(iface)
+	a.emit(r, func(s *State) {
+		if merged != nil {
+			s.addLinkEvent(*merged)
+		}
+		s.addLinkEvent(le)
+	})
 }

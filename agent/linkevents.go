@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"net/netip"
 	"time"
 
@@ -14,8 +15,8 @@ import (
 // with the event's kind as the report's event (a finished renewal is the
 // dhcp-renewed report). A storm costs no flood: carrier changes of an
 // interface while its renewal runs are merged into one entry (the latest
-// state and counter, with how many were merged) and make no report; the
-// renewal's own reports follow.
+// state and counter, with how many were merged) that makes no report of
+// its own: it enters the ring just before the renewal's end.
 
 // addLinkEvent appends ev to the ring s keeps, dropping the oldest past
 // status.MaxLinkEvents.
@@ -26,37 +27,9 @@ func (s *State) addLinkEvent(ev status.LinkEvent) {
 	}
 }
 
-// mergeCarrier merges the carrier event ev into the ring's entry of its
-// interface made since that interface's renewal started: the carrier entry
-// already merged, else a new one after the renewal's start. It reports
-// false when the ring holds no renewal start of the interface (the merge
-// has nothing to attach to: ev is to be recorded on its own).
-func (s *State) mergeCarrier(ev status.LinkEvent) bool {
-	for i := len(s.LinkEvents) - 1; i >= 0; i-- {
-		e := &s.LinkEvents[i]
-		if e.Interface != ev.Interface {
-			continue
-		}
-		switch e.Kind {
-		case status.LinkRenewing:
-			ev.Coalesced = 1
-			s.addLinkEvent(ev)
-			return true
-		case status.LinkCarrierLost, status.LinkCarrierBack:
-			if e.Coalesced == 0 {
-				return false // recorded on its own: not a merge of this renewal
-			}
-			e.Kind, e.Time, e.CarrierChanges = ev.Kind, ev.Time, ev.CarrierChanges
-			e.Coalesced++
-			return true
-		}
-		return false
-	}
-	return false
-}
-
 // carrierEvent records a carrier change ev: on its own, with a report, or,
-// while a renewal of its interface runs, merged into the ring.
+// while a renewal of its interface runs, merged into the one entry of the
+// changes during that renewal, recorded with the renewal's end.
 func (a *Agent) carrierEvent(ev LinkEvent) {
 	kind := status.LinkCarrierLost
 	if ev.Kind == CarrierBack {
@@ -68,24 +41,47 @@ func (a *Agent) carrierEvent(ev LinkEvent) {
 	}
 	le := status.LinkEvent{Time: status.Time{Time: at}, Kind: kind, Interface: ev.Interface, CarrierChanges: ev.CarrierChanges}
 	a.linkMu.Lock()
-	lr := a.links[ev.Interface]
-	renewing := lr != nil && lr.running
-	a.linkMu.Unlock()
-	if renewing {
-		a.mu.Lock()
-		merged := a.st.mergeCarrier(le)
-		a.mu.Unlock()
-		if merged {
-			return
+	if lr := a.links[ev.Interface]; lr != nil && lr.running {
+		if lr.merged == nil {
+			lr.merged = &le
+		} else {
+			le.Coalesced = lr.merged.Coalesced
+			*lr.merged = le
 		}
+		lr.merged.Coalesced++
+		a.linkMu.Unlock()
+		return
 	}
+	a.linkMu.Unlock()
 	a.log.Info("link event", "interface", ev.Interface, "kind", kind, "carrierChanges", ev.CarrierChanges)
 	a.linkReport(le, status.Report{Event: kind, Interface: ev.Interface})
 }
 
-// renewalStarted records that a renewal of iface starts.
-func (a *Agent) renewalStarted(iface string) {
+// takeMerged returns and forgets the carrier changes merged during the
+// renewal of iface that ends now (nil: none).
+func (a *Agent) takeMerged(iface string) *status.LinkEvent {
+	a.linkMu.Lock()
+	defer a.linkMu.Unlock()
+	lr := a.links[iface]
+	if lr == nil {
+		return nil
+	}
+	m := lr.merged
+	lr.merged = nil
+	return m
+}
+
+// renewalStarted records that a renewal of iface starts, with the DHCP
+// client that will renew it when the platform can tell (DHCPClientNamer).
+func (a *Agent) renewalStarted(ctx context.Context, iface string) {
 	le := status.LinkEvent{Time: status.Time{Time: time.Now()}, Kind: status.LinkRenewing, Interface: iface}
+	if n, ok := a.p.DHCP.(DHCPClientNamer); ok {
+		c, err := n.DHCPClient(ctx, iface)
+		if err != nil {
+			a.log.Debug("which DHCP client renews", "interface", iface, "err", err)
+		}
+		le.Client = c
+	}
 	a.linkReport(le, status.Report{Event: status.LinkRenewing, Interface: iface})
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -70,6 +71,9 @@ func TestLinkEventsReported(t *testing.T) {
 	if s := linkKinds(last.LinkEvents); s != "carrier-lost:eth0:3 carrier-back:eth0:4 dhcp-renewing:eth0 dhcp-renewed:eth0" {
 		t.Errorf("the renewal's report carries %s", s)
 	}
+	if c := last.LinkEvents[2].Client; c != "fake" {
+		t.Errorf("the renewal's start names client %q, want the platform's fake", c)
+	}
 	done := last.LinkEvents[len(last.LinkEvents)-1]
 	if done.Client != "fake" || strings.Join(done.OldAddresses, ",") != "192.168.7.5/24" || strings.Join(done.Addresses, ",") != "10.0.0.5/24" || done.MS < 0 || done.Error != "" {
 		t.Errorf("finished renewal event %+v", done)
@@ -90,7 +94,7 @@ func TestLinkEventsReported(t *testing.T) {
 	if err := PrintStatus(&out, h.runDir, false); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"carrier-lost eth0 (carrier changes 3)", "carrier-back eth0 (carrier changes 4)", "dhcp-renewing eth0",
+	for _, want := range []string{"carrier-lost eth0 (carrier changes 3)", "carrier-back eth0 (carrier changes 4)", "dhcp-renewing eth0 via fake\n",
 		"dhcp-renewed eth0 via fake: 192.168.7.5/24 -> 10.0.0.5/24"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status output lacks %q:\n%s", want, out.String())
@@ -150,8 +154,7 @@ func TestLinkEventsStormMerged(t *testing.T) {
 }
 
 // TestLinkEventRing: the ring keeps the latest MaxLinkEvents, oldest
-// first; a carrier change merges only after the start of its interface's
-// renewal.
+// first.
 func TestLinkEventRing(t *testing.T) {
 	var s State
 	at := status.Time{Time: time.Now()}
@@ -161,20 +164,10 @@ func TestLinkEventRing(t *testing.T) {
 	if n := len(s.LinkEvents); n != status.MaxLinkEvents || s.LinkEvents[0].CarrierChanges != 6 || s.LinkEvents[n-1].CarrierChanges != 21 {
 		t.Fatalf("ring %s", linkKinds(s.LinkEvents))
 	}
-	ev := status.LinkEvent{Time: at, Kind: status.LinkCarrierLost, Interface: "eth0", CarrierChanges: 22}
-	if s.mergeCarrier(ev) {
-		t.Error("merged into a carrier event recorded on its own")
-	}
-	s.addLinkEvent(status.LinkEvent{Time: at, Kind: status.LinkRenewing, Interface: "eth0"})
-	s.addLinkEvent(status.LinkEvent{Time: at, Kind: status.LinkCarrierLost, Interface: "eth1", CarrierChanges: 9})
-	if !s.mergeCarrier(ev) || !s.mergeCarrier(status.LinkEvent{Time: at, Kind: status.LinkCarrierBack, Interface: "eth0", CarrierChanges: 23}) {
-		t.Fatal("not merged after the renewal's start")
-	}
-	tail := linkKinds(s.LinkEvents[len(s.LinkEvents)-3:])
-	if tail != "dhcp-renewing:eth0 carrier-lost:eth1:9 carrier-back:eth0:23(+2)" {
-		t.Errorf("ring tail %s", tail)
-	}
 }
+
+// DHCPClient implements DHCPClientNamer.
+func (f *fakePlatform) DHCPClient(context.Context, string) (string, error) { return "fake", nil }
 
 // TestRenewalEventFailed: a failed renewal's event names the client the
 // platform named, the addresses before it, and the error; no new ones.

@@ -99,6 +99,13 @@ type DHCPRenewer interface {
 	RenewDHCP(ctx context.Context, iface string) (Lease, error)
 }
 
+// DHCPClientNamer is optionally implemented by a DHCPRenewer that can tell,
+// before a renewal, which client will renew an interface (the name Lease's
+// Client takes), so the renewal's start is reported with it.
+type DHCPClientNamer interface {
+	DHCPClient(ctx context.Context, iface string) (string, error)
+}
+
 // StepResult is what an apply step did.
 type StepResult struct {
 	// Changed is false when the machine already matched the document.
