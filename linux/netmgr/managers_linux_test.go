@@ -127,6 +127,23 @@ func TestManagers(t *testing.T) {
 		}
 		l.agentRenewal("networkd", "10.77.0.52/24", "web-9")
 
+		// An address networkd does not manage (as the agent's static
+		// network step adds): the renewal keeps it (a Renew, not a
+		// Reconfigure, which would drop it) and still gets an ACK.
+		if _, err := l.inside("ip", "addr", "add", "10.77.0.200/24", "dev", "eth0"); err != nil {
+			t.Fatal(err)
+		}
+		acks = l.acks()
+		if r := l.helper("dhcp-renew", "eth0", ""); r.Err != "" {
+			t.Fatalf("linux/dhcp renewal beside a static address: %s", r.Err)
+		}
+		if a := l.eth0(); !slices.Contains(a, "10.77.0.200/24") || !slices.Contains(a, "10.77.0.52/24") {
+			t.Fatalf("eth0 has %v after the renewal, want the static 10.77.0.200/24 kept beside 10.77.0.52/24", a)
+		}
+		if l.acks() <= acks {
+			t.Fatal("dnsmasq sent no DHCPACK for the renewal beside a static address")
+		}
+
 		// Refusals carry networkd's error.
 		_, err = c.NetworkdRenew(ctx, "lo", netmgr.NetworkdOptions{})
 		managerErr(t, err, netmgr.Networkd, "not managed")

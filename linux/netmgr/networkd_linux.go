@@ -158,3 +158,27 @@ func (c *Conn) NetworkdRenew(ctx context.Context, iface string, o NetworkdOption
 	}
 	return got.Lease, nil
 }
+
+// NetworkdForeign returns iface's global IPv4 addresses that networkd
+// does not manage (ConfigSource "foreign": added by someone else, such as
+// the agent's static network step). Link.Reconfigure drops those.
+func (c *Conn) NetworkdForeign(ctx context.Context, iface string) ([]netip.Prefix, error) {
+	path, err := c.networkdLinkPath(ctx, iface)
+	if err != nil {
+		return nil, err
+	}
+	d, err := c.describe(ctx, path, iface)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for _, a := range d.Addresses {
+		if a.Family == unix.AF_INET && a.ConfigSource == "foreign" && len(a.Address) == 4 {
+			addr := netip.AddrFrom4([4]byte(a.Address))
+			if addr.IsGlobalUnicast() {
+				out = append(out, netip.PrefixFrom(addr, a.PrefixLength))
+			}
+		}
+	}
+	return out, nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -69,6 +70,9 @@ type nmView struct {
 	lease  Lease
 	expiry string          // the lease's "expiry" option, verbatim
 	cfg    dbus.ObjectPath // the device's DHCP4Config
+	// applied is the device's IPv4 addresses as NetworkManager configured
+	// them (IP4Config): a new lease is in DHCP4Config before it is here.
+	applied []netip.Prefix
 	// obtained is when the lease was given (expiry less its lease time,
 	// whole seconds); zero if not told.
 	obtained time.Time
@@ -83,6 +87,18 @@ func (c *Conn) nmRead(ctx context.Context, dev dbus.ObjectPath, iface string) (n
 	v.state, _ = props["State"].Value().(uint32)
 	if sr, ok := props["StateReason"].Value().([]any); ok && len(sr) == 2 {
 		v.reason, _ = sr[1].(uint32)
+	}
+	if ip4, _ := props["Ip4Config"].Value().(dbus.ObjectPath); ip4 != "" && ip4 != "/" {
+		var data []map[string]dbus.Variant
+		if err := c.bus.Object(nm, ip4).CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, nm+".IP4Config", "AddressData").Store(&data); err != nil {
+			return v, wrap(NetworkManager, "IP4Config.AddressData", iface, err)
+		}
+		for _, d := range data {
+			a, _ := d["address"].Value().(string)
+			if p, _ := d["prefix"].Value().(uint32); ipv4(a).IsValid() {
+				v.applied = append(v.applied, netip.PrefixFrom(ipv4(a), int(p)))
+			}
+		}
 	}
 	cfg, _ := props["Dhcp4Config"].Value().(dbus.ObjectPath)
 	if cfg == "" || cfg == "/" {
@@ -140,7 +156,7 @@ func (c *Conn) NMLease(ctx context.Context, iface string) (Lease, error) {
 // NMRenew makes NetworkManager restart the DHCP transaction of iface's
 // active connection (Device.Reapply with a changed DHCP setting, see the
 // package doc) and returns the new lease once the device's DHCP4Config
-// reports it. A refusal (an unknown device, one not activated) is an
+// reports it (in DHCP4Config, and its address in IP4Config). A refusal (an unknown device, one not activated) is an
 // *Error with NetworkManager's text; a device that leaves the activated
 // state fails with its state and reason; no new lease before ctx ends is
 // ctx's error.
@@ -206,7 +222,8 @@ func (c *Conn) NMRenew(ctx context.Context, iface string, o NMOptions) (Lease, e
 		default:
 			return false, nil
 		}
-		return v.lease.Valid() && (fresh || v.expiry != before.expiry || v.lease.Address != before.lease.Address), nil
+		return v.lease.Valid() && slices.Contains(v.applied, v.lease.Address) &&
+			(fresh || v.expiry != before.expiry || v.lease.Address != before.lease.Address), nil
 	})
 	if err != nil {
 		if ctx.Err() != nil {
