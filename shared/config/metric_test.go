@@ -53,6 +53,8 @@ func TestRouteMetric(t *testing.T) {
 		{"other networks and other interfaces do not count", `{"network":{"interfaces":[` +
 			`{"mac":"52:54:00:12:34:56","gateway4":"10.1.0.1","routes":[{"to":"10.2.0.0/16","via":"10.1.0.254"},{"to":"10.3.0.0/16","via":"10.1.0.254"}]},` +
 			`{"mac":"52:54:00:12:34:57","gateway4":"10.1.0.1","routes":[{"to":"10.2.0.0/16","via":"10.1.0.254"}]}]}}`, nil},
+		{"IPv6: no metric is Linux's 1024", `{"network":{"interfaces":[{"mac":"52:54:00:12:34:56","routes":[{"to":"2001:db8:1::/48","via":"fe80::1"},{"to":"2001:db8:1::/48","via":"fe80::2","metric":1024},{"to":"2001:db8:1::/48","via":"fe80::3","metric":1023}]}]}}`,
+			map[string]string{p + "routes[1].metric": "must differ from the metric of " + p + "routes[0]"}},
 		{"a broken route is not compared", iface(`,"routes":[{"to":"10.2.0.0/16","via":"10.1.0.254"},{"to":"10.2.0.0/16","via":"10.1.0.254","metric":0}]`),
 			map[string]string{p + "routes[1].metric": "between 1 and 9999"}},
 	}

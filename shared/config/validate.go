@@ -442,7 +442,7 @@ func (in Interface) checkRouteKeys(w *walker, p string) {
 		if w.has(rp) || w.has(join(rp, "to")) || w.has(join(rp, "via")) || w.has(join(rp, "metric")) {
 			continue
 		}
-		k := key{rp, r.To, r.Via, r.Metric}
+		k := key{rp, r.To, r.Via, linuxMetric(r)}
 		for _, o := range seen {
 			if o.to != k.to {
 				continue
@@ -455,16 +455,25 @@ func (in Interface) checkRouteKeys(w *walker, p string) {
 				switch {
 				case o.path == join(p, "gateway4"):
 					w.fail(join(rp, "metric"), "must be set for a default route beside gateway4, which is the default route at the OS default metric (Linux keeps one route per network and metric: give a backup default route a metric)")
-				case k.metric == 0:
+				case r.Metric == 0:
 					w.fail(join(rp, "metric"), "must be set: %s is a route to the same network at the OS default metric (Linux keeps one route per network and metric: give a backup route a metric)", o.path)
 				default:
-					w.fail(join(rp, "metric"), "must differ from the metric of %s, a route to the same network (Linux keeps one route per network and metric: give a backup route another metric)", o.path)
+					w.fail(join(rp, "metric"), "must differ from the metric of %s, a route to the same network (Linux keeps one route per network and metric, and gives an IPv6 route without one 1024: give a backup route another metric)", o.path)
 				}
 				break
 			}
 		}
 		seen = append(seen, k)
 	}
+}
+
+// linuxMetric is the priority Linux gives r: its metric, or for an IPv6
+// route without one the kernel's 1024 (IPv4's default is 0).
+func linuxMetric(r Route) uint32 {
+	if r.Metric == 0 && r.To.Addr().Is6() {
+		return 1024
+	}
+	return r.Metric
 }
 
 // failOnce records reason for path unless an error is recorded for it
