@@ -579,6 +579,7 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 	a.emit(status.Report{State: status.StateApplying, Generation: gen, Attempt: attempt},
 		func(s *State) { s.Apply = &applyRecord{Generation: gen, ETag: tag, Attempt: attempt} })
 	steps, reboot, failures := a.apply(ctx, doc)
+	appliedAt := time.Now()
 	if ctx.Err() != nil {
 		// Stopped mid-apply: the generation is neither applied nor failed;
 		// the next start applies it again (every step is a reconcile).
@@ -634,7 +635,7 @@ func (a *Agent) handle(ctx context.Context, ans configAnswer) error {
 	if renew != nil {
 		a.renewAll(ctx, *renew) // it sends the new host name too
 	} else {
-		a.renewForHostname(ctx, steps)
+		a.renewForHostname(ctx, steps, appliedAt)
 	}
 	return nil
 }

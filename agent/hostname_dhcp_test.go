@@ -2,7 +2,9 @@ package agent
 
 import (
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -66,5 +68,32 @@ func TestHostnameChangeNoPublisher(t *testing.T) {
 	h.stop()
 	if n := h.plat.renewals.Load(); n != 1 {
 		t.Errorf("%d renewals, want 1 (renewDhcp's only)", n)
+	}
+}
+
+// TestHostnameRenewalCoveredByLaterRenewal: a renewal of the interface
+// after the hostname step (here renewDhcp of the next document; in a
+// claim, the bounce's) sent the new name: the agent's own renewal for the
+// name, due hostnameRenewalWait after the outcome, is not made.
+func TestHostnameRenewalCoveredByLaterRenewal(t *testing.T) {
+	h := newHarness(t)
+	h.plat.dhcpIfaces = []string{"eth0"}
+	h.tweak = func(o *Options) { o.Platform.DHCP = publishingDHCP{h.plat} }
+	h.start()
+	g1 := h.imds.publish(`{"hostname": "web-1"}`)
+	h.imds.waitReport(status.StateProvisioned, g1)
+	g2 := h.imds.publish(`{"hostname": "web-1", "network": {"renewDhcp": 1}}`)
+	h.imds.waitReport(status.StateProvisioned, g2)
+	h.imds.waitFor("one renewal", func(rs []status.Report, _ []request) bool { return len(renewReports(rs)) == 1 })
+	deadline := time.Now().Add(hostnameRenewalWait + 20*time.Second)
+	for !strings.Contains(h.logs.String(), "a renewal after the step sent it") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent never decided on its own renewal for the name:\n%s", h.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.stop()
+	if n := h.plat.renewals.Load(); n != 1 {
+		t.Errorf("%d renewals, want 1 (renewDhcp's, which sent the name)", n)
 	}
 }
