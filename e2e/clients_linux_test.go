@@ -159,8 +159,9 @@ func bounceRenewal(r status.Report) bool {
 }
 
 // checkLinkEvents asserts that r, a bounceRenewal report, names client
-// and the address after, and that its link events show the renewal that
-// replaced the address before by after.
+// (on its end and on every renewal's start) and the address after, and
+// that its link events show the renewal that replaced the address before
+// by after.
 func checkLinkEvents(t *testing.T, r status.Report, client, before, after string) {
 	t.Helper()
 	moved := false
@@ -168,6 +169,11 @@ func checkLinkEvents(t *testing.T, r status.Report, client, before, after string
 		t.Logf("  link event: %+v", e)
 		if e.Kind == status.LinkRenewed && slices.Contains(e.OldAddresses, before) && slices.Contains(e.Addresses, after) {
 			moved = true
+		}
+	}
+	for _, s := range r.LinkEvents {
+		if s.Kind == status.LinkRenewing && s.Client != client {
+			t.Errorf("a renewal's start %+v does not name %s", s, client)
 		}
 	}
 	e := r.LinkEvents[len(r.LinkEvents)-1]
