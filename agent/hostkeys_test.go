@@ -2,14 +2,11 @@ package agent
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"sync"
 	"testing"
 
-	"golang.org/x/crypto/ssh"
-
+	"github.com/prewarm/prewarm/internal/sshtest"
 	"github.com/prewarm/prewarm/shared/status"
 )
 
@@ -23,21 +20,8 @@ type fakeHostKeys struct {
 
 func newFakeHostKeys(t *testing.T) *fakeHostKeys {
 	f := &fakeHostKeys{}
-	f.key = newHostKey(t)
+	f.key = status.HostKeyOf(sshtest.NewKey())
 	return f
-}
-
-func newHostKey(t *testing.T) status.HostKey {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return status.HostKeyOf(pk)
 }
 
 func (f *fakeHostKeys) HostKeys(context.Context) ([]status.HostKey, error) {
@@ -50,14 +34,10 @@ func (f *fakeHostKeys) HostKeys(context.Context) ([]status.HostKey, error) {
 }
 
 func (f *fakeHostKeys) RegenerateHostKeys(context.Context) (StepResult, error) {
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return StepResult{}, err
-	}
-	pk, _ := ssh.NewPublicKey(pub)
+	k := status.HostKeyOf(sshtest.NewKey())
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.key = status.HostKeyOf(pk)
+	f.key = k
 	f.regenerated++
 	return StepResult{Changed: true, Actions: []string{"regenerated host keys"}}, nil
 }

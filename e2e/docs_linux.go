@@ -1,28 +1,20 @@
 package e2e
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"strings"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/prewarm/prewarm/internal/sshtest"
 )
 
 // Doc is a config document as a publisher writes it.
 type Doc = map[string]any
 
 // SSHKey returns a fresh OpenSSH public key line with the given comment.
-func SSHKey(t testing.TB, comment string) string {
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) + " " + comment
+func SSHKey(_ testing.TB, comment string) string {
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshtest.NewKey()))) + " " + comment
 }
 
 // TestPasswordHash is a SHA-512 crypt(3) string of "prewarm-e2e".

@@ -2,8 +2,6 @@ package platform
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/prewarm/prewarm/agent/run"
+	"github.com/prewarm/prewarm/internal/sshtest"
 	"github.com/prewarm/prewarm/shared/status"
 )
 
@@ -21,14 +20,7 @@ import (
 // the public key's HostKey.
 func writeHostKey(t *testing.T, dir, name string) status.HostKey {
 	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pk := sshtest.NewKey()
 	f := filepath.Join(dir, "ssh_host_"+name+"_key")
 	if err := os.WriteFile(f, []byte("private\n"), 0o600); err != nil {
 		t.Fatal(err)

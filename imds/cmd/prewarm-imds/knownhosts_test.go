@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -14,25 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
+	"github.com/prewarm/prewarm/internal/sshtest"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/cli"
 	"github.com/prewarm/prewarm/shared/status"
 )
-
-func testHostKey(t *testing.T) status.HostKey {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return status.HostKeyOf(pk)
-}
 
 // reportKeys posts a report carrying keys from the guest at from and
 // returns the IMDS's answer code.
@@ -64,7 +48,7 @@ func TestKnownHosts(t *testing.T) {
 		t.Fatalf("before any report: exit %d: %s", code, errs)
 	}
 
-	ed, ed2 := testHostKey(t), testHostKey(t)
+	ed, ed2 := status.HostKeyOf(sshtest.NewKey()), status.HostKeyOf(sshtest.NewKey())
 	m.reportKeys("127.0.0.21", 1, status.StateApplying, nil)
 	if c := m.reportKeys("127.0.0.21", 1, status.StateProvisioned, []status.HostKey{ed, ed2}); c != http.StatusNoContent {
 		t.Fatalf("report with keys: %d", c)
@@ -122,9 +106,9 @@ func TestKnownHosts(t *testing.T) {
 func TestKnownHostsRefusedReports(t *testing.T) {
 	m := newTestIMDS(t)
 	m.mustCLI("", "register", "vm-1", "--address", "127.0.0.22")
-	k := testHostKey(t)
+	k := status.HostKeyOf(sshtest.NewKey())
 	bad := k
-	bad.Fingerprint = testHostKey(t).Fingerprint
+	bad.Fingerprint = status.HostKeyOf(sshtest.NewKey()).Fingerprint
 	if c := m.reportKeys("127.0.0.22", 0, status.StateProvisioned, []status.HostKey{bad}); c != http.StatusBadRequest {
 		t.Errorf("mismatched fingerprint: %d, want 400", c)
 	}
