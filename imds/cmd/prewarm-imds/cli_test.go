@@ -86,22 +86,34 @@ func (m *testIMDS) mustCLI(stdin string, args ...string) string {
 	return out
 }
 
-// report posts a status report from the guest at from, the next seq of
-// that guest, made at time at.
-func (m *testIMDS) report(from string, gen int64, state, errText string, at time.Time) {
+// postReport posts r from the guest at from, with that guest's next seq,
+// the agent version "test" and, unless r has one, the time now; it returns
+// the IMDS's answer.
+func (m *testIMDS) postReport(from string, r status.Report) *httptest.ResponseRecorder {
 	m.t.Helper()
 	m.seq[from]++
-	r := status.Report{Seq: m.seq[from], Time: status.Time{Time: at}, Generation: gen, State: state, Error: errText, AgentVersion: "test"}
+	r.Seq, r.AgentVersion = m.seq[from], "test"
+	if r.Time.IsZero() {
+		r.Time = status.Time{Time: time.Now()}
+	}
 	b, _ := json.Marshal(r)
 	req := httptest.NewRequest(http.MethodPost, api.PathStatus, bytes.NewReader(b))
 	req.RemoteAddr = from + ":40000"
 	req.Header.Set(api.HeaderMetadata, api.MetadataTrue)
 	req.Header.Set("Content-Type", api.ContentTypeJSON)
 	rec := httptest.NewRecorder()
+	m.srv.GuestHandler().ServeHTTP(rec, req)
+	return rec
+}
+
+// report posts a status report from the guest at from, the next seq of
+// that guest, made at time at.
+func (m *testIMDS) report(from string, gen int64, state, errText string, at time.Time) {
+	m.t.Helper()
 	// The IMDS receives the report at its time: the list's LAST REPORT
 	// counts from the receive time (lastSeen), not the guest's clock.
 	m.setClock(at)
-	m.srv.GuestHandler().ServeHTTP(rec, req)
+	rec := m.postReport(from, status.Report{Time: status.Time{Time: at}, Generation: gen, State: state, Error: errText})
 	m.setClock(time.Time{})
 	if rec.Code != http.StatusNoContent {
 		m.t.Fatalf("report from %s: %d %s", from, rec.Code, rec.Body)

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prewarm/prewarm/internal/sshtest"
 	"github.com/prewarm/prewarm/shared/api"
@@ -22,16 +19,7 @@ import (
 // returns the IMDS's answer code.
 func (m *testIMDS) reportKeys(from string, gen int64, state string, keys []status.HostKey) int {
 	m.t.Helper()
-	m.seq[from]++
-	r := status.Report{Seq: m.seq[from], Time: status.Time{Time: time.Now()}, Generation: gen, State: state, AgentVersion: "test", SSHHostKeys: keys}
-	b, _ := json.Marshal(r)
-	req := httptest.NewRequest(http.MethodPost, api.PathStatus, bytes.NewReader(b))
-	req.RemoteAddr = from + ":40000"
-	req.Header.Set(api.HeaderMetadata, api.MetadataTrue)
-	req.Header.Set("Content-Type", api.ContentTypeJSON)
-	rec := httptest.NewRecorder()
-	m.srv.GuestHandler().ServeHTTP(rec, req)
-	return rec.Code
+	return m.postReport(from, status.Report{Generation: gen, State: state, SSHHostKeys: keys}).Code
 }
 
 // TestKnownHosts: the keys a guest reported come out of known-hosts as

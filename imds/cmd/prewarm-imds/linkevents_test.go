@@ -1,33 +1,13 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )
-
-// postReport posts r from the guest at from (its seq and time filled in)
-// and returns the IMDS's answer.
-func (m *testIMDS) postReport(from string, r status.Report) *httptest.ResponseRecorder {
-	m.t.Helper()
-	m.seq[from]++
-	r.Seq, r.Time, r.AgentVersion = m.seq[from], status.Time{Time: time.Now()}, "test"
-	b, _ := json.Marshal(r)
-	req := httptest.NewRequest(http.MethodPost, api.PathStatus, bytes.NewReader(b))
-	req.RemoteAddr = from + ":40000"
-	req.Header.Set(api.HeaderMetadata, api.MetadataTrue)
-	req.Header.Set("Content-Type", api.ContentTypeJSON)
-	rec := httptest.NewRecorder()
-	m.srv.GuestHandler().ServeHTTP(rec, req)
-	return rec
-}
 
 // TestStatusLinkEventsAndAttempt: prewarm-imds status lists the newest
 // report's link events under the table, the guest's text escaped, and a
