@@ -189,13 +189,22 @@ func (c *Controller) poke() {
 	}
 }
 
-// checkEvery is how often the loop looks for warm VMs whose domain died.
-const checkEvery = 10 * time.Second
+// StopWatcher is a Hypervisor that reports domains that stop
+// (virt.Libvirt.DomainStops: libvirt's lifecycle events).
+type StopWatcher interface {
+	DomainStops(ctx context.Context) (<-chan string, error)
+}
+
+// checkEvery is how often the loop looks for warm VMs whose domain died:
+// the fallback for lifecycle events missed (or none: a hypervisor that
+// is no StopWatcher, a dropped subscription until it is made again).
+var checkEvery = 10 * time.Second
 
 func (c *Controller) loop(ctx context.Context) {
 	defer c.wg.Done()
 	t := time.NewTicker(checkEvery)
 	defer t.Stop()
+	stops := c.watchStops(ctx)
 	c.refill(ctx)
 	for {
 		var wake <-chan time.Time
@@ -210,10 +219,37 @@ func (c *Controller) loop(ctx context.Context) {
 		case <-c.kick:
 		case <-wake:
 		case <-t.C:
+			if stops == nil {
+				stops = c.watchStops(ctx)
+			}
+			c.checkDead(ctx)
+		case name, ok := <-stops:
+			if !ok {
+				stops = nil
+				if ctx.Err() == nil {
+					c.log.Warn("libvirt lifecycle events ended; polling domains until subscribed again", "every", checkEvery)
+				}
+				continue
+			}
+			c.log.Debug("domain stopped", "instance", name)
 			c.checkDead(ctx)
 		}
 		c.refill(ctx)
 	}
+}
+
+// watchStops subscribes to domain stops, or returns nil (the poll alone).
+func (c *Controller) watchStops(ctx context.Context) <-chan string {
+	w, ok := c.hv.(StopWatcher)
+	if !ok {
+		return nil
+	}
+	ch, err := w.DomainStops(ctx)
+	if err != nil {
+		c.log.Warn("no libvirt lifecycle events; polling domains", "every", checkEvery, "err", err)
+		return nil
+	}
+	return ch
 }
 
 // nextBackoff is how long until a flavor in backoff may boot again.

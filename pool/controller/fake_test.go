@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -43,6 +44,8 @@ type fakeHV struct {
 	defineErr error
 	// addHostErr makes AddDHCPHost fail on that network.
 	addHostErr map[string]error
+	// stops, when set, makes the fake a StopWatcher: its lifecycle events.
+	stops chan string
 	// leases are dnsmasq's leases that outlive released VMs.
 	leases map[string]map[netip.Addr]string
 	// routes are the transit routes (the fake Router).
@@ -250,6 +253,27 @@ func (f *fakeHV) Destroy(_ context.Context, name string) error {
 		delete(f.doms, name)
 	}
 	return nil
+}
+
+// DomainStops is the fake's StopWatcher: the stops channel, if set.
+func (f *fakeHV) DomainStops(context.Context) (<-chan string, error) {
+	if f.stops == nil {
+		return nil, errors.New("no lifecycle events in this fake")
+	}
+	return f.stops, nil
+}
+
+// crash stops a running domain behind the controller's back, as QEMU
+// dying would, and reports it if the fake has lifecycle events.
+func (f *fakeHV) crash(name string) {
+	f.mu.Lock()
+	if d := f.doms[name]; d != nil {
+		d.running = false
+	}
+	f.mu.Unlock()
+	if f.stops != nil {
+		f.stops <- name
+	}
 }
 
 func (f *fakeHV) Suspend(_ context.Context, name string) error {

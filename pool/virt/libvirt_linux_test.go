@@ -170,9 +170,25 @@ func TestLibvirtLive(t *testing.T) {
 	}
 	t.Logf("bounce (link up) took %v", time.Since(start))
 	check("up")
+	// Lifecycle events: the destroy below is reported as a stop.
+	ectx, stopEvents := context.WithCancel(ctx)
+	defer stopEvents()
+	stops, err := v.DomainStops(ectx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := v.Destroy(ctx, name); err != nil {
 		t.Fatal(err)
 	}
+	select {
+	case got := <-stops:
+		if got != name {
+			t.Errorf("stop event for %q, want %q", got, name)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("no lifecycle stop event for %s within 30 s of its destroy", name)
+	}
+	stopEvents()
 	if err := v.Destroy(ctx, name); err != nil {
 		t.Errorf("second destroy: %v", err)
 	}
