@@ -34,11 +34,11 @@ func (a *Agent) watchLinks(ctx context.Context) {
 			}
 			a.log.Debug("link event", "interface", ev.Interface, "kind", ev.Kind.String(), "carrierChanges", ev.CarrierChanges)
 			a.reconnect(false)
-			if ev.Kind == CarrierLost || ev.Kind == CarrierBack {
+			switch ev.Kind {
+			case CarrierLost:
 				a.carrierEvent(ev)
-			}
-			if ev.Kind == CarrierBack {
-				a.linkBack(ctx, ev)
+			case CarrierBack:
+				a.linkBack(ctx, ev) // records the event too
 			}
 			a.linkMu.Lock()
 			if ev.Kind == CarrierLost {
@@ -65,8 +65,10 @@ type linkRenewal struct {
 }
 
 // linkBack starts a renewal of ev's interface, or, while one runs, asks
-// for one more after it if ev is news to it.
+// for one more after it if ev is news to it. It records ev: merged during
+// a renewal, else reported by the renewal it starts (linkevents.go).
 func (a *Agent) linkBack(ctx context.Context, ev LinkEvent) {
+	le := carrierLinkEvent(ev)
 	a.linkMu.Lock()
 	defer a.linkMu.Unlock()
 	lr := a.links[ev.Interface]
@@ -75,6 +77,7 @@ func (a *Agent) linkBack(ctx context.Context, ev LinkEvent) {
 		a.links[ev.Interface] = lr
 	}
 	if lr.running {
+		lr.merge(le)
 		// One extra renewal at most: changes during the extra one are
 		// part of the same storm, which it was started to cover.
 		if !lr.extra && (ev.CarrierChanges == 0 || ev.CarrierChanges != lr.changes) {
@@ -88,8 +91,10 @@ func (a *Agent) linkBack(ctx context.Context, ev LinkEvent) {
 	}
 	a.busy++
 	a.bg.Go(func() {
+		first := &le
 		for {
-			a.renew(ctx, ev.Interface)
+			a.renewAfter(ctx, ev.Interface, first)
+			first = nil
 			a.linkMu.Lock()
 			if lr.again && ctx.Err() == nil {
 				lr.again, lr.extra = false, true
@@ -213,12 +218,33 @@ func (a *Agent) renewAll(ctx context.Context, v int64) {
 // renew renews one interface's lease, reconnects to the IMDS and reports
 // a dhcp-renewing event, then a dhcp-renewed event with the addresses the
 // interface holds now (or the error, if the renewal failed).
-func (a *Agent) renew(ctx context.Context, iface string) {
-	a.renewalStarted(ctx, iface)
-	t0 := time.Now()
+func (a *Agent) renew(ctx context.Context, iface string) { a.renewAfter(ctx, iface, nil) }
+
+// renewAfter is renew of a renewal that the carrier change cause (if not
+// nil) started: that event is reported first. The two reports are made
+// while the renewal runs, so their writes do not delay it.
+func (a *Agent) renewAfter(ctx context.Context, iface string, cause *status.LinkEvent) {
+	causeDone, recorded := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(causeDone)
+		if cause != nil {
+			a.log.Info("link event", "interface", iface, "kind", cause.Kind, "carrierChanges", cause.CarrierChanges)
+			a.linkReport(*cause, status.Report{Event: cause.Kind, Interface: iface})
+		}
+	}()
 	a.platMu.Lock()
+	// Which client renews is read here, when no other platform operation
+	// runs (a renewal may restart a client), and reported meanwhile.
+	t0 := time.Now()
+	client := a.dhcpClient(ctx, iface)
+	go func() {
+		defer close(recorded)
+		<-causeDone
+		a.renewalStarted(iface, client, t0)
+	}()
 	lease, err := a.p.DHCP.RenewDHCP(ctx, iface)
 	a.platMu.Unlock()
+	<-recorded
 	a.reconnect(true)
 	if ctx.Err() != nil {
 		return

@@ -31,6 +31,20 @@ func (s *State) addLinkEvent(ev status.LinkEvent) {
 // while a renewal of its interface runs, merged into the one entry of the
 // changes during that renewal, recorded with the renewal's end.
 func (a *Agent) carrierEvent(ev LinkEvent) {
+	le := carrierLinkEvent(ev)
+	a.linkMu.Lock()
+	if lr := a.links[ev.Interface]; lr != nil && lr.running {
+		lr.merge(le)
+		a.linkMu.Unlock()
+		return
+	}
+	a.linkMu.Unlock()
+	a.log.Info("link event", "interface", ev.Interface, "kind", le.Kind, "carrierChanges", ev.CarrierChanges)
+	a.linkReport(le, status.Report{Event: le.Kind, Interface: ev.Interface})
+}
+
+// carrierLinkEvent is the link event of the carrier change ev.
+func carrierLinkEvent(ev LinkEvent) status.LinkEvent {
 	kind := status.LinkCarrierLost
 	if ev.Kind == CarrierBack {
 		kind = status.LinkCarrierBack
@@ -39,22 +53,17 @@ func (a *Agent) carrierEvent(ev LinkEvent) {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	le := status.LinkEvent{Time: status.Time{Time: at}, Kind: kind, Interface: ev.Interface, CarrierChanges: ev.CarrierChanges}
-	a.linkMu.Lock()
-	if lr := a.links[ev.Interface]; lr != nil && lr.running {
-		if lr.merged == nil {
-			lr.merged = &le
-		} else {
-			le.Coalesced = lr.merged.Coalesced
-			*lr.merged = le
-		}
-		lr.merged.Coalesced++
-		a.linkMu.Unlock()
-		return
+	return status.LinkEvent{Time: status.Time{Time: at}, Kind: kind, Interface: ev.Interface, CarrierChanges: ev.CarrierChanges}
+}
+
+// merge merges the carrier change le into the entry of the changes during
+// lr's renewal (guarded by Agent.linkMu).
+func (lr *linkRenewal) merge(le status.LinkEvent) {
+	if lr.merged != nil {
+		le.Coalesced = lr.merged.Coalesced
 	}
-	a.linkMu.Unlock()
-	a.log.Info("link event", "interface", ev.Interface, "kind", kind, "carrierChanges", ev.CarrierChanges)
-	a.linkReport(le, status.Report{Event: kind, Interface: ev.Interface})
+	le.Coalesced++
+	lr.merged = &le
 }
 
 // takeMerged returns and forgets the carrier changes merged during the
@@ -71,17 +80,23 @@ func (a *Agent) takeMerged(iface string) *status.LinkEvent {
 	return m
 }
 
-// renewalStarted records that a renewal of iface starts, with the DHCP
-// client that will renew it when the platform can tell (DHCPClientNamer).
-func (a *Agent) renewalStarted(ctx context.Context, iface string) {
-	le := status.LinkEvent{Time: status.Time{Time: time.Now()}, Kind: status.LinkRenewing, Interface: iface}
-	if n, ok := a.p.DHCP.(DHCPClientNamer); ok {
-		c, err := n.DHCPClient(ctx, iface)
-		if err != nil {
-			a.log.Debug("which DHCP client renews", "interface", iface, "err", err)
-		}
-		le.Client = c
+// dhcpClient is the DHCP client that will renew iface, when the platform
+// can tell (DHCPClientNamer), else "".
+func (a *Agent) dhcpClient(ctx context.Context, iface string) string {
+	n, ok := a.p.DHCP.(DHCPClientNamer)
+	if !ok {
+		return ""
 	}
+	c, err := n.DHCPClient(ctx, iface)
+	if err != nil {
+		a.log.Debug("which DHCP client renews", "interface", iface, "err", err)
+	}
+	return c
+}
+
+// renewalStarted records that a renewal of iface by client started at at.
+func (a *Agent) renewalStarted(iface, client string, at time.Time) {
+	le := status.LinkEvent{Time: status.Time{Time: at}, Kind: status.LinkRenewing, Interface: iface, Client: client}
 	a.linkReport(le, status.Report{Event: status.LinkRenewing, Interface: iface})
 }
 
