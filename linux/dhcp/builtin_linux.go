@@ -182,10 +182,13 @@ func renewConn(ctx context.Context, iface string) (net.PacketConn, error) {
 	return lc.ListenPacket(ctx, "udp4", ":68")
 }
 
-// requested are the options the built-in client asks for.
+// requested are the options the built-in client asks for; T1 (58) among
+// them, when its renewal is due (a server such as dnsmasq sends an option
+// it was configured with only when asked).
 var requested = []dhcpv4.OptionCode{
 	dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter, dhcpv4.OptionDomainNameServer,
 	dhcpv4.OptionDomainName, dhcpv4.OptionClasslessStaticRoute, dhcpv4.OptionIPAddressLeaseTime,
+	dhcpv4.OptionRenewTimeValue, dhcpv4.OptionRebindingTimeValue,
 }
 
 // dropBuiltin removes what the built-in client's lease on link put there

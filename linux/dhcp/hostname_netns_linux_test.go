@@ -140,6 +140,56 @@ func TestBuiltinNAKStartsOver(t *testing.T) {
 		}
 		g.Wait()
 	})
+	t.Run("timer", func(t *testing.T) {
+		// The renewal at T1 (4 s: option 58, which dnsmasq sends when
+		// asked, and takes no value under 3) runs by itself: a RENEW; after
+		// the reservation moves, its NAK, then the new address, with no
+		// call from the agent.
+		p := netlab.NewPair(t)
+		d := netlab.StartDnsmasq(t, p.Host, netlab.DnsmasqConfig{
+			Dir:        p.Dir,
+			Interfaces: []string{p.HostIf},
+			Ranges:     []string{"10.77.0.100,10.77.0.199,255.255.255.0,2m"},
+			Options:    []string{"3,10.77.0.1", "58,4"},
+			Hosts:      []netlab.Host{{MAC: p.GuestMAC, Addr: "10.77.0.50"}},
+		})
+		g := p.StartGuestUTS(t, "TestGuestHostname", "PWL_CLIENT="+Builtin)
+		if got := g.Expect("READY", 30*time.Second); !strings.Contains(got, "10.77.0.50/24") {
+			t.Fatalf("first lease: %s", got)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		// A RENEW at T1 (a REQUEST of the address held, no DISCOVER).
+		from := d.Log.Len()
+		if _, _, err := d.Log.WaitFrom(ctx, from, "DHCPACK(vh0) 10.77.0.50"); err != nil {
+			t.Fatalf("no renewal at T1: %v", err)
+		}
+		for _, l := range d.Log.Lines()[from:] {
+			if strings.Contains(l, "DHCPDISCOVER") {
+				t.Fatalf("the renewal at T1 started with DISCOVER: %s", l)
+			}
+		}
+		p.Reserve(t, d, "10.77.0.60")
+		if _, _, err := d.Log.WaitFrom(ctx, from, "DHCPNAK(vh0) 10.77.0.50"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := d.Log.WaitFrom(ctx, from, "DHCPACK(vh0) 10.77.0.60"); err != nil {
+			t.Fatal(err)
+		}
+		// The guest applies the ACK right after it: bounded wait for it.
+		for i := 0; ; i++ {
+			g.Send("addrs")
+			got := g.Expect("ADDRS", 10*time.Second)
+			if strings.Contains(got, "[10.77.0.60/24]") {
+				break
+			}
+			if i >= 100 {
+				t.Fatalf("after the NAK at T1: %s; want only 10.77.0.60/24", got)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		g.Wait()
+	})
 	t.Run("subnet", func(t *testing.T) {
 		// The host moves the guest to another subnet and gateway: a new
 		// authoritative dnsmasq refuses the RENEW ("wrong network"); the
@@ -185,7 +235,7 @@ func routesOf(t *testing.T, g *netlab.Guest) string {
 // itself pwl-before, starts the client (sending the host name, udhcpc in
 // the background as ifupdown runs it), prints "PWL: READY", then serves
 // commands from stdin: "rename NAME", "renew" (RenewDHCP), "t1" (the
-// built-in client's renewal at T1), "routes".
+// built-in client's renewal at T1), "routes", "addrs".
 func TestGuestHostname(t *testing.T) {
 	if !netlab.InGuest() {
 		t.Skip("guest side of TestHostnameReachesDHCP; runs inside a test namespace")
@@ -289,6 +339,8 @@ func TestGuestHostname(t *testing.T) {
 			fmt.Printf("PWL: RENEWED addrs=%v client=%s link=%s routes=%v\n", addrs(), lease.Client, kept, routes())
 		case "routes":
 			fmt.Printf("PWL: ROUTES %v\n", routes())
+		case "addrs":
+			fmt.Printf("PWL: ADDRS %v\n", addrs())
 		}
 	}
 }
