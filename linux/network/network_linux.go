@@ -16,6 +16,7 @@ import (
 	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/agent/run"
 	"github.com/prewarm/prewarm/linux/internal/fsx"
+	"github.com/prewarm/prewarm/linux/netmgr"
 	"github.com/prewarm/prewarm/linux/nl"
 	"github.com/prewarm/prewarm/shared/config"
 	"golang.org/x/sys/unix"
@@ -36,6 +37,9 @@ type Options struct {
 	Live bool
 	// RunDir defaults to /run.
 	RunDir string
+	// DialBus connects to the system bus of the running network manager
+	// (default netmgr.Dial), used only on the live system (Root "/").
+	DialBus func(context.Context) (*netmgr.Conn, error)
 }
 
 // Configurator implements agent.NetworkConfigurator.
@@ -310,6 +314,11 @@ func (c *Configurator) ApplyNetwork(ctx context.Context, n *config.Network) (age
 		errs = append(errs, fmt.Errorf("record network state: %w", err))
 	}
 	acts, err := c.persist(ws, links, files, failed)
+	res.Actions = append(res.Actions, acts...)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	acts, err = c.applyManager(ctx, ws, links, files, failed, acts)
 	res.Actions = append(res.Actions, acts...)
 	if err != nil {
 		errs = append(errs, err)

@@ -33,7 +33,7 @@ func (c *Configurator) exists(p string) bool {
 func (c *Configurator) manager() string {
 	wants := "/etc/systemd/system/multi-user.target.wants/"
 	switch {
-	case c.exists("/etc/systemd/network") && (c.exists(wants+"systemd-networkd.service") || (c.o.Live && dirExists(c.o.RunDir+"/systemd/netif"))):
+	case c.exists("/etc/systemd/network") && (c.exists(wants+"systemd-networkd.service") || (c.o.Live && fileExists(c.o.RunDir+"/systemd/netif/state"))):
 		return Networkd
 	case c.exists("/etc/NetworkManager") && (c.exists(wants+"NetworkManager.service") || c.exists("/etc/systemd/system/dbus-org.freedesktop.nm-dispatcher.service")):
 		return NetworkManager
@@ -41,6 +41,14 @@ func (c *Configurator) manager() string {
 		return Ifupdown
 	}
 	return ""
+}
+
+// fileExists: /run/systemd/netif/state is written by a running networkd;
+// the directory itself is made by systemd's tmpfiles on every systemd
+// machine, NetworkManager's too.
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
 }
 
 func dirExists(p string) bool {
