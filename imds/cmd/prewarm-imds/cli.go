@@ -267,7 +267,8 @@ func (f *fieldList) add(name, value string) {
 	if value == "" {
 		value = "-"
 	}
-	fmt.Fprintf(f, "%-*s %s\n", f.width, name+":", value)
+	// A value may be the guest's text (get's last event and error).
+	fmt.Fprintf(f, "%-*s %s\n", f.width, name+":", cli.Printable(value))
 }
 
 // printInstance prints one instance: its JSON (the admin API's object), or

@@ -59,3 +59,18 @@ func TestStatusLinkEventsAndAttempt(t *testing.T) {
 		t.Errorf("attempt on an event report: %d %s", bad.Code, bad.Body)
 	}
 }
+
+// TestGetPrintable: prewarm-imds get prints the last report's error and
+// event, the guest's text, escaped.
+func TestGetPrintable(t *testing.T) {
+	m := newTestIMDS(t)
+	m.mustCLI("", "register", "vm-1", "--address", "127.0.0.23")
+	m.mustCLI(`{"hostname":"web-1"}`, "publish", "vm-1", "-")
+	if rec := m.postReport("127.0.0.23", status.Report{Generation: 1, State: status.StateFailed, Event: "x\x1b]0;t\x07", Error: "boom\x1b[2J"}); rec.Code != http.StatusNoContent {
+		t.Fatalf("report: %d %s", rec.Code, rec.Body)
+	}
+	out := m.mustCLI("", "get", "vm-1")
+	if strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, `boom\x1b[2J`) || !strings.Contains(out, `x\x1b]0;t\x07`) {
+		t.Errorf("get printed the guest's control characters or lost the text:\n%q", out)
+	}
+}
