@@ -376,6 +376,7 @@ func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state)
 		for _, a := range as {
 			have[a.Prefix] = true
 		}
+		removed := false
 		for _, p := range w.addrs {
 			if have[p] {
 				continue // the agent's if it added it, else someone else's
@@ -399,8 +400,32 @@ func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state)
 					return acts, err
 				}
 				acts = append(acts, fmt.Sprintf("remove %s from %s", p, l.Name))
+				removed = true
 			}
 			own.Addresses = slices.DeleteFunc(own.Addresses, func(x string) bool { return x == s })
+		}
+		if removed {
+			// A new address in the old one's subnet is its secondary,
+			// and without promote_secondaries (networkd turns it on;
+			// NetworkManager and the kernel's default do not) the kernel
+			// deletes the secondaries with their primary: add back what
+			// it took.
+			as, err := conn.Addrs(l.Index)
+			if err != nil {
+				return acts, err
+			}
+			for _, p := range w.addrs {
+				if slices.ContainsFunc(as, func(a nl.Addr) bool { return a.Prefix == p }) {
+					continue
+				}
+				if err := conn.ReplaceAddr(l.Index, p, 0, 0); err != nil {
+					return acts, err
+				}
+				acts = append(acts, fmt.Sprintf("add %s to %s again (the kernel removed it with the primary address it was secondary to)", p, l.Name))
+				if !slices.Contains(own.Addresses, p.String()) {
+					own.Addresses = append(own.Addresses, p.String())
+				}
+			}
 		}
 	}
 
