@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 
 	"github.com/godbus/dbus/v5"
@@ -26,7 +27,10 @@ func (d *networkdLink) configured(file string, want []netip.Prefix) (bool, strin
 	if d.NetworkFile != file {
 		return false, fmt.Sprintf("network file %q", d.NetworkFile)
 	}
-	if d.AdministrativeState != "configured" {
+	// Configuring is enough: with its default IPv6AcceptRA= networkd
+	// stays there until its router solicitations time out (about 12 s
+	// without a router), after the document's addresses are on the link.
+	if d.AdministrativeState != "configured" && d.AdministrativeState != "configuring" {
 		return false, "state " + d.AdministrativeState
 	}
 	var static []netip.Prefix
@@ -124,6 +128,15 @@ func (c *Conn) NetworkdReload(ctx context.Context, iface string) error {
 
 const nmSettings = nm + ".Settings"
 
+// nmSettingsOf returns a saved connection's settings.
+func (c *Conn) nmSettingsOf(ctx context.Context, conn dbus.ObjectPath) (map[string]map[string]dbus.Variant, error) {
+	var s map[string]map[string]dbus.Variant
+	if err := c.bus.Object(nm, conn).CallWithContext(ctx, nmSettings+".Connection.GetSettings", 0).Store(&s); err != nil {
+		return nil, wrap(NetworkManager, "Settings.Connection.GetSettings", string(conn), err)
+	}
+	return s, nil
+}
+
 // nmConnectionByFile finds the saved connection NetworkManager loaded from
 // file ("" if none).
 func (c *Conn) nmConnectionByFile(ctx context.Context, file string) (dbus.ObjectPath, error) {
@@ -162,9 +175,20 @@ func (c *Conn) NMApply(ctx context.Context, iface, file string, want []netip.Pre
 		return false, err
 	}
 	defer stop()
-	var loaded bool
+	// The profile as NetworkManager held it before the load: one the
+	// load left as it was, and active with the document's addresses,
+	// needs no activation (LoadConnections tells nothing of a change).
+	before, err := c.nmConnectionByFile(ctx, file)
+	if err != nil {
+		return false, err
+	}
+	var was map[string]map[string]dbus.Variant
+	if before != "" {
+		was, _ = c.nmSettingsOf(ctx, before)
+	}
+	var tried bool
 	var failures []string
-	if err := c.bus.Object(nm, nmPath+"/Settings").CallWithContext(ctx, nmSettings+".LoadConnections", 0, []string{file}).Store(&loaded, &failures); err != nil {
+	if err := c.bus.Object(nm, nmPath+"/Settings").CallWithContext(ctx, nmSettings+".LoadConnections", 0, []string{file}).Store(&tried, &failures); err != nil {
 		return false, wrap(NetworkManager, "Settings.LoadConnections", file, err)
 	}
 	if slices.Contains(failures, file) {
@@ -216,8 +240,12 @@ func (c *Conn) NMApply(ctx context.Context, iface, file string, want []netip.Pre
 	if err != nil {
 		return false, err
 	}
-	if !loaded && done(v, activeOf()) {
-		return false, nil // the file was loaded before and is active
+	now, err := c.nmSettingsOf(ctx, conn)
+	if err != nil {
+		return false, err
+	}
+	if conn == before && reflect.DeepEqual(was, now) && done(v, activeOf()) {
+		return false, nil // the same profile, already active
 	}
 	drain(sig)
 	var active dbus.ObjectPath
@@ -225,10 +253,13 @@ func (c *Conn) NMApply(ctx context.Context, iface, file string, want []netip.Pre
 		return true, wrap(NetworkManager, "ActivateConnection", iface, err)
 	}
 	var last nmView
+	var readErr error
 	err = await(ctx, sig, func(*dbus.Signal) (bool, error) {
+		// An object the device named may be gone by the time it is read
+		// (the old profile's DHCP4Config): read again later.
 		v, err := c.nmRead(ctx, dev, iface)
-		if err != nil {
-			return false, err
+		if readErr = err; err != nil {
+			return false, nil
 		}
 		last = v
 		// The active connection's state: 4 is deactivated; an object
@@ -245,7 +276,7 @@ func (c *Conn) NMApply(ctx context.Context, iface, file string, want []netip.Pre
 		return cur == active && done(v, cur), nil
 	})
 	if err != nil && ctx.Err() != nil {
-		return true, fmt.Errorf("%s ActivateConnection %s: not activated with %s (device %s, addresses %v, lease %v): %w", NetworkManager, iface, file, nmStateName(last.state), last.applied, last.lease.Address, ctx.Err())
+		return true, fmt.Errorf("%s ActivateConnection %s: not activated with %s (device %s, addresses %v, lease %v, last read error %v): %w", NetworkManager, iface, file, nmStateName(last.state), last.applied, last.lease.Address, readErr, ctx.Err())
 	}
 	return true, err
 }

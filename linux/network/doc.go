@@ -21,6 +21,21 @@
 // priority, which the kernel keys routes by: a changed metric is a new
 // route, added before the agent's old one is removed.
 //
+// On the live system (Root "/") the running manager is then told, through
+// its D-Bus API (linux/netmgr): systemd-networkd reloads its files and
+// reconfigures the link, NetworkManager loads the keyfile and activates it
+// on the device, and the apply waits (at most 90 s) until the manager
+// reports the link configured from the agent's file with the document's
+// addresses and no DHCPv4 lease. Without that a manager kept running DHCP
+// on a link the document made static until the next boot. The manager
+// configures the same addresses and routes the rtnetlink apply set, so it
+// takes them over instead of flapping them. A manager's refusal (a link it
+// leaves unmanaged, an activation NetworkManager refuses) fails the
+// interface with the manager's error; no bus or no manager running keeps
+// the files for the next boot, as before. An interface switched back to
+// dhcp4 makes the manager reload (its own configuration takes over),
+// without waiting for the lease.
+//
 // An interface switched to dhcp4 loses the addresses and routes the agent
 // added to it and the file the agent persisted for its MAC; DHCP and the
 // root's own configuration take it over.

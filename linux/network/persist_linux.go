@@ -307,7 +307,12 @@ func renderKeyfile(w *wanted, name string) ([]byte, error) {
 			v6 = append(v6, a)
 		}
 	}
-	b.WriteString("\n[ipv4]\nmethod=manual\n")
+	// route-metric=0: NetworkManager's routes get the kernel's default
+	// priority, as the rtnetlink apply's (the document's routes without a
+	// metric), so that both are one route; with NetworkManager's default
+	// (100 on ethernet) it replaced the agent's default route with its
+	// own, which the next apply added back beside it.
+	b.WriteString("\n[ipv4]\nmethod=manual\nroute-metric=0\n")
 	for i, a := range v4 {
 		fmt.Fprintf(&b, "address%d=%s", i+1, v("address", prefix(a), false))
 		if i == 0 && w.gateway.IsValid() {
