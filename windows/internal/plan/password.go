@@ -40,16 +40,20 @@ func RandomPassword(rnd io.Reader, user string) ([]byte, error) {
 	all := pwLower + pwUpper + pwDigits + pwSpecial
 	name := strings.ToLower(user)
 	pw := make([]byte, RandomPasswordLen)
+	// One byte drawn at a time into one scratch buffer (a fresh one per
+	// draw escapes to the heap through io.Reader), zeroed on return.
+	scratch := make([]byte, 1)
+	defer clear(scratch)
 	for range 100 {
 		for i := range pw {
-			c, err := uniform(rnd, len(all))
+			c, err := uniform(rnd, len(all), scratch)
 			if err != nil {
 				clear(pw)
 				return nil, fmt.Errorf("random password: %w", err)
 			}
 			pw[i] = all[c]
 		}
-		if hasEveryClass(pw) && (len(name) < 3 || !strings.Contains(strings.ToLower(string(pw)), name)) {
+		if hasEveryClass(pw) && (len(name) < 3 || !containsFoldASCII(pw, name)) {
 			return pw, nil
 		}
 	}
@@ -57,13 +61,36 @@ func RandomPassword(rnd io.Reader, user string) ([]byte, error) {
 	return nil, errors.New("random password: no password with every character class in 100 draws (is the random source broken?)")
 }
 
+// containsFoldASCII reports whether pw holds name, ASCII letters compared
+// without case. It reads pw in place: no string or lowered copy of the
+// password is made (one could not be zeroed). name is lower case; a name
+// with a byte outside ASCII cannot occur in pw, which is ASCII.
+func containsFoldASCII(pw []byte, name string) bool {
+	for i := 0; i+len(name) <= len(pw); i++ {
+		j := 0
+		for ; j < len(name); j++ {
+			c := pw[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != name[j] {
+				break
+			}
+		}
+		if j == len(name) {
+			return true
+		}
+	}
+	return false
+}
+
 // uniform returns a uniform integer in [0, n) from rnd, n <= 256: bytes at
-// or above the largest multiple of n are drawn again (no modulo bias).
-func uniform(rnd io.Reader, n int) (int, error) {
+// or above the largest multiple of n are drawn again (no modulo bias). b is
+// the one-byte buffer it reads into.
+func uniform(rnd io.Reader, n int, b []byte) (int, error) {
 	limit := 256 - 256%n
-	var b [1]byte
 	for range 1000 {
-		if _, err := io.ReadFull(rnd, b[:]); err != nil {
+		if _, err := io.ReadFull(rnd, b[:1]); err != nil {
 			return 0, err
 		}
 		if int(b[0]) < limit {

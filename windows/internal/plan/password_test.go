@@ -56,7 +56,7 @@ func TestRandomPasswordBrokenSource(t *testing.T) {
 		t.Errorf("a short source: %v; want its EOF", err)
 	}
 	// Bytes past the largest multiple of the alphabet are drawn again.
-	if _, err := uniform(repeat(255), 86); err == nil {
+	if _, err := uniform(repeat(255), 86, make([]byte, 1)); err == nil {
 		t.Error("uniform accepted only out-of-range bytes")
 	}
 }
@@ -70,5 +70,39 @@ func TestRandomPasswordAvoidsTheName(t *testing.T) {
 	}
 	if _, err := RandomPassword(repeat(src...), "zzz"); err != nil {
 		t.Errorf("name not in the password: %v", err)
+	}
+}
+
+func TestRandomPasswordNameCheckCopiesNothing(t *testing.T) {
+	// Upper case in the password: a lowered copy (strings.ToLower of a
+	// string(pw)) would be an allocation nobody zeroes. The only ones
+	// allowed are the returned buffer and the one-byte draw buffer.
+	src := []byte{26, 27, 28, 0, 52, 62, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47}
+	rnd := repeat(src...)
+	allocs := testing.AllocsPerRun(20, func() {
+		rnd.i = 0
+		pw, err := RandomPassword(rnd, "zzzz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		clear(pw)
+	})
+	if allocs != 2 {
+		t.Errorf("RandomPassword made %v allocations; want 2 (the password and the draw buffer)", allocs)
+	}
+	for _, tc := range []struct {
+		pw, name string
+		want     bool
+	}{
+		{"xxABCxx", "abc", true},
+		{"xxAbCxx", "abc", true},
+		{"xxabxcx", "abc", false},
+		{"ab", "abc", false},
+		{"ABC", "abc", true},
+		{"xx\u00c9", "\u00e9", false},
+	} {
+		if got := containsFoldASCII([]byte(tc.pw), tc.name); got != tc.want {
+			t.Errorf("containsFoldASCII(%q, %q) = %v; want %v", tc.pw, tc.name, got, tc.want)
+		}
 	}
 }
