@@ -60,10 +60,13 @@ func TestInContainerNetwork(t *testing.T) {
 }
 
 // apply runs linux/network's apply of a static eth0 with addr (and the
-// lab's gateway) in the container.
+// lab's gateway), or of a DHCP eth0 for addr "dhcp", in the container.
 func (l *lab) apply(addr string) applyResult {
 	l.t.Helper()
 	doc := fmt.Sprintf(`{"interfaces":[{"mac":%q,"addresses":[%q],"gateway4":"10.77.0.1"}]}`, guestMAC, addr)
+	if addr == "dhcp" {
+		doc = fmt.Sprintf(`{"interfaces":[{"mac":%q,"dhcp4":true}]}`, guestMAC)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -152,6 +155,15 @@ func TestManagerApply(t *testing.T) {
 		if a := l.eth0(); !slices.Equal(a, []string{"10.77.0.201/24"}) {
 			t.Fatalf("eth0 has %v, want only 10.77.0.201/24", a)
 		}
+		// Back to DHCP: the agent's file goes, networkd reloads and its
+		// own DHCP configuration takes the link again.
+		if r := l.apply("dhcp"); r.Err != "" || !hasAction(r.Actions, "reload systemd-networkd for eth0") {
+			t.Fatalf("apply of dhcp4: %+v, want networkd reloaded", r)
+		}
+		awaitLease(t, func(ctx context.Context) (netmgr.Lease, error) { return c.NetworkdLease(ctx, "eth0") }, "10.77.0.50/24")
+		if a := l.eth0(); !slices.Equal(a, []string{"10.77.0.50/24"}) {
+			t.Fatalf("eth0 has %v back on DHCP, want only the lease 10.77.0.50/24", a)
+		}
 
 		// A file that sorts first leaves eth0 unmanaged: networkd does not
 		// configure it from the agent's file, and the step fails saying so.
@@ -205,6 +217,21 @@ func TestManagerApply(t *testing.T) {
 		}
 		if a := l.eth0(); !slices.Equal(a, []string{"10.77.0.211/24"}) {
 			t.Fatalf("eth0 has %v, want only 10.77.0.211/24", a)
+		}
+		// Back to DHCP: the agent's keyfile goes, NetworkManager reloads
+		// and activates a DHCP profile of its own again.
+		if r := l.apply("dhcp"); r.Err != "" || !hasAction(r.Actions, "reload NetworkManager for eth0") {
+			t.Fatalf("apply of dhcp4: %+v, want NetworkManager reloaded", r)
+		}
+		awaitLease(t, func(context.Context) (netmgr.Lease, error) {
+			r := l.helper("nm-lease", "eth0", "")
+			if r.Err != "" {
+				return r.Lease, fmt.Errorf("%s", r.Err)
+			}
+			return r.Lease, nil
+		}, "10.77.0.60/24")
+		if a := l.eth0(); !slices.Equal(a, []string{"10.77.0.60/24"}) {
+			t.Fatalf("eth0 has %v back on DHCP, want only the lease 10.77.0.60/24", a)
 		}
 
 		// A device NetworkManager's configuration leaves unmanaged (not
