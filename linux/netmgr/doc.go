@@ -35,6 +35,14 @@
 // so a renewal starts in a later second than the lease it replaces (a wait
 // under a second, only for a lease obtained this second).
 //
+// NetworkdApply and NMApply (apply_linux.go) make a running manager load
+// a configuration file written for it (linux/network's static one) and
+// configure the link from it: networkd's Manager.Reload and
+// Link.Reconfigure, NetworkManager's Settings.LoadConnections and
+// ActivateConnection. They return once the manager reports the link
+// configured from that file with the wanted addresses and no DHCPv4
+// lease, and change nothing when it already is.
+//
 // NetworkManager authorizes a caller by its PID: a process outside the
 // machine's PID namespace (a test on the host of a container) is refused
 // ("Unable to determine UID of the request"); the agent runs inside.
