@@ -3,7 +3,6 @@ package status
 import (
 	"encoding/base64"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -35,7 +34,25 @@ type HostKey struct {
 	Fingerprint string `json:"fingerprint"`
 }
 
-var keyTypeRE = regexp.MustCompile(`^[a-z0-9][a-z0-9@.-]{0,63}$`)
+// validKeyType reports whether t is an SSH key algorithm name: 1-64
+// characters of [a-z0-9@.-], the first a letter or digit. A plain loop
+// rather than a regexp compiled at start-up, which every binary importing
+// this package would pay for in heap (issue 15).
+func validKeyType(t string) bool {
+	if len(t) == 0 || len(t) > 64 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case i > 0 && (c == '@' || c == '.' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // ParseHostKey reads one public key line ("ssh-ed25519 AAAA... root@host",
 // the format of ssh_host_*_key.pub); the comment is dropped.
@@ -66,7 +83,7 @@ func (k HostKey) KnownHostsLine(hosts []string) string {
 // decode, be of its stated type and have its stated fingerprint, so a
 // tenant never gets a fingerprint that does not match the key.
 func (k HostKey) check() (field, reason string) {
-	if !keyTypeRE.MatchString(k.Type) {
+	if !validKeyType(k.Type) {
 		return "type", "must be an SSH key algorithm name such as ssh-ed25519 (1-64 characters of [a-z0-9@.-])"
 	}
 	if k.Key == "" {
