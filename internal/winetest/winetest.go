@@ -4,6 +4,7 @@ package winetest
 
 import (
 	"os"
+	"runtime"
 	"testing"
 )
 
@@ -23,4 +24,24 @@ func TempDir(t testing.TB) string {
 		}
 	})
 	return d
+}
+
+// Symlink makes newname a symbolic link to oldname, or skips the test where
+// symbolic links cannot be made: Windows grants creating one only with
+// SeCreateSymbolicLinkPrivilege (an elevated administrator) or in developer
+// mode, and Wine 8's CreateSymbolicLink reports success and creates nothing
+// (checked with Lstat). Elsewhere a failure is the test's error.
+func Symlink(t testing.TB, oldname, newname string) {
+	t.Helper()
+	err := os.Symlink(oldname, newname)
+	if err == nil {
+		_, err = os.Lstat(newname)
+	}
+	if err == nil {
+		return
+	}
+	if runtime.GOOS == "windows" {
+		t.Skipf("symbolic links cannot be made here (no SeCreateSymbolicLinkPrivilege, or Wine): %v", err)
+	}
+	t.Fatalf("symlink %s -> %s: %v", newname, oldname, err)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,7 +117,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{name: "set twice", args: []string{"--config", write("c", "listen = a\nlisten = b\n")}, want: []string{"c line 2", "set twice (first on line 1)"}},
 		{name: "bad quoting", args: []string{"--config", write("d", "listen = \"a\n")}, want: []string{"d line 1", "quoted value"}},
 		{name: "config in config", args: []string{"--config", write("e", "config = x\n")}, want: []string{`unknown setting "config"`}},
-		{name: "missing file", args: []string{"--config", filepath.Join(dir, "nope")}, want: []string{"cannot read config file", "nope", "no such file"}},
+		{name: "missing file", args: []string{"--config", filepath.Join(dir, "nope")}, want: []string{"cannot read config file", "nope", notExist(t, filepath.Join(dir, "nope"))}},
 		{name: "bad env value", env: map[string]string{"PROG_OUTPUT": "yaml"}, args: nil, want: []string{"PROG_OUTPUT", "want table or json"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -352,4 +353,17 @@ func TestWaitAnyRefusesGeneration(t *testing.T) {
 	if err := CheckWait(fs, true, UntilProvisioned, 3, 0); err != nil {
 		t.Errorf("--until provisioned --generation 3: %v", err)
 	}
+}
+
+// notExist is the OS's own words for a missing file (ENOENT's "no such file
+// or directory", Windows' "The system cannot find the file specified."),
+// which the message must pass on.
+func notExist(t *testing.T, path string) string {
+	t.Helper()
+	_, err := os.ReadFile(path)
+	var pe *fs.PathError
+	if !errors.As(err, &pe) || !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("read %s: %v; want a missing file", path, err)
+	}
+	return pe.Err.Error()
 }

@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/prewarm/prewarm/internal/winetest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -349,16 +351,16 @@ func TestMAC(t *testing.T) {
 // leaving that directory, or a link loop, is refused; a link inside it is a
 // zone like any other.
 func TestZoneFileRule(t *testing.T) {
-	dir := t.TempDir() + "/"
+	dir := t.TempDir() + string(filepath.Separator)
 	outside := t.TempDir()
 	os.MkdirAll(dir+"Europe", 0o755)
 	os.WriteFile(dir+"Europe/Berlin", []byte("TZif"), 0o644)
 	os.WriteFile(outside+"/localtime", []byte("TZif"), 0o644)
-	os.Symlink("Europe/Berlin", dir+"Berlin")
-	os.Symlink(outside+"/localtime", dir+"Away")
-	os.Symlink("Loop2", dir+"Loop1")
-	os.Symlink("Loop1", dir+"Loop2")
-	os.Symlink("../../"+filepath.Base(outside)+"/localtime", dir+"Europe/Up")
+	winetest.Symlink(t, filepath.FromSlash("Europe/Berlin"), dir+"Berlin")
+	winetest.Symlink(t, filepath.Join(outside, "localtime"), dir+"Away")
+	winetest.Symlink(t, "Loop2", dir+"Loop1")
+	winetest.Symlink(t, "Loop1", dir+"Loop2")
+	winetest.Symlink(t, filepath.Join("..", "..", filepath.Base(outside), "localtime"), dir+"Europe/Up")
 	for zone, want := range map[string]string{
 		"Europe/Berlin": "", "Berlin": "", "Absent": "",
 		"Away": "outside", "Europe/Up": "outside", "Loop1": "does not resolve",

@@ -208,7 +208,7 @@ func zoneFileRule(dir, zone string) string {
 	if err != nil {
 		return "must be a tzdata zone or link name; " + quote(zone) + " is a link that does not resolve (a loop or a dangling link)"
 	}
-	if rel, err := filepath.Rel(base, real); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+	if rel, err := filepath.Rel(base, real); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return "must be a tzdata zone or link name; " + quote(zone) + " resolves outside the zoneinfo tree"
 	}
 	return ""
