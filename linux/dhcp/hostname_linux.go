@@ -29,6 +29,15 @@ func currentHostName() hostName {
 	return parseHostName(unix.ByteSliceToString(u.Nodename[:]))
 }
 
+//
+// A name that is not a DNS name (a label empty, over 63 characters, or
+// with a character other than a-z, 0-9, '-' and '_'; over 253 in all)
+// sends none either: the agent's hostname step sets only valid names,
+// but anything root runs can set the kernel's, and the name goes into
+// dhclient's config (a quote or newline there would add statements, such
+// as a "script" dhclient runs as root), udhcpc's command line and the
+// options, where option 81 carries labels, which a bad label would
+// change.
 func parseHostName(n string) hostName {
 	n = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(n)), ".")
 	short, _, _ := strings.Cut(n, ".")
@@ -36,11 +45,33 @@ func parseHostName(n string) hostName {
 	case "", "(none)", "localhost":
 		return hostName{}
 	}
+	if !dnsName(n) {
+		return hostName{}
+	}
 	h := hostName{Short: short}
 	if short != n {
 		h.FQDN = n
 	}
 	return h
+}
+
+// dnsName reports whether n is dot-separated labels of 1-63 characters
+// of [a-z0-9_-], at most 253 characters.
+func dnsName(n string) bool {
+	if len(n) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(n, ".") {
+		if l == "" || len(l) > 63 {
+			return false
+		}
+		for _, c := range l {
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Name is the full name: the FQDN, else the short name.

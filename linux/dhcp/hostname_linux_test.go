@@ -19,6 +19,14 @@ func TestParseHostName(t *testing.T) {
 		"(none)":                {},
 		"localhost":             {},
 		"localhost.localdomain": {},
+		// Not DNS names: none sent (the name goes into dhclient's config
+		// and udhcpc's command line as it is).
+		"web\"; script \"/tmp/x":                  {},
+		"web\nscript":                             {},
+		"web..example.com":                        {},
+		strings.Repeat("a", 64):                   {},
+		"web." + strings.Repeat("a", 64) + ".com": {},
+		"web_1.example.com":                       {Short: "web_1", FQDN: "web_1.example.com"},
 	} {
 		if got := parseHostName(in); got != want {
 			t.Errorf("parseHostName(%q) = %+v, want %+v", in, got, want)
