@@ -29,7 +29,6 @@ func currentHostName() hostName {
 	return parseHostName(unix.ByteSliceToString(u.Nodename[:]))
 }
 
-//
 // A name that is not a DNS name (a label empty, over 63 characters, or
 // with a character other than a-z, 0-9, '-' and '_'; over 253 in all)
 // sends none either: the agent's hostname step sets only valid names,
