@@ -59,12 +59,12 @@ func (d *networkdLink) configured(file string, want []netip.Prefix) (bool, strin
 // .network file's path as networkd names it): Manager.Reload, so that
 // networkd reads the files again, then Link.Reconfigure. It returns once
 // networkd reports the link configured from file with every address of
-// want (ConfigSource static) and no DHCPv4 address; when networkd already
-// does, it changes nothing. A refusal is an *Error with networkd's text; a
+// want (ConfigSource static), no DHCPv4 address and the MTU mtu (0: any);
+// when networkd already does, it changes nothing. A refusal is an *Error with networkd's text; a
 // link networkd leaves failed, unmanaged or configured from another file
 // fails with that state; no such state before ctx ends is ctx's error with
 // what was missing.
-func (c *Conn) NetworkdApply(ctx context.Context, iface, file string, want []netip.Prefix) (changed bool, err error) {
+func (c *Conn) NetworkdApply(ctx context.Context, iface, file string, want []netip.Prefix, mtu int) (changed bool, err error) {
 	path, err := c.networkdLinkPath(ctx, iface)
 	if err != nil {
 		return false, err
@@ -73,7 +73,7 @@ func (c *Conn) NetworkdApply(ctx context.Context, iface, file string, want []net
 	if err != nil {
 		return false, err
 	}
-	if ok, _ := d.configured(file, want); ok {
+	if ok, _ := d.configured(file, want); ok && (mtu == 0 || d.MTU == mtu) {
 		return false, nil
 	}
 	sig, stop, err := c.watch(ctx, nd, path)
@@ -96,6 +96,8 @@ func (c *Conn) NetworkdApply(ctx context.Context, iface, file string, want []net
 		var ok bool
 		ok, missing = d.configured(file, want)
 		switch {
+		case ok && mtu != 0 && d.MTU != mtu:
+			return false, fmt.Errorf("%s Link.Reconfigure %s: networkd set the MTU to %d, not %d (it raises an MTU under 1280 on a link with IPv6)", Networkd, iface, d.MTU, mtu)
 		case ok:
 			return true, nil
 		case d.AdministrativeState == "failed" || d.AdministrativeState == "unmanaged" || d.AdministrativeState == "linger":

@@ -67,6 +67,9 @@ func (l *lab) apply(addr string) applyResult {
 	if addr == "dhcp" {
 		doc = fmt.Sprintf(`{"interfaces":[{"mac":%q,"dhcp4":true}]}`, guestMAC)
 	}
+	if a, mtu, ok := strings.Cut(addr, " mtu "); ok {
+		doc = fmt.Sprintf(`{"interfaces":[{"mac":%q,"addresses":[%q],"gateway4":"10.77.0.1","mtu":%s}]}`, guestMAC, a, mtu)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -165,6 +168,14 @@ func TestManagerApply(t *testing.T) {
 			t.Fatalf("eth0 has %v back on DHCP, want only the lease 10.77.0.50/24", a)
 		}
 
+		// An MTU under IPv6's minimum: networkd keeps it (no IPv6
+		// link-local address in the agent's file), and says so.
+		if r := l.apply("10.77.0.203/24 mtu 1200"); r.Err != "" {
+			t.Fatalf("apply with mtu 1200: %+v", r)
+		}
+		if out, _ := l.inside("networkctl", "status", "--no-pager", "--lines=0", "eth0"); !strings.Contains(out, "MTU: 1200") || !strings.Contains(out, "10.77.0.203") {
+			t.Fatalf("networkctl status eth0 after the apply with mtu 1200:\n%s", out)
+		}
 		// A file that sorts first leaves eth0 unmanaged: networkd does not
 		// configure it from the agent's file, and the step fails saying so.
 		if _, err := l.inside("sh", "-c", "printf '[Match]\\nName=eth0\\n\\n[Link]\\nUnmanaged=yes\\n' >/etc/systemd/network/05-eth0.network"); err != nil {

@@ -33,6 +33,7 @@ type networkdLink struct {
 	NetworkFile         string
 	AdministrativeState string
 	OperationalState    string
+	MTU                 int
 	Addresses           []struct {
 		Family            int
 		Address           []byte

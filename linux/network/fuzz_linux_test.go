@@ -14,7 +14,7 @@ import (
 // input can add a line, a key, a section or a shell word.
 var (
 	tok          = `[A-Za-z0-9._:/+@][A-Za-z0-9._:/+@-]*`
-	networkdLine = regexp.MustCompile(`^(|# Written by prewarm-agent .*|\[(Match|Link|Network|Route)\]|(MACAddress|MTUBytes|Address|Gateway|DNS|Destination|Metric)=` + tok + `|Domains=` + tok + `( ` + tok + `)*)$`)
+	networkdLine = regexp.MustCompile(`^(|# Written by prewarm-agent .*|\[(Match|Link|Network|Route)\]|(MACAddress|MTUBytes|Address|Gateway|DNS|Destination|Metric|LinkLocalAddressing)=` + tok + `|Domains=` + tok + `( ` + tok + `)*)$`)
 	ifupdownLine = regexp.MustCompile(`^(# Written by prewarm-agent .*|# mac ` + tok + `|auto ` + tok + `|iface ` + tok + ` inet (static|manual)|\t(address|gateway|mtu) ` + tok + `|\tup ip route add ` + tok + ` via ` + tok + ` dev ` + tok + `( metric [0-9]+)?|\tup ip addr add ` + tok + ` dev ` + tok + `)$`)
 	resolvLine   = regexp.MustCompile(`^(# Written by prewarm-agent .*|nameserver ` + tok + `|search ` + tok + `( ` + tok + `)*)$`)
 	keyfileLine  = regexp.MustCompile(`^(|# Written by prewarm-agent .*|\[(connection|ethernet|ipv4|ipv6)\]|(id|type|interface-name|autoconnect-priority|mac-address|mtu|method|address[0-9]+|dns|dns-search|route[0-9]+|route-metric)=[^\x00-\x1f\x7f]*)$`)

@@ -105,7 +105,7 @@ func (c *Configurator) applyManager(ctx context.Context, ws []*wanted, links map
 			err, reloaded = bus.NMReload(ctx), true
 		case j.unset:
 		case m == Networkd:
-			changed, err = bus.NetworkdApply(ctx, j.name, j.file, j.w.addrs)
+			changed, err = bus.NetworkdApply(ctx, j.name, j.file, j.w.addrs, j.w.cfg.MTU)
 		default:
 			changed, err = bus.NMApply(ctx, j.name, j.file, j.w.addrs)
 		}

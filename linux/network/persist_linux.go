@@ -166,6 +166,9 @@ func (c *Configurator) persist(ws []*wanted, links map[string]nl.Link, files map
 	return acts, errors.Join(errs...)
 }
 
+// ipv6MinMTU is IPv6's minimum link MTU (RFC 8200).
+const ipv6MinMTU = 1280
+
 func networkdPath(id string) string { return "/etc/systemd/network/10-prewarm-" + id + ".network" }
 func keyfilePath(id string) string {
 	return "/etc/NetworkManager/system-connections/prewarm-" + id + ".nmconnection"
@@ -247,6 +250,12 @@ func renderNetworkd(w *wanted) ([]byte, error) {
 		fmt.Fprintf(&b, "\n[Link]\nMTUBytes=%d\n", w.cfg.MTU)
 	}
 	b.WriteString("\n[Network]\n")
+	if w.cfg.MTU > 0 && w.cfg.MTU < ipv6MinMTU && !slices.ContainsFunc(w.addrs, func(a netip.Prefix) bool { return a.Addr().Is6() }) {
+		// The kernel keeps no IPv6 on a link under 1280 bytes, and
+		// networkd raises the MTU of a link it gives an IPv6 link-local
+		// address to 1280: without one it keeps the document's.
+		b.WriteString("LinkLocalAddressing=no\n")
+	}
 	for _, a := range w.addrs {
 		fmt.Fprintf(&b, "Address=%s\n", v("address", prefix(a)))
 	}
