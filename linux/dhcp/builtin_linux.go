@@ -236,11 +236,8 @@ func (r *Renewer) applyBuiltin(c *nl.Conn, link nl.Link, ack *dhcpv4.DHCPv4) err
 		bits, _ = net.IPMask(mask).Size()
 	}
 	pfx := netip.PrefixFrom(ip, bits)
-	lt := ack.IPAddressLeaseTime(time.Hour)
-	valid := uint32(lt / time.Second)
-	if valid == 0 {
-		valid = 1
-	}
+	lt, t1 := leaseTimes(ack)
+	valid := uint32(min(lt/time.Second, 0xffffffff)) // 0xffffffff: infinite, as in DHCP
 
 	st := r.loadState()
 	old := st[link.Name]
@@ -297,8 +294,26 @@ func (r *Renewer) applyBuiltin(c *nl.Conn, link nl.Link, ack *dhcpv4.DHCPv4) err
 		r.log.Warn("record the built-in client's lease", "err", err)
 	}
 	r.log.Info("built-in DHCP lease applied", "interface", link.Name, "addr", pfx, "server", serverID(ack), "lease", lt)
-	r.scheduleRenewal(link.Name, ack.IPAddressRenewalTime(lt/2), lt)
+	r.scheduleRenewal(link.Name, t1, lt)
 	return nil
+}
+
+// minLease is the shortest lease the built-in client takes (dhcpcd's
+// DHCP_MIN_LEASE; udhcpc takes 16 s): a lease of 0 s (or 1) put the
+// address on for a second and renewed at once, ACK after ACK, with no
+// pause.
+const minLease = 20 * time.Second
+
+// leaseTimes are ack's lease time (option 51, an hour if absent, at least
+// minLease; 0xffffffff is infinite, RFC 2131 3.3) and T1 (option 58, half
+// the lease if absent or not shorter than the lease, RFC 2131 4.4.5).
+func leaseTimes(ack *dhcpv4.DHCPv4) (lease, t1 time.Duration) {
+	lease = max(ack.IPAddressLeaseTime(time.Hour), minLease)
+	t1 = ack.IPAddressRenewalTime(lease / 2)
+	if t1 <= 0 || t1 >= lease {
+		t1 = lease / 2
+	}
+	return lease, t1
 }
 
 // scheduleRenewal keeps a built-in lease alive: nobody else will renew it,
