@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -22,7 +23,7 @@ const managerTimeout = 90 * time.Second
 // the files it persisted: only on the live system itself (Root "/"); a
 // scratch root's files are no running manager's business.
 func (c *Configurator) talksToManager() bool {
-	return c.o.Live && c.o.Root == "/"
+	return c.o.Live && filepath.Clean(c.o.Root) == "/"
 }
 
 // applyManager makes the running manager (systemd-networkd or
