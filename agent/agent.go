@@ -68,6 +68,11 @@ type Options struct {
 	// OnReport, if set, is called with each report once it is persisted and
 	// in the status log, before it is sent (main signals readiness with it).
 	OnReport func(status.Report)
+
+	// linkBurst and linkEvery pace the link-event reports (linkpace.go;
+	// default linkReportBurst, linkReportEvery); tests set them.
+	linkBurst int
+	linkEvery time.Duration
 }
 
 // Agent is the provisioning state machine.
@@ -107,6 +112,7 @@ type Agent struct {
 	idle     chan struct{}   // closed while busy is 0
 	linkSeen chan struct{}   // closed and replaced after each link event
 	bg       sync.WaitGroup
+	pace     linkPacer // the budget of link-event reports
 
 	reportReady chan struct{} // a report was queued
 	wakeDeliver chan struct{} // reconnected: retry delivery at once
@@ -132,6 +138,10 @@ func New(opts Options) (*Agent, error) {
 	def(&opts.BackoffBase, DefaultBackoffBase)
 	def(&opts.BackoffMax, DefaultBackoffMax)
 	opts.Retry.defaults()
+	if opts.linkBurst <= 0 {
+		opts.linkBurst = linkReportBurst
+	}
+	def(&opts.linkEvery, linkReportEvery)
 	if opts.Version == "" {
 		opts.Version = Version
 	}
@@ -148,6 +158,7 @@ func New(opts Options) (*Agent, error) {
 	close(idle)
 	return &Agent{
 		links:       map[string]*linkRenewal{},
+		pace:        linkPacer{burst: opts.linkBurst, every: opts.linkEvery},
 		down:        map[string]bool{},
 		idle:        idle,
 		linkSeen:    make(chan struct{}),

@@ -36,7 +36,7 @@ func (a *Agent) watchLinks(ctx context.Context) {
 			a.reconnect(false)
 			switch ev.Kind {
 			case CarrierLost:
-				a.carrierEvent(ev)
+				a.carrierEvent(ctx, ev)
 			case CarrierBack:
 				a.linkBack(ctx, ev) // records the event too
 			}
@@ -111,7 +111,7 @@ func (a *Agent) linkBack(ctx context.Context, ev LinkEvent) {
 			}
 			a.linkMu.Unlock()
 			if left != nil && ctx.Err() == nil {
-				a.linkReport(*left, status.Report{Event: left.Kind, Interface: left.Interface})
+				a.linkReport(ctx, *left, status.Report{Event: left.Kind, Interface: left.Interface})
 			}
 			return
 		}
@@ -229,7 +229,7 @@ func (a *Agent) renewAfter(ctx context.Context, iface string, cause *status.Link
 		defer close(causeDone)
 		if cause != nil {
 			a.log.Info("link event", "interface", iface, "kind", cause.Kind, "carrierChanges", cause.CarrierChanges)
-			a.linkReport(*cause, status.Report{Event: cause.Kind, Interface: iface})
+			a.linkReport(ctx, *cause, status.Report{Event: cause.Kind, Interface: iface})
 		}
 	}()
 	a.platMu.Lock()
@@ -240,7 +240,7 @@ func (a *Agent) renewAfter(ctx context.Context, iface string, cause *status.Link
 	go func() {
 		defer close(recorded)
 		<-causeDone
-		a.renewalStarted(iface, client, t0)
+		a.renewalStarted(ctx, iface, client, t0)
 	}()
 	lease, err := a.p.DHCP.RenewDHCP(ctx, iface)
 	a.platMu.Unlock()
@@ -262,11 +262,9 @@ func (a *Agent) renewAfter(ctx context.Context, iface string, cause *status.Link
 		}
 	}
 	le := renewalEvent(iface, t0, lease, err)
-	merged := a.takeMerged(iface)
-	a.emit(r, func(s *State) {
-		if merged != nil {
-			s.addLinkEvent(*merged)
-		}
-		s.addLinkEvent(le)
-	})
+	evs := []status.LinkEvent{le}
+	if merged := a.takeMerged(iface); merged != nil {
+		evs = []status.LinkEvent{*merged, le}
+	}
+	a.linkEmit(ctx, r, evs, renewalNews(lease, err))
 }

@@ -209,6 +209,7 @@ type fakePlatform struct {
 	dhcpIfaces []string
 	renewals   atomic.Int32
 	behind     atomic.Bool // LinksBehind's answer
+	sameLease  atomic.Bool // a renewal keeps the address it had
 }
 
 func newFakePlatform() *fakePlatform {
@@ -355,7 +356,11 @@ func (f *fakePlatform) RenewDHCP(ctx context.Context, iface string) (Lease, erro
 			return Lease{}, ctx.Err()
 		}
 	}
-	return Lease{Interface: iface, Client: "fake", Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.5/24")}, Previous: []netip.Prefix{netip.MustParsePrefix("192.168.7.5/24")}}, nil
+	l := Lease{Interface: iface, Client: "fake", Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.5/24")}, Previous: []netip.Prefix{netip.MustParsePrefix("192.168.7.5/24")}}
+	if f.sameLease.Load() {
+		l.Previous = l.Addresses
+	}
+	return l, nil
 }
 
 // harness runs one agent against a testIMDS and a fakePlatform, in
@@ -367,6 +372,7 @@ type harness struct {
 	stateDir, logDir, runDir string
 	logs                     *syncBuffer
 	tweak                    func(*Options)
+	agent                    *Agent // the one started last
 
 	cancel context.CancelFunc
 	done   chan error
@@ -405,6 +411,7 @@ func (h *harness) start() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	h.agent = a
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() { h.done <- a.Run(ctx) }()

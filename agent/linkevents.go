@@ -16,7 +16,9 @@ import (
 // dhcp-renewed report). A storm costs no flood: carrier changes of an
 // interface while its renewal runs are merged into one entry (the latest
 // state and counter, with how many were merged) that makes no report of
-// its own: it enters the ring just before the renewal's end.
+// its own: it enters the ring just before the renewal's end; and the
+// reports are paced (linkpace.go), so flaps slower than a renewal do not
+// make four reports each without end.
 
 // addLinkEvent appends ev to the ring s keeps, dropping the oldest past
 // status.MaxLinkEvents.
@@ -30,7 +32,7 @@ func (s *State) addLinkEvent(ev status.LinkEvent) {
 // carrierEvent records a carrier change ev: on its own, with a report, or,
 // while a renewal of its interface runs, merged into the one entry of the
 // changes during that renewal, recorded with the renewal's end.
-func (a *Agent) carrierEvent(ev LinkEvent) {
+func (a *Agent) carrierEvent(ctx context.Context, ev LinkEvent) {
 	le := carrierLinkEvent(ev)
 	a.linkMu.Lock()
 	if lr := a.links[ev.Interface]; lr != nil && lr.running {
@@ -40,7 +42,7 @@ func (a *Agent) carrierEvent(ev LinkEvent) {
 	}
 	a.linkMu.Unlock()
 	a.log.Info("link event", "interface", ev.Interface, "kind", le.Kind, "carrierChanges", ev.CarrierChanges)
-	a.linkReport(le, status.Report{Event: le.Kind, Interface: ev.Interface})
+	a.linkReport(ctx, le, status.Report{Event: le.Kind, Interface: ev.Interface})
 }
 
 // carrierLinkEvent is the link event of the carrier change ev.
@@ -95,9 +97,9 @@ func (a *Agent) dhcpClient(ctx context.Context, iface string) string {
 }
 
 // renewalStarted records that a renewal of iface by client started at at.
-func (a *Agent) renewalStarted(iface, client string, at time.Time) {
+func (a *Agent) renewalStarted(ctx context.Context, iface, client string, at time.Time) {
 	le := status.LinkEvent{Time: status.Time{Time: at}, Kind: status.LinkRenewing, Interface: iface, Client: client}
-	a.linkReport(le, status.Report{Event: status.LinkRenewing, Interface: iface})
+	a.linkReport(ctx, le, status.Report{Event: status.LinkRenewing, Interface: iface})
 }
 
 // renewalEvent is the link event of a finished renewal of iface that
@@ -115,13 +117,14 @@ func renewalEvent(iface string, t0 time.Time, lease Lease, err error) status.Lin
 
 // linkReport records le in the ring and makes the event report r for it,
 // with the state and generation of the last outcome; the ring and the
-// report are persisted together.
-func (a *Agent) linkReport(le status.LinkEvent, r status.Report) {
+// report are persisted together. Past the budget of link-event reports
+// (linkpace.go) le enters the ring without a report of its own.
+func (a *Agent) linkReport(ctx context.Context, le status.LinkEvent, r status.Report) {
 	le.Error = truncate(a.red.String(le.Error), maxErrorBytes/4)
 	a.mu.Lock()
 	r.State, r.Generation = a.curState, a.curGen
 	a.mu.Unlock()
-	a.emit(r, func(s *State) { s.addLinkEvent(le) })
+	a.linkEmit(ctx, r, []status.LinkEvent{le}, false)
 }
 
 func prefixStrings(ps []netip.Prefix) []string {

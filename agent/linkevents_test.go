@@ -186,3 +186,95 @@ func TestRenewalEventFailed(t *testing.T) {
 		t.Errorf("status output:\n%s", b.String())
 	}
 }
+
+// flap makes one bounce of eth0 (carrier lost, then back with the next
+// counter) and waits until the renewal it started has ended, so each flap
+// is a storm's flap slower than its renewal (nothing merges).
+func flap(t *testing.T, h *harness, n uint32) {
+	t.Helper()
+	h.plat.links <- LinkEvent{Kind: CarrierLost, Interface: "eth0", CarrierChanges: 2*n + 1}
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 2*n + 2}
+	h.plat.syncLinks(t)
+	deadline := time.Now().Add(waitLimit)
+	for {
+		a := h.agent
+		a.linkMu.Lock()
+		busy := a.busy
+		a.linkMu.Unlock()
+		if busy == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the flap's renewal does not end")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestLinkEventStormPaced: a link flapping slower than its renewal makes
+// four link events a flap; past the budget they enter the ring without a
+// report each (else an hour of flapping pushes the outcome report out of
+// the IMDS's history of 256), and the latest is reported once the budget
+// allows, carrying them. A renewal that moves the address is reported
+// whatever the budget.
+func TestLinkEventStormPaced(t *testing.T) {
+	h := newHarness(t)
+	h.tweak = func(o *Options) { o.linkBurst, o.linkEvery = 6, time.Hour }
+	h.plat.sameLease.Store(true)
+	g := h.imds.publish(finalDoc)
+	h.start()
+	h.imds.waitReport(status.StateProvisioned, g)
+	const flaps = 20
+	for i := range uint32(flaps) {
+		flap(t, h, i)
+	}
+	if n := h.plat.renewals.Load(); n != flaps {
+		t.Fatalf("%d renewals, want one a flap (%d)", n, flaps)
+	}
+	// Every report made so far is delivered before the one made now.
+	h.plat.sameLease.Store(false)
+	flap(t, h, flaps)
+	h.imds.waitFor("the moving renewal's report", func(rs []status.Report, _ []request) bool {
+		lr := linkReports(rs)
+		return len(lr) > 0 && lr[len(lr)-1].Event == status.EventDHCPRenewed && len(lr[len(lr)-1].Addresses) > 0 &&
+			lr[len(lr)-1].LinkEvents[len(lr[len(lr)-1].LinkEvents)-1].OldAddresses[0] == "192.168.7.5/24"
+	})
+	lr := linkReports(h.imds.all())
+	if len(lr) != 6+1 {
+		t.Errorf("%d link event reports for %d flaps, want the budget's 6 and the moving renewal's: %s", len(lr), flaps+1, summarize(lr))
+	}
+	last := lr[len(lr)-1]
+	if s := linkKinds(last.LinkEvents[len(last.LinkEvents)-4:]); s != fmt.Sprintf("carrier-lost:eth0:%d carrier-back:eth0:%d dhcp-renewing:eth0 dhcp-renewed:eth0", 2*flaps+1, 2*flaps+2) {
+		t.Errorf("the last report's ring ends %s", s)
+	}
+	if n := len(last.LinkEvents); n != status.MaxLinkEvents {
+		t.Errorf("the last report carries %d events, want the ring's %d (the events held back are in it)", n, status.MaxLinkEvents)
+	}
+}
+
+// TestLinkEventsHeldAreReported: an event held back past the budget is
+// reported once the budget allows, with the ring that holds it.
+func TestLinkEventsHeldAreReported(t *testing.T) {
+	h := newHarness(t)
+	h.tweak = func(o *Options) { o.linkBurst, o.linkEvery = 2, 300 * time.Millisecond }
+	h.plat.sameLease.Store(true)
+	g := h.imds.publish(finalDoc)
+	h.start()
+	h.imds.waitReport(status.StateProvisioned, g)
+	flap(t, h, 0)
+	h.imds.waitFor("the held renewal's report", func(rs []status.Report, _ []request) bool {
+		lr := linkReports(rs)
+		return len(lr) > 0 && lr[len(lr)-1].Event == status.EventDHCPRenewed
+	})
+	lr := linkReports(h.imds.all())
+	if len(lr) != 3 {
+		t.Errorf("link event reports %s, want the budget's 2 and the held renewal's", summarize(lr))
+	}
+	last := lr[len(lr)-1]
+	if s := linkKinds(last.LinkEvents); s != "carrier-lost:eth0:1 carrier-back:eth0:2 dhcp-renewing:eth0 dhcp-renewed:eth0" {
+		t.Errorf("the held renewal's report carries %s", s)
+	}
+	if last.State != status.StateProvisioned || last.Generation != g {
+		t.Errorf("the held renewal's report is %s of generation %d, want the outcome's", last.State, last.Generation)
+	}
+}
