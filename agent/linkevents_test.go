@@ -256,7 +256,7 @@ func TestLinkEventStormPaced(t *testing.T) {
 // reported once the budget allows, with the ring that holds it.
 func TestLinkEventsHeldAreReported(t *testing.T) {
 	h := newHarness(t)
-	h.tweak = func(o *Options) { o.linkBurst, o.linkEvery = 2, 300 * time.Millisecond }
+	h.tweak = func(o *Options) { o.linkBurst, o.linkEvery = 2, 300*time.Millisecond }
 	h.plat.sameLease.Store(true)
 	g := h.imds.publish(finalDoc)
 	h.start()
