@@ -161,7 +161,7 @@ func adapterByMAC(as []adapter, mac string) (adapter, bool) {
 
 // current reads what the agent manages of a.
 func (n *networkConfigurator) current(a adapter) (plan.Have, error) {
-	h := plan.Have{DHCP: a.DHCP, MTU: a.MTU}
+	h := plan.Have{DHCP: a.DHCP, MTU: a.MTU, InUse: a.DNS}
 	for _, u := range a.Unicast {
 		if u.Manual {
 			h.Addresses = append(h.Addresses, u.Prefix)
@@ -222,6 +222,15 @@ func (n *networkConfigurator) current(a adapter) (plan.Have, error) {
 func (n *networkConfigurator) apply(ctx context.Context, a adapter, ops plan.Ops) (plan.Ops, error) {
 	var done plan.Ops
 	idx := "name=" + strconv.Itoa(int(a.Index))
+	// The agent's routes go first: once DHCP is back on, a lease's route
+	// may have the key of one of them (plan.Ops).
+	for _, r := range ops.DelRoutes {
+		row := forwardRow(a, r)
+		if err := winapi.DeleteIpForwardEntry2(&row); err != nil && !errors.Is(err, windows.ERROR_NOT_FOUND) {
+			return done, fmt.Errorf("remove route %s: %w", r, err)
+		}
+		done.DelRoutes = append(done.DelRoutes, r)
+	}
 	if ops.EnableDHCP {
 		// iphlpapi has no call that turns DHCP on either: netsh's
 		// "source=dhcp" does, and removes the static addresses.
@@ -265,13 +274,6 @@ func (n *networkConfigurator) apply(ctx context.Context, a adapter, ops plan.Ops
 			return done, fmt.Errorf("add address %s: %w", p, err)
 		}
 		done.AddAddrs = append(done.AddAddrs, p)
-	}
-	for _, r := range ops.DelRoutes {
-		row := forwardRow(a, r)
-		if err := winapi.DeleteIpForwardEntry2(&row); err != nil && !errors.Is(err, windows.ERROR_NOT_FOUND) {
-			return done, fmt.Errorf("remove route %s: %w", r, err)
-		}
-		done.DelRoutes = append(done.DelRoutes, r)
 	}
 	for _, r := range ops.AddRoutes {
 		row := forwardRow(a, r)

@@ -46,3 +46,40 @@ func TestDiffDHCPOffRecreatesRoutes(t *testing.T) {
 		t.Errorf("static interface: AddRoutes %v for routes already there", o.AddRoutes)
 	}
 }
+
+// TestDiffDHCPOffKeepsNameServers: a document that turns DHCP off without
+// nameservers keeps the name servers the interface uses (the lease's) as
+// static ones, since Windows drops DHCP's with DHCP and an absent section
+// leaves that part of the machine as it is; with nameservers: [] none are set;
+// the document's own list wins; a static interface is not touched.
+func TestDiffDHCPOffKeepsNameServers(t *testing.T) {
+	leaseDNS := []netip.Addr{addr("10.1.0.2"), addr("2001:db8::53")}
+	want := Want{Addresses: []netip.Prefix{pfx("10.1.0.5/24")}}
+	leased := Have{DHCP: true, InUse: leaseDNS}
+	o := Diff(want, false, leased, Owned{})
+	if !o.DisableDHCP || !o.SetDNS || !SameDNS(o.DNS, leaseDNS) {
+		t.Errorf("DHCP off without nameservers: %+v; want the lease's %v kept as static", o, leaseDNS)
+	}
+	// Once set, the servers are static: nothing more to do.
+	static := Have{Addresses: want.Addresses, DNS: leaseDNS, InUse: leaseDNS}
+	if o := Diff(want, false, static, NextOwned(Owned{}, o)); !o.Empty() {
+		t.Errorf("diff after the switch not empty: %+v", o)
+	}
+	clear := want
+	clear.DNS = []netip.Addr{}
+	if o := Diff(clear, false, leased, Owned{}); o.SetDNS && len(o.DNS) != 0 {
+		t.Errorf("nameservers: [] → %+v; want no static servers (DHCP's go with DHCP)", o)
+	}
+	own := want
+	own.DNS = []netip.Addr{addr("10.9.9.9")}
+	if o := Diff(own, false, leased, Owned{}); !o.SetDNS || !SameDNS(o.DNS, own.DNS) {
+		t.Errorf("document's nameservers → %+v; want %v", o, own.DNS)
+	}
+	if o := Diff(want, false, Have{Addresses: want.Addresses, InUse: leaseDNS}, Owned{}); o.SetDNS {
+		t.Errorf("static interface without nameservers: %+v; want its name servers left alone", o)
+	}
+	// No servers in use: nothing to keep.
+	if o := Diff(want, false, Have{DHCP: true}, Owned{}); o.SetDNS {
+		t.Errorf("DHCP off, no servers in use: %+v", o)
+	}
+}

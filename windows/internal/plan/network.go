@@ -64,7 +64,11 @@ type Have struct {
 	Routes    []Route        // static IPv4 routes with a gateway
 	MTU       int
 	DNS       []netip.Addr // statically configured name servers
-	Search    []string
+	// InUse are the name servers the interface uses now, whichever their
+	// source (static or DHCP's): what DisableDHCP keeps as static ones when
+	// the document names none.
+	InUse  []netip.Addr
+	Search []string
 }
 
 // Owned records what the agent itself added to an interface, so that a
@@ -74,8 +78,10 @@ type Owned struct {
 	Routes    []Route        `json:"routes,omitempty"`
 }
 
-// Ops is what to do to one interface, in order: enable or disable DHCP,
-// remove, add, then MTU and DNS.
+// Ops is what to do to one interface, in order: remove routes, enable or
+// disable DHCP, remove and add addresses, add and set routes, then MTU and
+// DNS. The routes go first: after DHCP is back on, a lease's route may have
+// the key of one the agent added.
 type Ops struct {
 	// EnableDHCP turns DHCP back on (the document says dhcp4 where the
 	// interface is static): Windows drops the static addresses with it.
@@ -213,14 +219,44 @@ func ParseInterface(in config.Interface) (Want, error) {
 // removed only when the agent added it (owned) and the document no longer
 // wants it. DNS and MTU are set when they differ. dhcp4 on a static
 // interface turns DHCP back on (which drops its static addresses: the
-// document asked for DHCP).
+// document asked for DHCP), and with dhcp4 every route and address the
+// agent added goes, as on Linux: DHCP owns the interface's addresses and
+// routes (the document may not have any beside dhcp4). Turning DHCP off
+// without nameservers in the document keeps the name servers in use
+// (DHCP's) as static ones: an absent section leaves that part of the
+// machine as it is, and Windows would otherwise leave the interface with
+// none.
 func Diff(want Want, dhcp4 bool, have Have, owned Owned) Ops {
 	var o Ops
-	if dhcp4 && !have.DHCP {
-		o.EnableDHCP = true
-		o.ResetDNS = want.DNS == nil && len(have.DNS) > 0
+	if dhcp4 {
+		o.EnableDHCP = !have.DHCP
+		o.ResetDNS = o.EnableDHCP && want.DNS == nil && len(have.DNS) > 0
+		for _, r := range owned.Routes {
+			if i := findRoute(have.Routes, r); i >= 0 {
+				o.DelRoutes = append(o.DelRoutes, have.Routes[i])
+			}
+		}
+		if !o.EnableDHCP {
+			// Windows drops the static addresses with the switch;
+			// without one they are the agent's to remove.
+			for _, p := range owned.Addresses {
+				if slices.Contains(have.Addresses, p) {
+					o.DelAddrs = append(o.DelAddrs, p)
+				}
+			}
+		}
+		if want.MTU != 0 && want.MTU != have.MTU {
+			o.SetMTU = want.MTU
+		}
+		if want.DNS != nil && !SameDNS(want.DNS, have.DNS) {
+			o.SetDNS, o.DNS = true, want.DNS
+		}
+		if want.Search != nil && !equalFold(want.Search, have.Search) {
+			o.SetSearch, o.Search = true, want.Search
+		}
+		return o
 	}
-	if want.Addresses != nil && !dhcp4 {
+	if want.Addresses != nil {
 		if len(want.Addresses) > 0 {
 			o.Primary = want.Addresses[0]
 		}
@@ -281,6 +317,9 @@ func Diff(want Want, dhcp4 bool, have Have, owned Owned) Ops {
 	}
 	if want.DNS != nil && !SameDNS(want.DNS, have.DNS) {
 		o.SetDNS, o.DNS = true, want.DNS
+	}
+	if want.DNS == nil && o.DisableDHCP && len(have.InUse) > 0 {
+		o.SetDNS, o.DNS = true, slices.Clone(have.InUse)
 	}
 	if want.Search != nil && !equalFold(want.Search, have.Search) {
 		o.SetSearch, o.Search = true, want.Search

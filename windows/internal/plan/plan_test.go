@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -209,13 +210,28 @@ func TestDiff(t *testing.T) {
 		t.Errorf("dhcp4 diff = %+v", o)
 	}
 	// Static, then dhcp4: DHCP back on, and the name servers with it when
-	// the document names none; the record keeps no address.
-	back := Diff(Want{}, true, applied, owned)
-	if !back.EnableDHCP || !back.ResetDNS || len(back.Actions("Ethernet")) != 2 {
+	// the document names none; the routes the agent added go, as on Linux
+	// (DHCP owns the interface's routes), a foreign one stays; the record
+	// keeps no address and no route.
+	foreign := Route{To: pfx("192.168.0.0/16"), Via: addr("10.1.0.9")}
+	withForeign := applied
+	withForeign.Routes = append(slices.Clone(applied.Routes), foreign)
+	back := Diff(Want{}, true, withForeign, owned)
+	if !back.EnableDHCP || !back.ResetDNS || !reflect.DeepEqual(back.DelRoutes, want.Routes) || len(back.DelAddrs) != 0 || len(back.Actions("Ethernet")) != 3 {
 		t.Errorf("static to DHCP diff = %+v", back)
 	}
-	if n := NextOwned(owned, back); n.Addresses != nil || !reflect.DeepEqual(n.Routes, owned.Routes) {
+	if n := NextOwned(owned, back); n.Addresses != nil || n.Routes != nil {
 		t.Errorf("owned after DHCP back = %+v", n)
+	}
+	// DHCP already on (an apply stopped after the switch), the agent's
+	// address and route still there: both go; nothing else changes.
+	onAgain := withForeign
+	onAgain.DHCP = true
+	if o := Diff(Want{}, true, onAgain, owned); o.EnableDHCP || o.ResetDNS || !reflect.DeepEqual(o.DelRoutes, want.Routes) || !reflect.DeepEqual(o.DelAddrs, want.Addresses) {
+		t.Errorf("dhcp4 with the agent's leftovers diff = %+v", o)
+	}
+	if o := Diff(Want{}, true, Have{DHCP: true, Routes: []Route{foreign}}, Owned{}); !o.Empty() {
+		t.Errorf("dhcp4 on a DHCP interface without leftovers diff = %+v", o)
 	}
 	if o := Diff(Want{DNS: want.DNS}, true, applied, owned); !o.EnableDHCP || o.ResetDNS {
 		t.Errorf("static to DHCP with the document's name servers = %+v", o)
