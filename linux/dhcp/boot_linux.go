@@ -105,9 +105,16 @@ func deviceLinks() ([]string, error) {
 		if l.Loopback {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join("/sys/class/net", l.Name, "device")); err == nil {
+		if hasDevice(l.Name) {
 			out = append(out, l.Name)
 		}
 	}
 	return out, nil
+}
+
+// hasDevice reports whether the interface is backed by a device
+// (/sys/class/net/NAME/device): a NIC, not a bridge, tunnel or veth.
+func hasDevice(name string) bool {
+	_, err := os.Stat(filepath.Join("/sys/class/net", name, "device"))
+	return err == nil
 }

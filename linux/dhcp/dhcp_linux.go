@@ -92,7 +92,12 @@ func (r *Renewer) owner(iface string, index int) owner {
 
 // DHCPInterfaces implements agent.DHCPRenewer: the interfaces a client owns,
 // those the built-in client leased before, and those holding an address
-// with a finite lifetime.
+// with a finite lifetime. With the built-in client named, nothing else
+// owns an interface: its interfaces are those AcquireAtStart leases
+// (Options.Interfaces, else those backed by a device) and those it leased
+// before; not every interface (a bridge, a tunnel, a veth of a container:
+// each renewal for renewDhcp or a new host name ran DHCP on them, the
+// platform held until it timed out).
 func (r *Renewer) DHCPInterfaces(ctx context.Context) ([]string, error) {
 	c, err := nl.Dial()
 	if err != nil {
@@ -109,12 +114,17 @@ func (r *Renewer) DHCPInterfaces(ctx context.Context) ([]string, error) {
 		if l.Loopback || (r.o.Interfaces != nil && !slices.Contains(r.o.Interfaces, l.Name)) {
 			continue
 		}
-		ow := r.owner(l.Name, l.Index)
-		if ow.Client != Builtin || r.o.Client == Builtin {
+		if _, ok := st[l.Name]; ok {
 			out = append(out, l.Name)
 			continue
 		}
-		if _, ok := st[l.Name]; ok {
+		if r.o.Client == Builtin {
+			if r.o.Interfaces != nil || hasDevice(l.Name) {
+				out = append(out, l.Name)
+			}
+			continue
+		}
+		if ow := r.owner(l.Name, l.Index); ow.Client != Builtin {
 			out = append(out, l.Name)
 			continue
 		}
