@@ -325,9 +325,14 @@ func (n *Network) check(w *walker, p string) {
 
 // checkMainTable refuses routes of two interfaces to the same network at
 // the same metric, gateway4 being the route to 0.0.0.0/0 at the OS default
-// metric. Linux keeps one route per network and metric in its main table,
-// whichever the interface: a second one fails with "file exists" (the
-// agent would replace the first with it at every apply). Within one
+// metric. The Linux agent's apply (linux/network) holds one route per
+// network and metric in the main table, whichever the interface: it adds a
+// route exclusively (`ip route add`) and, on "file exists", replaces the
+// route it collided with, so two such routes would move between the
+// interfaces at every apply. The kernel itself can hold both (`ip route
+// append`, as NetworkManager adds them: IPv4 keeps the second as a
+// fallback, IPv6 merges them into one multipath route), and netplan only
+// warns: this refusal is the apply's limit, not Linux's. Within one
 // interface checkRouteKeys says so already.
 func (n *Network) checkMainTable(w *walker, p string) {
 	type key struct {
@@ -339,7 +344,7 @@ func (n *Network) checkMainTable(w *walker, p string) {
 		iface int
 	}
 	seen := map[key]first{}
-	const why = "Linux keeps one route per network and metric, whichever the interface"
+	const why = "the Linux agent holds one route per network and metric, whichever the interface"
 	for i, in := range n.Interfaces {
 		ip := index(join(p, "interfaces"), i)
 		if w.has(ip) || in.DHCP4 {
