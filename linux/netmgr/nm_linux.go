@@ -3,6 +3,7 @@ package netmgr
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -280,7 +281,9 @@ func renewSettings(s map[string]map[string]dbus.Variant, hostname string) {
 	switch {
 	case t == 0:
 		t = 45
-	case t%2 == 1:
+	case t%2 == 1 && t < math.MaxInt32:
+		// MaxInt32 is NetworkManager's "infinity", and odd: one more
+		// would wrap to a negative timeout, which Reapply refuses.
 		t++
 	default:
 		t--

@@ -1,6 +1,7 @@
 package netmgr
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ func TestRenewSettings(t *testing.T) {
 		{"same host name: default timeout moved", map[string]dbus.Variant{"method": v("auto"), "dhcp-hostname": v("web-1")}, "web-1", "web-1", int32(45)},
 		{"same host name: 45 becomes 46", map[string]dbus.Variant{"method": v("auto"), "dhcp-hostname": v("web-1"), "dhcp-timeout": v(int32(45))}, "web-1", "web-1", int32(46)},
 		{"46 becomes 45", map[string]dbus.Variant{"method": v("auto"), "dhcp-timeout": v(int32(46))}, "", nil, int32(45)},
+		{"infinity (MaxInt32) does not wrap", map[string]dbus.Variant{"method": v("auto"), "dhcp-timeout": v(int32(math.MaxInt32))}, "", nil, int32(math.MaxInt32 - 1)},
 		{"send-hostname off keeps the name", map[string]dbus.Variant{"method": v("auto"), "dhcp-send-hostname": v(false)}, "web-1", nil, int32(45)},
 		{"an FQDN setting keeps the name", map[string]dbus.Variant{"method": v("auto"), "dhcp-fqdn": v("a.example.com")}, "web-1", nil, int32(45)},
 	} {
