@@ -43,6 +43,9 @@ func TestHostnameChangeRenewsDHCP(t *testing.T) {
 	g3 := h.imds.publish(`{"hostname": "web-3", "timezone": "UTC"}`)
 	h.imds.waitReport(status.StateFailed, g3)
 	h.plat.setFail(status.StepHostname, nil)
+	// Past the time a renewal for g3 would have run: the next document's
+	// renewal would cover it otherwise, and this could not fail.
+	time.Sleep(hostnameRenewalWait + 2*time.Second)
 	// A marker: the renewals of renewDhcp 2 come after anything g3 did.
 	g4 := h.imds.publish(`{"network": {"renewDhcp": 2}}`)
 	h.imds.waitReport(status.StateProvisioned, g4)
@@ -62,6 +65,12 @@ func TestHostnameChangeNoPublisher(t *testing.T) {
 	h.start()
 	g1 := h.imds.publish(`{"hostname": "web-1"}`)
 	h.imds.waitReport(status.StateProvisioned, g1)
+	// Past the time the renewal for the name would have run (a renewal
+	// of the next document would cover it, so this waits it out first).
+	time.Sleep(hostnameRenewalWait + 2*time.Second)
+	if n := h.plat.renewals.Load(); n != 0 {
+		t.Errorf("%d renewals after a new host name, want none", n)
+	}
 	g2 := h.imds.publish(`{"network": {"renewDhcp": 1}}`)
 	h.imds.waitReport(status.StateProvisioned, g2)
 	h.imds.waitFor("one renewal", func(rs []status.Report, _ []request) bool { return len(renewReports(rs)) == 1 })
