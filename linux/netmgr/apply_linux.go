@@ -160,7 +160,8 @@ func (c *Conn) nmConnectionByFile(ctx context.Context, file string) (dbus.Object
 
 // NMApply makes NetworkManager load the keyfile file
 // (Settings.LoadConnections) and activate it on iface
-// (ActivateConnection), and returns once the device is activated with that
+// (ActivateConnection; Device.Reapply when it is already active there),
+// and returns once the device is activated with that
 // connection, every IPv4 address of want in its IP4Config and no DHCPv4
 // lease. When it already is (and the file is unchanged, which
 // LoadConnections tells), it changes nothing. A keyfile NetworkManager
@@ -213,11 +214,7 @@ func (c *Conn) NMApply(ctx context.Context, iface, file string, want []netip.Pre
 		if v.state != nmActivated || v.lease.Valid() || active == "" {
 			return false
 		}
-		var ac dbus.ObjectPath
-		if p, err := c.bus.Object(nm, active).GetProperty(nm + ".Connection.Active.Connection"); err == nil {
-			ac, _ = p.Value().(dbus.ObjectPath)
-		}
-		if ac != conn {
+		if c.nmProfileOf(active) != conn {
 			return false
 		}
 		for _, w := range want4 {
@@ -251,8 +248,21 @@ func (c *Conn) NMApply(ctx context.Context, iface, file string, want []netip.Pre
 	}
 	drain(sig)
 	var active dbus.ObjectPath
-	if err := c.bus.Object(nm, nmPath).CallWithContext(ctx, nm+".ActivateConnection", 0, conn, dev, dbus.ObjectPath("/")).Store(&active); err != nil {
-		return true, wrap(NetworkManager, "ActivateConnection", iface, err)
+	method := "ActivateConnection"
+	// The profile already active on the device (a changed document):
+	// Device.Reapply of the reloaded profile (empty settings: the saved
+	// ones) changes addresses and routes in place, without deactivating
+	// the device. A change NetworkManager cannot reapply is refused, and
+	// the profile is activated again instead.
+	if cur := activeOf(); cur != "" && v.state == nmActivated && c.nmProfileOf(cur) == conn {
+		if c.bus.Object(nm, dev).CallWithContext(ctx, nmDevice+".Reapply", 0, map[string]map[string]dbus.Variant{}, uint64(0), uint32(0)).Err == nil {
+			active, method = cur, "Device.Reapply"
+		}
+	}
+	if active == "" {
+		if err := c.bus.Object(nm, nmPath).CallWithContext(ctx, nm+".ActivateConnection", 0, conn, dev, dbus.ObjectPath("/")).Store(&active); err != nil {
+			return true, wrap(NetworkManager, "ActivateConnection", iface, err)
+		}
 	}
 	var last nmView
 	var readErr error
@@ -272,15 +282,26 @@ func (c *Conn) NMApply(ctx context.Context, iface, file string, want []netip.Pre
 			acState, _ = p.Value().(uint32)
 		}
 		if err != nil || acState == 4 || v.state == nmFailed {
-			return false, fmt.Errorf("%s ActivateConnection %s: the activation of %s failed (device %s, reason %d)", NetworkManager, iface, file, nmStateName(v.state), v.reason)
+			return false, fmt.Errorf("%s %s %s: the activation of %s failed (device %s, reason %d)", NetworkManager, method, iface, file, nmStateName(v.state), v.reason)
 		}
 		cur := activeOf()
 		return cur == active && done(v, cur), nil
 	})
 	if err != nil && ctx.Err() != nil {
-		return true, fmt.Errorf("%s ActivateConnection %s: not activated with %s (device %s, addresses %v, lease %v, last read error %v): %w", NetworkManager, iface, file, nmStateName(last.state), last.applied, last.lease.Address, readErr, ctx.Err())
+		return true, fmt.Errorf("%s %s %s: not activated with %s (device %s, addresses %v, lease %v, last read error %v): %w", NetworkManager, method, iface, file, nmStateName(last.state), last.applied, last.lease.Address, readErr, ctx.Err())
 	}
 	return true, err
+}
+
+// nmProfileOf is the saved connection an active connection activated
+// ("" if it is gone).
+func (c *Conn) nmProfileOf(active dbus.ObjectPath) dbus.ObjectPath {
+	p, err := c.bus.Object(nm, active).GetProperty(nm + ".Connection.Active.Connection")
+	if err != nil {
+		return ""
+	}
+	conn, _ := p.Value().(dbus.ObjectPath)
+	return conn
 }
 
 // NMReload makes NetworkManager read its keyfiles again

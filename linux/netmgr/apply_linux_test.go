@@ -223,8 +223,21 @@ func TestManagerApply(t *testing.T) {
 		if r := l.apply("10.77.0.210/24"); r.Err != "" || len(r.Actions) != 0 {
 			t.Fatalf("second apply: %+v, want no actions", r)
 		}
+		// A new address: the active profile is reapplied in place (the
+		// same active connection), not deactivated and activated again.
+		conPath := func() string {
+			out, err := l.inside("nmcli", "-g", "GENERAL.CON-PATH", "device", "show", "eth0")
+			if err != nil || out == "" {
+				t.Fatalf("nmcli GENERAL.CON-PATH: %q, %v", out, err)
+			}
+			return out
+		}
+		activeBefore := conPath()
 		if r := l.apply("10.77.0.211/24"); r.Err != "" || !hasAction(r.Actions, "NetworkManager configured eth0") {
 			t.Fatalf("apply of a new address: %+v", r)
+		}
+		if after := conPath(); after != activeBefore {
+			t.Fatalf("active connection %s became %s: the profile was activated again, not reapplied", activeBefore, after)
 		}
 		if a := l.eth0(); !slices.Equal(a, []string{"10.77.0.211/24"}) {
 			t.Fatalf("eth0 has %v, want only 10.77.0.211/24", a)
