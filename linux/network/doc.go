@@ -29,7 +29,11 @@
 // addresses and no DHCPv4 lease. Without that a manager kept running DHCP
 // on a link the document made static until the next boot. The manager
 // configures the same addresses and routes the rtnetlink apply set, so it
-// takes them over instead of flapping them. A manager's refusal (a link it
+// takes them over instead of flapping them: NetworkManager keyfiles set
+// route-metric=0 (the kernel's default priority, the agent's routes'),
+// networkd files turn IPv6 link-local addressing off under an MTU below
+// 1280 (networkd raises such an MTU otherwise), and NetworkManager
+// reapplies a changed profile that is already active in place. A manager's refusal (a link it
 // leaves unmanaged, an activation NetworkManager refuses) fails the
 // interface with the manager's error; no bus or no manager running keeps
 // the files for the next boot, as before. An interface switched back to
