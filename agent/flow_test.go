@@ -65,8 +65,8 @@ func TestFlowPartialFinalReconfigure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi.Mode().Perm() != 0o644 {
-			t.Errorf("%s mode %v, want 0644", p, fi.Mode().Perm())
+		if want := wantMode(0o644); fi.Mode().Perm() != want {
+			t.Errorf("%s mode %v, want %v", p, fi.Mode().Perm(), want)
 		}
 	}
 	var cur status.Report

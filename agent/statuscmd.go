@@ -27,7 +27,7 @@ var ErrNoStatus = errors.New("no status yet")
 // with asJSON, else readably.
 func PrintStatus(w io.Writer, runDir string, asJSON bool) error {
 	p := filepath.Join(runDir, StatusCurrentFile)
-	b, err := os.ReadFile(p)
+	b, err := readShared(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %s does not exist", ErrNoStatus, p)
 	}
@@ -44,6 +44,21 @@ func PrintStatus(w io.Writer, runDir string, asJSON bool) error {
 	}
 	_, err = io.WriteString(w, formatReport(&r))
 	return err
+}
+
+// readShared reads the file at path, opened shared for delete: the agent
+// replaces status.json by a rename, which Windows refuses (access denied)
+// while a reader holds the file open without FILE_SHARE_DELETE, as
+// os.ReadFile does, so a status command could fail the agent's report
+// (atomicfile tries the rename again for a moment; Wine refuses it while
+// any handle is open). Elsewhere it is os.ReadFile.
+func readShared(path string) ([]byte, error) {
+	f, err := shareopen.Open(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }
 
 // WriteReport writes r to w readably, one field a line, as PrintStatus
@@ -73,7 +88,7 @@ func WaitStatus(ctx context.Context, runDir string, done func(*status.Report) bo
 	p := filepath.Join(runDir, StatusCurrentFile)
 	var last *status.Report
 	check := func() bool {
-		b, err := os.ReadFile(p)
+		b, err := readShared(p)
 		if err != nil {
 			return false // not there yet
 		}

@@ -63,7 +63,7 @@ func Write(path string, data []byte, o Options) error {
 			return err
 		}
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		done = true
 		return fmt.Errorf("write %s: %w", path, err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/agent/atomicfile"
 	"github.com/prewarm/prewarm/shared/cli"
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -19,11 +20,9 @@ import (
 func writeCurrent(t *testing.T, runDir string, seq uint64, gen int64, state, errText string) {
 	t.Helper()
 	b, _ := json.Marshal(status.Report{Seq: seq, Time: status.Time{Time: time.Now()}, Generation: gen, State: state, Error: errText, AgentVersion: "test"})
-	tmp := filepath.Join(runDir, ".status.tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(runDir, agent.StatusCurrentFile)); err != nil {
+	// As the agent writes it: atomically, and on Windows past a reader
+	// that holds the file for a moment.
+	if err := atomicfile.Write(filepath.Join(runDir, agent.StatusCurrentFile), b, atomicfile.Options{Mode: 0o644}); err != nil {
 		t.Fatal(err)
 	}
 }

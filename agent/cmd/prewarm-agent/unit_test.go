@@ -56,7 +56,7 @@ func TestInstallUnitExecStart(t *testing.T) {
 	}{
 		{"defaults elsewhere", "/usr/local/bin/prewarm-agent", nil,
 			`ExecStart=/usr/local/bin/prewarm-agent run $PREWARM_AGENT_OPTS`},
-		{"flags", "/usr/bin/prewarm-agent", []string{"--imds-url=http://10.0.0.1:8080", "--interfaces=eth0,eth1", "--log-level=debug", "--state-dir=/var/lib/prewarm"},
+		{"flags", "/usr/bin/prewarm-agent", []string{"--imds-url=http://10.0.0.1:8080", "--interfaces=eth0,eth1", "--log-level=debug", "--state-dir=" + defaultDirs().state}, // a default: dropped
 			`ExecStart=/usr/bin/prewarm-agent run --imds-url=http://10.0.0.1:8080 --interfaces=eth0,eth1 --log-level=debug $PREWARM_AGENT_OPTS`},
 		{"quoting", `/opt/pre warm/prewarm-agent`, []string{`--manage-existing-users=a"b`, "--interfaces=e%th", "--root=/mnt/$x"},
 			`ExecStart="/opt/pre warm/prewarm-agent" run --root=/mnt/$$x --interfaces=e%%th "--manage-existing-users=a\"b" $PREWARM_AGENT_OPTS`},
