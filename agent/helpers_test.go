@@ -344,10 +344,13 @@ func (f *fakePlatform) RenewDHCP(ctx context.Context, iface string) (Lease, erro
 	f.renewals.Add(1)
 	f.mu.Lock()
 	f.calls = append(f.calls, "renew="+iface)
-	block, entered := f.block[renewStep], f.entered
+	block, entered, fail := f.block[renewStep], f.entered, f.fail[renewStep]
 	f.mu.Unlock()
 	if entered != nil {
 		entered <- renewStep
+	}
+	if fail != nil {
+		return Lease{Interface: iface, Client: "fake"}, fail
 	}
 	if block != nil {
 		select {

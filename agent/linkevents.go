@@ -120,7 +120,6 @@ func renewalEvent(iface string, t0 time.Time, lease Lease, err error) status.Lin
 // report are persisted together. Past the budget of link-event reports
 // (linkpace.go) le enters the ring without a report of its own.
 func (a *Agent) linkReport(ctx context.Context, le status.LinkEvent, r status.Report) {
-	le.Error = truncate(a.red.String(le.Error), maxErrorBytes/4)
 	a.mu.Lock()
 	r.State, r.Generation = a.curState, a.curGen
 	a.mu.Unlock()

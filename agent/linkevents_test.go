@@ -278,3 +278,28 @@ func TestLinkEventsHeldAreReported(t *testing.T) {
 		t.Errorf("the held renewal's report is %s of generation %d, want the outcome's", last.State, last.Generation)
 	}
 }
+
+// TestLinkEventErrorBounded: a renewal's error enters the ring redacted and
+// bounded as every other error: unbounded, a long one made every later
+// report (each carries the ring) larger than the IMDS takes, so each was
+// refused and dropped, the next outcome too.
+func TestLinkEventErrorBounded(t *testing.T) {
+	h := newHarness(t)
+	g := h.imds.publish(finalDoc)
+	h.start()
+	h.imds.waitReport(status.StateProvisioned, g)
+	h.plat.setFail(renewStep, errors.New("dhclient said: "+strings.Repeat("x", 2*status.MaxReportBytes)))
+	flap(t, h, 0)
+	h.plat.setFail(renewStep, nil)
+	g2 := h.imds.publish(`{"timezone": "UTC"}`)
+	r := h.imds.waitReport(status.StateProvisioned, g2)
+	var failed *status.LinkEvent
+	for i, e := range r.LinkEvents {
+		if e.Kind == status.LinkRenewed && e.Error != "" {
+			failed = &r.LinkEvents[i]
+		}
+	}
+	if failed == nil || len(failed.Error) > maxErrorBytes/4 || !strings.HasPrefix(failed.Error, "dhclient said: xxx") {
+		t.Fatalf("the outcome's ring %s: want the failed renewal with its error cut to %d bytes", linkKinds(r.LinkEvents), maxErrorBytes/4)
+	}
+}

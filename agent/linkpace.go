@@ -75,10 +75,17 @@ func (p *linkPacer) wait(now time.Time) time.Duration {
 	return time.Duration((1 - p.tokens) * float64(p.every))
 }
 
-// linkEmit makes the event report r and records evs in the ring with it,
+// linkEmit makes the event report r and records evs (their errors
+// redacted and bounded) in the ring with it,
 // or, past the budget (unless force), records evs without a report and
 // has the latest event held back reported once the budget allows.
 func (a *Agent) linkEmit(ctx context.Context, r status.Report, evs []status.LinkEvent, force bool) {
+	// Every report carries the ring: an error in it is redacted and
+	// bounded as a report's own, or one long renewal error would make
+	// every later report too large for the IMDS, which refuses it.
+	for i := range evs {
+		evs[i].Error = truncate(a.red.String(evs[i].Error), maxErrorBytes/4)
+	}
 	add := func(s *State) {
 		for _, e := range evs {
 			s.addLinkEvent(e)
