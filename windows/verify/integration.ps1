@@ -106,19 +106,32 @@ function Publish([hashtable] $doc) {
     [IO.File]::WriteAllText($tmp, $body)
     Move-Item -Force $tmp (Join-Path "$work\publish" "$id.json")
 }
-# waitOutcome waits for the agent's report of generation $gen: provisioned,
-# partial-ready or failed, from its status file (the IMDS has it too).
+# Wait-Outcome waits for the agent's outcome of generation $gen
+# (provisioned, partial-ready or failed, not a link event's report) in its
+# status log, the history of every report: status.json holds only the
+# latest, which a link event or a renewal reported after the outcome
+# replaces. The log is read shared for write and delete (the agent appends
+# to it and may rotate it); the latest outcome of $gen wins (a retry's).
+function Read-StatusLog([string] $file) {
+    $fs = [IO.File]::Open($file, 'Open', 'Read', [IO.FileShare]'ReadWrite, Delete')
+    try { $text = (New-Object IO.StreamReader($fs)).ReadToEnd() } finally { $fs.Dispose() }
+    foreach ($line in ($text -split "`n")) {
+        if (-not $line.Trim()) { continue }
+        try { $line | ConvertFrom-Json } catch { } # a line being written
+    }
+}
 function Wait-Outcome([int] $gen) {
-    $file = Join-Path $env:ProgramData 'Prewarm\status.json'
+    $file = Join-Path $env:ProgramData 'Prewarm\status.jsonl'
     $deadline = (Get-Date).AddSeconds($WaitSeconds)
     while ((Get-Date) -lt $deadline) {
         if (Test-Path $file) {
-            try { $r = Get-Content -Raw $file | ConvertFrom-Json } catch { $r = $null }
-            if ($r -and $r.generation -eq $gen -and -not $r.event -and $r.state -in 'provisioned', 'partial-ready', 'failed') { return $r }
+            $r = @(Read-StatusLog $file | Where-Object { $_.generation -eq $gen -and -not $_.event -and $_.state -in 'provisioned', 'partial-ready', 'failed' }) | Select-Object -Last 1
+            if ($r) { return $r }
         }
         Start-Sleep -Milliseconds 500
     }
-    throw "no outcome of generation $gen within $WaitSeconds s; last: $(Get-Content -Raw $file -ErrorAction SilentlyContinue)"
+    $last = if (Test-Path $file) { @(Read-StatusLog $file) | Select-Object -Last 1 | ConvertTo-Json -Compress -Depth 6 } else { 'none (no status log)' }
+    throw "no outcome of generation $gen within $WaitSeconds s; the log's last report: $last"
 }
 
 $imdsProc = $null
