@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/registry"
 
 	"github.com/prewarm/prewarm/agent/run"
@@ -72,8 +73,15 @@ func TestSetDNSFallback(t *testing.T) {
 	r := &recordRunner{}
 	n := &networkConfigurator{stateDir: tempDir(t), runner: r, log: testLogger(t)}
 	a := adapter{Index: 9, Name: "Ethernet 2", GUID: guid}
+	// The value this build reads (Wine 8 reports a build before 19041:
+	// the Domain suffix, one domain; a later one the SearchList).
+	value, search := searchValue(searchStrategy()), []string{"corp.example", "lab.example"}
+	if value == "Domain" {
+		search = search[:1]
+	}
+	t.Logf("build %d: %s", windows.RtlGetVersion().BuildNumber, searchStrategy())
 	ops := plan.Ops{SetDNS: true, DNS: []netip.Addr{netip.MustParseAddr("2001:db8::53"), netip.MustParseAddr("10.0.0.53")},
-		SetSearch: true, Search: []string{"corp.example", "lab.example"}}
+		SetSearch: true, Search: search}
 	if err := n.setDNS(context.Background(), a, ops); err != nil {
 		t.Fatal(err)
 	}
@@ -86,18 +94,32 @@ func TestSetDNSFallback(t *testing.T) {
 	if !slices.Equal(r.cmds, want) {
 		t.Errorf("commands:\n%s\nwant\n%s", strings.Join(r.cmds, "\n"), strings.Join(want, "\n"))
 	}
-	if got := registrySearchList(guid); !slices.Equal(got, ops.Search) {
-		t.Errorf("SearchList read back %q; want %q", got, ops.Search)
+	if got := registrySearchList(guid, value); !slices.Equal(got, ops.Search) {
+		t.Errorf("%s read back %q; want %q", value, got, ops.Search)
 	}
 	// An empty list removes the value.
 	if err := n.setDNS(context.Background(), a, plan.Ops{SetSearch: true, Search: []string{}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := registrySearchList(guid); got != nil {
-		t.Errorf("SearchList after clearing: %q", got)
+	if got := registrySearchList(guid, value); got != nil {
+		t.Errorf("%s after clearing: %q", value, got)
 	}
-	if err := setRegistrySearchList("{no-such-interface}", []string{"x.example"}); err == nil || !strings.Contains(err.Error(), "search domains") {
+	if err := setRegistrySearchList("{no-such-interface}", "SearchList", []string{"x.example"}); err == nil || !strings.Contains(err.Error(), "search domains") {
 		t.Errorf("missing interface key: %v", err)
+	}
+	// Before build 19041 (Server 2019) the domain is the interface's
+	// connection-specific suffix, its Domain value: one domain.
+	if v := searchValue(plan.SearchSuffix); v != "Domain" {
+		t.Fatalf("the suffix strategy writes %s", v)
+	}
+	if err := setRegistrySearchList(guid, "Domain", []string{"corp.example"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := registrySearchList(guid, "Domain"); !slices.Equal(got, []string{"corp.example"}) {
+		t.Errorf("Domain read back %q", got)
+	}
+	if err := setRegistrySearchList(guid, "Domain", []string{"a.example", "b.example"}); err == nil {
+		t.Error("two domains written as one interface's suffix")
 	}
 }
 

@@ -181,9 +181,10 @@ func (n *networkConfigurator) current(a adapter) (plan.Have, error) {
 	}
 	if !winapi.Available("GetInterfaceDnsSettings") {
 		// Before Windows 10 2004 / Server 2022 (Server 2019): the
-		// effective servers, and the search list from the registry.
+		// effective servers, and the search list from the registry
+		// (the Domain suffix before build 19041: searchStrategy).
 		h.DNS = a.DNS
-		h.Search = registrySearchList(a.GUID)
+		h.Search = registrySearchList(a.GUID, searchValue(searchStrategy()))
 		return h, nil
 	}
 	for _, v6 := range []bool{false, true} {
@@ -196,7 +197,7 @@ func (n *networkConfigurator) current(a adapter) (plan.Have, error) {
 			if !v6 {
 				// As where the call is missing: the effective servers.
 				n.log.Debug("GetInterfaceDnsSettings failed; reading the effective name servers", "interface", a.Name, "err", err)
-				h.DNS, h.Search = a.DNS, registrySearchList(a.GUID)
+				h.DNS, h.Search = a.DNS, registrySearchList(a.GUID, searchValue(searchStrategy()))
 				return h, nil
 			}
 			// The IPv6 list unread: a document's IPv6 servers are set
@@ -317,6 +318,7 @@ func (n *networkConfigurator) setDNS(ctx context.Context, a adapter, ops plan.Op
 	if err != nil {
 		return fmt.Errorf("adapter GUID %q: %w", a.GUID, err)
 	}
+	strategy := searchStrategy()
 	if winapi.Available("SetInterfaceDnsSettings") {
 		// One call per family: the name servers of the IPv6 list need
 		// DNS_SETTING_IPV6, without which Windows takes them for the IPv4
@@ -336,7 +338,7 @@ func (n *networkConfigurator) setDNS(ctx context.Context, a adapter, ops plan.Op
 					return err
 				}
 			}
-			if ops.SetSearch && !fam.v6 {
+			if ops.SetSearch && !fam.v6 && strategy == plan.SearchAPI {
 				s.Flags |= winapi.DNS_SETTING_SEARCHLIST
 				if s.SearchList, err = windows.UTF16PtrFromString(strings.Join(ops.Search, ",")); err != nil {
 					return err
@@ -349,12 +351,17 @@ func (n *networkConfigurator) setDNS(ctx context.Context, a adapter, ops plan.Op
 				return fmt.Errorf("SetInterfaceDnsSettings (IPv6 %v): %w", fam.v6, err)
 			}
 		}
+		if ops.SetSearch && strategy != plan.SearchAPI {
+			return setRegistrySearchList(a.GUID, searchValue(strategy), ops.Search)
+		}
 		return nil
 	}
 	// Server 2019 and other Windows before 10 2004: netsh for the name
-	// servers of each family, and the interface's SearchList value in the
-	// registry, which the DNS client reads as SetInterfaceDnsSettings later
-	// writes it.
+	// servers of each family, and the search domain in the registry: the
+	// interface's Domain value (its connection-specific suffix, one
+	// domain) before build 19041, whose DNS client ignores an interface's
+	// SearchList; the SearchList value where the build reads it but the
+	// call is missing (Wine).
 	if ops.SetDNS {
 		idx := "name=" + strconv.Itoa(int(a.Index))
 		for _, fam := range []struct {
@@ -374,7 +381,7 @@ func (n *networkConfigurator) setDNS(ctx context.Context, a adapter, ops plan.Op
 		}
 	}
 	if ops.SetSearch {
-		if err := setRegistrySearchList(a.GUID, ops.Search); err != nil {
+		if err := setRegistrySearchList(a.GUID, searchValue(strategy), ops.Search); err != nil {
 			return err
 		}
 	}
@@ -442,13 +449,13 @@ func forwardRow(a adapter, r plan.Route) windows.MibIpForwardRow2 {
 	row.DestinationPrefix.Prefix = sockaddr4(r.To.Addr())
 	row.DestinationPrefix.PrefixLength = uint8(r.To.Bits())
 	row.NextHop = sockaddr4(r.Via)
-	if r.Metric != 0 {
-		// The route's own metric: Windows adds the interface metric
-		// when it compares routes. Without one the row keeps the
-		// "unused" value InitializeIpForwardEntry gives it, and Windows
-		// its default.
-		row.Metric = r.Metric
-	}
+	// The route's own metric, MIB_IPFORWARD_ROW2's "route metric offset":
+	// Windows adds the interface metric when it compares routes. A route
+	// without one gets offset 0 (the interface metric alone), as an IPv4
+	// route without one gets metric 0 on Linux, not the value
+	// InitializeIpForwardEntry leaves there, which its documentation calls
+	// invalid.
+	row.Metric = r.Metric
 	row.Protocol = windows.MIB_IPPROTO_NETMGMT
 	row.ValidLifetime = winapi.InfiniteLifetime
 	row.PreferredLifetime = winapi.InfiniteLifetime
