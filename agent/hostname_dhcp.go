@@ -21,6 +21,16 @@ type HostnamePublisher interface {
 	PublishesHostname() bool
 }
 
+// HostnameSender is a HostnamePublisher that can tell an interface whose
+// client would not send the new name (a dhcpcd whose config has no
+// "hostname", a udhcpc a supervisor runs with a fixed -x hostname:): the
+// renewal for the name is skipped there, since it would send the old
+// name and still cost what a renewal costs (udhcpc's releases and
+// deconfigures the address).
+type HostnameSender interface {
+	SendsHostname(ctx context.Context, iface string) bool
+}
+
 // hostnameRenewalWait is how long after the outcome the agent waits for
 // the claim's bounce before renewing for the host name itself: a pool
 // publishes, then bounces the NIC, and that bounce's renewal sends the
@@ -72,6 +82,15 @@ func (a *Agent) renewForHostname(ctx context.Context, steps []status.Step, appli
 			if a.renewedSince(iface, appliedAt) {
 				a.log.Info("host name changed: a renewal after the step sent it", "interface", iface)
 				continue
+			}
+			if hs, ok := a.p.DHCP.(HostnameSender); ok {
+				a.platMu.Lock()
+				sends := hs.SendsHostname(ctx, iface)
+				a.platMu.Unlock()
+				if !sends {
+					a.log.Info("host name changed: the interface's DHCP client would not send it; no renewal", "interface", iface)
+					continue
+				}
 			}
 			a.log.Info("host name changed: renewing DHCP to send it", "interface", iface)
 			a.renew(ctx, iface)

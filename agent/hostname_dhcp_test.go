@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -14,6 +15,36 @@ import (
 type publishingDHCP struct{ *fakePlatform }
 
 func (publishingDHCP) PublishesHostname() bool { return true }
+
+// sendingDHCP is a publishingDHCP whose client on eth1 would not send the
+// name (Linux: a dhcpcd without "hostname", a supervised udhcpc).
+type sendingDHCP struct{ publishingDHCP }
+
+func (sendingDHCP) SendsHostname(_ context.Context, iface string) bool { return iface != "eth1" }
+
+// TestHostnameRenewalSkipsNonSender: the renewal for a new name is made
+// on the interfaces whose client sends it, not on one whose client would
+// send the old name anyway.
+func TestHostnameRenewalSkipsNonSender(t *testing.T) {
+	h := newHarness(t)
+	h.plat.dhcpIfaces = []string{"eth0", "eth1"}
+	h.tweak = func(o *Options) { o.Platform.DHCP = sendingDHCP{publishingDHCP{h.plat}} }
+	h.start()
+	g1 := h.imds.publish(`{"hostname": "web-1"}`)
+	h.imds.waitReport(status.StateProvisioned, g1)
+	h.imds.waitFor("eth0's renewal", func(rs []status.Report, _ []request) bool { return len(renewReports(rs)) == 1 })
+	deadline := time.Now().Add(hostnameRenewalWait + 20*time.Second)
+	for !strings.Contains(h.logs.String(), "would not send it") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent never skipped eth1:\n%s", h.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.stop()
+	if rr := renewReports(h.imds.all()); len(rr) != 1 || rr[0].Interface != "eth0" {
+		t.Errorf("renewals %+v, want eth0's only", rr)
+	}
+}
 
 // TestHostnameChangeRenewsDHCP: a hostname step that changed the name is
 // followed, after the outcome, by a renewal of every DHCP interface when

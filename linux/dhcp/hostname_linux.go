@@ -2,15 +2,20 @@ package dhcp
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/prewarm/prewarm/agent"
 	"golang.org/x/sys/unix"
 )
+
+var _ agent.HostnameSender = (*Renewer)(nil)
 
 // hostName is the name a renewal sends: the host name of the UTS namespace
 // the renewer runs in (what the agent's hostname step set with
@@ -263,3 +268,29 @@ func udhcpcArgv(argv []string, h hostName) []string {
 // sends the current host name, so the agent renews after the hostname
 // step changed it.
 func (r *Renewer) PublishesHostname() bool { return true }
+
+// SendsHostname implements agent.HostnameSender: false when the client
+// that owns iface would send the old name on a renewal (a dhcpcd whose
+// config has no "hostname", a udhcpc in the foreground whose command line
+// names another), so that the agent makes no renewal for the name there.
+func (r *Renewer) SendsHostname(ctx context.Context, iface string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l, err := net.InterfaceByName(iface)
+	if err != nil {
+		return true // the renewal reports what is wrong
+	}
+	return clientSendsHostName(r.owner(iface, l.Index), currentHostName())
+}
+
+// clientSendsHostName reports whether a renewal by ow sends host.
+func clientSendsHostName(ow owner, host hostName) bool {
+	switch ow.Client {
+	case Dhcpcd:
+		ok, _ := dhcpcdSendsHostName(ow.Argv)
+		return ok
+	case Udhcpc:
+		return ow.PID == 0 || !udhcpcForeground(ow.Argv) || udhcpcHostName(ow.Argv) == host.Name()
+	}
+	return true
+}

@@ -137,3 +137,31 @@ func TestDhcpcdSendsHostName(t *testing.T) {
 		t.Errorf("a title hides the config: %v %q, want true (unknown)", ok, p)
 	}
 }
+
+// TestClientSendsHostName: the clients whose renewal would send the old
+// name (so the agent makes none for a new one) are a dhcpcd whose config
+// has no "hostname" and a udhcpc in the foreground naming another; a
+// background udhcpc is restarted with the name, the others send it.
+func TestClientSendsHostName(t *testing.T) {
+	dir := t.TempDir()
+	without := filepath.Join(dir, "without.conf")
+	os.WriteFile(without, []byte("noarp\n"), 0o644)
+	host := hostName{Short: "web-1", FQDN: "web-1.example.com"}
+	for _, c := range []struct {
+		ow   owner
+		want bool
+	}{
+		{owner{Client: Dhcpcd, PID: 10, Argv: []string{"dhcpcd", "-f", without, "eth0"}}, false},
+		{owner{Client: Dhcpcd, PID: 10, Argv: []string{"dhcpcd", "-h", "x", "-f", without, "eth0"}}, true},
+		{owner{Client: Udhcpc, PID: 10, Argv: []string{"udhcpc", "-f", "-i", "eth0", "-x", "hostname:old"}}, false},
+		{owner{Client: Udhcpc, PID: 10, Argv: []string{"udhcpc", "-f", "-i", "eth0", "-x", "hostname:web-1", "-F", "web-1.example.com"}}, true},
+		{owner{Client: Udhcpc, PID: 10, Argv: []string{"udhcpc", "-b", "-i", "eth0", "-x", "hostname:old"}}, true},
+		{owner{Client: Dhclient, PID: 10, Argv: []string{"dhclient", "eth0"}}, true},
+		{owner{Client: Builtin}, true},
+		{owner{Client: Networkd}, true},
+	} {
+		if got := clientSendsHostName(c.ow, host); got != c.want {
+			t.Errorf("%s %v: sends the name %v, want %v", c.ow.Client, c.ow.Argv, got, c.want)
+		}
+	}
+}
