@@ -100,7 +100,9 @@ bench-claim: deps build
 bench-idle: build
 	bash agent/bench/idle.sh
 
-# windows-test runs the Windows unit tests under Wine and builds, signs and
+# windows-test runs the Windows unit tests (windows/, agent/, shared/,
+# internal/: what the Windows CI's unit job runs, less the Wine-only
+# failures windows/wine-test.sh lists) under Wine and builds, signs and
 # checks the MSI.
 windows-test: deps
 	bash windows/wine-test.sh

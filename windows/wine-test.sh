@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# wine-test.sh: run the Windows unit tests of windows/... and agent/...
-# (the _windows.go code and the portable code, compiled with GOOS=windows)
-# under Wine.
+# wine-test.sh: run the Windows unit tests of windows/..., agent/...,
+# shared/... and internal/... (the _windows.go code and the portable code,
+# compiled with GOOS=windows: what the Windows CI's unit job runs) under
+# Wine.
 #
 #   windows/wine-test.sh [go test flags...]     # e.g. -v, -run TestRows
 #
@@ -10,6 +11,17 @@
 # queries (adapters, computer name). Tests needing a real Windows subsystem
 # skip themselves under Wine (SetNamedSecurityInfo is accepted but not
 # honoured by Wine 8).
+#
+# Wine-only gaps, worked around here and nowhere else:
+# - Wine 8 fails NtSetInformationFile(FileDispositionInformationEx) with
+#   STATUS_INVALID_DEVICE_REQUEST, which Go's os.RemoveAll on Windows does not
+#   take for "unsupported" (it falls back only on INVALID_INFO_CLASS,
+#   INVALID_PARAMETER, NOT_SUPPORTED): every t.TempDir cleanup failed with
+#   "unlinkat ...: Invalid function". The tests are built with an -overlay
+#   of the toolchain's internal/syscall/windows/at_windows.go whose
+#   TestDeleteatFallback (the toolchain's own switch for its tests) is true:
+#   the classic FileDispositionInfo path, which Wine has.
+# - WINE_SKIP (below): tests that fail only under Wine, each with the reason.
 #
 # Debian 12's Wine 8.0 lacks bcryptprimitives.dll, whose ProcessPrng the Go
 # runtime (1.24+) needs before main: a Go program dies with "fatal error:
@@ -84,5 +96,26 @@ exec timeout 600 wine "$@"
 EXEC
 chmod +x "$work/exec.sh"
 
-echo "wine-test.sh: GOOS=windows go test ./windows/... ./agent/atomicfile ./agent/authkeys ./agent/run ./agent/internal/shareopen under Wine"
-GOOS=windows GOARCH=amd64 CGO_ENABLED=0 go test -count=1 -exec "$work/exec.sh" "$@" ./windows/... ./agent/atomicfile ./agent/authkeys ./agent/run ./agent/internal/shareopen
+# The overlay: the toolchain's file with TestDeleteatFallback on (see above).
+at=$(go env GOROOT)/src/internal/syscall/windows/at_windows.go
+sed 's/^var TestDeleteatFallback bool$/var TestDeleteatFallback = true/' "$at" >"$work/at_windows.go"
+if ! grep -q '^var TestDeleteatFallback = true$' "$work/at_windows.go"; then
+	echo "wine-test.sh: $at has no 'var TestDeleteatFallback bool' (a new Go?): update the overlay" >&2
+	exit 1
+fi
+printf '{"Replace":{"%s":"%s"}}\n' "$at" "$work/at_windows.go" >"$work/overlay.json"
+
+# Tests that fail under Wine only, one a line with the reason; they run on
+# the Windows CI (.github/workflows/windows.yml's unit job runs everything).
+wine_skip=(
+	# Restarts the agent twice against a refusing IMDS and waits 10 s for
+	# the state: passes alone under Wine (1 s), times out when the whole
+	# agent package runs in one emulated process on a loaded machine.
+	TestQueuedReportsSurviveRestart
+)
+skip="^($(IFS='|'; echo "${wine_skip[*]}"))\$"
+
+pkgs=(./windows/... ./agent/... ./shared/... ./internal/...)
+echo "wine-test.sh: GOOS=windows go test ${pkgs[*]} under Wine (skipped: ${wine_skip[*]})"
+GOOS=windows GOARCH=amd64 CGO_ENABLED=0 go test -overlay "$work/overlay.json" -count=1 -timeout 900s \
+	-exec "$work/exec.sh" -skip "$skip" "$@" "${pkgs[@]}"
