@@ -126,6 +126,9 @@ func TestRebootAllowedRebootsOnceAndReportsAfterIt(t *testing.T) {
 	if pv.RebootRequired {
 		t.Error("provisioned after the reboot still says rebootRequired")
 	}
+	if pv.Attempt != 1 {
+		t.Errorf("provisioned after the reboot has attempt %d; want 1 (the apply the reboot interrupted, not a retry)", pv.Attempt)
+	}
 	if names := stepNames(pv.Steps); names != "hostname,timezone,reboot" {
 		t.Errorf("steps %s; want hostname,timezone,reboot", names)
 	}

@@ -80,10 +80,15 @@ type applyRecord struct {
 }
 
 // nextAttempt is the attempt number of an apply of the document gen, tag
-// that starts now.
+// that starts now: one more than the last apply's when that one failed (a
+// retry), the same when it never reached an outcome (a stop, a crash or
+// the reboot policy's restart interrupted it: applied again, not retried).
 func (s *State) nextAttempt(gen int64, tag string) int {
 	if r := s.Apply; r != nil && r.Generation == gen && r.ETag == tag {
-		return r.Attempt + 1
+		if r.Failed {
+			return r.Attempt + 1
+		}
+		return max(r.Attempt, 1)
 	}
 	return 1
 }
