@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -182,5 +183,88 @@ func TestBoltReadsOlderStatusLayout(t *testing.T) {
 	recs, err = s.Load(ctx)
 	if err != nil || recs[0].LastStatus == nil || recs[0].LastStatus.Seq != MaxStatusHistory+1 {
 		t.Fatalf("older layout after an append: last status %+v, %v", recs, err)
+	}
+}
+
+// TestBoltReportLayoutMixed checks where a report goes: a small one is a
+// plain value of the history, one past a quarter page a bucket of its own;
+// and a history written when every report had a bucket (inline for small
+// ones) is read, trimmed and appended to with both kinds in it.
+func TestBoltReportLayoutMixed(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	if _, err := s.Apply(ctx, "a", Change{Register: &Registration{Addresses: []string{"10.0.0.1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// The earlier layout: MaxStatusHistory reports, each in a bucket.
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		h, err := tx.Bucket(bStatus).CreateBucket([]byte("a"))
+		if err != nil {
+			return err
+		}
+		for i := uint64(1); i <= MaxStatusHistory; i++ {
+			n, _ := h.NextSequence()
+			rb, err := h.CreateBucket(binary.BigEndian.AppendUint64(nil, n))
+			if err != nil {
+				return err
+			}
+			if err := rb.Put(kReport, mustJSON(t, tinyReport(i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := uint64(MaxStatusHistory + 1)
+	for _, r := range []status.Report{tinyReport(next), bigReport(next + 1), tinyReport(next + 2)} {
+		if err := s.AppendStatus(ctx, "a", r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What each of the newest entries is: plain value or bucket.
+	var kinds []string
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bStatus).Bucket([]byte("a")).Cursor()
+		k, v := c.Last()
+		for range 4 {
+			if k == nil {
+				break
+			}
+			kind := "plain"
+			if v == nil {
+				kind = "bucket"
+			}
+			kinds = append([]string{kind}, kinds...)
+			k, v = c.Prev()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"bucket", "plain", "bucket", "plain"}; !slices.Equal(kinds, want) {
+		t.Errorf("newest four entries (old inline bucket, tiny, 64 KiB, tiny): %v, want %v", kinds, want)
+	}
+	h, err := s.StatusHistory(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three appended to a full history: the three oldest went.
+	if len(h) != MaxStatusHistory || h[0].Seq != 4 || h[len(h)-1].Seq != next+2 || h[len(h)-2].Seq != next+1 || h[len(h)-3].Seq != next {
+		t.Fatalf("mixed history: %d reports, newest %+v", len(h), h[len(h)-1])
+	}
+	for i := 1; i < len(h); i++ {
+		if h[i].Seq != h[i-1].Seq+1 {
+			t.Fatalf("mixed history not contiguous at %d: %d after %d", i, h[i].Seq, h[i-1].Seq)
+		}
+	}
+	if got := historyBytes(t, s, "a"); got > MaxStatusHistoryBytes {
+		t.Errorf("plain values of the history hold %d bytes, budget %d", got, MaxStatusHistoryBytes)
+	}
+	recs, err := s.Load(ctx)
+	if err != nil || recs[0].LastStatus == nil || recs[0].LastStatus.Seq != next+2 {
+		t.Fatalf("last status %+v, %v", recs, err)
 	}
 }
