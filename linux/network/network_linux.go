@@ -455,40 +455,36 @@ func (c *Configurator) applyLive(conn *nl.Conn, l nl.Link, w *wanted, st *state)
 			if has(r) {
 				continue // the agent's if it added it, else someone else's
 			}
-			// A route of the agent's to the same destination and metric
-			// that this document no longer wants (the gateway changed)
-			// is replaced in one step: adding first would fail with "file
-			// exists", removing first would leave the link without the
-			// route.
-			old := slices.IndexFunc(own.Routes, func(o route) bool {
-				x, ok := o.parse()
-				x.Index = l.Index
-				return ok && x.Dst == r.Dst && x.Priority == r.Priority && !slices.Contains(keep, o) && has(x)
-			})
-			if old >= 0 {
-				x, _ := own.Routes[old].parse()
-				if err := conn.ReplaceRoute(r); err != nil {
-					return acts, err
-				}
-				acts = append(acts, fmt.Sprintf("replace route %s by one via %s", describe(x, l.Name), r.Gateway))
-				rs = slices.DeleteFunc(rs, func(y nl.Route) bool {
-					return y.Index == l.Index && y.Dst == r.Dst && y.Gateway == x.Gateway && y.Priority == x.Priority
-				})
-				own.Routes = slices.Delete(own.Routes, old, old+1)
-			} else if err := conn.AddRoute(r); errors.Is(err, unix.EEXIST) {
-				// A route to the same destination and metric that is not
-				// the agent's (DHCP option 121 installs
-				// 169.254.169.254/32, for one) and goes another way: the
-				// document's static route takes its place, as networkd or
-				// ifupdown would make it.
-				if err := conn.ReplaceRoute(r); err != nil {
-					return acts, err
-				}
-				acts = append(acts, fmt.Sprintf("replace route %s dev %s by one via %s", r.Dst, l.Name, r.Gateway))
-			} else if err != nil {
+			// Appended beside the routes of other links to the same
+			// destination and metric (a DHCP client's default route on
+			// eth0 stays when eth1 has gateway4: the kernel keeps both,
+			// as NetworkManager adds them), then the link's own route to
+			// it through another gateway goes: the agent's that this
+			// document no longer wants (the gateway changed), or
+			// another's (DHCP option 121 installs 169.254.169.254/32, for
+			// one), which the document's static route takes the place
+			// of, as networkd or ifupdown would make it. The link is
+			// never without the route, and another link's route is never
+			// replaced: an exclusive add fails with "file exists" for any
+			// link's route there, and a replace takes the first of them.
+			removed, err := conn.PutRoute(r, rs)
+			if err != nil {
 				return acts, err
-			} else {
+			}
+			if len(removed) == 0 {
 				acts = append(acts, "add route "+describe(r, l.Name))
+			}
+			for _, x := range removed {
+				if i := slices.IndexFunc(own.Routes, func(o route) bool {
+					y, ok := o.parse()
+					return ok && y.Dst == x.Dst && y.Gateway == x.Gateway && y.Priority == x.Priority
+				}); i >= 0 {
+					acts = append(acts, fmt.Sprintf("replace route %s by one via %s", describe(x, l.Name), r.Gateway))
+					own.Routes = slices.Delete(own.Routes, i, i+1)
+				} else {
+					acts = append(acts, fmt.Sprintf("replace route %s dev %s by one via %s", r.Dst, l.Name, r.Gateway))
+				}
+				rs = slices.DeleteFunc(rs, func(y nl.Route) bool { return y == x })
 			}
 			rs = append(rs, r)
 			if !slices.Contains(own.Routes, key) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/jsimonetti/rtnetlink/v2"
@@ -252,9 +253,23 @@ func (c *Conn) Routes() ([]Route, error) {
 		} else {
 			dst = netip.IPv4Unspecified()
 		}
+		pfx := netip.PrefixFrom(dst.Unmap(), int(r.DstLength))
+		if len(r.Attributes.Multipath) > 0 {
+			// One route of several next hops (IPv6 merges the routes
+			// appended to one destination and metric, whichever the
+			// link): a Route each, as the kernel takes them one by one.
+			for _, nh := range r.Attributes.Multipath {
+				gw, _ := netip.AddrFromSlice(nh.Gateway)
+				out = append(out, Route{
+					Dst: pfx, Gateway: gw.Unmap(),
+					Index: int(nh.Hop.IfIndex), Priority: r.Attributes.Priority, Protocol: r.Protocol,
+				})
+			}
+			continue
+		}
 		gw, _ := netip.AddrFromSlice(r.Attributes.Gateway)
 		out = append(out, Route{
-			Dst: netip.PrefixFrom(dst.Unmap(), int(r.DstLength)), Gateway: gw.Unmap(),
+			Dst: pfx, Gateway: gw.Unmap(),
 			Index: int(r.Attributes.OutIface), Priority: r.Attributes.Priority, Protocol: r.Protocol,
 		})
 	}
@@ -300,6 +315,56 @@ func (c *Conn) ReplaceRoute(r Route) error {
 		return fmt.Errorf("replace route %s via %s: %w", r.Dst, r.Gateway, err)
 	}
 	return nil
+}
+
+// AppendRoute adds r beside the routes to the same destination and metric
+// (`ip route append`, NLM_F_APPEND, as NetworkManager adds them): a route of
+// another link at that destination and metric stays. It fails with EEXIST
+// only for a route equal to r.
+func (c *Conn) AppendRoute(r Route) error {
+	b, err := routeMsg(r).MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("append route %s via %s: %w", r.Dst, r.Gateway, err)
+	}
+	_, err = c.raw.Execute(netlink.Message{
+		Header: netlink.Header{Type: unix.RTM_NEWROUTE, Flags: netlink.Request | netlink.Create | netlink.Append | netlink.Acknowledge},
+		Data:   b,
+	})
+	if err != nil {
+		return fmt.Errorf("append route %s via %s: %w", r.Dst, r.Gateway, err)
+	}
+	return nil
+}
+
+// PutRoute makes r the route of its link (r.Index) to r.Dst at r.Priority
+// without touching another link's routes: it appends r (AppendRoute), then
+// removes the link's other routes to that destination and metric (another
+// gateway), which it returns. ReplaceRoute would replace the first route to
+// the destination and metric, whichever its link: a DHCP client's default
+// route on eth0 would become eth1's. have is the main table as Routes
+// listed it (nil: PutRoute lists it).
+func (c *Conn) PutRoute(r Route, have []Route) (removed []Route, err error) {
+	if have == nil {
+		if have, err = c.Routes(); err != nil {
+			return nil, err
+		}
+	}
+	same := func(x Route) bool { return x.Index == r.Index && x.Dst == r.Dst && x.Priority == r.Priority }
+	if !slices.ContainsFunc(have, func(x Route) bool { return same(x) && x.Gateway == r.Gateway }) {
+		if err := c.AppendRoute(r); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, err
+		}
+	}
+	for _, x := range have {
+		if !same(x) || x.Gateway == r.Gateway {
+			continue
+		}
+		if err := c.DelRoute(x); err != nil && !errors.Is(err, unix.ESRCH) {
+			return removed, err
+		}
+		removed = append(removed, x)
+	}
+	return removed, nil
 }
 
 // DelRoute removes r.

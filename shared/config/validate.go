@@ -320,63 +320,6 @@ func (n *Network) check(w *walker, p string) {
 		}
 		in.check(w, ip)
 	}
-	n.checkMainTable(w, p)
-}
-
-// checkMainTable refuses routes of two interfaces to the same network at
-// the same metric, gateway4 being the route to 0.0.0.0/0 at the OS default
-// metric. The Linux agent's apply (linux/network) holds one route per
-// network and metric in the main table, whichever the interface: it adds a
-// route exclusively (`ip route add`) and, on "file exists", replaces the
-// route it collided with, so two such routes would move between the
-// interfaces at every apply. The kernel itself can hold both (`ip route
-// append`, as NetworkManager adds them: IPv4 keeps the second as a
-// fallback, IPv6 merges them into one multipath route), and netplan only
-// warns: this refusal is the apply's limit, not Linux's. Within one
-// interface checkRouteKeys says so already.
-func (n *Network) checkMainTable(w *walker, p string) {
-	type key struct {
-		to     netip.Prefix
-		metric uint32
-	}
-	type first struct {
-		path  string
-		iface int
-	}
-	seen := map[key]first{}
-	const why = "the Linux agent holds one route per network and metric, whichever the interface"
-	for i, in := range n.Interfaces {
-		ip := index(join(p, "interfaces"), i)
-		if w.has(ip) || in.DHCP4 {
-			continue
-		}
-		if g := in.Gateway4; g.IsValid() && !w.has(join(ip, "gateway4")) {
-			k := key{netip.PrefixFrom(netip.IPv4Unspecified(), 0), 0}
-			if f, ok := seen[k]; ok && f.iface != i {
-				w.fail(join(ip, "gateway4"), "must not be set beside %s, a default route of another interface at the OS default metric (%s: make this interface's default route a routes[] entry to 0.0.0.0/0 with a metric)", f.path, why)
-			} else if !ok {
-				seen[k] = first{join(ip, "gateway4"), i}
-			}
-		}
-		for j, r := range in.Routes {
-			rp := index(join(ip, "routes"), j)
-			if w.has(rp) || w.has(join(rp, "to")) || w.has(join(rp, "via")) || w.has(join(rp, "metric")) {
-				continue
-			}
-			k := key{r.To, linuxMetric(r)}
-			f, ok := seen[k]
-			switch {
-			case !ok:
-				seen[k] = first{rp, i}
-			case f.iface == i:
-				// Within one interface: checkRouteKeys' error.
-			case r.Metric == 0:
-				w.fail(join(rp, "metric"), "must be set: %s is a route to the same network at the OS default metric on another interface (%s)", f.path, why)
-			default:
-				w.fail(join(rp, "metric"), "must differ from the metric of %s, a route to the same network on another interface (%s)", f.path, why)
-			}
-		}
-	}
 }
 
 // Validate checks one interface entry by the rules Validate applies to it
