@@ -266,9 +266,17 @@ func (r *Renewer) applyBuiltin(c *nl.Conn, link nl.Link, ack *dhcpv4.DHCPv4) err
 		gw, _ := netip.AddrFromSlice(rs[0].To4())
 		routes = append(routes, nl.Route{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Gateway: gw, Index: link.Index, Protocol: 16})
 	}
+	// Each route is put beside another link's to the same network and
+	// metric (a static gateway4 on eth1 beside this lease's default
+	// route): a replace would take the first of them, whichever the link,
+	// and the agent's next apply would take it back (nl.PutRoute).
 	var recorded []bRoute
+	have, err := c.Routes()
+	if err != nil {
+		r.log.Warn("list routes", "interface", link.Name, "err", err)
+	}
 	for _, rt := range routes {
-		if err := c.ReplaceRoute(rt); err != nil {
+		if _, err := c.PutRoute(rt, have); err != nil {
 			r.log.Warn("install DHCP route", "interface", link.Name, "err", err)
 			continue
 		}
