@@ -16,6 +16,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/prewarm/prewarm/agent/internal/shareopen"
+	"github.com/prewarm/prewarm/shared/cli"
 	"github.com/prewarm/prewarm/shared/status"
 )
 
@@ -120,14 +121,16 @@ func WaitStatus(ctx context.Context, runDir string, done func(*status.Report) bo
 	}
 }
 
-// formatReport renders a report for people, one field a line.
+// formatReport renders a report for people, one field a line. Every value
+// goes through cli.Printable: link events and errors carry a DHCP client's
+// or a server's text, whose escape sequences would drive the terminal.
 func formatReport(r *status.Report) string {
 	var b strings.Builder
 	row := func(k, v string) {
 		if k != "" {
 			k += ":"
 		}
-		fmt.Fprintf(&b, "%-12s %s\n", k, v)
+		fmt.Fprintf(&b, "%-12s %s\n", k, cli.Printable(v))
 	}
 	row("state", r.State)
 	row("generation", fmt.Sprint(r.Generation))
@@ -174,7 +177,8 @@ func formatSteps(steps []status.Step) string {
 	return strings.Join(parts, ", ")
 }
 
-// formatLine renders a report as one line, for --follow.
+// formatLine renders a report as one line, for --follow, through
+// cli.Printable as formatReport.
 func formatLine(r *status.Report) string {
 	s := fmt.Sprintf("%s  #%d  gen %d  %s", r.Time.UTC().Format(status.TimeFormat), r.Seq, r.Generation, r.State)
 	if n := len(r.LinkEvents); n > 0 && r.Event != "" && r.LinkEvents[n-1].Kind == r.Event && r.LinkEvents[n-1].Interface == r.Interface {
@@ -191,7 +195,7 @@ func formatLine(r *status.Report) string {
 	if r.Error != "" {
 		s += "  error: " + r.Error
 	}
-	return s + "\n"
+	return cli.Printable(s) + "\n"
 }
 
 // FollowStatus prints the last report of the status log (logDir/status.jsonl)
