@@ -57,7 +57,14 @@ cleanup() {
 trap cleanup EXIT
 
 echo "wine-test.sh: $(wine --version), creating a prefix"
-timeout 300 wineboot -i >/dev/null 2>&1 || true
+# A persistent wineserver, started before anything else with its stdio on
+# /dev/null: one that a test's wine started would inherit that test's
+# stdout and hold it open while other test binaries run ("Test I/O
+# incomplete 1m30s after exiting ... WaitDelay expired": the package
+# fails). cleanup's wineserver -k ends it.
+mkdir -p "$WINEPREFIX"
+wineserver -p >/dev/null 2>&1 </dev/null
+timeout 300 wineboot -i >/dev/null 2>&1 </dev/null || true
 sys32=$WINEPREFIX/drive_c/windows/system32
 if [[ ! -d $sys32 ]]; then
 	echo "wine-test.sh: wineboot did not create $sys32" >&2
