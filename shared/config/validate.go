@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,12 +21,13 @@ const (
 	MaxMTU = 65535
 )
 
-// Route metric bounds: the range Windows takes for a route metric (route
-// add, New-NetRoute, netsh), which Linux's 32-bit priority holds too, so a
-// document means the same on both.
+// Route metric bounds: Linux's 32-bit route priority (0 is absent: the OS
+// default). Windows takes 1..9999 (route add, New-NetRoute, netsh): its
+// agent refuses a larger metric before any step (windows/internal/plan's
+// CheckRouteMetrics), naming the field, as it does its other limits.
 const (
 	MinRouteMetric = 1
-	MaxRouteMetric = 9999
+	MaxRouteMetric = math.MaxUint32
 )
 
 // MaxPasswordBytes bounds a plaintext password.
@@ -296,7 +298,7 @@ const (
 	reasonRouteTo    = "must be a network in CIDR notation, e.g. 10.2.0.0/16"
 	reasonVia        = "must be an IP address, e.g. 10.1.0.254"
 	reasonNameserver = "must be an IP address, e.g. 10.1.0.2"
-	reasonMetric     = "must be an integer between 1 and 9999 (omit the field for the OS default metric)"
+	reasonMetric     = "must be an integer between 1 and 4294967295 (omit the field for the OS default metric)"
 )
 
 func (n *Network) check(w *walker, p string) {
@@ -394,9 +396,6 @@ func (in Interface) check(w *walker, p string) {
 			w.fail(join(rp, "via"), "must be a unicast address")
 		case r.To.IsValid() && r.To.Addr().Is4() != via.Is4():
 			w.fail(join(rp, "via"), "must be of the same address family as to")
-		}
-		if r.Metric > MaxRouteMetric {
-			w.failOnce(join(rp, "metric"), reasonMetric)
 		}
 	}
 	in.checkRouteKeys(w, p)

@@ -82,7 +82,7 @@ func setRegistrySearchList(guid, value string, domains []string) error {
 // CheckDocument refuses, before the agent applies anything, search domains
 // this Windows cannot carry: more than one for an interface before build
 // 19041 (Server 2019), where an interface has one connection-specific
-// suffix.
+// suffix; and a route metric above Windows' 9999.
 func (n *networkConfigurator) CheckDocument(doc *config.Document) []config.FieldError {
-	return plan.CheckSearchDomains(doc.Network, windows.RtlGetVersion().BuildNumber)
+	return append(plan.CheckSearchDomains(doc.Network, windows.RtlGetVersion().BuildNumber), plan.CheckRouteMetrics(doc.Network)...)
 }

@@ -197,6 +197,9 @@ func ParseInterface(in config.Interface) (Want, error) {
 		if r.To.IsValid() && !r.To.Addr().Is4() {
 			errs = append(errs, fmt.Sprintf("routes[%d] %s via %s: want an IPv4 route (the Windows agent configures IPv4 only)", i, r.To, r.Via))
 		}
+		if r.Metric > MaxRouteMetric {
+			errs = append(errs, fmt.Sprintf("routes[%d].metric: %s", i, routeMetricRule))
+		}
 		w.Routes = append(w.Routes, Route{To: r.To, Via: r.Via, Metric: r.Metric})
 	}
 	if in.Nameservers != nil {
