@@ -144,6 +144,28 @@ func TestManagers(t *testing.T) {
 			t.Fatal("dnsmasq sent no DHCPACK for the renewal beside a static address")
 		}
 
+		// An infinite lease: its renewal's ACK changes nothing networkd
+		// describes (the address and its lifetime stay), so a Link.Renew
+		// of it waited out its whole limit and failed. It is done once
+		// the lease is still there after a short grace.
+		l.reserve("10.77.0.53,infinite")
+		ictx, icancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer icancel()
+		inf, err := c.NetworkdRenew(ictx, "eth0", netmgr.NetworkdOptions{Reconfigure: true})
+		if err != nil || inf.Address.String() != "10.77.0.53/24" || !inf.Expires.IsZero() {
+			t.Fatalf("infinite lease after the reconfigure: %+v, %v; want 10.77.0.53/24 without an expiry", inf, err)
+		}
+		acks = l.acks()
+		start = time.Now()
+		inf, err = c.NetworkdRenew(ictx, "eth0", netmgr.NetworkdOptions{})
+		if err != nil || inf.Address.String() != "10.77.0.53/24" {
+			t.Fatalf("renewal of an infinite lease: %+v, %v; want 10.77.0.53/24", inf, err)
+		}
+		t.Logf("renewal of an infinite lease through Link.Renew: %v in %v", inf.Address, time.Since(start).Round(time.Millisecond))
+		if l.acks() <= acks {
+			t.Fatal("dnsmasq sent no DHCPACK for the infinite lease's renewal")
+		}
+
 		// Refusals carry networkd's error.
 		_, err = c.NetworkdRenew(ctx, "lo", netmgr.NetworkdOptions{})
 		managerErr(t, err, netmgr.Networkd, "not managed")

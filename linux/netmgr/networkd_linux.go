@@ -112,10 +112,51 @@ func (c *Conn) NetworkdLease(ctx context.Context, iface string) (Lease, error) {
 	return d.lease().Lease, nil
 }
 
+// infiniteRenewGrace is how long NetworkdRenew waits for an infinite
+// lease to change (a DHCPNAK that moves the address) before it takes the
+// accepted Renew for the renewal.
+const infiniteRenewGrace = 2 * time.Second
+
+// infinite reports whether l is a lease without an end: networkd's
+// Describe (252) leaves ValidLifetimeUsec out for an infinite lifetime.
+func (l networkdLease) infinite() bool {
+	return l.Valid() && (l.validUsec == 0 || l.validUsec == ^uint64(0))
+}
+
+// renewal decides when a Link.Renew or Link.Reconfigure is done.
+type renewal struct {
+	old networkdLease
+	// infinite: old is an infinite lease renewed by Link.Renew. An ACK
+	// for it changes nothing networkd describes (the address and its
+	// lifetime stay, and networkd 252 describes no lease time), so the
+	// renewal is done once the grace has passed with the lease unchanged
+	// on a configured link.
+	infinite bool
+	grace    time.Time
+	// gone: the lease went meanwhile (a DHCPNAK, a Reconfigure's new
+	// start); the next lease is the new one, even with the old address
+	// and lifetime.
+	gone bool
+}
+
+func (r *renewal) done(d *networkdLink, now time.Time) bool {
+	got := d.lease()
+	if !got.Valid() {
+		r.gone = true
+		return false
+	}
+	if r.gone || got.Address != r.old.Address || got.validUsec != r.old.validUsec {
+		return true
+	}
+	return r.infinite && !now.Before(r.grace) && d.AdministrativeState == "configured"
+}
+
 // NetworkdRenew asks systemd-networkd to renew iface's DHCPv4 lease
 // (Link.Renew, or Link.Reconfigure with o.Reconfigure) and returns the new
 // lease once networkd reports it: a DHCPv4 address whose lifetime or
-// address differs from the one before. A refusal (an interface networkd
+// address differs from the one before, or, for an infinite lease renewed
+// by Link.Renew (whose ACK changes nothing networkd shows), the same lease
+// still configured after infiniteRenewGrace. A refusal (an interface networkd
 // does not manage, an unknown one) is an *Error with networkd's text; no
 // new lease before ctx ends is ctx's error, with the link's last state.
 func (c *Conn) NetworkdRenew(ctx context.Context, iface string, o NetworkdOptions) (Lease, error) {
@@ -142,6 +183,7 @@ func (c *Conn) NetworkdRenew(ctx context.Context, iface string, o NetworkdOption
 	}
 	var got networkdLease
 	last := before
+	r := renewal{old: old, infinite: !o.Reconfigure && old.infinite(), grace: time.Now().Add(infiniteRenewGrace)}
 	err = await(ctx, sig, func(*dbus.Signal) (bool, error) {
 		d, err := c.describe(ctx, path, iface)
 		if err != nil {
@@ -149,7 +191,7 @@ func (c *Conn) NetworkdRenew(ctx context.Context, iface string, o NetworkdOption
 		}
 		last = d
 		got = d.lease()
-		return got.Valid() && (got.Address != old.Address || got.validUsec != old.validUsec), nil
+		return r.done(d, time.Now()), nil
 	})
 	if err != nil {
 		if ctx.Err() != nil {
