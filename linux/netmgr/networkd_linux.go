@@ -129,8 +129,8 @@ type renewal struct {
 	// infinite: old is an infinite lease renewed by Link.Renew. An ACK
 	// for it changes nothing networkd describes (the address and its
 	// lifetime stay, and networkd 252 describes no lease time), so the
-	// renewal is done once the grace has passed with the lease unchanged
-	// on a configured link.
+	// renewal is done once the grace has passed with the lease's address
+	// still configured on a link networkd configures.
 	infinite bool
 	grace    time.Time
 	// gone: the lease went meanwhile (a DHCPNAK, a Reconfigure's new
@@ -148,7 +148,10 @@ func (r *renewal) done(d *networkdLink, now time.Time) bool {
 	if r.gone || got.Address != r.old.Address || got.validUsec != r.old.validUsec {
 		return true
 	}
-	return r.infinite && !now.Before(r.grace) && d.AdministrativeState == "configured"
+	// The link may stay "configuring" for another reason (networkd 252
+	// after a Reconfigure, with the lease's address configured): only a
+	// failed or given-up link is not one whose lease was kept.
+	return r.infinite && !now.Before(r.grace) && (d.AdministrativeState == "configured" || d.AdministrativeState == "configuring")
 }
 
 // NetworkdRenew asks systemd-networkd to renew iface's DHCPv4 lease

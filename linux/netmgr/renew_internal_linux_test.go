@@ -28,7 +28,7 @@ func describe252(t *testing.T, state, addr, lifetime string) *networkdLink {
 }
 
 // TestRenewalDone: an infinite lease renewed by Link.Renew is done once the
-// grace has passed with it unchanged on a configured link (its ACK changes
+// grace has passed with it unchanged on a link networkd configures (its ACK changes
 // nothing networkd describes: the renewal waited out its whole limit and
 // failed); a finite one only when its lifetime moves; after a lease went
 // (a DHCPNAK, a Reconfigure's new start) the next one is new.
@@ -50,8 +50,10 @@ func TestRenewalDone(t *testing.T) {
 			[]*networkdLink{describe252(t, "configured", "10.77.0.50", "")}, after, true},
 		{"infinite as all ones", describe252(t, "configured", "10.77.0.50", `"ValidLifetimeUsec":18446744073709551615,`), false,
 			[]*networkdLink{describe252(t, "configured", "10.77.0.50", `"ValidLifetimeUsec":18446744073709551615,`)}, after, true},
-		{"infinite, link configuring after the grace", describe252(t, "configured", "10.77.0.50", ""), false,
-			[]*networkdLink{describe252(t, "configuring", "10.77.0.50", "")}, after, false},
+		{"infinite, link still configuring after the grace (networkd 252 after a Reconfigure)", describe252(t, "configuring", "10.77.0.50", ""), false,
+			[]*networkdLink{describe252(t, "configuring", "10.77.0.50", "")}, after, true},
+		{"infinite, link failed after the grace", describe252(t, "configured", "10.77.0.50", ""), false,
+			[]*networkdLink{describe252(t, "failed", "10.77.0.50", "")}, after, false},
 		{"infinite, moved at once", describe252(t, "configured", "10.77.0.50", ""), false,
 			[]*networkdLink{describe252(t, "configured", "10.77.0.51", "")}, t0, true},
 		{"infinite, NAKed: gone", describe252(t, "configured", "10.77.0.50", ""), false,
