@@ -63,9 +63,11 @@ func TestLibvirtLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.DeleteOverlay(ctx, pool, name+".qcow2")
+	start := time.Now()
 	if err := v.AddDHCPHost(ctx, "lt-pool", mac, "10.253.0.2", name); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("reservation (network update, live and persistent) took %v", time.Since(start))
 	defer v.RemoveDHCPHost(ctx, "lt-pool", mac)
 	if _, err := v.Leases(ctx, "lt-pool"); err != nil {
 		t.Fatalf("leases: %v", err)
@@ -81,7 +83,7 @@ func TestLibvirtLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
+	start = time.Now()
 	if err := v.DefineAndStart(ctx, x); err != nil {
 		t.Fatal(err)
 	}
@@ -106,9 +108,11 @@ func TestLibvirtLive(t *testing.T) {
 		t.Errorf("tap %s is on %q, want ltpool0", tap, m)
 	}
 	meta.State = StateWarm
+	start = time.Now()
 	if err := v.SetMeta(ctx, name, meta); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("metadata write (live and persistent) took %v", time.Since(start))
 	doms, err := v.Domains(ctx)
 	if err != nil {
 		t.Fatal(err)
