@@ -51,13 +51,16 @@ func TestGuestNetworkDefaultRouteBesideAnotherLink(t *testing.T) {
 	sh(t, "ip", "addr", "add", "10.88.0.5/24", "dev", "dhcp0")
 	sh(t, "ip", "route", "add", "default", "via", "10.88.0.1", "dev", "dhcp0", "proto", "dhcp")
 	sh(t, "ip", "route", "add", "10.99.0.0/16", "via", "10.88.0.254", "dev", "dhcp0", "metric", "5")
+	// IPv6 merges routes to one network and metric into one route of
+	// several next hops: the apply adds its own and keeps the other's.
+	sh(t, "ip", "-6", "route", "add", "2001:db8:99::/48", "via", "fe80::1", "dev", "dhcp0")
 
 	root, stateDir := managerRoot(t, Networkd), t.TempDir()
 	log := slog.New(slog.NewTextHandler(logW{}, nil))
 	c := New(Options{Root: root, StateDir: stateDir, Runner: noRunner{}, Logger: log, Live: true, RunDir: t.TempDir()})
 	in := config.Interface{
 		MAC: config.MustParseMAC(mac), Addresses: mustPfxs("10.77.0.5/24"), Gateway4: mustAddr("10.77.0.1"),
-		Routes: []config.Route{{To: mustPfx("10.99.0.0/16"), Via: mustAddr("10.77.0.254"), Metric: 5}},
+		Routes: []config.Route{{To: mustPfx("10.99.0.0/16"), Via: mustAddr("10.77.0.254"), Metric: 5}, {To: mustPfx("2001:db8:99::/48"), Via: mustAddr("fe80::2")}},
 	}
 	want := []string{
 		"default via 10.77.0.1 dev " + iface + " proto static",
@@ -77,9 +80,14 @@ func TestGuestNetworkDefaultRouteBesideAnotherLink(t *testing.T) {
 		if !strings.Contains(string(out), "via 10.88.0.254 dev dhcp0") || !strings.Contains(string(out), "via 10.77.0.254 dev "+iface) {
 			t.Fatalf("apply %d: routes to 10.99.0.0/16:\n%s", i+1, out)
 		}
+		out, _ = exec.Command("ip", "-6", "route", "show", "2001:db8:99::/48").Output()
+		if !strings.Contains(string(out), "via fe80::1 dev dhcp0") || !strings.Contains(string(out), "via fe80::2 dev "+iface) {
+			t.Fatalf("apply %d: routes to 2001:db8:99::/48:\n%s", i+1, out)
+		}
 	}
 	// A gateway change replaces the link's own route only.
 	in.Gateway4 = mustAddr("10.77.0.2")
+	in.Routes[1].Via = mustAddr("fe80::3")
 	res, err := c.ApplyNetwork(context.Background(), &config.Network{Interfaces: []config.Interface{in}})
 	if err != nil || !res.Changed {
 		t.Fatalf("gateway change: %+v, %v", res, err)
@@ -88,6 +96,10 @@ func TestGuestNetworkDefaultRouteBesideAnotherLink(t *testing.T) {
 	slices.Sort(want)
 	if got := defaultRoutes(t); !slices.Equal(got, want) {
 		t.Fatalf("gateway change: default routes\n%q\nwant\n%q (actions %q)", got, want, res.Actions)
+	}
+	out, _ := exec.Command("ip", "-6", "route", "show", "2001:db8:99::/48").Output()
+	if !strings.Contains(string(out), "via fe80::1 dev dhcp0") || !strings.Contains(string(out), "via fe80::3 dev "+iface) || strings.Contains(string(out), "fe80::2") {
+		t.Fatalf("via change: routes to 2001:db8:99::/48 (want fe80::1 on dhcp0 kept, fe80::3 for fe80::2):\n%s(actions %q)", out, res.Actions)
 	}
 	os.Stdout.WriteString("PWL: CROSSLINK\n")
 }

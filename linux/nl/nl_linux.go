@@ -359,8 +359,15 @@ func (c *Conn) PutRoute(r Route, have []Route) (removed []Route, err error) {
 		if !same(x) || x.Gateway == r.Gateway {
 			continue
 		}
-		if err := c.DelRoute(x); err != nil && !errors.Is(err, unix.ESRCH) {
-			return removed, err
+		// Any protocol: a multipath route's dump carries one protocol
+		// for its next hops (the first's), and a next hop's own may be
+		// another; destination, gateway, link and metric name it.
+		m := routeMsg(x)
+		m.Protocol = 0
+		if err := c.rt.Route.Delete(m); errors.Is(err, unix.ESRCH) {
+			continue
+		} else if err != nil {
+			return removed, fmt.Errorf("remove route %s via %s: %w", x.Dst, x.Gateway, err)
 		}
 		removed = append(removed, x)
 	}
