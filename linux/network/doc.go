@@ -16,10 +16,16 @@
 // rendered before anything changes, so a refused value changes nothing. A
 // live change that fails leaves the interface's persisted file and DNS as
 // they were, and its error names each change made before the failure. A
-// changed gateway or route via is replaced in one step, never added beside
-// the old one (which failed with "file exists"). A route's metric is its
-// priority, which the kernel keys routes by: a changed metric is a new
-// route, added before the agent's old one is removed.
+// route is appended (nl.PutRoute, NLM_F_APPEND as NetworkManager adds
+// routes) beside another link's route to the same network and metric,
+// which stays (a DHCP eth0's default route beside a static eth1's
+// gateway4); then the link's own route to that network and metric through
+// another gateway (the agent's old one, or a DHCP option 121 route) is
+// removed: a changed gateway or via never leaves the link without the
+// route, and only routes of the link being configured are ever replaced
+// or removed. A route's metric is its priority, which the kernel keys
+// routes by: a changed metric is a new route, added before the agent's old
+// one is removed.
 //
 // On the live system (Root "/") the running manager is then told, through
 // its D-Bus API (linux/netmgr): systemd-networkd reloads its files and
