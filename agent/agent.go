@@ -69,10 +69,12 @@ type Options struct {
 	// in the status log, before it is sent (main signals readiness with it).
 	OnReport func(status.Report)
 
-	// linkBurst and linkEvery pace the link-event reports (linkpace.go;
-	// default linkReportBurst, linkReportEvery); tests set them.
+	// linkBurst, linkEvery and linkQuiet pace the link-event reports
+	// (linkpace.go; default linkReportBurst, linkReportEvery,
+	// linkReportQuiet); tests set them.
 	linkBurst int
 	linkEvery time.Duration
+	linkQuiet time.Duration
 }
 
 // Agent is the provisioning state machine.
@@ -142,6 +144,7 @@ func New(opts Options) (*Agent, error) {
 		opts.linkBurst = linkReportBurst
 	}
 	def(&opts.linkEvery, linkReportEvery)
+	def(&opts.linkQuiet, linkReportQuiet)
 	if opts.Version == "" {
 		opts.Version = Version
 	}
@@ -158,7 +161,7 @@ func New(opts Options) (*Agent, error) {
 	close(idle)
 	return &Agent{
 		links:       map[string]*linkRenewal{},
-		pace:        linkPacer{burst: opts.linkBurst, every: opts.linkEvery},
+		pace:        linkPacer{burst: opts.linkBurst, every: opts.linkEvery, quiet: opts.linkQuiet},
 		down:        map[string]bool{},
 		idle:        idle,
 		linkSeen:    make(chan struct{}),

@@ -219,7 +219,7 @@ func flap(t *testing.T, h *harness, n uint32) {
 // whatever the budget.
 func TestLinkEventStormPaced(t *testing.T) {
 	h := newHarness(t)
-	h.tweak = func(o *Options) { o.linkBurst, o.linkEvery = 6, time.Hour }
+	h.tweak = func(o *Options) { o.linkBurst, o.linkEvery, o.linkQuiet = 6, time.Hour, time.Hour }
 	h.plat.sameLease.Store(true)
 	g := h.imds.publish(finalDoc)
 	h.start()
@@ -301,5 +301,34 @@ func TestLinkEventErrorBounded(t *testing.T) {
 	}
 	if failed == nil || len(failed.Error) > maxErrorBytes/4 || !strings.HasPrefix(failed.Error, "dhclient said: xxx") {
 		t.Fatalf("the outcome's ring %s: want the failed renewal with its error cut to %d bytes", linkKinds(r.LinkEvents), maxErrorBytes/4)
+	}
+}
+
+// TestLinkEventsHeldReportedWhenQuiet: past the budget, the storm's last
+// event (the renewal after the link settled) is reported once the link
+// is quiet, on credit, not a budget period later; the credit is paid
+// back before the next: a second storm's events wait for the budget.
+func TestLinkEventsHeldReportedWhenQuiet(t *testing.T) {
+	h := newHarness(t)
+	h.tweak = func(o *Options) { o.linkBurst, o.linkEvery, o.linkQuiet = 2, time.Hour, 50*time.Millisecond }
+	h.plat.sameLease.Store(true)
+	g := h.imds.publish(finalDoc)
+	h.start()
+	h.imds.waitReport(status.StateProvisioned, g)
+	flap(t, h, 0)
+	h.imds.waitFor("the held renewal's report once the link is quiet", func(rs []status.Report, _ []request) bool {
+		lr := linkReports(rs)
+		return len(lr) > 0 && lr[len(lr)-1].Event == status.EventDHCPRenewed
+	})
+	lr := linkReports(h.imds.all())
+	if len(lr) != 3 {
+		t.Fatalf("link event reports %s, want the budget's 2 and the held renewal's on credit", summarize(lr))
+	}
+	// The credit is spent: a second flap's events are held (the budget
+	// refills once an hour here), and quiet alone does not send them.
+	flap(t, h, 1)
+	time.Sleep(300 * time.Millisecond) // six quiet periods: long enough for a wrongly sent report to arrive
+	if lr := linkReports(h.imds.all()); len(lr) != 3 {
+		t.Errorf("link event reports after a second flap on spent credit %s, want still 3", summarize(lr))
 	}
 }

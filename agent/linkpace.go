@@ -22,12 +22,18 @@ import (
 // budget still enters the ring (State.LinkEvents) without a report of its
 // own: the next report carries it, and the pacer makes the report of the
 // latest event held back as soon as the budget allows, so none stays
-// unreported longer than linkReportEvery. A finished renewal that failed or
+// unreported longer than linkReportEvery. When the link goes quiet
+// (linkReportQuiet without a new event) the held report goes at once, on
+// one token of credit that the budget pays back before the next: the end
+// of a storm (the renewal after the link settled) reaches the IMDS within
+// seconds, while a storm that never settles still makes one report per
+// linkReportEvery. A finished renewal that failed or
 // changed the interface's addresses is always reported: a pool waits for
 // the guest's report of its tenant address.
 const (
 	linkReportBurst = 16
 	linkReportEvery = time.Minute
+	linkReportQuiet = 2 * time.Second
 )
 
 // linkPacer is the budget of link-event reports: a token bucket of burst
@@ -35,6 +41,7 @@ const (
 type linkPacer struct {
 	burst int
 	every time.Duration
+	quiet time.Duration
 
 	mu     sync.Mutex
 	tokens float64
@@ -42,6 +49,7 @@ type linkPacer struct {
 	// held is the report of the latest event held back, nil if none;
 	// flushing says a goroutine waits to make it.
 	held     *status.Report
+	heldAt   time.Time
 	flushing bool
 }
 
@@ -66,13 +74,31 @@ func (p *linkPacer) take(now time.Time, force bool) bool {
 	return force
 }
 
-// wait is how long until a token is there (guarded by mu).
+// wait is how long until a token is there, or until the link has been
+// quiet long enough for the held report to go on credit (guarded by mu).
 func (p *linkPacer) wait(now time.Time) time.Duration {
 	p.refill(now)
 	if p.tokens >= 1 {
 		return 0
 	}
-	return time.Duration((1 - p.tokens) * float64(p.every))
+	d := time.Duration((1 - p.tokens) * float64(p.every))
+	if p.tokens >= 0 && p.quiet > 0 {
+		d = min(d, max(0, p.heldAt.Add(p.quiet).Sub(now)))
+	}
+	return d
+}
+
+// takeQuiet reports whether the held report may go on credit: the link
+// has been quiet since it was held, and no credit is outstanding (the
+// balance is not below zero); it takes the token, leaving at most one
+// owed (guarded by mu).
+func (p *linkPacer) takeQuiet(now time.Time) bool {
+	p.refill(now)
+	if p.quiet <= 0 || p.tokens < 0 || now.Sub(p.heldAt) < p.quiet {
+		return false
+	}
+	p.tokens--
+	return true
 }
 
 // linkEmit makes the event report r and records evs (their errors
@@ -101,7 +127,7 @@ func (a *Agent) linkEmit(ctx context.Context, r status.Report, evs []status.Link
 		return
 	}
 	held := r
-	p.held = &held
+	p.held, p.heldAt = &held, time.Now()
 	start := !p.flushing
 	p.flushing = true
 	p.mu.Unlock()
@@ -144,7 +170,7 @@ func (a *Agent) flushHeld(ctx context.Context) {
 		case <-t.C:
 		}
 		p.mu.Lock()
-		if p.held == nil || !p.take(time.Now(), false) {
+		if now := time.Now(); p.held == nil || !(p.take(now, false) || p.takeQuiet(now)) {
 			p.mu.Unlock()
 			continue
 		}
