@@ -192,36 +192,13 @@ func boot(t *testing.T, root, first string, nspawnArgs, systemdArgs []string) *l
 	return l
 }
 
-var nsPID1 = regexp.MustCompile(`(?m)^NSpid:\s+\d+\s+1$`)
-
-// findPID finds the host PID of the container's PID 1: a child or
-// grandchild of nspawn whose PID in its own namespace is 1.
+// findPID finds the host PID of the container's PID 1.
 func (l *lab) findPID() {
-	children := func(pid int) []int {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-		var ps []int
-		for _, f := range strings.Fields(string(b)) {
-			if p, err := strconv.Atoi(f); err == nil {
-				ps = append(ps, p)
-			}
-		}
-		return ps
+	pid, err := netlab.ContainerPID1(l.nspawn, 5*time.Second, 25*time.Millisecond)
+	if err != nil {
+		l.t.Fatal(err)
 	}
-	for i := 0; i < 200; i++ {
-		for _, c := range children(l.nspawn.StartedPID()) {
-			for _, p := range append([]int{c}, children(c)...) {
-				if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p)); err == nil && nsPID1.Match(b) {
-					l.cpid = p
-					return
-				}
-			}
-		}
-		if done, _ := l.nspawn.Exited(); done {
-			l.t.Fatal("systemd-nspawn exited")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	l.t.Fatalf("no container PID 1 under nspawn %d", l.nspawn.StartedPID())
+	l.cpid = pid
 }
 
 // inside runs argv in all of the container's namespaces.

@@ -818,37 +818,16 @@ func (m *image) boot(log string) {
 	}
 }
 
-var nsPID1 = regexp.MustCompile(`(?m)^NSpid:\s+\d+\s+1$`)
-
-// containerPID finds the host PID of the container's PID 1 (systemd): a
-// child or grandchild of nspawn whose PID in its own namespace is 1.
+// containerPID finds the host PID of the container's PID 1 (systemd).
 func (m *image) containerPID() {
 	m.t.Helper()
-	children := func(pid int) []int {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-		var ps []int
-		for _, f := range strings.Fields(string(b)) {
-			if p, err := strconv.Atoi(f); err == nil {
-				ps = append(ps, p)
-			}
-		}
-		return ps
+	pid, err := netlab.ContainerPID1(m.nspawn, 5*time.Second, 50*time.Millisecond)
+	if errors.Is(err, netlab.ErrContainerExited) {
+		m.fail("systemd-nspawn exited (see boot logs)")
+	} else if err != nil {
+		m.fail("%v", err)
 	}
-	for i := 0; i < 100; i++ {
-		for _, c := range children(m.nspawn.StartedPID()) {
-			for _, p := range append([]int{c}, children(c)...) {
-				if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p)); err == nil && nsPID1.Match(b) {
-					m.cpid = p
-					return
-				}
-			}
-		}
-		if done, _ := m.nspawn.Exited(); done {
-			m.fail("systemd-nspawn exited (see boot logs)")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	m.fail("no container PID 1 under nspawn %d", m.nspawn.StartedPID())
+	m.cpid = pid
 }
 
 // insideErr runs argv in all the container's namespaces and returns its
