@@ -91,12 +91,7 @@ func (r *Renewer) leased(iface string) bool {
 // deviceLinks lists the non-loopback interfaces backed by a device
 // (/sys/class/net/NAME/device).
 func deviceLinks() ([]string, error) {
-	c, err := nl.Dial()
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	links, err := c.Links()
+	links, err := nl.DumpLinks()
 	if err != nil {
 		return nil, err
 	}
