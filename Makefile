@@ -91,9 +91,12 @@ bench: deps build
 # bench-claim is issue 15's claim benchmark in the QEMU guest: the final
 # document published while the NIC bounces (publish first, bounce first,
 # together), PREWARM_VM_CLAIMS claims (default 12), p50/p90 of claim →
-# provisioned with its phases, and the same VM's cold boot → provisioned.
+# provisioned with its phases, and the same VM's cold boot → provisioned;
+# first with the agent's built-in DHCP client (as the golden image ships),
+# then with the guest's busybox udhcpc.
 bench-claim: deps build
-	PREWARM_VM_CLAIMS=$${PREWARM_VM_CLAIMS:-12} $(GO) test -count=1 -timeout 30m -run 'TestVMClaimBench$$' -v ./e2e/
+	PREWARM_VM_DHCP=builtin PREWARM_VM_CLAIMS=$${PREWARM_VM_CLAIMS:-12} $(GO) test -count=1 -timeout 30m -run 'TestVMClaimBench$$' -v ./e2e/
+	PREWARM_VM_DHCP=udhcpc PREWARM_VM_CLAIMS=$${PREWARM_VM_CLAIMS:-12} $(GO) test -count=1 -timeout 30m -run 'TestVMClaimBench$$' -v ./e2e/
 
 # bench-idle: the parked agent's wake-ups and RSS over PREWARM_IDLE_WINDOW
 # (default 10m).

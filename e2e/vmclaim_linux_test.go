@@ -21,7 +21,9 @@ import (
 // bounce holds the link off PREWARM_VM_CLAIM_HOLD (default 150ms: a
 // shorter one can end before the TCG guest has looked at the link, and
 // then the guest never sees it, as happened with 50 ms on a loaded
-// machine). It
+// machine). The guest leases eth0 with PREWARM_VM_DHCP: "builtin" (the
+// default: the agent's own client, as the pool's golden image ships) or
+// "udhcpc" (busybox's, renewed through the agent's udhcpc driver). It
 // prints numbers; the only assertions are functional (one renewal and one
 // provisioned per claim).
 func TestVMClaimBench(t *testing.T) {
@@ -33,11 +35,15 @@ func TestVMClaimBench(t *testing.T) {
 	if d, err := time.ParseDuration(os.Getenv("PREWARM_VM_CLAIM_HOLD")); err == nil {
 		hold = d
 	}
+	dhcp := os.Getenv("PREWARM_VM_DHCP")
+	if dhcp == "" {
+		dhcp = VMDHCPBuiltin
+	}
 	RequireVM(t, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute+time.Duration(n)*15*time.Second)
 	defer cancel()
 	var gen1 int64
-	vl := StartVMLab(t, ctx, true, func(vl *VMLab) {
+	vl := StartVMLabDHCP(t, ctx, true, dhcp, func(vl *VMLab) {
 		gen1 = vl.Publish(ctx, vl.NIC0.ID, Doc{"hostname": "vm-cold", "timezone": "UTC"})
 	})
 	clk := vl.FollowConsole(ctx)
@@ -70,7 +76,7 @@ func TestVMClaimBench(t *testing.T) {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "CLAIM BENCH (QEMU TCG, %d claims, bounce hold %v): PREWARM_VM_CLAIMS=%d go test -count=1 -run 'TestVMClaimBench$' -v ./e2e/\n", n, hold, n)
+	fmt.Fprintf(&b, "CLAIM BENCH (QEMU TCG, %d claims, bounce hold %v, guest DHCP client %s): PREWARM_VM_DHCP=%s PREWARM_VM_CLAIMS=%d go test -count=1 -run 'TestVMClaimBench$' -v ./e2e/\n", n, hold, dhcp, dhcp, n)
 	var totals []time.Duration
 	byOrder := map[ClaimOrder][]time.Duration{}
 	for _, r := range all {

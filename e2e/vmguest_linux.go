@@ -56,9 +56,11 @@ exit 0
 `
 
 // vmInit is the VM's /init: mounts, virtio modules, NICs up, udhcpc on
-// eth0, then the agent (or, without one, a reporter of eth0's carrier
-// counter), with everything on the serial console.
-func vmInit(withAgent bool) string {
+// eth0 (or, with dhcp VMDHCPBuiltin, no DHCP client of the image's: the
+// agent's built-in one leases eth0, as in the pool's golden image), then
+// the agent (or, without one, a reporter of eth0's carrier counter), with
+// everything on the serial console.
+func vmInit(withAgent bool, dhcp string) string {
 	var b strings.Builder
 	b.WriteString(`#!/bin/sh
 /bin/busybox mount -t proc proc /proc
@@ -71,11 +73,16 @@ ip link set lo up
 for i in eth0 eth1; do ip link set "$i" up 2>/dev/null; done
 hostname pool-vm
 echo "PWE booted $(cut -d' ' -f1 /proc/uptime)s"
-udhcpc -i eth0 -s /etc/udhcpc.script -f -t 5 -T 1 -A 1 >/dev/console 2>&1 &
 `)
+	agentOpts := ""
+	if withAgent && dhcp == VMDHCPBuiltin {
+		agentOpts = " --dhcp-client=builtin"
+	} else {
+		b.WriteString("udhcpc -i eth0 -s /etc/udhcpc.script -f -t 5 -T 1 -A 1 >/dev/console 2>&1 &\n")
+	}
 	if withAgent {
 		b.WriteString(`echo PWE-READY
-/bin/prewarm-agent run --imds-url http://169.254.169.254 --interfaces eth0 >/dev/console 2>&1 &
+/bin/prewarm-agent run --imds-url http://169.254.169.254 --interfaces eth0` + agentOpts + ` >/dev/console 2>&1 &
 # What the tests check in the guest, printed when it changes.
 last=
 while :; do
@@ -109,11 +116,28 @@ type VMLab struct {
 	Boot time.Time
 }
 
+// The DHCP clients a VM guest can lease eth0 with (StartVMLabDHCP).
+const (
+	VMDHCPUdhcpc  = "udhcpc"  // busybox udhcpc started by /init; the agent renews through it
+	VMDHCPBuiltin = "builtin" // the agent's built-in client (--dhcp-client=builtin)
+)
+
 // StartVMLab builds the initramfs and boots the VM. With the agent, the
 // IMDS runs and vm-1 is registered by tap1 before the VM boots (and
-// beforeBoot, if set, runs then: the pool's placeholder publish).
+// beforeBoot, if set, runs then: the pool's placeholder publish). The
+// guest leases eth0 with udhcpc.
 func StartVMLab(t *testing.T, ctx context.Context, withAgent bool, beforeBoot func(*VMLab)) *VMLab {
 	t.Helper()
+	return StartVMLabDHCP(t, ctx, withAgent, VMDHCPUdhcpc, beforeBoot)
+}
+
+// StartVMLabDHCP is StartVMLab with the guest's DHCP client named
+// (VMDHCPUdhcpc or VMDHCPBuiltin; builtin needs the agent).
+func StartVMLabDHCP(t *testing.T, ctx context.Context, withAgent bool, dhcp string, beforeBoot func(*VMLab)) *VMLab {
+	t.Helper()
+	if dhcp != VMDHCPUdhcpc && dhcp != VMDHCPBuiltin {
+		t.Fatalf("VM DHCP client %q: want %q or %q", dhcp, VMDHCPUdhcpc, VMDHCPBuiltin)
+	}
 	k := DebianKernel(t)
 	l := NewHostLab(t)
 	vl := &VMLab{Lab: l}
@@ -121,7 +145,7 @@ func StartVMLab(t *testing.T, ctx context.Context, withAgent bool, beforeBoot fu
 	vl.NIC1 = l.AddTap(2)
 	l.StartDnsmasq()
 	spec := InitramfsSpec{
-		Init: vmInit(withAgent),
+		Init: vmInit(withAgent, dhcp),
 		Text: map[string]string{
 			"/etc/udhcpc.script": udhcpcScript,
 			"/etc/hostname":      "pool-vm\n",
