@@ -65,11 +65,7 @@ func (d *networkdLink) configured(file string, want []netip.Prefix) (bool, strin
 // fails with that state; no such state before ctx ends is ctx's error with
 // what was missing.
 func (c *Conn) NetworkdApply(ctx context.Context, iface, file string, want []netip.Prefix, mtu int) (changed bool, err error) {
-	path, err := c.networkdLinkPath(ctx, iface)
-	if err != nil {
-		return false, err
-	}
-	d, err := c.describe(ctx, path, iface)
+	path, d, err := c.networkdLinkOf(ctx, iface)
 	if err != nil {
 		return false, err
 	}
@@ -106,10 +102,9 @@ func (c *Conn) NetworkdApply(ctx context.Context, iface, file string, want []net
 			return false, fmt.Errorf("%s Link.Reconfigure %s: networkd configured the link from %q, not %s (a file that sorts before it matches the link)", Networkd, iface, d.NetworkFile, file)
 		}
 		return false, nil
+	}, func() string {
+		return fmt.Sprintf("%s Link.Reconfigure %s: not configured from %s (%s)", Networkd, iface, file, missing)
 	})
-	if err != nil && ctx.Err() != nil {
-		return true, fmt.Errorf("%s Link.Reconfigure %s: not configured from %s (%s): %w", Networkd, iface, file, missing, ctx.Err())
-	}
 	return true, err
 }
 
@@ -286,10 +281,9 @@ func (c *Conn) NMApply(ctx context.Context, iface, file string, want []netip.Pre
 		}
 		cur := activeOf()
 		return cur == active && done(v, cur), nil
+	}, func() string {
+		return fmt.Sprintf("%s %s %s: not activated with %s (device %s, addresses %v, lease %v, last read error %v)", NetworkManager, method, iface, file, nmStateName(last.state), last.applied, last.lease.Address, readErr)
 	})
-	if err != nil && ctx.Err() != nil {
-		return true, fmt.Errorf("%s %s %s: not activated with %s (device %s, addresses %v, lease %v, last read error %v): %w", NetworkManager, method, iface, file, nmStateName(last.state), last.applied, last.lease.Address, readErr, ctx.Err())
-	}
 	return true, err
 }
 

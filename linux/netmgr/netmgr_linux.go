@@ -189,8 +189,19 @@ func (c *Conn) watch(ctx context.Context, sender string, path dbus.ObjectPath) (
 // await calls check until it reports done: first, then with each signal
 // that arrives on sig, and otherwise on a backoff from 10 ms doubling to
 // 200 ms with a nil signal (a manager may change what check reads without
-// a signal), until ctx ends.
-func await(ctx context.Context, sig <-chan *dbus.Signal, check func(*dbus.Signal) (bool, error)) error {
+// a signal), until ctx ends. A wait that ctx ends (or a check error once
+// ctx has ended) is an error that says, in what's words, what the manager
+// showed last (what is called then), wrapping ctx's error; check's other
+// errors are returned as they are.
+func await(ctx context.Context, sig <-chan *dbus.Signal, check func(*dbus.Signal) (bool, error), what func() string) error {
+	err := awaitLoop(ctx, sig, check)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", what(), ctx.Err())
+	}
+	return err
+}
+
+func awaitLoop(ctx context.Context, sig <-chan *dbus.Signal, check func(*dbus.Signal) (bool, error)) error {
 	delay := 10 * time.Millisecond
 	t := time.NewTimer(delay)
 	defer t.Stop()

@@ -98,14 +98,23 @@ func (c *Conn) describe(ctx context.Context, path dbus.ObjectPath, iface string)
 	return &d, nil
 }
 
+// networkdLinkOf finds iface's link object and describes it.
+func (c *Conn) networkdLinkOf(ctx context.Context, iface string) (dbus.ObjectPath, *networkdLink, error) {
+	path, err := c.networkdLinkPath(ctx, iface)
+	if err != nil {
+		return "", nil, err
+	}
+	d, err := c.describe(ctx, path, iface)
+	if err != nil {
+		return "", nil, err
+	}
+	return path, d, nil
+}
+
 // NetworkdLease returns networkd's current DHCPv4 lease of iface (not
 // Valid if it has none).
 func (c *Conn) NetworkdLease(ctx context.Context, iface string) (Lease, error) {
-	path, err := c.networkdLinkPath(ctx, iface)
-	if err != nil {
-		return Lease{}, err
-	}
-	d, err := c.describe(ctx, path, iface)
+	_, d, err := c.networkdLinkOf(ctx, iface)
 	if err != nil {
 		return Lease{}, err
 	}
@@ -195,11 +204,10 @@ func (c *Conn) NetworkdRenew(ctx context.Context, iface string, o NetworkdOption
 		last = d
 		got = d.lease()
 		return r.done(d, time.Now()), nil
+	}, func() string {
+		return fmt.Sprintf("%s %s %s: no new lease (link %s/%s, lease %v)", Networkd, method, iface, last.OperationalState, last.AdministrativeState, old.Address)
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return Lease{}, fmt.Errorf("%s %s %s: no new lease (link %s/%s, lease %v): %w", Networkd, method, iface, last.OperationalState, last.AdministrativeState, old.Address, ctx.Err())
-		}
 		return Lease{}, err
 	}
 	return got.Lease, nil
@@ -209,11 +217,7 @@ func (c *Conn) NetworkdRenew(ctx context.Context, iface string, o NetworkdOption
 // does not manage (ConfigSource "foreign": added by someone else, such as
 // the agent's static network step). Link.Reconfigure drops those.
 func (c *Conn) NetworkdForeign(ctx context.Context, iface string) ([]netip.Prefix, error) {
-	path, err := c.networkdLinkPath(ctx, iface)
-	if err != nil {
-		return nil, err
-	}
-	d, err := c.describe(ctx, path, iface)
+	_, d, err := c.networkdLinkOf(ctx, iface)
 	if err != nil {
 		return nil, err
 	}

@@ -225,11 +225,10 @@ func (c *Conn) NMRenew(ctx context.Context, iface string, o NMOptions) (Lease, e
 		}
 		return v.lease.Valid() && slices.Contains(v.applied, v.lease.Address) &&
 			(fresh || v.expiry != before.expiry || v.lease.Address != before.lease.Address), nil
+	}, func() string {
+		return fmt.Sprintf("%s Device.Reapply %s: no new lease (device %s, lease %v)", NetworkManager, iface, nmStateName(got.state), before.lease.Address)
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return Lease{}, fmt.Errorf("%s Device.Reapply %s: no new lease (device %s, lease %v): %w", NetworkManager, iface, nmStateName(got.state), before.lease.Address, ctx.Err())
-		}
 		return Lease{}, err
 	}
 	return got.lease, nil
