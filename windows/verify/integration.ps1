@@ -58,10 +58,7 @@ param(
     [switch] $KeepInstalled
 )
 $ErrorActionPreference = 'Stop'
-$failed = 0
-function Check([string] $what, [bool] $ok, [string] $detail = '') {
-    if ($ok) { Write-Host "PASS $what" } else { Write-Host "FAIL $what $detail"; $script:failed++ }
-}
+. (Join-Path $PSScriptRoot 'lib.ps1')
 $verify = $PSScriptRoot
 $Msi = (Resolve-Path $Msi).Path
 $Imds = (Resolve-Path $Imds).Path
@@ -315,6 +312,4 @@ try {
     }
     foreach ($n in 'prewarmci', 'prewarmkeys') { Remove-LocalUser -Name $n -ErrorAction SilentlyContinue }
 }
-if ($failed) { Write-Host "$failed check(s) failed"; exit 1 }
-Write-Host 'all checks passed'
-exit 0
+exit (Get-ChecksExitCode)

@@ -41,10 +41,7 @@ param(
     [int] $RestoreSeconds = 60
 )
 $ErrorActionPreference = 'Stop'
-$failed = 0
-function Check([string] $what, [bool] $ok, [string] $detail = '') {
-    if ($ok) { Write-Host "PASS $what" } else { Write-Host "FAIL $what $detail"; $script:failed++ }
-}
+. (Join-Path $PSScriptRoot 'lib.ps1')
 
 $mac = $Mac.ToUpper().Replace(':', '-')
 $nic = Get-NetAdapter | Where-Object { $_.MacAddress -eq $mac } | Select-Object -First 1
@@ -139,8 +136,5 @@ if ($back -and $Route -and $RouteMetric) {
     Check "restored route $Route keeps RouteMetric $RouteMetric" ($m -eq $RouteMetric) "(is $m)"
 }
 
-if ($failed) { Write-Host "$failed check(s) failed"; exit 1 }
-Write-Host 'network: all checks passed'
-# An explicit 0: integration.ps1 reads $LASTEXITCODE, which a script that
-# ends without exit leaves as it was (unset, or a native command's).
-exit 0
+# An explicit exit: integration.ps1 reads $LASTEXITCODE (lib.ps1 says why).
+exit (Get-ChecksExitCode 'network: ')

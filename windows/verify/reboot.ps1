@@ -32,10 +32,7 @@ param(
     [int] $SettleSeconds = 20
 )
 $ErrorActionPreference = 'Stop'
-$failed = 0
-function Check([string] $what, [bool] $ok, [string] $detail = '') {
-    if ($ok) { Write-Host "PASS $what" } else { Write-Host "FAIL $what $detail"; $script:failed++ }
-}
+. (Join-Path $PSScriptRoot 'lib.ps1')
 $log = Join-Path $env:ProgramData 'Prewarm\status.jsonl'
 function Get-Reports { @(Get-Content $log | ForEach-Object { $_ | ConvertFrom-Json } | Where-Object { $_.generation -eq $Generation -and -not $_.event -and $_.state -ne 'starting' }) }
 
@@ -61,6 +58,4 @@ $before = (Get-Reports).Count
 Restart-Service $Service
 Start-Sleep -Seconds $SettleSeconds
 Check 'a service restart applies nothing again' ((Get-Reports).Count -eq $before) "reports of generation ${Generation}: $before then $((Get-Reports).Count)"
-if ($failed) { Write-Host "$failed check(s) failed"; exit 1 }
-Write-Host 'all checks passed'
-exit 0
+exit (Get-ChecksExitCode)

@@ -77,3 +77,46 @@ func TestNoCIOnlyPathInJoinPath(t *testing.T) {
 		t.Fatal("no .ps1 scripts found")
 	}
 }
+
+// TestChecksFromLib: Check and the exit code of the checks live in lib.ps1
+// only; a script that checks dot-sources it and defines no Check of its own
+// (four copies of it were kept in step by hand before).
+func TestChecksFromLib(t *testing.T) {
+	ents, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uses := regexp.MustCompile(`(?m)^\s*Check\s+['"(]`)
+	defines := regexp.MustCompile(`(?mi)^\s*function\s+Check\b`)
+	n := 0
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".ps1") || e.Name() == "lib.ps1" {
+			continue
+		}
+		b, err := os.ReadFile(e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(b)
+		if defines.MatchString(s) {
+			t.Errorf("%s defines its own Check: dot-source lib.ps1 instead", e.Name())
+		}
+		if !uses.MatchString(s) {
+			continue
+		}
+		n++
+		if !strings.Contains(s, ". (Join-Path $PSScriptRoot 'lib.ps1')") {
+			t.Errorf("%s calls Check without dot-sourcing lib.ps1", e.Name())
+		}
+	}
+	if n == 0 {
+		t.Fatal("no script calls Check: the pattern is stale")
+	}
+	lib, err := os.ReadFile("lib.ps1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !defines.Match(lib) {
+		t.Error("lib.ps1 defines no Check")
+	}
+}

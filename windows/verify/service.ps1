@@ -24,10 +24,7 @@ param(
     [int] $StopSeconds = 15
 )
 $ErrorActionPreference = 'Stop'
-$failed = 0
-function Check([string] $what, [bool] $ok, [string] $detail = '') {
-    if ($ok) { Write-Host "PASS $what" } else { Write-Host "FAIL $what $detail"; $script:failed++ }
-}
+. (Join-Path $PSScriptRoot 'lib.ps1')
 
 $dir = Join-Path $env:ProgramData 'Prewarm'
 $log = Join-Path $dir 'status.jsonl'
@@ -67,8 +64,5 @@ Check 'still stopped after the recovery delay (no restart)' ((Get-Service -Name 
 Start-Service -Name $Service
 Check 'starts again' ((Get-Service -Name $Service).Status -eq 'Running')
 
-if ($failed) { Write-Host "$failed check(s) failed"; exit 1 }
-Write-Host 'service: all checks passed'
-# An explicit 0: integration.ps1 reads $LASTEXITCODE, which a script that
-# ends without exit leaves as it was (unset, or a native command's).
-exit 0
+# An explicit exit: integration.ps1 reads $LASTEXITCODE (lib.ps1 says why).
+exit (Get-ChecksExitCode 'service: ')
