@@ -133,18 +133,44 @@ func (r *Registry) CounterFunc(name, help string, f func() float64) {
 	r.add(name, &single{help, "counter", funcValue(f)})
 }
 
-// vec is a family of series told apart by label values.
-type vec[T valuer] struct {
+// Vec is a family of counters (CounterVec) or gauges (GaugeVec) told apart
+// by label values.
+type Vec[T valuer] struct {
 	help, typ string
 	labels    []string
-	m         sync.Map // joined label values → *T
+	mk        func() T // a new series, at zero
+	m         sync.Map // joined label values → T
 	mu        sync.Mutex
 	keys      []string // joined label values, for the scrape
 }
 
-func (v *vec[T]) header() (string, string) { return v.help, v.typ }
+// CounterVec is a counter family with labels.
+type CounterVec = Vec[*Counter]
 
-func (v *vec[T]) with(mk func() T, values []string) T {
+// GaugeVec is a gauge family with labels.
+type GaugeVec = Vec[*Gauge]
+
+// CounterVec registers a counter family with the label names labels.
+func (r *Registry) CounterVec(name, help string, labels ...string) *CounterVec {
+	return addVec(r, name, help, "counter", labels, func() *Counter { return &Counter{} })
+}
+
+// GaugeVec registers a gauge family with the label names labels.
+func (r *Registry) GaugeVec(name, help string, labels ...string) *GaugeVec {
+	return addVec(r, name, help, "gauge", labels, func() *Gauge { return &Gauge{} })
+}
+
+func addVec[T valuer](r *Registry, name, help, typ string, labels []string, mk func() T) *Vec[T] {
+	v := &Vec[T]{help: help, typ: typ, labels: labels, mk: mk}
+	r.add(name, v)
+	return v
+}
+
+func (v *Vec[T]) header() (string, string) { return v.help, v.typ }
+
+// WithLabelValues returns the series of these label values (in the order
+// of the family's labels), creating it at zero, so that it is exposed.
+func (v *Vec[T]) WithLabelValues(values ...string) T {
 	if len(values) != len(v.labels) {
 		panic(fmt.Sprintf("promtext: %d label values for labels %v", len(values), v.labels))
 	}
@@ -157,13 +183,13 @@ func (v *vec[T]) with(mk func() T, values []string) T {
 	if s, ok := v.m.Load(k); ok {
 		return s.(T)
 	}
-	s := mk()
+	s := v.mk()
 	v.m.Store(k, s)
 	v.keys = append(v.keys, k)
 	return s
 }
 
-func (v *vec[T]) write(w *bufio.Writer, name string) {
+func (v *Vec[T]) write(w *bufio.Writer, name string) {
 	v.mu.Lock()
 	keys := slices.Clone(v.keys)
 	v.mu.Unlock()
@@ -172,38 +198,6 @@ func (v *vec[T]) write(w *bufio.Writer, name string) {
 		s, _ := v.m.Load(k)
 		sample(w, name, labelPairs(v.labels, strings.Split(k, "\xff")), s.(T).Value())
 	}
-}
-
-// CounterVec is a counter family with labels.
-type CounterVec struct{ v *vec[*Counter] }
-
-// CounterVec registers a counter family with the label names labels.
-func (r *Registry) CounterVec(name, help string, labels ...string) *CounterVec {
-	v := &vec[*Counter]{help: help, typ: "counter", labels: labels}
-	r.add(name, v)
-	return &CounterVec{v}
-}
-
-// WithLabelValues returns the counter of these label values (in the order
-// of the family's labels), creating it at zero, so that it is exposed.
-func (c *CounterVec) WithLabelValues(values ...string) *Counter {
-	return c.v.with(func() *Counter { return &Counter{} }, values)
-}
-
-// GaugeVec is a gauge family with labels.
-type GaugeVec struct{ v *vec[*Gauge] }
-
-// GaugeVec registers a gauge family with the label names labels.
-func (r *Registry) GaugeVec(name, help string, labels ...string) *GaugeVec {
-	v := &vec[*Gauge]{help: help, typ: "gauge", labels: labels}
-	r.add(name, v)
-	return &GaugeVec{v}
-}
-
-// WithLabelValues returns the gauge of these label values, creating it at
-// zero.
-func (g *GaugeVec) WithLabelValues(values ...string) *Gauge {
-	return g.v.with(func() *Gauge { return &Gauge{} }, values)
 }
 
 // collected is a family whose series a function produces at each scrape.
