@@ -3,6 +3,8 @@ package run
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -41,5 +43,24 @@ func TestExecReportsFailureWithOutput(t *testing.T) {
 	out, err := e.Run(context.Background(), Cmd{Name: "sh", Args: []string{"-c", "echo ok; echo noise >&2"}, Stdin: []byte("x")})
 	if err != nil || strings.TrimSpace(string(out)) != "ok" {
 		t.Errorf("Run = %q, %v", out, err)
+	}
+}
+
+// TestPaths: the table places each command in /usr first, then the root
+// directory, and ip in /bin last.
+func TestPaths(t *testing.T) {
+	for name, want := range map[string][]string{
+		"useradd":    {"/usr/sbin/useradd", "/sbin/useradd"},
+		"dhcpcd":     {"/usr/sbin/dhcpcd", "/sbin/dhcpcd"},
+		"systemctl":  {"/usr/bin/systemctl", "/bin/systemctl"},
+		"ssh-keygen": {"/usr/bin/ssh-keygen", "/bin/ssh-keygen"},
+		"ip":         {"/usr/sbin/ip", "/sbin/ip", "/bin/ip"},
+	} {
+		if got := Paths[name]; !slices.Equal(got, want) {
+			t.Errorf("Paths[%q] = %q, want %q", name, got, want)
+		}
+	}
+	if len(Paths) != 16 {
+		t.Errorf("%d commands in Paths, want 16: %v", len(Paths), slices.Sorted(maps.Keys(Paths)))
 	}
 }
