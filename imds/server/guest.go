@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prewarm/prewarm/imds/dialect"
@@ -300,7 +301,7 @@ func (s *Server) guestStatus(w http.ResponseWriter, r *http.Request, inst *insta
 		writeError(w, http.StatusRequestEntityTooLarge, "status report exceeds %d bytes", status.MaxReportBytes)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, status.MaxReportBytes))
+	buf, err := readReport(w, r)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -310,7 +311,8 @@ func (s *Server) guestStatus(w http.ResponseWriter, r *http.Request, inst *insta
 		writeError(w, http.StatusBadRequest, "read status report: %v", err)
 		return
 	}
-	rep, e := decodeReport(body)
+	rep, e := decodeReport(*buf)
+	putReportBuf(buf)
 	if e != nil {
 		writeJSON(w, e.Status, e.Body)
 		return
@@ -328,15 +330,62 @@ func (s *Server) guestStatus(w http.ResponseWriter, r *http.Request, inst *insta
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// decodeReport parses and validates one status report.
-func decodeReport(body []byte) (*status.Report, *Error) {
-	var rep status.Report
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&rep); err != nil {
-		return nil, errorf(http.StatusBadRequest, "malformed status report: %v", err)
+// reportBufs are the buffers status reports are read into: a report of
+// the agent's is a few hundred bytes, read whole at its Content-Length
+// rather than grown by io.ReadAll.
+var reportBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledReport is the largest buffer given back to reportBufs, so that
+// a few large reports do not keep 64 KiB buffers alive.
+const maxPooledReport = 8 << 10
+
+// readReport reads r's body, at most status.MaxReportBytes (past it the
+// error is an *http.MaxBytesError), into a buffer of reportBufs: give it
+// back with putReportBuf once nothing refers to it.
+func readReport(w http.ResponseWriter, r *http.Request) (*[]byte, error) {
+	buf := reportBufs.Get().(*[]byte)
+	if n := r.ContentLength; n >= 0 && n <= status.MaxReportBytes {
+		// net/http's body stops at Content-Length: read exactly that.
+		if int64(cap(*buf)) < n {
+			*buf = make([]byte, n)
+		}
+		*buf = (*buf)[:n]
+		if _, err := io.ReadFull(r.Body, *buf); err != nil {
+			putReportBuf(buf)
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		return buf, nil
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errorf(http.StatusBadRequest, "malformed status report: data after the JSON object")
+	b := bytes.NewBuffer((*buf)[:0])
+	_, err := b.ReadFrom(http.MaxBytesReader(w, r.Body, status.MaxReportBytes))
+	*buf = b.Bytes()
+	if err != nil {
+		putReportBuf(buf)
+		return nil, err
+	}
+	return buf, nil
+}
+
+func putReportBuf(buf *[]byte) {
+	if cap(*buf) <= maxPooledReport {
+		*buf = (*buf)[:0]
+		reportBufs.Put(buf)
+	}
+}
+
+// decodeReport parses and validates one status report: the plain form
+// the agent writes by status.DecodeFast, anything else by encoding/json
+// (which words the errors).
+func decodeReport(body []byte) (*status.Report, *Error) {
+	rep := new(status.Report)
+	if !status.DecodeFast(body, rep) {
+		*rep = status.Report{}
+		if e := decodeReportJSON(body, rep); e != nil {
+			return nil, e
+		}
 	}
 	if err := rep.Validate(); err != nil {
 		var ve *status.ValidationError
@@ -345,5 +394,17 @@ func decodeReport(body []byte) (*status.Report, *Error) {
 		}
 		return nil, &Error{Status: http.StatusBadRequest, Body: api.Error{Error: "invalid status report", Fields: ve.Fields}}
 	}
-	return &rep, nil
+	return rep, nil
+}
+
+// decodeReportJSON decodes body into rep with encoding/json.
+func decodeReportJSON(body []byte, rep *status.Report) *Error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(rep); err != nil {
+		return errorf(http.StatusBadRequest, "malformed status report: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errorf(http.StatusBadRequest, "malformed status report: data after the JSON object")
+	}
+	return nil
 }

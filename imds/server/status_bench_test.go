@@ -58,8 +58,12 @@ func (f *feedOnlyStore) AppendStatus(ctx context.Context, id string, r status.Re
 // "bolt" adds the real bbolt store. cpu-µs/op is the process's CPU
 // (server and clients) per report (getrusage; Linux).
 func BenchmarkGuestStatusHTTP(b *testing.B) {
-	for _, kind := range []string{"feed", "bolt"} {
-		b.Run(kind, func(b *testing.B) {
+	for _, c := range []struct {
+		kind  string
+		conns int
+	}{{"feed", 16}, {"bolt", 16}, {"feed", 1000}} {
+		kind, conns := c.kind, c.conns
+		b.Run(fmt.Sprintf("%s/conns=%d", kind, conns), func(b *testing.B) {
 			st, err := store.OpenBolt(b.TempDir())
 			if err != nil {
 				b.Fatal(err)
@@ -76,7 +80,6 @@ func BenchmarkGuestStatusHTTP(b *testing.B) {
 				b.Fatal(err)
 			}
 			go s.ServeGuest(ln, "")
-			const conns = 16
 			for i := range conns {
 				mustRegister(b, s, fmt.Sprintf("vm-%02d", i), api.Registration{Addresses: []string{srcAddr(i)}})
 			}
@@ -132,3 +135,22 @@ func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 
 // srcAddr is benchmark guest i's loopback source address: 127.4.0.1, ...
 func srcAddr(i int) string { return fmt.Sprintf("127.4.%d.%d", i/250, i%250+1) }
+
+// BenchmarkDecodeReport is the decoding and validation of the writepath
+// benchmark's report (provisioned, three steps).
+func BenchmarkDecodeReport(b *testing.B) {
+	rep := status.Report{
+		Seq: 7, Time: status.Time{Time: time.Now()}, Generation: 1, State: status.StateProvisioned, AgentVersion: "0.1.0",
+		Steps: []status.Step{{Name: "hostname", OK: true, MS: 3, Changed: true}, {Name: "users", OK: true, MS: 41, Changed: true}, {Name: "ssh-keys", OK: true, MS: 2}},
+	}
+	body, err := json.Marshal(rep)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, e := decodeReport(body); e != nil {
+			b.Fatal(e)
+		}
+	}
+}
