@@ -90,7 +90,7 @@ func BenchmarkGuestStatusHTTP(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				i := int(next.Add(1) - 1)
-				d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(srcAddr(i%conns))}}
+				d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(srcAddr(i % conns))}}
 				conn, err := d.Dial("tcp", ln.Addr().String())
 				if err != nil {
 					b.Error(err)

@@ -14,7 +14,7 @@ func fastReports() []Report {
 	return []Report{
 		{Seq: 1, Time: at, State: StateStarting, AgentVersion: "0.1.0"},
 		{Seq: 7, Time: at, Generation: 3, State: StateProvisioned, AgentVersion: "0.1.0",
-			Steps: []Step{{Name: StepHostname, OK: true, MS: 3, Changed: true}, {Name: StepUsers, OK: false, MS: 41, Error: "useradd: exit 1 – ü"}},
+			Steps:       []Step{{Name: StepHostname, OK: true, MS: 3, Changed: true}, {Name: StepUsers, OK: false, MS: 41, Error: "useradd: exit 1 – ü"}},
 			SSHHostKeys: []HostKey{{Type: "ssh-ed25519", Key: "AAAAC3NzaC1lZDI1NTE5AAAAIG", Fingerprint: "SHA256:abc"}}},
 		{Seq: 1 << 63, Time: at, Generation: 1 << 62, State: StateWaiting, Event: EventDHCPRenewed, Interface: "eth0",
 			Addresses: []string{"10.0.0.5/24", "fe80::1/64"}, RebootRequired: true, Attempt: 2,
