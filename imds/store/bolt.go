@@ -13,8 +13,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/prewarm/prewarm/shared/status"
 )
 
 // Bucket names of the bbolt layout.
@@ -24,10 +22,13 @@ var (
 	bInterfaces = []byte("interfaces")  // host interface -> id
 	bConfigs    = []byte("configs")     // id -> stamped document JSON
 	bGens       = []byte("generations") // id -> last generation (never deleted)
-	bStatus     = []byte("status")      // id -> bucket of seq(8 bytes BE) -> bucket of "r" -> report JSON (see kReport)
-	bLast       = []byte("laststatus")  // id -> newest report JSON (stores before the history kept it; now read from bStatus)
 	bMeta       = []byte("meta")        // the store's own keys: kEpoch, kProbe
-	bHistSize   = []byte("historysize") // id -> reports (8 bytes BE) and bytes (8 bytes BE) of its status history
+	// bCuts (reports.go): id -> the last report seq of its deleted incarnation
+
+	// Stores written before reports.db (migrated at open, reports.go):
+	bStatus   = []byte("status")      // id -> bucket of seq(8 bytes BE) -> report JSON, or bucket of "r" -> report JSON (see kReport)
+	bLast     = []byte("laststatus")  // id -> newest report JSON (stores before the history kept it)
+	bHistSize = []byte("historysize") // id -> reports (8 bytes BE) and bytes (8 bytes BE) of its status history
 )
 
 // Keys of the meta bucket.
@@ -39,9 +40,11 @@ var (
 // FileName is the database file inside a data directory.
 const FileName = "imds.db"
 
-// Bolt is the bbolt Store. Every write is fsynced before it returns
-// (bbolt's default); status reports that arrive together share one
-// transaction and its fsync (group commit, boltcommit.go).
+// Bolt is the bbolt Store: the registry and documents in imds.db, status
+// reports in reports.db beside it (reports.go). Every write is fsynced
+// before it returns (bbolt's default); status reports that arrive together
+// share one transaction of reports.db and its fsync, made by a committer
+// of their own, so a publish never waits for them.
 type Bolt struct {
 	db     *bolt.DB
 	path   string
@@ -50,16 +53,24 @@ type Bolt struct {
 	closed bool
 	probe  probeState
 	feed   boltFeed
-	queue  commitQueue // the committer's (boltcommit.go)
+	queue  commitQueue // the main committer's (boltcommit.go)
+
+	// Status reports: reports.db, its committer and the index (reports.go).
+	rdb   *bolt.DB
+	rpath string
+	rq    reportQueue
+	idx   reportIndex
 }
 
 var _ Store = (*Bolt)(nil)
 
-// OpenBolt opens (creating if needed) the database in dir. A second process
-// opening the same dir fails after a second instead of corrupting it. An
-// existing file is verified first (verify.go): an empty, truncated or
-// damaged one is refused with a *DamagedError and left as it is, never
-// replaced.
+// OpenBolt opens (creating if needed) the store in dir: imds.db, then
+// reports.db. A second process opening the same dir fails after a second
+// instead of corrupting it (imds.db's lock, taken first). An existing file
+// is verified first (verify.go): an empty, truncated or damaged one is
+// refused with a *DamagedError naming it and left as it is, never
+// replaced. A store written before reports.db has its histories moved
+// there (reports.go).
 func OpenBolt(dir string) (*Bolt, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
@@ -68,39 +79,49 @@ func OpenBolt(dir string) (*Bolt, error) {
 	if _, err := checkPath(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	return openBoltFile(path)
+	db, epoch, err := openMain(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &Bolt{db: db, path: path, epoch: epoch}
+	if err := s.openReports(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.startCommitter()
+	s.startReportCommitter()
+	return s, nil
 }
 
-// openBoltFile opens or creates the store file at path without verifying
+// openMain opens or creates the store file at path without verifying
 // it, creating the buckets and, for a new store, its epoch.
-func openBoltFile(path string) (*Bolt, error) {
+func openMain(path string) (*bolt.DB, string, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, "", fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Bolt{db: db, path: path}
+	var epoch string
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bInstances, bAddresses, bInterfaces, bConfigs, bGens, bStatus, bLast, bMeta, bHistSize} {
+		for _, b := range [][]byte{bInstances, bAddresses, bInterfaces, bConfigs, bGens, bMeta, bCuts} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
 		meta := tx.Bucket(bMeta)
 		if e := meta.Get(kEpoch); e != nil {
-			s.epoch = string(e)
+			epoch = string(e)
 			return nil
 		}
 		// A new store, or one written before epochs existed: either way
 		// no guest has seen an ETag carrying this epoch.
-		s.epoch = NewEpoch()
-		return meta.Put(kEpoch, []byte(s.epoch))
+		epoch = NewEpoch()
+		return meta.Put(kEpoch, []byte(epoch))
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("init store %s: %w", path, err)
+		return nil, "", fmt.Errorf("init store %s: %w", path, err)
 	}
-	s.startCommitter()
-	return s, nil
+	return db, epoch, nil
 }
 
 // Epoch implements Store.
@@ -164,6 +185,17 @@ func (s *Bolt) Load(ctx context.Context) ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load store: %w", err)
 	}
+	ids := make([]string, len(out))
+	for i := range out {
+		ids[i] = out[i].ID
+	}
+	last, err := s.lastStatuses(ids)
+	if err != nil {
+		return nil, fmt.Errorf("load store: %w", err)
+	}
+	for i := range out {
+		out[i].LastStatus = last[i]
+	}
 	return out, nil
 }
 
@@ -182,20 +214,16 @@ func readRecord(tx *bolt.Tx, id string, regJSON []byte) (Record, error) {
 		}
 		rec.Generation = g.Generation
 	}
-	// The newest report of the history, or a store's older copy in bLast.
-	l := tx.Bucket(bLast).Get([]byte(id))
-	if h := tx.Bucket(bStatus).Bucket([]byte(id)); h != nil {
-		if k, v := h.Cursor().Last(); k != nil {
-			l = historyReport(h, k, v)
-		}
+	return rec, nil
+}
+
+// withLastStatus sets rec's LastStatus from reports.db.
+func (s *Bolt) withLastStatus(rec Record) (Record, error) {
+	last, err := s.lastStatuses([]string{rec.ID})
+	if err != nil {
+		return rec, err
 	}
-	if l != nil {
-		var r status.Report
-		if err := json.Unmarshal(l, &r); err != nil {
-			return rec, fmt.Errorf("decode last status of %q: %w", id, err)
-		}
-		rec.LastStatus = &r
-	}
+	rec.LastStatus = last[0]
 	return rec, nil
 }
 
@@ -246,9 +274,18 @@ func (s *Bolt) Apply(ctx context.Context, id string, c Change) (Record, error) {
 			}
 		}
 		var err error
-		rec, err = readRecord(tx, id, insts.Get(key))
+		if rec, err = readRecord(tx, id, insts.Get(key)); err != nil {
+			return err
+		}
+		rec, err = s.withLastStatus(rec)
 		return err
-	}, func() Event { return Event{Type: EventChanged, ID: id, Record: rec} }, false)
+	}, func() Event { return Event{Type: EventChanged, ID: id, Record: rec} }, func(committed bool) {
+		// A registration committed: the report committer takes its
+		// reports from now on.
+		if committed && c.Register != nil {
+			s.idx.register(id)
+		}
+	})
 	return rec, err
 }
 
@@ -306,8 +343,15 @@ func unindex(tx *bolt.Tx, old Registration) error {
 	return nil
 }
 
-// Delete implements Store.
+// Delete implements Store. Its transaction also writes id's report cut
+// (reports.go): the reports of this incarnation of id stay in reports.db
+// until a sweep, dead.
 func (s *Bolt) Delete(ctx context.Context, id string) error {
+	var (
+		cut  uint64
+		hist *history
+		took bool
+	)
 	return s.write(ctx, func(tx *bolt.Tx) error {
 		key := []byte(id)
 		cur := tx.Bucket(bInstances).Get(key)
@@ -321,22 +365,28 @@ func (s *Bolt) Delete(ctx context.Context, id string) error {
 		if err := unindex(tx, old); err != nil {
 			return err
 		}
-		for _, b := range [][]byte{bInstances, bConfigs, bLast, bHistSize} {
+		for _, b := range [][]byte{bInstances, bConfigs} {
 			if err := tx.Bucket(b).Delete(key); err != nil {
 				return err
 			}
 		}
-		if tx.Bucket(bStatus).Bucket(key) != nil {
-			return tx.Bucket(bStatus).DeleteBucket(key)
+		// Last: from here on the report committer refuses id's reports,
+		// and every seq it handed out to id is at most cut.
+		cut, hist = s.idx.beginDelete(id)
+		took = true
+		return tx.Bucket(bCuts).Put(key, binary.BigEndian.AppendUint64(nil, cut))
+	}, func() Event { return Event{Type: EventDeleted, ID: id} }, func(committed bool) {
+		if took {
+			s.idx.endDelete(id, cut, hist, committed)
 		}
-		return nil
-	}, func() Event { return Event{Type: EventDeleted, ID: id} }, false)
+	})
 }
 
 // kReport is the one key of a report's bucket in a status history.
 var kReport = []byte("r")
 
-// A status history (bStatus/<id>) maps seq (8 bytes BE, the history
+// The layout before reports.db (read by the migration and recovery): a
+// status history (bStatus/<id>) maps seq (8 bytes BE, the history
 // bucket's own sequence) to a bucket holding the report at kReport. The
 // bucket gives a large report pages of its own: bbolt packs at least two
 // values into a leaf page, so a 64 KiB report stored as a plain value was
@@ -382,118 +432,6 @@ func forEachReport(h *bolt.Bucket, fn func(k, data []byte) error) error {
 	return h.ForEach(func(k, v []byte) error { return fn(k, historyReport(h, k, v)) })
 }
 
-// AppendStatus implements Store. The report is one new entry of id's
-// history, so an append writes the report once plus the B+tree pages on
-// its path; the oldest reports past MaxStatusHistory or
-// MaxStatusHistoryBytes are deleted in the same transaction (the newest
-// always stays). The newest report of the history is the instance's last
-// status: it is not stored twice.
-func (s *Bolt) AppendStatus(ctx context.Context, id string, r status.Report) error {
-	data, err := EncodeReport(r)
-	if err != nil {
-		return fmt.Errorf("encode status of %q: %w", id, err)
-	}
-	err = s.write(ctx, func(tx *bolt.Tx) error {
-		key := []byte(id)
-		if tx.Bucket(bInstances).Get(key) == nil {
-			return ErrNotFound
-		}
-		h, err := tx.Bucket(bStatus).CreateBucketIfNotExists(key)
-		if err != nil {
-			return err
-		}
-		// A history only grows at its end (seq keys in order): a page
-		// that splits can stay full instead of half empty (bbolt's
-		// default, for random inserts), which halves the file and the
-		// pages an append touches.
-		h.FillPercent = 1.0
-		n, size, err := historySize(tx, key, h)
-		if err != nil {
-			return err
-		}
-		seq, err := h.NextSequence()
-		if err != nil {
-			return err
-		}
-		if err := putReport(h, binary.BigEndian.AppendUint64(nil, seq), data, tx.DB().Info().PageSize); err != nil {
-			return err
-		}
-		// A store written before the history held the last status has
-		// a copy in bLast; it would go stale.
-		if tx.Bucket(bLast).Get(key) != nil {
-			if err := tx.Bucket(bLast).Delete(key); err != nil {
-				return err
-			}
-		}
-		// Drop the oldest reports while the history is past its
-		// bounds (never the newest): what stays is what HistoryBudget
-		// keeps, newest first. The history's size is kept beside it
-		// (bHistSize), so an append reads only the reports it drops,
-		// not the whole history.
-		n, size = n+1, size+int64(len(data))
-		for n > 1 && (n > MaxStatusHistory || size > MaxStatusHistoryBytes) {
-			k, v := h.Cursor().First()
-			if k == nil {
-				break
-			}
-			size -= int64(len(historyReport(h, k, v)))
-			n--
-			if v == nil {
-				err = h.DeleteBucket(k)
-			} else {
-				err = h.Delete(k)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bHistSize).Put(key, binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(n)), uint64(size)))
-	}, func() Event { rc := r; return Event{Type: EventStatus, ID: id, Status: &rc} }, true)
-	if err != nil {
-		return fmt.Errorf("append status of %q: %w", id, err)
-	}
-	return nil
-}
-
-// historySize returns the reports and bytes of history h of id: from
-// bHistSize, or, for a history written before it was kept, by reading the
-// history once.
-func historySize(tx *bolt.Tx, key []byte, h *bolt.Bucket) (n, size int64, err error) {
-	if v := tx.Bucket(bHistSize).Get(key); len(v) == 16 {
-		return int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:])), nil
-	}
-	err = forEachReport(h, func(_, data []byte) error {
-		n++
-		size += int64(len(data))
-		return nil
-	})
-	return n, size, err
-}
-
-// StatusHistory implements Store.
-func (s *Bolt) StatusHistory(ctx context.Context, id string) ([]status.Report, error) {
-	out := []status.Report{}
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		key := []byte(id)
-		if tx.Bucket(bInstances).Get(key) == nil {
-			return ErrNotFound
-		}
-		h := tx.Bucket(bStatus).Bucket(key)
-		if h == nil {
-			return nil
-		}
-		return forEachReport(h, func(_, v []byte) error {
-			var r status.Report
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decode status of %q: %w", id, err)
-			}
-			out = append(out, r)
-			return nil
-		})
-	})
-	return out, err
-}
-
 // RaiseGeneration implements Store.
 func (s *Bolt) RaiseGeneration(ctx context.Context, id string, floor int64) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
@@ -512,6 +450,7 @@ func (s *Bolt) RaiseGeneration(ctx context.Context, id string, floor int64) erro
 // Close implements Store. The changes already queued are committed; it
 // waits for running transactions.
 func (s *Bolt) Close() error {
+	s.stopReportCommitter()
 	s.stopCommitter()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -519,8 +458,12 @@ func (s *Bolt) Close() error {
 		return nil
 	}
 	s.closed = true
+	rerr := s.rdb.Close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
+	}
+	if rerr != nil {
+		return fmt.Errorf("close reports store: %w", rerr)
 	}
 	return nil
 }

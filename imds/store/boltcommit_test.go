@@ -2,13 +2,11 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -47,41 +45,43 @@ func newCommitFixture(t *testing.T, n int) *commitFixture {
 	return f
 }
 
-// hold keeps the committer from committing (it waits for the feed's lock)
-// until the returned release is called.
+// hold keeps both committers from finishing (they wait for the feed's
+// lock after their commit) until the returned release is called.
 func (f *commitFixture) hold() (release func()) {
 	f.s.feed.mu.Lock()
 	return f.s.feed.mu.Unlock
 }
 
-// waitQueued waits until the committer's queue holds reports reports and
-// changes changes.
+// waitQueued waits until the report committer's queue holds reports
+// reports and the main committer's changes changes.
 func (f *commitFixture) waitQueued(t *testing.T, reports, changes int) {
 	t.Helper()
-	q := &f.s.queue
 	for range 200000 {
-		q.mu.Lock()
-		r, c := len(q.reports), len(q.changes)
-		q.mu.Unlock()
+		f.s.rq.mu.Lock()
+		r := len(f.s.rq.ops)
+		f.s.rq.mu.Unlock()
+		f.s.queue.mu.Lock()
+		c := len(f.s.queue.changes)
+		f.s.queue.mu.Unlock()
 		if r == reports && c == changes {
 			return
 		}
 		time.Sleep(50 * time.Microsecond)
 	}
-	t.Fatalf("the queue never held %d reports and %d changes", reports, changes)
+	t.Fatalf("the queues never held %d reports and %d changes", reports, changes)
 }
 
-// waitTaken waits until the committer has taken n writes off its queue
-// in all.
+// waitTaken waits until the report committer has taken n reports off its
+// queue in all.
 func (f *commitFixture) waitTaken(t *testing.T, n int64) {
 	t.Helper()
 	for range 200000 {
-		if f.s.queue.taken.Load() == n {
+		if f.s.rq.taken.Load() == n {
 			return
 		}
 		time.Sleep(50 * time.Microsecond)
 	}
-	t.Fatalf("the committer never took %d writes (took %d)", n, f.s.queue.taken.Load())
+	t.Fatalf("the report committer never took %d reports (took %d)", n, f.s.rq.taken.Load())
 }
 
 func report(seq uint64) status.Report {
@@ -95,16 +95,16 @@ func (f *commitFixture) appendAsync(id string, r status.Report) <-chan error {
 	return ch
 }
 
-// Reports that queue while a transaction commits share the next one:
-// maxReportBatch+1 reports take two transactions, and each is stored,
-// delivered once and answered.
+// Reports that queue while a transaction commits share the next one, with
+// no cap: n reports take two transactions, and each is stored, delivered
+// once and answered.
 func TestBoltReportsShareATransaction(t *testing.T) {
-	const n = maxReportBatch + 1
+	const n = 300
 	f := newCommitFixture(t, n)
 	release := f.hold()
+	before := f.s.rq.commits.Load()
 	answers := []<-chan error{f.appendAsync("i0", report(1))}
-	f.waitTaken(t, n+1) // the registrations and this: it waits for the lock
-	before := f.s.queue.commits.Load()
+	f.waitTaken(t, 1) // committed, it waits for the lock
 	for i := 1; i < n; i++ {
 		answers = append(answers, f.appendAsync(fmt.Sprintf("i%d", i), report(1)))
 	}
@@ -115,7 +115,7 @@ func TestBoltReportsShareATransaction(t *testing.T) {
 			t.Fatalf("report of i%d: %v", i, err)
 		}
 	}
-	if got := f.s.queue.commits.Load() - before; got != 2 {
+	if got := f.s.rq.commits.Load() - before; got != 2 {
 		t.Errorf("%d reports took %d transactions, want 2 (one, then the %d that queued meanwhile)", n, got, n-1)
 	}
 	seen := map[string]int{}
@@ -138,59 +138,55 @@ func TestBoltReportsShareATransaction(t *testing.T) {
 	}
 }
 
-// A publish queued behind more reports than one transaction takes is
-// committed before the rest of them: it waits for one report batch at
-// most, not for every report queued before it.
-func TestBoltPublishOvertakesQueuedReports(t *testing.T) {
-	const n = 3*maxReportBatch + 1
+// A publish commits while the report committer is busy: the report
+// committer is held inside its loop (before its transaction) and a
+// publish and a registration still commit and are delivered; the reports
+// then commit.
+func TestBoltPublishDoesNotWaitForReports(t *testing.T) {
 	f := newCommitFixture(t, 1)
-	release := f.hold()
-	answers := []<-chan error{f.appendAsync("i0", report(1))}
-	f.waitTaken(t, 2)
-	for i := 2; i <= n; i++ {
-		answers = append(answers, f.appendAsync("i0", report(uint64(i))))
-		f.waitQueued(t, i-1, 0) // in seq order
+	entered, unblock := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	f.s.rq.hook = func() {
+		once.Do(func() {
+			close(entered)
+			<-unblock
+		})
 	}
-	published := make(chan error, 1)
-	go func() {
-		_, err := f.s.Apply(context.Background(), "i0", Change{Publish: stamp(`"hostname":"x"`)})
-		published <- err
-	}()
-	f.waitQueued(t, n-1, 1)
-	release()
-	if err := <-published; err != nil {
+	answers := []<-chan error{f.appendAsync("i0", report(1))}
+	<-entered
+	for i := 2; i <= 10; i++ {
+		answers = append(answers, f.appendAsync("i0", report(uint64(i))))
+	}
+	rec, err := f.s.Apply(context.Background(), "i0", Change{Publish: stamp(`"hostname":"x"`)})
+	if err != nil || rec.Generation != 1 {
+		t.Fatalf("publish while the report committer is held: %+v, %v", rec, err)
+	}
+	if _, err := f.s.Apply(context.Background(), "new", Change{Register: &Registration{Addresses: []string{"10.9.9.9"}}}); err != nil {
 		t.Fatal(err)
 	}
+	if ev := <-f.events; ev.Type != EventChanged || ev.ID != "i0" || ev.Record.Generation != 1 {
+		t.Fatalf("first event %+v, want the publish", ev)
+	}
+	if ev := <-f.events; ev.Type != EventChanged || ev.ID != "new" {
+		t.Fatalf("second event %+v, want the registration", ev)
+	}
+	for _, a := range answers {
+		select {
+		case err := <-a:
+			t.Fatalf("a report was answered (%v) while its committer was held", err)
+		default:
+		}
+	}
+	close(unblock)
 	for _, a := range answers {
 		if err := <-a; err != nil {
 			t.Fatal(err)
 		}
 	}
-	var order []string
-	for range n + 1 {
-		ev := <-f.events
-		if ev.Type == EventChanged {
-			order = append(order, "publish")
-		} else {
-			order = append(order, fmt.Sprint(ev.Status.Seq))
-		}
-	}
-	// The report the committer held, then the publish, then the rest in
-	// their order.
-	if order[0] != "1" || order[1] != "publish" {
-		t.Fatalf("commit order starts %v, want [1 publish ...]", order[:min(5, len(order))])
-	}
-	for i, o := range order[2:] {
-		if o != fmt.Sprint(i+2) {
-			t.Fatalf("report %d of the rest is seq %s, want %d", i, o, i+2)
-		}
-	}
+	// The nine queued in any order behind the held one.
 	h, err := f.s.StatusHistory(context.Background(), "i0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := min(n, MaxStatusHistory); len(h) != want || h[len(h)-1].Seq != n {
-		t.Fatalf("history: %d reports ending at seq %d, want %d ending at %d", len(h), h[len(h)-1].Seq, want, n)
+	if err != nil || len(h) != 10 || h[0].Seq != 1 {
+		t.Fatalf("history %d reports, %v; want 10 from seq 1", len(h), err)
 	}
 }
 
@@ -200,7 +196,7 @@ func TestBoltBatchedReportOfUnknownInstance(t *testing.T) {
 	f := newCommitFixture(t, 2)
 	release := f.hold()
 	first := f.appendAsync("i0", report(1))
-	f.waitTaken(t, 3)
+	f.waitTaken(t, 1)
 	a := f.appendAsync("i0", report(2))
 	f.waitQueued(t, 1, 0)
 	bad := f.appendAsync("ghost", report(1))
@@ -239,16 +235,16 @@ func TestBoltCloseCommitsQueued(t *testing.T) {
 	f := newCommitFixture(t, 1)
 	release := f.hold()
 	first := f.appendAsync("i0", report(1))
-	f.waitTaken(t, 2)
+	f.waitTaken(t, 1)
 	second := f.appendAsync("i0", report(2))
 	f.waitQueued(t, 1, 0)
 	closed := make(chan error, 1)
 	go func() { closed <- f.s.Close() }()
 	// Close waits for the committer, which waits for the lock.
 	for range 2000 {
-		f.s.queue.mu.Lock()
-		c := f.s.queue.closed
-		f.s.queue.mu.Unlock()
+		f.s.rq.mu.Lock()
+		c := f.s.rq.closed
+		f.s.rq.mu.Unlock()
 		if c {
 			break
 		}
@@ -266,60 +262,6 @@ func TestBoltCloseCommitsQueued(t *testing.T) {
 	}
 	if err := f.s.AppendStatus(context.Background(), "i0", report(3)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("report after Close: %v, want ErrClosed", err)
-	}
-}
-
-// The history's size is kept beside it (bHistSize) so an append reads
-// only what it drops; a history without that entry (a store written
-// before it) is measured once, and Delete forgets it.
-func TestBoltHistorySizeKept(t *testing.T) {
-	ctx := context.Background()
-	f := newCommitFixture(t, 1)
-	s := f.s
-	for i := uint64(1); i <= 10; i++ {
-		if err := s.AppendStatus(ctx, "i0", report(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	size := func() (n, bytes uint64, ok bool) {
-		s.db.View(func(tx *bolt.Tx) error {
-			if v := tx.Bucket(bHistSize).Get([]byte("i0")); len(v) == 16 {
-				n, bytes, ok = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]), true
-			}
-			return nil
-		})
-		return
-	}
-	bytesOf := func(from, to uint64) (sum uint64) {
-		for i := from; i <= to; i++ {
-			sum += uint64(len(mustEncode(t, report(i))))
-		}
-		return sum
-	}
-	if n, b, ok := size(); !ok || n != 10 || b != bytesOf(1, 10) {
-		t.Fatalf("kept size %d reports %d bytes (%v), want 10 and %d", n, b, ok, bytesOf(1, 10))
-	}
-	// As a store from before the size was kept.
-	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bHistSize).Delete([]byte("i0")) }); err != nil {
-		t.Fatal(err)
-	}
-	for i := uint64(11); i <= MaxStatusHistory+5; i++ {
-		if err := s.AppendStatus(ctx, "i0", report(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h, err := s.StatusHistory(ctx, "i0")
-	if err != nil || len(h) != MaxStatusHistory || h[0].Seq != 6 {
-		t.Fatalf("history: %d reports from seq %d (%v), want %d from 6", len(h), h[0].Seq, err, MaxStatusHistory)
-	}
-	if n, b, ok := size(); !ok || n != MaxStatusHistory || b != bytesOf(6, MaxStatusHistory+5) {
-		t.Fatalf("kept size %d reports %d bytes (%v), want %d and %d", n, b, ok, MaxStatusHistory, bytesOf(6, MaxStatusHistory+5))
-	}
-	if err := s.Delete(ctx, "i0"); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, ok := size(); ok {
-		t.Fatal("Delete kept the history's size")
 	}
 }
 

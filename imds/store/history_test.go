@@ -3,8 +3,8 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -84,16 +84,23 @@ func TestBoltStatusHistoryByteBudget(t *testing.T) {
 	}
 }
 
-// historyBytes is what id's status history holds in the file.
+// historyBytes is what id's live status history holds in reports.db:
+// the reports of the seqs its index keeps, read from the file.
 func historyBytes(t *testing.T, s *Bolt, id string) int {
 	t.Helper()
+	s.idx.mu.Lock()
+	seqs := slices.Clone(s.idx.inst[id].seqs)
+	s.idx.mu.Unlock()
 	n := 0
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bStatus).Bucket([]byte(id))
-		if b == nil {
-			return nil
+	err := s.rdb.View(func(tx *bolt.Tx) error {
+		for _, seq := range seqs {
+			_, data, ok := getLog(tx.Bucket(rLog), seq)
+			if !ok {
+				return fmt.Errorf("seq %d of %s is not in the log", seq, id)
+			}
+			n += len(data)
 		}
-		return b.ForEach(func(_, v []byte) error { n += len(v); return nil })
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -141,130 +148,5 @@ func TestBoltAppendStatusWritesReportOnce(t *testing.T) {
 		if perReport > limit {
 			t.Errorf("%s report (%d bytes): %d bytes written per report, want at most %d", tc.name, size, perReport, limit)
 		}
-	}
-}
-
-// TestBoltReadsOlderStatusLayout checks a store written before reports had
-// buckets of their own and before the history held the last status: its
-// plain values are read, trimmed and replaced like the new ones.
-func TestBoltReadsOlderStatusLayout(t *testing.T) {
-	ctx := context.Background()
-	s := open(t, t.TempDir())
-	if _, err := s.Apply(ctx, "a", Change{Register: &Registration{Addresses: []string{"10.0.0.1"}}}); err != nil {
-		t.Fatal(err)
-	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		h, err := tx.Bucket(bStatus).CreateBucket([]byte("a"))
-		if err != nil {
-			return err
-		}
-		for i := uint64(1); i <= MaxStatusHistory; i++ {
-			n, _ := h.NextSequence()
-			if err := h.Put(binary.BigEndian.AppendUint64(nil, n), mustJSON(t, tinyReport(i))); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bLast).Put([]byte("a"), mustJSON(t, tinyReport(MaxStatusHistory)))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := s.Load(ctx)
-	if err != nil || recs[0].LastStatus == nil || recs[0].LastStatus.Seq != MaxStatusHistory {
-		t.Fatalf("older layout: last status %+v, %v", recs, err)
-	}
-	if err := s.AppendStatus(ctx, "a", tinyReport(MaxStatusHistory+1)); err != nil {
-		t.Fatal(err)
-	}
-	h, err := s.StatusHistory(ctx, "a")
-	if err != nil || len(h) != MaxStatusHistory || h[0].Seq != 2 || h[len(h)-1].Seq != MaxStatusHistory+1 {
-		t.Fatalf("older layout after an append: %d reports, err %v", len(h), err)
-	}
-	recs, err = s.Load(ctx)
-	if err != nil || recs[0].LastStatus == nil || recs[0].LastStatus.Seq != MaxStatusHistory+1 {
-		t.Fatalf("older layout after an append: last status %+v, %v", recs, err)
-	}
-}
-
-// TestBoltReportLayoutMixed checks where a report goes: a small one is a
-// plain value of the history, one past a quarter page a bucket of its own;
-// and a history written when every report had a bucket (inline for small
-// ones) is read, trimmed and appended to with both kinds in it.
-func TestBoltReportLayoutMixed(t *testing.T) {
-	ctx := context.Background()
-	s := open(t, t.TempDir())
-	if _, err := s.Apply(ctx, "a", Change{Register: &Registration{Addresses: []string{"10.0.0.1"}}}); err != nil {
-		t.Fatal(err)
-	}
-	// The earlier layout: MaxStatusHistory reports, each in a bucket.
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		h, err := tx.Bucket(bStatus).CreateBucket([]byte("a"))
-		if err != nil {
-			return err
-		}
-		for i := uint64(1); i <= MaxStatusHistory; i++ {
-			n, _ := h.NextSequence()
-			rb, err := h.CreateBucket(binary.BigEndian.AppendUint64(nil, n))
-			if err != nil {
-				return err
-			}
-			if err := rb.Put(kReport, mustJSON(t, tinyReport(i))); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := uint64(MaxStatusHistory + 1)
-	for _, r := range []status.Report{tinyReport(next), bigReport(next + 1), tinyReport(next + 2)} {
-		if err := s.AppendStatus(ctx, "a", r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// What each of the newest entries is: plain value or bucket.
-	var kinds []string
-	err = s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bStatus).Bucket([]byte("a")).Cursor()
-		k, v := c.Last()
-		for range 4 {
-			if k == nil {
-				break
-			}
-			kind := "plain"
-			if v == nil {
-				kind = "bucket"
-			}
-			kinds = append([]string{kind}, kinds...)
-			k, v = c.Prev()
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"bucket", "plain", "bucket", "plain"}; !slices.Equal(kinds, want) {
-		t.Errorf("newest four entries (old inline bucket, tiny, 64 KiB, tiny): %v, want %v", kinds, want)
-	}
-	h, err := s.StatusHistory(ctx, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Three appended to a full history: the three oldest went.
-	if len(h) != MaxStatusHistory || h[0].Seq != 4 || h[len(h)-1].Seq != next+2 || h[len(h)-2].Seq != next+1 || h[len(h)-3].Seq != next {
-		t.Fatalf("mixed history: %d reports, newest %+v", len(h), h[len(h)-1])
-	}
-	for i := 1; i < len(h); i++ {
-		if h[i].Seq != h[i-1].Seq+1 {
-			t.Fatalf("mixed history not contiguous at %d: %d after %d", i, h[i].Seq, h[i-1].Seq)
-		}
-	}
-	if got := historyBytes(t, s, "a"); got > MaxStatusHistoryBytes {
-		t.Errorf("plain values of the history hold %d bytes, budget %d", got, MaxStatusHistoryBytes)
-	}
-	recs, err := s.Load(ctx)
-	if err != nil || recs[0].LastStatus == nil || recs[0].LastStatus.Seq != next+2 {
-		t.Fatalf("last status %+v, %v", recs, err)
 	}
 }

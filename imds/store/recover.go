@@ -1,7 +1,7 @@
 package store
 
 import (
-	"context"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -75,25 +75,31 @@ func RecoverBolt(dir string, force bool) (RecoverResult, error) {
 		return res, fmt.Errorf("recover store %s: %w", path, err)
 	}
 
-	insts, gens, scannedIDs, lost := salvage(path)
+	insts, gens, cuts, scannedIDs, lost := salvage(path)
 	res.Lost, res.Scanned = lost, scannedIDs
 
 	tmp := filepath.Join(dir, "."+FileName+".recovered")
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return res, fmt.Errorf("recover store %s: %w", path, err)
 	}
-	ns, err := openBoltFile(tmp)
+	ndb, epoch, err := openMain(tmp)
 	if err != nil {
 		return res, fmt.Errorf("recover store %s: %w", path, err)
 	}
-	res.Epoch = ns.Epoch()
-	// One sync at the end instead of one per report.
-	ns.db.NoSync = true
-	var restored []salvaged
-	err = ns.db.Update(func(tx *bolt.Tx) error {
+	res.Epoch = epoch
+	// One sync at the end instead of one per transaction.
+	ndb.NoSync = true
+	restored := 0
+	err = ndb.Update(func(tx *bolt.Tx) error {
 		g := tx.Bucket(bGens)
 		for id, n := range gens {
 			if err := g.Put([]byte(id), binary.BigEndian.AppendUint64(nil, uint64(n))); err != nil {
+				return err
+			}
+		}
+		c := tx.Bucket(bCuts)
+		for id, n := range cuts {
+			if err := c.Put([]byte(id), binary.BigEndian.AppendUint64(nil, n)); err != nil {
 				return err
 			}
 		}
@@ -102,29 +108,22 @@ func RecoverBolt(dir string, force bool) (RecoverResult, error) {
 				res.Lost = append(res.Lost, fmt.Sprintf("instance %q: %v", in.id, err))
 				continue
 			}
-			restored = append(restored, in)
+			restored++
+			bad, err := restoreReports(tx, in)
+			if err != nil {
+				return err
+			}
+			if bad > 0 {
+				res.Lost = append(res.Lost, fmt.Sprintf("%d status reports of %q: unreadable", bad, in.id))
+			}
 		}
 		return nil
 	})
-	// Reports go through AppendStatus, in the store's own history layout.
-	for _, in := range restored {
-		if err != nil {
-			break
-		}
-		for _, b := range in.reports {
-			var r status.Report
-			if json.Unmarshal(b, &r) != nil {
-				res.Lost = append(res.Lost, fmt.Sprintf("a status report of %q: unreadable", in.id))
-				continue
-			}
-			err = ns.AppendStatus(context.Background(), in.id, r)
-		}
-	}
-	res.Instances = len(restored)
+	res.Instances = restored
 	if err == nil {
-		err = ns.db.Sync()
+		err = ndb.Sync()
 	}
-	if cerr := ns.Close(); err == nil {
+	if cerr := ndb.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
@@ -169,6 +168,44 @@ func restoreInstance(tx *bolt.Tx, in salvaged) error {
 	return nil
 }
 
+// restoreReports writes the salvaged reports of in, oldest first, as a
+// history of the layout before reports.db: the next open moves them into
+// reports.db unless that file already holds the store's histories. It
+// returns the reports it could not decode.
+func restoreReports(tx *bolt.Tx, in salvaged) (bad int, err error) {
+	if len(in.reports) == 0 {
+		return 0, nil
+	}
+	st, err := tx.CreateBucketIfNotExists(bStatus)
+	if err != nil {
+		return 0, err
+	}
+	h, err := st.CreateBucketIfNotExists([]byte(in.id))
+	if err != nil {
+		return 0, err
+	}
+	for _, b := range in.reports {
+		var r status.Report
+		if json.Unmarshal(b, &r) != nil {
+			bad++
+			continue
+		}
+		data, err := EncodeReport(r)
+		if err != nil {
+			bad++
+			continue
+		}
+		seq, err := h.NextSequence()
+		if err != nil {
+			return bad, err
+		}
+		if err := putReport(h, binary.BigEndian.AppendUint64(nil, seq), data, tx.DB().Info().PageSize); err != nil {
+			return bad, err
+		}
+	}
+	return bad, nil
+}
+
 // salvage reads what it can of the store file at path: the instances
 // whose registration is readable, the generation counter of every id it
 // can find (never lower than its document's), the ids found only by
@@ -184,23 +221,24 @@ func restoreInstance(tx *bolt.Tx, in salvaged) error {
 // report. Freed pages still hold old versions, so a scanned instance may
 // be one deleted earlier: the caller reports them for the operator to
 // check.
-func salvage(path string) (insts []salvaged, gens map[string]int64, scannedIDs, lost []string) {
+func salvage(path string) (insts []salvaged, gens map[string]int64, cuts map[string]uint64, scannedIDs, lost []string) {
 	gens = map[string]int64{}
+	cuts = map[string]uint64{}
 	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
-		return nil, gens, nil, []string{fmt.Sprintf("%s is not a regular file: nothing could be read", path)}
+		return nil, gens, cuts, nil, []string{fmt.Sprintf("%s is not a regular file: nothing could be read", path)}
 	}
 	src, err := os.Open(path)
 	if err != nil {
-		return nil, gens, nil, []string{fmt.Sprintf("open %s: %v", path, err)}
+		return nil, gens, cuts, nil, []string{fmt.Sprintf("open %s: %v", path, err)}
 	}
 	defer src.Close()
 	m, ok := newestMeta(src)
 	if !ok {
-		return nil, gens, nil, []string{"no valid meta page: nothing could be read"}
+		return nil, gens, cuts, nil, []string{"no valid meta page: nothing could be read"}
 	}
 	cp, err := os.CreateTemp(filepath.Dir(path), "."+FileName+".salvage-*")
 	if err != nil {
-		return nil, gens, nil, []string{fmt.Sprintf("copy %s: %v", path, err)}
+		return nil, gens, cuts, nil, []string{fmt.Sprintf("copy %s: %v", path, err)}
 	}
 	defer os.Remove(cp.Name())
 	size := int64(m.pages) * int64(m.pageSize)
@@ -214,7 +252,7 @@ func salvage(path string) (insts []salvaged, gens map[string]int64, scannedIDs, 
 		err = cerr
 	}
 	if err != nil {
-		return nil, gens, nil, []string{fmt.Sprintf("copy %s: %v", path, err)}
+		return nil, gens, cuts, nil, []string{fmt.Sprintf("copy %s: %v", path, err)}
 	}
 	raise := func(id string, n int64) {
 		if n > gens[id] {
@@ -229,7 +267,7 @@ func salvage(path string) (insts []salvaged, gens map[string]int64, scannedIDs, 
 	} else {
 		var walked []salvaged
 		var walkLost []string
-		walked, broken, walkLost = walkSalvage(db, raise)
+		walked, broken, walkLost = walkSalvage(db, raise, cuts)
 		db.Close()
 		lost = append(lost, walkLost...)
 		for _, in := range walked {
@@ -286,7 +324,7 @@ func salvage(path string) (insts []salvaged, gens map[string]int64, scannedIDs, 
 		insts = append(insts, in)
 		scannedIDs = append(scannedIDs, id)
 	}
-	return insts, gens, scannedIDs, lost
+	return insts, gens, cuts, scannedIDs, lost
 }
 
 // openForWalk opens the bbolt file at path read-only once checkLoops
@@ -307,7 +345,7 @@ func openForWalk(path string, m boltMeta) (*bolt.DB, error) {
 // walkSalvage reads the instances through db's tree, each step guarded:
 // a damaged page loses what is behind it, not the rest. broken says a
 // bucket could not be listed whole.
-func walkSalvage(db *bolt.DB, raise func(string, int64)) (insts []salvaged, broken bool, lost []string) {
+func walkSalvage(db *bolt.DB, raise func(string, int64), cuts map[string]uint64) (insts []salvaged, broken bool, lost []string) {
 	try := func(fn func(tx *bolt.Tx) error) error {
 		return db.View(func(tx *bolt.Tx) error { return guard(func() error { return fn(tx) }) })
 	}
@@ -322,6 +360,9 @@ func walkSalvage(db *bolt.DB, raise func(string, int64)) (insts []salvaged, brok
 		var out []string
 		ok := read("list "+string(bucket), func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucket)
+			if b == nil && bytes.Equal(bucket, bLast) {
+				return nil // a store of reports.db's layout has none
+			}
 			if b == nil {
 				return errors.New("bucket missing")
 			}
@@ -343,6 +384,19 @@ func walkSalvage(db *bolt.DB, raise func(string, int64)) (insts []salvaged, brok
 			return nil
 		})
 	}
+	// The report cuts (reports.go): kept, so that reports.db's records of
+	// deleted incarnations stay dead.
+	read("report cuts", func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bCuts); b != nil {
+			return b.ForEach(func(k, v []byte) error {
+				if len(v) == 8 {
+					cuts[string(k)] = binary.BigEndian.Uint64(v)
+				}
+				return nil
+			})
+		}
+		return nil
+	})
 	ids := map[string]bool{}
 	for _, b := range [][]byte{bInstances, bConfigs, bLast} {
 		for _, id := range keys(b) {
@@ -386,13 +440,18 @@ func walkSalvage(db *bolt.DB, raise func(string, int64)) (insts []salvaged, brok
 			return nil
 		})
 		in.lastErr = try(func(tx *bolt.Tx) error {
-			if b := tx.Bucket(bStatus).Bucket(key); b != nil {
-				if err := collectReports(b, &in.reports); err != nil {
-					return err
+			// Histories of a store written before reports.db.
+			if st := tx.Bucket(bStatus); st != nil {
+				if b := st.Bucket(key); b != nil {
+					if err := collectReports(b, &in.reports); err != nil {
+						return err
+					}
 				}
 			}
-			if l := tx.Bucket(bLast).Get(key); l != nil && len(in.reports) == 0 {
-				in.reports = [][]byte{clone(l)}
+			if lb := tx.Bucket(bLast); lb != nil {
+				if l := lb.Get(key); l != nil && len(in.reports) == 0 {
+					in.reports = [][]byte{clone(l)}
+				}
 			}
 			return nil
 		})

@@ -1,0 +1,827 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+// Status reports live in a store file of their own, reports.db, beside
+// imds.db, written by a committer of their own (reportLoop), so that a
+// publish never waits for a report's transaction or fsync.
+//
+// reports.db is a time-ordered log: bucket "log" maps a global seq (8
+// bytes BE, strictly increasing, never reused; the next one is kept in
+// bucket "meta" with every transaction) to uvarint(len(id)) ‖ id ‖ the
+// stored report (EncodeReport). An append touches the tree's right edge
+// only, so a batch of reports from a thousand instances dirties a few
+// pages instead of a thousand histories' leaves.
+//
+// Which reports make an instance's history is held in memory (reportIndex,
+// rebuilt from the file at open): per registered instance the seqs and
+// sizes of its kept reports, oldest first, within MaxStatusHistory and
+// MaxStatusHistoryBytes (the newest always). A report trimmed from a
+// history, or one of a deleted instance, is dead: it stays in the file
+// until a sweep deletes dead records in bulk, in key order, a bounded
+// number a transaction.
+//
+// Membership without a transaction across the two files: the report
+// committer takes a report only of an id in the index (registered), checked
+// when its batch is formed; a registration adds the id once imds.db
+// committed it; a Delete writes reportcut/<id> = the last seq handed out
+// into imds.db in its transaction and removes the id from the index at the
+// same moment (under the index's lock), so every report of the deleted
+// instance has a seq at most the cut. At open a record is live iff its id
+// is registered, its seq is above the id's cut, and it is within the id's
+// newest bounds. Cuts go once a sweep pass has removed what they cover.
+
+// ReportsFileName is the status reports' file inside a data directory.
+const ReportsFileName = "reports.db"
+
+// Buckets and keys of reports.db, and imds.db's cut bucket.
+var (
+	rLog      = []byte("log")       // seq (8 bytes BE) -> uvarint(len(id)) ‖ id ‖ report
+	rMeta     = []byte("meta")      // kNextSeq, kMigrated
+	kNextSeq  = []byte("nextseq")   // the next seq to hand out (8 bytes BE)
+	kMigrated = []byte("migrated")  // set once imds.db's histories were copied here
+	bCuts     = []byte("reportcut") // in imds.db: id -> the last seq of its deleted incarnation (8 bytes BE)
+)
+
+// Sweep bounds: a sweep runs when dead records are at least minSweepDead
+// and more than the live ones; one transaction deletes at most
+// maxSweepDeletes records and reads at most maxSweepVisit. Variables for
+// the tests.
+var (
+	minSweepDead    = 4096
+	maxSweepDeletes = 10000
+	maxSweepVisit   = 50000
+)
+
+// migrateBatch bounds the reports one migration transaction copies.
+const migrateBatch = 20000
+
+// history is one registered instance's kept reports: seqs oldest first,
+// with the stored size of each.
+type history struct {
+	seqs  []uint64
+	sizes []uint32
+	bytes int
+	gone  bool // deleted: its reports are dead, later ones refused
+}
+
+// add appends a report of size bytes at seq, dropping the oldest ones
+// past the bounds first (the new one always stays); it returns how many
+// it dropped.
+func (h *history) add(seq uint64, size int) (dropped int) {
+	n := 0
+	for n < len(h.seqs) && (len(h.seqs)-n+1 > MaxStatusHistory || h.bytes+size > MaxStatusHistoryBytes) {
+		h.bytes -= int(h.sizes[n])
+		n++
+	}
+	if n > 0 {
+		h.seqs = h.seqs[:copy(h.seqs, h.seqs[n:])]
+		h.sizes = h.sizes[:copy(h.sizes, h.sizes[n:])]
+	}
+	h.seqs = append(h.seqs, seq)
+	h.sizes = append(h.sizes, uint32(size))
+	h.bytes += size
+	return n
+}
+
+func (h *history) has(seq uint64) bool {
+	_, ok := slices.BinarySearch(h.seqs, seq)
+	return ok
+}
+
+// pendingCut is a cut of imds.db to remove once the sweep passes counted
+// reach need.
+type pendingCut struct {
+	id   string
+	cut  uint64
+	need uint64
+}
+
+// reportIndex is the in-memory truth of which reports make each history.
+type reportIndex struct {
+	mu        sync.Mutex
+	next      uint64 // the next seq to hand out
+	inst      map[string]*history
+	live      int
+	dead      int
+	sweepFrom uint64 // where the running sweep pass goes on (0: none running)
+	passes    uint64 // sweep passes completed
+	force     bool   // a pass is wanted whatever the counts (set at open)
+	cuts      []pendingCut
+}
+
+// register adds id with an empty history unless it is there.
+func (x *reportIndex) register(id string) {
+	x.mu.Lock()
+	if x.inst[id] == nil {
+		x.inst[id] = &history{}
+	}
+	x.mu.Unlock()
+}
+
+// sweepWanted says whether the next report transaction should sweep.
+func (x *reportIndex) sweepWanted() bool {
+	return x.force || x.sweepFrom != 0 || (x.dead >= minSweepDead && x.dead > x.live)
+}
+
+// reportOp is one queued status report.
+type reportOp struct {
+	id   string
+	data []byte // EncodeReport
+	r    status.Report
+	res  chan error // buffered
+	h    *history   // set when the batch takes it
+	seq  uint64
+}
+
+// reportQueue holds the reports waiting for the report committer.
+type reportQueue struct {
+	mu      sync.Mutex
+	ops     []*reportOp
+	closed  bool
+	kick    chan struct{}
+	done    chan struct{}
+	commits atomic.Int64 // transactions (tests, benchmarks)
+	taken   atomic.Int64 // reports taken (tests)
+	// hook, when set (tests), is called by the committer before each
+	// transaction, once its reports have their seqs.
+	hook func()
+}
+
+// openReports opens (creating if needed) reports.db beside the open
+// imds.db, migrates imds.db's histories into it once, and builds the
+// index. It returns with s.rdb open.
+func (s *Bolt) openReports() error {
+	path := filepath.Join(filepath.Dir(s.path), ReportsFileName)
+	s.rpath = path
+	fresh := false
+	if _, err := checkPath(path); errors.Is(err, fs.ErrNotExist) {
+		fresh = true
+	} else if err != nil {
+		return err
+	}
+	rdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return fmt.Errorf("open reports store %s: %w", path, err)
+	}
+	err = rdb.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{rLog, rMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil && fresh {
+		// A new reports.db: no record any cut covers.
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			if err := tx.DeleteBucket(bCuts); err != nil {
+				return err
+			}
+			_, err := tx.CreateBucket(bCuts)
+			return err
+		})
+	}
+	if err == nil {
+		err = s.migrate(rdb)
+	}
+	if err == nil {
+		err = s.scanReports(rdb)
+	}
+	// The scan touched every page of the mapping: closing it drops them
+	// from the process's RSS (they stay in the page cache).
+	if cerr := rdb.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("open reports store %s: %w", path, err)
+	}
+	if s.rdb, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second}); err != nil {
+		return fmt.Errorf("open reports store %s: %w", path, err)
+	}
+	return nil
+}
+
+// logValue is a log record's value.
+func logValue(id string, data []byte) []byte {
+	v := make([]byte, 0, binary.MaxVarintLen64+len(id)+len(data))
+	v = binary.AppendUvarint(v, uint64(len(id)))
+	v = append(v, id...)
+	return append(v, data...)
+}
+
+// kLogID is the id's key in a large record's bucket (the report is at
+// kReport).
+var kLogID = []byte("i")
+
+// putLog stores the record of report data of id at seq: a plain value
+// when it takes at most a quarter page (every report the agent sends bar
+// long errors), else a bucket of its own holding id and report, so that
+// the large report gets pages of its own. As a plain value it would share
+// the log's last leaf (bbolt keeps at least two values a leaf and does not
+// split a leaf of four), which every later append rewrites whole.
+func putLog(l *bolt.Bucket, seq uint64, id string, data []byte, pageSize int) error {
+	k := binary.BigEndian.AppendUint64(nil, seq)
+	if v := logValue(id, data); len(v) <= pageSize/4 {
+		return l.Put(k, v)
+	}
+	b, err := l.CreateBucket(k)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(kLogID, []byte(id)); err != nil {
+		return err
+	}
+	return b.Put(kReport, data)
+}
+
+// logRecord returns the id and report of the log record at key k whose
+// cursor value is v (nil for a bucket).
+func logRecord(l *bolt.Bucket, k, v []byte) (id, data []byte, ok bool) {
+	if v != nil {
+		return splitLogValue(v)
+	}
+	b := l.Bucket(k)
+	if b == nil {
+		return nil, nil, false
+	}
+	id, data = b.Get(kLogID), b.Get(kReport)
+	return id, data, id != nil && data != nil
+}
+
+// getLog returns the record at seq; ok is false when there is none.
+func getLog(l *bolt.Bucket, seq uint64) (id, data []byte, ok bool) {
+	k := binary.BigEndian.AppendUint64(nil, seq)
+	return logRecord(l, k, l.Get(k))
+}
+
+// splitLogValue returns the id and report of a log record's plain value.
+func splitLogValue(v []byte) (id, data []byte, ok bool) {
+	n, w := binary.Uvarint(v)
+	if w <= 0 || n > uint64(len(v)-w) {
+		return nil, nil, false
+	}
+	return v[w : w+int(n)], v[w+int(n):], true
+}
+
+// migrate copies the histories of a store written before reports.db
+// (imds.db's status, laststatus) into rdb, oldest first per registered
+// instance, unless rdb says it did; then drops them from imds.db. A
+// crash anywhere repeats what is left: an unfinished copy is thrown away
+// and made again, and a copy marked done is never made twice.
+func (s *Bolt) migrate(rdb *bolt.DB) error {
+	var done bool
+	rdb.View(func(tx *bolt.Tx) error { done = tx.Bucket(rMeta).Get(kMigrated) != nil; return nil })
+	if !done {
+		// An unfinished copy of an earlier attempt goes first.
+		err := rdb.Update(func(tx *bolt.Tx) error {
+			if err := tx.DeleteBucket(rLog); err != nil {
+				return err
+			}
+			_, err := tx.CreateBucket(rLog)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		type rec struct {
+			seq  uint64
+			id   string
+			data []byte
+		}
+		var recs []rec
+		next := uint64(1)
+		flush := func(last bool) error {
+			err := rdb.Update(func(tx *bolt.Tx) error {
+				l := tx.Bucket(rLog)
+				l.FillPercent = 1.0
+				for _, r := range recs {
+					if err := putLog(l, r.seq, r.id, r.data, tx.DB().Info().PageSize); err != nil {
+						return err
+					}
+				}
+				m := tx.Bucket(rMeta)
+				if err := m.Put(kNextSeq, binary.BigEndian.AppendUint64(nil, next)); err != nil {
+					return err
+				}
+				if last {
+					return m.Put(kMigrated, []byte(time.Now().UTC().Format(time.RFC3339)))
+				}
+				return nil
+			})
+			recs = recs[:0]
+			return err
+		}
+		err = s.db.View(func(tx *bolt.Tx) error {
+			st, last := tx.Bucket(bStatus), tx.Bucket(bLast)
+			return tx.Bucket(bInstances).ForEach(func(k, _ []byte) error {
+				id := string(k)
+				add := func(data []byte) error {
+					recs = append(recs, rec{next, id, data})
+					next++
+					if len(recs) >= migrateBatch {
+						return flush(false)
+					}
+					return nil
+				}
+				n := 0
+				if st != nil {
+					if h := st.Bucket(k); h != nil {
+						if err := forEachReport(h, func(_, data []byte) error {
+							if data == nil {
+								return nil
+							}
+							n++
+							return add(data)
+						}); err != nil {
+							return err
+						}
+					}
+				}
+				if n == 0 && last != nil {
+					if l := last.Get(k); l != nil {
+						return add(l)
+					}
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return fmt.Errorf("copy status histories from %s: %w", s.path, err)
+		}
+		if err := flush(true); err != nil {
+			return err
+		}
+	}
+	// Copied (now or by an earlier open): imds.db's histories go.
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bStatus, bLast, bHistSize} {
+			if tx.Bucket(b) != nil {
+				if err := tx.DeleteBucket(b); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// scanReports builds s.idx from rdb and imds.db's registrations and cuts.
+func (s *Bolt) scanReports(rdb *bolt.DB) error {
+	x := &s.idx
+	x.inst = map[string]*history{}
+	x.next = 1
+	cuts := map[string]uint64{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bInstances).ForEach(func(k, _ []byte) error {
+			x.inst[string(k)] = &history{}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Bucket(bCuts).ForEach(func(k, v []byte) error {
+			if len(v) == 8 {
+				cuts[string(k)] = binary.BigEndian.Uint64(v)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	err = rdb.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(rMeta).Get(kNextSeq); len(v) == 8 {
+			x.next = max(x.next, binary.BigEndian.Uint64(v))
+		}
+		c := tx.Bucket(rLog).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(k) != 8 {
+				x.dead++
+				continue
+			}
+			seq := binary.BigEndian.Uint64(k)
+			x.next = max(x.next, seq+1)
+			id, data, ok := logRecord(tx.Bucket(rLog), k, v)
+			if !ok {
+				x.dead++
+				continue
+			}
+			h := x.inst[string(id)]
+			if h == nil || seq <= cuts[string(id)] {
+				x.dead++
+				continue
+			}
+			d := h.add(seq, len(data))
+			x.dead += d
+			x.live += 1 - d
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for id, c := range cuts {
+		x.cuts = append(x.cuts, pendingCut{id: id, cut: c, need: 1})
+	}
+	x.force = x.dead > 0 || len(x.cuts) > 0
+	return nil
+}
+
+// startReportCommitter starts s's report committer.
+func (s *Bolt) startReportCommitter() {
+	s.rq.kick = make(chan struct{}, 1)
+	s.rq.done = make(chan struct{})
+	go s.reportLoop()
+}
+
+// stopReportCommitter lets the report committer commit what is queued and
+// waits for it to end.
+func (s *Bolt) stopReportCommitter() {
+	q := &s.rq
+	q.mu.Lock()
+	already := q.closed
+	q.closed = true
+	q.mu.Unlock()
+	if !already {
+		select {
+		case q.kick <- struct{}{}:
+		default:
+		}
+	}
+	<-q.done
+}
+
+// AppendStatus implements Store. The report is appended to reports.db's
+// log by the report committer, in one transaction with every other report
+// queued meanwhile; the oldest reports of id's history past its bounds
+// become dead (the newest always stays). It returns once the report is
+// durable and every running Feed has seen it.
+func (s *Bolt) AppendStatus(ctx context.Context, id string, r status.Report) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	data, err := EncodeReport(r)
+	if err != nil {
+		return fmt.Errorf("encode status of %q: %w", id, err)
+	}
+	op := &reportOp{id: id, data: data, r: r, res: make(chan error, 1)}
+	q := &s.rq
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	q.ops = append(q.ops, op)
+	q.mu.Unlock()
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+	if err := <-op.res; err != nil {
+		return fmt.Errorf("append status of %q: %w", id, err)
+	}
+	return nil
+}
+
+func (s *Bolt) reportLoop() {
+	q := &s.rq
+	defer close(q.done)
+	for {
+		q.mu.Lock()
+		ops := q.ops
+		q.ops = nil
+		closed := q.closed
+		q.taken.Add(int64(len(ops)))
+		q.mu.Unlock()
+		s.idx.mu.Lock()
+		sweep := s.idx.sweepWanted()
+		s.idx.mu.Unlock()
+		if len(ops) == 0 && (!sweep || closed) {
+			if closed {
+				return
+			}
+			<-q.kick
+			continue
+		}
+		s.commitReportBatch(ops, sweep)
+	}
+}
+
+// commitReportBatch writes ops (and, when sweep, a bounded sweep of dead
+// records) in one reports.db transaction, then updates the index,
+// delivers the events and answers each op.
+func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) {
+	x := &s.idx
+	// Membership and seqs, at batch time.
+	var taken []*reportOp
+	x.mu.Lock()
+	first := x.next
+	for _, op := range ops {
+		if op.h = x.inst[op.id]; op.h == nil {
+			op.res <- ErrNotFound
+			continue
+		}
+		op.seq = x.next
+		x.next++
+		taken = append(taken, op)
+	}
+	next := x.next
+	x.mu.Unlock()
+	if len(taken) == 0 && !sweep {
+		return
+	}
+	if s.rq.hook != nil {
+		s.rq.hook()
+	}
+	s.rq.commits.Add(1)
+	var swept sweepResult
+	err := s.rdb.Update(func(tx *bolt.Tx) error {
+		l := tx.Bucket(rLog)
+		l.FillPercent = 1.0
+		if sweep {
+			var err error
+			if swept, err = s.sweep(l, first); err != nil {
+				return err
+			}
+		}
+		for _, op := range taken {
+			if err := putLog(l, op.seq, op.id, op.data, tx.DB().Info().PageSize); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(rMeta).Put(kNextSeq, binary.BigEndian.AppendUint64(nil, next))
+	})
+	if err != nil {
+		s.probe.failed(fmt.Errorf("write reports store %s: %w", s.rpath, err))
+		err = fmt.Errorf("commit %d status reports: %w", len(taken), err)
+		for _, op := range taken {
+			op.res <- err
+		}
+		return
+	}
+	f := &s.feed
+	f.mu.Lock()
+	x.mu.Lock()
+	x.dead -= swept.deleted
+	if sweep {
+		x.sweepFrom = swept.from
+		if swept.from == 0 {
+			x.passes++
+			x.force = false
+		}
+	}
+	var cuts []pendingCut
+	if len(x.cuts) > 0 {
+		kept := x.cuts[:0]
+		for _, c := range x.cuts {
+			if x.passes >= c.need {
+				cuts = append(cuts, c)
+			} else {
+				kept = append(kept, c)
+			}
+		}
+		x.cuts = kept
+	}
+	deliver := make([]bool, len(taken))
+	for i, op := range taken {
+		if op.h.gone {
+			x.dead++ // the instance was deleted meanwhile
+			continue
+		}
+		d := op.h.add(op.seq, len(op.data))
+		x.dead += d
+		x.live += 1 - d
+		deliver[i] = true
+	}
+	x.mu.Unlock()
+	for i, op := range taken {
+		if deliver[i] {
+			f.deliver(func() Event { rc := op.r; return Event{Type: EventStatus, ID: op.id, Status: &rc} })
+		}
+	}
+	f.mu.Unlock()
+	for _, op := range taken {
+		op.res <- nil
+	}
+	if len(cuts) > 0 {
+		s.dropCuts(cuts)
+	}
+}
+
+type sweepResult struct {
+	deleted int
+	from    uint64 // where the pass goes on; 0 when it ended
+}
+
+// sweep deletes dead records of log l in key order from the index's
+// sweep position, below seq limit (this batch's own), at most
+// maxSweepDeletes of them after reading at most maxSweepVisit.
+func (s *Bolt) sweep(l *bolt.Bucket, limit uint64) (sweepResult, error) {
+	x := &s.idx
+	x.mu.Lock()
+	from := x.sweepFrom
+	x.mu.Unlock()
+	type deadRec struct {
+		k      []byte
+		bucket bool
+	}
+	var dead []deadRec
+	res := sweepResult{}
+	c := l.Cursor()
+	k, v := c.Seek(binary.BigEndian.AppendUint64(nil, from))
+	visited := 0
+	x.mu.Lock()
+	for ; k != nil; k, v = c.Next() {
+		if len(dead) >= maxSweepDeletes || visited >= maxSweepVisit {
+			res.from = binary.BigEndian.Uint64(k)
+			break
+		}
+		if len(k) == 8 && binary.BigEndian.Uint64(k) >= limit {
+			break // this batch's and later: not judged here
+		}
+		visited++
+		live := false
+		if id, _, ok := logRecord(l, k, v); ok && len(k) == 8 {
+			if h := x.inst[string(id)]; h != nil && !h.gone && h.has(binary.BigEndian.Uint64(k)) {
+				live = true
+			}
+		}
+		if !live {
+			dead = append(dead, deadRec{bytes.Clone(k), v == nil})
+		}
+	}
+	x.mu.Unlock()
+	for _, d := range dead {
+		var err error
+		if d.bucket {
+			err = l.DeleteBucket(d.k)
+		} else {
+			err = l.Delete(d.k)
+		}
+		if err != nil {
+			return res, err
+		}
+	}
+	res.deleted = len(dead)
+	return res, nil
+}
+
+// dropCuts removes cuts from imds.db that a sweep pass made useless (a
+// later Delete's larger cut stays). A crash first leaves them: harmless.
+func (s *Bolt) dropCuts(cuts []pendingCut) {
+	op := &writeOp{tx: func(tx *bolt.Tx) error {
+		b := tx.Bucket(bCuts)
+		for _, c := range cuts {
+			if v := b.Get([]byte(c.id)); len(v) == 8 && binary.BigEndian.Uint64(v) == c.cut {
+				if err := b.Delete([]byte(c.id)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}, res: make(chan error, 1)}
+	s.enqueue(op) // answered by the main committer; nobody waits
+}
+
+// beginDelete removes id from the index inside Delete's transaction and
+// returns the cut to write (every seq handed out to id is at most it) and
+// the history removed (nil if none), for endDelete.
+func (x *reportIndex) beginDelete(id string) (cut uint64, h *history) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if h = x.inst[id]; h != nil {
+		h.gone = true
+		delete(x.inst, id)
+	}
+	return x.next - 1, h
+}
+
+// endDelete finishes a Delete: committed, its reports are dead and its cut
+// waits for a sweep pass; not committed, the history is back.
+func (x *reportIndex) endDelete(id string, cut uint64, h *history, committed bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !committed {
+		if h != nil && x.inst[id] == nil {
+			h.gone = false
+			x.inst[id] = h
+		}
+		return
+	}
+	if h != nil {
+		x.dead += len(h.seqs)
+		x.live -= len(h.seqs)
+	}
+	need := x.passes + 1
+	if x.sweepFrom != 0 {
+		need++ // the running pass may have passed its records already
+	}
+	x.cuts = append(x.cuts, pendingCut{id: id, cut: cut, need: need})
+}
+
+// newestSeqs returns the newest live seq of each id (0: none).
+func (x *reportIndex) newestSeqs(ids []string) []uint64 {
+	out := make([]uint64, len(ids))
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for i, id := range ids {
+		if h := x.inst[id]; h != nil && len(h.seqs) > 0 {
+			out[i] = h.seqs[len(h.seqs)-1]
+		}
+	}
+	return out
+}
+
+// lastStatuses returns the newest report of each id (nil: none), read in
+// one reports.db transaction.
+func (s *Bolt) lastStatuses(ids []string) ([]*status.Report, error) {
+	seqs := s.idx.newestSeqs(ids)
+	out := make([]*status.Report, len(ids))
+	err := s.rdb.View(func(tx *bolt.Tx) error {
+		l := tx.Bucket(rLog)
+		for i, seq := range seqs {
+			if seq == 0 {
+				continue
+			}
+			_, data, ok := getLog(l, seq)
+			if !ok {
+				continue // swept meanwhile: a newer one replaced it
+			}
+			var r status.Report
+			if err := json.Unmarshal(data, &r); err != nil {
+				return fmt.Errorf("decode last status of %q: %w", ids[i], err)
+			}
+			out[i] = &r
+		}
+		return nil
+	})
+	return out, err
+}
+
+// StatusHistory implements Store.
+func (s *Bolt) StatusHistory(ctx context.Context, id string) ([]status.Report, error) {
+	release, err := s.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	x := &s.idx
+	x.mu.Lock()
+	h := x.inst[id]
+	var seqs []uint64
+	if h != nil {
+		seqs = slices.Clone(h.seqs)
+	}
+	x.mu.Unlock()
+	if h == nil {
+		return nil, ErrNotFound
+	}
+	out := make([]status.Report, 0, len(seqs))
+	err = s.rdb.View(func(tx *bolt.Tx) error {
+		l := tx.Bucket(rLog)
+		for _, seq := range seqs {
+			_, data, ok := getLog(l, seq)
+			if !ok {
+				continue // trimmed and swept meanwhile
+			}
+			var r status.Report
+			if err := json.Unmarshal(data, &r); err != nil {
+				return fmt.Errorf("decode status of %q: %w", id, err)
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// reportsPath is the reports file of the store file at path.
+func reportsPath(path string) string {
+	return filepath.Join(filepath.Dir(path), ReportsFileName)
+}
+
+// removeIfExists removes path, ignoring that it is missing.
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}

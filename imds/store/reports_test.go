@@ -1,0 +1,527 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/prewarm/prewarm/shared/status"
+)
+
+func registerIDs(t *testing.T, s *Bolt, ids ...string) {
+	t.Helper()
+	for i, id := range ids {
+		if _, err := s.Apply(context.Background(), id, Change{Register: &Registration{Addresses: []string{fmt.Sprintf("10.7.%d.%d", i/250, i%250+1)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// seqsOf returns the report seqs of id's history, oldest first.
+func seqsOf(t *testing.T, s *Bolt, id string) []uint64 {
+	t.Helper()
+	h, err := s.StatusHistory(context.Background(), id)
+	if err != nil {
+		t.Fatalf("history of %s: %v", id, err)
+	}
+	out := make([]uint64, len(h))
+	for i, r := range h {
+		out[i] = r.Seq
+	}
+	return out
+}
+
+// wantRun checks that got is from..to, step 1.
+func wantRun(t *testing.T, what string, got []uint64, from, to uint64) {
+	t.Helper()
+	if to < from {
+		if len(got) != 0 {
+			t.Fatalf("%s: %d reports (%v...), want none", what, len(got), got[:min(3, len(got))])
+		}
+		return
+	}
+	if uint64(len(got)) != to-from+1 || got[0] != from || got[len(got)-1] != to {
+		t.Fatalf("%s: %d reports %v...%v, want %d..%d", what, len(got), got[:min(3, len(got))], got[max(0, len(got)-3):], from, to)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] != got[i-1]+1 {
+			t.Fatalf("%s: %d after %d", what, got[i], got[i-1])
+		}
+	}
+}
+
+// logKeys is how many records reports.db's log holds.
+func logKeys(t *testing.T, s *Bolt) int {
+	t.Helper()
+	n := 0
+	s.rdb.View(func(tx *bolt.Tx) error { n = tx.Bucket(rLog).Stats().KeyN; return nil })
+	return n
+}
+
+// A restart keeps each history (the newest MaxStatusHistory within
+// MaxStatusHistoryBytes, in order) and the last status, rebuilt from the
+// log; new reports go on from there.
+func TestBoltReportsSurviveRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	registerIDs(t, s, "a", "b", "c")
+	for i := uint64(1); i <= MaxStatusHistory+40; i++ {
+		for _, id := range []string{"a", "b"} {
+			if err := s.AppendStatus(ctx, id, tinyReport(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := uint64(1); i <= 30; i++ { // over the byte budget: the newest 16
+		if err := s.AppendStatus(ctx, "c", bigReport(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keep := uint64(MaxStatusHistoryBytes / len(mustEncode(t, bigReport(30))))
+	s.Close()
+	s = open(t, dir)
+	wantRun(t, "a after restart", seqsOf(t, s, "a"), 41, MaxStatusHistory+40)
+	wantRun(t, "b after restart", seqsOf(t, s, "b"), 41, MaxStatusHistory+40)
+	wantRun(t, "c after restart", seqsOf(t, s, "c"), 30-keep+1, 30)
+	recs, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		want := uint64(MaxStatusHistory + 40)
+		if r.ID == "c" {
+			want = 30
+		}
+		if r.LastStatus == nil || r.LastStatus.Seq != want {
+			t.Fatalf("%s: last status %+v, want seq %d", r.ID, r.LastStatus, want)
+		}
+	}
+	if err := s.AppendStatus(ctx, "a", tinyReport(1000)); err != nil {
+		t.Fatal(err)
+	}
+	h := seqsOf(t, s, "a")
+	if len(h) != MaxStatusHistory || h[0] != 42 || h[len(h)-1] != 1000 {
+		t.Fatalf("a after one more: %d reports %d..%d", len(h), h[0], h[len(h)-1])
+	}
+}
+
+// A deleted and re-registered id never shows the reports of its earlier
+// incarnation: not at once, not after a reopen, and not when a report
+// raced the delete (taken by the report committer before the delete,
+// committed after it: its record is in the file, below the cut).
+func TestBoltDeleteCutsReports(t *testing.T) {
+	ctx := context.Background()
+	f := newCommitFixture(t, 0)
+	s := f.s
+	dir := filepath.Dir(s.path)
+	registerIDs(t, s, "a", "b")
+	for i := uint64(1); i <= 5; i++ {
+		if err := s.AppendStatus(ctx, "a", tinyReport(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A report of a, held after it got its seq.
+	entered, unblock := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.rq.hook = func() {
+		once.Do(func() {
+			close(entered)
+			<-unblock
+		})
+	}
+	raced := f.appendAsync("a", tinyReport(6))
+	<-entered
+	if err := s.Delete(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	registerIDs(t, s, "a")
+	close(unblock)
+	if err := <-raced; err != nil {
+		t.Fatalf("the report that raced the delete: %v", err)
+	}
+	wantRun(t, "re-registered a", seqsOf(t, s, "a"), 1, 0)
+	deleted := false
+	for range len(f.events) {
+		switch e := <-f.events; {
+		case e.Type == EventDeleted && e.ID == "a":
+			deleted = true
+		case deleted && e.Type == EventStatus && e.ID == "a":
+			t.Fatalf("status of a delivered after its delete: %+v", e.Status)
+		}
+	}
+	if !deleted {
+		t.Fatal("no delete event")
+	}
+	if err := s.AppendStatus(ctx, "a", tinyReport(100)); err != nil {
+		t.Fatal(err)
+	}
+	wantRun(t, "a's new report", seqsOf(t, s, "a"), 100, 100)
+	// The raced record is in the file, dead.
+	var inFile int
+	s.rdb.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(rLog).ForEach(func(_, v []byte) error {
+			if id, data, ok := splitLogValue(v); ok && string(id) == "a" && strings.Contains(string(data), `"seq":6,`) {
+				inFile++
+			}
+			return nil
+		})
+	})
+	if inFile != 1 {
+		t.Fatalf("the raced report is %d times in the log, want once (dead)", inFile)
+	}
+	s.Close()
+	s = open(t, dir)
+	wantRun(t, "a after a reopen", seqsOf(t, s, "a"), 100, 100)
+	// Deleted and not re-registered: refused, and nothing at reopen.
+	if err := s.Delete(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendStatus(ctx, "a", tinyReport(101)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("report of a deleted id: %v, want ErrNotFound", err)
+	}
+	s.Close()
+	s = open(t, dir)
+	if _, err := s.StatusHistory(ctx, "a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("history of a deleted id after reopen: %v", err)
+	}
+	registerIDs(t, s, "a")
+	wantRun(t, "a re-registered after reopen", seqsOf(t, s, "a"), 1, 0)
+}
+
+// Dead records (trimmed, or of deleted instances) are deleted in bulk
+// once they outnumber the live ones, a bounded number a transaction: the
+// log shrinks and every live report stays. The cut of a deleted instance
+// goes from imds.db once a sweep pass removed what it covered.
+func TestBoltSweepDeletesDeadRecords(t *testing.T) {
+	ctx := context.Background()
+	defer func(a, b int) { minSweepDead, maxSweepDeletes = a, b }(minSweepDead, maxSweepDeletes)
+	minSweepDead, maxSweepDeletes = 50, 40
+	dir := t.TempDir()
+	s := open(t, dir)
+	registerIDs(t, s, "a", "b", "gone")
+	for i := uint64(1); i <= 20; i++ {
+		if err := s.AppendStatus(ctx, "gone", tinyReport(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Delete(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	total := uint64(3 * MaxStatusHistory)
+	for i := uint64(1); i <= total; i++ {
+		for _, id := range []string{"a", "b"} {
+			if err := s.AppendStatus(ctx, id, tinyReport(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	written := int(2*total) + 20
+	keys := logKeys(t, s)
+	t.Logf("log keys: %d of %d written, %d live", keys, written, 2*MaxStatusHistory)
+	// Dead ones stay while they are not more than the live ones (plus
+	// the one sweep transaction's bound in flight).
+	if keys >= written || keys > 2*(2*MaxStatusHistory)+maxSweepDeletes+1 {
+		t.Fatalf("the log holds %d records of %d written, %d live: not swept", keys, written, 2*MaxStatusHistory)
+	}
+	wantRun(t, "a", seqsOf(t, s, "a"), total-MaxStatusHistory+1, total)
+	wantRun(t, "b", seqsOf(t, s, "b"), total-MaxStatusHistory+1, total)
+	var cut []byte
+	s.db.View(func(tx *bolt.Tx) error { cut = tx.Bucket(bCuts).Get([]byte("gone")); return nil })
+	if cut != nil {
+		t.Errorf("the cut of the deleted instance is still in imds.db (%x) after the sweeps", cut)
+	}
+	s.Close()
+	s = open(t, dir)
+	wantRun(t, "a after reopen", seqsOf(t, s, "a"), total-MaxStatusHistory+1, total)
+	if _, err := s.Apply(ctx, "gone", Change{Register: &Registration{Addresses: []string{"10.8.0.1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	wantRun(t, "gone re-registered", seqsOf(t, s, "gone"), 1, 0)
+}
+
+// Records dead at open (trimmed ones not swept yet) are swept by the
+// report committer without a report arriving; the histories stay.
+func TestBoltSweepAtOpen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	registerIDs(t, s, "a")
+	for i := uint64(1); i <= MaxStatusHistory+100; i++ {
+		if err := s.AppendStatus(ctx, "a", tinyReport(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := logKeys(t, s); n != MaxStatusHistory+100 {
+		t.Fatalf("log holds %d records, want %d (100 dead, below the sweep threshold)", n, MaxStatusHistory+100)
+	}
+	s.Close()
+	s = open(t, dir)
+	for range 2000 {
+		if logKeys(t, s) == MaxStatusHistory {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := logKeys(t, s); n != MaxStatusHistory {
+		t.Fatalf("log holds %d records after the open's sweep, want %d", n, MaxStatusHistory)
+	}
+	wantRun(t, "a", seqsOf(t, s, "a"), 101, MaxStatusHistory+100)
+}
+
+// oldStore makes a store of the layout before reports.db in dir: ids
+// registered, then fn writes the old buckets into imds.db directly.
+func oldStore(t *testing.T, dir string, ids []string, fn func(tx *bolt.Tx) error) {
+	t.Helper()
+	s, err := OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	registerIDs(t, s, ids...)
+	s.Close()
+	if err := os.Remove(filepath.Join(dir, ReportsFileName)); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bStatus, bLast, bHistSize} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return fn(tx)
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// oldHistory writes reports as id's history of the old layout: plain
+// values (form "plain") or a bucket each with the report at kReport
+// ("bucket", what stores before plain values wrote for every report).
+func oldHistory(t *testing.T, tx *bolt.Tx, id, form string, reports ...status.Report) error {
+	h, err := tx.Bucket(bStatus).CreateBucketIfNotExists([]byte(id))
+	if err != nil {
+		return err
+	}
+	for _, r := range reports {
+		n, _ := h.NextSequence()
+		k := binary.BigEndian.AppendUint64(nil, n)
+		data := mustEncode(t, r)
+		if form == "plain" {
+			if err := h.Put(k, data); err != nil {
+				return err
+			}
+			continue
+		}
+		rb, err := h.CreateBucket(k)
+		if err != nil {
+			return err
+		}
+		if err := rb.Put(kReport, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func reportRange(from, to uint64, mk func(uint64) status.Report) []status.Report {
+	var out []status.Report
+	for i := from; i <= to; i++ {
+		out = append(out, mk(i))
+	}
+	return out
+}
+
+// oldLayoutFixture is a store of the old layout with every form of
+// history: plain values past the bound, inline buckets with a large
+// bucket among them, a laststatus alone, and an unregistered id's.
+func oldLayoutFixture(t *testing.T, dir string) {
+	oldStore(t, dir, []string{"plain", "buckets", "lastonly", "mixed"}, func(tx *bolt.Tx) error {
+		if err := oldHistory(t, tx, "plain", "plain", reportRange(1, MaxStatusHistory+20, tinyReport)...); err != nil {
+			return err
+		}
+		if err := oldHistory(t, tx, "buckets", "bucket", reportRange(1, 9, tinyReport)...); err != nil {
+			return err
+		}
+		if err := oldHistory(t, tx, "buckets", "bucket", bigReport(10)); err != nil {
+			return err
+		}
+		if err := oldHistory(t, tx, "mixed", "bucket", reportRange(1, 5, tinyReport)...); err != nil {
+			return err
+		}
+		if err := oldHistory(t, tx, "mixed", "plain", reportRange(6, 8, tinyReport)...); err != nil {
+			return err
+		}
+		if err := oldHistory(t, tx, "ghost", "plain", reportRange(1, 3, tinyReport)...); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bLast).Put([]byte("lastonly"), mustEncode(t, tinyReport(7))); err != nil {
+			return err
+		}
+		// A stale copy beside a history: the history wins.
+		if err := tx.Bucket(bLast).Put([]byte("plain"), mustEncode(t, tinyReport(3))); err != nil {
+			return err
+		}
+		return tx.Bucket(bHistSize).Put([]byte("plain"), make([]byte, 16))
+	})
+}
+
+func checkMigrated(t *testing.T, s *Bolt) {
+	t.Helper()
+	wantRun(t, "plain", seqsOf(t, s, "plain"), 21, MaxStatusHistory+20)
+	wantRun(t, "buckets", seqsOf(t, s, "buckets"), 1, 10)
+	wantRun(t, "mixed", seqsOf(t, s, "mixed"), 1, 8)
+	wantRun(t, "lastonly", seqsOf(t, s, "lastonly"), 7, 7)
+	if h, _ := s.StatusHistory(context.Background(), "buckets"); len(h) != 10 || h[9].Error != bigReport(10).Error {
+		t.Fatal("the large report of an old bucket history did not come through whole")
+	}
+	recs, err := s.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{"plain": MaxStatusHistory + 20, "buckets": 10, "mixed": 8, "lastonly": 7}
+	for _, r := range recs {
+		if r.LastStatus == nil || r.LastStatus.Seq != want[r.ID] {
+			t.Fatalf("%s: last status %+v, want seq %d", r.ID, r.LastStatus, want[r.ID])
+		}
+	}
+	s.db.View(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bStatus, bLast, bHistSize} {
+			if tx.Bucket(b) != nil {
+				t.Errorf("imds.db still has bucket %s after the migration", b)
+			}
+		}
+		return nil
+	})
+	s.rdb.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(rMeta).Get(kMigrated) == nil {
+			t.Error("reports.db is not marked migrated")
+		}
+		return tx.Bucket(rLog).ForEach(func(_, v []byte) error {
+			if id, _, _ := splitLogValue(v); string(id) == "ghost" {
+				t.Error("the unregistered id's history was copied")
+			}
+			return nil
+		})
+	})
+}
+
+// A store written before reports.db has its histories moved there at
+// open, every form of them; a second open changes nothing.
+func TestBoltMigratesOldLayout(t *testing.T) {
+	dir := t.TempDir()
+	oldLayoutFixture(t, dir)
+	s := open(t, dir)
+	checkMigrated(t, s)
+	s.Close()
+	s = open(t, dir)
+	checkMigrated(t, s)
+}
+
+// The migration's steps are safe to repeat after a crash: a copy left
+// unfinished (records but no mark) is made again without duplicates; a
+// copy marked done is never made again, and imds.db's leftover old
+// histories are then only dropped.
+func TestBoltMigrationRepeats(t *testing.T) {
+	t.Run("unfinished copy", func(t *testing.T) {
+		dir := t.TempDir()
+		oldLayoutFixture(t, dir)
+		// A crash during the copy: some records, no mark.
+		db, err := bolt.Open(filepath.Join(dir, ReportsFileName), 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.Update(func(tx *bolt.Tx) error {
+			l, err := tx.CreateBucketIfNotExists(rLog)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucketIfNotExists(rMeta); err != nil {
+				return err
+			}
+			for i := uint64(1); i <= 50; i++ {
+				if err := l.Put(binary.BigEndian.AppendUint64(nil, i), logValue("plain", mustEncode(t, tinyReport(i)))); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		db.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := open(t, dir)
+		checkMigrated(t, s)
+	})
+	t.Run("crash before imds.db dropped its histories", func(t *testing.T) {
+		dir := t.TempDir()
+		oldLayoutFixture(t, dir)
+		s := open(t, dir)
+		s.Close()
+		// The histories back in imds.db, different: a copy would show.
+		db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.Update(func(tx *bolt.Tx) error {
+			if _, err := tx.CreateBucket(bStatus); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket(bLast); err != nil {
+				return err
+			}
+			return oldHistory(t, tx, "plain", "plain", tinyReport(9999))
+		})
+		db.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s = open(t, dir)
+		checkMigrated(t, s)
+	})
+}
+
+// A reports.db that is missing (lost, or moved aside by recover) is made
+// new, empty: the store opens with every instance and no history, and
+// the cuts of imds.db, which covered the old file's records, go.
+func TestBoltReportsFileMissing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	registerIDs(t, s, "a", "b")
+	if err := s.AppendStatus(ctx, "a", tinyReport(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := os.Remove(filepath.Join(dir, ReportsFileName)); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir)
+	wantRun(t, "a", seqsOf(t, s, "a"), 1, 0)
+	if err := s.AppendStatus(ctx, "a", tinyReport(2)); err != nil {
+		t.Fatal(err)
+	}
+	wantRun(t, "a", seqsOf(t, s, "a"), 2, 2)
+	s.db.View(func(tx *bolt.Tx) error {
+		if n := tx.Bucket(bCuts).Stats().KeyN; n != 0 {
+			t.Errorf("%d cuts kept with a new reports.db", n)
+		}
+		return nil
+	})
+}
