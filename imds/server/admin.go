@@ -281,7 +281,7 @@ func (s *Server) adminStatus(w http.ResponseWriter, r *http.Request, id string) 
 	defer park.done()
 	for {
 		inst.statusMu.Lock()
-		wake := inst.statusWake
+		wake := inst.statusChangedLocked()
 		inst.statusMu.Unlock()
 		if s.get(id) != inst {
 			writeError(w, http.StatusNotFound, "instance %q is not registered", id)

@@ -44,8 +44,10 @@ type fleet struct {
 
 	mu   sync.Mutex
 	byID map[string]*fleetEntry
-	// wake is closed and replaced on every change the fleet page shows
-	// (a publish, a registration, a report, a deletion).
+	// wake is closed on every change the fleet page shows (a publish, a
+	// registration, a report, a deletion), then nil until a waiter asks
+	// for the next one (changed): a change nobody waits for makes no
+	// channel.
 	wake chan struct{}
 
 	// streams counts the fleet page's open event streams (ui.go).
@@ -71,20 +73,25 @@ type fleetEntry struct {
 }
 
 func newFleet(now func() time.Time, staleAfter time.Duration) *fleet {
-	return &fleet{now: now, staleAfter: staleAfter, byID: map[string]*fleetEntry{}, wake: make(chan struct{})}
+	return &fleet{now: now, staleAfter: staleAfter, byID: map[string]*fleetEntry{}}
 }
 
 // changed returns a channel closed at the fleet's next change.
 func (f *fleet) changed() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.wake == nil {
+		f.wake = make(chan struct{})
+	}
 	return f.wake
 }
 
 // broadcast wakes changed's waiters; f.mu is held.
 func (f *fleet) broadcast() {
-	close(f.wake)
-	f.wake = make(chan struct{})
+	if f.wake != nil {
+		close(f.wake)
+		f.wake = nil
+	}
 }
 
 // follow applies one event of the store's feed (after the index did).

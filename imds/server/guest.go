@@ -317,7 +317,7 @@ func (s *Server) guestStatus(w http.ResponseWriter, r *http.Request, inst *insta
 		writeJSON(w, e.Status, e.Body)
 		return
 	}
-	if err := s.appendStatus(r.Context(), inst, *rep); err != nil {
+	if err := s.appendStatus(r.Context(), inst, rep); err != nil {
 		var se *Error
 		if errors.As(err, &se) && se.Status == http.StatusNotFound {
 			writeError(w, http.StatusNotFound, "unknown instance")

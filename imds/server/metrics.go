@@ -37,8 +37,11 @@ type metrics struct {
 
 	cache sync.Map // reqKey -> *promtext.Counter
 	// configOK is the counter of a guest's GET config answered 200, the
-	// request a guest makes most, spared the cache's lookup.
-	configOK *promtext.Counter
+	// request a guest makes most, and statusOK of its status report
+	// answered 204, spared the cache's lookup.
+	configOK, statusOK *promtext.Counter
+	// reportsBy are reports' counters by state, in reportStates' order.
+	reportsBy []*promtext.Counter
 }
 
 type reqKey struct {
@@ -64,7 +67,7 @@ func newMetrics(s *Server) *metrics {
 		m.connsRefused.WithLabelValues(l)
 	}
 	for _, st := range reportStates {
-		m.reports.WithLabelValues(st)
+		m.reportsBy = append(m.reportsBy, m.reports.WithLabelValues(st))
 	}
 	m.fleet = newFleetMetrics(s, reg)
 	m.parkEvicted = reg.Counter("prewarm_imds_long_polls_evicted_total", "Parked long-polls answered early: too many parked for one instance.")
@@ -88,14 +91,21 @@ func newMetrics(s *Server) *metrics {
 	})
 	m.parkedGuest = m.parked.WithLabelValues("guest")
 	m.configOK = m.requests.WithLabelValues("guest", api.PathConfig, "200")
+	m.statusOK = m.requests.WithLabelValues("guest", api.PathStatus, "204")
 	m.handler = reg.Handler()
 	return m
 }
 
 func (m *metrics) request(apiName, route string, code int) {
-	if code == http.StatusOK && route == api.PathConfig && apiName == "guest" {
-		m.configOK.Inc()
-		return
+	if apiName == "guest" {
+		switch {
+		case code == http.StatusOK && route == api.PathConfig:
+			m.configOK.Inc()
+			return
+		case code == http.StatusNoContent && route == api.PathStatus:
+			m.statusOK.Inc()
+			return
+		}
 	}
 	k := reqKey{apiName, route, code}
 	c, ok := m.cache.Load(k)
@@ -121,4 +131,15 @@ func routeOf(r *http.Request) string {
 		return p
 	}
 	return "other"
+}
+
+// report counts one stored report of state (a valid one).
+func (m *metrics) report(state string) {
+	for i, st := range reportStates {
+		if st == state {
+			m.reportsBy[i].Inc()
+			return
+		}
+	}
+	m.reports.WithLabelValues(state).Inc()
 }

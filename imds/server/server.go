@@ -204,7 +204,10 @@ type instance struct {
 
 	statusMu   sync.Mutex
 	lastStatus *status.Report
-	statusWake chan struct{} // closed and replaced when a report arrives
+	// statusWake is closed when a report arrives (or the instance is
+	// forgotten), then nil until a waiter asks for the next one
+	// (statusChanged): a report nobody waits for makes no channel.
+	statusWake chan struct{}
 
 	// appendMu makes appendStatus's duplicate check and its store write
 	// one step, so two copies of one report sent at once are stored once.
@@ -407,7 +410,7 @@ func (s *Server) index(rec store.Record) *instance {
 	inst := s.byID[rec.ID]
 	var old *snapshot
 	if inst == nil {
-		inst = &instance{id: rec.ID, statusWake: make(chan struct{}), lastStatus: rec.LastStatus, polls: map[*parkedPoll]struct{}{}}
+		inst = &instance{id: rec.ID, lastStatus: rec.LastStatus, polls: map[*parkedPoll]struct{}{}}
 		if s.opts.Rate > 0 {
 			inst.limiter = rate.NewLimiter(rate.Limit(s.opts.Rate), s.opts.Burst)
 		}
@@ -464,8 +467,7 @@ func (s *Server) unindex(id string) *instance {
 	inst.cur.Store(sn)
 	close(old.changed)
 	inst.statusMu.Lock()
-	close(inst.statusWake)
-	inst.statusWake = make(chan struct{})
+	inst.wakeStatusLocked()
 	inst.statusMu.Unlock()
 	return inst
 }
@@ -775,7 +777,9 @@ func (s *Server) view(id string) api.Instance {
 }
 
 // appendStatus stores a guest's report and wakes admin status waiters.
-func (s *Server) appendStatus(ctx context.Context, inst *instance, r status.Report) error {
+// r is kept as the instance's last appended report: the caller must not
+// change it afterwards.
+func (s *Server) appendStatus(ctx context.Context, inst *instance, r *status.Report) error {
 	// An agent that crashed after its report was accepted but before it
 	// recorded the delivery sends the same report again: same seq, same
 	// time. Accept it without storing it twice. (A report with an old seq
@@ -785,16 +789,15 @@ func (s *Server) appendStatus(ctx context.Context, inst *instance, r status.Repo
 	inst.statusMu.Lock()
 	last := inst.lastStatus
 	inst.statusMu.Unlock()
-	if sameReport(last, r) || sameReport(inst.lastAppended, r) {
+	if sameReport(last, *r) || sameReport(inst.lastAppended, *r) {
 		return nil
 	}
-	if err := s.st.AppendStatus(ctx, inst.id, r); err != nil {
+	if err := s.st.AppendStatus(ctx, inst.id, *r); err != nil {
 		return storeError(inst.id, err)
 	}
-	rc := r
-	inst.lastAppended = &rc
-	s.m.reports.WithLabelValues(r.State).Inc()
-	s.reportReceived(inst.id, last, r)
+	inst.lastAppended = r
+	s.m.report(r.State)
+	s.reportReceived(inst.id, last, *r)
 	return nil
 }
 
@@ -810,9 +813,25 @@ func (inst *instance) observeStatus(r status.Report) {
 	inst.statusMu.Lock()
 	rc := r
 	inst.lastStatus = &rc
-	close(inst.statusWake)
-	inst.statusWake = make(chan struct{})
+	inst.wakeStatusLocked()
 	inst.statusMu.Unlock()
+}
+
+// statusChanged returns a channel closed at inst's next report (or when
+// it is forgotten); inst.statusMu is held.
+func (inst *instance) statusChangedLocked() <-chan struct{} {
+	if inst.statusWake == nil {
+		inst.statusWake = make(chan struct{})
+	}
+	return inst.statusWake
+}
+
+// wakeStatusLocked wakes statusChanged's waiters; inst.statusMu is held.
+func (inst *instance) wakeStatusLocked() {
+	if inst.statusWake != nil {
+		close(inst.statusWake)
+		inst.statusWake = nil
+	}
 }
 
 // ServeGuest serves the guest API on ln until Shutdown. When hostInterface
