@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -35,6 +36,13 @@ type RecoverResult struct {
 	Scanned []string
 	// Lost says, one line each, what could not be read.
 	Lost []string
+	// ReportsDamagedPath is where a damaged reports.db was moved ("" when
+	// it was healthy or missing): the next open makes a new, empty one,
+	// so every status history starts again.
+	ReportsDamagedPath string
+	// Rebuilt says imds.db was rebuilt (it was damaged, or force); when
+	// only reports.db was damaged, imds.db and its epoch are kept.
+	Rebuilt bool
 }
 
 // salvaged is what could be read of one instance.
@@ -55,9 +63,13 @@ type salvaged struct {
 // file is kept beside it as imds.db.damaged-<time>. Instances keep their
 // registration, document, generation counter (never lower than the
 // document's) and status; the address and interface indexes are rebuilt.
-// A store that checks healthy is left alone unless force is set. It must
-// not run while a prewarm-imds serves the store: a store a server holds
-// (its flock) is refused, damaged or not.
+// A damaged reports.db is moved aside as reports.db.damaged-<time> and
+// the next open makes a new one: the status histories are lost (said in
+// Lost), imds.db is left as it is unless it is damaged too. A store that
+// checks healthy is left alone unless force is set (which rebuilds
+// imds.db, not reports.db). It must not run while a prewarm-imds serves
+// the store: a store a server holds (its flock) is refused, damaged or
+// not.
 func RecoverBolt(dir string, force bool) (RecoverResult, error) {
 	path := filepath.Join(dir, FileName)
 	res := RecoverResult{Path: path}
@@ -67,13 +79,30 @@ func RecoverBolt(dir string, force bool) (RecoverResult, error) {
 	}
 	defer unlock()
 	sum, err := checkPath(path)
-	var de *DamagedError
+	rpath := filepath.Join(dir, ReportsFileName)
+	_, rerr := checkPath(rpath)
+	var de, rde *DamagedError
 	switch {
-	case err == nil && !force:
-		return res, fmt.Errorf("recover store %s: it is not damaged (%d instances, epoch %s); nothing to recover (force rebuilds it anyway, with a new epoch)", path, sum.Instances, sum.Epoch)
+	case rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && !errors.As(rerr, &rde):
+		return res, fmt.Errorf("recover store %s: %w", rpath, rerr)
+	case err == nil && rde == nil && !force:
+		return res, fmt.Errorf("recover store %s: it is not damaged (%d instances, epoch %s; %s too); nothing to recover (force rebuilds it anyway, with a new epoch)", path, sum.Instances, sum.Epoch, ReportsFileName)
 	case err != nil && !errors.As(err, &de):
 		return res, fmt.Errorf("recover store %s: %w", path, err)
 	}
+	if rde != nil {
+		res.ReportsDamagedPath = fmt.Sprintf("%s.damaged-%s", rpath, time.Now().UTC().Format("20060102T150405Z"))
+		if err := os.Rename(rpath, res.ReportsDamagedPath); err != nil {
+			return res, fmt.Errorf("recover store %s: move the damaged file aside: %w", rpath, err)
+		}
+		syncDir(dir)
+		res.Lost = append(res.Lost, fmt.Sprintf("every status history: %s was damaged (%s); it is kept as %s and a new, empty one is made at the next start", rpath, rde.Reason, res.ReportsDamagedPath))
+		if de == nil && !force {
+			res.Epoch, res.Instances = sum.Epoch, sum.Instances
+			return res, nil
+		}
+	}
+	res.Rebuilt = true
 
 	insts, gens, cuts, scannedIDs, lost := salvage(path)
 	res.Lost, res.Scanned = lost, scannedIDs
@@ -142,11 +171,16 @@ func RecoverBolt(dir string, force bool) (RecoverResult, error) {
 	if err := os.Rename(tmp, path); err != nil {
 		return res, fmt.Errorf("recover store %s: put the new store in place (it is %s): %w", path, tmp, err)
 	}
+	syncDir(dir)
+	return res, nil
+}
+
+// syncDir makes the renames in dir durable.
+func syncDir(dir string) {
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
-	return res, nil
 }
 
 // restoreInstance writes one salvaged instance into tx, rebuilding its

@@ -525,3 +525,67 @@ func TestBoltReportsFileMissing(t *testing.T) {
 		return nil
 	})
 }
+
+// A damaged reports.db is refused by OpenBolt and CheckBolt with a
+// *DamagedError naming it; RecoverBolt moves it aside and keeps imds.db
+// as it is; the store then opens with every instance and no history.
+func TestBoltDamagedReportsFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	registerIDs(t, s, "a", "b")
+	for i := uint64(1); i <= 200; i++ {
+		if err := s.AppendStatus(ctx, "a", bigReport(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	epoch := s.Epoch()
+	s.Close()
+	rpath := filepath.Join(dir, ReportsFileName)
+	f, err := os.Open(rpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := newestMeta(f)
+	f.Close()
+	if !ok {
+		t.Fatal("no valid meta page in reports.db")
+	}
+	if err := os.Truncate(rpath, int64(m.pages-2)*int64(m.pageSize)); err != nil {
+		t.Fatal(err)
+	}
+	var de *DamagedError
+	if _, err := OpenBolt(dir); !errors.As(err, &de) || de.Path != rpath {
+		t.Fatalf("OpenBolt with a truncated reports.db: %v, want a *DamagedError naming %s", err, rpath)
+	}
+	if _, err := CheckBolt(dir); !errors.As(err, &de) || de.Path != rpath || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("CheckBolt with a truncated reports.db: %v", err)
+	}
+	res, err := RecoverBolt(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rebuilt || res.Epoch != epoch || res.Instances != 2 || !strings.HasPrefix(res.ReportsDamagedPath, rpath+".damaged-") {
+		t.Fatalf("recover of a damaged reports.db: %+v", res)
+	}
+	if _, err := os.Stat(res.ReportsDamagedPath); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := CheckBolt(dir)
+	if err != nil || sum.ReportsPath != "" {
+		t.Fatalf("check after recover: %+v, %v (reports.db is made at the next open)", sum, err)
+	}
+	s = open(t, dir)
+	if s.Epoch() != epoch {
+		t.Fatalf("epoch %s after recovering reports.db only, want %s kept", s.Epoch(), epoch)
+	}
+	wantRun(t, "a after recover", seqsOf(t, s, "a"), 1, 0)
+	if err := s.AppendStatus(ctx, "a", tinyReport(201)); err != nil {
+		t.Fatal(err)
+	}
+	wantRun(t, "a's next report", seqsOf(t, s, "a"), 201, 201)
+	s.Close()
+	if sum, err := CheckBolt(dir); err != nil || sum.ReportsPath != rpath || sum.ReportsBytes == 0 {
+		t.Fatalf("check after the next open: %+v, %v", sum, err)
+	}
+}

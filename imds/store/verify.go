@@ -346,15 +346,32 @@ type Summary struct {
 	Epoch     string // "" for a store written before epochs existed
 	Instances int
 	Bytes     int64
+	// ReportsPath is the status reports' file (reports.db), "" when there
+	// is none yet (the next open makes it); ReportsBytes its size.
+	ReportsPath  string
+	ReportsBytes int64
 }
 
-// CheckBolt verifies the store in dir without changing it. It fails with
-// an error matching fs.ErrNotExist when dir holds no store, a
-// *DamagedError when the store is damaged, and another error when the
-// store cannot be opened (for example, because a running prewarm-imds
-// holds it).
+// CheckBolt verifies the store in dir without changing it: imds.db, then
+// reports.db (missing is fine: it is made at the next open), with the
+// same checks. It fails with an error matching fs.ErrNotExist when dir
+// holds no store, a *DamagedError naming the damaged file, and another
+// error when the store cannot be opened (for example, because a running
+// prewarm-imds holds it).
 func CheckBolt(dir string) (Summary, error) {
-	return checkPath(filepath.Join(dir, FileName))
+	sum, err := checkPath(filepath.Join(dir, FileName))
+	if err != nil {
+		return sum, err
+	}
+	rs, err := checkPath(filepath.Join(dir, ReportsFileName))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return sum, nil
+	case err != nil:
+		return sum, err
+	}
+	sum.ReportsPath, sum.ReportsBytes = rs.Path, rs.Bytes
+	return sum, nil
 }
 
 func checkPath(path string) (Summary, error) {

@@ -139,3 +139,43 @@ func TestStoreCheckAndRecover(t *testing.T) {
 		t.Fatalf("recovered store's epoch %q; the old one was %q", s.Epoch(), epoch)
 	}
 }
+
+// A damaged reports.db: serve refuses it naming the file, check says so,
+// recover moves it aside and keeps imds.db (its epoch, its instances);
+// the store then opens with empty histories.
+func TestStoreRecoverDamagedReports(t *testing.T) {
+	dir, epoch := newStore(t, 5)
+	rpath := filepath.Join(dir, store.ReportsFileName)
+	if err := os.WriteFile(rpath, bytes.Repeat([]byte("not a database "), 5000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCmd("serve", "--data-dir", dir, "--listen", "", "--admin-socket", "")
+	if code != 1 || !strings.Contains(stderr, rpath) || !strings.Contains(stderr, "not a prewarm-imds store") {
+		t.Fatalf("serve with a damaged reports.db: exit %d, stderr:\n%s", code, stderr)
+	}
+	code, stdout, stderr := runCmd("store", "check", "--data-dir", dir)
+	if code != 1 || !strings.Contains(stderr, rpath) {
+		t.Fatalf("check with a damaged reports.db: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	code, stdout, stderr = runCmd("store", "recover", "--data-dir", dir)
+	if code != 0 || !strings.Contains(stdout, "not damaged, kept") || !strings.Contains(stdout, store.ReportsFileName+".damaged-") || !strings.Contains(stdout, "status histories start again") {
+		t.Fatalf("recover of a damaged reports.db: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	t.Logf("recover:\n%s", stdout)
+	if kept, _ := filepath.Glob(rpath + ".damaged-*"); len(kept) != 1 {
+		t.Fatalf("damaged reports files kept: %q, want one", kept)
+	}
+	s, err := store.OpenBolt(dir)
+	if err != nil {
+		t.Fatalf("the store does not open after recover: %v", err)
+	}
+	recs, err := s.Load(context.Background())
+	if err != nil || len(recs) != 5 || s.Epoch() != epoch {
+		t.Fatalf("after recover: %d instances, epoch %s (was %s), %v", len(recs), s.Epoch(), epoch, err)
+	}
+	s.Close()
+	code, stdout, _ = runCmd("store", "check", "--data-dir", dir)
+	if code != 0 || !strings.Contains(stdout, "status reports "+rpath+": ok") {
+		t.Fatalf("check after recover: exit %d, %q", code, stdout)
+	}
+}

@@ -25,7 +25,9 @@ healthy, 1 when it is damaged, 6 when there is no store, 1 when it cannot
 be read (in use by a running service, permission).
 
 store recover salvages a damaged store into a new one with a new epoch
-(every agent re-reads its document), keeping the damaged file beside it.`,
+(every agent re-reads its document), keeping the damaged file beside it.
+A damaged status reports file (reports.db) is moved aside and made anew
+at the next start: the status histories are lost, the store is kept.`,
 		Example: `  prewarm-imds store check --data-dir /var/lib/prewarm-imds
   systemctl stop prewarm-imds && prewarm-imds store recover`,
 		Args: cli.NoArgs,
@@ -65,14 +67,26 @@ func storeRun(sub, dataDir string, force *bool, stdout io.Writer) error {
 			epoch = "none yet (made at the next start)"
 		}
 		fmt.Fprintf(stdout, "store %s: ok: %d instances, epoch %s, %d bytes\n", sum.Path, sum.Instances, epoch, sum.Bytes)
+		if sum.ReportsPath != "" {
+			fmt.Fprintf(stdout, "status reports %s: ok: %d bytes\n", sum.ReportsPath, sum.ReportsBytes)
+		} else {
+			fmt.Fprintf(stdout, "status reports: none yet (made at the next start)\n")
+		}
 		return nil
 	}
 	res, err := store.RecoverBolt(dataDir, *force)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "recovered store %s: %d instances, new epoch %s (every agent re-reads its document)\n", res.Path, res.Instances, res.Epoch)
-	fmt.Fprintf(stdout, "the damaged file is kept as %s\n", res.DamagedPath)
+	if res.Rebuilt {
+		fmt.Fprintf(stdout, "recovered store %s: %d instances, new epoch %s (every agent re-reads its document)\n", res.Path, res.Instances, res.Epoch)
+		fmt.Fprintf(stdout, "the damaged file is kept as %s\n", res.DamagedPath)
+	} else {
+		fmt.Fprintf(stdout, "store %s: not damaged, kept as it is: %d instances, epoch %s\n", res.Path, res.Instances, res.Epoch)
+	}
+	if res.ReportsDamagedPath != "" {
+		fmt.Fprintf(stdout, "the damaged status reports file is kept as %s; a new, empty one is made at the next start (status histories start again)\n", res.ReportsDamagedPath)
+	}
 	if len(res.Scanned) > 0 {
 		fmt.Fprintf(stdout, "found only by scanning pages (check each is still meant to exist; delete it if not): %s\n", strings.Join(res.Scanned, ", "))
 	}
