@@ -56,7 +56,8 @@ type Bolt struct {
 	queue  commitQueue // the main committer's (boltcommit.go)
 
 	// Status reports: reports.db, its committer and the index (reports.go).
-	rdb   *bolt.DB
+	rmu   sync.RWMutex // rdb: held to use it, held to reopen it
+	rdb   *bolt.DB     // nil once a reopen failed
 	rpath string
 	rq    reportQueue
 	idx   reportIndex
@@ -173,7 +174,7 @@ func (s *Bolt) view(ctx context.Context, fn func(*bolt.Tx) error) error {
 func (s *Bolt) Load(ctx context.Context) ([]Record, error) {
 	var out []Record
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bInstances).ForEach(func(k, v []byte) error {
+		err := tx.Bucket(bInstances).ForEach(func(k, v []byte) error {
 			rec, err := readRecord(tx, string(k), v)
 			if err != nil {
 				return err
@@ -181,20 +182,24 @@ func (s *Bolt) Load(ctx context.Context) ([]Record, error) {
 			out = append(out, rec)
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		ids := make([]string, len(out))
+		for i := range out {
+			ids[i] = out[i].ID
+		}
+		last, err := s.lastStatuses(ids)
+		if err != nil {
+			return err
+		}
+		for i := range out {
+			out[i].LastStatus = last[i]
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load store: %w", err)
-	}
-	ids := make([]string, len(out))
-	for i := range out {
-		ids[i] = out[i].ID
-	}
-	last, err := s.lastStatuses(ids)
-	if err != nil {
-		return nil, fmt.Errorf("load store: %w", err)
-	}
-	for i := range out {
-		out[i].LastStatus = last[i]
 	}
 	return out, nil
 }
@@ -458,7 +463,12 @@ func (s *Bolt) Close() error {
 		return nil
 	}
 	s.closed = true
-	rerr := s.rdb.Close()
+	var rerr error
+	s.rmu.Lock()
+	if s.rdb != nil {
+		rerr = s.rdb.Close()
+	}
+	s.rmu.Unlock()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}

@@ -31,6 +31,8 @@ func bigReport(seq uint64) status.Report {
 // transaction allocates (dirty nodes, overflow, freelist) plus one meta
 // page per commit.
 func pageBytes(s *Bolt) int64 {
+	s.rmu.RLock()
+	defer s.rmu.RUnlock()
 	st := s.rdb.Stats()
 	return st.TxStats.GetPageAlloc() + int64(st.TxN)*int64(s.rdb.Info().PageSize)
 }

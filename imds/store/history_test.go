@@ -92,7 +92,7 @@ func historyBytes(t *testing.T, s *Bolt, id string) int {
 	seqs := slices.Clone(s.idx.inst[id].seqs)
 	s.idx.mu.Unlock()
 	n := 0
-	err := s.rdb.View(func(tx *bolt.Tx) error {
+	err := s.reportsTx(false, func(tx *bolt.Tx) error {
 		for _, seq := range seqs {
 			_, data, ok := getLog(tx.Bucket(rLog), seq)
 			if !ok {

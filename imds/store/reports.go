@@ -553,7 +553,7 @@ func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) {
 	}
 	s.rq.commits.Add(1)
 	var swept sweepResult
-	err := s.rdb.Update(func(tx *bolt.Tx) error {
+	err := s.reportsTx(true, func(tx *bolt.Tx) error {
 		l := tx.Bucket(rLog)
 		l.FillPercent = 1.0
 		if sweep {
@@ -624,10 +624,49 @@ func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) {
 	if len(cuts) > 0 {
 		s.dropCuts(cuts)
 	}
+	if swept.visited > 0 {
+		s.remapReports()
+	}
+}
+
+// reportsTx runs fn in a transaction of reports.db (write: the report
+// committer's only).
+func (s *Bolt) reportsTx(write bool, fn func(*bolt.Tx) error) error {
+	s.rmu.RLock()
+	defer s.rmu.RUnlock()
+	if s.rdb == nil {
+		return fmt.Errorf("reports store %s is not open (reopening it failed)", s.rpath)
+	}
+	if write {
+		return s.rdb.Update(fn)
+	}
+	return s.rdb.View(fn)
+}
+
+// remapReports closes and reopens reports.db after a sweep transaction:
+// the sweep read pages all over the file through bbolt's mapping, which
+// would stay in the process's RSS (as after the open's scan); a new
+// mapping starts with the few pages appends and reads touch. The file
+// stays locked by imds.db's lock meanwhile.
+func (s *Bolt) remapReports() {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if s.rdb == nil {
+		return
+	}
+	err := s.rdb.Close()
+	s.rdb = nil
+	if err == nil {
+		s.rdb, err = bolt.Open(s.rpath, 0o600, &bolt.Options{Timeout: time.Second})
+	}
+	if err != nil {
+		s.probe.failed(fmt.Errorf("reopen reports store %s: %w", s.rpath, err))
+	}
 }
 
 type sweepResult struct {
 	deleted int
+	visited int
 	from    uint64 // where the pass goes on; 0 when it ended
 }
 
@@ -680,7 +719,7 @@ func (s *Bolt) sweep(l *bolt.Bucket, limit uint64) (sweepResult, error) {
 			return res, err
 		}
 	}
-	res.deleted = len(dead)
+	res.deleted, res.visited = len(dead), visited
 	return res, nil
 }
 
@@ -755,7 +794,7 @@ func (x *reportIndex) newestSeqs(ids []string) []uint64 {
 func (s *Bolt) lastStatuses(ids []string) ([]*status.Report, error) {
 	seqs := s.idx.newestSeqs(ids)
 	out := make([]*status.Report, len(ids))
-	err := s.rdb.View(func(tx *bolt.Tx) error {
+	err := s.reportsTx(false, func(tx *bolt.Tx) error {
 		l := tx.Bucket(rLog)
 		for i, seq := range seqs {
 			if seq == 0 {
@@ -795,7 +834,7 @@ func (s *Bolt) StatusHistory(ctx context.Context, id string) ([]status.Report, e
 		return nil, ErrNotFound
 	}
 	out := make([]status.Report, 0, len(seqs))
-	err = s.rdb.View(func(tx *bolt.Tx) error {
+	err = s.reportsTx(false, func(tx *bolt.Tx) error {
 		l := tx.Bucket(rLog)
 		for _, seq := range seqs {
 			_, data, ok := getLog(l, seq)

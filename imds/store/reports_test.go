@@ -63,7 +63,7 @@ func wantRun(t *testing.T, what string, got []uint64, from, to uint64) {
 func logKeys(t *testing.T, s *Bolt) int {
 	t.Helper()
 	n := 0
-	s.rdb.View(func(tx *bolt.Tx) error { n = tx.Bucket(rLog).Stats().KeyN; return nil })
+	s.reportsTx(false, func(tx *bolt.Tx) error { n = tx.Bucket(rLog).Stats().KeyN; return nil })
 	return n
 }
 
@@ -168,7 +168,7 @@ func TestBoltDeleteCutsReports(t *testing.T) {
 	wantRun(t, "a's new report", seqsOf(t, s, "a"), 100, 100)
 	// The raced record is in the file, dead.
 	var inFile int
-	s.rdb.View(func(tx *bolt.Tx) error {
+	s.reportsTx(false, func(tx *bolt.Tx) error {
 		return tx.Bucket(rLog).ForEach(func(_, v []byte) error {
 			if id, data, ok := splitLogValue(v); ok && string(id) == "a" && strings.Contains(string(data), `"seq":6,`) {
 				inFile++
@@ -406,7 +406,7 @@ func checkMigrated(t *testing.T, s *Bolt) {
 		}
 		return nil
 	})
-	s.rdb.View(func(tx *bolt.Tx) error {
+	s.reportsTx(false, func(tx *bolt.Tx) error {
 		if tx.Bucket(rMeta).Get(kMigrated) == nil {
 			t.Error("reports.db is not marked migrated")
 		}
