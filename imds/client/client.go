@@ -62,7 +62,7 @@ func StatusCode(err error) int {
 type Client struct {
 	base  string
 	token string
-	hc    *http.Client
+	hc    Doer
 }
 
 // Option configures a Client.
@@ -74,6 +74,22 @@ func WithToken(token string) Option { return func(c *Client) { c.token = token }
 // WithHTTPClient replaces the HTTP client (its transport decides where
 // requests go).
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// Doer sends one request and returns its answer; *http.Client is one.
+type Doer interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+// New returns a client of the admin API at baseURL whose requests d
+// sends: the prewarm-imds CLI's own HTTP/1.1 sender, which does not link
+// net/http's Transport into the binary that also runs the service.
+func New(baseURL string, d Doer, opts ...Option) *Client {
+	c := &Client{base: strings.TrimRight(baseURL, "/"), hc: d}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
 
 // NewUnix returns a client of the admin API on the Unix socket path.
 func NewUnix(path string, opts ...Option) *Client {

@@ -47,7 +47,7 @@ func (a *adminFlags) where() string {
 
 func (a *adminFlags) client() (*client.Client, error) {
 	if a.url == "" {
-		return client.NewUnix(a.socket), nil
+		return client.New("http://imds-admin", adminConn{network: "unix", addr: a.socket}), nil
 	}
 	var opts []client.Option
 	if a.tokenFile != "" {
@@ -58,7 +58,7 @@ func (a *adminFlags) client() (*client.Client, error) {
 		}
 		opts = append(opts, client.WithToken(strings.TrimSpace(string(b))))
 	}
-	return client.NewHTTP(a.url, opts...), nil
+	return client.New(a.url, adminConn{network: "tcp"}, opts...), nil
 }
 
 // explain turns an admin API error into a *cli.Error with the exit code,

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+)
+
+// adminConn sends each admin API request of the CLI on a connection of
+// its own, in HTTP/1.1 (Request.Write, then http.ReadResponse), and closes
+// the connection with the answer's body. The CLI makes a few requests one
+// after the other, so it loses nothing by not pooling them; in exchange
+// net/http's Transport (its pool, HTTP/2 client, proxy and gzip support)
+// is not linked into prewarm-imds, the binary that also runs the service:
+// its idle server touches fewer of the binary's pages (issue 15,
+// BENCHMARKS.md: 0.25-0.4 MB less resident). HTTP_PROXY and HTTPS_PROXY
+// are not used: the admin API is on the host's own network.
+type adminConn struct {
+	network string // "unix" or "tcp"
+	addr    string // the socket's path; "" for the URL's host
+}
+
+func (a adminConn) Do(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	addr, secure := a.addr, false
+	switch req.URL.Scheme {
+	case "http":
+	case "https":
+		secure = true
+	default:
+		return nil, fmt.Errorf("admin API URL %q: scheme must be http or https", req.URL.Redacted())
+	}
+	if addr == "" {
+		host, port := req.URL.Hostname(), req.URL.Port()
+		if port == "" {
+			port = "80"
+			if secure {
+				port = "443"
+			}
+		}
+		addr = net.JoinHostPort(host, port)
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, a.network, addr)
+	if err != nil {
+		return nil, err
+	}
+	// A cancelled or expired request closes its connection, which ends a
+	// Write, ReadResponse or body Read blocked on it; their error is then
+	// the context's.
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		c.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	if secure {
+		tc := tls.Client(c, &tls.Config{ServerName: req.URL.Hostname()})
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fail(err)
+		}
+		c = tc
+	}
+	req.Close = true // Connection: close, as this connection carries no other request
+	if err := req.Write(c); err != nil {
+		return fail(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), req)
+	if err != nil {
+		return fail(err)
+	}
+	resp.Body = &connBody{body: resp.Body, conn: c, stop: stop, ctx: ctx}
+	return resp, nil
+}
+
+// connBody is an answer's body that closes its connection with it.
+type connBody struct {
+	body io.ReadCloser
+	conn net.Conn
+	stop func() bool
+	ctx  context.Context
+	once sync.Once
+}
+
+func (b *connBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && b.ctx.Err() != nil {
+		err = b.ctx.Err()
+	}
+	return n, err
+}
+
+func (b *connBody) Close() error {
+	b.once.Do(func() {
+		b.stop()
+		b.body.Close()
+		b.conn.Close()
+	})
+	return nil
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prewarm/prewarm/imds/client"
+)
+
+// prewarm-imds links no net/http Transport (the CLI sends with adminConn):
+// a Transport brought back, e.g. by a client.NewUnix or an http.Client in
+// the binary, fails here.
+func TestLeanBinaryLinksNoHTTPTransport(t *testing.T) {
+	out, err := exec.Command("go", "tool", "nm", binPath).Output()
+	if err != nil {
+		t.Fatalf("go tool nm %s: %v", binPath, err)
+	}
+	if !strings.Contains(string(out), "main.adminConn.Do") {
+		t.Fatal("no main.adminConn.Do among the binary's symbols: is the symbol table there?")
+	}
+	for l := range strings.Lines(string(out)) {
+		if strings.Contains(l, "net/http.(*Transport).") {
+			t.Fatalf("prewarm-imds links net/http's Transport: %s", strings.TrimSpace(l))
+		}
+	}
+}
+
+// A request whose context ends while the server says nothing returns the
+// context's error (what the CLI's explain turns into exit 4), and a
+// server that answers is read through the Unix socket.
+func TestAdminConnUnix(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	hang := make(chan struct{})
+	defer close(hang)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			<-hang
+			return
+		}
+		if r.Host != "imds-admin" || r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, "host "+r.Host+" auth "+r.Header.Get("Authorization"), http.StatusBadRequest)
+			return
+		}
+		w.Write([]byte("ok"))
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	c := client.New("http://imds-admin", adminConn{network: "unix", addr: sock}, client.WithToken("tok"))
+	if err := c.Healthz(context.Background()); err != nil {
+		t.Fatalf("healthz: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://imds-admin/hang", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := adminConn{network: "unix", addr: sock}.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("a request the server never answers returned an answer")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("error %v, want the context's deadline", err)
+	}
+}
+
+// A URL of another scheme is refused by name.
+func TestAdminConnScheme(t *testing.T) {
+	req, err := http.NewRequest(http.MethodGet, "ftp://127.0.0.1/x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (adminConn{network: "tcp"}).Do(req); err == nil || !strings.Contains(err.Error(), "scheme must be http or https") {
+		t.Fatalf("ftp URL: %v, want the scheme refused", err)
+	}
+}
