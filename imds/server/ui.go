@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prewarm/prewarm/shared/api"
@@ -51,19 +52,25 @@ const (
 //go:embed ui
 var uiFiles embed.FS
 
-var uiTemplates = template.Must(template.New("ui").Funcs(template.FuncMap{
-	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"clock":   func(t time.Time) string { return t.UTC().Format("15:04:05 UTC") },
-}).ParseFS(uiFiles, "ui/ui.tmpl"))
+// uiTemplates parses the page's templates at the first render, not at
+// start: a service nobody opens the page of never runs html/template's
+// parser (issue 15: the idle server's resident pages). The templates are
+// embedded, so a parse error is a build's bug (TestUITemplatesParse).
+var uiTemplates = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("ui").Funcs(template.FuncMap{
+		"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"clock":   func(t time.Time) string { return t.UTC().Format("15:04:05 UTC") },
+	}).ParseFS(uiFiles, "ui/ui.tmpl"))
+})
 
 // uiStatic serves ui/ui.css and ui/ui.js.
-var uiStatic = func() http.Handler {
+var uiStatic = sync.OnceValue(func() http.Handler {
 	sub, err := fs.Sub(uiFiles, "ui")
 	if err != nil {
 		panic(err)
 	}
 	return http.StripPrefix("/ui/static/", http.FileServerFS(sub))
-}()
+})
 
 // uiRoutes adds the fleet page's routes to the admin API's mux.
 func (s *Server) uiRoutes(mux *http.ServeMux) {
@@ -83,7 +90,7 @@ func (s *Server) uiRoutes(mux *http.ServeMux) {
 		}
 		uiHeaders(w)
 		w.Header().Set("Cache-Control", "no-cache")
-		uiStatic.ServeHTTP(w, r)
+		uiStatic().ServeHTTP(w, r)
 	}})
 }
 
@@ -291,7 +298,7 @@ func (s *Server) instancePage(r *http.Request, id string) *uiPage {
 // uiRender renders template name with p.
 func uiRender(name string, p *uiPage) ([]byte, error) {
 	var b bytes.Buffer
-	if err := uiTemplates.ExecuteTemplate(&b, name, p); err != nil {
+	if err := uiTemplates().ExecuteTemplate(&b, name, p); err != nil {
 		return nil, fmt.Errorf("render %s: %w", name, err)
 	}
 	return b.Bytes(), nil

@@ -530,3 +530,18 @@ func TestFleetPageCap(t *testing.T) {
 		t.Errorf("?state=failed:\n%s", b)
 	}
 }
+
+// The templates are parsed at the first render (not at start): each page
+// the handlers render must be there and render an empty page, so that a
+// broken template fails here rather than at an operator's first visit.
+func TestUITemplatesParse(t *testing.T) {
+	for _, name := range []string{"fleet", "fleet-live", "instance", "instance-live", "login"} {
+		if uiTemplates().Lookup(name) == nil {
+			t.Errorf("template %q is missing", name)
+			continue
+		}
+		if _, err := uiRender(name, &uiPage{Title: "t", Root: "/ui/"}); err != nil {
+			t.Errorf("render %s of an empty page: %v", name, err)
+		}
+	}
+}
