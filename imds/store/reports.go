@@ -120,8 +120,8 @@ type reportIndex struct {
 	mu        sync.Mutex
 	next      uint64 // the next seq to hand out
 	inst      map[string]*history
-	live      int
-	dead      int
+	records   int // in the log
+	live      int // in the histories: the other records are dead
 	sweepFrom uint64 // where the running sweep pass goes on (0: none running)
 	passes    uint64 // sweep passes completed
 	force     bool   // a pass is wanted whatever the counts (set at open)
@@ -139,7 +139,8 @@ func (x *reportIndex) register(id string) {
 
 // sweepWanted says whether the next report transaction should sweep.
 func (x *reportIndex) sweepWanted() bool {
-	return x.force || x.sweepFrom != 0 || (x.dead >= minSweepDead && x.dead > x.live)
+	dead := x.records - x.live
+	return x.force || x.sweepFrom != 0 || (dead >= minSweepDead && dead > x.live)
 }
 
 // reportOp is one queued status report.
@@ -413,25 +414,21 @@ func (s *Bolt) scanReports(rdb *bolt.DB) error {
 		}
 		c := tx.Bucket(rLog).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
+			x.records++
 			if len(k) != 8 {
-				x.dead++
 				continue
 			}
 			seq := binary.BigEndian.Uint64(k)
 			x.next = max(x.next, seq+1)
 			id, data, ok := logRecord(tx.Bucket(rLog), k, v)
 			if !ok {
-				x.dead++
 				continue
 			}
 			h := x.inst[string(id)]
 			if h == nil || seq <= cuts[string(id)] {
-				x.dead++
 				continue
 			}
-			d := h.add(seq, len(data))
-			x.dead += d
-			x.live += 1 - d
+			x.live += 1 - h.add(seq, len(data))
 		}
 		return nil
 	})
@@ -441,7 +438,7 @@ func (s *Bolt) scanReports(rdb *bolt.DB) error {
 	for id, c := range cuts {
 		x.cuts = append(x.cuts, pendingCut{id: id, cut: c, need: 1})
 	}
-	x.force = x.dead > 0 || len(x.cuts) > 0
+	x.force = x.records > x.live || len(x.cuts) > 0
 	return nil
 }
 
@@ -580,7 +577,7 @@ func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) {
 	f := &s.feed
 	f.mu.Lock()
 	x.mu.Lock()
-	x.dead -= swept.deleted
+	x.records += len(taken) - swept.deleted
 	if sweep {
 		x.sweepFrom = swept.from
 		if swept.from == 0 {
@@ -603,12 +600,9 @@ func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) {
 	deliver := make([]bool, len(taken))
 	for i, op := range taken {
 		if op.h.gone {
-			x.dead++ // the instance was deleted meanwhile
-			continue
+			continue // the instance was deleted meanwhile: dead
 		}
-		d := op.h.add(op.seq, len(op.data))
-		x.dead += d
-		x.live += 1 - d
+		x.live += 1 - op.h.add(op.seq, len(op.data))
 		deliver[i] = true
 	}
 	x.mu.Unlock()
@@ -766,7 +760,6 @@ func (x *reportIndex) endDelete(id string, cut uint64, h *history, committed boo
 		return
 	}
 	if h != nil {
-		x.dead += len(h.seqs)
 		x.live -= len(h.seqs)
 	}
 	need := x.passes + 1
