@@ -120,8 +120,8 @@ type reportIndex struct {
 	mu        sync.Mutex
 	next      uint64 // the next seq to hand out
 	inst      map[string]*history
-	records   int // in the log
-	live      int // in the histories: the other records are dead
+	records   int    // in the log
+	live      int    // in the histories: the other records are dead
 	sweepFrom uint64 // where the running sweep pass goes on (0: none running)
 	passes    uint64 // sweep passes completed
 	force     bool   // a pass is wanted whatever the counts (set at open)
