@@ -156,10 +156,12 @@ func (s *Server) serveDialect(w http.ResponseWriter, r *http.Request, d dialect.
 // identify attributes r to an instance, by host interface or source
 // address, never by anything the request says.
 func (s *Server) identify(r *http.Request) *instance {
+	if gc, ok := r.Context().Value(guestConnKey{}).(*guestConn); ok {
+		return s.identifyConn(gc)
+	}
 	iface, _ := r.Context().Value(ifaceKey{}).(string)
 	addr, _ := guestnet.SourceAddr(r.RemoteAddr)
-	byDeviceOnly, _ := r.Context().Value(byDeviceOnlyKey{}).(bool)
-	return s.lookup(iface, addr, byDeviceOnly)
+	return s.lookup(iface, addr, false)
 }
 
 // waitParams are the long-poll query parameters.

@@ -76,8 +76,8 @@ func (s *Server) parkHijacked(w http.ResponseWriter, r *http.Request, inst *inst
 	// Anything the guest pipelined after this request is dropped: the
 	// answer then closes the connection, as it does for a guest that
 	// asked for that (or spoke HTTP/1.0).
-	if rl, ok := r.Context().Value(requeueKey{}).(*requeueListener); ok && brw.Reader.Buffered() == 0 && r.ProtoAtLeast(1, 1) && !r.Close {
-		p.requeue = rl.requeue
+	if gc, ok := r.Context().Value(guestConnKey{}).(*guestConn); ok && gc.rl != nil && brw.Reader.Buffered() == 0 && r.ProtoAtLeast(1, 1) && !r.Close {
+		p.requeue = gc.rl.requeue
 	}
 	s.m.parkedGuest.Inc()
 	inst.pollMu.Lock()

@@ -112,6 +112,3 @@ func (l *requeueListener) requeue(c net.Conn) {
 		c.Close()
 	}
 }
-
-// requeueKey is the context key of the connection's requeueListener.
-type requeueKey struct{}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -93,41 +94,53 @@ func (w *statusWriter) Flush() {
 	}
 }
 
+// statusWriters are recoverer's statusWriters, reused once their request
+// is over (a hijacked long-poll's writes go to its connection, not
+// through its statusWriter).
+var statusWriters = sync.Pool{New: func() any { return new(statusWriter) }}
+
 // recoverer turns a panic in h into a logged 500 (when nothing was written
-// yet), so no request can take the server down or leave a goroutine broken.
+// yet), so no request can take the server down or leave a goroutine broken,
+// and counts each answer.
 func (s *Server) recoverer(api string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w}
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
-				s.m.panics.Inc()
-				if ok, suppressed := s.panicLog.allow(time.Now()); ok {
-					s.log.Error("handler panic", "api", api, "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "suppressed", suppressed, "stack", string(debug.Stack()))
-				} else {
-					s.log.Debug("handler panic", "api", api, "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
-				}
-				if sw.code == 0 {
-					writeError(sw, http.StatusInternalServerError, "internal error")
-				}
-			}
-			if sw.hijacked {
-				return
-			}
-			code := sw.code
-			if code == 0 {
-				code = http.StatusOK
-			}
-			route := sw.route
-			if route == "" {
-				route = routeOf(r)
-			}
-			s.m.request(api, route, code)
-		}()
+		sw := statusWriters.Get().(*statusWriter)
+		sw.ResponseWriter = w
+		defer s.finish(api, sw, r)
 		h.ServeHTTP(sw, r)
 	})
+}
+
+// finish is recoverer's deferred end of a request: the panic's 500, the
+// answer's count, sw back to its pool.
+func (s *Server) finish(api string, sw *statusWriter, r *http.Request) {
+	if v := recover(); v != nil {
+		if v == http.ErrAbortHandler {
+			panic(v)
+		}
+		s.m.panics.Inc()
+		if ok, suppressed := s.panicLog.allow(time.Now()); ok {
+			s.log.Error("handler panic", "api", api, "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "suppressed", suppressed, "stack", string(debug.Stack()))
+		} else {
+			s.log.Debug("handler panic", "api", api, "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
+		}
+		if sw.code == 0 {
+			writeError(sw, http.StatusInternalServerError, "internal error")
+		}
+	}
+	if !sw.hijacked {
+		code := sw.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		route := sw.route
+		if route == "" {
+			route = routeOf(r)
+		}
+		s.m.request(api, route, code)
+	}
+	*sw = statusWriter{}
+	statusWriters.Put(sw)
 }
 
 // panicLogInterval is how often a recovered panic's stack is logged at

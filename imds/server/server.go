@@ -164,7 +164,11 @@ type Server struct {
 	feedDone chan struct{}
 
 	mu      sync.RWMutex
-	byID    map[string]*instance
+	// indexVer counts the changes of byAddr and byIface (written with mu
+	// held for writing), so that a guest connection knows when the
+	// instance it was attributed to may have changed (identifyConn).
+	indexVer atomic.Uint64
+	byID     map[string]*instance
 	byAddr  map[netip.Addr]*instance
 	byIface map[string]*instance
 
@@ -434,6 +438,7 @@ func (s *Server) index(rec store.Record) *instance {
 	if rec.HostInterface != "" {
 		s.byIface[rec.HostInterface] = inst
 	}
+	s.indexVer.Add(1)
 	inst.cur.Store(s.newSnapshot(rec.ID, rec.Registration, rec.Generation, rec.Config))
 	if old != nil {
 		close(old.changed)
@@ -459,6 +464,7 @@ func (s *Server) unindex(id string) *instance {
 	if d := old.reg.HostInterface; d != "" && s.byIface[d] == inst {
 		delete(s.byIface, d)
 	}
+	s.indexVer.Add(1)
 	sn := &snapshot{reg: old.reg, generation: old.generation, doc: old.doc, epoch: old.epoch, etag: old.etag, length: old.length,
 		deleted: true, changed: make(chan struct{})}
 	if v := old.view; v != nil {
@@ -482,6 +488,11 @@ func (s *Server) unindex(id string) *instance {
 func (s *Server) lookup(iface string, addr netip.Addr, byDeviceOnly bool) *instance {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.lookupLocked(iface, addr, byDeviceOnly)
+}
+
+// lookupLocked is lookup with s.mu held.
+func (s *Server) lookupLocked(iface string, addr netip.Addr, byDeviceOnly bool) *instance {
 	if iface != "" {
 		if inst := s.byIface[iface]; inst != nil {
 			return inst
@@ -912,19 +923,51 @@ func (s *Server) guestHTTPServer(hostInterface string, byDeviceOnly bool, rl *re
 	s.srvMu.Unlock()
 	dialects := s.opts.Dialects != nil
 	hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		ctx = context.WithValue(ctx, requeueKey{}, rl)
-		if hostInterface != "" {
-			ctx = context.WithValue(ctx, ifaceKey{}, hostInterface)
-			if byDeviceOnly {
-				ctx = context.WithValue(ctx, byDeviceOnlyKey{}, true)
-			}
-		}
 		if dialects {
 			ctx = dialect.ConnContext(ctx, c)
 		}
-		return ctx
+		gc := &guestConn{iface: hostInterface, byDeviceOnly: byDeviceOnly, rl: rl}
+		gc.addr, _ = guestnet.SourceAddr(c.RemoteAddr().String())
+		// Last, so that a request's lookup of it is the shortest.
+		return context.WithValue(ctx, guestConnKey{}, gc)
 	}
 	return hs
+}
+
+// guestConn is what the requests of one guest connection share: where it
+// came from, worked out once when it was accepted, and whom its last
+// request was attributed to.
+type guestConn struct {
+	iface        string     // the host interface of its listener, "" for none
+	byDeviceOnly bool       // attributed by iface alone (see lookup)
+	addr         netip.Addr // its source address (guestnet.SourceAddr)
+	rl           *requeueListener
+	// last is the instance its last request was attributed to, and the
+	// index's version then (Server.indexVer): valid while that version
+	// is the current one.
+	last atomic.Pointer[connIdentity]
+}
+
+type connIdentity struct {
+	ver  uint64
+	inst *instance
+}
+
+// guestConnKey is the context key of a guest connection's *guestConn.
+type guestConnKey struct{}
+
+// identifyConn is identify for a request on gc: the instance its last
+// request had while the index has not changed since, else a lookup.
+func (s *Server) identifyConn(gc *guestConn) *instance {
+	if id := gc.last.Load(); id != nil && id.ver == s.indexVer.Load() {
+		return id.inst
+	}
+	s.mu.RLock()
+	ver := s.indexVer.Load()
+	inst := s.lookupLocked(gc.iface, gc.addr, gc.byDeviceOnly)
+	s.mu.RUnlock()
+	gc.last.Store(&connIdentity{ver: ver, inst: inst})
+	return inst
 }
 
 // ServeAdmin serves the admin API on ln until Shutdown. A non-empty token
@@ -1042,9 +1085,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 type ifaceKey struct{}
 
-// byDeviceOnlyKey marks connections of a listener whose requests are
-// never attributed by source address (see lookup).
-type byDeviceOnlyKey struct{}
 
 // WithHostInterface returns ctx marking requests as arrived on the host
 // device iface; ServeGuest does this for its connections. Tests and custom
