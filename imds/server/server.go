@@ -163,14 +163,14 @@ type Server struct {
 	feedStop context.CancelFunc
 	feedDone chan struct{}
 
-	mu      sync.RWMutex
+	mu sync.RWMutex
 	// indexVer counts the changes of byAddr and byIface (written with mu
 	// held for writing), so that a guest connection knows when the
 	// instance it was attributed to may have changed (identifyConn).
 	indexVer atomic.Uint64
 	byID     map[string]*instance
-	byAddr  map[netip.Addr]*instance
-	byIface map[string]*instance
+	byAddr   map[netip.Addr]*instance
+	byIface  map[string]*instance
 
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
@@ -1084,7 +1084,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 type ifaceKey struct{}
-
 
 // WithHostInterface returns ctx marking requests as arrived on the host
 // device iface; ServeGuest does this for its connections. Tests and custom
