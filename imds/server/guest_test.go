@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -333,5 +336,52 @@ func TestGuestLongPollDeleteAndShutdown(t *testing.T) {
 	}
 	if r := waitResult(t, down, 5*time.Second); r.code != 304 {
 		t.Fatalf("after shutdown: %+v", r)
+	}
+}
+
+// TestKeptAliveConnFollowsTheIndex: a connection's requests are attributed
+// anew when the index changes, though the connection remembers whom its
+// last request was attributed to (identifyConn).
+func TestKeptAliveConnFollowsTheIndex(t *testing.T) {
+	s := newTestServer(t, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeGuest(ln, "")
+	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	whoAmI := func() string {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n", api.PathInstance); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var info api.InstanceInfo
+		if err := json.NewDecoder(resp.Body).Decode(&info); err != nil || resp.StatusCode != http.StatusOK || resp.Close {
+			t.Fatalf("status %d, close %v, %v", resp.StatusCode, resp.Close, err)
+		}
+		return info.InstanceID
+	}
+	for range 2 {
+		if id := whoAmI(); id != "vm-a" {
+			t.Fatalf("attributed to %q, want vm-a", id)
+		}
+	}
+	// The address moves to vm-b: the same connection's next request is vm-b's.
+	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.2"}})
+	mustRegister(t, s, "vm-b", api.Registration{Addresses: []string{"127.0.0.1"}})
+	if id := whoAmI(); id != "vm-b" {
+		t.Fatalf("after the move: attributed to %q, want vm-b", id)
 	}
 }
