@@ -222,16 +222,6 @@ func readRecord(tx *bolt.Tx, id string, regJSON []byte) (Record, error) {
 	return rec, nil
 }
 
-// withLastStatus sets rec's LastStatus from reports.db.
-func (s *Bolt) withLastStatus(rec Record) (Record, error) {
-	last, err := s.lastStatuses([]string{rec.ID})
-	if err != nil {
-		return rec, err
-	}
-	rec.LastStatus = last[0]
-	return rec, nil
-}
-
 // Apply implements Store.
 func (s *Bolt) Apply(ctx context.Context, id string, c Change) (Record, error) {
 	var rec Record
@@ -279,16 +269,22 @@ func (s *Bolt) Apply(ctx context.Context, id string, c Change) (Record, error) {
 			}
 		}
 		var err error
-		if rec, err = readRecord(tx, id, insts.Get(key)); err != nil {
-			return err
-		}
-		rec, err = s.withLastStatus(rec)
+		rec, err = readRecord(tx, id, insts.Get(key))
 		return err
 	}, func() Event { return Event{Type: EventChanged, ID: id, Record: rec} }, func(committed bool) {
+		if !committed {
+			return
+		}
 		// A registration committed: the report committer takes its
 		// reports from now on.
-		if committed && c.Register != nil {
+		if c.Register != nil {
 			s.idx.register(id)
+		}
+		// The last status as the feed has delivered it so far (the
+		// feed's lock is held): the event never carries an older one
+		// than a status event before it.
+		if last, err := s.lastStatuses([]string{id}); err == nil {
+			rec.LastStatus = last[0]
 		}
 	})
 	return rec, err

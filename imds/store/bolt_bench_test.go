@@ -146,9 +146,9 @@ func BenchmarkBoltReportIngest(b *testing.B) {
 }
 
 // BenchmarkBoltPublishUnderReports is publishes while 512 instances post
-// reports back to back (their histories full): what a publish waits for
-// behind the report batches (publish-p50-ms, publish-p99-ms), and the
-// reports/s meanwhile.
+// reports back to back (their histories full) and a Feed follows: what a
+// publish waits for behind the report batches (publish-p50-ms,
+// publish-p99-ms), and the reports/s meanwhile.
 func BenchmarkBoltPublishUnderReports(b *testing.B) {
 	const instances = 512
 	ctx := context.Background()
@@ -167,6 +167,21 @@ func BenchmarkBoltPublishUnderReports(b *testing.B) {
 	if _, err := s.Apply(ctx, "pub", Change{Register: &Registration{Addresses: []string{"10.9.0.1"}}}); err != nil {
 		b.Fatal(err)
 	}
+	// A Feed, as the server always runs one: every change is delivered
+	// under the feed's lock, which both committers take.
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	last := map[string]uint64{}
+	ready := make(chan struct{})
+	go s.Feed(fctx, func(ev Event) {
+		switch ev.Type {
+		case EventResync:
+			close(ready)
+		case EventStatus:
+			last[ev.ID] = ev.Status.Seq
+		}
+	})
+	<-ready
 	var stop atomic.Bool
 	var reports atomic.Int64
 	var wg sync.WaitGroup

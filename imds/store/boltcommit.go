@@ -118,13 +118,19 @@ func (s *Bolt) commitLoop() {
 	}
 }
 
-// commitOne commits op in a transaction of its own and delivers its event.
+// commitOne commits op in a transaction of its own, then, under the
+// feed's lock, runs its after and delivers its event. The feed's lock is
+// not held across the transaction and its fsync, so the report committer
+// delivers meanwhile; the main committer's own events keep their commit
+// order (one goroutine), and a Feed starting between a commit and its
+// delivery sees the change in its resync and again as the event (the same
+// state twice).
 func (s *Bolt) commitOne(op *writeOp) error {
+	s.queue.commits.Add(1)
+	err := s.update(context.Background(), op.tx)
 	f := &s.feed
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s.queue.commits.Add(1)
-	err := s.update(context.Background(), op.tx)
 	if op.after != nil {
 		op.after(err == nil)
 	}
