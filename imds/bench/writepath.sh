@@ -28,7 +28,7 @@ start_imds --max-guest-conns -1
 
 "$work/writepath" -guest "127.0.0.1:$port" -admin-socket "$sock" -pid "$imds_pid" \
 	-instances "$INSTANCES" -guests "$GUESTS" -steady "$STEADY" -burst-every "$BURST_EVERY" -saturate "$SATURATE" -client "${CLIENT:-raw}"
-echo "store file: $(du -h "$work/data/imds.db" | cut -f1)"
+echo "store files: imds.db $(du -h "$work/data/imds.db" | cut -f1), reports.db $(du -h "$work/data/reports.db" 2>/dev/null | cut -f1)"
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== server log (warnings and errors)"
 cat "$work/imds.log"
