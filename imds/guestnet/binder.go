@@ -62,6 +62,9 @@ type boundIface struct {
 
 var errNoDevice = errors.New("no such network interface")
 
+// startLinkWatch is watchLinks; tests count its calls.
+var startLinkWatch = watchLinks
+
 // binderPoll is the fallback period when link changes cannot be watched.
 const binderPoll = 3 * time.Second
 
@@ -84,11 +87,7 @@ func (l *Listener) StartBinder(o BinderOptions) *Binder {
 		bound:  map[string]*boundIface{},
 		failed: map[string]string{},
 	}
-	events, closeWatch, err := watchLinks()
-	if err != nil {
-		log.Warn("cannot watch network links; checking host interfaces every few seconds instead", "err", err, "period", binderPoll)
-	}
-	go b.loop(events, closeWatch)
+	go b.loop()
 	b.Update()
 	return b
 }
@@ -114,16 +113,20 @@ func (b *Binder) Bound() []string {
 	return slices.Sorted(maps.Keys(b.bound))
 }
 
-func (b *Binder) loop(events <-chan struct{}, closeWatch func()) {
+// loop reconciles at every kick, link event or (without a link watch)
+// tick. The links matter once a device is wanted: the link watch (a
+// netlink socket and its reader) starts at the first reconcile that wants
+// one, before that reconcile lists the links, so a device created
+// meanwhile is seen by one or the other. A service whose instances
+// register no host interface never opens it (issue 15: the idle
+// server's goroutines and pages).
+func (b *Binder) loop() {
 	defer close(b.done)
-	var tick <-chan time.Time
-	if events == nil {
-		t := time.NewTicker(binderPoll)
-		defer t.Stop()
-		tick = t.C
-	} else {
-		defer closeWatch()
-	}
+	var (
+		events   <-chan struct{}
+		tick     <-chan time.Time
+		watching bool
+	)
 	for {
 		select {
 		case <-b.quit:
@@ -140,7 +143,21 @@ func (b *Binder) loop(events <-chan struct{}, closeWatch func()) {
 			}
 		case <-tick:
 		}
-		b.reconcile()
+		want := b.wanted()
+		if !watching && len(want) > 0 {
+			watching = true
+			ev, closeWatch, err := startLinkWatch()
+			if err != nil {
+				b.log.Warn("cannot watch network links; checking host interfaces every few seconds instead", "err", err, "period", binderPoll)
+				t := time.NewTicker(binderPoll)
+				defer t.Stop()
+				tick = t.C
+			} else {
+				events = ev
+				defer closeWatch()
+			}
+		}
+		b.reconcile(want)
 	}
 }
 
@@ -159,8 +176,14 @@ func (b *Binder) wanted() map[string]bool {
 	return want
 }
 
-func (b *Binder) reconcile() {
-	want := b.wanted()
+// reconcile binds the wanted devices and closes the listeners of the
+// others (want: b.wanted()).
+func (b *Binder) reconcile(want map[string]bool) {
+	if len(want) == 0 && len(b.bound) == 0 { // bound and failed: reconcile's own
+		// Nothing to bind or close: no dump of the links.
+		clear(b.failed)
+		return
+	}
 	// One dump of the links per reconcile, not one per device.
 	index := map[string]int{}
 	ifis, err := net.Interfaces()
