@@ -13,18 +13,23 @@ import (
 // PeerWatch tells when the guest behind a parked (hijacked) long-poll goes
 // away, so its descriptor is freed then and not at the poll's timeout.
 // One epoll set with EPOLLRDHUP|EPOLLONESHOT per connection, one goroutine
-// blocked in epoll_wait for all of them; an eventfd wakes it to stop.
+// blocked in epoll_wait for all of them; an eventfd wakes it to stop. The
+// goroutine starts with the first Watch: epoll_wait is a blocking system
+// call, which holds an OS thread of its own for as long as it waits, so a
+// service that parks no poll keeps no thread for it (issue 15).
 type PeerWatch struct {
 	epfd, evfd int
 
-	mu     sync.Mutex
-	next   uint64
-	cbs    map[uint64]func()
-	closed bool
-	done   chan struct{}
+	mu      sync.Mutex
+	next    uint64
+	cbs     map[uint64]func()
+	closed  bool
+	started bool // the loop runs (w.mu)
+	done    chan struct{}
 }
 
-// NewPeerWatch starts a watch (one goroutine); Close ends it.
+// NewPeerWatch makes a watch (its goroutine starts with the first Watch);
+// Close ends it.
 func NewPeerWatch() (*PeerWatch, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -41,9 +46,7 @@ func NewPeerWatch() (*PeerWatch, error) {
 		unix.Close(evfd)
 		return nil, fmt.Errorf("epoll_ctl eventfd: %w", err)
 	}
-	w := &PeerWatch{epfd: epfd, evfd: evfd, cbs: map[uint64]func(){}, next: 1, done: make(chan struct{})}
-	go w.loop()
-	return w, nil
+	return &PeerWatch{epfd: epfd, evfd: evfd, cbs: map[uint64]func(){}, next: 1, done: make(chan struct{})}, nil
 }
 
 func evID(ev *unix.EpollEvent) uint64 {
@@ -105,6 +108,10 @@ func (w *PeerWatch) Watch(c net.Conn, gone func()) (unwatch func(), err error) {
 		return nil, errors.Join(err, cerr)
 	}
 	w.cbs[id] = gone
+	if !w.started {
+		w.started = true
+		go w.loop()
+	}
 	return func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -127,9 +134,12 @@ func (w *PeerWatch) Close() {
 	// Nobody touches epfd once closed is set, but the loop may still need
 	// w.mu to finish its batch.
 	w.closed = true
+	started := w.started
 	w.mu.Unlock()
-	unix.Write(w.evfd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
-	<-w.done
+	if started {
+		unix.Write(w.evfd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		<-w.done
+	}
 	unix.Close(w.epfd)
 	unix.Close(w.evfd)
 }

@@ -81,3 +81,41 @@ func TestPeerWatch(t *testing.T) {
 	default:
 	}
 }
+
+// The watch's goroutine (blocked in epoll_wait, an OS thread of its own)
+// starts with the first Watch, not with NewPeerWatch; a watch that never
+// watched closes without it.
+func TestPeerWatchStartsWithFirstWatch(t *testing.T) {
+	idle, err := NewPeerWatch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle.Close() // returns although no loop ever ran
+	w, err := NewPeerWatch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	running := func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.started
+	}
+	if running() {
+		t.Fatal("the epoll goroutine runs before anything is watched")
+	}
+	client, server := pair(t)
+	gone := make(chan struct{}, 1)
+	if _, err := w.Watch(server, func() { gone <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	if !running() {
+		t.Fatal("the epoll goroutine is not running after Watch")
+	}
+	client.Close()
+	select {
+	case <-gone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("gone never called after the peer closed")
+	}
+}
