@@ -143,6 +143,16 @@ func BenchmarkBoltReportIngest(b *testing.B) {
 	if fi, err := os.Stat(s.rpath); err == nil {
 		b.ReportMetric(float64(fi.Size())/float64(instances*MaxStatusHistory), "file-B/kept-report")
 	}
+	// The file pages mapped in the process (the test binary's own
+	// included): what the store's mapping adds to RSS.
+	if st, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, l := range strings.Split(string(st), "\n") {
+			var kb int64
+			if _, err := fmt.Sscanf(l, "RssFile: %d kB", &kb); err == nil {
+				b.ReportMetric(float64(kb)/1024, "rss-file-MB")
+			}
+		}
+	}
 }
 
 // BenchmarkBoltPublishUnderReports is publishes while 512 instances post

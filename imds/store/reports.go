@@ -165,6 +165,9 @@ type reportQueue struct {
 	// hook, when set (tests), is called by the committer before each
 	// transaction, once its reports have their seqs.
 	hook func()
+	// written counts the report bytes appended since reports.db was last
+	// opened (the committer's).
+	written int
 }
 
 // openReports opens (creating if needed) reports.db beside the open
@@ -618,10 +621,21 @@ func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) {
 	if len(cuts) > 0 {
 		s.dropCuts(cuts)
 	}
-	if swept.visited > 0 {
+	written := 0
+	for _, op := range taken {
+		written += len(op.data)
+	}
+	if s.rq.written += written; swept.visited > 0 || s.rq.written >= remapBytes {
+		s.rq.written = 0
 		s.remapReports()
 	}
 }
+
+// remapBytes is how many bytes of reports are appended between two
+// reopens of reports.db: bbolt writes pages with pwrite but reads the
+// newest leaf through its mapping at the next append, so every page
+// appended stays in the process's RSS until the mapping goes.
+const remapBytes = 8 << 20
 
 // reportsTx runs fn in a transaction of reports.db (write: the report
 // committer's only).
