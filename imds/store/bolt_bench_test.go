@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
@@ -84,15 +83,6 @@ func BenchmarkBoltAppendStatus(b *testing.B) {
 			b.ReportMetric(float64(size), "B/history")
 		})
 	}
-}
-
-func mustJSON(tb testing.TB, v any) []byte {
-	tb.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
 }
 
 // BenchmarkBoltReportIngest is status reports from many instances at once

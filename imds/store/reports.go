@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -857,17 +856,4 @@ func (s *Bolt) StatusHistory(ctx context.Context, id string) ([]status.Report, e
 		return nil
 	})
 	return out, err
-}
-
-// reportsPath is the reports file of the store file at path.
-func reportsPath(path string) string {
-	return filepath.Join(filepath.Dir(path), ReportsFileName)
-}
-
-// removeIfExists removes path, ignoring that it is missing.
-func removeIfExists(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
 }
