@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -383,5 +384,79 @@ func TestKeptAliveConnFollowsTheIndex(t *testing.T) {
 	mustRegister(t, s, "vm-b", api.Registration{Addresses: []string{"127.0.0.1"}})
 	if id := whoAmI(); id != "vm-b" {
 		t.Fatalf("after the move: attributed to %q, want vm-b", id)
+	}
+}
+
+// TestGuestAnswersKeepTheConnection: every answer to a known guest keeps
+// its connection, as HTTP/1.1 allows (issue 15: no needless `Connection:
+// close`), errors included; all of these go over one connection, in turn.
+// Only an unknown caller's answer closes it (closeUnknown).
+func TestGuestAnswersKeepTheConnection(t *testing.T) {
+	s := newTestServer(t, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeGuest(ln, "")
+	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
+	gen := mustPublish(t, s, "vm-a", `{"hostname":"web-01"}`)
+	etag := s.get("vm-a").cur.Load().etag[0]
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	rep := func(seq int) string {
+		return fmt.Sprintf(`{"seq":%d,"time":"2026-11-21T10:00:00.123Z","generation":%d,"state":"provisioned"}`, seq, gen)
+	}
+	for _, tc := range []struct {
+		name, method, path, hdr, body string
+		want                          int
+	}{
+		{"GET config", "GET", api.PathConfig, "", "", http.StatusOK},
+		{"GET config, not modified", "GET", api.PathConfig, "If-None-Match: " + etag + "\r\n", "", http.StatusNotModified},
+		{"GET instance", "GET", api.PathInstance, "", "", http.StatusOK},
+		{"POST status", "POST", api.PathStatus, "", rep(1), http.StatusNoContent},
+		{"POST the same status again", "POST", api.PathStatus, "", rep(1), http.StatusNoContent},
+		{"POST status, chunked", "POST", api.PathStatus, "Transfer-Encoding: chunked\r\n", rep(2), http.StatusNoContent},
+		{"POST status, escapes (encoding/json's path)", "POST", api.PathStatus, "", `{"seq":3,"time":"2026-11-21T10:00:00.123Z","state":"failed","error":"a \"quoted\" \u00e9"}`, http.StatusNoContent},
+		{"malformed status", "POST", api.PathStatus, "", `{"seq":`, http.StatusBadRequest},
+		{"invalid status", "POST", api.PathStatus, "", `{"seq":0}`, http.StatusBadRequest},
+		{"bad If-None-Match", "GET", api.PathConfig, "If-None-Match: nonsense\r\n", "", http.StatusBadRequest},
+		{"wrong method", "DELETE", api.PathConfig, "", "", http.StatusMethodNotAllowed},
+		{"no such path", "GET", "/metadata/v1/nothing", "", "", http.StatusNotFound},
+		{"bad wait", "GET", api.PathConfig + "?wait=maybe", "", "", http.StatusBadRequest},
+	} {
+		body := tc.body
+		hdr := tc.hdr
+		if strings.Contains(hdr, "chunked") {
+			body = fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(tc.body), tc.body)
+		} else if body != "" {
+			hdr += fmt.Sprintf("Content-Length: %d\r\n", len(body))
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n%s\r\n%s", tc.method, tc.path, hdr, body); err != nil {
+			t.Fatalf("%s: send: %v", tc.name, err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Fatalf("%s: status %d, want %d: %s", tc.name, resp.StatusCode, tc.want, b)
+		}
+		if resp.Close {
+			t.Fatalf("%s: answered %d with Connection: close", tc.name, resp.StatusCode)
+		}
+	}
+	inst := s.get("vm-a")
+	inst.appendMu.Lock()
+	got := inst.lastAppended
+	inst.appendMu.Unlock()
+	if got == nil || got.Seq != 3 || got.Error != `a "quoted" é` {
+		t.Fatalf("last stored report: %+v", got)
 	}
 }
