@@ -106,12 +106,14 @@ func (h *history) has(seq uint64) bool {
 	return ok
 }
 
-// pendingCut is a cut of imds.db to remove once the sweep passes counted
-// reach need.
+// pendingCut is a cut of imds.db to remove once a sweep pass has
+// covered every record it names: a pass that started judging after the
+// Delete (its number is above after) in a batch whose seq limit is above
+// cut (every seq up to cut was committed before it, or never).
 type pendingCut struct {
-	id   string
-	cut  uint64
-	need uint64
+	id    string
+	cut   uint64
+	after uint64 // passStarts when the Delete removed id from the index
 }
 
 // reportIndex is the in-memory truth of which reports make each history.
@@ -122,7 +124,11 @@ type reportIndex struct {
 	records   int    // in the log
 	live      int    // in the histories: the other records are dead
 	sweepFrom uint64 // where the running sweep pass goes on (0: none running)
-	passes    uint64 // sweep passes completed
+	// passStarts numbers the sweep passes started (counted when the pass
+	// first judges records, under mu); passLimit is the seq limit of the
+	// batch the running pass started in: it judges every record below.
+	passStarts uint64
+	passLimit  uint64
 	force     bool   // a pass is wanted whatever the counts (set at open)
 	cuts      []pendingCut
 }
@@ -438,7 +444,7 @@ func (s *Bolt) scanReports(rdb *bolt.DB) error {
 		return err
 	}
 	for id, c := range cuts {
-		x.cuts = append(x.cuts, pendingCut{id: id, cut: c, need: 1})
+		x.cuts = append(x.cuts, pendingCut{id: id, cut: c})
 	}
 	x.force = x.records > x.live || len(x.cuts) > 0
 	return nil
@@ -580,18 +586,19 @@ func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) {
 	f.mu.Lock()
 	x.mu.Lock()
 	x.records += len(taken) - swept.deleted
+	passEnded := false
 	if sweep {
 		x.sweepFrom = swept.from
 		if swept.from == 0 {
-			x.passes++
+			passEnded = true
 			x.force = false
 		}
 	}
 	var cuts []pendingCut
-	if len(x.cuts) > 0 {
+	if passEnded && len(x.cuts) > 0 {
 		kept := x.cuts[:0]
 		for _, c := range x.cuts {
-			if x.passes >= c.need {
+			if x.passStarts > c.after && x.passLimit > c.cut {
 				cuts = append(cuts, c)
 			} else {
 				kept = append(kept, c)
@@ -684,6 +691,11 @@ func (s *Bolt) sweep(l *bolt.Bucket, limit uint64) (sweepResult, error) {
 	x := &s.idx
 	x.mu.Lock()
 	from := x.sweepFrom
+	if from == 0 {
+		// A new pass: it judges, from here on, every record below limit.
+		x.passStarts++
+		x.passLimit = limit
+	}
 	x.mu.Unlock()
 	type deadRec struct {
 		k      []byte
@@ -775,11 +787,11 @@ func (x *reportIndex) endDelete(id string, cut uint64, h *history, committed boo
 	if h != nil {
 		x.live -= len(h.seqs)
 	}
-	need := x.passes + 1
-	if x.sweepFrom != 0 {
-		need++ // the running pass may have passed its records already
-	}
-	x.cuts = append(x.cuts, pendingCut{id: id, cut: cut, need: need})
+	// A pass running now may have judged id's records live already, or
+	// started in the batch of a report that raced this Delete (a batch
+	// never judges its own): only a later pass counts (endDelete runs
+	// after beginDelete, so passStarts here is at least what it was then).
+	x.cuts = append(x.cuts, pendingCut{id: id, cut: cut, after: x.passStarts})
 }
 
 // newestSeqs returns the newest live seq of each id (0: none).

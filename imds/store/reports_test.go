@@ -589,3 +589,42 @@ func TestBoltDamagedReportsFile(t *testing.T) {
 		t.Fatalf("check after the next open: %+v, %v", sum, err)
 	}
 }
+
+// A sweep pass that ran in the very batch of a report that raced a
+// Delete does not cover that report (a batch never judges its own seqs):
+// the delete's cut must outlive it. Before the fix the cut went with that
+// pass (the pass had not been recorded as running when the Delete ended),
+// so after a restart the re-registered id showed the raced report of its
+// deleted incarnation.
+func TestBoltCutOutlivesASweepOfTheRacedBatch(t *testing.T) {
+	ctx := context.Background()
+	f := newCommitFixture(t, 0)
+	s := f.s
+	dir := filepath.Dir(s.path)
+	registerIDs(t, s, "a")
+	entered, unblock := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.rq.hook = func() {
+		once.Do(func() {
+			close(entered)
+			<-unblock
+		})
+	}
+	// The next batch sweeps (a pass starts and ends in it).
+	s.idx.mu.Lock()
+	s.idx.force = true
+	s.idx.mu.Unlock()
+	raced := f.appendAsync("a", tinyReport(7))
+	<-entered
+	if err := s.Delete(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	close(unblock)
+	if err := <-raced; err != nil {
+		t.Fatalf("the report that raced the delete: %v", err)
+	}
+	registerIDs(t, s, "a")
+	s.Close()
+	s = open(t, dir)
+	wantRun(t, "re-registered a after a restart", seqsOf(t, s, "a"), 1, 0)
+}
