@@ -129,8 +129,8 @@ type reportIndex struct {
 	// batch the running pass started in: it judges every record below.
 	passStarts uint64
 	passLimit  uint64
-	force     bool   // a pass is wanted whatever the counts (set at open)
-	cuts      []pendingCut
+	force      bool // a pass is wanted whatever the counts (set at open)
+	cuts       []pendingCut
 }
 
 // register adds id with an empty history unless it is there.
@@ -408,7 +408,13 @@ func (s *Bolt) scanReports(rdb *bolt.DB) error {
 		}
 		return tx.Bucket(bCuts).ForEach(func(k, v []byte) error {
 			if len(v) == 8 {
-				cuts[string(k)] = binary.BigEndian.Uint64(v)
+				c := binary.BigEndian.Uint64(v)
+				cuts[string(k)] = c
+				// Seqs are handed out before their transaction commits:
+				// a crash can leave a cut above the persisted next seq.
+				// Never hand one out again (a new report under a cut is
+				// dead at the next open).
+				x.next = max(x.next, c+1)
 			}
 			return nil
 		})

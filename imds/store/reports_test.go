@@ -628,3 +628,42 @@ func TestBoltCutOutlivesASweepOfTheRacedBatch(t *testing.T) {
 	s = open(t, dir)
 	wantRun(t, "re-registered a after a restart", seqsOf(t, s, "a"), 1, 0)
 }
+
+// Seqs are handed out before their transaction commits, so a crash can
+// leave imds.db with a delete's cut above reports.db's persisted next
+// seq. The open must go on above every cut: a re-registered id's new
+// reports would otherwise get seqs under its old cut and be dead (lost)
+// at the next open.
+func TestBoltSeqsGoOnAboveEveryCut(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	registerIDs(t, s, "a")
+	if err := s.AppendStatus(ctx, "a", tinyReport(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// As a crash leaves it: seqs up to 50 were handed out (a's cut says
+	// so) but never committed in reports.db.
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bCuts).Put([]byte("a"), binary.BigEndian.AppendUint64(nil, 50))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s = open(t, dir)
+	registerIDs(t, s, "a")
+	if err := s.AppendStatus(ctx, "a", tinyReport(2)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, dir)
+	wantRun(t, "a's new report after a restart", seqsOf(t, s, "a"), 2, 2)
+}
