@@ -647,7 +647,7 @@ func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) {
 // reopens of reports.db: bbolt writes pages with pwrite but reads the
 // newest leaf through its mapping at the next append, so every page
 // appended stays in the process's RSS until the mapping goes.
-const remapBytes = 8 << 20
+var remapBytes = 8 << 20 // a variable for the tests
 
 // reportsTx runs fn in a transaction of reports.db (write: the report
 // committer's only).
