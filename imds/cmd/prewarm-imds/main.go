@@ -35,16 +35,40 @@ var version = "0.1.0"
 const envPrefix = "PREWARM_IMDS_"
 
 func main() {
-	os.Exit(cli.Main(newRoot()))
+	os.Exit(cli.Main(rootFor(os.Args[1:])))
 }
 
 // run runs the command line args and returns the exit code.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return cli.Execute(newRoot(), args, stdin, stdout, stderr)
+	return cli.Execute(rootFor(args), args, stdin, stdout, stderr)
+}
+
+// rootFor is the command tree that runs args: for serve, serve's alone
+// (the service does not build every admin command's flags, issue 15).
+func rootFor(args []string) *cobra.Command {
+	if len(args) > 0 && args[0] == "serve" {
+		return newServeRoot()
+	}
+	return newRoot()
 }
 
 func newRoot() *cobra.Command {
-	root := &cobra.Command{
+	root := rootCmd()
+	cli.AddGroups(root, "admin API", []*cobra.Command{serveCmd(), storeCmd()}, adminCmds())
+	cli.Setup(root, envPrefix, version)
+	return root
+}
+
+// newServeRoot is newRoot with serve alone.
+func newServeRoot() *cobra.Command {
+	root := rootCmd()
+	cli.AddGroups(root, "admin API", []*cobra.Command{serveCmd()}, nil)
+	cli.Setup(root, envPrefix, version)
+	return root
+}
+
+func rootCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "prewarm-imds",
 		Short: "Prewarm host metadata service (IMDS) and its admin CLI",
 		Long: `prewarm-imds serves each guest VM its configuration document and collects
@@ -64,7 +88,4 @@ failed, 4 timeout, 5 the service is unreachable, 6 not found.`,
   prewarm-imds list --state failed
   prewarm-imds list --watch`,
 	}
-	cli.AddGroups(root, "admin API", []*cobra.Command{serveCmd(), storeCmd()}, adminCmds())
-	cli.Setup(root, envPrefix, version)
-	return root
 }
