@@ -57,7 +57,8 @@ type Bolt struct {
 
 	// Status reports: reports.db, its committer and the index (reports.go).
 	rmu   sync.RWMutex // rdb: held to use it, held to reopen it
-	rdb   *bolt.DB     // nil once a reopen failed
+	rdb   *bolt.DB     // nil while a reopen failed
+	rerr  error        // why rdb is nil (rmu)
 	rpath string
 	rq    reportQueue
 	idx   reportIndex

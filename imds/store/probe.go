@@ -58,6 +58,9 @@ func (s *Bolt) probeOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("write probe of store %s: %w", s.path, err)
 	}
+	if err := s.reportsDown(); err != nil {
+		return err
+	}
 	free, err := freeBytes(filepath.Dir(s.path))
 	if err != nil {
 		return fmt.Errorf("free space of store %s: %w", s.path, err)

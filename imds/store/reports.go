@@ -532,14 +532,22 @@ func (s *Bolt) reportLoop() {
 			<-q.kick
 			continue
 		}
-		s.commitReportBatch(ops, sweep)
+		if !s.commitReportBatch(ops, sweep) && len(ops) == 0 {
+			// A sweep alone failed (reports.db cannot be written or
+			// opened): wait for the next report instead of spinning.
+			if closed {
+				return
+			}
+			<-q.kick
+		}
 	}
 }
 
 // commitReportBatch writes ops (and, when sweep, a bounded sweep of dead
 // records) in one reports.db transaction, then updates the index,
-// delivers the events and answers each op.
-func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) {
+// delivers the events and answers each op. It returns false when the
+// transaction failed.
+func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) bool {
 	x := &s.idx
 	// Membership and seqs, at batch time.
 	var taken []*reportOp
@@ -557,10 +565,13 @@ func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) {
 	next := x.next
 	x.mu.Unlock()
 	if len(taken) == 0 && !sweep {
-		return
+		return true
 	}
 	if s.rq.hook != nil {
 		s.rq.hook()
+	}
+	if s.reportsDown() != nil {
+		s.remapReports() // an earlier reopen failed: try again
 	}
 	s.rq.commits.Add(1)
 	var swept sweepResult
@@ -582,11 +593,13 @@ func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) {
 	})
 	if err != nil {
 		s.probe.failed(fmt.Errorf("write reports store %s: %w", s.rpath, err))
-		err = fmt.Errorf("commit %d status reports: %w", len(taken), err)
+		if s.reportsDown() == nil {
+			err = fmt.Errorf("commit %d status reports to %s: %w", len(taken), s.rpath, err)
+		} // else err is rerr, naming the file already
 		for _, op := range taken {
 			op.res <- err
 		}
-		return
+		return false
 	}
 	f := &s.feed
 	f.mu.Lock()
@@ -641,6 +654,12 @@ func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) {
 		s.rq.written = 0
 		s.remapReports()
 	}
+	return true
+}
+
+// openReportsFile opens reports.db (a variable: tests make it fail).
+var openReportsFile = func(path string) (*bolt.DB, error) {
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 }
 
 // remapBytes is how many bytes of reports are appended between two
@@ -655,7 +674,7 @@ func (s *Bolt) reportsTx(write bool, fn func(*bolt.Tx) error) error {
 	s.rmu.RLock()
 	defer s.rmu.RUnlock()
 	if s.rdb == nil {
-		return fmt.Errorf("reports store %s is not open (reopening it failed)", s.rpath)
+		return s.rerr
 	}
 	if write {
 		return s.rdb.Update(fn)
@@ -667,21 +686,39 @@ func (s *Bolt) reportsTx(write bool, fn func(*bolt.Tx) error) error {
 // the sweep read pages all over the file through bbolt's mapping, which
 // would stay in the process's RSS (as after the open's scan); a new
 // mapping starts with the few pages appends and reads touch. The file
-// stays locked by imds.db's lock meanwhile.
+// stays locked by imds.db's lock meanwhile. A reopen that fails leaves
+// s.rdb nil and s.rerr saying why: reports and reads fail with it, Probe
+// fails with it, and the next report batch tries again (reopenReports).
 func (s *Bolt) remapReports() {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
-	if s.rdb == nil {
+	if s.rdb != nil {
+		err := s.rdb.Close()
+		s.rdb = nil
+		if err != nil {
+			s.reportsLost(err)
+			return
+		}
+	}
+	rdb, err := openReportsFile(s.rpath)
+	if err != nil {
+		s.reportsLost(err)
 		return
 	}
-	err := s.rdb.Close()
-	s.rdb = nil
-	if err == nil {
-		s.rdb, err = bolt.Open(s.rpath, 0o600, &bolt.Options{Timeout: time.Second})
-	}
-	if err != nil {
-		s.probe.failed(fmt.Errorf("reopen reports store %s: %w", s.rpath, err))
-	}
+	s.rdb, s.rerr = rdb, nil
+}
+
+// reportsLost records that reports.db could not be reopened (s.rmu held).
+func (s *Bolt) reportsLost(err error) {
+	s.rerr = fmt.Errorf("reports store %s is not open: reopening it failed: %w", s.rpath, err)
+	s.probe.failed(s.rerr)
+}
+
+// reportsDown says why reports.db is not open, nil when it is.
+func (s *Bolt) reportsDown() error {
+	s.rmu.RLock()
+	defer s.rmu.RUnlock()
+	return s.rerr
 }
 
 type sweepResult struct {

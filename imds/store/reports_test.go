@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -666,4 +667,59 @@ func TestBoltSeqsGoOnAboveEveryCut(t *testing.T) {
 	s.Close()
 	s = open(t, dir)
 	wantRun(t, "a's new report after a restart", seqsOf(t, s, "a"), 2, 2)
+}
+
+// A reopen of reports.db that fails (after a sweep or RemapBytes of
+// appends) must not leave the store silently without its reports file:
+// reports fail with an error naming reports.db, Probe says so too (not
+// only for its cache's few seconds), and the next report batch tries the
+// reopen again, so reports are taken once the file opens.
+func TestBoltReportsReopenFailure(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	registerIDs(t, s, "a")
+	defer func(n int) { remapBytes = n }(remapBytes)
+	remapBytes = 1
+	var fail atomic.Bool
+	defer func(o func(string) (*bolt.DB, error)) { openReportsFile = o }(openReportsFile)
+	orig := openReportsFile
+	openReportsFile = func(path string) (*bolt.DB, error) {
+		if fail.Load() {
+			return nil, errors.New("injected open failure")
+		}
+		return orig(path)
+	}
+	fail.Store(true)
+	// This report commits; the reopen after it fails.
+	if err := s.AppendStatus(ctx, "a", tinyReport(1)); err != nil {
+		t.Fatal(err)
+	}
+	err := s.AppendStatus(ctx, "a", tinyReport(2))
+	if err == nil || !strings.Contains(err.Error(), ReportsFileName) || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("a report while reports.db cannot be opened: %v, want an error naming %s and why", err, ReportsFileName)
+	}
+	s.probe.mu.Lock()
+	s.probe.at = time.Time{} // the cache expired
+	s.probe.mu.Unlock()
+	if err := s.Probe(ctx); err == nil || !strings.Contains(err.Error(), ReportsFileName) {
+		t.Fatalf("Probe while reports.db is not open: %v, want an error naming %s", err, ReportsFileName)
+	}
+	if _, err := s.StatusHistory(ctx, "a"); err == nil || !strings.Contains(err.Error(), ReportsFileName) {
+		t.Fatalf("history while reports.db is not open: %v, want an error naming %s", err, ReportsFileName)
+	}
+	fail.Store(false)
+	if err := s.AppendStatus(ctx, "a", tinyReport(3)); err != nil {
+		t.Fatalf("a report once reports.db opens again: %v", err)
+	}
+	s.probe.mu.Lock()
+	s.probe.at = time.Time{}
+	s.probe.mu.Unlock()
+	if err := s.Probe(ctx); err != nil {
+		t.Fatalf("Probe once reports.db is open again: %v", err)
+	}
+	got := seqsOf(t, s, "a")
+	if len(got) != 2 || got[0] != 1 || got[1] != 3 {
+		t.Fatalf("history %v, want [1 3]", got)
+	}
 }
