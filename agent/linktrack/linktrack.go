@@ -23,7 +23,8 @@ type Link struct {
 	Name  string
 	MAC   string // lower case, colon separated
 	// Up says the link can carry traffic (Linux: administratively up, with
-	// carrier, operationally up or unknown; Windows: connected and up).
+	// carrier, operationally up or unknown, or down while the kernel has
+	// yet to update it after the carrier came; Windows: connected and up).
 	Up bool
 	// Changes is the carrier-change counter, where the OS keeps one; 0
 	// elsewhere, and then it never counts as a flap.

@@ -25,6 +25,9 @@ type link struct {
 	changes uint32
 	lo      bool
 	del     bool
+	// pending: operstate down although the carrier is on (the kernel's
+	// link watch has not yet run since the carrier came)
+	pending bool
 }
 
 func (l link) msg() netlink.Message {
@@ -44,6 +47,9 @@ func (l link) msg() netlink.Message {
 	c, oper := uint8(0), uint8(operDown)
 	if l.carrier {
 		c, oper = 1, operUp
+		if l.pending {
+			oper = operDown
+		}
 	}
 	ae.Uint8(unix.IFLA_CARRIER, c)
 	ae.Uint8(unix.IFLA_OPERSTATE, oper)
@@ -193,6 +199,35 @@ func TestWatcherCannedMessages(t *testing.T) {
 			expect(t, evs, tc.want...)
 		})
 	}
+}
+
+// TestWatcherOperstateCatchingUp: a watch that begins while the kernel's
+// link watch has yet to turn a NIC's operational state up (carrier on,
+// operstate down: a VM's NIC set up at boot, for up to a second) sees no
+// carrier come back when the operational state catches up, as the carrier
+// and its change counter stay the same; a later bounce still counts.
+func TestWatcherOperstateCatchingUp(t *testing.T) {
+	pending := eth0
+	pending.pending = true
+	bounced := eth0
+	bounced.changes += 2
+	ch, evs := startFake(t, Options{}, []link{lo, pending}, nil)
+	ch <- recv{msgs: msgs(eth0)}
+	expect(t, evs)
+	ch <- recv{msgs: msgs(bounced)}
+	expect(t, evs, want{agent.CarrierBack, "eth0"})
+
+	// A link that was down and comes back is still a carrier back, even
+	// in the message before its operational state is up.
+	down := eth0
+	down.carrier, down.changes = false, 3
+	back := eth0
+	back.pending, back.changes = true, 4
+	ch, evs = startFake(t, Options{}, []link{lo, down}, nil)
+	ch <- recv{msgs: msgs(back)}
+	expect(t, evs, want{agent.CarrierBack, "eth0"})
+	ch <- recv{msgs: msgs(link{index: 2, name: "eth0", up: true, carrier: true, changes: 4})}
+	expect(t, evs)
 }
 
 func TestWatcherResyncAfterENOBUFS(t *testing.T) {

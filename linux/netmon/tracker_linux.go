@@ -24,9 +24,23 @@ const (
 	operUp      = 6
 )
 
-// running reports whether the link can carry traffic.
+// running reports whether the link can carry traffic: administratively
+// up, with carrier, and operationally up or unknown, or down while the
+// carrier is on. The kernel sets the carrier (and counts its change) at
+// once, and the operational state only when its link watch runs, up to a
+// second later (it runs at most about once a second): a NIC set up at
+// boot shows carrier 1 and operstate down until then (with the carrier
+// on, the link watch makes it up, or dormant or testing, which are not
+// running). Taking that moment for a link that is down
+// made the operational state catching up (the same carrier, the same
+// change counter) a carrier that came back: in a VM whose agent started
+// within that second, a DHCP renewal (udhcpc's: release, deconfigure,
+// discover) of a lease nothing had disturbed.
 func (s linkState) running() bool {
-	return s.AdminUp && s.Carrier && (s.Oper == operUp || s.Oper == operUnknown)
+	if !s.AdminUp || !s.Carrier {
+		return false
+	}
+	return s.Oper == operUp || s.Oper == operUnknown || s.Oper == operDown
 }
 
 // tracker feeds link states to the portable linktrack.Tracker, which
