@@ -171,6 +171,45 @@ func (r *Reports) Quiet(ctx context.Context, d time.Duration) []Arrival {
 	return append([]Arrival(nil), r.all[from:]...)
 }
 
+// Settle long-polls until no report arrived for quiet (within at most
+// limit) and returns the reports that arrived meanwhile: a pause before
+// the next step, so that it does not meet the end of the last one. (Quiet
+// is a window of at most d, which ends early once less than the long
+// poll's second is left: after a report, often at once.)
+func (r *Reports) Settle(ctx context.Context, quiet, limit time.Duration) []Arrival {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	r.mu.Lock()
+	from := len(r.all)
+	r.mu.Unlock()
+	last := time.Now()
+	for ctx.Err() == nil {
+		left := quiet - time.Since(last)
+		if left <= 0 {
+			break
+		}
+		r.mu.Lock()
+		n := len(r.all)
+		r.mu.Unlock()
+		// The long poll counts whole seconds: round up, at least one.
+		err := r.fetch(ctx, max(time.Second, (left+time.Second-1)/time.Second*time.Second))
+		r.mu.Lock()
+		if len(r.all) > n {
+			last = r.all[len(r.all)-1].At
+		}
+		r.mu.Unlock()
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Arrival(nil), r.all[from:]...)
+}
+
 // State matches a report of the given state and generation (0: any).
 func State(state string, gen int64) func(status.Report) bool {
 	return func(rep status.Report) bool {

@@ -112,9 +112,11 @@ type ClaimResult struct {
 func (vl *VMLab) Claim(t testing.TB, ctx context.Context, rep *Reports, clk *ConsoleClock, order ClaimOrder, addr, gw netip.Addr, doc Doc, bounce func() error) ClaimResult {
 	t.Helper()
 	n := vl.NIC0
+	vl.Tracef("claim (%s): reserve %s", order, addr)
 	if err := n.Reserve(ctx, addr, gw); err != nil {
 		t.Fatal(err)
 	}
+	vl.Tracef("claim: reserved")
 	from := vl.VM.QEMU.Log.Len()
 	repFrom := len(rep.All())
 	var gen int64
@@ -138,6 +140,7 @@ func (vl *VMLab) Claim(t testing.TB, ctx context.Context, rep *Reports, clk *Con
 	if berr != nil {
 		t.Fatalf("bounce: %v", berr)
 	}
+	vl.Tracef("claim: published generation %d, bounced", gen)
 	prov, err := rep.WaitFor(ctx, "provisioned", State(status.StateProvisioned, gen))
 	if err != nil {
 		t.Fatal(err)
@@ -163,8 +166,11 @@ func (vl *VMLab) Claim(t testing.TB, ctx context.Context, rep *Reports, clk *Con
 			t.Logf("claim of generation %d: no renewal with %s: %v", gen, addr, err)
 		}
 	}
-	rep.Quiet(ctx, 1500*time.Millisecond)
+	rep.Settle(ctx, 1500*time.Millisecond, 15*time.Second)
 	res.Reports = rep.All()[repFrom:]
+	for _, a := range res.Reports {
+		vl.Tracef("claim report (arrived %s): %s", a.At.Format("15:04:05.000"), a)
+	}
 	var renewSeq uint64
 	for _, a := range res.Reports {
 		if a.Event == status.EventDHCPRenewed {
@@ -213,13 +219,34 @@ func (vl *VMLab) Claim(t testing.TB, ctx context.Context, rep *Reports, clk *Con
 // Bounce is a plain NIC bounce of eth0: link off, hold, link on.
 func (vl *VMLab) Bounce(hold time.Duration) func() error {
 	return func() error {
+		vl.Tracef("set_link n0 off")
 		if _, err := vl.VM.Monitor.SetLink("n0", false); err != nil {
 			return err
 		}
+		vl.Tracef("set_link n0 off done")
+		if tracing() {
+			vl.traceLinks()
+		}
 		time.Sleep(hold) // the bounce's length: the stimulus, not a wait for a result
 		_, err := vl.VM.Monitor.SetLink("n0", true)
+		vl.Tracef("set_link n0 on done")
+		if tracing() {
+			vl.traceLinks()
+		}
 		return err
 	}
+}
+
+// traceLinks records QEMU's view of the NICs (info network: a NIC whose
+// link is set off says "link=down") and the host's of tap1.
+func (vl *VMLab) traceLinks() {
+	out, err := vl.VM.Monitor.Cmd("info network")
+	if i := strings.LastIndex(out, "\x1b[K"); i >= 0 {
+		out = out[i+len("\x1b[K"):] // the monitor's echo of the command
+	}
+	vl.Tracef("info network: %s %v", strings.Join(strings.Fields(out), " "), err)
+	tap, err := run(context.Background(), "ip", "-n", vl.HostNS.Name, "-o", "link", "show", vl.NIC0.HostIf)
+	vl.Tracef("host %s: %s %v", vl.NIC0.HostIf, strings.Join(strings.Fields(tap), " "), err)
 }
 
 // quantiles formats p50 and p90 (and the max) of ds.

@@ -47,11 +47,18 @@ func TestVMClaimBench(t *testing.T) {
 		gen1 = vl.Publish(ctx, vl.NIC0.ID, Doc{"hostname": "vm-cold", "timezone": "UTC"})
 	})
 	clk := vl.FollowConsole(ctx)
+	defer vl.TraceFile(clk)
 	rep := vl.Watch(vl.NIC0.ID)
 	rep.MaxWait = 2 * time.Minute // TCG boots slowly on a busy machine
 	a := awaitSettled(t, ctx, rep, gen1, status.StateProvisioned)
 	cold := a.At.Sub(vl.Boot)
-	rep.Quiet(ctx, 1500*time.Millisecond)
+	vl.Tracef("cold boot provisioned (report seq %d)", a.Seq)
+	if err := vl.AwaitLinksSettled(ctx, rep, 1500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range rep.All() {
+		vl.Tracef("report before the claims (arrived %s): %s", a.At.Format("15:04:05.000"), a)
+	}
 
 	var all []ClaimResult
 	for i := range n {
