@@ -16,6 +16,7 @@ import (
 
 	"github.com/prewarm/prewarm/agent"
 	"github.com/prewarm/prewarm/e2e/netlab"
+	"github.com/prewarm/prewarm/linux/nl"
 )
 
 func TestWatcherInNetns(t *testing.T) {
@@ -89,5 +90,95 @@ func TestGuestWatcher(t *testing.T) {
 				t.Fatalf("ip %v: %v: %s", args, err, out)
 			}
 		}
+	}
+}
+
+// TestWatcherSeedsPendingOperstate is the boot case on a real kernel: the
+// host end is bounced twice, so that the kernel's link watch, which ran
+// for the first bounce, holds the second one back for up to a second, and
+// the guest's eth0 has its carrier on and its operational state still
+// down; a watch that begins then must make no event when the operational
+// state catches up (the carrier and its change counter stay the same).
+func TestWatcherSeedsPendingOperstate(t *testing.T) {
+	if netlab.InGuest() {
+		t.Skip("host side only")
+	}
+	p := netlab.NewPair(t)
+	g := p.StartGuest(t, "TestGuestWatcherPending")
+	g.Expect("READY", 20*time.Second)
+	for attempt := 1; attempt <= 5; attempt++ {
+		for range 2 {
+			p.HostLink(t, "down")
+			p.HostLink(t, "up")
+		}
+		g.Send("watch")
+		seed := g.Expect("SEED", 10*time.Second)
+		res := g.Expect("RESULT", 10*time.Second)
+		if !strings.Contains(seed, "pending=true") {
+			t.Logf("attempt %d: the watch began after the link watch ran (%s); again", attempt, seed)
+			time.Sleep(1500 * time.Millisecond) // out of the link watch's second, for the next attempt
+			continue
+		}
+		t.Logf("attempt %d: %s; %s", attempt, seed, res)
+		if !strings.Contains(res, "settled=true") {
+			t.Fatalf("the operational state did not catch up within the wait: %s", res)
+		}
+		if !strings.Contains(res, "events=[]") {
+			t.Fatalf("events for an operational state catching up, carrier and counter unchanged: %s", res)
+		}
+		g.Wait()
+		return
+	}
+	t.Skip("the watch never began while the operational state was pending (5 attempts): a busy machine")
+}
+
+func TestGuestWatcherPending(t *testing.T) {
+	if !netlab.InGuest() {
+		t.Skip("guest side of TestWatcherSeedsPendingOperstate; runs inside a test namespace")
+	}
+	iface := os.Getenv("PWL_IF")
+	state := func() linkState {
+		msgs, err := nl.DumpLinkMessages()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range parseLinks(msgs) {
+			if s.Name == iface {
+				return s
+			}
+		}
+		t.Fatalf("no %s", iface)
+		return linkState{}
+	}
+	pending := func(s linkState) bool { return s.AdminUp && s.Carrier && s.Oper == operDown }
+	fmt.Println("PWL: READY")
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		if sc.Text() != "watch" {
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		before := state()
+		evs, err := New(Options{Logger: testLogger(t), Interfaces: []string{iface}}).WatchLinks(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := state()
+		fmt.Printf("PWL: SEED pending=%v oper=%d carrier=%v changes=%d..%d\n", pending(before) && pending(after) && before.Changes == after.Changes, after.Oper, after.Carrier, before.Changes, after.Changes)
+		// The link watch runs within a second; 2.5 s leaves it room.
+		var got []string
+		end := time.After(2500 * time.Millisecond)
+	collect:
+		for {
+			select {
+			case e := <-evs:
+				got = append(got, fmt.Sprintf("%s/%d", e.Kind, e.CarrierChanges))
+			case <-end:
+				break collect
+			}
+		}
+		cancel()
+		now := state()
+		fmt.Printf("PWL: RESULT settled=%v events=%v oper=%d changes=%d\n", now.Oper == operUp && now.Changes == after.Changes, got, now.Oper, now.Changes)
 	}
 }
