@@ -723,3 +723,81 @@ func TestBoltReportsReopenFailure(t *testing.T) {
 		t.Fatalf("history %v, want [1 3]", got)
 	}
 }
+
+// reports.db's reopen (after every batch here) against concurrent
+// StatusHistory, Load, Feed, publishes, deletes and a Close in the middle:
+// reads see whole histories, nothing fails but with ErrClosed once the
+// store closes, and the race detector finds nothing (go test -race).
+func TestBoltReopenUnderLoad(t *testing.T) {
+	defer func(n int) { remapBytes = n }(remapBytes)
+	remapBytes = 1
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := open(t, t.TempDir())
+	ids := []string{"a", "b", "c"}
+	registerIDs(t, s, ids...)
+	go s.Feed(ctx, func(Event) {})
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	ok := func(what string, err error) bool {
+		if err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNotFound) {
+			select {
+			case errs <- fmt.Errorf("%s: %w", what, err):
+			default:
+			}
+		}
+		return err == nil || !errors.Is(err, ErrClosed)
+	}
+	for i, id := range ids {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for n := uint64(1); n <= 2000; n++ {
+				if !ok("append", s.AppendStatus(ctx, id, tinyReport(n))) {
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for range 2000 {
+				h, err := s.StatusHistory(ctx, id)
+				if !ok("history", err) {
+					return
+				}
+				for j := 1; j < len(h); j++ {
+					if h[j].Seq <= h[j-1].Seq {
+						ok("history", fmt.Errorf("%s out of order: %d after %d", id, h[j].Seq, h[j-1].Seq))
+					}
+				}
+				if i == 0 {
+					_, err := s.Load(ctx)
+					if !ok("load", err) {
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range 200 {
+			if _, err := s.Apply(ctx, "a", Change{Publish: stamp(`"hostname":"a"`)}); !ok("publish", err) {
+				return
+			}
+		}
+	}()
+	// Close once reports are flowing and reopens happen.
+	for i := 0; i < 10000 && s.rq.commits.Load() < 50; i++ {
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("close during reopens: %v", err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
