@@ -53,7 +53,7 @@ type Bolt struct {
 	closed bool
 	probe  probeState
 	feed   boltFeed
-	queue  commitQueue // the main committer's (boltcommit.go)
+	queue  opQueue[*writeOp] // the main committer's (boltcommit.go)
 
 	// Status reports: reports.db, its committer and the index (reports.go).
 	rmu   sync.RWMutex // rdb: held to use it, held to reopen it

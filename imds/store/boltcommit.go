@@ -28,40 +28,82 @@ type writeOp struct {
 	res   chan error // buffered: the committer never waits for the caller
 }
 
-// commitQueue holds the changes waiting for the main committer.
-type commitQueue struct {
+// opQueue is a committer's queue: callers push ops, the committer takes
+// all that are queued at once (take) and waits for a kick when there are
+// none. Both committers use it: the main one (writeOp) and the report
+// committer (reportOp, reports.go).
+type opQueue[T any] struct {
 	mu      sync.Mutex
-	changes []*writeOp
+	ops     []T
 	closed  bool
 	kick    chan struct{} // cap 1: something was queued, or closed
 	done    chan struct{} // closed when the committer has ended
 	commits atomic.Int64  // transactions the committer ran (tests)
-	taken   atomic.Int64  // changes the committer took (tests)
+	taken   atomic.Int64  // ops the committer took (tests)
 }
 
-// startCommitter starts s's committer.
-func (s *Bolt) startCommitter() {
-	s.queue.kick = make(chan struct{}, 1)
-	s.queue.done = make(chan struct{})
-	go s.commitLoop()
+// start runs the committer loop, which returns once q is closed and
+// drained.
+func (q *opQueue[T]) start(loop func()) {
+	q.kick = make(chan struct{}, 1)
+	q.done = make(chan struct{})
+	go func() {
+		defer close(q.done)
+		loop()
+	}()
 }
 
-// stopCommitter lets the committer commit what is queued and waits for it
-// to end; later writes fail with ErrClosed.
-func (s *Bolt) stopCommitter() {
-	q := &s.queue
+// stop closes q (later pushes fail), lets the committer take what is
+// queued and waits for it to end.
+func (q *opQueue[T]) stop() {
 	q.mu.Lock()
 	already := q.closed
 	q.closed = true
 	q.mu.Unlock()
 	if !already {
-		select {
-		case q.kick <- struct{}{}:
-		default:
-		}
+		q.wake()
 	}
 	<-q.done
 }
+
+func (q *opQueue[T]) wake() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// push queues op for the committer; false once q is closed.
+func (q *opQueue[T]) push(op T) bool {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return false
+	}
+	q.ops = append(q.ops, op)
+	q.mu.Unlock()
+	q.wake()
+	return true
+}
+
+// take returns every op queued (the committer's) and whether q is closed.
+func (q *opQueue[T]) take() (ops []T, closed bool) {
+	q.mu.Lock()
+	ops, q.ops, closed = q.ops, nil, q.closed
+	q.taken.Add(int64(len(ops)))
+	q.mu.Unlock()
+	return ops, closed
+}
+
+// wait blocks the committer until something is pushed or q is closed.
+func (q *opQueue[T]) wait() { <-q.kick }
+
+// startCommitter starts s's committer.
+func (s *Bolt) startCommitter() { s.queue.start(s.commitLoop) }
+
+// stopCommitter lets the committer commit what is queued and waits for it
+// to end; later writes fail with ErrClosed.
+func (s *Bolt) stopCommitter() { s.queue.stop() }
 
 // write queues a change the feed delivers and waits until it is committed
 // and delivered.
@@ -79,37 +121,17 @@ func (s *Bolt) write(ctx context.Context, tx func(*bolt.Tx) error, ev func() Eve
 }
 
 // enqueue queues op for the main committer; false once it is closed.
-func (s *Bolt) enqueue(op *writeOp) bool {
-	q := &s.queue
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
-		return false
-	}
-	q.changes = append(q.changes, op)
-	q.mu.Unlock()
-	select {
-	case q.kick <- struct{}{}:
-	default:
-	}
-	return true
-}
+func (s *Bolt) enqueue(op *writeOp) bool { return s.queue.push(op) }
 
 func (s *Bolt) commitLoop() {
 	q := &s.queue
-	defer close(q.done)
 	for {
-		q.mu.Lock()
-		changes := q.changes
-		q.changes = nil
-		closed := q.closed
-		q.taken.Add(int64(len(changes)))
-		q.mu.Unlock()
+		changes, closed := q.take()
 		if len(changes) == 0 {
 			if closed {
 				return
 			}
-			<-q.kick
+			q.wait()
 			continue
 		}
 		for _, op := range changes {

@@ -61,7 +61,7 @@ func (f *commitFixture) waitQueued(t *testing.T, reports, changes int) {
 		r := len(f.s.rq.ops)
 		f.s.rq.mu.Unlock()
 		f.s.queue.mu.Lock()
-		c := len(f.s.queue.changes)
+		c := len(f.s.queue.ops)
 		f.s.queue.mu.Unlock()
 		if r == reports && c == changes {
 			return

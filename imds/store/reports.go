@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -160,13 +159,7 @@ type reportOp struct {
 
 // reportQueue holds the reports waiting for the report committer.
 type reportQueue struct {
-	mu      sync.Mutex
-	ops     []*reportOp
-	closed  bool
-	kick    chan struct{}
-	done    chan struct{}
-	commits atomic.Int64 // transactions (tests, benchmarks)
-	taken   atomic.Int64 // reports taken (tests)
+	opQueue[*reportOp]
 	// hook, when set (tests), is called by the committer before each
 	// transaction, once its reports have their seqs.
 	hook func()
@@ -457,28 +450,11 @@ func (s *Bolt) scanReports(rdb *bolt.DB) error {
 }
 
 // startReportCommitter starts s's report committer.
-func (s *Bolt) startReportCommitter() {
-	s.rq.kick = make(chan struct{}, 1)
-	s.rq.done = make(chan struct{})
-	go s.reportLoop()
-}
+func (s *Bolt) startReportCommitter() { s.rq.start(s.reportLoop) }
 
 // stopReportCommitter lets the report committer commit what is queued and
 // waits for it to end.
-func (s *Bolt) stopReportCommitter() {
-	q := &s.rq
-	q.mu.Lock()
-	already := q.closed
-	q.closed = true
-	q.mu.Unlock()
-	if !already {
-		select {
-		case q.kick <- struct{}{}:
-		default:
-		}
-	}
-	<-q.done
-}
+func (s *Bolt) stopReportCommitter() { s.rq.stop() }
 
 // AppendStatus implements Store. The report is appended to reports.db's
 // log by the report committer, in one transaction with every other report
@@ -494,17 +470,8 @@ func (s *Bolt) AppendStatus(ctx context.Context, id string, r status.Report) err
 		return fmt.Errorf("encode status of %q: %w", id, err)
 	}
 	op := &reportOp{id: id, data: data, r: r, res: make(chan error, 1)}
-	q := &s.rq
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
+	if !s.rq.push(op) {
 		return ErrClosed
-	}
-	q.ops = append(q.ops, op)
-	q.mu.Unlock()
-	select {
-	case q.kick <- struct{}{}:
-	default:
 	}
 	if err := <-op.res; err != nil {
 		return fmt.Errorf("append status of %q: %w", id, err)
@@ -514,14 +481,8 @@ func (s *Bolt) AppendStatus(ctx context.Context, id string, r status.Report) err
 
 func (s *Bolt) reportLoop() {
 	q := &s.rq
-	defer close(q.done)
 	for {
-		q.mu.Lock()
-		ops := q.ops
-		q.ops = nil
-		closed := q.closed
-		q.taken.Add(int64(len(ops)))
-		q.mu.Unlock()
+		ops, closed := q.take()
 		s.idx.mu.Lock()
 		sweep := s.idx.sweepWanted()
 		s.idx.mu.Unlock()
@@ -529,7 +490,7 @@ func (s *Bolt) reportLoop() {
 			if closed {
 				return
 			}
-			<-q.kick
+			q.wait()
 			continue
 		}
 		if !s.commitReportBatch(ops, sweep) && len(ops) == 0 {
@@ -538,7 +499,7 @@ func (s *Bolt) reportLoop() {
 			if closed {
 				return
 			}
-			<-q.kick
+			q.wait()
 		}
 	}
 }
