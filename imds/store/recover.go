@@ -105,7 +105,7 @@ func RecoverBolt(dir string, force bool) (RecoverResult, error) {
 	res.Rebuilt = true
 
 	insts, gens, cuts, scannedIDs, lost := salvage(path)
-	res.Lost, res.Scanned = lost, scannedIDs
+	res.Lost, res.Scanned = append(res.Lost, lost...), scannedIDs
 
 	tmp := filepath.Join(dir, "."+FileName+".recovered")
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -543,18 +543,7 @@ func TestBoltDamagedReportsFile(t *testing.T) {
 	epoch := s.Epoch()
 	s.Close()
 	rpath := filepath.Join(dir, ReportsFileName)
-	f, err := os.Open(rpath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, ok := newestMeta(f)
-	f.Close()
-	if !ok {
-		t.Fatal("no valid meta page in reports.db")
-	}
-	if err := os.Truncate(rpath, int64(m.pages-2)*int64(m.pageSize)); err != nil {
-		t.Fatal(err)
-	}
+	cutLastPages(t, rpath)
 	var de *DamagedError
 	if _, err := OpenBolt(dir); !errors.As(err, &de) || de.Path != rpath {
 		t.Fatalf("OpenBolt with a truncated reports.db: %v, want a *DamagedError naming %s", err, rpath)
@@ -799,5 +788,40 @@ func TestBoltReopenUnderLoad(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// With both files damaged, recover rebuilds imds.db and moves reports.db
+// aside, and its result says both: what imds.db lost and that every
+// status history is lost (before the fix the salvage's list replaced the
+// line about reports.db).
+func TestBoltRecoverBothDamaged(t *testing.T) {
+	ctx := context.Background()
+	dir, _ := filled(t, 40)
+	s := open(t, dir)
+	for i := uint64(1); i <= 100; i++ {
+		if err := s.AppendStatus(ctx, "vm-001", bigReport(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	cutLastPages(t, filepath.Join(dir, FileName))
+	cutLastPages(t, filepath.Join(dir, ReportsFileName))
+	res, err := RecoverBolt(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Rebuilt || res.ReportsDamagedPath == "" {
+		t.Fatalf("recover of two damaged files: %+v, want imds.db rebuilt and reports.db moved aside", res)
+	}
+	said := false
+	for _, l := range res.Lost {
+		said = said || strings.Contains(l, "every status history") && strings.Contains(l, ReportsFileName)
+	}
+	if !said {
+		t.Fatalf("recover's Lost %q does not say the status histories of %s are lost", res.Lost, ReportsFileName)
+	}
+	if _, err := CheckBolt(dir); err != nil {
+		t.Fatalf("check after recover: %v", err)
 	}
 }

@@ -196,20 +196,7 @@ func TestRecoverBolt(t *testing.T) {
 	ctx := context.Background()
 	dir, epoch := filled(t, 40)
 	path := filepath.Join(dir, FileName)
-	// Cut off the last two pages in use (the file itself is
-	// longer: bbolt grows it ahead).
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, ok := newestMeta(f)
-	f.Close()
-	if !ok {
-		t.Fatal("no valid meta page in a healthy store")
-	}
-	if err := os.Truncate(path, int64(m.pages-2)*int64(m.pageSize)); err != nil {
-		t.Fatal(err)
-	}
+	cutLastPages(t, path)
 	damaged, _ := os.ReadFile(path)
 	res, err := RecoverBolt(dir, false)
 	if err != nil {
@@ -341,5 +328,23 @@ func TestRecoverBoltLoopingTree(t *testing.T) {
 	}
 	if _, err := CheckBolt(dir); err != nil {
 		t.Fatalf("recovered store does not check: %v", err)
+	}
+}
+
+// cutLastPages truncates the bbolt file at path by the last two pages in
+// use (the file itself is longer: bbolt grows it ahead).
+func cutLastPages(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := newestMeta(f)
+	f.Close()
+	if !ok {
+		t.Fatalf("no valid meta page in %s", path)
+	}
+	if err := os.Truncate(path, int64(m.pages-2)*int64(m.pageSize)); err != nil {
+		t.Fatal(err)
 	}
 }
