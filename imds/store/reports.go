@@ -69,8 +69,13 @@ var (
 	maxSweepVisit   = 50000
 )
 
-// migrateBatch bounds the reports one migration transaction copies.
-const migrateBatch = 20000
+// migrateBatch and migrateBatchBytes bound the reports one migration
+// transaction copies (a transaction holds its pages in memory until it
+// commits: 20,000 reports of 64 KiB would be over a gigabyte).
+var (
+	migrateBatch      = 20000
+	migrateBatchBytes = 32 << 20 // a variable for the tests
+)
 
 // history is one registered instance's kept reports: seqs oldest first,
 // with the stored size of each.
@@ -201,6 +206,9 @@ func (s *Bolt) openReports() error {
 			_, err := tx.CreateBucket(bCuts)
 			return err
 		})
+		if err != nil {
+			err = fmt.Errorf("drop the report cuts of %s (%s is new): %w", s.path, ReportsFileName, err)
+		}
 	}
 	if err == nil {
 		err = s.migrate(rdb)
@@ -310,6 +318,7 @@ func (s *Bolt) migrate(rdb *bolt.DB) error {
 			data []byte
 		}
 		var recs []rec
+		recBytes := 0
 		next := uint64(1)
 		flush := func(last bool) error {
 			err := rdb.Update(func(tx *bolt.Tx) error {
@@ -329,7 +338,7 @@ func (s *Bolt) migrate(rdb *bolt.DB) error {
 				}
 				return nil
 			})
-			recs = recs[:0]
+			recs, recBytes = recs[:0], 0
 			return err
 		}
 		err = s.db.View(func(tx *bolt.Tx) error {
@@ -338,8 +347,9 @@ func (s *Bolt) migrate(rdb *bolt.DB) error {
 				id := string(k)
 				add := func(data []byte) error {
 					recs = append(recs, rec{next, id, data})
+					recBytes += len(data)
 					next++
-					if len(recs) >= migrateBatch {
+					if len(recs) >= migrateBatch || recBytes >= migrateBatchBytes {
 						return flush(false)
 					}
 					return nil
@@ -370,11 +380,11 @@ func (s *Bolt) migrate(rdb *bolt.DB) error {
 			return fmt.Errorf("copy status histories from %s: %w", s.path, err)
 		}
 		if err := flush(true); err != nil {
-			return err
+			return fmt.Errorf("copy status histories from %s: %w", s.path, err)
 		}
 	}
 	// Copied (now or by an earlier open): imds.db's histories go.
-	return s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bStatus, bLast, bHistSize} {
 			if tx.Bucket(b) != nil {
 				if err := tx.DeleteBucket(b); err != nil {
@@ -384,6 +394,10 @@ func (s *Bolt) migrate(rdb *bolt.DB) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("drop the migrated status histories from %s: %w", s.path, err)
+	}
+	return nil
 }
 
 // scanReports builds s.idx from rdb and imds.db's registrations and cuts.
@@ -413,7 +427,7 @@ func (s *Bolt) scanReports(rdb *bolt.DB) error {
 		})
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("read the registrations and report cuts of %s: %w", s.path, err)
 	}
 	err = rdb.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(rMeta).Get(kNextSeq); len(v) == 8 {

@@ -432,6 +432,31 @@ func TestBoltMigratesOldLayout(t *testing.T) {
 	checkMigrated(t, s)
 }
 
+// The migration's transactions are bounded by bytes too, not only by
+// reports: 20,000 reports of up to 64 KiB would be one transaction of
+// over a gigabyte in memory. With a bound of a byte, every report is a
+// transaction of its own, and the migration is the same.
+func TestBoltMigrationBoundedByBytes(t *testing.T) {
+	defer func(n int) { migrateBatchBytes = n }(migrateBatchBytes)
+	migrateBatchBytes = 1
+	dir := t.TempDir()
+	oldLayoutFixture(t, dir)
+	s := open(t, dir)
+	checkMigrated(t, s)
+	s.Close()
+	db, err := bolt.Open(filepath.Join(dir, ReportsFileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// One transaction a report, and the open's own (buckets, mark).
+	var txs int
+	db.View(func(tx *bolt.Tx) error { txs = int(tx.ID()); return nil })
+	if txs < MaxStatusHistory {
+		t.Fatalf("the migration took %d transactions, want one a report", txs)
+	}
+}
+
 // The migration's steps are safe to repeat after a crash: a copy left
 // unfinished (records but no mark) is made again without duplicates; a
 // copy marked done is never made again, and imds.db's leftover old
