@@ -38,24 +38,31 @@ const maxLoggedError = 1024
 const DefaultStaleAfter = 5 * time.Minute
 
 // fleet holds the fleet view. Its methods are safe for concurrent use.
+//
+// A report (reported, and the feed's status event) takes no lock of the
+// whole fleet for writing: it finds its entry under mu's read lock and
+// changes it under the entry's own lock, so the reports a batch commit
+// releases at once do not queue on one lock. mu is write-locked only to
+// add or remove entries (a registration, a deletion, a resync).
 type fleet struct {
 	now        func() time.Time
 	staleAfter time.Duration
 
-	mu   sync.Mutex
+	mu   sync.RWMutex
 	byID map[string]*fleetEntry
-	// wake is closed on every change the fleet page shows (a publish, a
-	// registration, a report, a deletion), then nil until a waiter asks
-	// for the next one (changed): a change nobody waits for makes no
-	// channel.
-	wake chan struct{}
+	// wake holds a channel closed at the next change the fleet page shows
+	// (a publish, a registration, a report, a deletion), then nil until a
+	// waiter asks for the next one (changed): a change nobody waits for
+	// makes no channel and writes nothing shared.
+	wake atomic.Pointer[chan struct{}]
 
 	// streams counts the fleet page's open event streams (ui.go).
 	streams atomic.Int32
 }
 
-// fleetEntry is the fleet view of one instance.
+// fleetEntry is the fleet view of one instance. Its fields are mu's.
 type fleetEntry struct {
+	mu sync.Mutex
 	// pubGen is the published generation; pubAt when this process saw it
 	// published, or first saw it (loaded at start: pubLoaded).
 	pubGen    int64
@@ -78,30 +85,42 @@ func newFleet(now func() time.Time, staleAfter time.Duration) *fleet {
 
 // changed returns a channel closed at the fleet's next change.
 func (f *fleet) changed() <-chan struct{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.wake == nil {
-		f.wake = make(chan struct{})
+	for {
+		if p := f.wake.Load(); p != nil {
+			return *p
+		}
+		ch := make(chan struct{})
+		if f.wake.CompareAndSwap(nil, &ch) {
+			return ch
+		}
 	}
-	return f.wake
 }
 
-// broadcast wakes changed's waiters; f.mu is held.
+// broadcast wakes changed's waiters, after the change.
 func (f *fleet) broadcast() {
-	if f.wake != nil {
-		close(f.wake)
-		f.wake = nil
+	if f.wake.Load() == nil {
+		return
 	}
+	if p := f.wake.Swap(nil); p != nil {
+		close(*p)
+	}
+}
+
+// entry returns id's entry (nil: none).
+func (f *fleet) entry(id string) *fleetEntry {
+	f.mu.RLock()
+	e := f.byID[id]
+	f.mu.RUnlock()
+	return e
 }
 
 // follow applies one event of the store's feed (after the index did).
 func (f *fleet) follow(ev store.Event) {
 	now := f.now()
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	switch ev.Type {
 	case store.EventResync:
 		keep := make(map[string]bool, len(ev.Records))
+		f.mu.Lock()
 		for _, rec := range ev.Records {
 			keep[rec.ID] = true
 			f.record(rec, now, true)
@@ -111,13 +130,20 @@ func (f *fleet) follow(ev store.Event) {
 				delete(f.byID, id)
 			}
 		}
+		f.mu.Unlock()
 	case store.EventChanged:
+		f.mu.Lock()
 		f.record(ev.Record, now, false)
+		f.mu.Unlock()
 	case store.EventDeleted:
+		f.mu.Lock()
 		delete(f.byID, ev.ID)
+		f.mu.Unlock()
 	case store.EventStatus:
-		if e := f.byID[ev.ID]; e != nil {
+		if e := f.entry(ev.ID); e != nil {
+			e.mu.Lock()
 			e.seenAt = now
+			e.mu.Unlock()
 		}
 	default:
 		return
@@ -125,10 +151,10 @@ func (f *fleet) follow(ev store.Event) {
 	f.broadcast()
 }
 
-// record notes rec's generation and first-seen report; f.mu is held.
-// resync says rec comes from a resync (the first one: the store's state
-// when this process started), where an instance first seen was published
-// before it was seen.
+// record notes rec's generation and first-seen report; f.mu is held for
+// writing. resync says rec comes from a resync (the first one: the
+// store's state when this process started), where an instance first seen
+// was published before it was seen.
 func (f *fleet) record(rec store.Record, now time.Time, resync bool) {
 	e := f.byID[rec.ID]
 	if e == nil {
@@ -141,6 +167,8 @@ func (f *fleet) record(rec store.Record, now time.Time, resync bool) {
 			}
 		}
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if rec.Generation == e.pubGen {
 		return
 	}
@@ -185,18 +213,19 @@ type fleetInfo struct {
 // info returns id's fleet view given its published generation and last
 // report, as of now.
 func (f *fleet) info(id string, gen int64, last *status.Report, now time.Time) fleetInfo {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	e := f.byID[id]
+	e := f.entry(id)
 	if e == nil {
 		return fleetInfo{}
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	return fleetInfo{
 		PublishedAt: e.pubAt, LastSeen: e.seenAt, Hostname: e.hostname, Partial: e.partial,
 		Stale: f.staleLocked(e, gen, last, now),
 	}
 }
 
+// staleLocked is info's staleness; e.mu is held.
 func (f *fleet) staleLocked(e *fleetEntry, gen int64, last *status.Report, now time.Time) bool {
 	if gen <= 0 || f.staleAfter <= 0 || settled(last, gen) {
 		return false
@@ -214,10 +243,13 @@ func (f *fleet) staleLocked(e *fleetEntry, gen int64, last *status.Report, now t
 // provisioned report of the current generation whose publish this process
 // saw (ok false otherwise), and the time since that publish (0: unknown).
 func (f *fleet) reported(id string, r status.Report, now time.Time) (toProvisioned time.Duration, ok bool, sincePublish time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	e := f.byID[id]
-	if e == nil || r.Generation != e.pubGen || e.pubGen <= 0 {
+	e := f.entry(id)
+	if e == nil {
+		return 0, false, 0
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r.Generation != e.pubGen || e.pubGen <= 0 {
 		return 0, false, 0
 	}
 	if !e.pubLoaded {
