@@ -248,6 +248,21 @@ func (d *fastDecoder) time(dst *Time) bool {
 	return dst.UnmarshalJSON(d.data[start:d.i]) == nil
 }
 
+// objects decodes an array of objects into *dst, made anew with room for
+// capacity (an empty array: empty, not nil, as json.Unmarshal leaves it),
+// each element's keys by field. An element is decoded in place, in the
+// slice: a local one would escape through field (an allocation each).
+func objects[T any](d *fastDecoder, dst *[]T, capacity int, field func(*T, *fastDecoder, []byte, *uint32) bool) bool {
+	*dst = make([]T, 0, capacity)
+	_, ok := d.array(func(d *fastDecoder) bool {
+		var zero T
+		*dst = append(*dst, zero)
+		e := &(*dst)[len(*dst)-1]
+		return d.object(func(d *fastDecoder, key []byte, seen *uint32) bool { return field(e, d, key, seen) })
+	})
+	return ok
+}
+
 // field decodes the value of the report's key.
 func (r *Report) field(d *fastDecoder, key []byte, seen *uint32) bool {
 	switch string(key) {
@@ -263,16 +278,7 @@ func (r *Report) field(d *fastDecoder, key []byte, seen *uint32) bool {
 		if !once(seen, 1<<4) {
 			return false
 		}
-		r.Steps = make([]Step, 0, 4) // the agent's four steps at most
-		_, ok := d.array(func(d *fastDecoder) bool {
-			var s Step
-			if !d.object(s.field) {
-				return false
-			}
-			r.Steps = append(r.Steps, s)
-			return true
-		})
-		return ok
+		return objects(d, &r.Steps, 4, (*Step).field) // the agent's four steps at most
 	case "error":
 		return once(seen, 1<<5) && d.str(&r.Error)
 	case "agentVersion":
@@ -291,30 +297,12 @@ func (r *Report) field(d *fastDecoder, key []byte, seen *uint32) bool {
 		if !once(seen, 1<<12) {
 			return false
 		}
-		r.LinkEvents = []LinkEvent{}
-		_, ok := d.array(func(d *fastDecoder) bool {
-			var e LinkEvent
-			if !d.object(e.field) {
-				return false
-			}
-			r.LinkEvents = append(r.LinkEvents, e)
-			return true
-		})
-		return ok
+		return objects(d, &r.LinkEvents, 0, (*LinkEvent).field)
 	case "sshHostKeys":
 		if !once(seen, 1<<13) {
 			return false
 		}
-		r.SSHHostKeys = []HostKey{}
-		_, ok := d.array(func(d *fastDecoder) bool {
-			var k HostKey
-			if !d.object(k.field) {
-				return false
-			}
-			r.SSHHostKeys = append(r.SSHHostKeys, k)
-			return true
-		})
-		return ok
+		return objects(d, &r.SSHHostKeys, 0, (*HostKey).field)
 	}
 	return false
 }
