@@ -312,13 +312,16 @@ func (s *Server) reportReceived(id string, last *status.Report, r status.Report)
 	s.log.LogAttrs(context.Background(), level, "guest report", attrs...)
 }
 
-var stepKeyRE = regexp.MustCompile(`^[a-z][a-zA-Z0-9]{0,31}$`)
+// stepKeyRE is compiled at the first guest report that has steps, not at
+// start: its bounded repetition compiles to a large program, and an idle
+// service need not hold it or have run the compiler (issue 15).
+var stepKeyRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z][a-zA-Z0-9]{0,31}$`) })
 
 // stepKey is a step's log key: its name when it has a key's shape (the
 // agent's step names do), else step<i>, so a guest cannot bring a key of
 // its own making into the log.
 func stepKey(name string, i int) string {
-	if stepKeyRE.MatchString(name) {
+	if stepKeyRE().MatchString(name) {
 		return name
 	}
 	return fmt.Sprintf("step%d", i)
