@@ -280,9 +280,7 @@ func (s *Server) adminStatus(w http.ResponseWriter, r *http.Request, id string) 
 	park := &adminPark{s: s, timeout: p.timeout}
 	defer park.done()
 	for {
-		inst.statusMu.Lock()
-		wake := inst.statusChangedLocked()
-		inst.statusMu.Unlock()
+		wake := inst.statusWake.next()
 		if s.get(id) != inst {
 			writeError(w, http.StatusNotFound, "instance %q is not registered", id)
 			return

@@ -50,11 +50,9 @@ type fleet struct {
 
 	mu   sync.RWMutex
 	byID map[string]*fleetEntry
-	// wake holds a channel closed at the next change the fleet page shows
-	// (a publish, a registration, a report, a deletion), then nil until a
-	// waiter asks for the next one (changed): a change nobody waits for
-	// makes no channel and writes nothing shared.
-	wake atomic.Pointer[chan struct{}]
+	// wake fires at every change the fleet page shows (a publish, a
+	// registration, a report, a deletion).
+	wake changeSignal
 
 	// streams counts the fleet page's open event streams (ui.go).
 	streams atomic.Int32
@@ -84,27 +82,7 @@ func newFleet(now func() time.Time, staleAfter time.Duration) *fleet {
 }
 
 // changed returns a channel closed at the fleet's next change.
-func (f *fleet) changed() <-chan struct{} {
-	for {
-		if p := f.wake.Load(); p != nil {
-			return *p
-		}
-		ch := make(chan struct{})
-		if f.wake.CompareAndSwap(nil, &ch) {
-			return ch
-		}
-	}
-}
-
-// broadcast wakes changed's waiters, after the change.
-func (f *fleet) broadcast() {
-	if f.wake.Load() == nil {
-		return
-	}
-	if p := f.wake.Swap(nil); p != nil {
-		close(*p)
-	}
-}
+func (f *fleet) changed() <-chan struct{} { return f.wake.next() }
 
 // entry returns id's entry (nil: none).
 func (f *fleet) entry(id string) *fleetEntry {
@@ -148,7 +126,7 @@ func (f *fleet) follow(ev store.Event) {
 	default:
 		return
 	}
-	f.broadcast()
+	f.wake.fire()
 }
 
 // record notes rec's generation and first-seen report; f.mu is held for

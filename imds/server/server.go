@@ -208,10 +208,9 @@ type instance struct {
 
 	statusMu   sync.Mutex
 	lastStatus *status.Report
-	// statusWake is closed when a report arrives (or the instance is
-	// forgotten), then nil until a waiter asks for the next one
-	// (statusChanged): a report nobody waits for makes no channel.
-	statusWake chan struct{}
+	// statusWake fires when a report arrives (or the instance is
+	// forgotten).
+	statusWake changeSignal
 
 	// appendMu makes appendStatus's duplicate check and its store write
 	// one step, so two copies of one report sent at once are stored once.
@@ -472,9 +471,7 @@ func (s *Server) unindex(id string) *instance {
 	}
 	inst.cur.Store(sn)
 	close(old.changed)
-	inst.statusMu.Lock()
-	inst.wakeStatusLocked()
-	inst.statusMu.Unlock()
+	inst.statusWake.fire()
 	return inst
 }
 
@@ -824,25 +821,8 @@ func (inst *instance) observeStatus(r status.Report) {
 	inst.statusMu.Lock()
 	rc := r
 	inst.lastStatus = &rc
-	inst.wakeStatusLocked()
 	inst.statusMu.Unlock()
-}
-
-// statusChanged returns a channel closed at inst's next report (or when
-// it is forgotten); inst.statusMu is held.
-func (inst *instance) statusChangedLocked() <-chan struct{} {
-	if inst.statusWake == nil {
-		inst.statusWake = make(chan struct{})
-	}
-	return inst.statusWake
-}
-
-// wakeStatusLocked wakes statusChanged's waiters; inst.statusMu is held.
-func (inst *instance) wakeStatusLocked() {
-	if inst.statusWake != nil {
-		close(inst.statusWake)
-		inst.statusWake = nil
-	}
+	inst.statusWake.fire()
 }
 
 // ServeGuest serves the guest API on ln until Shutdown. When hostInterface
