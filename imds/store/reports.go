@@ -69,6 +69,10 @@ var (
 	maxSweepVisit   = 50000
 )
 
+// sweepLockRecords is how many records a sweep judges under the index's
+// lock at a time.
+const sweepLockRecords = 512
+
 // migrateBatch and migrateBatchBytes bound the reports one migration
 // transaction copies (a transaction holds its pages in memory until it
 // commits: 20,000 reports of 64 KiB would be over a gigabyte).
@@ -168,6 +172,9 @@ type reportQueue struct {
 	// hook, when set (tests), is called by the committer before each
 	// transaction, once its reports have their seqs.
 	hook func()
+	// sweepHook, when set (tests), is called by a sweep between two
+	// stretches of sweepLockRecords records it judged.
+	sweepHook func()
 	// written counts the report bytes appended since reports.db was last
 	// opened (the committer's).
 	written int
@@ -754,6 +761,17 @@ func (s *Bolt) sweep(l *bolt.Bucket, limit uint64) (sweepResult, error) {
 		}
 		if !live {
 			dead = append(dead, deadRec{bytes.Clone(k), v == nil})
+		}
+		if visited%sweepLockRecords == 0 {
+			// Let a publish, a registration or a Delete through. A record
+			// judged live may die meanwhile (trimmed, deleted): a later
+			// pass takes it (a Delete's cut waits for a pass started after
+			// it); a record judged dead never lives again.
+			x.mu.Unlock()
+			if s.rq.sweepHook != nil {
+				s.rq.sweepHook()
+			}
+			x.mu.Lock()
 		}
 	}
 	x.mu.Unlock()

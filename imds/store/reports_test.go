@@ -850,3 +850,64 @@ func TestBoltRecoverBothDamaged(t *testing.T) {
 		t.Fatalf("check after recover: %v", err)
 	}
 }
+
+// A sweep judges tens of thousands of records (~10 ms): it must not hold
+// the index's lock all along, which a publish (its record's last status),
+// a registration and a Delete take. With the sweep held between two
+// stretches of records, a publish and a Delete complete. Before the fix
+// the sweep held the lock across its whole walk and they waited for it.
+func TestBoltSweepLetsPublishesThrough(t *testing.T) {
+	ctx := context.Background()
+	f := newCommitFixture(t, 0)
+	s := f.s
+	registerIDs(t, s, "a", "b", "c", "d")
+	// Live records enough for two stretches of the walk.
+	for i := uint64(1); i <= MaxStatusHistory; i++ {
+		for _, id := range []string{"a", "d", "c"} {
+			if err := s.AppendStatus(ctx, id, tinyReport(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The next batch sweeps from the first record.
+	s.idx.mu.Lock()
+	s.idx.force, s.idx.sweepFrom = true, 0
+	s.idx.mu.Unlock()
+	entered, unblock := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.rq.sweepHook = func() {
+		once.Do(func() {
+			close(entered)
+			<-unblock
+		})
+	}
+	defer func() {
+		select {
+		case <-unblock:
+		default:
+			close(unblock)
+		}
+	}()
+	held := f.appendAsync("b", tinyReport(1))
+	<-entered
+	done := make(chan error, 1)
+	go func() {
+		if _, err := s.Apply(ctx, "c", Change{Publish: stamp(`"hostname":"c"`)}); err != nil {
+			done <- err
+			return
+		}
+		done <- s.Delete(ctx, "c")
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute): // a hang, not a timing bound
+		t.Fatal("a publish and a delete waited for a sweep held in its walk")
+	}
+	close(unblock)
+	if err := <-held; err != nil {
+		t.Fatalf("the report of the sweeping batch: %v", err)
+	}
+}
