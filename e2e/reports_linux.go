@@ -160,15 +160,26 @@ func (r *Reports) Quiet(ctx context.Context, d time.Duration) []Arrival {
 	r.mu.Unlock()
 	for time.Until(end) >= time.Second && ctx.Err() == nil {
 		if err := r.fetch(ctx, time.Until(end)); err != nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
+			pauseAfterError(ctx)
 		}
 	}
+	return r.since(from)
+}
+
+// since returns the reports that arrived after the first from.
+func (r *Reports) since(from int) []Arrival {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]Arrival(nil), r.all[from:]...)
+}
+
+// pauseAfterError waits a little before the next long poll after a failed
+// one (the IMDS restarting, say), or until ctx ends.
+func pauseAfterError(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(100 * time.Millisecond):
+	}
 }
 
 // Settle long-polls until no report arrived for quiet (within at most
@@ -199,15 +210,10 @@ func (r *Reports) Settle(ctx context.Context, quiet, limit time.Duration) []Arri
 		}
 		r.mu.Unlock()
 		if err != nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
+			pauseAfterError(ctx)
 		}
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]Arrival(nil), r.all[from:]...)
+	return r.since(from)
 }
 
 // State matches a report of the given state and generation (0: any).
