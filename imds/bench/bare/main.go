@@ -51,11 +51,28 @@ func main() {
 	if err != nil || resp.StatusCode != 200 {
 		log.Fatalf("copy %s: %d %v", *from, resp.StatusCode, err)
 	}
-	ct, etag, length := []string{resp.Header.Get("Content-Type")}, []string{resp.Header.Get("ETag")}, []string{strconv.Itoa(len(body))}
-	fmt.Fprintf(os.Stderr, "bare: serving %d bytes on %s\n", len(body), *listen)
+	// Every header of the IMDS's answer but Date, which net/http writes
+	// for both, so that both answers are the same bytes on the wire.
+	// (Before 2026-12-03 evening only Content-Type, ETag and
+	// Content-Length were copied: the IMDS's Cache-Control, which the
+	// contract requires, was the bare answer's missing line.)
+	type field struct {
+		name  string
+		value []string
+	}
+	var copied []field
+	for k, v := range resp.Header {
+		if k != "Date" && k != "Content-Length" {
+			copied = append(copied, field{k, v})
+		}
+	}
+	copied = append(copied, field{"Content-Length", []string{strconv.Itoa(len(body))}})
+	fmt.Fprintf(os.Stderr, "bare: serving %d bytes and %d headers on %s\n", len(body), len(copied), *listen)
 	log.Fatal(http.ListenAndServe(*listen, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h["Content-Type"], h["Etag"], h["Content-Length"] = ct, etag, length
+		for _, f := range copied {
+			h[f.name] = f.value
+		}
 		w.Write(body)
 	})))
 }
