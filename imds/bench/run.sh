@@ -50,6 +50,13 @@ for i in $(seq 1 100); do
 	grep -q serving "$work/bare.log" 2>/dev/null && break
 	sleep 0.05
 done
+# The yardstick must answer the same bytes as the IMDS but for the Date line.
+answer() { curl -si -H 'Metadata: true' "$1" | grep -iv '^date:'; }
+if diff <(answer "http://127.0.0.1:$port/metadata/v1/config") <(answer "http://127.0.0.1:$bport/metadata/v1/config") >"$work/answers.diff"; then
+	echo "== the IMDS and bare answers are the same bytes but for Date ($(answer "http://127.0.0.1:$port/metadata/v1/config" | wc -c) bytes)"
+else
+	echo "== the IMDS and bare answers differ:"; cat "$work/answers.diff"
+fi
 
 # cpu_ticks PID: the process's user+system CPU so far, in clock ticks.
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }

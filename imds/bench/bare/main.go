@@ -66,7 +66,12 @@ func main() {
 			copied = append(copied, field{k, v})
 		}
 	}
-	copied = append(copied, field{"Content-Length", []string{strconv.Itoa(len(body))}})
+	// Content-Length as the IMDS does it: net/http counts a body of up to
+	// 2 KiB itself (and writes the line in its own place), a larger one
+	// carries it in the header map.
+	if len(body) > 2048 {
+		copied = append(copied, field{"Content-Length", []string{strconv.Itoa(len(body))}})
+	}
 	fmt.Fprintf(os.Stderr, "bare: serving %d bytes and %d headers on %s\n", len(body), len(copied), *listen)
 	log.Fatal(http.ListenAndServe(*listen, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
