@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -87,5 +88,32 @@ func TestAdminConnScheme(t *testing.T) {
 	}
 	if _, err := (adminConn{network: "tcp"}).Do(req); err == nil || !strings.Contains(err.Error(), "scheme must be http or https") {
 		t.Fatalf("ftp URL: %v, want the scheme refused", err)
+	}
+}
+
+// A body the server refuses before reading it all (a document over the
+// limit: 413, then the server closes the connection) comes back as the
+// server's answer, as net/http's Transport returns it, not as the write's
+// broken pipe or reset.
+func TestAdminConnAnswerBeforeBodyEnd(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 1024)
+		r.Body.Read(buf)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		w.Write([]byte(`{"error":"config document exceeds 1024 bytes"}`))
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	c := client.New("http://imds-admin", adminConn{network: "unix", addr: sock})
+	_, err = c.Publish(context.Background(), "vm-1", bytes.Repeat([]byte("x"), 16<<20))
+	if client.StatusCode(err) != http.StatusRequestEntityTooLarge {
+		t.Fatalf("publish of 16 MiB: %v, want the server's 413", err)
 	}
 }
