@@ -72,14 +72,26 @@ func (a adminConn) Do(req *http.Request) (*http.Response, error) {
 		c = tc
 	}
 	req.Close = true // Connection: close, as this connection carries no other request
-	if err := req.Write(c); err != nil {
-		return fail(err)
-	}
+	// The request is written while its answer is read, as net/http's
+	// Transport does: a server may answer before it has read the whole
+	// body (413 of a document over the limit) and close the connection,
+	// and the answer, not the write's broken pipe, is what the caller
+	// wants then.
+	wrote := make(chan error, 1)
+	go func() { wrote <- req.Write(c) }()
 	resp, err := http.ReadResponse(bufio.NewReader(c), req)
 	if err != nil {
-		return fail(err)
+		res, ferr := fail(err)
+		werr := <-wrote // ended by fail's close at the latest
+		if werr != nil && !errors.Is(werr, net.ErrClosed) && ctx.Err() == nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+			// The server closed without an answer while the request
+			// was written: the write's error (a reset in the middle of
+			// the body) says more than the answer's EOF.
+			ferr = werr
+		}
+		return res, ferr
 	}
-	resp.Body = &connBody{body: resp.Body, conn: c, stop: stop, ctx: ctx}
+	resp.Body = &connBody{body: resp.Body, conn: c, stop: stop, ctx: ctx, wrote: wrote}
 	return resp, nil
 }
 
@@ -89,7 +101,10 @@ type connBody struct {
 	conn net.Conn
 	stop func() bool
 	ctx  context.Context
-	once sync.Once
+	// wrote is the request's write (it may still go on when the
+	// server answered early); Close ends it with the connection.
+	wrote <-chan error
+	once  sync.Once
 }
 
 func (b *connBody) Read(p []byte) (int, error) {
@@ -105,6 +120,7 @@ func (b *connBody) Close() error {
 		b.stop()
 		b.body.Close()
 		b.conn.Close()
+		<-b.wrote
 	})
 	return nil
 }
