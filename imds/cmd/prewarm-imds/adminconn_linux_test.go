@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -115,5 +117,27 @@ func TestAdminConnAnswerBeforeBodyEnd(t *testing.T) {
 	_, err = c.Publish(context.Background(), "vm-1", bytes.Repeat([]byte("x"), 16<<20))
 	if client.StatusCode(err) != http.StatusRequestEntityTooLarge {
 		t.Fatalf("publish of 16 MiB: %v, want the server's 413", err)
+	}
+}
+
+// https verifies the server's certificate: one signed by nobody the host
+// trusts (httptest's) is refused, and the request never reaches the
+// handler with its bearer token.
+func TestAdminConnVerifiesTLS(t *testing.T) {
+	reached := make(chan string, 1)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached <- r.Header.Get("Authorization")
+	}))
+	defer srv.Close()
+	c := client.New(srv.URL, adminConn{network: "tcp"}, client.WithToken("tok"))
+	err := c.Healthz(context.Background())
+	var ua x509.UnknownAuthorityError
+	if !errors.As(err, &ua) {
+		t.Fatalf("healthz of a server with an untrusted certificate: %v, want x509.UnknownAuthorityError", err)
+	}
+	select {
+	case h := <-reached:
+		t.Fatalf("the request reached the server (Authorization %q)", h)
+	default:
 	}
 }
