@@ -54,8 +54,12 @@ func (a adminConn) Do(req *http.Request) (*http.Response, error) {
 	}
 	// A cancelled or expired request closes its connection, which ends a
 	// Write, ReadResponse or body Read blocked on it; their error is then
-	// the context's.
-	stop := context.AfterFunc(ctx, func() { c.Close() })
+	// the context's. It closes the socket itself (raw), not c, which
+	// becomes the TLS connection on it: the context's goroutine reading c
+	// while https assigns it was a data race (an interface value, two
+	// words, could be read torn).
+	raw := c
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	fail := func(err error) (*http.Response, error) {
 		stop()
 		c.Close()
