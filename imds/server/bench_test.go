@@ -63,11 +63,7 @@ func BenchmarkGuestConfig(b *testing.B) {
 // of the publish until the guest has read its answer.
 func BenchmarkPublishWakesLongPoll(b *testing.B) {
 	s := newTestServer(b, Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(b, s)
 	mustRegister(b, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	gen := mustPublish(b, s, "vm-a", `{}`)
 	inst := s.get("vm-a")
@@ -112,11 +108,7 @@ func BenchmarkPublishWakesLongPoll(b *testing.B) {
 // both sides (-cpuprofile; the client's share is the same in both).
 func BenchmarkGuestConfigHTTP(b *testing.B) {
 	s := newTestServer(b, Options{MaxConnsPerSource: -1, MaxGuestConns: -1})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(b, s)
 	mustRegister(b, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	mustPublish(b, s, "vm-a", `{"hostname":"web-01","timezone":"Europe/Berlin","users":[{"name":"ops","groups":["wheel"]}]}`)
 	doc := s.get("vm-a").cur.Load().doc

@@ -63,11 +63,7 @@ func (k *keptAliveConn) whoAmI() (id string, closes bool) {
 // as a new connection's would be (identifyConn's cached attribution).
 func TestKeptAliveConnLosesAGoneIdentity(t *testing.T) {
 	s := newTestServer(t, Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	k := dialKeptAlive(t, ln.Addr().String())

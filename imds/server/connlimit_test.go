@@ -15,11 +15,7 @@ import (
 
 func TestMaxConnsPerSource(t *testing.T) {
 	s := newTestServer(t, Options{MaxConnsPerSource: 2})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	dial := func() net.Conn {
 		c, err := net.Dial("tcp", ln.Addr().String())
@@ -66,11 +62,7 @@ func waitServed(t *testing.T, addr, failure string) {
 
 func TestMaxParkedPerInstance(t *testing.T) {
 	s := newTestServer(t, Options{MaxParkedPerInstance: 2})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	inst := s.get("vm-a")
 	park := func() (net.Conn, *bufio.Reader) {
@@ -164,11 +156,7 @@ func TestMaxConnsPerDevice(t *testing.T) {
 // MaxGuestConns bounds the connections of all sources together.
 func TestMaxGuestConns(t *testing.T) {
 	s := newTestServer(t, Options{MaxGuestConns: 2})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-1", api.Registration{Addresses: []string{"127.0.0.1"}})
 	mustRegister(t, s, "vm-2", api.Registration{Addresses: []string{"127.0.0.2"}})
 	mustRegister(t, s, "vm-3", api.Registration{Addresses: []string{"127.0.0.3"}})
@@ -203,11 +191,7 @@ func TestMaxGuestConns(t *testing.T) {
 func TestGuestSlowBodyTimesOut(t *testing.T) {
 	s := newTestServer(t, Options{})
 	s.bodyTimeout = 300 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	mustPublish(t, s, "vm-a", `{"hostname":"a"}`)
 
@@ -255,11 +239,7 @@ func TestGuestBodyDeadlineLifted(t *testing.T) {
 	t.Cleanup(func() { b.Close() })
 	s := newTestServer(t, Options{Store: &slowAppendStore{Store: b}})
 	s.bodyTimeout = 10 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -291,11 +271,7 @@ func TestGuestBodyDeadlineLifted(t *testing.T) {
 // connection closed.
 func TestUnknownSourcesOwnBudget(t *testing.T) {
 	s := newTestServer(t, Options{MaxGuestConns: 3, MaxUnknownConns: 2})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 
 	// Eight unknown sources each open a connection and hold it idle; the

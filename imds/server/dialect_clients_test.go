@@ -159,11 +159,7 @@ func TestDialectsServed(t *testing.T) {
 	mustRegister(t, s, "vm-b", api.Registration{Addresses: []string{"127.0.0.2"}})
 	mustPublish(t, s, "vm-a", `{"hostname":"web-a","userData":"#cloud-config\n","users":[{"name":"alice","sshAuthorizedKeys":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUm alice@laptop"]}]}`)
 	mustPublish(t, s, "vm-b", `{"hostname":"web-b","partial":true}`)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	url := "http://" + ln.Addr().String()
 	ctx := context.Background()
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -81,11 +80,7 @@ func TestGuestETagEpoch(t *testing.T) {
 // a tag of another epoch answers at once too.
 func TestHijackedLongPollForeignEpoch(t *testing.T) {
 	s := newTestServer(t, Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	mustPublish(t, s, "vm-a", `{"hostname":"a"}`)
 	r, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+api.PathConfig+"?wait=true&timeout=300", nil)

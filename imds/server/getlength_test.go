@@ -18,11 +18,7 @@ import (
 // it and leaves it to net/http).
 func TestGuestDocContentLength(t *testing.T) {
 	s := newTestServer(t, Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {

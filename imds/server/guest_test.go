@@ -345,11 +345,7 @@ func TestGuestLongPollDeleteAndShutdown(t *testing.T) {
 // last request was attributed to (identifyConn).
 func TestKeptAliveConnFollowsTheIndex(t *testing.T) {
 	s := newTestServer(t, Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -393,11 +389,7 @@ func TestKeptAliveConnFollowsTheIndex(t *testing.T) {
 // Only an unknown caller's answer closes it (closeUnknown).
 func TestGuestAnswersKeepTheConnection(t *testing.T) {
 	s := newTestServer(t, Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	gen := mustPublish(t, s, "vm-a", `{"hostname":"web-01"}`)
 	etag := s.get("vm-a").cur.Load().etag[0]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -130,4 +131,16 @@ func errBody(t testing.TB, rec *httptest.ResponseRecorder) api.Error {
 		t.Fatalf("error Content-Type = %q", ct)
 	}
 	return e
+}
+
+// serveGuestLocal serves s's guest API on a new loopback listener (until
+// s shuts down) and returns the listener.
+func serveGuestLocal(t testing.TB, s *Server) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeGuest(ln, "")
+	return ln
 }

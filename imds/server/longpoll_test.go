@@ -19,11 +19,7 @@ import (
 // are hijacked and parked without a goroutine.
 func TestHijackedLongPolls(t *testing.T) {
 	s := newTestServer(t, Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	url := "http://" + ln.Addr().String() + api.PathConfig
 
@@ -155,11 +151,7 @@ func TestHijackedLongPolls(t *testing.T) {
 // costs a record, not goroutines.
 func TestParkedPollsHoldNoGoroutines(t *testing.T) {
 	s := newTestServer(t, Options{MaxParkedPerInstance: -1})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	inst := s.get("vm-a")
 	before := runtime.NumGoroutine()
@@ -208,11 +200,7 @@ func TestAbandonedPollReleased(t *testing.T) {
 	if s.peers == nil {
 		t.Skip("parked connections are not watched on this OS")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	inst := s.get("vm-a")
 	count := func() int {

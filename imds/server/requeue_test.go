@@ -21,11 +21,7 @@ import (
 // close` and a closed connection.
 func TestAnsweredPollKeepsConnection(t *testing.T) {
 	s := newTestServer(t, Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	mustPublish(t, s, "vm-a", `{"hostname":"one"}`)
 

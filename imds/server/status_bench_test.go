@@ -75,11 +75,7 @@ func BenchmarkGuestStatusHTTP(b *testing.B) {
 			} else {
 				s = newTestServer(b, Options{Store: st, MaxConnsPerSource: -1, MaxGuestConns: -1, Logger: discardLogger()})
 			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			go s.ServeGuest(ln, "")
+			ln := serveGuestLocal(b, s)
 			for i := range conns {
 				mustRegister(b, s, fmt.Sprintf("vm-%02d", i), api.Registration{Addresses: []string{srcAddr(i)}})
 			}

@@ -20,11 +20,7 @@ func startSweptGuest(t *testing.T, header, idle time.Duration) string {
 	t.Helper()
 	s := newTestServer(t, Options{})
 	s.sweeper = newConnSweeper(header, idle, 20*time.Millisecond)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeGuest(ln, "")
+	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
 	mustPublish(t, s, "vm-a", `{"hostname":"a"}`)
 	return ln.Addr().String()
