@@ -347,28 +347,14 @@ func TestKeptAliveConnFollowsTheIndex(t *testing.T) {
 	s := newTestServer(t, Options{})
 	ln := serveGuestLocal(t, s)
 	mustRegister(t, s, "vm-a", api.Registration{Addresses: []string{"127.0.0.1"}})
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
+	k := dialKeptAlive(t, ln.Addr().String())
 	whoAmI := func() string {
 		t.Helper()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n", api.PathInstance); err != nil {
-			t.Fatal(err)
+		id, closes := k.whoAmI()
+		if id == "" || closes {
+			t.Fatalf("answer for %q, closes %v: want a known instance on a kept connection", id, closes)
 		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var info api.InstanceInfo
-		if err := json.NewDecoder(resp.Body).Decode(&info); err != nil || resp.StatusCode != http.StatusOK || resp.Close {
-			t.Fatalf("status %d, close %v, %v", resp.StatusCode, resp.Close, err)
-		}
-		return info.InstanceID
+		return id
 	}
 	for range 2 {
 		if id := whoAmI(); id != "vm-a" {
