@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prewarm/prewarm/internal/cputime"
 	"github.com/prewarm/prewarm/shared/api"
 )
 
@@ -130,7 +131,7 @@ func BenchmarkGuestConfigHTTP(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(8) // 16 connections on 2 CPUs, as run.sh's wrk -c16
-			cpu0 := cpuTime()
+			cpu0 := cputime.Process()
 			b.RunParallel(func(pb *testing.PB) {
 				conn, err := net.Dial("tcp", c.addr)
 				if err != nil {
@@ -158,7 +159,7 @@ func BenchmarkGuestConfigHTTP(b *testing.B) {
 			})
 			// The process's CPU (server and clients) per request: the
 			// clients' share is the same for both servers.
-			if cpu := cpuTime() - cpu0; cpu > 0 {
+			if cpu := cputime.Process() - cpu0; cpu > 0 {
 				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 			}
 		})

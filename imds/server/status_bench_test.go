@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/imds/store"
+	"github.com/prewarm/prewarm/internal/cputime"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -82,7 +83,7 @@ func BenchmarkGuestStatusHTTP(b *testing.B) {
 			var next atomic.Int32
 			b.ReportAllocs()
 			b.SetParallelism(conns / 2) // 16 goroutines on 2 CPUs
-			cpu0 := cpuTime()
+			cpu0 := cputime.Process()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				i := int(next.Add(1) - 1)
@@ -118,7 +119,7 @@ func BenchmarkGuestStatusHTTP(b *testing.B) {
 				}
 			})
 			b.StopTimer()
-			if cpu := cpuTime() - cpu0; cpu > 0 {
+			if cpu := cputime.Process() - cpu0; cpu > 0 {
 				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 			}
 		})

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prewarm/prewarm/internal/cputime"
 	"github.com/prewarm/prewarm/shared/status"
 )
 
@@ -122,10 +123,10 @@ func BenchmarkBoltReportIngest(b *testing.B) {
 	fill(MaxStatusHistory)
 	txs := s.rq.commits.Load()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), cputime.Process()
 	per := max(1, b.N/instances)
 	fill(per)
-	if cpu := cpuTime() - cpu0; cpu > 0 {
+	if cpu := cputime.Process() - cpu0; cpu > 0 {
 		b.ReportMetric(float64(cpu.Microseconds())/float64(per*instances), "cpu-us/report")
 	}
 	b.ReportMetric(float64(per*instances)/time.Since(start).Seconds(), "reports/s")

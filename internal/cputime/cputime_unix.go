@@ -1,12 +1,15 @@
-package server
+//go:build unix
+
+package cputime
 
 import (
 	"syscall"
 	"time"
 )
 
-// cpuTime is the CPU time (user + system) this process has used.
-func cpuTime() time.Duration {
+// Process is the CPU time (user and system) this process has used; 0 if
+// getrusage fails.
+func Process() time.Duration {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
 		return 0
