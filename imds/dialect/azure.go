@@ -3,12 +3,12 @@ package dialect
 import (
 	"encoding/base64"
 	"encoding/json"
-	"encoding/xml"
 	"net/http"
 	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Azure's instance metadata service: /metadata/instance, /metadata/versions
@@ -440,11 +440,7 @@ func azureOVF(v *View) string {
 	if v.Doc != nil && len(v.Doc.Users) > 0 {
 		pw = v.Doc.Users[0].Password
 	}
-	esc := func(s string) string {
-		var b strings.Builder
-		xml.EscapeText(&b, []byte(s))
-		return b.String()
-	}
+	esc := xmlEscape
 	var b strings.Builder
 	b.WriteString(`<?xml version="1.0" encoding="utf-8"?>
 <ns0:Environment xmlns:ns0="http://schemas.dmtf.org/ovf/environment/1" xmlns:ns1="http://schemas.microsoft.com/windowsazure" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
@@ -486,4 +482,61 @@ func azureOVF(v *View) string {
 </ns0:Environment>
 `)
 	return b.String()
+}
+
+// xmlEscape is s as character data, exactly as encoding/xml's EscapeText
+// writes it (TestXMLEscapeMatchesEncodingXML holds the two equal):
+// quotes, '&', '<', '>', tab, newline and carriage return as references,
+// invalid UTF-8 and characters XML does not allow as U+FFFD. It is here
+// so that encoding/xml is not linked: its package init ran at every
+// start of the IMDS (issue 15's idle RSS) for this one function.
+func xmlEscape(s string) string {
+	var b strings.Builder
+	last := 0
+	for i := 0; i < len(s); {
+		r, width := utf8.DecodeRuneInString(s[i:])
+		i += width
+		var esc string
+		switch r {
+		case '"':
+			esc = "&#34;"
+		case '\'':
+			esc = "&#39;"
+		case '&':
+			esc = "&amp;"
+		case '<':
+			esc = "&lt;"
+		case '>':
+			esc = "&gt;"
+		case '\t':
+			esc = "&#x9;"
+		case '\n':
+			esc = "&#xA;"
+		case '\r':
+			esc = "&#xD;"
+		default:
+			if !xmlChar(r) || (r == utf8.RuneError && width == 1) {
+				esc = "\uFFFD"
+				break
+			}
+			continue
+		}
+		b.WriteString(s[last : i-width])
+		b.WriteString(esc)
+		last = i
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// xmlChar reports whether XML 1.0 allows r in character data (its Char
+// production).
+func xmlChar(r rune) bool {
+	return r == 0x09 || r == 0x0A || r == 0x0D ||
+		r >= 0x20 && r <= 0xD7FF ||
+		r >= 0xE000 && r <= 0xFFFD ||
+		r >= 0x10000 && r <= 0x10FFFF
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
@@ -341,5 +342,39 @@ func TestAzureReprovision(t *testing.T) {
 	// Without the api-version it is an api-version error, as on Azure.
 	if code, _, _ := do(t, b, "GET", srv.URL+"/metadata/reprovisiondata", metadataTrue); code != 400 {
 		t.Errorf("reprovisiondata without api-version: %d, want 400", code)
+	}
+}
+
+// TestXMLEscapeMatchesEncodingXML holds xmlEscape to encoding/xml's
+// EscapeText, which it replaces in the OVF document: every escaped
+// character, characters XML refuses, invalid UTF-8, and random bytes.
+func TestXMLEscapeMatchesEncodingXML(t *testing.T) {
+	want := func(s string) string {
+		var b strings.Builder
+		if err := xml.EscapeText(&b, []byte(s)); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	cases := []string{"", "plain", `a"b'c&d<e>f`, "tab\tnl\ncr\r", "\x00\x1f\x7f", "\xff", "a\xc3", "\uFFFD", "\uFFFE\uFFFF",
+		"\ud7ff\ue000", "\U0010FFFF", "é漢字🙂", "<UserName>&amp;</UserName>"}
+	for r := rune(0); r < 0x110000; r += 7 {
+		cases = append(cases, "x"+string(r)+"y")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		b := make([]byte, rng.IntN(24))
+		for i := range b {
+			b[i] = byte(rng.IntN(256))
+		}
+		cases = append(cases, string(b))
+	}
+	for _, s := range cases {
+		if got, w := xmlEscape(s), want(s); got != w {
+			t.Fatalf("xmlEscape(%q) = %q, encoding/xml writes %q", s, got, w)
+		}
+	}
+	if got := xmlEscape(`<a & "b">`); got != "&lt;a &amp; &#34;b&#34;&gt;" {
+		t.Errorf("xmlEscape(<a & \"b\">) = %q", got)
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -97,7 +98,8 @@ type Settings struct {
 	GCEProjectID string
 	// EC2Tokens says whether IMDSv1 requests are served.
 	EC2Tokens TokenMode
-	// TokenKey signs EC2 tokens; nil means a random key per process, so
+	// TokenKey signs EC2 tokens; nil means a random key per process (drawn
+	// at the first token the process signs or checks), so
 	// tokens do not survive a restart (clients fetch a new one on 401).
 	TokenKey []byte
 	// Now is the clock; nil means time.Now.
@@ -188,6 +190,7 @@ type Dialect interface {
 // Set is the dialects one listener serves, with the host settings.
 type Set struct {
 	settings Settings
+	tokenKey func() []byte // settings.TokenKey, or a random key drawn once at first use
 	now      func() time.Time
 	native   bool
 	ec2      *ec2Dialect
@@ -244,13 +247,19 @@ func New(names []string, s Settings) (*Set, error) {
 	if s.EC2Tokens != TokensOptional && s.EC2Tokens != TokensRequired {
 		return nil, fmt.Errorf("EC2 token mode %d: must be optional or required", s.EC2Tokens)
 	}
-	if s.TokenKey == nil {
-		s.TokenKey = make([]byte, 32)
-		if _, err := rand.Read(s.TokenKey); err != nil {
-			return nil, fmt.Errorf("EC2 token key: %w", err)
-		}
-	}
 	set := &Set{settings: s, now: s.Now}
+	if s.TokenKey != nil {
+		set.tokenKey = func() []byte { return s.TokenKey }
+	} else {
+		// Drawn at the first token, not at start: a server that never
+		// signs or checks one never reads crypto/rand (issue 15's idle
+		// RSS). crypto/rand.Read does not fail since Go 1.24.
+		set.tokenKey = sync.OnceValue(func() []byte {
+			k := make([]byte, 32)
+			rand.Read(k)
+			return k
+		})
+	}
 	if set.now == nil {
 		set.now = time.Now
 	}
@@ -333,7 +342,11 @@ func (s *Set) Names() []string {
 }
 
 // Settings returns the effective host settings (defaults filled in).
-func (s *Set) Settings() Settings { return s.settings }
+func (s *Set) Settings() Settings {
+	st := s.settings
+	st.TokenKey = s.tokenKey()
+	return st
+}
 
 // NativePrefix is the path prefix of the native guest API; no dialect owns
 // paths under it.

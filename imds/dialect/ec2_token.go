@@ -18,7 +18,7 @@ const (
 )
 
 func (s *Set) tokenMAC(exp []byte, instanceID string) []byte {
-	m := hmac.New(sha256.New, s.settings.TokenKey)
+	m := hmac.New(sha256.New, s.tokenKey())
 	m.Write([]byte{tokenVersion})
 	m.Write(exp)
 	m.Write([]byte(instanceID))

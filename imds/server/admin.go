@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/config"
@@ -42,7 +43,19 @@ func (s *Server) adminRouter() http.Handler {
 		adminRoute{http.MethodGet, withID(s.adminGetConfig)},
 		adminRoute{http.MethodPut, withID(s.adminPublish)})
 	handleAdmin(mux, api.PathInstanceStatus, adminRoute{http.MethodGet, withID(s.adminStatus)})
-	s.uiRoutes(mux) // the fleet page (ui.go)
+	// The fleet page (ui.go) has a mux of its own, built at its first
+	// request: a server whose UI nobody opens never registers its routes
+	// (issue 15's idle RSS: each registration runs pattern parsing and a
+	// runtime.Caller). Its "/" answers what the admin API's "/" would.
+	ui := sync.OnceValue(func() http.Handler {
+		m := http.NewServeMux()
+		s.uiRoutes(m)
+		m.HandleFunc("/", noSuchPath)
+		return m
+	})
+	uiLazy := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ui().ServeHTTP(w, r) })
+	mux.Handle("/ui", uiLazy)
+	mux.Handle("/ui/", uiLazy)
 	mux.HandleFunc("/", noSuchPath)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// ServeMux would redirect it; the admin API redirects nowhere.

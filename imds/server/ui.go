@@ -72,7 +72,8 @@ var uiStatic = sync.OnceValue(func() http.Handler {
 	return http.StripPrefix("/ui/static/", http.FileServerFS(sub))
 })
 
-// uiRoutes adds the fleet page's routes to the admin API's mux.
+// uiRoutes adds the fleet page's routes to mux (the fleet page's own,
+// built at its first request: adminRouter).
 func (s *Server) uiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) {
 		// Relative, so that it holds behind a proxy's path prefix too.
