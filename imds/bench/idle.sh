@@ -21,7 +21,8 @@ fi
 need_wrk
 echo "binary $(stat -c %s "$work/prewarm-imds") bytes, $(git rev-parse --short HEAD), load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-mem() { awk '/^VmRSS|^RssAnon|^RssFile/ {printf "%s %.1f MB  ", $1, $2/1024}' "/proc/$1/status"; }
+# MB are MiB (kB / 1024); VmRSS also in kB, where a 64 KiB window shows.
+mem() { awk '/^VmRSS/ {printf "%s %.1f MB (%d kB)  ", $1, $2/1024, $2} /^RssAnon|^RssFile/ {printf "%s %.1f MB  ", $1, $2/1024}' "/proc/$1/status"; }
 
 for r in $(seq 1 "$RUNS"); do
 	rm -rf "$work/data"

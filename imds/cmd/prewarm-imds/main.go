@@ -35,6 +35,11 @@ var version = "0.1.0"
 const envPrefix = "PREWARM_IMDS_"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve" {
+		// Here, not in serve's RunE: the process's collector is the
+		// service's, and tests run serve in their own process.
+		tuneGC(os.LookupEnv)
+	}
 	os.Exit(cli.Main(rootFor(os.Args[1:])))
 }
 

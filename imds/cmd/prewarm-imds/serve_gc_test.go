@@ -1,0 +1,60 @@
+package main
+
+import (
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"testing"
+	"time"
+)
+
+func gogc() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
+}
+
+// serve tunes the collector (gcPolicy) unless the environment sets GOGC,
+// which then rules: the runtime has read it, and serve leaves it alone.
+func TestServeTunesGCUnlessGOGCIsSet(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(orig) })
+
+	stop := tuneGC(func(k string) (string, bool) { return "200", k == "GOGC" })
+	runtime.GC()
+	time.Sleep(20 * time.Millisecond)
+	if g := gogc(); g != 100 {
+		t.Errorf("GOGC set: collector at %d %%, want the runtime's own (100 here)", g)
+	}
+	stop()
+
+	stop = tuneGC(func(string) (string, bool) { return "", false })
+	defer stop()
+	runtime.GC()
+	deadline := time.Now().Add(5 * time.Second)
+	for gogc() == 100 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g := gogc(); g == 100 || g < gcPolicy.Percent {
+		t.Errorf("GOGC unset: collector at %d %%, want the tuner's (at least %d)", g, gcPolicy.Percent)
+	}
+}
+
+// An empty GOGC is no operator's value: the runtime reads it as unset
+// (GOGC=100), so serve tunes the collector as when it is unset.
+func TestServeTunesGCWhenGOGCIsEmpty(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(orig) })
+
+	stop := tuneGC(func(k string) (string, bool) { return "", k == "GOGC" })
+	defer stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for gogc() == 100 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g := gogc(); g == 100 || g < gcPolicy.Percent {
+		t.Errorf("GOGC empty: collector at %d %%, want the tuner's (at least %d)", g, gcPolicy.Percent)
+	}
+}
