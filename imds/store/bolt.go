@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -62,6 +63,10 @@ type Bolt struct {
 	rpath string
 	rq    reportQueue
 	idx   reportIndex
+
+	// commitFault, when set (tests), fails each transaction of imds.db
+	// after its change was made, as a failed commit does (rolled back).
+	commitFault atomic.Pointer[func() error]
 }
 
 var _ Store = (*Bolt)(nil)
@@ -151,8 +156,13 @@ func (s *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	defer release()
 	var fnErr error
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		fnErr = fn(tx)
-		return fnErr
+		if fnErr = fn(tx); fnErr != nil {
+			return fnErr
+		}
+		if f := s.commitFault.Load(); f != nil {
+			return (*f)()
+		}
+		return nil
 	})
 	if err != nil && fnErr == nil {
 		// The commit failed: the file could not be written (disk full,
@@ -197,6 +207,7 @@ func (s *Bolt) Load(ctx context.Context) ([]Record, error) {
 		for i := range out {
 			out[i].LastStatus = last[i]
 		}
+		dropMappedTx(tx) // the whole file was read
 		return nil
 	})
 	if err != nil {

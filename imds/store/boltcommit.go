@@ -40,16 +40,32 @@ type opQueue[T any] struct {
 	done    chan struct{} // closed when the committer has ended
 	commits atomic.Int64  // transactions the committer ran (tests)
 	taken   atomic.Int64  // ops the committer took (tests)
+	loop    func()        // the committer
+	running bool          // its goroutine was started (or never will be: stopped first)
 }
 
-// start runs the committer loop, which returns once q is closed and
-// drained.
-func (q *opQueue[T]) start(loop func()) {
+// start readies q for the committer loop, which returns once q is closed
+// and drained. Its goroutine starts with the first push, or at once when
+// now is true (work is waiting that no push brings): a store nobody
+// writes to runs no committer (issue 15's idle RSS: an IMDS that is never
+// sent a status report has no report committer).
+func (q *opQueue[T]) start(loop func(), now bool) {
 	q.kick = make(chan struct{}, 1)
 	q.done = make(chan struct{})
+	q.loop = loop
+	if now {
+		q.mu.Lock()
+		q.run()
+		q.mu.Unlock()
+	}
+}
+
+// run starts the committer goroutine; q.mu is held.
+func (q *opQueue[T]) run() {
+	q.running = true
 	go func() {
 		defer close(q.done)
-		loop()
+		q.loop()
 	}()
 }
 
@@ -59,6 +75,12 @@ func (q *opQueue[T]) stop() {
 	q.mu.Lock()
 	already := q.closed
 	q.closed = true
+	if !q.running {
+		// Never pushed to: nothing to commit, and no committer will
+		// start now that q is closed.
+		q.running = true
+		close(q.done)
+	}
 	q.mu.Unlock()
 	if !already {
 		q.wake()
@@ -81,6 +103,9 @@ func (q *opQueue[T]) push(op T) bool {
 		return false
 	}
 	q.ops = append(q.ops, op)
+	if !q.running {
+		q.run()
+	}
 	q.mu.Unlock()
 	q.wake()
 	return true
@@ -98,8 +123,8 @@ func (q *opQueue[T]) take() (ops []T, closed bool) {
 // wait blocks the committer until something is pushed or q is closed.
 func (q *opQueue[T]) wait() { <-q.kick }
 
-// startCommitter starts s's committer.
-func (s *Bolt) startCommitter() { s.queue.start(s.commitLoop) }
+// startCommitter readies s's committer, which starts with the first write.
+func (s *Bolt) startCommitter() { s.queue.start(s.commitLoop, false) }
 
 // stopCommitter lets the committer commit what is queued and waits for it
 // to end; later writes fail with ErrClosed.
@@ -137,6 +162,8 @@ func (s *Bolt) commitLoop() {
 		for _, op := range changes {
 			op.res <- s.commitOne(op)
 		}
+		// The commits read the leaves they changed through the mapping.
+		s.view(context.Background(), func(tx *bolt.Tx) error { dropMappedTx(tx); return nil })
 	}
 }
 

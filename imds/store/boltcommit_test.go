@@ -18,6 +18,28 @@ type commitFixture struct {
 	events chan Event
 }
 
+// holdNextBatch stops the report committer's next batch once its reports
+// have their seqs (rq.hook), until unblock is closed; entered is closed
+// when it stops there.
+func holdNextBatch(s *Bolt) (entered, unblock chan struct{}) {
+	entered, unblock = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.rq.hook = func() {
+		once.Do(func() {
+			close(entered)
+			<-unblock
+		})
+	}
+	return entered, unblock
+}
+
+// forceSweep makes the report committer's next batch run a sweep pass.
+func forceSweep(s *Bolt) {
+	s.idx.mu.Lock()
+	s.idx.force = true
+	s.idx.mu.Unlock()
+}
+
 func newCommitFixture(t *testing.T, n int) *commitFixture {
 	t.Helper()
 	s, err := OpenBolt(t.TempDir())
@@ -144,14 +166,7 @@ func TestBoltReportsShareATransaction(t *testing.T) {
 // then commit.
 func TestBoltPublishDoesNotWaitForReports(t *testing.T) {
 	f := newCommitFixture(t, 1)
-	entered, unblock := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	f.s.rq.hook = func() {
-		once.Do(func() {
-			close(entered)
-			<-unblock
-		})
-	}
+	entered, unblock := holdNextBatch(f.s)
 	answers := []<-chan error{f.appendAsync("i0", report(1))}
 	<-entered
 	for i := 2; i <= 10; i++ {
@@ -272,4 +287,49 @@ func mustEncode(t *testing.T, r status.Report) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// running reports whether q's committer goroutine was started.
+func running[T any](q *opQueue[T]) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.running
+}
+
+// A committer starts with its store's first write of its kind: a store
+// nobody writes to runs none, and a store closed unwritten closes.
+func TestCommittersStartAtFirstWrite(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if running(&s.queue) || running(&s.rq.opQueue) {
+		t.Fatalf("committers running after open: main %v, reports %v", running(&s.queue), running(&s.rq.opQueue))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("close unwritten: %v", err)
+	}
+	s, err = OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.Apply(ctx, "a", Change{Register: &Registration{Addresses: []string{"10.8.0.1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if !running(&s.queue) || running(&s.rq.opQueue) {
+		t.Fatalf("after a register: main %v (want true), reports %v (want false)", running(&s.queue), running(&s.rq.opQueue))
+	}
+	if err := s.AppendStatus(ctx, "a", report(1)); err != nil {
+		t.Fatal(err)
+	}
+	if !running(&s.rq.opQueue) {
+		t.Fatal("report committer not running after a report")
+	}
+	h, err := s.StatusHistory(ctx, "a")
+	if err != nil || len(h) != 1 {
+		t.Fatalf("history after one report: %+v, %v", h, err)
+	}
 }

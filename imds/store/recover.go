@@ -43,6 +43,11 @@ type RecoverResult struct {
 	// Rebuilt says imds.db was rebuilt (it was damaged, or force); when
 	// only reports.db was damaged, imds.db and its epoch are kept.
 	Rebuilt bool
+	// Cut are the ids whose status reports the kept reports.db holds but
+	// whose registration the rebuilt imds.db lost: their reports are dead
+	// for good (a report cut each), so an id registered again starts a new
+	// history.
+	Cut []string
 }
 
 // salvaged is what could be read of one instance.
@@ -65,7 +70,9 @@ type salvaged struct {
 // document's) and status; the address and interface indexes are rebuilt.
 // A damaged reports.db is moved aside as reports.db.damaged-<time> and
 // the next open makes a new one: the status histories are lost (said in
-// Lost), imds.db is left as it is unless it is damaged too. A store that
+// Lost), imds.db is left as it is unless it is damaged too. A rebuilt
+// imds.db gets a report cut for each id the kept reports.db holds reports
+// of but the salvage lost (Cut), so those reports stay dead. A store that
 // checks healthy is left alone unless force is set (which rebuilds
 // imds.db, not reports.db). It must not run while a prewarm-imds serves
 // the store: a store a server holds (its flock) is refused, damaged or
@@ -104,8 +111,21 @@ func RecoverBolt(dir string, force bool) (RecoverResult, error) {
 	}
 	res.Rebuilt = true
 
+	// The ids reports.db holds records of, read before anything changes
+	// (a kept reports.db checked healthy; a moved or missing one holds
+	// nothing, and the next open drops every cut of a new one).
+	var logged map[string]uint64
+	if rde == nil && rerr == nil {
+		if logged, err = reportIDs(rpath); err != nil {
+			return res, fmt.Errorf("recover store %s: read the ids of %s: %w", path, rpath, err)
+		}
+	}
 	insts, gens, cuts, scannedIDs, lost := salvage(path)
 	res.Lost, res.Scanned = append(res.Lost, lost...), scannedIDs
+	found := map[string]bool{}
+	for _, in := range insts {
+		found[in.id] = true
+	}
 
 	tmp := filepath.Join(dir, "."+FileName+".recovered")
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -132,12 +152,14 @@ func RecoverBolt(dir string, force bool) (RecoverResult, error) {
 				return err
 			}
 		}
+		kept := map[string]bool{}
 		for _, in := range insts {
 			if err := restoreInstance(tx, in); err != nil {
 				res.Lost = append(res.Lost, fmt.Sprintf("instance %q: %v", in.id, err))
 				continue
 			}
 			restored++
+			kept[in.id] = true
 			bad, err := restoreReports(tx, in)
 			if err != nil {
 				return err
@@ -146,6 +168,32 @@ func RecoverBolt(dir string, force bool) (RecoverResult, error) {
 				res.Lost = append(res.Lost, fmt.Sprintf("%d status reports of %q: unreadable", bad, in.id))
 			}
 		}
+		// The ids the salvage lost whose reports reports.db still holds:
+		// a cut above each one's newest record, as a Delete writes. Their
+		// records are then dead by the open's one rule (live iff the id is
+		// registered and the seq above its cut), at every open until a
+		// sweep pass has deleted them and dropped the cut, so an id
+		// registered again never shows the lost incarnation's reports,
+		// even if the process stops before that sweep. This is the
+		// simplest correct design: a cut is the store's existing, durable
+		// way of saying "these records of id are dead", already kept by
+		// recovery, handed out seqs above at open and removed by the
+		// sweep; a rule treating unknown ids as dead would need a marker
+		// of its own in imds.db that a re-registration has to tell apart.
+		res.Cut = nil
+		for id, seq := range logged {
+			if kept[id] || seq <= cuts[id] {
+				continue // salvaged, or deleted: its cut covers them
+			}
+			res.Cut = append(res.Cut, id)
+			if !found[id] {
+				res.Lost = append(res.Lost, fmt.Sprintf("instance %q: nothing of it is left in %s, only its status reports in %s (dead now): register it again if it is meant to exist", id, FileName, ReportsFileName))
+			}
+			if err := c.Put([]byte(id), binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+				return err
+			}
+		}
+		sort.Strings(res.Cut)
 		return nil
 	})
 	res.Instances = restored
@@ -173,6 +221,37 @@ func RecoverBolt(dir string, force bool) (RecoverResult, error) {
 	}
 	syncDir(dir)
 	return res, nil
+}
+
+// reportIDs reads the reports file at path (checked healthy, not open
+// for writing) and returns each id it holds records of with its newest
+// seq.
+func reportIDs(path string) (map[string]uint64, error) {
+	db, err := openProtected(path, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	ids := map[string]uint64{}
+	err = db.View(func(tx *bolt.Tx) error {
+		return protect(path, func() error {
+			l := tx.Bucket(rLog)
+			if l == nil {
+				return nil // made by an open that stopped early: no record
+			}
+			c := l.Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				if len(k) != 8 {
+					continue
+				}
+				if id, _, ok := logRecord(l, k, v); ok {
+					ids[string(id)] = max(ids[string(id)], binary.BigEndian.Uint64(k))
+				}
+			}
+			return nil
+		})
+	})
+	return ids, err
 }
 
 // syncDir makes the renames in dir durable.

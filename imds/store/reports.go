@@ -38,12 +38,16 @@ import (
 // number a transaction.
 //
 // Membership without a transaction across the two files: the report
-// committer takes a report only of an id in the index (registered), checked
-// when its batch is formed; a registration adds the id once imds.db
-// committed it; a Delete writes reportcut/<id> = the last seq handed out
-// into imds.db in its transaction and removes the id from the index at the
-// same moment (under the index's lock), so every report of the deleted
-// instance has a seq at most the cut. At open a record is live iff its id
+// committer takes a report only of an id in the index (registered) that
+// no Delete is removing, checked when its batch is formed; a registration
+// adds the id once imds.db committed it; a Delete writes reportcut/<id> =
+// the last seq handed out into imds.db in its transaction and marks the id
+// deleting at the same moment (under the index's lock), so every report of
+// the deleted instance has a seq at most the cut. The id leaves the index
+// only once the Delete committed: until then its history is as it was
+// (reports taken before are added and delivered, a sweep judges its
+// records live), so a Delete whose commit fails changes nothing but the
+// reports it refused meanwhile, which were never stored. At open a record is live iff its id
 // is registered, its seq is above the id's cut, and it is within the id's
 // newest bounds. Cuts go once a sweep pass has removed what they cover.
 
@@ -87,7 +91,11 @@ type history struct {
 	seqs  []uint64
 	sizes []uint32
 	bytes int
-	gone  bool // deleted: its reports are dead, later ones refused
+	// deleting: a Delete's transaction is running; reports are refused
+	// and its history stays until the Delete committed (then gone) or
+	// failed (then as it was).
+	deleting bool
+	gone     bool // deleted: its reports are dead, later ones refused
 }
 
 // add appends a report of size bytes at seq, dropping the oldest ones
@@ -470,8 +478,15 @@ func (s *Bolt) scanReports(rdb *bolt.DB) error {
 	return nil
 }
 
-// startReportCommitter starts s's report committer.
-func (s *Bolt) startReportCommitter() { s.rq.start(s.reportLoop) }
+// startReportCommitter readies s's report committer, which starts with
+// the first report, or at once when the store opened with dead records to
+// sweep.
+func (s *Bolt) startReportCommitter() {
+	s.idx.mu.Lock()
+	sweep := s.idx.sweepWanted()
+	s.idx.mu.Unlock()
+	s.rq.start(s.reportLoop, sweep)
+}
 
 // stopReportCommitter lets the report committer commit what is queued and
 // waits for it to end.
@@ -536,7 +551,9 @@ func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) bool {
 	x.mu.Lock()
 	first := x.next
 	for _, op := range ops {
-		if op.h = x.inst[op.id]; op.h == nil {
+		if op.h = x.inst[op.id]; op.h == nil || op.h.deleting {
+			// Unknown, or being deleted: a report taken now would get a
+			// seq above the Delete's cut.
 			op.res <- ErrNotFound
 			continue
 		}
@@ -612,6 +629,9 @@ func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) bool {
 		if op.h.gone {
 			continue // the instance was deleted meanwhile: dead
 		}
+		// Live, or its Delete is not committed yet: kept and delivered,
+		// as before the Delete (endDelete counts it among the dead if
+		// the Delete commits; its seq is at most the cut).
 		x.live += 1 - op.h.add(op.seq, len(op.data))
 		deliver[i] = true
 	}
@@ -628,6 +648,8 @@ func (s *Bolt) commitReportBatch(ops []*reportOp, sweep bool) bool {
 	if len(cuts) > 0 {
 		s.dropCuts(cuts)
 	}
+	// The batch's appends read the log's last leaves through the mapping.
+	s.reportsTx(false, func(tx *bolt.Tx) error { dropMappedTx(tx); return nil })
 	written := 0
 	for _, op := range taken {
 		written += len(op.data)
@@ -807,32 +829,39 @@ func (s *Bolt) dropCuts(cuts []pendingCut) {
 	s.enqueue(op) // answered by the main committer; nobody waits
 }
 
-// beginDelete removes id from the index inside Delete's transaction and
-// returns the cut to write (every seq handed out to id is at most it) and
-// the history removed (nil if none), for endDelete.
+// beginDelete marks id deleting inside Delete's transaction: the report
+// committer refuses its reports from here on. It returns the cut to write
+// (every seq handed out to id is at most it) and id's history (nil if
+// none), for endDelete. Nothing else changes before the commit: a history
+// taken out here would drop a raced report and let a sweep delete the
+// history's records, and a Delete whose commit fails would hide them
+// (until a restart, or for good once swept).
 func (x *reportIndex) beginDelete(id string) (cut uint64, h *history) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if h = x.inst[id]; h != nil {
-		h.gone = true
-		delete(x.inst, id)
+		h.deleting = true
 	}
 	return x.next - 1, h
 }
 
-// endDelete finishes a Delete: committed, its reports are dead and its cut
-// waits for a sweep pass; not committed, the history is back.
+// endDelete finishes a Delete (under the feed's lock, before its event):
+// committed, id leaves the index, its reports are dead and its cut waits
+// for a sweep pass; not committed, its reports are taken again.
 func (x *reportIndex) endDelete(id string, cut uint64, h *history, committed bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if h != nil {
+		h.deleting = false
+	}
 	if !committed {
-		if h != nil && x.inst[id] == nil {
-			h.gone = false
-			x.inst[id] = h
-		}
 		return
 	}
 	if h != nil {
+		h.gone = true
+		if x.inst[id] == h {
+			delete(x.inst, id)
+		}
 		x.live -= len(h.seqs)
 	}
 	// A pass running now may have judged id's records live already, or
@@ -876,6 +905,7 @@ func (s *Bolt) lastStatuses(ids []string) ([]*status.Report, error) {
 			}
 			out[i] = &r
 		}
+		dropMappedTx(tx)
 		return nil
 	})
 	return out, err
@@ -913,6 +943,7 @@ func (s *Bolt) StatusHistory(ctx context.Context, id string) ([]status.Report, e
 			}
 			out = append(out, r)
 		}
+		dropMappedTx(tx)
 		return nil
 	})
 	return out, err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -132,14 +133,7 @@ func TestBoltDeleteCutsReports(t *testing.T) {
 		}
 	}
 	// A report of a, held after it got its seq.
-	entered, unblock := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	s.rq.hook = func() {
-		once.Do(func() {
-			close(entered)
-			<-unblock
-		})
-	}
+	entered, unblock := holdNextBatch(s)
 	raced := f.appendAsync("a", tinyReport(6))
 	<-entered
 	if err := s.Delete(ctx, "a"); err != nil {
@@ -617,18 +611,9 @@ func TestBoltCutOutlivesASweepOfTheRacedBatch(t *testing.T) {
 	s := f.s
 	dir := filepath.Dir(s.path)
 	registerIDs(t, s, "a")
-	entered, unblock := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	s.rq.hook = func() {
-		once.Do(func() {
-			close(entered)
-			<-unblock
-		})
-	}
+	entered, unblock := holdNextBatch(s)
 	// The next batch sweeps (a pass starts and ends in it).
-	s.idx.mu.Lock()
-	s.idx.force = true
-	s.idx.mu.Unlock()
+	forceSweep(s)
 	raced := f.appendAsync("a", tinyReport(7))
 	<-entered
 	if err := s.Delete(ctx, "a"); err != nil {
@@ -910,4 +895,207 @@ func TestBoltSweepLetsPublishesThrough(t *testing.T) {
 	if err := <-held; err != nil {
 		t.Fatalf("the report of the sweeping batch: %v", err)
 	}
+}
+
+// zeroPagesHolding overwrites with zeros every page of the bbolt file at
+// path (meta pages aside) that holds needle: whatever was on them,
+// freed older versions included, is lost for the walk and the page scan.
+func zeroPagesHolding(t *testing.T, path, needle string) int {
+	t.Helper()
+	m := newestMetaOf(t, path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := int(m.pageSize)
+	n := 0
+	for p := 2; (p+1)*ps <= len(b); p++ {
+		page := b[p*ps : (p+1)*ps]
+		if strings.Contains(string(page), needle) {
+			clear(page)
+			n++
+		}
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// An instance whose registration the salvage of a damaged imds.db lost
+// keeps its reports in a healthy reports.db; registered again under the
+// same id, it must not show them (they are of an incarnation imds.db no
+// longer knows). In one run the open's sweep pass deletes them before
+// anything is shown (their id is not registered at open), but a process
+// that stops before that pass reached them (a crash, a sweep that cannot
+// commit) leaves them in reports.db beside the re-registration, and the
+// next open took them as the new incarnation's history. Before the fix
+// the rebuilt imds.db had no cut for the lost id and the re-registered id
+// showed its lost incarnation's reports after a restart.
+func TestBoltRecoverCutsLostInstances(t *testing.T) {
+	ctx := context.Background()
+	dir, _ := filled(t, 40) // vm-000..vm-039, one report each
+	s := open(t, dir)
+	for i := uint64(2); i <= 5; i++ {
+		if err := s.AppendStatus(ctx, "vm-007", tinyReport(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// vm-039 deleted: its report stays in reports.db, dead by its cut,
+	// until a sweep.
+	if err := s.Delete(ctx, "vm-039"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// A forced rebuild of a healthy store keeps every history: no cut for
+	// an instance the salvage kept, nor a new one (or a word) for a
+	// deleted one.
+	if res, err := RecoverBolt(dir, true); err != nil || !res.Rebuilt || res.Instances != 39 || len(res.Cut) != 0 || len(res.Lost) != 0 {
+		t.Fatalf("forced recover of a healthy store: %+v, %v", res, err)
+	}
+	s = open(t, dir)
+	wantRun(t, "vm-007 after a forced recover", seqsOf(t, s, "vm-007"), 1, 5)
+	wantRun(t, "vm-008 after a forced recover", seqsOf(t, s, "vm-008"), 1, 1)
+	s.Close()
+
+	if n := zeroPagesHolding(t, filepath.Join(dir, FileName), `vm-007`); n == 0 {
+		t.Fatal("no page of imds.db holds vm-007")
+	}
+	res, err := RecoverBolt(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Rebuilt || res.ReportsDamagedPath != "" {
+		t.Fatalf("recover: %+v, want imds.db rebuilt and reports.db kept", res)
+	}
+	// The result names vm-007, of which reports.db alone held a trace.
+	if !strings.Contains(strings.Join(res.Lost, "\n"), `"vm-007"`) || !slices.Contains(res.Cut, "vm-007") {
+		t.Errorf("recover's Lost %q or Cut %q does not name vm-007, whose reports reports.db holds", res.Lost, res.Cut)
+	}
+	// vm-007 registered again, then the process stopped before the open's
+	// sweep pass: as a committed Apply leaves imds.db.
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bInstances).Get([]byte("vm-007")) != nil {
+			return errors.New("vm-007 was salvaged; the test wants it lost")
+		}
+		return register(tx, "vm-007", nil, &Registration{Addresses: []string{"10.9.0.7"}})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir)
+	wantRun(t, "vm-007 registered again after the recover", seqsOf(t, s, "vm-007"), 1, 0)
+	recs, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[string]bool{}
+	for _, r := range recs {
+		kept[r.ID] = true
+		if r.ID == "vm-007" && r.LastStatus != nil {
+			t.Fatalf("vm-007 registered again: last status %+v of its lost incarnation", r.LastStatus)
+		}
+	}
+	// Every other lost id, registered again in this run: no history.
+	var lost []string
+	for i := range 39 {
+		if id := fmt.Sprintf("vm-%03d", i); !kept[id] {
+			lost = append(lost, id)
+		}
+	}
+	t.Logf("lost in the salvage: %v", lost)
+	for i, id := range lost {
+		if _, err := s.Apply(ctx, id, Change{Register: &Registration{Addresses: []string{fmt.Sprintf("10.9.1.%d", i+1)}}}); err != nil {
+			t.Fatal(err)
+		}
+		wantRun(t, id+" registered again", seqsOf(t, s, id), 1, 0)
+	}
+	// New reports are the new incarnation's, kept over a restart.
+	if err := s.AppendStatus(ctx, "vm-007", tinyReport(100)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, dir)
+	if h := seqsOf(t, s, "vm-007"); len(h) != 1 || h[0] != 100 {
+		t.Fatalf("vm-007 after a restart: reports %v, want only its new one (100)", h)
+	}
+}
+
+// A Delete whose imds.db commit fails changes nothing: its error is
+// returned, the instance, its history and its last status stay, and a
+// report that raced it (taken by the report committer before the Delete,
+// committed while the Delete's transaction ran) is kept and delivered, in
+// a batch whose sweep pass judged the instance's records meanwhile. The
+// state is the one a restart shows. Before the fix the Delete took the id
+// out of the index before its commit: the raced report was dropped as of
+// a deleted instance (hidden until a restart), and the sweep deleted the
+// history's records from reports.db for good.
+func TestBoltFailedDeleteChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	f := newCommitFixture(t, 0)
+	s := f.s
+	dir := filepath.Dir(s.path)
+	registerIDs(t, s, "a")
+	for i := uint64(1); i <= 5; i++ {
+		if err := s.AppendStatus(ctx, "a", tinyReport(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A report of a, held after it got its seq, in a batch that sweeps.
+	entered, unblock := holdNextBatch(s)
+	forceSweep(s)
+	raced := f.appendAsync("a", tinyReport(6))
+	<-entered
+	var racedErr error
+	fault := func() error {
+		// Inside the Delete's transaction, its change made: the raced
+		// report commits and is delivered, then the commit fails.
+		close(unblock)
+		racedErr = <-raced
+		return errors.New("injected commit failure")
+	}
+	s.commitFault.Store(&fault)
+	err := s.Delete(ctx, "a")
+	s.commitFault.Store(nil)
+	if err == nil || !strings.Contains(err.Error(), "injected commit failure") {
+		t.Fatalf("Delete with a failing commit: %v, want its error", err)
+	}
+	if racedErr != nil {
+		t.Fatalf("the report that raced the failed delete: %v", racedErr)
+	}
+	wantRun(t, "a after the failed delete", seqsOf(t, s, "a"), 1, 6)
+	recs, err := s.Load(ctx)
+	if err != nil || len(recs) != 1 || recs[0].ID != "a" || recs[0].LastStatus == nil || recs[0].LastStatus.Seq != 6 {
+		t.Fatalf("Load after the failed delete: %+v, %v; want a with last status 6", recs, err)
+	}
+	sawRaced := false
+	for len(f.events) > 0 {
+		ev := <-f.events
+		if ev.Type == EventDeleted {
+			t.Fatalf("the failed delete was delivered: %+v", ev)
+		}
+		sawRaced = sawRaced || ev.Type == EventStatus && ev.ID == "a" && ev.Status.Seq == 6
+	}
+	if !sawRaced {
+		t.Fatal("the feed never delivered the report that raced the failed delete")
+	}
+	// It goes on as if no Delete was tried, and a restart shows the same.
+	if err := s.AppendStatus(ctx, "a", tinyReport(7)); err != nil {
+		t.Fatal(err)
+	}
+	wantRun(t, "a's next report", seqsOf(t, s, "a"), 1, 7)
+	s.Close()
+	s = open(t, dir)
+	wantRun(t, "a after a restart", seqsOf(t, s, "a"), 1, 7)
+	// A Delete that commits still cuts every report.
+	if err := s.Delete(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	registerIDs(t, s, "a")
+	wantRun(t, "a registered again", seqsOf(t, s, "a"), 1, 0)
 }

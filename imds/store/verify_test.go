@@ -277,19 +277,29 @@ func TestRecoverBoltEmptyFile(t *testing.T) {
 	}
 }
 
-// loopTree points the first child of a branch page of the store's tree
-// back at the page itself: bbolt's cursor would go round it forever.
-func loopTree(t testing.TB, path string) {
+// newestMetaOf is the newest valid meta page of the bbolt file at path.
+func newestMetaOf(t testing.TB, path string) boltMeta {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer f.Close()
 	m, ok := newestMeta(f)
-	f.Close()
+	if !ok {
+		t.Fatalf("no valid meta page in %s", path)
+	}
+	return m
+}
+
+// loopTree points the first child of a branch page of the store's tree
+// back at the page itself: bbolt's cursor would go round it forever.
+func loopTree(t testing.TB, path string) {
+	t.Helper()
+	m := newestMetaOf(t, path)
 	b, err := os.ReadFile(path)
-	if !ok || err != nil {
-		t.Fatal("cannot read the store", err)
+	if err != nil {
+		t.Fatal(err)
 	}
 	le := binary.NativeEndian
 	page := func(id uint64) []byte { return b[id*uint64(m.pageSize):] }
@@ -335,15 +345,7 @@ func TestRecoverBoltLoopingTree(t *testing.T) {
 // use (the file itself is longer: bbolt grows it ahead).
 func cutLastPages(t *testing.T, path string) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, ok := newestMeta(f)
-	f.Close()
-	if !ok {
-		t.Fatalf("no valid meta page in %s", path)
-	}
+	m := newestMetaOf(t, path)
 	if err := os.Truncate(path, int64(m.pages-2)*int64(m.pageSize)); err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prewarm/prewarm/imds/store"
+	"github.com/prewarm/prewarm/shared/status"
 )
 
 // newStore makes a store in a new directory holding n instances, each
@@ -138,6 +140,31 @@ func TestStoreCheckAndRecover(t *testing.T) {
 	if s.Epoch() == epoch || !store.ValidEpoch(s.Epoch()) {
 		t.Fatalf("recovered store's epoch %q; the old one was %q", s.Epoch(), epoch)
 	}
+}
+
+// A recover that loses instances whose reports the kept reports.db holds
+// says their reports are dead, naming them; the others are not named.
+func TestStoreRecoverSaysLostReportsAreDead(t *testing.T) {
+	dir, _ := newStore(t, 3)
+	s, err := store.OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"vm-000", "vm-002"} {
+		if err := s.AppendStatus(context.Background(), id, status.Report{Seq: 1, Time: status.Time{Time: time.Unix(1700000000, 0)}, State: status.StateWaiting}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	if err := os.Truncate(filepath.Join(dir, store.FileName), 0); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCmd("store", "recover", "--data-dir", dir)
+	if code != 0 || !strings.Contains(stdout, "status reports in "+store.ReportsFileName+" are dead for good") ||
+		!strings.Contains(stdout, "vm-000, vm-002\n") || strings.Contains(stdout, "vm-001") {
+		t.Fatalf("recover of an empty imds.db beside reports of vm-000 and vm-002: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	t.Logf("recover:\n%s", stdout)
 }
 
 // A damaged reports.db: serve refuses it naming the file, check says so,

@@ -90,6 +90,9 @@ func storeRun(sub, dataDir string, force *bool, stdout io.Writer) error {
 	if len(res.Scanned) > 0 {
 		fmt.Fprintf(stdout, "found only by scanning pages (check each is still meant to exist; delete it if not): %s\n", strings.Join(res.Scanned, ", "))
 	}
+	if len(res.Cut) > 0 {
+		fmt.Fprintf(stdout, "not recovered, their status reports in %s are dead for good (registered again, an id starts a new history): %s\n", store.ReportsFileName, strings.Join(res.Cut, ", "))
+	}
 	if len(res.Lost) > 0 {
 		fmt.Fprintf(stdout, "could not be read (%d):\n", len(res.Lost))
 		for _, l := range res.Lost {
