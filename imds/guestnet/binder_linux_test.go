@@ -1,7 +1,6 @@
 package guestnet
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/e2e/netlab"
+	"github.com/prewarm/prewarm/internal/syncbuf"
 )
 
 // served records the binder's Serve calls; the closer it hands back
@@ -60,23 +60,6 @@ type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // TestBinderFollowsLinks: in a network namespace of its own (veth pairs
 // stand for the hypervisor's tap devices), the binder
 // binds a wanted device when it appears, rebinds it when it is re-created,
@@ -101,7 +84,7 @@ func TestBinderFollowsLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	var rec served
 	var mu sync.Mutex
 	registered := []string{"pwg0"}

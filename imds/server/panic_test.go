@@ -1,39 +1,21 @@
 package server
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/prewarm/prewarm/internal/syncbuf"
 )
-
-// lockedBuffer is a log sink several handlers may write at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestPanicLogBounded: a request that panics the handler gets a 500 and
 // is counted every time, but a guest repeating it cannot flood the log with
 // stacks: one stack per interval, the rest counted as suppressed.
 func TestPanicLogBounded(t *testing.T) {
-	var buf lockedBuffer
+	var buf syncbuf.Buffer
 	s := newTestServer(t, Options{Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	h := s.recoverer("guest", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
 	const n = 50
