@@ -110,7 +110,7 @@ type Agent struct {
 	linkMu   sync.Mutex
 	links    map[string]*linkRenewal
 	down     map[string]bool // interfaces whose carrier was lost and is not back
-	busy     int             // interfaces whose renewal runs or is queued
+	busy     int             // interfaces whose renewal runs or is queued, plus a link event in hand
 	idle     chan struct{}   // closed while busy is 0
 	linkSeen chan struct{}   // closed and replaced after each link event
 	bg       sync.WaitGroup

@@ -32,6 +32,19 @@ func (a *Agent) watchLinks(ctx context.Context) {
 			if !ok {
 				return
 			}
+			// In hand: an outcome waits until the event is handled (and
+			// for the renewal it starts); only then is the watcher told.
+			// awaitRenewals asks the watcher first and looks at busy
+			// after, so an event is always seen by one of the two.
+			a.linkMu.Lock()
+			if a.busy == 0 {
+				a.idle = make(chan struct{})
+			}
+			a.busy++
+			a.linkMu.Unlock()
+			if ev.Handled != nil {
+				ev.Handled()
+			}
 			a.log.Debug("link event", "interface", ev.Interface, "kind", ev.Kind.String(), "carrierChanges", ev.CarrierChanges)
 			a.reconnect(false)
 			switch ev.Kind {
@@ -48,6 +61,10 @@ func (a *Agent) watchLinks(ctx context.Context) {
 			}
 			close(a.linkSeen)
 			a.linkSeen = make(chan struct{})
+			a.busy--
+			if a.busy == 0 {
+				close(a.idle)
+			}
 			a.linkMu.Unlock()
 		}
 	}
@@ -160,7 +177,16 @@ func (a *Agent) awaitRenewals(ctx context.Context) bool {
 			}
 		}
 		if !behind {
-			return true
+			// An event the platform handed over while it listed the
+			// links is the agent's now: busy, or its link down. Only
+			// both looks together, settler first, leave no gap.
+			a.linkMu.Lock()
+			settled := a.busy == 0 && len(a.down) == 0
+			a.linkMu.Unlock()
+			if settled {
+				return true
+			}
+			continue
 		}
 		if behindSince.IsZero() {
 			behindSince = time.Now()

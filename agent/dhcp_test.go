@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -205,12 +206,7 @@ func TestOutcomeWaitsForUnreportedBounce(t *testing.T) {
 	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 4}
 	p := h.imds.waitReport(status.StateProvisioned, g)
 	rs := h.imds.all()
-	var renewed uint64
-	for _, r := range rs {
-		if r.Event == status.EventDHCPRenewed {
-			renewed = r.Seq
-		}
-	}
+	renewed := lastRenewalSeq(rs)
 	if renewed == 0 || renewed > p.Seq {
 		t.Errorf("provisioned (seq %d) not after the bounce's renewal (seq %d): %s", p.Seq, renewed, summarize(rs))
 	}
@@ -361,4 +357,81 @@ func TestRenewDHCPListFails(t *testing.T) {
 		t.Errorf("after the restart: state renewDhcp %v pending %v, want 1 done", st.RenewDHCP, st.PendingRenewDHCP)
 	}
 	checkSeq(t, h.imds.all())
+}
+
+// TestLinkEventInHandHoldsTheOutcome: the agent calls an event's Handled
+// only once an outcome decided from then on waits for the event (the
+// watcher's LinksBehind stops counting the event at that call), and
+// releases the outcome once the event is handled.
+func TestLinkEventInHandHoldsTheOutcome(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.imds.waitReport(status.StateWaiting, 0)
+	held := make(chan bool, 1)
+	h.plat.links <- LinkEvent{Kind: CarrierLost, Interface: "eth1", CarrierChanges: 3, Handled: func() {
+		a := h.agent
+		a.linkMu.Lock()
+		idle := a.idle
+		a.linkMu.Unlock()
+		select {
+		case <-idle:
+			held <- false // an outcome now would not wait
+		default:
+			held <- true
+		}
+	}}
+	select {
+	case ok := <-held:
+		if !ok {
+			t.Fatal("Handled was called while an outcome would not wait for the event")
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("the agent never called Handled")
+	}
+	// Once handled (eth1 down, then back), an outcome goes out.
+	h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth1", CarrierChanges: 4}
+	g := h.imds.publish(finalDoc)
+	h.imds.waitReport(status.StateProvisioned, g)
+}
+
+// TestOutcomeRechecksAfterLinksBehind: a link event the platform hands
+// over while it lists the links (it then answers "nothing behind": the
+// event is no longer its own) is the agent's by then; the outcome waits
+// for the renewal that event starts rather than going out before it.
+func TestOutcomeRechecksAfterLinksBehind(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.imds.waitReport(status.StateWaiting, 0)
+	var once sync.Once
+	fn := func() {
+		once.Do(func() {
+			handled := make(chan struct{})
+			h.plat.links <- LinkEvent{Kind: CarrierBack, Interface: "eth0", CarrierChanges: 4, Handled: func() { close(handled) }}
+			select {
+			case <-handled:
+			case <-time.After(waitLimit):
+			}
+		})
+	}
+	h.plat.onBehind.Store(&fn)
+	g := h.imds.publish(finalDoc)
+	p := h.imds.waitReport(status.StateProvisioned, g)
+	rs := h.imds.all()
+	renewed := lastRenewalSeq(rs)
+	if renewed == 0 || renewed > p.Seq {
+		t.Errorf("provisioned (seq %d) not after the renewal of the event handed over during the check (seq %d): %s", p.Seq, renewed, summarize(rs))
+	}
+	checkSeq(t, rs)
+}
+
+// lastRenewalSeq is the seq of the last dhcp-renewed report in rs, 0 if
+// there is none.
+func lastRenewalSeq(rs []status.Report) uint64 {
+	var seq uint64
+	for _, r := range rs {
+		if r.Event == status.EventDHCPRenewed {
+			seq = r.Seq
+		}
+	}
+	return seq
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/imds/server"
+	"github.com/prewarm/prewarm/internal/syncbuf"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/config"
 	"github.com/prewarm/prewarm/shared/status"
@@ -209,7 +210,9 @@ type fakePlatform struct {
 	dhcpIfaces []string
 	renewals   atomic.Int32
 	behind     atomic.Bool // LinksBehind's answer
-	sameLease  atomic.Bool // a renewal keeps the address it had
+	// onBehind, if set, runs inside LinksBehind before it answers.
+	onBehind  atomic.Pointer[func()]
+	sameLease atomic.Bool // a renewal keeps the address it had
 }
 
 func newFakePlatform() *fakePlatform {
@@ -322,7 +325,12 @@ func (f *fakePlatform) syncLinks(t *testing.T) {
 }
 
 // LinksBehind implements LinkSettler.
-func (f *fakePlatform) LinksBehind(context.Context) (bool, error) { return f.behind.Load(), nil }
+func (f *fakePlatform) LinksBehind(context.Context) (bool, error) {
+	if fn := f.onBehind.Load(); fn != nil {
+		(*fn)()
+	}
+	return f.behind.Load(), nil
+}
 
 // listDHCP is the name under which setFail fails DHCPInterfaces.
 const listDHCP = "list-dhcp"
@@ -373,7 +381,7 @@ type harness struct {
 	imds                     *testIMDS
 	plat                     *fakePlatform
 	stateDir, logDir, runDir string
-	logs                     *syncBuffer
+	logs                     *syncbuf.Buffer
 	tweak                    func(*Options)
 	agent                    *Agent // the one started last
 
@@ -389,7 +397,7 @@ func newHarness(t *testing.T) *harness {
 func newHarnessWith(t *testing.T, opts server.Options) *harness {
 	d := t.TempDir()
 	return &harness{t: t, imds: newTestIMDS(t, opts), plat: newFakePlatform(),
-		stateDir: d + "/state", logDir: d + "/log", runDir: d + "/run", logs: &syncBuffer{}}
+		stateDir: d + "/state", logDir: d + "/log", runDir: d + "/run", logs: &syncbuf.Buffer{}}
 }
 
 func (h *harness) options() Options {
@@ -444,23 +452,6 @@ type tWriter struct{ t *testing.T }
 func (w tWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // freePort returns a loopback address nothing listens on (yet).

@@ -54,6 +54,12 @@ type LinkEvent struct {
 	// event, where the OS has one (Linux IFLA_CARRIER_CHANGES), else 0.
 	CarrierChanges uint32
 	Time           time.Time
+	// Handled, when set, is called by the agent once it holds the event
+	// (an outcome decided after the call waits for what the event
+	// starts). A LinkSettler counts the event as still to come until
+	// then, so no outcome slips between the watcher's hand-over and the
+	// agent's. Calling it more than once is harmless.
+	Handled func()
 }
 
 // LinkWatcher reports carrier changes of the interfaces the agent manages.

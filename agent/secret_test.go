@@ -13,6 +13,7 @@ import (
 
 	"net/http"
 
+	"github.com/prewarm/prewarm/internal/syncbuf"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -26,7 +27,7 @@ const plaintext = "Pl41ntext-S3cret!"
 func TestPlaintextPasswordNeverLeaks(t *testing.T) {
 	h := newHarness(t)
 	h.plat.setFail(status.StepUsers, errors.New(`chpasswd: "alice:`+plaintext+`" rejected`))
-	var bodies syncBuffer
+	var bodies syncbuf.Buffer
 	// record copies a report's body into bodies and gives the handler it back.
 	record := func(r *http.Request) {
 		b, _ := io.ReadAll(r.Body)

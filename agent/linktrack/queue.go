@@ -38,6 +38,13 @@ func (q *Queue) Push(evs ...agent.LinkEvent) {
 	}
 }
 
+// Len returns how many events are queued.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
 // Take returns every queued event and empties the queue.
 func (q *Queue) Take() []agent.LinkEvent {
 	q.mu.Lock()

@@ -3,20 +3,27 @@ package netmon
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/mdlayher/netlink"
 	"github.com/prewarm/prewarm/agent"
+	"github.com/prewarm/prewarm/agent/linktrack"
+	"github.com/prewarm/prewarm/internal/syncbuf"
 	"golang.org/x/sys/unix"
 )
 
 // TestLinksBehind: a carrier change that sysfs shows but no event has
-// reported yet makes LinksBehind true; once the event is handed over it is
-// false again. Sysfs is a directory the test writes (the polling path
-// reads the same files).
+// reported yet makes LinksBehind true, and so does an event the agent has
+// received but not yet said it holds (Handled); after that it is false
+// again. Sysfs is a directory the test writes (the polling path reads the
+// same files; each is replaced by a rename, so a poll never reads one
+// half written).
 func TestLinksBehind(t *testing.T) {
 	dir := t.TempDir()
 	write := func(carrier, changes int) {
@@ -27,7 +34,11 @@ func TestLinksBehind(t *testing.T) {
 			"carrier": strconv.Itoa(carrier), "carrier_changes": strconv.Itoa(changes),
 			"address": "52:54:00:00:00:02", "operstate": "up", "type": "1",
 		} {
-			if err := os.WriteFile(filepath.Join(d, k), []byte(v+"\n"), 0o644); err != nil {
+			tmp := filepath.Join(d, "."+k)
+			if err := os.WriteFile(tmp, []byte(v+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, filepath.Join(d, k)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -35,7 +46,8 @@ func TestLinksBehind(t *testing.T) {
 	write(1, 2)
 	// The poll runs only when the test says so: a long interval, and
 	// a fresh watcher for the "catches up" half.
-	w := New(Options{Logger: testLogger(t), SysClassNet: dir, PollInterval: time.Hour})
+	var logs syncbuf.Buffer
+	w := New(Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), SysClassNet: dir, PollInterval: time.Hour})
 	w.dial = func() (osMon, error) { return nil, errors.New("no netlink here") }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -56,10 +68,21 @@ func TestLinksBehind(t *testing.T) {
 	if b, err := w.LinksBehind(ctx); err != nil || !b {
 		t.Fatalf("bounce, unreported: behind %v, %v", b, err)
 	}
+	// The debug line names what the kernel said at each check: the
+	// evidence e2e TestVM reads from the guest's console.
+	for _, want := range []string{
+		`msg="links checked" component=netmon behind=false undelivered=0 links="eth0:changes=2:up=true"`,
+		`msg="links checked" component=netmon behind=true undelivered=0 links="eth0:changes=3:up=false"`,
+		`msg="links checked" component=netmon behind=true undelivered=0 links="eth0:changes=4:up=true"`,
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("no debug line %s in:\n%s", want, logs.String())
+		}
+	}
 	cancel()
 
-	// A watcher that polls every 20 ms reports the bounce; once the event
-	// is handed over, nothing is behind.
+	// A watcher that polls every 20 ms reports the bounce; once the agent
+	// says it holds the event, nothing is behind.
 	write(1, 4)
 	w2 := New(Options{Logger: testLogger(t), SysClassNet: dir, PollInterval: 20 * time.Millisecond})
 	w2.dial = w.dial
@@ -70,22 +93,93 @@ func TestLinksBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(1, 6)
-	expect(t, evs, want{agent.CarrierBack, "eth0"})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b, err := w2.LinksBehind(ctx2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !b {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("still behind after the event was handed over")
-		}
-		time.Sleep(time.Millisecond)
+	var ev agent.LinkEvent
+	select {
+	case ev = <-evs:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event for the bounce")
+	}
+	if ev.Kind != agent.CarrierBack || ev.Interface != "eth0" || ev.Handled == nil {
+		t.Fatalf("event %s %s (Handled set: %v), want carrier-back eth0 with Handled", ev.Kind, ev.Interface, ev.Handled != nil)
+	}
+	// Received, but the agent has not said it holds it: still behind
+	// (an outcome decided now would slip past the event).
+	if b, err := w2.LinksBehind(ctx2); err != nil || !b {
+		t.Fatalf("event received, not handled: behind %v, %v", b, err)
+	}
+	ev.Handled()
+	if b, err := w2.LinksBehind(ctx2); err != nil || b {
+		t.Fatalf("event handled: behind %v, %v", b, err)
 	}
 	cancel2()
 	for range evs {
+	}
+}
+
+// TestLinksBehindAfterCoalescedStorm: a storm larger than the queue holds
+// is coalesced as it is queued (one receive, one push); once the agent has
+// taken and handled what is left, nothing is behind (a count of events made would
+// stay above zero for the ones coalesced away, and hold every later
+// outcome back).
+func TestLinksBehindAfterCoalescedStorm(t *testing.T) {
+	ch := make(chan recv, 1)
+	last := eth0
+	w := New(Options{Logger: testLogger(t)})
+	first := true
+	w.dial = func() (osMon, error) {
+		return &nlMon{c: &fakeConn{ch: ch, closed: make(chan struct{})}, dump: func() ([]netlink.Message, error) {
+			if first {
+				first = false
+				return msgs(lo, eth0), nil
+			}
+			return msgs(lo, last), nil
+		}}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	evs, err := w.WatchLinks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var storm []link
+	for i := range 2 * linktrack.MaxQueued {
+		l := eth0
+		l.changes = uint32(3 + i)
+		l.carrier = i%2 == 1
+		storm = append(storm, l)
+	}
+	last = storm[len(storm)-1]
+	ch <- recv{msgs: msgs(storm...)}
+	// Let the storm (one receive, so one push) be queued before anything
+	// is read.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		w.mu.Lock()
+		n := w.q.Len() + w.inHand
+		w.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the storm was never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	got := 0
+	for {
+		select {
+		case e := <-evs:
+			got++
+			e.Handled()
+			continue
+		case <-time.After(200 * time.Millisecond):
+		}
+		break
+	}
+	if got == 0 || got >= len(storm) {
+		t.Fatalf("%d events of a %d-change storm reached the agent, want some, coalesced", got, len(storm))
+	}
+	if b, err := w.LinksBehind(ctx); err != nil || b {
+		t.Fatalf("every event taken and handled: behind %v, %v", b, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,12 +37,14 @@ type Watcher struct {
 	dial func() (osMon, error)
 
 	// mu guards t (the tracker of the running watch, nil before it), mon
-	// (its source of link states) and undelivered (events made but not
-	// yet handed to the agent).
-	mu          sync.Mutex
-	t           *tracker
-	mon         osMon
-	undelivered int
+	// (its source of link states), q (the events made and not yet taken
+	// by the sender; it is pushed to under mu, with the tracker's update)
+	// and inHand (events taken whose Handled the agent has not called).
+	mu     sync.Mutex
+	t      *tracker
+	mon    osMon
+	q      *linktrack.Queue
+	inHand int
 }
 
 var (
@@ -105,12 +108,12 @@ func (w *Watcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, error
 	}
 	t := newTracker(w.managed)
 	t.seed(initial)
+	q := linktrack.NewQueue()
 	w.mu.Lock()
-	w.t, w.mon, w.undelivered = t, mon, 0
+	w.t, w.mon, w.q, w.inHand = t, mon, q, 0
 	w.mu.Unlock()
 
 	out := make(chan agent.LinkEvent, 16)
-	q := linktrack.NewQueue()
 	done := make(chan struct{})
 	go func() {
 		<-ctx.Done()
@@ -125,15 +128,19 @@ func (w *Watcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, error
 			case <-done:
 				return
 			}
-			for _, e := range q.Take() {
+			// Taken and in hand under one lock: LinksBehind sees each
+			// event queued or in hand until the agent calls Handled.
+			w.mu.Lock()
+			evs := q.Take()
+			w.inHand += len(evs)
+			w.mu.Unlock()
+			for _, e := range evs {
+				e.Handled = w.handledOnce()
 				select {
 				case out <- e:
 				case <-done:
 					return
 				}
-				w.mu.Lock()
-				w.undelivered = max(0, w.undelivered-1)
-				w.mu.Unlock()
 			}
 		}
 	}()
@@ -175,14 +182,13 @@ func (w *Watcher) receive(ctx context.Context, mon osMon, t *tracker, q *linktra
 				evs = append(evs, t.apply(s)...)
 			}
 		}
-		// Counted before the tracker is seen updated, so LinksBehind never
-		// sees the new state without the events it made.
-		w.undelivered += len(evs)
+		// Queued with the tracker's update, so LinksBehind never sees the
+		// new state without the events it made.
+		q.Push(evs...)
 		w.mu.Unlock()
 		for _, e := range evs {
 			w.log.Info("link event", "kind", e.Kind.String(), "interface", e.Interface, "carrierChanges", e.CarrierChanges)
 		}
-		q.Push(evs...)
 	}
 }
 
@@ -191,8 +197,8 @@ func (w *Watcher) receive(ctx context.Context, mon osMon, t *tracker, q *linktra
 // counter the kernel updates at once, and reports true when a managed link
 // has changed since the state the watcher last turned into events (the
 // kernel sends link notices at most about once a second: the event is
-// still to come), or when events are made but not yet handed to the
-// agent. False before WatchLinks.
+// still to come), or when events are queued, or taken and not yet held
+// by the agent (its call of the event's Handled). False before WatchLinks.
 func (w *Watcher) LinksBehind(ctx context.Context) (bool, error) {
 	w.mu.Lock()
 	t, mon := w.t, w.mon
@@ -205,16 +211,40 @@ func (w *Watcher) LinksBehind(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("list links: %w", err)
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.undelivered > 0 {
-		return true, nil
-	}
+	undelivered := w.q.Len() + w.inHand
+	behind := undelivered > 0
+	debug := w.log.Enabled(ctx, slog.LevelDebug)
+	var seen []string // what the kernel said, for the debug line
 	for _, s := range cur {
-		if t.t.Behind(t.link(s)) {
-			return true, nil
+		l := t.link(s)
+		if !l.Managed {
+			continue
+		}
+		behind = behind || t.t.Behind(l)
+		if debug {
+			seen = append(seen, fmt.Sprintf("%s:changes=%d:up=%t", l.Name, l.Changes, l.Up))
 		}
 	}
-	return false, nil
+	w.mu.Unlock()
+	// The evidence an outcome is reported on: a test (e2e TestVM) tells
+	// a bounce the guest's kernel had not counted yet from one it had.
+	if debug {
+		w.log.Debug("links checked", "behind", behind, "undelivered", undelivered, "links", strings.Join(seen, ","))
+	}
+	return behind, nil
+}
+
+// handledOnce returns the Handled of one event taken from the queue: its
+// first call takes the event out of inHand.
+func (w *Watcher) handledOnce() func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			w.mu.Lock()
+			w.inHand = max(0, w.inHand-1)
+			w.mu.Unlock()
+		})
+	}
 }
 
 var errClosed = errors.New("monitor closed")
