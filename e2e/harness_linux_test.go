@@ -34,7 +34,9 @@ func TestHarnessDHCP(t *testing.T) {
 	if err := g.Remap(ctx); err != nil {
 		t.Fatal(err)
 	}
-	g.MustExec("sh", "-c", "kill $(cat /run/dhclient.eth0.pid)")
+	if err := g.StopDHCP(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := g.Bounce(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,9 @@ func TestClaimHostnameReachesDHCP(t *testing.T) {
 			if err := g.StartDHCP(ctx); err != nil {
 				t.Fatal(err)
 			}
-			g.MustExec("sh", "-c", "kill $(cat /run/dhclient.eth0.pid)")
+			if err := g.StopDHCP(ctx); err != nil {
+				t.Fatal(err)
+			}
 		}},
 	}
 	for _, c := range clients {

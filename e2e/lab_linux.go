@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -373,10 +374,41 @@ func (g *Guest) StartDHCP(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("guest %s: %w", g.ID, err)
 	}
+	// A PID file left by an earlier dhclient would name a gone process
+	// (or, in the guest's PID namespace, another one) to StopDHCP.
+	c := g.DHCPClient(netlab.Dhclient)
+	if err := os.Remove(filepath.Join(c.WriteDir, filepath.Base(c.PIDFile()))); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("guest %s: %w", g.ID, err)
+	}
 	if _, err := g.Exec(ctx, argv...); err != nil {
 		return fmt.Errorf("guest %s: dhclient: %w", g.ID, err)
 	}
 	return nil
+}
+
+// StopDHCP kills the dhclient that StartDHCP left running. dhclient -1
+// returns once it holds a lease, but its background child writes the PID
+// file a moment later: wait for the file (up to 5 s), then kill that PID.
+func (g *Guest) StopDHCP(ctx context.Context) error {
+	c := g.DHCPClient(netlab.Dhclient)
+	path := filepath.Join(c.WriteDir, filepath.Base(c.PIDFile()))
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		b, err := os.ReadFile(path)
+		// PID 1 is the guest's namespace holder, never dhclient.
+		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && pid > 1 {
+			if _, err := g.Exec(ctx, "kill", strconv.Itoa(pid)); err != nil {
+				return fmt.Errorf("guest %s: kill dhclient %d: %w", g.ID, pid, err)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("guest %s: no dhclient PID in %s: %w", g.ID, c.PIDFile(), ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // Addrs lists the guest's global IPv4 addresses on eth0 ("10.77.1.10/24").

@@ -100,7 +100,20 @@ type ClaimResult struct {
 	// provisioned one.
 	Renewals, Provisioned int
 	RenewedBefore         bool
-	Reports               []Arrival
+	// BounceSeen says the guest's kernel had counted the bounce's carrier
+	// change when the agent last checked its links before the outcome
+	// (its "links checked" debug line, whose eth0 counter differs from
+	// the agent's last check before the claim: any carrier change since
+	// then counts, the safe direction), so the agent had to renew before
+	// reporting provisioned. False when the outcome was decided before
+	// the bounce reached the guest (publish and bounce at once: the
+	// document can arrive and be applied before QEMU's set_link does):
+	// then the renewal rightly comes after. True when the evidence is
+	// missing or reads a zero counter (a watcher that lost the counter
+	// would otherwise make every claim look "not seen").
+	BounceSeen bool
+	Evidence   string // the "links checked" lines compared, for the log
+	Reports    []Arrival
 }
 
 // Claim claims the VM: the reservation of eth0 moves to addr, then the
@@ -184,6 +197,7 @@ func (vl *VMLab) Claim(t testing.TB, ctx context.Context, rep *Reports, clk *Con
 		}
 	}
 	res.RenewedBefore = renewSeq != 0 && renewSeq < prov.Seq
+	res.BounceSeen, res.Evidence = bounceSeenAtOutcome(vl.VM.QEMU.Log.Lines(), from, gen)
 	if res.Renewals != 1 {
 		// What the agent saw around the claim, for the record.
 		lines := vl.VM.QEMU.Log.Lines()
@@ -259,4 +273,47 @@ func quantiles(ds []time.Duration) string {
 	q := func(p float64) time.Duration { return s[min(len(s)-1, int(p*float64(len(s))))] }
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d.Microseconds())/1000) }
 	return fmt.Sprintf("p50 %s  p90 %s  max %s ms (n=%d)", ms(q(0.5)), ms(q(0.9)), ms(s[len(s)-1]), len(s))
+}
+
+// bounceSeenAtOutcome reads the agent's console (run with --log-level
+// debug) for the last "links checked" line before its provisioned report
+// of gen and the last one before the claim (line from): the bounce was
+// seen when eth0's carrier counter had moved between them. Missing
+// evidence counts as seen, so the strict assertion applies.
+func bounceSeenAtOutcome(lines []string, from int, gen int64) (bool, string) {
+	changes := func(line string) (string, bool) {
+		i := strings.Index(line, "eth0:changes=")
+		if i < 0 {
+			return "", false
+		}
+		f := strings.FieldsFunc(line[i+len("eth0:changes="):], func(r rune) bool { return r == ':' || r == ',' || r == ' ' || r == '"' })
+		if len(f) == 0 {
+			return "", false
+		}
+		return f[0], true
+	}
+	var before, at string
+	for _, line := range lines[:min(from, len(lines))] {
+		if strings.Contains(line, `msg="links checked"`) {
+			if c, ok := changes(line); ok {
+				before = c
+			}
+		}
+	}
+	outcome := fmt.Sprintf(`state=provisioned generation=%d event=""`, gen)
+	for _, line := range lines[min(from, len(lines)):] {
+		if strings.Contains(line, "msg=report") && strings.Contains(line, outcome) {
+			break
+		}
+		if strings.Contains(line, `msg="links checked"`) {
+			if c, ok := changes(line); ok {
+				at = c
+			}
+		}
+	}
+	ev := fmt.Sprintf("eth0 carrier changes %q before the claim, %q at the outcome", before, at)
+	if before == "" || at == "" || before == "0" || at == "0" {
+		return true, ev + " (missing or zero: counted as seen)"
+	}
+	return at != before, ev
 }

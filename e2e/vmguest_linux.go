@@ -84,7 +84,7 @@ echo "PWE booted $(cut -d' ' -f1 /proc/uptime)s"
 	}
 	if withAgent {
 		b.WriteString(`echo PWE-READY
-/bin/prewarm-agent run --imds-url http://169.254.169.254 --interfaces eth0` + agentOpts + ` >/dev/console 2>&1 &
+/bin/prewarm-agent run --imds-url http://169.254.169.254 --interfaces eth0 --log-level debug` + agentOpts + ` >/dev/console 2>&1 &
 # What the tests check in the guest, printed when it changes: the
 # applied state, and the NICs' operational state (the kernel sets it
 # when its link watch has run after a carrier change).
