@@ -122,6 +122,18 @@ func (t *tuner) adjust() bool {
 	return true
 }
 
+// Current is the collector's GOGC as the runtime has it now (what the
+// tuner last set, the environment's GOGC, or SetGCPercent's): for logs
+// and tests.
+func Current() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return -1
+	}
+	return int(s[0].Value.Uint64())
+}
+
 func abs(x int) int {
 	if x < 0 {
 		return -x

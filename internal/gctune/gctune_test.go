@@ -3,7 +3,6 @@ package gctune
 import (
 	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
 	"testing"
 	"time"
 )
@@ -30,21 +29,14 @@ func TestPercentFor(t *testing.T) {
 	}
 }
 
-// gogc is the collector's GOGC as the runtime has it now.
-func gogc() int {
-	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-	metrics.Read(s)
-	return int(s[0].Value.Uint64())
-}
-
 // await runs collections until GOGC is what ok accepts (the tuner runs
 // after a collection, on the runtime's cleanup goroutine), at most 5 s.
 func await(t *testing.T, what string, ok func(int) bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for !ok(gogc()) {
+	for !ok(Current()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: GOGC is %d", what, gogc())
+			t.Fatalf("%s: GOGC is %d", what, Current())
 		}
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
@@ -81,7 +73,7 @@ func TestStartFollowsTheLiveHeap(t *testing.T) {
 	runtime.GC()
 	runtime.GC()
 	time.Sleep(50 * time.Millisecond)
-	if g := gogc(); g != 123 {
+	if g := Current(); g != 123 {
 		t.Errorf("after stop: GOGC %d, want 123 (left alone)", g)
 	}
 }

@@ -3,16 +3,11 @@ package main
 import (
 	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
 	"testing"
 	"time"
-)
 
-func gogc() int {
-	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-	metrics.Read(s)
-	return int(s[0].Value.Uint64())
-}
+	"github.com/prewarm/prewarm/internal/gctune"
+)
 
 // serve tunes the collector (gcPolicy) unless the environment sets GOGC,
 // which then rules: the runtime has read it, and serve leaves it alone.
@@ -23,7 +18,7 @@ func TestServeTunesGCUnlessGOGCIsSet(t *testing.T) {
 	stop := tuneGC(func(k string) (string, bool) { return "200", k == "GOGC" })
 	runtime.GC()
 	time.Sleep(20 * time.Millisecond)
-	if g := gogc(); g != 100 {
+	if g := gctune.Current(); g != 100 {
 		t.Errorf("GOGC set: collector at %d %%, want the runtime's own (100 here)", g)
 	}
 	stop()
@@ -32,11 +27,11 @@ func TestServeTunesGCUnlessGOGCIsSet(t *testing.T) {
 	defer stop()
 	runtime.GC()
 	deadline := time.Now().Add(5 * time.Second)
-	for gogc() == 100 && time.Now().Before(deadline) {
+	for gctune.Current() == 100 && time.Now().Before(deadline) {
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
 	}
-	if g := gogc(); g == 100 || g < gcPolicy.Percent {
+	if g := gctune.Current(); g == 100 || g < gcPolicy.Percent {
 		t.Errorf("GOGC unset: collector at %d %%, want the tuner's (at least %d)", g, gcPolicy.Percent)
 	}
 }
@@ -50,11 +45,11 @@ func TestServeTunesGCWhenGOGCIsEmpty(t *testing.T) {
 	stop := tuneGC(func(k string) (string, bool) { return "", k == "GOGC" })
 	defer stop()
 	deadline := time.Now().Add(5 * time.Second)
-	for gogc() == 100 && time.Now().Before(deadline) {
+	for gctune.Current() == 100 && time.Now().Before(deadline) {
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
 	}
-	if g := gogc(); g == 100 || g < gcPolicy.Percent {
+	if g := gctune.Current(); g == 100 || g < gcPolicy.Percent {
 		t.Errorf("GOGC empty: collector at %d %%, want the tuner's (at least %d)", g, gcPolicy.Percent)
 	}
 }
