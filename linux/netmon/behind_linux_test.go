@@ -183,3 +183,61 @@ func TestLinksBehindAfterCoalescedStorm(t *testing.T) {
 		t.Fatalf("every event taken and handled: behind %v, %v", b, err)
 	}
 }
+
+// TestOneWatchAtATime: a second WatchLinks while one runs is refused (its
+// events would share the running watch's count); once the first watch's
+// channel closed, a new one starts, and an event of the old watch handled
+// late leaves the new watch's count alone.
+func TestOneWatchAtATime(t *testing.T) {
+	dir := t.TempDir()
+	d := filepath.Join(dir, "eth0")
+	os.MkdirAll(d, 0o755)
+	for k, v := range map[string]string{
+		"ifindex": "2", "flags": "0x" + strconv.FormatInt(unix.IFF_UP, 16),
+		"carrier": "1", "carrier_changes": "2",
+		"address": "52:54:00:00:00:02", "operstate": "up", "type": "1",
+	} {
+		if err := os.WriteFile(filepath.Join(d, k), []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := New(Options{Logger: testLogger(t), SysClassNet: dir, PollInterval: time.Hour})
+	w.dial = func() (osMon, error) { return nil, errors.New("no netlink here") }
+
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	defer cancel1()
+	evs1, err := w.WatchLinks(ctx1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WatchLinks(context.Background()); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Fatalf("second WatchLinks while the first runs: %v, want refused", err)
+	}
+	// An event the first watch handed over, not yet handled.
+	stale := w.handledOnce(w.watch)
+	w.mu.Lock()
+	w.inHand++
+	w.mu.Unlock()
+	cancel1()
+	for range evs1 {
+	}
+
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	evs2, err := w.WatchLinks(ctx2)
+	if err != nil {
+		t.Fatalf("WatchLinks after the first watch ended: %v", err)
+	}
+	// The new watch has an event in hand; the old one's late Handled must
+	// not take it out.
+	w.mu.Lock()
+	w.inHand++
+	w.mu.Unlock()
+	stale()
+	if b, err := w.LinksBehind(ctx2); err != nil || !b {
+		t.Fatalf("new watch's event in hand, old watch's handled: behind %v, %v (want true)", b, err)
+	}
+	cancel2()
+	for range evs2 {
+	}
+}

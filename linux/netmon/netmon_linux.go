@@ -45,6 +45,10 @@ type Watcher struct {
 	mon    osMon
 	q      *linktrack.Queue
 	inHand int
+	// watch numbers the watches WatchLinks started (an event's Handled
+	// counts only in its own watch's inHand); running says one is running.
+	watch   uint64
+	running bool
 }
 
 var (
@@ -87,8 +91,17 @@ func (w *Watcher) managed(s linkState) bool {
 }
 
 // WatchLinks implements agent.LinkWatcher. The subscription is open and the
-// initial state recorded before it returns.
+// initial state recorded before it returns. One watch runs at a time: a
+// second call before the first one's ctx ended and its channel closed is
+// refused (LinksBehind answers for the one running watch).
 func (w *Watcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, error) {
+	w.mu.Lock()
+	if w.running {
+		w.mu.Unlock()
+		return nil, errors.New("watch links: a watch is already running (one at a time)")
+	}
+	w.running = true
+	w.mu.Unlock()
 	var mon osMon
 	if !w.opts.ForcePoll {
 		m, err := w.dial()
@@ -104,6 +117,9 @@ func (w *Watcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, error
 	initial, err := mon.Dump()
 	if err != nil {
 		mon.Close()
+		w.mu.Lock()
+		w.running = false
+		w.mu.Unlock()
 		return nil, fmt.Errorf("watch links: list links: %w", err)
 	}
 	t := newTracker(w.managed)
@@ -111,6 +127,8 @@ func (w *Watcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, error
 	q := linktrack.NewQueue()
 	w.mu.Lock()
 	w.t, w.mon, w.q, w.inHand = t, mon, q, 0
+	w.watch++
+	watch := w.watch
 	w.mu.Unlock()
 
 	out := make(chan agent.LinkEvent, 16)
@@ -121,7 +139,12 @@ func (w *Watcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, error
 	}()
 	go w.receive(ctx, mon, t, q, done)
 	go func() {
-		defer close(out)
+		defer func() {
+			w.mu.Lock()
+			w.running = false
+			w.mu.Unlock()
+			close(out)
+		}()
 		for {
 			select {
 			case <-q.Notify:
@@ -135,7 +158,7 @@ func (w *Watcher) WatchLinks(ctx context.Context) (<-chan agent.LinkEvent, error
 			w.inHand += len(evs)
 			w.mu.Unlock()
 			for _, e := range evs {
-				e.Handled = w.handledOnce()
+				e.Handled = w.handledOnce(watch)
 				select {
 				case out <- e:
 				case <-done:
@@ -234,14 +257,17 @@ func (w *Watcher) LinksBehind(ctx context.Context) (bool, error) {
 	return behind, nil
 }
 
-// handledOnce returns the Handled of one event taken from the queue: its
-// first call takes the event out of inHand.
-func (w *Watcher) handledOnce() func() {
+// handledOnce returns the Handled of one event taken from the queue of
+// watch: its first call takes the event out of inHand, if that watch is
+// still the Watcher's (a later watch starts its own count).
+func (w *Watcher) handledOnce(watch uint64) func() {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			w.mu.Lock()
-			w.inHand = max(0, w.inHand-1)
+			if w.watch == watch {
+				w.inHand = max(0, w.inHand-1)
+			}
 			w.mu.Unlock()
 		})
 	}
