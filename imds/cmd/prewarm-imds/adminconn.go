@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,9 @@ import (
 type adminConn struct {
 	network string // "unix" or "tcp"
 	addr    string // the socket's path; "" for the URL's host
+	// roots verifies an https server's certificate; nil means the host's
+	// trusted roots (tests set their own).
+	roots *x509.CertPool
 }
 
 func (a adminConn) Do(req *http.Request) (*http.Response, error) {
@@ -69,7 +73,7 @@ func (a adminConn) Do(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	if secure {
-		tc := tls.Client(c, &tls.Config{ServerName: req.URL.Hostname()})
+		tc := tls.Client(c, &tls.Config{ServerName: req.URL.Hostname(), RootCAs: a.roots})
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return fail(err)
 		}

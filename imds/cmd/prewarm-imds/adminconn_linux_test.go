@@ -141,3 +141,67 @@ func TestAdminConnVerifiesTLS(t *testing.T) {
 	default:
 	}
 }
+
+// A request over https whose context ends while the server holds the
+// answer returns the context's error at once, and the connection is
+// closed (the server's handler sees its request end): the close on the
+// context's goroutine reaches the TLS connection through the socket under
+// it. (It closes the socket Do dialled, not the variable Do assigns the
+// TLS connection to. -race does not catch the old close of that variable
+// here: in one process, client and server goroutines share locks that
+// order the two accesses.)
+func TestAdminConnHTTPSCancel(t *testing.T) {
+	reached := make(chan struct{}, 1)
+	ended := make(chan struct{}, 1)
+	release := make(chan struct{})
+	defer close(release)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			w.Write([]byte("ok\n"))
+			return
+		}
+		reached <- struct{}{}
+		select {
+		case <-r.Context().Done():
+			ended <- struct{}{}
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	c := client.New(srv.URL, adminConn{network: "tcp", roots: roots}, client.WithToken("tok"))
+
+	// Trusted: a request gets its answer.
+	if err := c.Healthz(context.Background()); err != nil {
+		t.Fatalf("healthz over https with the server's certificate trusted: %v", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.GetConfig(ctx, "vm-1")
+		errc <- err
+	}()
+	select {
+	case <-reached:
+	case err := <-errc:
+		t.Fatalf("get returned before the server held it: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the server")
+	}
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("get cancelled while the server held it: %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("get did not return after its context was cancelled")
+	}
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server's request did not end: the connection stayed open")
+	}
+}
