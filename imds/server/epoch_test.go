@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,11 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prewarm/prewarm/imds/store"
+	"github.com/prewarm/prewarm/internal/syncbuf"
 	"github.com/prewarm/prewarm/shared/api"
 )
 
@@ -103,22 +102,9 @@ func tag(s *Server, gen int64) string {
 }
 
 // logCount counts log records whose message contains a string.
-type logCount struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type logCount struct{ syncbuf.Buffer }
 
-func (l *logCount) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logCount) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.buf.String(), s)
-}
+func (l *logCount) count(s string) int { return strings.Count(l.String(), s) }
 
 // After an older backup of the same store is restored, a guest that saw a
 // later generation makes the next publish go above it; the server warns
@@ -179,7 +165,7 @@ func TestRestoredBackupRaisesFloor(t *testing.T) {
 		}
 	}
 	if n := lc.count("older backup restored"); n != 1 {
-		t.Fatalf("%d warnings about a restored backup for one instance, want 1; log:\n%s", n, lc.buf.String())
+		t.Fatalf("%d warnings about a restored backup for one instance, want 1; log:\n%s", n, lc.String())
 	}
 	parked := make(chan *httptest.ResponseRecorder, 1)
 	go func() {

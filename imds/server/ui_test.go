@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/prewarm/prewarm/imds/store"
+	"github.com/prewarm/prewarm/internal/syncbuf"
 	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )
@@ -313,23 +314,12 @@ func TestAge(t *testing.T) {
 }
 
 // logBuffer collects log lines for a test.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type logBuffer struct{ syncbuf.Buffer }
 
 // lines returns the JSON log lines with msg.
 func (l *logBuffer) lines(t *testing.T, msg string) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	for _, ln := range strings.Split(l.b.String(), "\n") {
+	for _, ln := range strings.Split(l.String(), "\n") {
 		if ln == "" {
 			continue
 		}
