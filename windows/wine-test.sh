@@ -62,14 +62,27 @@ echo "wine-test.sh: $(wine --version), creating a prefix"
 # stdout and hold it open while other test binaries run ("Test I/O
 # incomplete 1m30s after exiting ... WaitDelay expired": the package
 # fails). cleanup's wineserver -k ends it.
-mkdir -p "$WINEPREFIX"
-wineserver -p >/dev/null 2>&1 </dev/null
-timeout 300 wineboot -i >/dev/null 2>&1 </dev/null || true
+#
+# wineboot takes 4-5 s here, but once in a CI rehearsal it left no
+# system32 behind (its output was not kept then): it is now kept, and a
+# failed prefix is thrown away and made again once, from scratch, with
+# its wineserver ended first.
 sys32=$WINEPREFIX/drive_c/windows/system32
-if [[ ! -d $sys32 ]]; then
-	echo "wine-test.sh: wineboot did not create $sys32" >&2
-	exit 1
-fi
+for attempt in 1 2; do
+	mkdir -p "$WINEPREFIX"
+	wineserver -p >/dev/null 2>&1 </dev/null
+	rc=0
+	timeout 300 wineboot -i >"$work/wineboot.log" 2>&1 </dev/null || rc=$?
+	[[ -d $sys32 ]] && break
+	echo "wine-test.sh: wineboot (attempt $attempt, exit $rc) did not create $sys32; its output:" >&2
+	tail -n 20 "$work/wineboot.log" >&2
+	if ((attempt == 2)); then
+		exit 1
+	fi
+	wineserver -k 2>/dev/null || true
+	timeout 30 wineserver -w 2>/dev/null || true
+	rm -rf "$WINEPREFIX"
+done
 
 # The ProcessPrng stand-in.
 cat >"$work/prng.s" <<'ASM'
