@@ -416,9 +416,24 @@ func lookupUID(t testing.TB, g *Guest, user string) int {
 // IMDS received.
 func checkStatusLog(t *testing.T, g *Guest, rep *Reports) []status.Report {
 	t.Helper()
-	logs := readStatusLog(t, g)
-	if len(logs) == 0 {
-		t.Fatal("empty status log")
+	// The agent appends a report to the log, then replaces status.json
+	// with it: read between the two (an agent restarted a moment ago
+	// writes its "starting"), status.json is one report behind. Both are
+	// read again, at most 5 s, until they agree or the time is up; the
+	// check below then fails on a status.json that stays behind.
+	var logs []status.Report
+	var cur []byte
+	var curErr error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		logs = readStatusLog(t, g)
+		if len(logs) == 0 {
+			t.Fatal("empty status log")
+		}
+		cur, curErr = os.ReadFile(g.Path("/run/prewarm/status.json"))
+		var c status.Report
+		if curErr == nil && json.Unmarshal(cur, &c) == nil && c.Seq == logs[len(logs)-1].Seq || time.Now().After(deadline) {
+			break
+		}
 	}
 	final := map[string]int{}
 	for i, r := range logs {
@@ -434,9 +449,8 @@ func checkStatusLog(t *testing.T, g *Guest, rep *Reports) []status.Report {
 			t.Errorf("status log: %s reported %d times", k, n)
 		}
 	}
-	cur, err := os.ReadFile(g.Path("/run/prewarm/status.json"))
-	if err != nil {
-		t.Errorf("current status: %v", err)
+	if curErr != nil {
+		t.Errorf("current status: %v", curErr)
 	} else {
 		var c status.Report
 		if err := json.Unmarshal(cur, &c); err != nil || c.Seq != logs[len(logs)-1].Seq {
