@@ -46,8 +46,8 @@ func mappedKB(t *testing.T, path string) int {
 	return total
 }
 
-// A status history read, Load and a publish leave no pages of the store
-// files mapped: each history is 256 records spread over the whole log,
+// A status history read, Load and a publish leave no pages of reports.db
+// mapped: each history is 256 records spread over the whole log,
 // and the store's reads would otherwise keep all they touched (plus the
 // kernel's fault-around) in the process's RSS until the file is reopened.
 // The data read stays right: the pages come back from the page cache.
@@ -84,7 +84,6 @@ func TestReadsLeaveNoMappedPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	reports := filepath.Join(dir, "reports.db")
-	main := filepath.Join(dir, FileName)
 
 	h, err := s.StatusHistory(ctx, ids[3])
 	if err != nil {
@@ -113,10 +112,11 @@ func TestReadsLeaveNoMappedPages(t *testing.T) {
 	if _, err := s.Apply(ctx, ids[0], Change{Publish: stamp(`"hostname":"a"`)}); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{reports, main} {
-		if kb := mappedKB(t, f); kb > 64 {
-			t.Errorf("%s: %d kB mapped after Load and a publish, want the pages let go", filepath.Base(f), kb)
-		}
+	// Load reads each id's last report from reports.db. (imds.db is
+	// smaller here than the kernel maps around one fault: the next test
+	// checks it on a larger file.)
+	if kb := mappedKB(t, reports); kb > 64 {
+		t.Errorf("reports.db: %d kB mapped after Load and a publish, want the pages let go", kb)
 	}
 	// Read again: the same reports, from the page cache.
 	h2, err := s.StatusHistory(ctx, ids[3])
