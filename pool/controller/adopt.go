@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prewarm/prewarm/pool/virt"
+	"github.com/prewarm/prewarm/shared/api"
 	"github.com/prewarm/prewarm/shared/status"
 )
 
@@ -153,9 +154,13 @@ func (c *Controller) adoptClaim(ctx context.Context, d virt.Domain, log interfac
 }
 
 // resume rolls a claim whose final document (generation gen) is out
-// forward: link up (it may have been left down between re-map and
-// bounce), await provisioned, complete. It registers the claim as in
-// flight, so a retry of its id waits for it.
+// forward: the tenant reservation and the registration of both addresses
+// made sure of (a claim makes them beside its publish, so a controller
+// killed mid-claim may have published without them), the link bounced
+// slowly (it may have been left down between re-map and bounce, or the
+// guest may have missed the bounce), provisioned awaited, the claim
+// completed. It registers the claim as in flight, so a retry of its id
+// waits for it.
 func (c *Controller) resume(ctx context.Context, name string, m virt.Meta, gen int64) *claimOp {
 	p := &prepared{req: ClaimRequest{Flavor: m.Flavor, ClaimID: m.ClaimID}, hash: m.DocHash, network: m.TenantNetwork}
 	op := &claimOp{hash: m.DocHash, done: make(chan struct{})}
@@ -175,20 +180,77 @@ func (c *Controller) resume(ctx context.Context, name string, m virt.Meta, gen i
 		octx, cancel := context.WithTimeout(ctx, c.cfg.ClaimTimeout.Duration+c.cfg.BootTimeout.Duration)
 		defer cancel()
 		start := c.now()
-		c.transit(m)
-		// Bounce again (down, then up): the link may have been left down
-		// between re-map and bounce, or the guest may have missed it.
-		if err := c.hv.UpdateInterface(octx, name, virt.NIC{MAC: m.MAC, Tap: m.Tap, Network: m.TenantNetwork, Up: false}); err != nil {
-			c.log.Warn("cannot take the link down to bounce it", "instance", name, "err", err)
-		}
-		if err := c.hv.UpdateInterface(octx, name, virt.NIC{MAC: m.MAC, Tap: m.Tap, Network: m.TenantNetwork, Up: true}); err != nil {
-			op.res, op.err = c.claimStuck(p, res, start, name, "bounce the link", err)
-		} else {
-			op.res, op.err = c.finish(octx, p, res, start)
-		}
+		op.res, op.err = c.resumeSteps(octx, p, res, m, start)
 		c.mu.Lock()
 		delete(c.claims, m.ClaimID)
 		c.mu.Unlock()
 	}()
 	return op
+}
+
+func (c *Controller) resumeSteps(ctx context.Context, p *prepared, res ClaimResult, m virt.Meta, start time.Time) (ClaimResult, error) {
+	name := res.VM
+	if err := c.ensureTenant(ctx, name, m); err != nil {
+		return c.claimStuck(p, res, start, name, "restore the tenant reservation and registration", err)
+	}
+	// Reports up to now belong to the run that was cut short (or to the
+	// boot): they still count for the outcome, not as news of this bounce.
+	var since uint64
+	if inst, err := c.imds.Instance(ctx, name); err == nil && inst.LastStatus != nil {
+		since = inst.LastStatus.Seq
+	}
+	c.transit(m)
+	nic := virt.NIC{MAC: m.MAC, Tap: m.Tap, Network: m.TenantNetwork}
+	if err := c.hv.UpdateInterface(ctx, name, nic); err != nil {
+		c.log.Warn("cannot take the link down to bounce it", "instance", name, "err", err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(slowBounceGap):
+	}
+	nic.Up = true
+	if err := c.hv.UpdateInterface(ctx, name, nic); err != nil {
+		return c.claimStuck(p, res, start, name, "bounce the link", err)
+	}
+	return c.finish(ctx, p, res, start, since)
+}
+
+// ensureTenant makes sure a claim's tenant address is reserved for its MAC
+// on the tenant network and registered with the IMDS beside its pool
+// address (both idempotent).
+func (c *Controller) ensureTenant(ctx context.Context, name string, m virt.Meta) error {
+	want, err := netip.ParseAddr(m.TenantIP)
+	if err != nil {
+		return fmt.Errorf("the claim's tenant address %q: %w", m.TenantIP, err)
+	}
+	if _, err := c.takeIP(ctx, m.TenantNetwork, m.MAC, want); err != nil {
+		return err
+	}
+	hosts, err := c.hv.DHCPHosts(ctx, m.TenantNetwork)
+	if err != nil {
+		return err
+	}
+	reserved := false
+	for _, h := range hosts {
+		if strings.EqualFold(h.MAC, m.MAC) {
+			if h.IP != m.TenantIP {
+				return fmt.Errorf("%s is reserved %s on %s, the claim says %s", m.MAC, h.IP, m.TenantNetwork, m.TenantIP)
+			}
+			reserved = true
+		}
+	}
+	if !reserved {
+		c.log.Warn("the claim's tenant reservation is missing; making it", "instance", name, "mac", m.MAC, "addr", m.TenantIP)
+		if err := c.hv.AddDHCPHost(ctx, m.TenantNetwork, m.MAC, m.TenantIP, name); err != nil {
+			return err
+		}
+	}
+	addrs := []string{m.TenantIP}
+	if m.PoolIP != "" {
+		addrs = []string{m.PoolIP, m.TenantIP}
+	}
+	if _, err := c.imds.Register(ctx, name, api.Registration{Addresses: addrs, Labels: map[string]string{LabelPool: m.Flavor}}); err != nil {
+		return fmt.Errorf("register the tenant address: %w", err)
+	}
+	return nil
 }

@@ -428,13 +428,16 @@ func (c *Controller) claim(ctx context.Context, p *prepared) (ClaimResult, error
 	}
 	res.Timings.BouncedMS = ms()
 	log.Info("VM re-mapped", "mac", meta.MAC, "addr", meta.TenantIP, "generation", gen, "ms", res.Timings.BouncedMS)
-	return c.finish(ctx, p, res, start)
+	return c.finish(ctx, p, res, start, c.lastSeq(name))
 }
 
 // finish awaits provisioned for the claim's generation and completes the
 // claim: state claimed, the IMDS knows only the tenant address, the pool
-// reservation goes.
-func (c *Controller) finish(ctx context.Context, p *prepared, res ClaimResult, start time.Time) (ClaimResult, error) {
+// reservation goes. Reports up to sequence number since came before this
+// bounce (the boot's, or those of a claim cut short and resumed): they
+// count for the outcome, and a DHCP renewal among them only if it was to
+// the tenant address, never for the timings.
+func (c *Controller) finish(ctx context.Context, p *prepared, res ClaimResult, start time.Time, since uint64) (ClaimResult, error) {
 	ms := func() int64 { return c.now().Sub(start).Milliseconds() }
 	name := res.VM
 	heard := make(chan struct{})
@@ -446,13 +449,18 @@ func (c *Controller) finish(ctx context.Context, p *prepared, res ClaimResult, s
 	_, claimMeta, _ := c.getVM(name)
 	renewedTo := false // the guest reported its tenant address
 	r, err := c.await(ctx, name, res.Generation, status.StateProvisioned, func(r status.Report) {
-		if r.Event == status.EventDHCPRenewed && res.Timings.RenewedMS == 0 {
+		fresh := r.Seq > since
+		renewal := r.Event == status.EventDHCPRenewed
+		toTenant := renewal && hasAddr(r.Addresses, claimMeta.TenantIP)
+		if renewal && fresh && res.Timings.RenewedMS == 0 {
 			res.Timings.RenewedMS = ms()
 		}
-		if r.Event == status.EventDHCPRenewed && hasAddr(r.Addresses, claimMeta.TenantIP) {
+		if toTenant {
 			renewedTo = true
 		}
-		if r.Generation == res.Generation || r.Event == status.EventDHCPRenewed {
+		// The guest got the document, or renewed since the bounce (or
+		// before it, to its tenant address): no slow bounce is needed.
+		if r.Generation == res.Generation || (renewal && fresh) || toTenant {
 			once.Do(func() { close(heard) })
 		}
 	})
@@ -708,5 +716,5 @@ func (c *Controller) claimCold(ctx context.Context, p *prepared, start time.Time
 	}
 	res.Timings.RemappedMS, res.Timings.BouncedMS = ms(), ms()
 	log.Info("booting cold VM", "mac", meta.MAC, "addr", meta.TenantIP, "hostInterface", meta.Tap, "generation", gen)
-	return c.finish(ctx, p, res, start)
+	return c.finish(ctx, p, res, start, 0)
 }

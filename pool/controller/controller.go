@@ -653,6 +653,17 @@ func (c *Controller) teardown(ctx context.Context, name string) error {
 // by the caller's context.
 const statusPoll = 25 * time.Second
 
+// lastSeq is the newest report sequence number the controller has seen of
+// VM name (0: none, or an unknown VM).
+func (c *Controller) lastSeq(name string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v := c.vms[name]; v != nil {
+		return v.lastSeq
+	}
+	return 0
+}
+
 // await long-polls the instance's status until a report of generation gen
 // in state want (returned), a failed report of gen (an error), or ctx
 // ends. onReport sees every new report.

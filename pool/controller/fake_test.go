@@ -53,6 +53,9 @@ type fakeHV struct {
 	// genAtDefine records, per domain, the IMDS generation when it was
 	// defined (a cold claim publishes before boot).
 	genAtDefine map[string]int64
+	// noTransit makes transit routes carry nothing: a guest reaches the
+	// IMDS only from the address its network gives it.
+	noTransit bool
 }
 
 type fakeDom struct {
@@ -63,6 +66,9 @@ type fakeDom struct {
 	events  chan virt.NIC
 	seq     uint64
 	deaf    bool
+	// ip, when set, is the guest's address at start (else the one its
+	// NIC's network reserves for it).
+	ip string
 }
 
 func newFakeHV(t *testing.T, srv *server.Server) *fakeHV {
@@ -192,9 +198,13 @@ func (f *fakeHV) DefineAndStart(_ context.Context, x string) error {
 	return nil
 }
 
-// addDomain puts a running domain in place as a previous run left it.
-func (f *fakeHV) addDomain(name string, m virt.Meta, nic virt.NIC, guest bool) {
+// addDomain puts a running domain in place as a previous run left it;
+// mods adjust its guest before it starts.
+func (f *fakeHV) addDomain(name string, m virt.Meta, nic virt.NIC, guest bool, mods ...func(*fakeDom)) {
 	dom := &fakeDom{name: name, meta: m, nic: nic, running: true, events: make(chan virt.NIC, 8)}
+	for _, mod := range mods {
+		mod(dom)
+	}
 	f.mu.Lock()
 	f.doms[name] = dom
 	f.overlays[name+".qcow2"] = true
@@ -302,7 +312,10 @@ func (f *fakeHV) domain(name string) (virt.Meta, virt.NIC, bool) {
 // hostname is "fail-me" is reported failed.
 func (f *fakeHV) guest(d *fakeDom) {
 	etag := ""
-	ip := f.ipOf(d.nic.Network, d.nic.MAC)
+	ip := d.ip
+	if ip == "" {
+		ip = f.ipOf(d.nic.Network, d.nic.MAC)
+	}
 	var pending []string
 	report := func(gen int64, state, event string) {
 		d.seq++
@@ -323,6 +336,7 @@ func (f *fakeHV) guest(d *fakeDom) {
 		f.mu.Lock()
 		net := d.nic.Network
 		_, routed := f.routes[netip.MustParseAddr(ip)]
+		routed = routed && !f.noTransit
 		f.mu.Unlock()
 		return f.ipOf(net, d.nic.MAC) == ip || routed
 	}
