@@ -103,6 +103,48 @@ type Harness struct {
 	mu     sync.Mutex
 	serve  *exec.Cmd
 	served chan struct{}
+	began  time.Time
+	steps  []string // what Step recorded, for the summary of a failure
+}
+
+// Step records (and narrates) the phase a test enters; a failed test's
+// summary names the steps and when each began, so the phase that failed
+// shows even when only the end of the output is kept.
+func (h *Harness) Step(format string, args ...any) {
+	s := fmt.Sprintf(format, args...)
+	h.mu.Lock()
+	h.steps = append(h.steps, fmt.Sprintf("%s +%v %s", time.Now().UTC().Format("15:04:05.000"), time.Since(h.began).Round(time.Millisecond), s))
+	h.mu.Unlock()
+	h.log("step: %s", s)
+}
+
+// Summary is what a failed test prints last: its steps and the
+// controller's warnings and errors (the last 25).
+func (h *Harness) Summary() string {
+	h.mu.Lock()
+	steps := append([]string(nil), h.steps...)
+	h.mu.Unlock()
+	var b strings.Builder
+	b.WriteString("---- summary: the test's steps (the failure is in the last) ----\n")
+	for _, s := range steps {
+		b.WriteString("  " + s + "\n")
+	}
+	var bad []string
+	if data, err := os.ReadFile(filepath.Join(h.Lab.Dir, "pool.log")); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.Contains(l, "rolling") {
+				bad = append(bad, l)
+			}
+		}
+	}
+	if len(bad) > 25 {
+		bad = bad[len(bad)-25:]
+	}
+	b.WriteString("---- summary: the controller's warnings, errors and roll-backs/forwards ----\n")
+	for _, l := range bad {
+		b.WriteString("  " + l + "\n")
+	}
+	return b.String()
 }
 
 // New starts a lab (libvirtd, virtlogd, prewarm-imds) and writes the pool
@@ -132,7 +174,7 @@ func New(o Options) (*Harness, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Harness{Lab: lab, Bins: b, Socket: filepath.Join(lab.Dir, "pool.sock"), log: o.Log,
+	h := &Harness{Lab: lab, Bins: b, Socket: filepath.Join(lab.Dir, "pool.sock"), log: o.Log, began: time.Now(),
 		Config: filepath.Join(lab.Dir, "pool.json"), Key: filepath.Join(lab.Dir, "id_ed25519")}
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "e2e@prewarm", "-f", h.Key).CombinedOutput(); err != nil {
 		h.Stop()
@@ -196,6 +238,9 @@ func NewT(t *testing.T, o Options) *Harness {
 			h.DumpLogs(t.Logf)
 		}
 		h.Stop()
+		if t.Failed() {
+			t.Log(h.Summary())
+		}
 		if t.Failed() && os.Getenv("KEEP") == "1" {
 			t.Logf("kept %s", h.Lab.Dir)
 			return
@@ -446,9 +491,19 @@ func (h *Harness) Console(vm string) string {
 	return string(b)
 }
 
-// DumpLogs logs the tails of the controller's, the IMDS's and libvirtd's logs.
+// ConsoleTail is the last n lines of Console.
+func (h *Harness) ConsoleTail(vm string, n int) string {
+	lines := strings.Split(strings.TrimRight(h.Console(vm), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// DumpLogs logs the tails of libvirtd's, the IMDS's and the controller's
+// logs, the controller's last (the end of a CI excerpt).
 func (h *Harness) DumpLogs(logf func(string, ...any)) {
-	for _, name := range []string{"pool.log", "imds.log", "log/libvirtd.log"} {
+	for _, name := range []string{"log/libvirtd.log", "imds.log", "pool.log"} {
 		b, err := os.ReadFile(filepath.Join(h.Lab.Dir, name))
 		if err != nil || len(b) == 0 {
 			continue

@@ -74,6 +74,7 @@ func TestPool(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	start := time.Now()
+	h.Step("serve, await 2 warm VMs")
 	if err := h.Serve(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +94,7 @@ func TestPool(t *testing.T) {
 	}
 
 	// Each VM made its own SSH host key at first boot.
+	h.Step("host keys of the warm VMs")
 	keys := map[string]string{}
 	for name, v := range warm {
 		k, err := h.HostKey(ctx, v.IP)
@@ -109,18 +111,21 @@ func TestPool(t *testing.T) {
 
 	// Claim A on tenant A; B (tenant B) right after, while A's refill
 	// boots; C at once, with the pool empty: cold.
+	h.Step("claim A (warm)")
 	a, err := h.Claim(ctx, finalDoc(h, "tenant-a-web", "10.10.1.50", 24, "192.0.2.10/24"),
 		"--network", TenantA, "--ip", "10.10.1.50", "--claim-id", "claim-a", "--timeout", "120s")
 	if err != nil {
 		t.Fatal(err)
 	}
 	logClaim(t, "claim A", a)
+	h.Step("claim B (warm, refill booting)")
 	b, err := h.Claim(ctx, finalDoc(h, "tenant-b-db", "10.10.2.60", 24, "198.51.100.20/24"),
 		"--network", TenantB, "--ip", "10.10.2.60", "--claim-id", "claim-b", "--timeout", "120s")
 	if err != nil {
 		t.Fatal(err)
 	}
 	logClaim(t, "claim B (refill booting)", b)
+	h.Step("claim C (cold) started in the background")
 	var c controller.ClaimResult
 	var cErr error
 	var cWG sync.WaitGroup
@@ -151,6 +156,7 @@ func TestPool(t *testing.T) {
 
 	// Inside guest A: what the document asked for, checked as the user it
 	// created, logged in with the key it installed.
+	h.Step("inside guest A over SSH")
 	out, err := h.SSH(ctx, "tenant", a.IP, "hostname; readlink /etc/localtime; ip -4 -o addr show dev eth0 | awk '{print $4}'; id -nG; sudo -n true && echo SUDO-OK")
 	if err != nil {
 		t.Fatalf("guest A: %v\n---- console of %s ----\n%s", err, a.VM, h.Console(a.VM))
@@ -167,6 +173,7 @@ func TestPool(t *testing.T) {
 
 	// Tenant isolation: A reaches the IMDS but neither B nor the pool
 	// network (its gateway, and a warm VM once one is back).
+	h.Step("tenant isolation")
 	if ok, err := reach(ctx, h, a.IP, "169.254.169.254", 80); err != nil || !ok {
 		t.Errorf("guest A cannot reach the IMDS (control): %v %v", ok, err)
 	}
@@ -182,6 +189,7 @@ func TestPool(t *testing.T) {
 		t.Errorf("guest B (tenant B) reaches guest A %s:22: open=%v err=%v", a.IP, ok, err)
 	}
 
+	h.Step("await claim C (cold)")
 	cWG.Wait()
 	if cErr != nil {
 		t.Fatalf("claim C (pool empty): %v", cErr)
@@ -199,6 +207,7 @@ func TestPool(t *testing.T) {
 	}
 
 	// Refill: back to 2 warm VMs.
+	h.Step("refill to 2 warm VMs")
 	st, err = h.WaitWarm(ctx, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -216,6 +225,7 @@ func TestPool(t *testing.T) {
 	// SIGKILL the controller while a claim is in flight, restart it, retry
 	// the claim with its id: it completes (same VM) or was rolled back and
 	// is served anew, and no VM carries the claim twice.
+	h.Step("claim-kill started; await it in flight")
 	doc := finalDoc(h, "tenant-a-kill", "10.10.1.90", 24, "192.0.2.90/24")
 	claimErr := make(chan error, 1)
 	go func() {
@@ -232,6 +242,7 @@ func TestPool(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	h.Step("SIGKILL the controller")
 	if err := h.KillServe(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -239,12 +250,20 @@ func TestPool(t *testing.T) {
 	if err := <-claimErr; err == nil {
 		t.Log("the in-flight claim had already returned")
 	}
+	h.Step("restart the controller")
 	if err := h.Serve(ctx); err != nil {
 		t.Fatalf("restart: %v", err)
 	}
+	h.Step("retry claim-kill")
 	k, err := h.Claim(ctx, doc, "--network", TenantA, "--ip", "10.10.1.90", "--claim-id", "claim-kill", "--timeout", "240s")
 	if err != nil {
-		t.Fatalf("claim-kill retried after the restart: %v", err)
+		var where strings.Builder
+		if st, serr := h.Status(ctx); serr == nil {
+			for _, v := range vmsByClaim(st, "claim-kill") {
+				fmt.Fprintf(&where, "\n---- %s (%s, %s), console tail ----\n%s", v.Name, v.State, v.IP, h.ConsoleTail(v.Name, 40))
+			}
+		}
+		t.Fatalf("claim-kill retried after the restart: %v%s", err, where.String())
 	}
 	logClaim(t, "claim-kill after restart", k)
 	st, err = h.Status(ctx)
@@ -282,6 +301,7 @@ func TestPool(t *testing.T) {
 	}
 
 	// Release A: its domain goes, the pool is not affected.
+	h.Step("release A")
 	if _, err := h.Pool(ctx, "release", a.VM); err != nil {
 		t.Fatal(err)
 	}
