@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"strings"
 	"time"
@@ -79,6 +80,14 @@ func (c *Controller) adopt(ctx context.Context) error {
 		v := &vm{name: d.Name, meta: d.Meta}
 		c.mu.Lock()
 		c.vms[d.Name] = v
+		// A claim's tenant address is its own even when its reservation
+		// is missing (a claim cut short makes it beside its publish, and
+		// a roll-forward makes it again): no new claim may take it.
+		if a, err := netip.ParseAddr(d.Meta.TenantIP); err == nil && c.used[d.Meta.TenantNetwork] != nil {
+			if _, taken := c.used[d.Meta.TenantNetwork][a]; !taken {
+				c.used[d.Meta.TenantNetwork][a] = d.Meta.MAC
+			}
+		}
 		c.mu.Unlock()
 		m := d.Meta
 		log := c.log.With("instance", d.Name, "flavor", m.Flavor, "poolState", m.State)
@@ -164,15 +173,29 @@ func (c *Controller) adoptClaim(ctx context.Context, d virt.Domain, log interfac
 func (c *Controller) resume(ctx context.Context, name string, m virt.Meta, gen int64) *claimOp {
 	p := &prepared{req: ClaimRequest{Flavor: m.Flavor, ClaimID: m.ClaimID}, hash: m.DocHash, network: m.TenantNetwork}
 	op := &claimOp{hash: m.DocHash, done: make(chan struct{})}
+	res := ClaimResult{ClaimID: m.ClaimID, VM: name, Flavor: m.Flavor, MAC: m.MAC, Network: m.TenantNetwork, IP: m.TenantIP,
+		Generation: gen, Path: m.Path}
 	c.mu.Lock()
 	if cur := c.claims[m.ClaimID]; cur != nil {
 		c.mu.Unlock()
 		return cur
 	}
+	if v := c.vms[name]; v == nil || v.meta.State != virt.StateClaiming || v.meta.ClaimID != m.ClaimID {
+		// Finished (or released) since the caller looked: nothing to
+		// resume; a retry answers what there is.
+		c.mu.Unlock()
+		if v == nil {
+			op.err = fmt.Errorf("claim %s: VM %s was released", m.ClaimID, name)
+		} else if v.meta.State == virt.StateFailed {
+			op.err = errf(http.StatusBadGateway, "claim %s failed on VM %s: %s (release it and claim with a new id)", m.ClaimID, name, v.err)
+		} else {
+			op.res = res
+		}
+		close(op.done)
+		return op
+	}
 	c.claims[m.ClaimID] = op
 	c.mu.Unlock()
-	res := ClaimResult{ClaimID: m.ClaimID, VM: name, Flavor: m.Flavor, MAC: m.MAC, Network: m.TenantNetwork, IP: m.TenantIP,
-		Generation: gen, Path: m.Path}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -194,11 +217,23 @@ func (c *Controller) resumeSteps(ctx context.Context, p *prepared, res ClaimResu
 		return c.claimStuck(p, res, start, name, "restore the tenant reservation and registration", err)
 	}
 	// Reports up to now belong to the run that was cut short (or to the
-	// boot): they still count for the outcome, not as news of this bounce.
-	var since uint64
-	if inst, err := c.imds.Instance(ctx, name); err == nil && inst.LastStatus != nil {
+	// boot): they count for the outcome (the whole history is read again,
+	// as an earlier attempt of this run may have read them), not as news
+	// of this bounce. Unknown, every report counts as old: the slow bounce
+	// stays armed.
+	since := ^uint64(0)
+	if inst, err := c.imds.Instance(ctx, name); err != nil {
+		c.log.Warn("cannot read the status cursor; taking every report as older than the bounce", "instance", name, "err", err)
+	} else if inst.LastStatus != nil {
 		since = inst.LastStatus.Seq
+	} else {
+		since = 0
 	}
+	c.mu.Lock()
+	if v := c.vms[name]; v != nil {
+		v.lastSeq = 0
+	}
+	c.mu.Unlock()
 	c.transit(m)
 	nic := virt.NIC{MAC: m.MAC, Tap: m.Tap, Network: m.TenantNetwork}
 	if err := c.hv.UpdateInterface(ctx, name, nic); err != nil {
@@ -209,7 +244,7 @@ func (c *Controller) resumeSteps(ctx context.Context, p *prepared, res ClaimResu
 	case <-time.After(slowBounceGap):
 	}
 	nic.Up = true
-	if err := c.hv.UpdateInterface(ctx, name, nic); err != nil {
+	if err := c.hv.UpdateInterface(context.WithoutCancel(ctx), name, nic); err != nil {
 		return c.claimStuck(p, res, start, name, "bounce the link", err)
 	}
 	return c.finish(ctx, p, res, start, since)
@@ -222,9 +257,6 @@ func (c *Controller) ensureTenant(ctx context.Context, name string, m virt.Meta)
 	want, err := netip.ParseAddr(m.TenantIP)
 	if err != nil {
 		return fmt.Errorf("the claim's tenant address %q: %w", m.TenantIP, err)
-	}
-	if _, err := c.takeIP(ctx, m.TenantNetwork, m.MAC, want); err != nil {
-		return err
 	}
 	hosts, err := c.hv.DHCPHosts(ctx, m.TenantNetwork)
 	if err != nil {
@@ -239,7 +271,16 @@ func (c *Controller) ensureTenant(ctx context.Context, name string, m virt.Meta)
 			reserved = true
 		}
 	}
-	if !reserved {
+	if reserved {
+		c.mu.Lock()
+		if c.used[m.TenantNetwork] != nil {
+			c.used[m.TenantNetwork][want] = m.MAC
+		}
+		c.mu.Unlock()
+	} else {
+		if _, err := c.takeIP(ctx, m.TenantNetwork, m.MAC, want); err != nil {
+			return err
+		}
 		c.log.Warn("the claim's tenant reservation is missing; making it", "instance", name, "mac", m.MAC, "addr", m.TenantIP)
 		if err := c.hv.AddDHCPHost(ctx, m.TenantNetwork, m.MAC, m.TenantIP, name); err != nil {
 			return err

@@ -572,7 +572,8 @@ var (
 // the carrier up (HARNESS.md: QEMU set_link and the kernel's linkwatch),
 // and an agent that misses it neither renews DHCP nor polls from its new
 // address. Until the guest reports the claim's generation or a DHCP
-// renewal (heard), every rebounceAfter the link goes down, and up again
+// renewal since the bounce or to its tenant address (heard, see finish),
+// every rebounceAfter the link goes down, and up again
 // after slowBounceGap, which the guest's kernel always reports as two
 // events. Bounded by maxRebounces; the normal path never waits on it.
 func (c *Controller) rebounce(ctx context.Context, name string, heard <-chan struct{}) {

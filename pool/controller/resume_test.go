@@ -95,3 +95,31 @@ func TestResumedClaimIgnoresTheBootsRenewal(t *testing.T) {
 		t.Errorf("link brought up %d times, want the resumed bounce and a slow one", ups)
 	}
 }
+
+// Reports from before the restart count for the outcome: a guest that
+// reported provisioned for the claim's generation before the controller
+// came back (and says nothing more) completes the resumed claim.
+func TestResumedClaimCountsAnEarlierProvisioned(t *testing.T) {
+	const name, mac = "pw-small-done01", "52:54:00:00:00:01"
+	h := start(t, testConfig(t, 1), func(hv *fakeHV) {
+		ctx := context.Background()
+		m := adoptedClaim(hv, name, mac, "10.254.0.2", "10.10.1.2")
+		hv.AddDHCPHost(ctx, "tenant-a", mac, m.TenantIP, name)
+		hv.imds.Register(ctx, name, api.Registration{Addresses: []string{m.PoolIP, m.TenantIP}, Labels: map[string]string{LabelPool: "small"}})
+		for i, r := range []status.Report{
+			{Generation: 2, State: status.StateProvisioned},
+			{Generation: 2, State: status.StateProvisioned, Event: status.EventDHCPRenewed, Interface: "eth0", Addresses: []string{m.TenantIP + "/24"}},
+		} {
+			r.Seq, r.Time, r.AgentVersion = uint64(i+1), status.Time{Time: time.Now()}, "fake"
+			b, _ := json.Marshal(r)
+			if code, _, body := hv.do(m.TenantIP, "POST", "/metadata/v1/status", "", string(b)); code/100 != 2 {
+				t.Fatalf("report: %d %s", code, body)
+			}
+		}
+		hv.addDomain(name, m, virt.NIC{MAC: mac, Network: "tenant-a"}, false)
+	})
+	h.waitFor("the claim rolled forward", func(st Status) bool { return st.Flavors[0].Claimed == 1 })
+	h.waitFor("the claim settled on its tenant address", func(Status) bool {
+		return slices.Equal(registration(t, h.hv.imds, name), []string{"10.10.1.2"})
+	})
+}
