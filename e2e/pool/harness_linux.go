@@ -129,17 +129,10 @@ func (h *Harness) Summary() string {
 	for _, s := range steps {
 		b.WriteString("  " + s + "\n")
 	}
-	var bad []string
-	if data, err := os.ReadFile(filepath.Join(h.Lab.Dir, "pool.log")); err == nil {
-		for _, l := range strings.Split(string(data), "\n") {
-			if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.Contains(l, "rolling") {
-				bad = append(bad, l)
-			}
-		}
-	}
-	if len(bad) > 25 {
-		bad = bad[len(bad)-25:]
-	}
+	data, _ := os.ReadFile(filepath.Join(h.Lab.Dir, "pool.log"))
+	bad := lastLines(string(data), 25, func(l string) bool {
+		return strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.Contains(l, "rolling")
+	})
 	b.WriteString("---- summary: the controller's warnings, errors and roll-backs/forwards ----\n")
 	for _, l := range bad {
 		b.WriteString("  " + l + "\n")
@@ -493,11 +486,21 @@ func (h *Harness) Console(vm string) string {
 
 // ConsoleTail is the last n lines of Console.
 func (h *Harness) ConsoleTail(vm string, n int) string {
-	lines := strings.Split(strings.TrimRight(h.Console(vm), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
+	return strings.Join(lastLines(h.Console(vm), n, nil), "\n")
+}
+
+// lastLines is the last n lines of text that keep accepts (nil: all).
+func lastLines(text string, n int, keep func(string) bool) []string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		if keep == nil || keep(l) {
+			out = append(out, l)
+		}
 	}
-	return strings.Join(lines, "\n")
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
 }
 
 // DumpLogs logs the tails of libvirtd's, the IMDS's and the controller's
@@ -508,16 +511,7 @@ func (h *Harness) DumpLogs(logf func(string, ...any)) {
 		if err != nil || len(b) == 0 {
 			continue
 		}
-		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-		var keep []string
-		for _, l := range lines {
-			if !strings.Contains(l, "ethtool ioctl error") {
-				keep = append(keep, l)
-			}
-		}
-		if len(keep) > 60 {
-			keep = keep[len(keep)-60:]
-		}
+		keep := lastLines(string(b), 60, func(l string) bool { return !strings.Contains(l, "ethtool ioctl error") })
 		logf("---- last %d lines of %s ----\n%s", len(keep), name, strings.Join(keep, "\n"))
 	}
 }

@@ -26,6 +26,26 @@ func adoptedClaim(hv *fakeHV, name, mac, poolIP, tenantIP string) virt.Meta {
 		TenantNetwork: "tenant-a", TenantIP: tenantIP}
 }
 
+// reservedAndRegistered does what a claim does beside its publish: the
+// tenant reservation and the registration of both addresses.
+func reservedAndRegistered(hv *fakeHV, name string, m virt.Meta) {
+	ctx := context.Background()
+	hv.AddDHCPHost(ctx, "tenant-a", m.MAC, m.TenantIP, name)
+	hv.imds.Register(ctx, name, api.Registration{Addresses: []string{m.PoolIP, m.TenantIP}, Labels: map[string]string{LabelPool: "small"}})
+}
+
+// postReports sends reports (numbered from 1) as the guest at ip.
+func postReports(t *testing.T, hv *fakeHV, ip string, reports ...status.Report) {
+	t.Helper()
+	for i, r := range reports {
+		r.Seq, r.Time, r.AgentVersion = uint64(i+1), status.Time{Time: time.Now()}, "fake"
+		b, _ := json.Marshal(r)
+		if code, _, body := hv.do(ip, "POST", "/metadata/v1/status", "", string(b)); code/100 != 2 {
+			t.Fatalf("report %d: %d %s", i+1, code, body)
+		}
+	}
+}
+
 // A claim makes the tenant reservation and the registration of both
 // addresses beside its publish: a controller killed then can leave the
 // document out without them. Rolled forward, the claim makes sure of both.
@@ -65,15 +85,10 @@ func TestResumedClaimIgnoresTheBootsRenewal(t *testing.T) {
 	rebounceAfter, slowBounceGap = 300*time.Millisecond, 50*time.Millisecond
 	const name, mac = "pw-small-deaf01", "52:54:00:00:00:01"
 	h := start(t, testConfig(t, 1), func(hv *fakeHV) {
-		ctx := context.Background()
 		m := adoptedClaim(hv, name, mac, "10.254.0.2", "10.10.1.2")
-		hv.AddDHCPHost(ctx, "tenant-a", mac, m.TenantIP, name)
-		hv.imds.Register(ctx, name, api.Registration{Addresses: []string{m.PoolIP, m.TenantIP}, Labels: map[string]string{LabelPool: "small"}})
-		boot, _ := json.Marshal(status.Report{Seq: 1, Time: status.Time{Time: time.Now()}, Generation: 1, State: status.StatePartialReady,
-			Event: status.EventDHCPRenewed, Interface: "eth0", Addresses: []string{m.PoolIP + "/24"}, AgentVersion: "fake"})
-		if code, _, body := hv.do(m.PoolIP, "POST", "/metadata/v1/status", "", string(boot)); code/100 != 2 {
-			t.Fatalf("boot report: %d %s", code, body)
-		}
+		reservedAndRegistered(hv, name, m)
+		postReports(t, hv, m.PoolIP, status.Report{Generation: 1, State: status.StatePartialReady,
+			Event: status.EventDHCPRenewed, Interface: "eth0", Addresses: []string{m.PoolIP + "/24"}})
 		// The NIC was re-mapped; the guest misses the resumed claim's
 		// bounce and, without a transit route, reaches nothing from its
 		// pool address.
@@ -102,20 +117,11 @@ func TestResumedClaimIgnoresTheBootsRenewal(t *testing.T) {
 func TestResumedClaimCountsAnEarlierProvisioned(t *testing.T) {
 	const name, mac = "pw-small-done01", "52:54:00:00:00:01"
 	h := start(t, testConfig(t, 1), func(hv *fakeHV) {
-		ctx := context.Background()
 		m := adoptedClaim(hv, name, mac, "10.254.0.2", "10.10.1.2")
-		hv.AddDHCPHost(ctx, "tenant-a", mac, m.TenantIP, name)
-		hv.imds.Register(ctx, name, api.Registration{Addresses: []string{m.PoolIP, m.TenantIP}, Labels: map[string]string{LabelPool: "small"}})
-		for i, r := range []status.Report{
-			{Generation: 2, State: status.StateProvisioned},
-			{Generation: 2, State: status.StateProvisioned, Event: status.EventDHCPRenewed, Interface: "eth0", Addresses: []string{m.TenantIP + "/24"}},
-		} {
-			r.Seq, r.Time, r.AgentVersion = uint64(i+1), status.Time{Time: time.Now()}, "fake"
-			b, _ := json.Marshal(r)
-			if code, _, body := hv.do(m.TenantIP, "POST", "/metadata/v1/status", "", string(b)); code/100 != 2 {
-				t.Fatalf("report: %d %s", code, body)
-			}
-		}
+		reservedAndRegistered(hv, name, m)
+		postReports(t, hv, m.TenantIP,
+			status.Report{Generation: 2, State: status.StateProvisioned},
+			status.Report{Generation: 2, State: status.StateProvisioned, Event: status.EventDHCPRenewed, Interface: "eth0", Addresses: []string{m.TenantIP + "/24"}})
 		hv.addDomain(name, m, virt.NIC{MAC: mac, Network: "tenant-a"}, false)
 	})
 	h.waitFor("the claim rolled forward", func(st Status) bool { return st.Flavors[0].Claimed == 1 })
