@@ -55,11 +55,7 @@ func TestReadsLeaveNoMappedPages(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := open(t, dir)
-	ids := make([]string, 16)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("vm-%02d", i)
-	}
-	registerIDs(t, s, ids...)
+	ids := registeredIDs(t, s, 16)
 	// 16 guests × 256 reports of ~1 KB, appended at once so that each
 	// history is spread over the log (below remapBytes: no reopen).
 	var wg sync.WaitGroup
@@ -133,11 +129,7 @@ func TestMainFileReadsLeaveNoMappedPages(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := open(t, dir)
-	ids := make([]string, 32)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("vm-%02d", i)
-	}
-	registerIDs(t, s, ids...)
+	ids := registeredIDs(t, s, 32)
 	pad := strings.Repeat("p", 32<<10)
 	for _, id := range ids {
 		if _, err := s.Apply(ctx, id, Change{Publish: stamp(fmt.Sprintf(`"hostname":%q,"pad":%q`, id, pad))}); err != nil {
@@ -170,4 +162,15 @@ func TestMainFileReadsLeaveNoMappedPages(t *testing.T) {
 	if kb > 64 {
 		t.Errorf("%s: %d kB mapped after a publish, want the pages let go", FileName, kb)
 	}
+}
+
+// registeredIDs registers n instances vm-00, vm-01, … and returns their ids.
+func registeredIDs(t *testing.T, s *Bolt, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("vm-%02d", i)
+	}
+	registerIDs(t, s, ids...)
+	return ids
 }
